@@ -1,0 +1,58 @@
+//! One authentication attempt: the connection, the credential, and a way to talk back.
+
+use std::fmt;
+
+use crate::connection::ConnectionInfo;
+use crate::conversation::Conversation;
+use crate::credential::Credential;
+
+/// Everything an authenticator gets to decide: the [`ConnectionInfo`], the [`Credential`]
+/// the client offered and, for multi-round mechanisms, a [`Conversation`].
+pub struct Attempt {
+    /// The connection.
+    pub connection: ConnectionInfo,
+    /// The credential the client offered.
+    pub credential: Credential,
+    conversation: Option<Box<dyn Conversation>>,
+}
+
+impl Attempt {
+    /// An attempt without a conversation.
+    pub fn new(connection: ConnectionInfo, credential: Credential) -> Self {
+        Self {
+            connection,
+            credential,
+            conversation: None,
+        }
+    }
+
+    /// Adds a conversation for multi-round mechanisms.
+    #[must_use]
+    pub fn with_conversation(mut self, conversation: Box<dyn Conversation>) -> Self {
+        self.conversation = Some(conversation);
+        self
+    }
+
+    /// The conversation, if the adapter provided one.
+    pub fn conversation(&mut self) -> Option<&mut (dyn Conversation + 'static)> {
+        self.conversation.as_deref_mut()
+    }
+
+    /// The user this attempt is about: the credential's own user name (HTTP Basic,
+    /// cleartext password) or else the user the connection asked for.
+    pub fn user(&self) -> Option<&str> {
+        self.credential
+            .user()
+            .or(self.connection.user.as_deref())
+    }
+}
+
+impl fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attempt")
+            .field("connection", &self.connection)
+            .field("credential", &self.credential)
+            .field("conversation", &self.conversation.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,296 @@
+//! Audit events: one per attempt, one per chain step, one per lockout or policy reject.
+//!
+//! Events carry who, from where, how, how long and what happened, and never a secret: the
+//! only free text is a [`Failure::detail`](crate::Failure::detail) written by the method.
+
+use std::fmt::{self, Debug};
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde::ser::Serializer;
+
+use crate::connection::Peer;
+
+/// What an audit event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditEventKind {
+    /// A whole attempt succeeded.
+    AttemptSucceeded,
+    /// A whole attempt failed.
+    AttemptFailed,
+    /// One link of a chain ran and the chain stopped or continued as its control says.
+    Step,
+    /// A link did not succeed and the chain went on to the next one.
+    Fallback,
+    /// The rate limiter refused the attempt before any method ran.
+    Lockout,
+    /// No policy rule admits the connection, or the matching rule rejects it.
+    PolicyReject,
+    /// A stored secret was read, written or deleted (wallet backends).
+    SecretAccess,
+}
+
+impl AuditEventKind {
+    /// The snake_case name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AttemptSucceeded => "attempt_succeeded",
+            Self::AttemptFailed => "attempt_failed",
+            Self::Step => "step",
+            Self::Fallback => "fallback",
+            Self::Lockout => "lockout",
+            Self::PolicyReject => "policy_reject",
+            Self::SecretAccess => "secret_access",
+        }
+    }
+}
+
+/// One audit event. Borrowed, so that emitting one on the hot path allocates nothing
+/// until a sink decides to keep it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent<'a> {
+    /// When it happened (RFC 3339, UTC).
+    #[serde(serialize_with = "rfc3339")]
+    pub timestamp: SystemTime,
+    /// What it is about.
+    pub event: AuditEventKind,
+    /// The method (authenticator name), when one is involved.
+    pub method: Option<&'a str>,
+    /// The user the attempt was about, as the client named it.
+    pub username: Option<&'a str>,
+    /// Where the client connects from.
+    #[serde(serialize_with = "display")]
+    pub source: &'a Peer,
+    /// The connection id.
+    pub connection_id: u64,
+    /// The protocol.
+    pub protocol: &'static str,
+    /// How long the step or attempt took, in microseconds.
+    #[serde(rename = "duration_us", serialize_with = "micros")]
+    pub duration: Duration,
+    /// The outcome: `success`, `rejected`, `unavailable`, ...
+    pub outcome: &'a str,
+    /// The chain's action for a step: `ok`, `done`, `bad`, `die`, `ignore`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<&'static str>,
+    /// The client-visible error code, for failures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+    /// What happened, for administrators.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'a str>,
+}
+
+fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_micros(*t))
+}
+
+fn display<S: Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn micros<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+impl AuditEvent<'_> {
+    /// The event as one JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        // Serializing plain strings and numbers cannot fail.
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Where audit events go.
+pub trait AuditSink: Send + Sync + Debug {
+    /// Records one event. Must not block for long: it runs on the authentication path.
+    fn record(&self, event: &AuditEvent<'_>);
+}
+
+/// Emits each event as a `tracing` event with target `auth::audit` and one field per
+/// attribute; a JSON subscriber (`tracing_subscriber::fmt().json()`) turns them into JSON
+/// lines. The default sink.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TracingAuditSink;
+
+impl AuditSink for TracingAuditSink {
+    fn record(&self, e: &AuditEvent<'_>) {
+        tracing::info!(
+            target: "auth::audit",
+            event = e.event.as_str(),
+            method = e.method,
+            username = e.username,
+            source = %e.source,
+            connection_id = e.connection_id,
+            protocol = e.protocol,
+            duration_us = u64::try_from(e.duration.as_micros()).unwrap_or(u64::MAX),
+            outcome = e.outcome,
+            action = e.action,
+            error = e.error,
+            detail = e.detail,
+            timestamp = %humantime::format_rfc3339_micros(e.timestamp),
+        );
+    }
+}
+
+/// Writes each event as one JSON line to a writer (a file, stdout).
+pub struct JsonLinesAuditSink {
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl JsonLinesAuditSink {
+    /// A sink writing to `out`.
+    pub fn new(out: impl Write + Send + 'static) -> Self {
+        Self {
+            out: Mutex::new(Box::new(out)),
+        }
+    }
+}
+
+impl Debug for JsonLinesAuditSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JsonLinesAuditSink")
+    }
+}
+
+impl AuditSink for JsonLinesAuditSink {
+    fn record(&self, event: &AuditEvent<'_>) {
+        let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
+        let written = serde_json::to_writer(&mut *out, event)
+            .map_err(std::io::Error::from)
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+        if let Err(e) = written {
+            // An audit sink must not fail the authentication; say so where operators look.
+            tracing::error!(target: "auth::audit", error = %e, "audit event could not be written");
+        }
+    }
+}
+
+/// Keeps events in memory as JSON values; for tests and for hosts that forward them.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryAuditSink {
+    events: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl MemoryAuditSink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The events recorded so far.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The recorded events of one kind.
+    pub fn of_kind(&self, kind: AuditEventKind) -> Vec<serde_json::Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == kind.as_str())
+            .collect()
+    }
+
+    /// Forgets everything recorded.
+    pub fn clear(&self) {
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+impl AuditSink for MemoryAuditSink {
+    fn record(&self, event: &AuditEvent<'_>) {
+        self.events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(event.to_json());
+    }
+}
+
+/// Discards every event (benchmarks; hosts that audit elsewhere).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NullAuditSink;
+
+impl AuditSink for NullAuditSink {
+    fn record(&self, _event: &AuditEvent<'_>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn sample(peer: &Peer) -> AuditEvent<'_> {
+        AuditEvent {
+            timestamp: SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
+            event: AuditEventKind::AttemptFailed,
+            method: Some("password"),
+            username: Some("alice"),
+            source: peer,
+            connection_id: 7,
+            protocol: "postgres",
+            duration: Duration::from_micros(1500),
+            outcome: "rejected",
+            action: None,
+            error: Some("invalid_credentials"),
+            detail: Some("wrong password"),
+        }
+    }
+
+    #[test]
+    fn json_lines_have_every_documented_field() {
+        let buf = Buffer::default();
+        let sink = JsonLinesAuditSink::new(buf.clone());
+        let peer = Peer::Tcp("10.1.2.3:5555".parse().unwrap());
+        sink.record(&sample(&peer));
+        sink.record(&sample(&peer));
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(v["timestamp"], "2026-01-01T00:00:00.000000Z");
+        assert_eq!(v["event"], "attempt_failed");
+        assert_eq!(v["method"], "password");
+        assert_eq!(v["username"], "alice");
+        assert_eq!(v["source"], "10.1.2.3:5555");
+        assert_eq!(v["connection_id"], 7);
+        assert_eq!(v["duration_us"], 1500);
+        assert_eq!(v["outcome"], "rejected");
+        assert_eq!(v["error"], "invalid_credentials");
+        assert!(v.get("action").is_none());
+    }
+
+    #[test]
+    fn memory_sink_filters_by_kind() {
+        let sink = MemoryAuditSink::new();
+        let peer = Peer::Unknown;
+        sink.record(&sample(&peer));
+        assert_eq!(sink.of_kind(AuditEventKind::AttemptFailed).len(), 1);
+        assert!(sink.of_kind(AuditEventKind::Step).is_empty());
+        sink.clear();
+        assert!(sink.events().is_empty());
+    }
+}

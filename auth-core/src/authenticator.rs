@@ -1,0 +1,77 @@
+//! The trait every authentication method implements.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::attempt::Attempt;
+use crate::credential::{Credential, CredentialKind};
+use crate::outcome::Outcome;
+
+/// An authentication method: a password store, a JWT validator, a Kerberos acceptor, or a
+/// whole [`Chain`](crate::Chain) of them.
+///
+/// Object safe, so a chain holds `Arc<dyn Authenticator>` of different types. Run the
+/// published contract suite (`auth_core::contract`, feature `contract`) against an
+/// implementation to check the properties the chain relies on.
+#[async_trait]
+pub trait Authenticator: Send + Sync + Debug {
+    /// A short stable name for audit events and sessions (`password`, `oauth`).
+    fn name(&self) -> &str;
+
+    /// The credential kinds this method can judge, so an adapter knows what to ask the
+    /// client for before any credential arrives (pgwire must pick a password or SASL
+    /// request; HTTP lists its challenges).
+    fn accepts(&self) -> Vec<CredentialKind>;
+
+    /// Whether this method can judge `credential`. Cheap and free of I/O: the chain skips
+    /// the link when it returns `false`.
+    fn supports(&self, credential: &Credential) -> bool;
+
+    /// Judges the attempt. Must return [`Outcome::NotApplicable`] for a credential that
+    /// [`supports`](Self::supports) declines.
+    async fn authenticate(&self, attempt: &mut Attempt) -> Outcome;
+}
+
+#[async_trait]
+impl<T: Authenticator + ?Sized> Authenticator for Box<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn accepts(&self) -> Vec<CredentialKind> {
+        (**self).accepts()
+    }
+    fn supports(&self, credential: &Credential) -> bool {
+        (**self).supports(credential)
+    }
+    async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
+        (**self).authenticate(attempt).await
+    }
+}
+
+#[async_trait]
+impl<T: Authenticator + ?Sized> Authenticator for Arc<T> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn accepts(&self) -> Vec<CredentialKind> {
+        (**self).accepts()
+    }
+    fn supports(&self, credential: &Credential) -> bool {
+        (**self).supports(credential)
+    }
+    async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
+        (**self).authenticate(attempt).await
+    }
+}
+
+/// Whether `kinds` contains the kind of `credential` (SASL matched by mechanism name).
+pub fn kinds_include(kinds: &[CredentialKind], credential: &Credential) -> bool {
+    match credential {
+        Credential::Sasl { mechanism, .. } => kinds
+            .iter()
+            .any(|k| matches!(k, CredentialKind::Sasl(m) if *m == mechanism.as_str())),
+        other => kinds.contains(&other.kind()),
+    }
+}

@@ -1,0 +1,446 @@
+//! The fallback chain: links of (authenticator, control, timeout) run in order with
+//! Linux-PAM semantics.
+//!
+//! # How a chain decides
+//!
+//! Before any link runs, the rate limiter (if any) may refuse the attempt. Then, for each
+//! link in order: if the authenticator's `supports()` declines the credential the outcome
+//! is *not applicable* without calling it; otherwise `authenticate()` runs under the link's
+//! timeout (default 5 s; a timeout is an *unavailable* outcome). The link's [`Control`]
+//! maps the outcome class to an [`Action`], and the actions combine exactly as in
+//! Linux-PAM: the chain succeeds only when its impression is positive and its status is a
+//! success; if every link abstains, it fails closed.
+//!
+//! The full truth table of one link, for each preset and outcome (tested cell by cell in
+//! `tests/chain_truth_table.rs`), where "then" is what a following `SUFFICIENT` link that
+//! succeeds can still change:
+//!
+//! | control | outcome | action | chain continues? | result if last | then |
+//! |---|---|---|---|---|---|
+//! | REQUIRED | success | ok | yes | success | success |
+//! | REQUIRED | not applicable | ignore | yes | deny (all abstained) | success |
+//! | REQUIRED | rejected / account / unavailable | bad | yes | deny | deny |
+//! | REQUISITE | success | ok | yes | success | success |
+//! | REQUISITE | not applicable | ignore | yes | deny (all abstained) | success |
+//! | REQUISITE | rejected / account / unavailable | die | no | deny | (not run) |
+//! | SUFFICIENT | success | done | no | success | (not run) |
+//! | SUFFICIENT | not applicable / rejected / account / unavailable | ignore | yes | deny (all abstained) | success |
+//! | OPTIONAL | success | ok | yes | success | success |
+//! | OPTIONAL | not applicable / rejected / account / unavailable | ignore | yes | deny (all abstained) | success |
+//! | CONCLUSIVE | success | done | no | success | (not run) |
+//! | CONCLUSIVE | not applicable | ignore | yes | deny (all abstained) | success |
+//! | CONCLUSIVE | rejected / account / unavailable | die | no | deny | (not run) |
+//! | CONCLUSIVE + fallback | unavailable | ignore | yes | deny | success |
+//!
+//! # What a failed chain reports
+//!
+//! The most specific failure by [`Error::rank`], never simply the last: among the
+//! failures that made the chain fail (`bad`/`die`, or a failure an `ok` made the status)
+//! if there are any, otherwise among every failure seen; the earliest wins a tie. A chain
+//! where nothing applied reports [`Error::MissingCredentials`] when the client presented
+//! nothing and [`Error::Denied`] otherwise.
+//!
+//! # What a successful chain returns
+//!
+//! The session of the first success that set the chain's status, moved to
+//! [`SessionState::Active`].
+
+mod control;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+pub use control::{Action, Control};
+use control::{Effect, Evaluator, Flow};
+
+use crate::attempt::Attempt;
+use crate::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
+use crate::authenticator::Authenticator;
+use crate::clock::{SharedClock, system_clock};
+use crate::credential::{Credential, CredentialKind};
+use crate::error::{Error, Failure};
+use crate::outcome::{Outcome, OutcomeClass};
+use crate::rate_limit::{Admission, LimitedBy, RateLimiter, Subject};
+use crate::session::SessionState;
+
+/// The per-link timeout when none is given.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One link of a chain.
+#[derive(Debug, Clone)]
+pub struct Link {
+    authenticator: Arc<dyn Authenticator>,
+    control: Control,
+    timeout: Duration,
+}
+
+impl Link {
+    /// A link running `authenticator` under `control` with the default timeout.
+    pub fn new(authenticator: Arc<dyn Authenticator>, control: Control) -> Self {
+        Self {
+            authenticator,
+            control,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Sets the timeout.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The link's authenticator.
+    pub fn authenticator(&self) -> &Arc<dyn Authenticator> {
+        &self.authenticator
+    }
+
+    /// The link's control table.
+    pub fn control(&self) -> Control {
+        self.control
+    }
+}
+
+/// An ordered list of authenticators combined with Linux-PAM semantics; see the module
+/// documentation for the truth table. A chain is itself an [`Authenticator`], so chains
+/// nest and pass the same contract suite.
+pub struct Chain {
+    name: String,
+    links: Vec<Link>,
+    audit: Arc<dyn AuditSink>,
+    limiter: Option<Arc<dyn RateLimiter>>,
+    clock: SharedClock,
+}
+
+impl fmt::Debug for Chain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chain")
+            .field("name", &self.name)
+            .field("links", &self.links)
+            .field("rate_limited", &self.limiter.is_some())
+            .finish()
+    }
+}
+
+/// Builds a [`Chain`].
+#[derive(Debug)]
+pub struct ChainBuilder {
+    chain: Chain,
+}
+
+impl ChainBuilder {
+    /// Adds a link with the default [`Control::CONCLUSIVE`] and timeout.
+    #[must_use]
+    pub fn link(self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.push(Link::new(authenticator, Control::CONCLUSIVE))
+    }
+
+    /// Adds a link with `control` and the default timeout.
+    #[must_use]
+    pub fn link_with(self, authenticator: Arc<dyn Authenticator>, control: Control) -> Self {
+        self.push(Link::new(authenticator, control))
+    }
+
+    /// Adds a fully specified link.
+    #[must_use]
+    pub fn push(mut self, link: Link) -> Self {
+        self.chain.links.push(link);
+        self
+    }
+
+    /// Names the chain (its [`Authenticator::name`]).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.chain.name = name.into();
+        self
+    }
+
+    /// Sends audit events to `sink` (default: [`TracingAuditSink`]).
+    #[must_use]
+    pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.chain.audit = sink;
+        self
+    }
+
+    /// Consults `limiter` before running any link and reports results to it.
+    #[must_use]
+    pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.chain.limiter = Some(limiter);
+        self
+    }
+
+    /// Reads audit timestamps from `clock`.
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.chain.clock = clock;
+        self
+    }
+
+    /// The chain.
+    pub fn build(self) -> Chain {
+        self.chain
+    }
+}
+
+/// A non-success outcome the chain may report, with whether it made the chain fail.
+struct Seen {
+    outcome: Outcome,
+    decisive: bool,
+    rank: u8,
+    method: usize,
+}
+
+impl Chain {
+    /// A builder for an empty chain named `chain`.
+    pub fn builder() -> ChainBuilder {
+        ChainBuilder {
+            chain: Chain {
+                name: "chain".to_owned(),
+                links: Vec::new(),
+                audit: Arc::new(TracingAuditSink),
+                limiter: None,
+                clock: system_clock(),
+            },
+        }
+    }
+
+    /// The links, in order.
+    pub fn links(&self) -> &[Link] {
+        &self.links
+    }
+
+    fn event<'a>(
+        &self,
+        attempt: &'a Attempt,
+        kind: AuditEventKind,
+        method: Option<&'a str>,
+        duration: Duration,
+        outcome: &'a str,
+    ) -> AuditEvent<'a> {
+        AuditEvent {
+            timestamp: self.clock.now(),
+            event: kind,
+            method,
+            username: attempt.user(),
+            source: &attempt.connection.peer,
+            connection_id: attempt.connection.id,
+            protocol: attempt.connection.protocol.as_str(),
+            duration,
+            outcome,
+            action: None,
+            error: None,
+            detail: None,
+        }
+    }
+
+    /// Asks the rate limiter, if any; returns the refusal to report.
+    async fn admit(&self, subject: &Subject<'_>) -> Option<(Duration, LimitedBy)> {
+        match self.limiter.as_ref()?.check(subject).await {
+            Admission::Allowed => None,
+            Admission::Blocked { retry_after, by } => Some((retry_after, by)),
+        }
+    }
+
+    fn refuse(&self, attempt: &Attempt, retry_after: Duration, by: LimitedBy) -> Outcome {
+        let detail = format!(
+            "{} locked for another {}s after repeated failures",
+            match by {
+                LimitedBy::User => "user",
+                LimitedBy::Address => "address",
+            },
+            retry_after.as_secs().max(1)
+        );
+        let mut e = self.event(
+            attempt,
+            AuditEventKind::Lockout,
+            None,
+            Duration::ZERO,
+            "rate_limited",
+        );
+        e.error = Some(Error::RateLimited.code());
+        e.detail = Some(&detail);
+        self.audit.record(&e);
+        Outcome::Rejected(Failure::new(Error::RateLimited, detail))
+    }
+
+    async fn run_links(&self, attempt: &mut Attempt) -> (Outcome, Option<usize>) {
+        let mut eval = Evaluator::new();
+        let mut session = None;
+        let mut session_link = None;
+        let mut seen: Vec<Seen> = Vec::new();
+
+        for (index, link) in self.links.iter().enumerate() {
+            let started = Instant::now();
+            let outcome = if link.authenticator.supports(&attempt.credential) {
+                match tokio::time::timeout(link.timeout, link.authenticator.authenticate(attempt))
+                    .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(_) => Outcome::Unavailable(Failure::new(
+                        Error::Timeout,
+                        format!("no answer within {} ms", link.timeout.as_millis()),
+                    )),
+                }
+            } else {
+                Outcome::NotApplicable
+            };
+            let elapsed = started.elapsed();
+            let class = outcome.class();
+            let action = link.control.action(class);
+            let (flow, effect) = eval.step(class, action);
+
+            let continues = flow == Flow::Continue && index + 1 < self.links.len();
+            let failure = outcome.failure();
+            {
+                let kind = if continues && class != OutcomeClass::Success {
+                    AuditEventKind::Fallback
+                } else {
+                    AuditEventKind::Step
+                };
+                let mut e = self.event(
+                    attempt,
+                    kind,
+                    Some(link.authenticator.name()),
+                    elapsed,
+                    class.as_str(),
+                );
+                e.action = Some(action.as_str());
+                e.error = failure.as_ref().map(|f| f.error.code());
+                e.detail = failure.as_ref().map(|f| f.detail.as_ref());
+                self.audit.record(&e);
+            }
+
+            if effect == Effect::Reset {
+                session = None;
+                session_link = None;
+                seen.iter_mut().for_each(|s| s.decisive = false);
+            }
+            match outcome {
+                Outcome::Authenticated(s) => {
+                    if effect == Effect::SetStatus {
+                        session = Some(s);
+                        session_link = Some(index);
+                    }
+                }
+                Outcome::NotApplicable => {}
+                other => {
+                    let rank = failure.map_or(0, |f| f.error.rank());
+                    let decisive = matches!(effect, Effect::SetStatus | Effect::Counted);
+                    seen.push(Seen {
+                        outcome: other,
+                        decisive,
+                        rank,
+                        method: index,
+                    });
+                }
+            }
+            if flow == Flow::Stop {
+                break;
+            }
+        }
+
+        if eval.succeeded() {
+            if let Some(mut s) = session {
+                // The authenticator hands over a session still authenticating; if it was
+                // already active, leave it so.
+                let _ = s.transition(SessionState::Active);
+                return (Outcome::Authenticated(s), session_link);
+            }
+        }
+        let decisive_exists = seen.iter().any(|s| s.decisive);
+        let best = seen
+            .into_iter()
+            .filter(|s| s.decisive || !decisive_exists)
+            .reduce(|best, s| if s.rank > best.rank { s } else { best });
+        match best {
+            Some(s) => (s.outcome, Some(s.method)),
+            None => {
+                let error = if matches!(attempt.credential, Credential::Absent) {
+                    Error::MissingCredentials
+                } else {
+                    Error::Denied
+                };
+                (
+                    Outcome::Rejected(Failure::new(error, "no method in the chain applied")),
+                    None,
+                )
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Authenticator for Chain {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn accepts(&self) -> Vec<CredentialKind> {
+        let mut kinds: Vec<CredentialKind> = Vec::new();
+        for link in &self.links {
+            for kind in link.authenticator.accepts() {
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+        }
+        kinds
+    }
+
+    fn supports(&self, credential: &Credential) -> bool {
+        self.links
+            .iter()
+            .any(|l| l.authenticator.supports(credential))
+    }
+
+    #[tracing::instrument(skip_all, fields(chain = %self.name))]
+    async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
+        let started = Instant::now();
+        let address = attempt.connection.peer.ip();
+        let localhost = attempt.connection.is_localhost();
+        let user = attempt.user().map(str::to_owned);
+        let subject = Subject {
+            user: user.as_deref(),
+            address,
+            localhost,
+        };
+        if let Some((retry_after, by)) = self.admit(&subject).await {
+            return self.refuse(attempt, retry_after, by);
+        }
+
+        let (outcome, link) = self.run_links(attempt).await;
+
+        if let Some(limiter) = &self.limiter {
+            match outcome.class() {
+                OutcomeClass::Success => limiter.record_success(&subject).await,
+                OutcomeClass::Rejected | OutcomeClass::AccountStatus => {
+                    limiter.record_failure(&subject).await;
+                }
+                OutcomeClass::NotApplicable | OutcomeClass::Unavailable => {}
+            }
+        }
+
+        let method = link.map(|i| self.links[i].authenticator.name());
+        let failure = outcome.failure();
+        let kind = if outcome.is_authenticated() {
+            AuditEventKind::AttemptSucceeded
+        } else {
+            AuditEventKind::AttemptFailed
+        };
+        let mut e = self.event(
+            attempt,
+            kind,
+            method,
+            started.elapsed(),
+            outcome.class().as_str(),
+        );
+        e.error = failure.as_ref().map(|f| f.error.code());
+        e.detail = failure.as_ref().map(|f| f.detail.as_ref());
+        self.audit.record(&e);
+        outcome
+    }
+}

@@ -1,0 +1,229 @@
+//! Facts about the connection an attempt arrives on.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// Where the client connects from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Peer {
+    /// A TCP connection from this address.
+    Tcp(SocketAddr),
+    /// A Unix-domain socket connection (the path of the server's socket, when known).
+    Unix(Option<PathBuf>),
+    /// Nothing is known about the peer (a transport that does not say).
+    Unknown,
+}
+
+impl Peer {
+    /// The client's IP address, for TCP peers. IPv4-mapped IPv6 addresses are returned as
+    /// IPv4, so `::ffff:10.0.0.1` matches the rule for `10.0.0.0/8`.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Self::Tcp(addr) => Some(addr.ip().to_canonical()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => write!(f, "{addr}"),
+            Self::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            Self::Unix(None) => f.write_str("unix"),
+            Self::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// The protocol an attempt came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// The PostgreSQL wire protocol.
+    Postgres,
+    /// HTTP.
+    Http,
+    /// gRPC.
+    Grpc,
+    /// Anything else (tests, command-line tools).
+    Other,
+}
+
+impl Protocol {
+    /// A short lower-case name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Http => "http",
+            Self::Grpc => "grpc",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// TLS facts for a connection that is encrypted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// The negotiated protocol version, such as `TLSv1.3`.
+    pub version: Option<String>,
+    /// The server name the client asked for (SNI).
+    pub server_name: Option<String>,
+    /// `tls-server-end-point` channel-binding data (RFC 5929): the hash of the server's
+    /// certificate, used by SCRAM-SHA-256-PLUS.
+    pub server_end_point: Option<Vec<u8>>,
+    /// The client's certificate chain (DER, leaf first) when it presented one.
+    pub client_certificates: Vec<Vec<u8>>,
+}
+
+/// Everything the server knows about a connection before it authenticates: the input to
+/// [`Policy`](crate::Policy) rule matching and to rate limiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// An identifier for correlating audit events of one connection.
+    pub id: u64,
+    /// Where the client connects from.
+    pub peer: Peer,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// TLS facts when the connection is encrypted, `None` for plaintext.
+    pub tls: Option<TlsInfo>,
+    /// Whether the client asked for GSSAPI (for example a GSSENCRequest, or
+    /// `Authorization: Negotiate`), which `hostgss` policy rules match.
+    pub gss_requested: bool,
+    /// The user the client asked to be (pgwire startup `user`, HTTP Basic user).
+    pub user: Option<String>,
+    /// The database the client asked for.
+    pub database: Option<String>,
+    /// Other startup parameters (pgwire `application_name` and so on). Never secrets.
+    pub parameters: BTreeMap<String, String>,
+}
+
+impl ConnectionInfo {
+    /// A connection of `protocol` from `peer`, with nothing else known yet.
+    pub fn new(protocol: Protocol, peer: Peer) -> Self {
+        Self {
+            id: 0,
+            peer,
+            protocol,
+            tls: None,
+            gss_requested: false,
+            user: None,
+            database: None,
+            parameters: BTreeMap::new(),
+        }
+    }
+
+    /// A TCP connection from `addr`.
+    pub fn tcp(protocol: Protocol, addr: SocketAddr) -> Self {
+        Self::new(protocol, Peer::Tcp(addr))
+    }
+
+    /// Sets the connection id.
+    #[must_use]
+    pub fn with_id(mut self, id: u64) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Sets the requested user.
+    #[must_use]
+    pub fn with_user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Sets the requested database.
+    #[must_use]
+    pub fn with_database(mut self, database: impl Into<String>) -> Self {
+        self.database = Some(database.into());
+        self
+    }
+
+    /// Marks the connection as TLS-encrypted.
+    #[must_use]
+    pub fn with_tls(mut self, tls: TlsInfo) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Whether the connection is encrypted with TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Whether the client is on this machine: a Unix-domain socket, or a TCP peer in
+    /// `127.0.0.0/8`, `::1`, or an IPv4-mapped loopback address (`::ffff:127.0.0.1`).
+    pub fn is_localhost(&self) -> bool {
+        match &self.peer {
+            Peer::Unix(_) => true,
+            Peer::Tcp(_) => self.peer.ip().is_some_and(|ip| ip.is_loopback()),
+            Peer::Unknown => false,
+        }
+    }
+
+    /// The `tls-server-end-point` channel-binding data, when the connection has TLS and the
+    /// adapter computed it.
+    pub fn channel_binding(&self) -> Option<&[u8]> {
+        self.tls.as_ref()?.server_end_point.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(addr: &str) -> ConnectionInfo {
+        ConnectionInfo::tcp(Protocol::Postgres, addr.parse().unwrap())
+    }
+
+    #[test]
+    fn localhost_covers_ipv4_loopback_range_ipv6_mapped_and_unix() {
+        for local in [
+            "127.0.0.1:5432",
+            "127.200.3.4:1",
+            "[::1]:5432",
+            "[::ffff:127.0.0.1]:5432",
+            "[::ffff:127.9.9.9]:1",
+        ] {
+            assert!(tcp(local).is_localhost(), "{local} should be localhost");
+        }
+        assert!(ConnectionInfo::new(Protocol::Postgres, Peer::Unix(None)).is_localhost());
+    }
+
+    #[test]
+    fn remote_and_unknown_are_not_localhost() {
+        for remote in [
+            "10.0.0.1:5432",
+            "128.0.0.1:1",
+            "[::2]:1",
+            "[::ffff:10.0.0.1]:1",
+            "[fe80::1]:1",
+            "0.0.0.0:1",
+        ] {
+            assert!(!tcp(remote).is_localhost(), "{remote} is not localhost");
+        }
+        assert!(!ConnectionInfo::new(Protocol::Http, Peer::Unknown).is_localhost());
+    }
+
+    #[test]
+    fn mapped_addresses_are_canonicalized_for_matching() {
+        let c = tcp("[::ffff:10.1.2.3]:5");
+        assert_eq!(c.peer.ip(), Some("10.1.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn channel_binding_only_with_tls() {
+        let plain = tcp("127.0.0.1:1");
+        assert_eq!(plain.channel_binding(), None);
+        let tls = plain.with_tls(TlsInfo {
+            server_end_point: Some(vec![1, 2, 3]),
+            ..TlsInfo::default()
+        });
+        assert!(tls.is_tls());
+        assert_eq!(tls.channel_binding(), Some(&[1u8, 2, 3][..]));
+    }
+}

@@ -1,0 +1,266 @@
+//! Which chain runs for a connection: ordered rules like `pg_hba.conf`.
+//!
+//! Each rule matches on connection type, database, user and client address; the first
+//! rule that matches decides, either a [`Chain`] or a rejection. No match rejects.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ipnet::IpNet;
+
+use crate::attempt::Attempt;
+use crate::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
+use crate::authenticator::Authenticator;
+use crate::chain::Chain;
+use crate::clock::{SharedClock, system_clock};
+use crate::connection::{ConnectionInfo, Peer};
+use crate::error::{Error, Failure};
+use crate::outcome::Outcome;
+
+/// The connection types of `pg_hba.conf`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionType {
+    /// Any connection.
+    Any,
+    /// A Unix-domain socket (`local`).
+    Local,
+    /// TCP, with or without TLS (`host`).
+    Host,
+    /// TCP with TLS (`hostssl`).
+    HostSsl,
+    /// TCP without TLS (`hostnossl`).
+    HostNoSsl,
+    /// TCP where the client asked for GSSAPI (`hostgss`).
+    HostGss,
+}
+
+impl ConnectionType {
+    fn matches(self, c: &ConnectionInfo) -> bool {
+        let tcp = matches!(c.peer, Peer::Tcp(_));
+        match self {
+            Self::Any => true,
+            Self::Local => matches!(c.peer, Peer::Unix(_)),
+            Self::Host => tcp,
+            Self::HostSsl => tcp && c.is_tls(),
+            Self::HostNoSsl => tcp && !c.is_tls(),
+            Self::HostGss => tcp && c.gss_requested,
+        }
+    }
+}
+
+/// Which user or database names a rule covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameMatch {
+    /// Every name (`all`).
+    All,
+    /// Exactly these names.
+    Names(Vec<String>),
+    /// For databases: the database named like the requesting user (`sameuser`).
+    SameUser,
+}
+
+impl NameMatch {
+    fn matches(&self, name: Option<&str>, user: Option<&str>) -> bool {
+        match self {
+            Self::All => true,
+            Self::Names(names) => name.is_some_and(|n| names.iter().any(|x| x == n)),
+            Self::SameUser => name.is_some() && name == user,
+        }
+    }
+}
+
+/// Which client addresses a rule covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressMatch {
+    /// Every address.
+    All,
+    /// Clients on this machine, as [`ConnectionInfo::is_localhost`] says.
+    Localhost,
+    /// TCP clients in any of these networks (IPv4-mapped addresses match IPv4 networks).
+    Networks(Vec<IpNet>),
+}
+
+impl AddressMatch {
+    fn matches(&self, c: &ConnectionInfo) -> bool {
+        match self {
+            Self::All => true,
+            Self::Localhost => c.is_localhost(),
+            Self::Networks(nets) => c
+                .peer
+                .ip()
+                .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
+        }
+    }
+}
+
+/// What a matching rule does.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Authenticate with this chain.
+    Chain(Arc<Chain>),
+    /// Refuse the connection (`reject`).
+    Reject,
+}
+
+/// One rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// A name for audit events ("line 3", "remote-admins").
+    pub name: String,
+    /// The connection type.
+    pub connection: ConnectionType,
+    /// The databases.
+    pub databases: NameMatch,
+    /// The users.
+    pub users: NameMatch,
+    /// The client addresses.
+    pub addresses: AddressMatch,
+    /// What to do.
+    pub target: Target,
+}
+
+impl Rule {
+    /// A rule matching everything, running `target`; narrow it with the `with_` methods.
+    pub fn new(name: impl Into<String>, target: Target) -> Self {
+        Self {
+            name: name.into(),
+            connection: ConnectionType::Any,
+            databases: NameMatch::All,
+            users: NameMatch::All,
+            addresses: AddressMatch::All,
+            target,
+        }
+    }
+
+    /// Restricts the connection type.
+    #[must_use]
+    pub fn with_connection(mut self, connection: ConnectionType) -> Self {
+        self.connection = connection;
+        self
+    }
+
+    /// Restricts the databases.
+    #[must_use]
+    pub fn with_databases(mut self, databases: NameMatch) -> Self {
+        self.databases = databases;
+        self
+    }
+
+    /// Restricts the users.
+    #[must_use]
+    pub fn with_users(mut self, users: NameMatch) -> Self {
+        self.users = users;
+        self
+    }
+
+    /// Restricts the addresses.
+    #[must_use]
+    pub fn with_addresses(mut self, addresses: AddressMatch) -> Self {
+        self.addresses = addresses;
+        self
+    }
+
+    /// Whether the rule covers a connection for `user`.
+    pub fn matches(&self, connection: &ConnectionInfo, user: Option<&str>) -> bool {
+        self.connection.matches(connection)
+            && self
+                .databases
+                .matches(connection.database.as_deref(), user)
+            && self.users.matches(user, user)
+            && self.addresses.matches(connection)
+    }
+}
+
+/// What the policy chose for a connection.
+#[derive(Debug, Clone, Copy)]
+pub enum Selection<'a> {
+    /// Run this chain (rule at this index matched).
+    Chain(usize, &'a Arc<Chain>),
+    /// Rejected by the rule at this index.
+    Rejected(usize),
+    /// No rule matched.
+    NoMatch,
+}
+
+/// Ordered rules, first match wins.
+pub struct Policy {
+    rules: Vec<Rule>,
+    audit: Arc<dyn AuditSink>,
+    clock: SharedClock,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy").field("rules", &self.rules).finish()
+    }
+}
+
+impl Policy {
+    /// A policy of `rules`, auditing rejects to `tracing`.
+    pub fn new(rules: Vec<Rule>) -> Self {
+        Self {
+            rules,
+            audit: Arc::new(TracingAuditSink),
+            clock: system_clock(),
+        }
+    }
+
+    /// Sends policy-reject audit events to `sink`.
+    #[must_use]
+    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = sink;
+        self
+    }
+
+    /// Reads audit timestamps from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The rules, in order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The first rule covering `connection` for `user`.
+    pub fn select(&self, connection: &ConnectionInfo, user: Option<&str>) -> Selection<'_> {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.matches(connection, user) {
+                return match &rule.target {
+                    Target::Chain(chain) => Selection::Chain(i, chain),
+                    Target::Reject => Selection::Rejected(i),
+                };
+            }
+        }
+        Selection::NoMatch
+    }
+
+    /// Selects the chain for the attempt and runs it. A reject or no match is an
+    /// [`Error::Denied`] rejection, audited as a policy reject.
+    pub async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
+        let started = Instant::now();
+        let detail = match self.select(&attempt.connection, attempt.user()) {
+            Selection::Chain(_, chain) => return chain.authenticate(attempt).await,
+            Selection::Rejected(i) => format!("rejected by policy rule `{}`", self.rules[i].name),
+            Selection::NoMatch => "no policy rule matches the connection".to_owned(),
+        };
+        self.audit.record(&AuditEvent {
+            timestamp: self.clock.now(),
+            event: AuditEventKind::PolicyReject,
+            method: None,
+            username: attempt.user(),
+            source: &attempt.connection.peer,
+            connection_id: attempt.connection.id,
+            protocol: attempt.connection.protocol.as_str(),
+            duration: started.elapsed(),
+            outcome: "rejected",
+            action: None,
+            error: Some(Error::Denied.code()),
+            detail: Some(&detail),
+        });
+        Outcome::Rejected(Failure::new(Error::Denied, detail))
+    }
+}

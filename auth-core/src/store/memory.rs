@@ -1,0 +1,133 @@
+//! The in-memory reference store.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretSlice};
+
+use super::{CredentialStore, Key, Precondition, Record, RecordMeta, StoreError};
+use crate::clock::{SharedClock, system_clock};
+
+struct Entry {
+    value: SecretSlice<u8>,
+    meta: RecordMeta,
+}
+
+/// A [`CredentialStore`] in process memory: the reference implementation, for tests and
+/// single-process hosts that load credentials at start-up.
+pub struct MemoryStore {
+    entries: Mutex<BTreeMap<Key, Entry>>,
+    clock: SharedClock,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        write!(f, "MemoryStore({n} records)")
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store on the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(system_clock())
+    }
+
+    /// An empty store reading time from `clock`.
+    pub fn with_clock(clock: SharedClock) -> Self {
+        Self {
+            entries: Mutex::new(BTreeMap::new()),
+            clock,
+        }
+    }
+
+    fn check(current: Option<u64>, precondition: Precondition) -> Result<(), StoreError> {
+        let holds = match precondition {
+            Precondition::None => true,
+            Precondition::Absent => current.is_none(),
+            Precondition::Version(v) => current == Some(v),
+        };
+        if holds {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict { current })
+        }
+    }
+}
+
+#[async_trait]
+impl CredentialStore for MemoryStore {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        let now = self.clock.now();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(entries.get_mut(key).map(|e| {
+            e.meta.last_accessed = Some(now);
+            Record {
+                value: e.value.expose_secret().to_vec().into(),
+                meta: e.meta.clone(),
+            }
+        }))
+    }
+
+    async fn put(
+        &self,
+        key: &Key,
+        value: SecretSlice<u8>,
+        precondition: Precondition,
+    ) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = entries.get(key).map(|e| e.meta.version);
+        Self::check(current, precondition)?;
+        match entries.get_mut(key) {
+            Some(e) => {
+                e.value = value;
+                e.meta.updated = now;
+                e.meta.version += 1;
+                Ok(e.meta.version)
+            }
+            None => {
+                let meta = RecordMeta {
+                    key: key.clone(),
+                    created: now,
+                    updated: now,
+                    last_accessed: None,
+                    version: 1,
+                };
+                entries.insert(key.clone(), Entry { value, meta });
+                Ok(1)
+            }
+        }
+    }
+
+    async fn delete(&self, key: &Key, precondition: Precondition) -> Result<bool, StoreError> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = entries.get(key).map(|e| e.meta.version);
+        if current.is_none() && !matches!(precondition, Precondition::Version(_)) {
+            // Deleting what is not there is not a conflict unless a version was expected.
+            return Ok(false);
+        }
+        Self::check(current, precondition)?;
+        Ok(entries.remove(key).is_some())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<RecordMeta>, StoreError> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(entries
+            .iter()
+            .filter(|(k, _)| k.as_str().starts_with(prefix))
+            .map(|(_, e)| e.meta.clone())
+            .collect())
+    }
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs, on a fresh Debian machine as root, every system package the test suite needs.
+# Idempotent: when everything is present it returns in well under a second without apt.
+set -euo pipefail
+
+packages=(
+  # Kerberos: a throwaway MIT KDC realm (krb5kdc, kdb5_util, kadmin.local) and clients.
+  krb5-kdc krb5-admin-server krb5-user libkrb5-dev
+  # Build-time needs of libgssapi (bindgen) and other -sys crates.
+  libclang-dev pkg-config
+  # Real peers started by the test harness.
+  postgresql postgresql-client redis-server
+  # The PostgreSQL JDBC driver (Maven Central is not reachable here).
+  libpostgresql-jdbc-java
+  # Python clients (psycopg) live in a venv.
+  python3-venv python3-pip
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} system packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages (${missing[*]}); run this script as root" >&2
+  exit 1
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The packages start system-wide daemons; tests run their own on private ports instead.
+for svc in redis-server postgresql krb5-kdc krb5-admin-server; do
+  if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
+done
+echo "install-deps: done"

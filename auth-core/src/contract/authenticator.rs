@@ -1,0 +1,202 @@
+//! The contract every [`Authenticator`] keeps.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+
+use super::{broken, check};
+use crate::attempt::Attempt;
+use crate::authenticator::{Authenticator, kinds_include};
+use crate::outcome::{Outcome, OutcomeClass};
+
+/// Makes a fresh [`Attempt`] each time it is called.
+pub type AttemptFactory = Arc<dyn Fn() -> Attempt + Send + Sync>;
+
+/// The attempts and expectations the suite needs, provided by the implementer.
+#[derive(Clone)]
+pub struct AuthenticatorFixture {
+    /// An attempt with a valid credential.
+    pub valid: AttemptFactory,
+    /// The same principal with a wrong secret.
+    pub wrong_secret: AttemptFactory,
+    /// A principal the authenticator does not know.
+    pub unknown_principal: AttemptFactory,
+    /// A credential of a kind the authenticator does not support.
+    pub foreign: AttemptFactory,
+    /// The principal the valid attempt authenticates as.
+    pub principal: String,
+    /// Every secret text used in the attempts; none may appear in any `Debug` or `Display`.
+    pub secrets: Vec<String>,
+}
+
+/// What the implementation can do, and hooks the suite uses to observe it.
+#[derive(Clone)]
+pub struct AuthenticatorCapabilities {
+    /// Counts the implementation's backend operations (queries, HTTP calls, GSS calls);
+    /// when present, the suite checks a foreign credential causes none.
+    pub io_counter: Option<Arc<dyn Fn() -> u64 + Send + Sync>>,
+    /// How many attempts the concurrency property runs at once.
+    pub concurrency: usize,
+}
+
+impl Default for AuthenticatorCapabilities {
+    fn default() -> Self {
+        Self {
+            io_counter: None,
+            concurrency: 16,
+        }
+    }
+}
+
+/// Runs every property.
+pub async fn run_all(
+    auth: &dyn Authenticator,
+    fixture: &AuthenticatorFixture,
+    caps: &AuthenticatorCapabilities,
+) {
+    name_is_stable(auth).await;
+    declines_foreign_credential(auth, fixture, caps).await;
+    accepts_valid_credential(auth, fixture).await;
+    wrong_secret_and_unknown_principal_look_alike(auth, fixture).await;
+    secrets_never_in_debug_or_display(auth, fixture).await;
+    concurrent_attempts_are_independent(auth, fixture, caps).await;
+}
+
+/// `name()` is non-empty and does not change between calls.
+pub async fn name_is_stable(auth: &dyn Authenticator) {
+    let name = auth.name().to_owned();
+    check(!name.is_empty(), "name_is_stable", || "name() is empty".into());
+    check(auth.name() == name, "name_is_stable", || {
+        format!("name() changed from `{name}` to `{}`", auth.name())
+    });
+}
+
+/// A credential of a foreign kind is declined by `supports()`, answered with
+/// `NotApplicable` by `authenticate()`, and costs no backend operation.
+pub async fn declines_foreign_credential(
+    auth: &dyn Authenticator,
+    fixture: &AuthenticatorFixture,
+    caps: &AuthenticatorCapabilities,
+) {
+    const P: &str = "declines_foreign_credential";
+    let mut attempt = (fixture.foreign)();
+    check(!auth.supports(&attempt.credential), P, || {
+        format!("supports() accepted {:?}", attempt.credential)
+    });
+    check(!kinds_include(&auth.accepts(), &attempt.credential), P, || {
+        format!("accepts() lists the kind of {:?}", attempt.credential)
+    });
+    let before = caps.io_counter.as_ref().map(|c| c());
+    let outcome = auth.authenticate(&mut attempt).await;
+    check(outcome.class() == OutcomeClass::NotApplicable, P, || {
+        format!("authenticate() returned {outcome:?} instead of NotApplicable")
+    });
+    if let (Some(counter), Some(before)) = (&caps.io_counter, before) {
+        let after = counter();
+        check(after == before, P, || {
+            format!("{} backend operations for a foreign credential", after - before)
+        });
+    }
+}
+
+/// The valid credential is supported, listed in `accepts()`, and authenticates as the
+/// fixture's principal with a session naming this method.
+pub async fn accepts_valid_credential(auth: &dyn Authenticator, fixture: &AuthenticatorFixture) {
+    const P: &str = "accepts_valid_credential";
+    let mut attempt = (fixture.valid)();
+    check(auth.supports(&attempt.credential), P, || {
+        format!("supports() declined {:?}", attempt.credential)
+    });
+    check(kinds_include(&auth.accepts(), &attempt.credential), P, || {
+        format!("accepts() = {:?} omits the valid credential's kind", auth.accepts())
+    });
+    match auth.authenticate(&mut attempt).await {
+        Outcome::Authenticated(session) => {
+            check(session.principal() == fixture.principal, P, || {
+                format!("principal `{}` != `{}`", session.principal(), fixture.principal)
+            });
+            check(!session.method().is_empty(), P, || "session has no method".into());
+        }
+        other => broken(P, format!("valid credential gave {other:?}")),
+    }
+}
+
+/// A wrong secret and an unknown principal give the same client-visible result: both
+/// `Rejected`, same error kind, same message and protocol mapping.
+pub async fn wrong_secret_and_unknown_principal_look_alike(
+    auth: &dyn Authenticator,
+    fixture: &AuthenticatorFixture,
+) {
+    const P: &str = "wrong_secret_and_unknown_principal_look_alike";
+    let wrong = auth.authenticate(&mut (fixture.wrong_secret)()).await;
+    let unknown = auth.authenticate(&mut (fixture.unknown_principal)()).await;
+    let (Outcome::Rejected(w), Outcome::Rejected(u)) = (&wrong, &unknown) else {
+        broken(P, format!("expected two rejections, got {wrong:?} and {unknown:?}"));
+    };
+    check(w.error == u.error, P, || {
+        format!("error kinds differ: {:?} vs {:?}", w.error, u.error)
+    });
+    check(w.to_string() == u.to_string(), P, || {
+        format!("client messages differ: `{w}` vs `{u}`")
+    });
+    check(w.error.mapping() == u.error.mapping(), P, || "protocol mappings differ".into());
+}
+
+/// No secret of the fixture appears in the `Debug` of the authenticator, the attempts, the
+/// outcomes and sessions, or the `Display` of failures.
+pub async fn secrets_never_in_debug_or_display(
+    auth: &dyn Authenticator,
+    fixture: &AuthenticatorFixture,
+) {
+    const P: &str = "secrets_never_in_debug_or_display";
+    let mut shown = vec![format!("{auth:?}"), format!("{auth:#?}")];
+    for make in [&fixture.valid, &fixture.wrong_secret, &fixture.unknown_principal] {
+        let mut attempt = make();
+        shown.push(format!("{attempt:?}"));
+        let outcome = auth.authenticate(&mut attempt).await;
+        shown.push(format!("{attempt:?} {outcome:?} {outcome:#?}"));
+        if let Some(f) = outcome.failure() {
+            shown.push(format!("{f} {f:?}"));
+        }
+        if let Some(s) = outcome.session() {
+            shown.push(format!("{s:?}"));
+        }
+    }
+    for secret in fixture.secrets.iter().filter(|s| !s.is_empty()) {
+        for text in &shown {
+            check(!text.contains(secret.as_str()), P, || {
+                format!("a secret appears in `{text}`")
+            });
+        }
+    }
+}
+
+/// Many attempts at once, valid and wrong interleaved, each get their own right answer.
+pub async fn concurrent_attempts_are_independent(
+    auth: &dyn Authenticator,
+    fixture: &AuthenticatorFixture,
+    caps: &AuthenticatorCapabilities,
+) {
+    const P: &str = "concurrent_attempts_are_independent";
+    let n = caps.concurrency.max(2);
+    let results = join_all((0..n).map(|i| async move {
+        let valid = i % 2 == 0;
+        let mut attempt = if valid {
+            (fixture.valid)()
+        } else {
+            (fixture.wrong_secret)()
+        };
+        (valid, auth.authenticate(&mut attempt).await.class())
+    }))
+    .await;
+    for (i, (valid, class)) in results.into_iter().enumerate() {
+        let expected = if valid {
+            OutcomeClass::Success
+        } else {
+            OutcomeClass::Rejected
+        };
+        check(class == expected, P, || {
+            format!("attempt {i} ({}) gave {class:?}", if valid { "valid" } else { "wrong" })
+        });
+    }
+}

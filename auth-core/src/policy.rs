@@ -11,7 +11,6 @@ use ipnet::IpNet;
 
 use crate::attempt::Attempt;
 use crate::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
-use crate::authenticator::Authenticator;
 use crate::chain::Chain;
 use crate::clock::{SharedClock, system_clock};
 use crate::connection::{ConnectionInfo, Peer};
@@ -243,7 +242,7 @@ impl Policy {
     pub async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
         let started = Instant::now();
         let detail = match self.select(&attempt.connection, attempt.user()) {
-            Selection::Chain(_, chain) => return chain.authenticate(attempt).await,
+            Selection::Chain(_, chain) => return chain.decide(attempt).await,
             Selection::Rejected(i) => format!("rejected by policy rule `{}`", self.rules[i].name),
             Selection::NoMatch => "no policy rule matches the connection".to_owned(),
         };

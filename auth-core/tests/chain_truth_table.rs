@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use auth_core::{Action, Authenticator, Chain, Control, OutcomeClass};
+use auth_core::{Action, Chain, Control, OutcomeClass};
 use common::{Scripted, remote_password};
 
 use OutcomeClass::*;
@@ -66,7 +66,7 @@ async fn run(links: &[(Arc<Scripted>, Control)]) -> Verdict {
         b = b.link_with(a.clone(), *c);
     }
     let chain = b.build();
-    let outcome = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    let outcome = chain.decide(&mut remote_password("alice", "pw")).await;
     if outcome.is_authenticated() {
         Verdict::Allow
     } else {

@@ -36,9 +36,11 @@
 //!
 //! The most specific failure by [`Error::rank`], never simply the last: among the
 //! failures that made the chain fail (`bad`/`die`, or a failure an `ok` made the status)
-//! if there are any, otherwise among every failure seen; the earliest wins a tie. A chain
-//! where nothing applied reports [`Error::MissingCredentials`] when the client presented
-//! nothing and [`Error::Denied`] otherwise.
+//! if there are any, otherwise among every failure seen; the earliest wins a tie. When
+//! nothing applied, [`Authenticator::authenticate`] answers `NotApplicable` (so an outer
+//! chain can move on) and [`Chain::decide`], which adapters call, answers
+//! [`Error::MissingCredentials`] when the client presented nothing and [`Error::Denied`]
+//! otherwise. Either way the chain fails closed.
 //!
 //! # What a successful chain returns
 //!
@@ -358,19 +360,29 @@ impl Chain {
             .reduce(|best, s| if s.rank > best.rank { s } else { best });
         match best {
             Some(s) => (s.outcome, Some(s.method)),
-            None => {
-                let error = if matches!(attempt.credential, Credential::Absent) {
-                    Error::MissingCredentials
-                } else {
-                    Error::Denied
-                };
-                (
-                    Outcome::Rejected(Failure::new(error, "no method in the chain applied")),
-                    None,
-                )
-            }
+            None => (Outcome::NotApplicable, None),
         }
     }
+
+    /// Runs the chain and always decides: where [`Authenticator::authenticate`] answers
+    /// `NotApplicable` because no link applied (so that chains nest), this answers the
+    /// rejection an adapter reports, [`Error::MissingCredentials`] or [`Error::Denied`].
+    pub async fn decide(&self, attempt: &mut Attempt) -> Outcome {
+        match self.authenticate(attempt).await {
+            Outcome::NotApplicable => Outcome::Rejected(nothing_applied(&attempt.credential)),
+            decided => decided,
+        }
+    }
+}
+
+/// The failure reported when no link applied to `credential`.
+fn nothing_applied(credential: &Credential) -> Failure {
+    let error = if matches!(credential, Credential::Absent) {
+        Error::MissingCredentials
+    } else {
+        Error::Denied
+    };
+    Failure::new(error, "no method in the chain applied")
 }
 
 #[async_trait]
@@ -425,7 +437,10 @@ impl Authenticator for Chain {
         }
 
         let method = link.map(|i| self.links[i].authenticator.name());
-        let failure = outcome.failure();
+        let failure = match &outcome {
+            Outcome::NotApplicable => Some(nothing_applied(&attempt.credential)),
+            other => other.failure(),
+        };
         let kind = if outcome.is_authenticated() {
             AuditEventKind::AttemptSucceeded
         } else {

@@ -4,7 +4,7 @@
 //! [`CredentialStore`](crate::CredentialStore) runs the same properties every
 //! implementation in this repository runs, in one call:
 //!
-//! ```ignore
+//! ```text
 //! auth_core::contract::authenticator::run_all(&my_auth, &fixture, &caps).await;
 //! auth_core::contract::store::run_all(&my_store, &StoreFixture::new("contract-")).await;
 //! ```

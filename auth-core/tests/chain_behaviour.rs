@@ -1,0 +1,217 @@
+//! The chain beyond its truth table: which failure it reports, which session it returns,
+//! what it audits, timeouts and rate limiting.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_core::rate_limit::LimitSettings;
+use auth_core::{
+    AuditEventKind, Authenticator, Chain, Control, Credential, Error, ManualClock,
+    MemoryAuditSink, MemoryRateLimiter, Outcome, OutcomeClass, Protocol, SessionState,
+};
+use auth_core::{Attempt, ConnectionInfo};
+use common::{Scripted, remote_password};
+
+use OutcomeClass::*;
+
+fn failure_of(outcome: &Outcome) -> Error {
+    outcome.failure().expect("a failure").error
+}
+
+#[tokio::test]
+async fn reports_the_most_specific_failure_not_the_last() {
+    // OAuth down (falls through), then the password is wrong: the client hears 28P01, not
+    // "unavailable".
+    let chain = Chain::builder()
+        .link_with(
+            Scripted::new("oauth", Unavailable),
+            Control::CONCLUSIVE.fallback_on_unavailable(),
+        )
+        .link(Scripted::new("password", Rejected))
+        .build();
+    let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    assert_eq!(failure_of(&out), Error::InvalidCredentials);
+    assert_eq!(out.failure().unwrap().error.mapping().sqlstate, "28P01");
+
+    // Password wrong first (ignored by SUFFICIENT), then a decisive outage: the decisive
+    // failure is reported even though a higher-ranked one was seen.
+    let chain = Chain::builder()
+        .link_with(Scripted::new("wallet", Rejected), Control::SUFFICIENT)
+        .link_with(Scripted::new("kerberos", Unavailable), Control::REQUIRED)
+        .build();
+    let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    assert_eq!(failure_of(&out), Error::Unavailable);
+
+    // Two decisive failures: the higher rank wins regardless of order.
+    let chain = Chain::builder()
+        .link_with(Scripted::new("a", Unavailable), Control::REQUIRED)
+        .link_with(Scripted::new("b", AccountStatus), Control::REQUIRED)
+        .build();
+    let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    assert_eq!(out.class(), OutcomeClass::AccountStatus);
+    assert_eq!(failure_of(&out), Error::Locked);
+
+    // Equal rank: the earliest wins.
+    let chain = Chain::builder()
+        .link_with(
+            Scripted::failing("jwt", Rejected, Error::InvalidSignature),
+            Control::REQUIRED,
+        )
+        .link_with(Scripted::new("password", Rejected), Control::REQUIRED)
+        .build();
+    let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    assert_eq!(failure_of(&out), Error::InvalidSignature);
+}
+
+#[tokio::test]
+async fn nothing_applicable_reports_missing_or_denied() {
+    let chain = Chain::builder().link(Scripted::new("password", Success)).build();
+    let mut absent = Attempt::new(
+        ConnectionInfo::tcp(Protocol::Http, "10.0.0.1:1".parse().unwrap()),
+        Credential::Absent,
+    );
+    assert!(matches!(chain.authenticate(&mut absent).await, Outcome::NotApplicable));
+    assert_eq!(failure_of(&chain.decide(&mut absent).await), Error::MissingCredentials);
+    let mut bearer = Attempt::new(
+        ConnectionInfo::tcp(Protocol::Http, "10.0.0.1:1".parse().unwrap()),
+        Credential::bearer("t"),
+    );
+    assert_eq!(failure_of(&chain.decide(&mut bearer).await), Error::Denied);
+}
+
+#[tokio::test]
+async fn the_first_success_supplies_the_session_and_it_becomes_active() {
+    let chain = Chain::builder()
+        .link_with(Scripted::new("first", Success), Control::REQUIRED)
+        .link_with(Scripted::new("second", Success), Control::REQUIRED)
+        .build();
+    let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    let s = out.session().unwrap();
+    assert_eq!(s.method(), "first");
+    assert_eq!(s.state(), SessionState::Active);
+}
+
+#[tokio::test]
+async fn every_step_is_audited_and_one_event_per_attempt() {
+    let audit = MemoryAuditSink::new();
+    let chain = Chain::builder()
+        .audit(Arc::new(audit.clone()))
+        .link_with(
+            Scripted::new("oauth", Unavailable),
+            Control::CONCLUSIVE.fallback_on_unavailable(),
+        )
+        .link(Scripted::new("kerberos", NotApplicable))
+        .link(Scripted::new("password", Success))
+        .build();
+    let out = chain.authenticate(&mut remote_password("alice", "hunter22")).await;
+    assert!(out.is_authenticated());
+
+    let events = audit.events();
+    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["fallback", "fallback", "step", "attempt_succeeded"]);
+    assert_eq!(events[0]["method"], "oauth");
+    assert_eq!(events[0]["outcome"], "unavailable");
+    assert_eq!(events[0]["action"], "ignore");
+    assert_eq!(events[0]["error"], "unavailable");
+    assert_eq!(events[1]["outcome"], "not_applicable");
+    assert_eq!(events[2]["action"], "done");
+    let last = &events[3];
+    assert_eq!(last["method"], "password");
+    assert_eq!(last["username"], "alice");
+    assert_eq!(last["source"], "10.0.0.7:50000");
+    assert_eq!(last["connection_id"], 42);
+    assert_eq!(last["protocol"], "postgres");
+    assert!(last["duration_us"].is_u64());
+    assert!(last["timestamp"].as_str().unwrap().ends_with('Z'));
+    let all = serde_json::to_string(&events).unwrap();
+    assert!(!all.contains("hunter22"), "a password reached the audit log");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_link_times_out_as_unavailable_and_can_fall_through() {
+    let slow = Scripted::slow("oauth", Duration::from_secs(30));
+    let chain = Chain::builder()
+        .push(
+            auth_core::Link::new(slow.clone(), Control::CONCLUSIVE.fallback_on_unavailable())
+                .timeout(Duration::from_millis(200)),
+        )
+        .link(Scripted::new("password", Success))
+        .build();
+    let started = tokio::time::Instant::now();
+    let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    assert!(out.is_authenticated());
+    assert_eq!(out.session().unwrap().method(), "password");
+    assert_eq!(started.elapsed(), Duration::from_millis(200));
+
+    // Without fallback the timeout denies, with the Timeout kind.
+    let chain = Chain::builder()
+        .link(Scripted::slow("oauth", Duration::from_secs(30)))
+        .link(Scripted::new("password", Success))
+        .build();
+    let started = tokio::time::Instant::now();
+    let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    assert_eq!(failure_of(&out), Error::Timeout);
+    assert_eq!(started.elapsed(), auth_core::chain::DEFAULT_TIMEOUT);
+}
+
+#[tokio::test]
+async fn the_rate_limiter_locks_out_before_any_link_runs() {
+    let clock = ManualClock::at_fixed_epoch();
+    let limiter = Arc::new(MemoryRateLimiter::with_clock(
+        LimitSettings::default(),
+        Arc::new(clock.clone()),
+    ));
+    let audit = MemoryAuditSink::new();
+    let password = Scripted::new("password", Rejected);
+    let chain = Chain::builder()
+        .audit(Arc::new(audit.clone()))
+        .rate_limiter(limiter)
+        .link(password.clone())
+        .build();
+    for _ in 0..5 {
+        let out = chain.authenticate(&mut remote_password("alice", "guess")).await;
+        assert_eq!(failure_of(&out), Error::InvalidCredentials);
+    }
+    let out = chain.authenticate(&mut remote_password("alice", "guess")).await;
+    assert_eq!(failure_of(&out), Error::RateLimited);
+    assert_eq!(password.calls(), 5, "a locked attempt runs no method");
+    let lockouts = audit.of_kind(AuditEventKind::Lockout);
+    assert_eq!(lockouts.len(), 1);
+    assert_eq!(lockouts[0]["username"], "alice");
+    assert!(lockouts[0]["detail"].as_str().unwrap().contains("user locked"));
+
+    clock.advance(Duration::from_secs(60));
+    let out = chain.authenticate(&mut remote_password("alice", "guess")).await;
+    assert_eq!(failure_of(&out), Error::InvalidCredentials, "the lock lifted");
+}
+
+#[tokio::test]
+async fn unavailable_backends_do_not_count_towards_lockout() {
+    let chain = Chain::builder()
+        .rate_limiter(Arc::new(MemoryRateLimiter::default()))
+        .link(Scripted::new("oauth", Unavailable))
+        .build();
+    for _ in 0..10 {
+        let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+        assert_eq!(failure_of(&out), Error::Unavailable);
+    }
+}
+
+#[tokio::test]
+async fn chains_nest_and_report_the_inner_method() {
+    let inner = Chain::builder()
+        .name("inner")
+        .link(Scripted::new("wallet", NotApplicable))
+        .link(Scripted::new("password", Success))
+        .build();
+    let outer = Chain::builder()
+        .link(Scripted::new("oauth", NotApplicable))
+        .link(Arc::new(inner))
+        .build();
+    let out = outer.authenticate(&mut remote_password("alice", "pw")).await;
+    assert_eq!(out.session().unwrap().method(), "password");
+    assert!(outer.accepts().contains(&auth_core::CredentialKind::Password));
+}

@@ -71,7 +71,11 @@ pub struct ApiKeyAuthenticator {
 }
 
 fn record_key(id: &str) -> Option<Key> {
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return None;
     }
     Key::new(format!("api-key/{id}")).ok()
@@ -113,9 +117,13 @@ impl ApiKeyAuthenticator {
             grant,
             sha256: hex::encode(digest(secret.expose_secret())),
         };
-        let bytes = serde_json::to_vec(&stored).map_err(|e| StoreError::Corrupted(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(&stored).map_err(|e| StoreError::Corrupted(e.to_string()))?;
         store.put(&key, bytes.into(), Precondition::None).await?;
-        Ok(SecretString::from(format!("{id}.{}", secret.expose_secret())))
+        Ok(SecretString::from(format!(
+            "{id}.{}",
+            secret.expose_secret()
+        )))
     }
 }
 
@@ -156,7 +164,10 @@ impl Authenticator for ApiKeyAuthenticator {
         let Some(record) = record else {
             // Compare against a dummy so an unknown id costs what a wrong secret costs.
             let _ = presented_digest.ct_eq(&[0u8; 32]);
-            return Outcome::rejected(Error::InvalidCredentials, format!("unknown API key id `{id}`"));
+            return Outcome::rejected(
+                Error::InvalidCredentials,
+                format!("unknown API key id `{id}`"),
+            );
         };
         let stored: StoredKey = match serde_json::from_slice(record.value.expose_secret()) {
             Ok(s) => s,
@@ -167,7 +178,10 @@ impl Authenticator for ApiKeyAuthenticator {
             return Outcome::unavailable(format!("API key record `{key}` has a bad digest"));
         }
         if !bool::from(presented_digest.ct_eq(&expected)) {
-            return Outcome::rejected(Error::InvalidCredentials, format!("wrong secret for API key `{id}`"));
+            return Outcome::rejected(
+                Error::InvalidCredentials,
+                format!("wrong secret for API key `{id}`"),
+            );
         }
         let roles = stored
             .grant
@@ -178,7 +192,9 @@ impl Authenticator for ApiKeyAuthenticator {
             StandardSession::new(stored.grant.principal, "api_key", self.clock.now())
                 .with_roles(roles)
                 .with_scopes(stored.grant.scopes)
-                .with_evidence(Evidence::ApiKey { key_id: id.to_owned() })
+                .with_evidence(Evidence::ApiKey {
+                    key_id: id.to_owned(),
+                })
                 .boxed(),
         )
     }

@@ -41,9 +41,7 @@ impl Attempt {
     /// The user this attempt is about: the credential's own user name (HTTP Basic,
     /// cleartext password) or else the user the connection asked for.
     pub fn user(&self) -> Option<&str> {
-        self.credential
-            .user()
-            .or(self.connection.user.as_deref())
+        self.credential.user().or(self.connection.user.as_deref())
     }
 }
 

@@ -109,6 +109,11 @@ impl AuditEvent<'_> {
 pub trait AuditSink: Send + Sync + Debug {
     /// Records one event. Must not block for long: it runs on the authentication path.
     fn record(&self, event: &AuditEvent<'_>);
+
+    /// Whether events are wanted at all; when not, callers skip building them.
+    fn enabled(&self) -> bool {
+        true
+    }
 }
 
 /// Emits each event as a `tracing` event with target `auth::audit` and one field per
@@ -118,6 +123,10 @@ pub trait AuditSink: Send + Sync + Debug {
 pub struct TracingAuditSink;
 
 impl AuditSink for TracingAuditSink {
+    fn enabled(&self) -> bool {
+        tracing::enabled!(target: "auth::audit", tracing::Level::INFO)
+    }
+
     fn record(&self, e: &AuditEvent<'_>) {
         tracing::info!(
             target: "auth::audit",
@@ -223,6 +232,10 @@ pub struct NullAuditSink;
 
 impl AuditSink for NullAuditSink {
     fn record(&self, _event: &AuditEvent<'_>) {}
+
+    fn enabled(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

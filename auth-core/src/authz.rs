@@ -167,13 +167,21 @@ mod tests {
 
     #[test]
     fn roles_are_hierarchical() {
-        assert!(Role::User < Role::Service && Role::Service < Role::Dba && Role::Dba < Role::System);
+        assert!(
+            Role::User < Role::Service && Role::Service < Role::Dba && Role::Dba < Role::System
+        );
         assert!(role_grants(&[Role::Dba], Role::Service));
         assert!(role_grants(&[Role::Dba], Role::Dba));
         assert!(!role_grants(&[Role::Dba], Role::System));
         assert!(!role_grants(&[], Role::User));
         assert_eq!("DBA".parse::<Role>(), Ok(Role::Dba));
-        assert!("root".parse::<Role>().unwrap_err().to_string().contains("root"));
+        assert!(
+            "root"
+                .parse::<Role>()
+                .unwrap_err()
+                .to_string()
+                .contains("root")
+        );
     }
 
     #[test]

@@ -257,7 +257,10 @@ impl Config {
     }
 
     /// Loads from TOML text (if any) and an environment map; the environment wins.
-    pub fn load(toml_text: Option<&str>, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+    pub fn load(
+        toml_text: Option<&str>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
         let mut problems = Vec::new();
         let mut raw = match toml_text {
             Some(text) => toml::from_str::<RawConfig>(text).unwrap_or_else(|e| {
@@ -324,8 +327,16 @@ fn list(value: &str) -> Vec<String> {
         .collect()
 }
 
-fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>, problems: &mut Vec<ConfigProblem>) {
-    let get = |k: &str| env.get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+fn apply_env(
+    raw: &mut RawConfig,
+    env: &HashMap<String, String>,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    let get = |k: &str| {
+        env.get(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
     let duration = |k: &str, problems: &mut Vec<ConfigProblem>| {
         get(k).and_then(|v| match humantime::parse_duration(&v) {
             Ok(d) => Some(d),
@@ -344,7 +355,11 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>, problems: &mut 
             "1" | "true" | "yes" | "on" => Some(true),
             "0" | "false" | "no" | "off" => Some(false),
             _ => {
-                problems.push(problem(k, format!("`{v}` is not a boolean"), "use `true` or `false`"));
+                problems.push(problem(
+                    k,
+                    format!("`{v}` is not a boolean"),
+                    "use `true` or `false`",
+                ));
                 None
             }
         })
@@ -414,7 +429,11 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>, problems: &mut 
     }
 }
 
-fn parse_methods(names: &[String], setting: &str, problems: &mut Vec<ConfigProblem>) -> Vec<Method> {
+fn parse_methods(
+    names: &[String],
+    setting: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<Method> {
     let mut methods = Vec::new();
     for name in names {
         match name.parse::<Method>() {
@@ -447,7 +466,10 @@ fn check_timeout(setting: &str, d: Duration, problems: &mut Vec<ConfigProblem>) 
 fn check_url(setting: &str, url: &str, problems: &mut Vec<ConfigProblem>) {
     let loopback_http = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
-        .any(|p| url.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/'])));
+        .any(|p| {
+            url.strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+        });
     if !(url.starts_with("https://") || loopback_http) {
         problems.push(problem(
             setting,
@@ -518,7 +540,10 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Config {
         for (name, v) in [
             ("oauth.issuer / AUTH_OAUTH_ISSUER", &oauth.issuer),
             ("oauth.jwks_url / AUTH_OAUTH_JWKS_URL", &oauth.jwks_url),
-            ("oauth.token_endpoint / AUTH_OAUTH_TOKEN_ENDPOINT", &oauth.token_endpoint),
+            (
+                "oauth.token_endpoint / AUTH_OAUTH_TOKEN_ENDPOINT",
+                &oauth.token_endpoint,
+            ),
         ] {
             if let Some(url) = v {
                 check_url(name, url, problems);
@@ -571,7 +596,10 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Config {
     }
 }
 
-fn rate_limit_settings(raw: &RawRateLimit, problems: &mut Vec<ConfigProblem>) -> Option<LimitSettings> {
+fn rate_limit_settings(
+    raw: &RawRateLimit,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<LimitSettings> {
     if raw.enabled == Some(false) {
         return None;
     }
@@ -606,12 +634,16 @@ mod humantime_serde_opt {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         match Option::<String>::deserialize(d)? {
             None => Ok(None),
-            Some(s) => humantime::parse_duration(&s)
-                .map(Some)
-                .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a duration; use a value like \"5s\" or \"750ms\""))),
+            Some(s) => humantime::parse_duration(&s).map(Some).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a duration; use a value like \"5s\" or \"750ms\""
+                ))
+            }),
         }
     }
 }
@@ -621,7 +653,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -656,13 +691,21 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.methods,
-            vec![Method::OAuth, Method::Kerberos, Method::Wallet, Method::Password]
+            vec![
+                Method::OAuth,
+                Method::Kerberos,
+                Method::Wallet,
+                Method::Password
+            ]
         );
         assert_eq!(c.timeout, Duration::from_millis(750));
         assert_eq!(c.timeout_for(Method::Kerberos), Duration::from_secs(2));
         assert_eq!(c.timeout_for(Method::OAuth), Duration::from_millis(750));
         assert!(c.falls_back(Method::OAuth) && !c.falls_back(Method::Password));
-        assert_eq!(c.kerberos.keytab.as_deref(), Some(Path::new("/etc/krb5.keytab")));
+        assert_eq!(
+            c.kerberos.keytab.as_deref(),
+            Some(Path::new("/etc/krb5.keytab"))
+        );
     }
 
     #[test]
@@ -678,7 +721,10 @@ mod tests {
         let err = Config::load(
             None,
             &env(&[
-                ("AUTH_METHODS", "oauth,ldap,password,password,kerberos,wallet"),
+                (
+                    "AUTH_METHODS",
+                    "oauth,ldap,password,password,kerberos,wallet",
+                ),
                 ("AUTH_TIMEOUT", "soon"),
                 ("AUTH_FALLBACK", "api_key"),
                 ("AUTH_OAUTH_TOKEN_ENDPOINT", "http://evil.example.com/token"),
@@ -698,7 +744,10 @@ mod tests {
             "wallet.path / AUTH_WALLET_PATH",
             "wallet.key_file / AUTH_WALLET_KEY_FILE",
         ] {
-            assert!(settings.contains(&expected), "missing {expected} in {settings:?}");
+            assert!(
+                settings.contains(&expected),
+                "missing {expected} in {settings:?}"
+            );
         }
         let text = err.to_string();
         assert!(text.contains("unknown method `ldap`"), "{text}");
@@ -728,11 +777,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.oauth.issuer.as_deref(), Some("http://127.0.0.1:4000"));
-        assert!(Config::load(
-            None,
-            &env(&[("AUTH_METHODS", "oauth"), ("AUTH_OAUTH_ISSUER", "http://localhost.evil.com")]),
-        )
-        .is_err());
+        assert!(
+            Config::load(
+                None,
+                &env(&[
+                    ("AUTH_METHODS", "oauth"),
+                    ("AUTH_OAUTH_ISSUER", "http://localhost.evil.com")
+                ]),
+            )
+            .is_err()
+        );
     }
 
     #[test]

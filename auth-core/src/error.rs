@@ -273,9 +273,15 @@ mod tests {
     fn http_split_401_403_and_bearer_codes() {
         assert_eq!(Error::MissingCredentials.mapping().http_status, 401);
         assert_eq!(Error::MissingCredentials.mapping().bearer_error, None);
-        assert_eq!(Error::InvalidSignature.mapping().bearer_error, Some("invalid_token"));
+        assert_eq!(
+            Error::InvalidSignature.mapping().bearer_error,
+            Some("invalid_token")
+        );
         assert_eq!(Error::Forbidden.mapping().http_status, 403);
-        assert_eq!(Error::Forbidden.mapping().bearer_error, Some("insufficient_scope"));
+        assert_eq!(
+            Error::Forbidden.mapping().bearer_error,
+            Some("insufficient_scope")
+        );
         assert_eq!(Error::Malformed.mapping().http_status, 400);
         assert_eq!(Error::Unavailable.mapping().http_status, 503);
         assert_eq!(Error::Forbidden.mapping().grpc, GrpcCode::PermissionDenied);
@@ -286,7 +292,12 @@ mod tests {
     #[test]
     fn client_messages_do_not_distinguish_unknown_user_from_wrong_secret() {
         let generic = Error::InvalidCredentials.to_string();
-        for e in [Error::Expired, Error::Locked, Error::UntrustedIssuer, Error::Denied] {
+        for e in [
+            Error::Expired,
+            Error::Locked,
+            Error::UntrustedIssuer,
+            Error::Denied,
+        ] {
             assert_eq!(e.to_string(), generic);
         }
     }

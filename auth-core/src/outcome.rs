@@ -123,6 +123,15 @@ impl Outcome {
         }
     }
 
+    /// The client-visible error and the audit detail of a failure, without copying.
+    pub fn error_and_detail(&self) -> Option<(Error, &str)> {
+        match self {
+            Self::Rejected(f) | Self::Unavailable(f) => Some((f.error, f.detail.as_ref())),
+            Self::AccountStatus { status, detail } => Some((status.error(), detail.as_ref())),
+            Self::Authenticated(_) | Self::NotApplicable => None,
+        }
+    }
+
     /// Whether this is a success.
     pub fn is_authenticated(&self) -> bool {
         matches!(self, Self::Authenticated(_))
@@ -169,13 +178,19 @@ mod tests {
     fn classes_and_failures() {
         let r = Outcome::rejected(Error::InvalidCredentials, "wrong password for alice");
         assert_eq!(r.class(), OutcomeClass::Rejected);
-        assert_eq!(r.failure().map(|f| f.error), Some(Error::InvalidCredentials));
+        assert_eq!(
+            r.failure().map(|f| f.error),
+            Some(Error::InvalidCredentials)
+        );
         let a = Outcome::AccountStatus {
             status: AccountStatus::Disabled,
             detail: "disabled".into(),
         };
         assert_eq!(a.failure().map(|f| f.error), Some(Error::Locked));
-        assert_eq!(Outcome::unavailable("down").class(), OutcomeClass::Unavailable);
+        assert_eq!(
+            Outcome::unavailable("down").class(),
+            OutcomeClass::Unavailable
+        );
         assert!(Outcome::NotApplicable.failure().is_none());
         assert!(!Outcome::NotApplicable.is_authenticated());
     }

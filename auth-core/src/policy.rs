@@ -163,9 +163,7 @@ impl Rule {
     /// Whether the rule covers a connection for `user`.
     pub fn matches(&self, connection: &ConnectionInfo, user: Option<&str>) -> bool {
         self.connection.matches(connection)
-            && self
-                .databases
-                .matches(connection.database.as_deref(), user)
+            && self.databases.matches(connection.database.as_deref(), user)
             && self.users.matches(user, user)
             && self.addresses.matches(connection)
     }
@@ -191,7 +189,9 @@ pub struct Policy {
 
 impl fmt::Debug for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Policy").field("rules", &self.rules).finish()
+        f.debug_struct("Policy")
+            .field("rules", &self.rules)
+            .finish()
     }
 }
 

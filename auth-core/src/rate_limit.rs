@@ -186,7 +186,10 @@ impl RateLimiter for MemoryRateLimiter {
             }
         }
         if let Some(ip) = subject.address {
-            let addresses = self.addresses.lock().unwrap_or_else(PoisonError::into_inner);
+            let addresses = self
+                .addresses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if let Some(retry_after) = addresses.get(&ip).and_then(|c| c.blocked(now)) {
                 return Admission::Blocked {
                     retry_after,
@@ -211,7 +214,10 @@ impl RateLimiter for MemoryRateLimiter {
                 .fail(now, s.user_failures, s);
         }
         if let Some(ip) = subject.address {
-            let mut addresses = self.addresses.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut addresses = self
+                .addresses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             addresses
                 .entry(ip)
                 .or_default()
@@ -270,7 +276,10 @@ mod tests {
             }
         );
         // Another user from another address is unaffected.
-        assert_eq!(l.check(&remote("bob", "10.0.0.2")).await, Admission::Allowed);
+        assert_eq!(
+            l.check(&remote("bob", "10.0.0.2")).await,
+            Admission::Allowed
+        );
         clock.advance(Duration::from_secs(60));
         assert_eq!(l.check(&s).await, Admission::Allowed);
         for _ in 0..5 {
@@ -298,7 +307,8 @@ mod tests {
     async fn twenty_failures_from_one_address_lock_the_address() {
         let (l, _clock) = limiter();
         for i in 0..20 {
-            l.record_failure(&remote(&format!("user{i}"), "10.9.9.9")).await;
+            l.record_failure(&remote(&format!("user{i}"), "10.9.9.9"))
+                .await;
         }
         assert!(matches!(
             l.check(&remote("fresh", "10.9.9.9")).await,
@@ -307,7 +317,10 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(l.check(&remote("fresh", "10.9.9.8")).await, Admission::Allowed);
+        assert_eq!(
+            l.check(&remote("fresh", "10.9.9.8")).await,
+            Admission::Allowed
+        );
     }
 
     #[tokio::test]
@@ -322,7 +335,12 @@ mod tests {
             l.record_failure(&s).await;
         }
         assert_eq!(l.check(&s).await, Admission::Allowed);
-        assert_eq!(l.addresses.lock().unwrap()[&"10.0.0.1".parse().unwrap()].failures.len(), 8);
+        assert_eq!(
+            l.addresses.lock().unwrap()[&"10.0.0.1".parse().unwrap()]
+                .failures
+                .len(),
+            8
+        );
     }
 
     #[tokio::test]
@@ -345,7 +363,10 @@ mod tests {
         for _ in 0..5 {
             strict.record_failure(&local).await;
         }
-        assert!(matches!(strict.check(&local).await, Admission::Blocked { .. }));
+        assert!(matches!(
+            strict.check(&local).await,
+            Admission::Blocked { .. }
+        ));
     }
 
     #[tokio::test]

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::rate_limit::LimitSettings;
-use auth_core::{
-    AuditEventKind, Authenticator, Chain, Control, Credential, Error, ManualClock,
-    MemoryAuditSink, MemoryRateLimiter, Outcome, OutcomeClass, Protocol, SessionState,
-};
 use auth_core::{Attempt, ConnectionInfo};
+use auth_core::{
+    AuditEventKind, Authenticator, Chain, Control, Credential, Error, ManualClock, MemoryAuditSink,
+    MemoryRateLimiter, Outcome, OutcomeClass, Protocol, SessionState,
+};
 use common::{Scripted, remote_password};
 
 use OutcomeClass::*;
@@ -32,7 +32,9 @@ async fn reports_the_most_specific_failure_not_the_last() {
         )
         .link(Scripted::new("password", Rejected))
         .build();
-    let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    let out = chain
+        .authenticate(&mut remote_password("alice", "pw"))
+        .await;
     assert_eq!(failure_of(&out), Error::InvalidCredentials);
     assert_eq!(out.failure().unwrap().error.mapping().sqlstate, "28P01");
 
@@ -42,7 +44,9 @@ async fn reports_the_most_specific_failure_not_the_last() {
         .link_with(Scripted::new("wallet", Rejected), Control::SUFFICIENT)
         .link_with(Scripted::new("kerberos", Unavailable), Control::REQUIRED)
         .build();
-    let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    let out = chain
+        .authenticate(&mut remote_password("alice", "pw"))
+        .await;
     assert_eq!(failure_of(&out), Error::Unavailable);
 
     // Two decisive failures: the higher rank wins regardless of order.
@@ -50,7 +54,9 @@ async fn reports_the_most_specific_failure_not_the_last() {
         .link_with(Scripted::new("a", Unavailable), Control::REQUIRED)
         .link_with(Scripted::new("b", AccountStatus), Control::REQUIRED)
         .build();
-    let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    let out = chain
+        .authenticate(&mut remote_password("alice", "pw"))
+        .await;
     assert_eq!(out.class(), OutcomeClass::AccountStatus);
     assert_eq!(failure_of(&out), Error::Locked);
 
@@ -62,19 +68,29 @@ async fn reports_the_most_specific_failure_not_the_last() {
         )
         .link_with(Scripted::new("password", Rejected), Control::REQUIRED)
         .build();
-    let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    let out = chain
+        .authenticate(&mut remote_password("alice", "pw"))
+        .await;
     assert_eq!(failure_of(&out), Error::InvalidSignature);
 }
 
 #[tokio::test]
 async fn nothing_applicable_reports_missing_or_denied() {
-    let chain = Chain::builder().link(Scripted::new("password", Success)).build();
+    let chain = Chain::builder()
+        .link(Scripted::new("password", Success))
+        .build();
     let mut absent = Attempt::new(
         ConnectionInfo::tcp(Protocol::Http, "10.0.0.1:1".parse().unwrap()),
         Credential::Absent,
     );
-    assert!(matches!(chain.authenticate(&mut absent).await, Outcome::NotApplicable));
-    assert_eq!(failure_of(&chain.decide(&mut absent).await), Error::MissingCredentials);
+    assert!(matches!(
+        chain.authenticate(&mut absent).await,
+        Outcome::NotApplicable
+    ));
+    assert_eq!(
+        failure_of(&chain.decide(&mut absent).await),
+        Error::MissingCredentials
+    );
     let mut bearer = Attempt::new(
         ConnectionInfo::tcp(Protocol::Http, "10.0.0.1:1".parse().unwrap()),
         Credential::bearer("t"),
@@ -88,7 +104,9 @@ async fn the_first_success_supplies_the_session_and_it_becomes_active() {
         .link_with(Scripted::new("first", Success), Control::REQUIRED)
         .link_with(Scripted::new("second", Success), Control::REQUIRED)
         .build();
-    let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    let out = chain
+        .authenticate(&mut remote_password("alice", "pw"))
+        .await;
     let s = out.session().unwrap();
     assert_eq!(s.method(), "first");
     assert_eq!(s.state(), SessionState::Active);
@@ -106,11 +124,16 @@ async fn every_step_is_audited_and_one_event_per_attempt() {
         .link(Scripted::new("kerberos", NotApplicable))
         .link(Scripted::new("password", Success))
         .build();
-    let out = chain.authenticate(&mut remote_password("alice", "hunter22")).await;
+    let out = chain
+        .authenticate(&mut remote_password("alice", "hunter22"))
+        .await;
     assert!(out.is_authenticated());
 
     let events = audit.events();
-    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["fallback", "fallback", "step", "attempt_succeeded"]);
     assert_eq!(events[0]["method"], "oauth");
     assert_eq!(events[0]["outcome"], "unavailable");
@@ -127,7 +150,10 @@ async fn every_step_is_audited_and_one_event_per_attempt() {
     assert!(last["duration_us"].is_u64());
     assert!(last["timestamp"].as_str().unwrap().ends_with('Z'));
     let all = serde_json::to_string(&events).unwrap();
-    assert!(!all.contains("hunter22"), "a password reached the audit log");
+    assert!(
+        !all.contains("hunter22"),
+        "a password reached the audit log"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -141,7 +167,9 @@ async fn a_slow_link_times_out_as_unavailable_and_can_fall_through() {
         .link(Scripted::new("password", Success))
         .build();
     let started = tokio::time::Instant::now();
-    let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    let out = chain
+        .authenticate(&mut remote_password("alice", "pw"))
+        .await;
     assert!(out.is_authenticated());
     assert_eq!(out.session().unwrap().method(), "password");
     assert_eq!(started.elapsed(), Duration::from_millis(200));
@@ -152,7 +180,9 @@ async fn a_slow_link_times_out_as_unavailable_and_can_fall_through() {
         .link(Scripted::new("password", Success))
         .build();
     let started = tokio::time::Instant::now();
-    let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+    let out = chain
+        .authenticate(&mut remote_password("alice", "pw"))
+        .await;
     assert_eq!(failure_of(&out), Error::Timeout);
     assert_eq!(started.elapsed(), auth_core::chain::DEFAULT_TIMEOUT);
 }
@@ -172,20 +202,35 @@ async fn the_rate_limiter_locks_out_before_any_link_runs() {
         .link(password.clone())
         .build();
     for _ in 0..5 {
-        let out = chain.authenticate(&mut remote_password("alice", "guess")).await;
+        let out = chain
+            .authenticate(&mut remote_password("alice", "guess"))
+            .await;
         assert_eq!(failure_of(&out), Error::InvalidCredentials);
     }
-    let out = chain.authenticate(&mut remote_password("alice", "guess")).await;
+    let out = chain
+        .authenticate(&mut remote_password("alice", "guess"))
+        .await;
     assert_eq!(failure_of(&out), Error::RateLimited);
     assert_eq!(password.calls(), 5, "a locked attempt runs no method");
     let lockouts = audit.of_kind(AuditEventKind::Lockout);
     assert_eq!(lockouts.len(), 1);
     assert_eq!(lockouts[0]["username"], "alice");
-    assert!(lockouts[0]["detail"].as_str().unwrap().contains("user locked"));
+    assert!(
+        lockouts[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("user locked")
+    );
 
     clock.advance(Duration::from_secs(60));
-    let out = chain.authenticate(&mut remote_password("alice", "guess")).await;
-    assert_eq!(failure_of(&out), Error::InvalidCredentials, "the lock lifted");
+    let out = chain
+        .authenticate(&mut remote_password("alice", "guess"))
+        .await;
+    assert_eq!(
+        failure_of(&out),
+        Error::InvalidCredentials,
+        "the lock lifted"
+    );
 }
 
 #[tokio::test]
@@ -195,7 +240,9 @@ async fn unavailable_backends_do_not_count_towards_lockout() {
         .link(Scripted::new("oauth", Unavailable))
         .build();
     for _ in 0..10 {
-        let out = chain.authenticate(&mut remote_password("alice", "pw")).await;
+        let out = chain
+            .authenticate(&mut remote_password("alice", "pw"))
+            .await;
         assert_eq!(failure_of(&out), Error::Unavailable);
     }
 }
@@ -211,7 +258,13 @@ async fn chains_nest_and_report_the_inner_method() {
         .link(Scripted::new("oauth", NotApplicable))
         .link(Arc::new(inner))
         .build();
-    let out = outer.authenticate(&mut remote_password("alice", "pw")).await;
+    let out = outer
+        .authenticate(&mut remote_password("alice", "pw"))
+        .await;
     assert_eq!(out.session().unwrap().method(), "password");
-    assert!(outer.accepts().contains(&auth_core::CredentialKind::Password));
+    assert!(
+        outer
+            .accepts()
+            .contains(&auth_core::CredentialKind::Password)
+    );
 }

@@ -20,7 +20,15 @@ enum Verdict {
 
 /// One row of the documented table: (control name, control, outcome, action, continues,
 /// result if last, result when a SUFFICIENT success follows).
-type Row = (&'static str, Control, OutcomeClass, Action, bool, Verdict, Verdict);
+type Row = (
+    &'static str,
+    Control,
+    OutcomeClass,
+    Action,
+    bool,
+    Verdict,
+    Verdict,
+);
 
 fn table() -> Vec<Row> {
     use Verdict::*;
@@ -56,7 +64,15 @@ fn table() -> Vec<Row> {
             rows.push((name, c, class, fail_action, fail_continues, Deny, then));
         }
     }
-    rows.push(("CONCLUSIVE+fallback", fallback, Unavailable, Action::Ignore, true, Deny, Allow));
+    rows.push((
+        "CONCLUSIVE+fallback",
+        fallback,
+        Unavailable,
+        Action::Ignore,
+        true,
+        Deny,
+        Allow,
+    ));
     rows
 }
 
@@ -84,7 +100,11 @@ async fn every_cell_of_the_documented_truth_table() {
 
         // Alone: the result if it is the last link.
         let only = Scripted::new("only", class);
-        assert_eq!(run(&[(only.clone(), control)]).await, if_last, "{cell}: result if last");
+        assert_eq!(
+            run(&[(only.clone(), control)]).await,
+            if_last,
+            "{cell}: result if last"
+        );
         assert_eq!(only.calls(), 1, "{cell}: the link ran");
         cells += 1;
 
@@ -95,7 +115,11 @@ async fn every_cell_of_the_documented_truth_table() {
         let result = run(&[(first, control), (next.clone(), Control::SUFFICIENT)]).await;
         assert_eq!(next.calls() == 1, continues, "{cell}: chain continues");
         cells += 1;
-        let expected = if then == Verdict::NotRun { if_last } else { then };
+        let expected = if then == Verdict::NotRun {
+            if_last
+        } else {
+            then
+        };
         assert_eq!(result, expected, "{cell}: then");
         cells += 1;
     }
@@ -146,7 +170,11 @@ async fn pam_two_required_both_run_and_both_must_succeed() {
     ] {
         let first = Scripted::new("a", a);
         let second = Scripted::new("b", b);
-        let r = run(&[(first, Control::REQUIRED), (second.clone(), Control::REQUIRED)]).await;
+        let r = run(&[
+            (first, Control::REQUIRED),
+            (second.clone(), Control::REQUIRED),
+        ])
+        .await;
         assert_eq!(r, expected, "{a:?} then {b:?}");
         assert_eq!(second.calls(), 1, "required does not stop the stack");
     }
@@ -156,14 +184,21 @@ async fn pam_two_required_both_run_and_both_must_succeed() {
 async fn pam_requisite_failure_stops_at_once() {
     let first = Scripted::new("a", Unavailable);
     let second = Scripted::new("b", Success);
-    let r = run(&[(first, Control::REQUISITE), (second.clone(), Control::SUFFICIENT)]).await;
+    let r = run(&[
+        (first, Control::REQUISITE),
+        (second.clone(), Control::SUFFICIENT),
+    ])
+    .await;
     assert_eq!(r, Verdict::Deny);
     assert_eq!(second.calls(), 0);
 }
 
 #[tokio::test]
 async fn optional_matters_only_when_alone() {
-    assert_eq!(run(&[(Scripted::new("o", Rejected), Control::OPTIONAL)]).await, Verdict::Deny);
+    assert_eq!(
+        run(&[(Scripted::new("o", Rejected), Control::OPTIONAL)]).await,
+        Verdict::Deny
+    );
     let r = run(&[
         (Scripted::new("o", Rejected), Control::OPTIONAL),
         (Scripted::new("r", Success), Control::REQUIRED),

@@ -48,7 +48,12 @@ impl CredentialStore for Counting {
         self.ops.fetch_add(1, Ordering::SeqCst);
         self.inner.get(key).await
     }
-    async fn put(&self, key: &Key, value: SecretSlice<u8>, p: Precondition) -> Result<u64, StoreError> {
+    async fn put(
+        &self,
+        key: &Key,
+        value: SecretSlice<u8>,
+        p: Precondition,
+    ) -> Result<u64, StoreError> {
         self.ops.fetch_add(1, Ordering::SeqCst);
         self.inner.put(key, value, p).await
     }
@@ -69,7 +74,11 @@ fn attempt(credential: Credential) -> Attempt {
     )
 }
 
-async fn api_key_setup() -> (ApiKeyAuthenticator, AuthenticatorFixture, AuthenticatorCapabilities) {
+async fn api_key_setup() -> (
+    ApiKeyAuthenticator,
+    AuthenticatorFixture,
+    AuthenticatorCapabilities,
+) {
     let ops = Arc::new(AtomicU64::new(0));
     let store = Arc::new(Counting {
         inner: MemoryStore::new(),
@@ -138,7 +147,9 @@ async fn the_suite_catches_an_authenticator_that_claims_everything() {
 }
 
 #[tokio::test]
-#[should_panic(expected = "contract property `wrong_secret_and_unknown_principal_look_alike` broken")]
+#[should_panic(
+    expected = "contract property `wrong_secret_and_unknown_principal_look_alike` broken"
+)]
 async fn the_suite_catches_user_enumeration() {
     let (auth, fixture, caps) = api_key_setup().await;
     run_auth_suite(&Enumerating(auth), &fixture, &caps).await;
@@ -174,7 +185,10 @@ impl Authenticator for Greedy {
         "greedy"
     }
     fn accepts(&self) -> Vec<auth_core::CredentialKind> {
-        vec![auth_core::CredentialKind::Password, auth_core::CredentialKind::ApiKey]
+        vec![
+            auth_core::CredentialKind::Password,
+            auth_core::CredentialKind::ApiKey,
+        ]
     }
     fn supports(&self, _: &Credential) -> bool {
         true

@@ -71,7 +71,10 @@ async fn secrets_never_reach_the_log() {
 
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let audit_lines = log.lines().filter(|l| l.contains("auth::audit")).count();
-    assert!(audit_lines >= 12, "expected audit events in the log, got:\n{log}");
+    assert!(
+        audit_lines >= 12,
+        "expected audit events in the log, got:\n{log}"
+    );
     assert!(log.contains("attempt_succeeded"));
     assert!(log.contains("REDACTED"), "Debug output was logged redacted");
     for s in [secret, wrong, "THE-SECRET", "WRONG-SECRET"] {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use auth_core::policy::{AddressMatch, ConnectionType, NameMatch, Rule, Selection, Target};
 use auth_core::{
-    AuditEventKind, Attempt, Chain, ConnectionInfo, Credential, Error, MemoryAuditSink,
+    Attempt, AuditEventKind, Chain, ConnectionInfo, Credential, Error, MemoryAuditSink,
     OutcomeClass, Peer, Policy, Protocol, TlsInfo,
 };
 use common::Scripted;
@@ -26,7 +26,8 @@ fn policy() -> Policy {
         Rule::new("local-system", Target::Chain(chain("peer")))
             .with_connection(ConnectionType::Local)
             .with_users(NameMatch::Names(vec!["system".into()])),
-        Rule::new("no-remote-system", Target::Reject).with_users(NameMatch::Names(vec!["system".into()])),
+        Rule::new("no-remote-system", Target::Reject)
+            .with_users(NameMatch::Names(vec!["system".into()])),
         Rule::new("gss", Target::Chain(chain("kerberos"))).with_connection(ConnectionType::HostGss),
         Rule::new("own-db-over-tls", Target::Chain(chain("scram")))
             .with_connection(ConnectionType::HostSsl)
@@ -64,7 +65,10 @@ fn first_matching_rule_wins() {
     local.user = Some("alice".into());
     assert_eq!(chosen(&p, &local), "loopback", "unix sockets are localhost");
 
-    assert_eq!(chosen(&p, &tcp("127.0.0.1:1", "system", "x")), "reject:no-remote-system");
+    assert_eq!(
+        chosen(&p, &tcp("127.0.0.1:1", "system", "x")),
+        "reject:no-remote-system"
+    );
 
     let mut gss = tcp("192.0.2.1:1", "alice", "alice");
     gss.gss_requested = true;
@@ -75,8 +79,14 @@ fn first_matching_rule_wins() {
     let tls_other_db = tcp("192.0.2.1:1", "alice", "sales").with_tls(TlsInfo::default());
     assert_eq!(chosen(&p, &tls_other_db), "no-match");
 
-    assert_eq!(chosen(&p, &tcp("10.20.30.40:1", "alice", "sales")), "office");
-    assert_eq!(chosen(&p, &tcp("[::ffff:10.1.1.1]:1", "alice", "s")), "office");
+    assert_eq!(
+        chosen(&p, &tcp("10.20.30.40:1", "alice", "sales")),
+        "office"
+    );
+    assert_eq!(
+        chosen(&p, &tcp("[::ffff:10.1.1.1]:1", "alice", "s")),
+        "office"
+    );
     assert_eq!(chosen(&p, &tcp("[2001:db8::5]:1", "alice", "s")), "office");
     assert_eq!(chosen(&p, &tcp("[::1]:1", "alice", "s")), "loopback");
     assert_eq!(chosen(&p, &tcp("192.0.2.1:1", "alice", "s")), "no-match");
@@ -98,26 +108,43 @@ fn hostnossl_matches_only_plaintext_tcp() {
 async fn no_match_and_reject_deny_and_are_audited() {
     let audit = MemoryAuditSink::new();
     let p = policy().with_audit(Arc::new(audit.clone()));
-    let mut attempt = Attempt::new(tcp("192.0.2.9:1", "mallory", "x"), Credential::password("mallory", "pw"));
+    let mut attempt = Attempt::new(
+        tcp("192.0.2.9:1", "mallory", "x"),
+        Credential::password("mallory", "pw"),
+    );
     let out = p.authenticate(&mut attempt).await;
     assert_eq!(out.failure().unwrap().error, Error::Denied);
     assert_eq!(out.failure().unwrap().error.mapping().sqlstate, "28000");
 
-    let mut attempt = Attempt::new(tcp("10.0.0.1:1", "system", "x"), Credential::password("system", "pw"));
+    let mut attempt = Attempt::new(
+        tcp("10.0.0.1:1", "system", "x"),
+        Credential::password("system", "pw"),
+    );
     let out = p.authenticate(&mut attempt).await;
     assert_eq!(out.failure().unwrap().error, Error::Denied);
 
     let rejects = audit.of_kind(AuditEventKind::PolicyReject);
     assert_eq!(rejects.len(), 2);
     assert_eq!(rejects[0]["username"], "mallory");
-    assert_eq!(rejects[0]["detail"], "no policy rule matches the connection");
-    assert!(rejects[1]["detail"].as_str().unwrap().contains("no-remote-system"));
+    assert_eq!(
+        rejects[0]["detail"],
+        "no policy rule matches the connection"
+    );
+    assert!(
+        rejects[1]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no-remote-system")
+    );
 }
 
 #[tokio::test]
 async fn a_matching_rule_runs_its_chain() {
     let p = policy();
-    let mut attempt = Attempt::new(tcp("10.0.0.1:1", "alice", "x"), Credential::password("alice", "pw"));
+    let mut attempt = Attempt::new(
+        tcp("10.0.0.1:1", "alice", "x"),
+        Credential::password("alice", "pw"),
+    );
     let out = p.authenticate(&mut attempt).await;
     assert_eq!(out.session().unwrap().method(), "password");
 }

@@ -50,8 +50,10 @@
 mod control;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 
@@ -217,6 +219,7 @@ impl Chain {
 
     fn event<'a>(
         &self,
+        timestamp: SystemTime,
         attempt: &'a Attempt,
         kind: AuditEventKind,
         method: Option<&'a str>,
@@ -224,7 +227,7 @@ impl Chain {
         outcome: &'a str,
     ) -> AuditEvent<'a> {
         AuditEvent {
-            timestamp: self.clock.now(),
+            timestamp,
             event: kind,
             method,
             username: attempt.user(),
@@ -257,6 +260,7 @@ impl Chain {
             retry_after.as_secs().max(1)
         );
         let mut e = self.event(
+            self.clock.now(),
             attempt,
             AuditEventKind::Lockout,
             None,
@@ -275,44 +279,55 @@ impl Chain {
         let mut session_link = None;
         let mut seen: Vec<Seen> = Vec::new();
 
+        // Step timestamps come from one wall-clock reading plus monotonic time, which is
+        // cheaper than reading the (injected) wall clock at every step.
+        let audit_start = self
+            .audit
+            .enabled()
+            .then(|| (self.clock.now(), Instant::now()));
+        let mut step_started = audit_start.map(|(_, mono)| mono);
         for (index, link) in self.links.iter().enumerate() {
-            let started = Instant::now();
             let outcome = if link.authenticator.supports(&attempt.credential) {
-                match tokio::time::timeout(link.timeout, link.authenticator.authenticate(attempt))
+                bounded(link.authenticator.authenticate(attempt), link.timeout)
                     .await
-                {
-                    Ok(outcome) => outcome,
-                    Err(_) => Outcome::Unavailable(Failure::new(
-                        Error::Timeout,
-                        format!("no answer within {} ms", link.timeout.as_millis()),
-                    )),
-                }
+                    .unwrap_or_else(|| {
+                        Outcome::Unavailable(Failure::new(
+                            Error::Timeout,
+                            format!("no answer within {} ms", link.timeout.as_millis()),
+                        ))
+                    })
             } else {
                 Outcome::NotApplicable
             };
-            let elapsed = started.elapsed();
             let class = outcome.class();
             let action = link.control.action(class);
             let (flow, effect) = eval.step(class, action);
 
-            let continues = flow == Flow::Continue && index + 1 < self.links.len();
-            let failure = outcome.failure();
-            {
+            if let Some(started) = step_started {
+                let now = Instant::now();
+                step_started = Some(now);
+                let continues = flow == Flow::Continue && index + 1 < self.links.len();
                 let kind = if continues && class != OutcomeClass::Success {
                     AuditEventKind::Fallback
                 } else {
                     AuditEventKind::Step
                 };
+                let timestamp = audit_start.map_or(SystemTime::UNIX_EPOCH, |(wall, mono)| {
+                    wall + now.duration_since(mono)
+                });
                 let mut e = self.event(
+                    timestamp,
                     attempt,
                     kind,
                     Some(link.authenticator.name()),
-                    elapsed,
+                    now - started,
                     class.as_str(),
                 );
                 e.action = Some(action.as_str());
-                e.error = failure.as_ref().map(|f| f.error.code());
-                e.detail = failure.as_ref().map(|f| f.detail.as_ref());
+                if let Some((error, detail)) = outcome.error_and_detail() {
+                    e.error = Some(error.code());
+                    e.detail = Some(detail);
+                }
                 self.audit.record(&e);
             }
 
@@ -330,7 +345,7 @@ impl Chain {
                 }
                 Outcome::NotApplicable => {}
                 other => {
-                    let rank = failure.map_or(0, |f| f.error.rank());
+                    let rank = other.error_and_detail().map_or(0, |(e, _)| e.rank());
                     let decisive = matches!(effect, Effect::SetStatus | Effect::Counted);
                     seen.push(Seen {
                         outcome: other,
@@ -345,13 +360,13 @@ impl Chain {
             }
         }
 
-        if eval.succeeded() {
-            if let Some(mut s) = session {
-                // The authenticator hands over a session still authenticating; if it was
-                // already active, leave it so.
-                let _ = s.transition(SessionState::Active);
-                return (Outcome::Authenticated(s), session_link);
-            }
+        if eval.succeeded()
+            && let Some(mut s) = session
+        {
+            // The authenticator hands over a session still authenticating; if it was
+            // already active, leave it so.
+            let _ = s.transition(SessionState::Active);
+            return (Outcome::Authenticated(s), session_link);
         }
         let decisive_exists = seen.iter().any(|s| s.decisive);
         let best = seen
@@ -409,16 +424,17 @@ impl Authenticator for Chain {
             .any(|l| l.authenticator.supports(credential))
     }
 
-    #[tracing::instrument(skip_all, fields(chain = %self.name))]
     async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
         let started = Instant::now();
-        let address = attempt.connection.peer.ip();
-        let localhost = attempt.connection.is_localhost();
-        let user = attempt.user().map(str::to_owned);
+        // Only a rate-limited chain needs the subject beyond this point.
+        let user = match self.limiter {
+            Some(_) => attempt.user().map(str::to_owned),
+            None => None,
+        };
         let subject = Subject {
             user: user.as_deref(),
-            address,
-            localhost,
+            address: attempt.connection.peer.ip(),
+            localhost: attempt.connection.is_localhost(),
         };
         if let Some((retry_after, by)) = self.admit(&subject).await {
             return self.refuse(attempt, retry_after, by);
@@ -436,26 +452,43 @@ impl Authenticator for Chain {
             }
         }
 
-        let method = link.map(|i| self.links[i].authenticator.name());
-        let failure = match &outcome {
-            Outcome::NotApplicable => Some(nothing_applied(&attempt.credential)),
-            other => other.failure(),
-        };
-        let kind = if outcome.is_authenticated() {
-            AuditEventKind::AttemptSucceeded
-        } else {
-            AuditEventKind::AttemptFailed
-        };
-        let mut e = self.event(
-            attempt,
-            kind,
-            method,
-            started.elapsed(),
-            outcome.class().as_str(),
-        );
-        e.error = failure.as_ref().map(|f| f.error.code());
-        e.detail = failure.as_ref().map(|f| f.detail.as_ref());
-        self.audit.record(&e);
+        if self.audit.enabled() {
+            let method = link.map(|i| self.links[i].authenticator.name());
+            let nothing = nothing_applied(&attempt.credential);
+            let failure = match &outcome {
+                Outcome::NotApplicable => Some((nothing.error, nothing.detail.as_ref())),
+                other => other.error_and_detail(),
+            };
+            let kind = if outcome.is_authenticated() {
+                AuditEventKind::AttemptSucceeded
+            } else {
+                AuditEventKind::AttemptFailed
+            };
+            let mut e = self.event(
+                self.clock.now(),
+                attempt,
+                kind,
+                method,
+                started.elapsed(),
+                outcome.class().as_str(),
+            );
+            e.error = failure.map(|(error, _)| error.code());
+            e.detail = failure.map(|(_, detail)| detail);
+            self.audit.record(&e);
+        }
         outcome
+    }
+}
+
+/// Runs `fut` for at most `limit`; `None` when it ran out of time.
+///
+/// Most in-process authenticators finish on their first poll: for them no timer is
+/// registered at all. Only a future that has to wait gets the timeout.
+async fn bounded<F: Future<Output = Outcome>>(fut: F, limit: Duration) -> Option<Outcome> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(outcome) => Some(outcome),
+        Poll::Pending => tokio::time::timeout(limit, fut).await.ok(),
     }
 }

@@ -65,7 +65,9 @@ pub async fn run_all(
 /// `name()` is non-empty and does not change between calls.
 pub async fn name_is_stable(auth: &dyn Authenticator) {
     let name = auth.name().to_owned();
-    check(!name.is_empty(), "name_is_stable", || "name() is empty".into());
+    check(!name.is_empty(), "name_is_stable", || {
+        "name() is empty".into()
+    });
     check(auth.name() == name, "name_is_stable", || {
         format!("name() changed from `{name}` to `{}`", auth.name())
     });
@@ -83,9 +85,11 @@ pub async fn declines_foreign_credential(
     check(!auth.supports(&attempt.credential), P, || {
         format!("supports() accepted {:?}", attempt.credential)
     });
-    check(!kinds_include(&auth.accepts(), &attempt.credential), P, || {
-        format!("accepts() lists the kind of {:?}", attempt.credential)
-    });
+    check(
+        !kinds_include(&auth.accepts(), &attempt.credential),
+        P,
+        || format!("accepts() lists the kind of {:?}", attempt.credential),
+    );
     let before = caps.io_counter.as_ref().map(|c| c());
     let outcome = auth.authenticate(&mut attempt).await;
     check(outcome.class() == OutcomeClass::NotApplicable, P, || {
@@ -94,7 +98,10 @@ pub async fn declines_foreign_credential(
     if let (Some(counter), Some(before)) = (&caps.io_counter, before) {
         let after = counter();
         check(after == before, P, || {
-            format!("{} backend operations for a foreign credential", after - before)
+            format!(
+                "{} backend operations for a foreign credential",
+                after - before
+            )
         });
     }
 }
@@ -107,15 +114,28 @@ pub async fn accepts_valid_credential(auth: &dyn Authenticator, fixture: &Authen
     check(auth.supports(&attempt.credential), P, || {
         format!("supports() declined {:?}", attempt.credential)
     });
-    check(kinds_include(&auth.accepts(), &attempt.credential), P, || {
-        format!("accepts() = {:?} omits the valid credential's kind", auth.accepts())
-    });
+    check(
+        kinds_include(&auth.accepts(), &attempt.credential),
+        P,
+        || {
+            format!(
+                "accepts() = {:?} omits the valid credential's kind",
+                auth.accepts()
+            )
+        },
+    );
     match auth.authenticate(&mut attempt).await {
         Outcome::Authenticated(session) => {
             check(session.principal() == fixture.principal, P, || {
-                format!("principal `{}` != `{}`", session.principal(), fixture.principal)
+                format!(
+                    "principal `{}` != `{}`",
+                    session.principal(),
+                    fixture.principal
+                )
             });
-            check(!session.method().is_empty(), P, || "session has no method".into());
+            check(!session.method().is_empty(), P, || {
+                "session has no method".into()
+            });
         }
         other => broken(P, format!("valid credential gave {other:?}")),
     }
@@ -131,7 +151,10 @@ pub async fn wrong_secret_and_unknown_principal_look_alike(
     let wrong = auth.authenticate(&mut (fixture.wrong_secret)()).await;
     let unknown = auth.authenticate(&mut (fixture.unknown_principal)()).await;
     let (Outcome::Rejected(w), Outcome::Rejected(u)) = (&wrong, &unknown) else {
-        broken(P, format!("expected two rejections, got {wrong:?} and {unknown:?}"));
+        broken(
+            P,
+            format!("expected two rejections, got {wrong:?} and {unknown:?}"),
+        );
     };
     check(w.error == u.error, P, || {
         format!("error kinds differ: {:?} vs {:?}", w.error, u.error)
@@ -139,7 +162,9 @@ pub async fn wrong_secret_and_unknown_principal_look_alike(
     check(w.to_string() == u.to_string(), P, || {
         format!("client messages differ: `{w}` vs `{u}`")
     });
-    check(w.error.mapping() == u.error.mapping(), P, || "protocol mappings differ".into());
+    check(w.error.mapping() == u.error.mapping(), P, || {
+        "protocol mappings differ".into()
+    });
 }
 
 /// No secret of the fixture appears in the `Debug` of the authenticator, the attempts, the
@@ -150,7 +175,11 @@ pub async fn secrets_never_in_debug_or_display(
 ) {
     const P: &str = "secrets_never_in_debug_or_display";
     let mut shown = vec![format!("{auth:?}"), format!("{auth:#?}")];
-    for make in [&fixture.valid, &fixture.wrong_secret, &fixture.unknown_principal] {
+    for make in [
+        &fixture.valid,
+        &fixture.wrong_secret,
+        &fixture.unknown_principal,
+    ] {
         let mut attempt = make();
         shown.push(format!("{attempt:?}"));
         let outcome = auth.authenticate(&mut attempt).await;
@@ -196,7 +225,10 @@ pub async fn concurrent_attempts_are_independent(
             OutcomeClass::Rejected
         };
         check(class == expected, P, || {
-            format!("attempt {i} ({}) gave {class:?}", if valid { "valid" } else { "wrong" })
+            format!(
+                "attempt {i} ({}) gave {class:?}",
+                if valid { "valid" } else { "wrong" }
+            )
         });
     }
 }

@@ -81,15 +81,36 @@ pub async fn put_then_get_round_trips(store: &dyn CredentialStore, fixture: &Sto
     const P: &str = "put_then_get_round_trips";
     let key = fixture.key(P, "a");
     clean(store, P, &key).await;
-    let v = ok(P, "create", store.put(&key, b"s3cret-value".to_vec().into(), Precondition::Absent).await);
-    check(v == 1, P, || format!("a new record has version {v}, expected 1"));
-    let rec = ok(P, "get", store.get(&key).await).unwrap_or_else(|| broken(P, "the record is missing"));
-    check(rec.value.expose_secret() == b"s3cret-value", P, || "value changed".into());
-    check(rec.meta.key == key, P, || format!("meta.key is {}", rec.meta.key));
-    check(rec.meta.version == 1, P, || format!("meta.version is {}", rec.meta.version));
-    check(rec.meta.created == rec.meta.updated, P, || "created != updated on a new record".into());
-    check(!format!("{rec:?}").contains("s3cret-value"), P, || "Record Debug shows the value".into());
-    check(!format!("{store:?}").contains("s3cret-value"), P, || "store Debug shows a value".into());
+    let v = ok(
+        P,
+        "create",
+        store
+            .put(&key, b"s3cret-value".to_vec().into(), Precondition::Absent)
+            .await,
+    );
+    check(v == 1, P, || {
+        format!("a new record has version {v}, expected 1")
+    });
+    let rec =
+        ok(P, "get", store.get(&key).await).unwrap_or_else(|| broken(P, "the record is missing"));
+    check(rec.value.expose_secret() == b"s3cret-value", P, || {
+        "value changed".into()
+    });
+    check(rec.meta.key == key, P, || {
+        format!("meta.key is {}", rec.meta.key)
+    });
+    check(rec.meta.version == 1, P, || {
+        format!("meta.version is {}", rec.meta.version)
+    });
+    check(rec.meta.created == rec.meta.updated, P, || {
+        "created != updated on a new record".into()
+    });
+    check(!format!("{rec:?}").contains("s3cret-value"), P, || {
+        "Record Debug shows the value".into()
+    });
+    check(!format!("{store:?}").contains("s3cret-value"), P, || {
+        "store Debug shows a value".into()
+    });
     clean(store, P, &key).await;
 }
 
@@ -97,10 +118,14 @@ pub async fn put_then_get_round_trips(store: &dyn CredentialStore, fixture: &Sto
 pub async fn missing_keys_read_as_none(store: &dyn CredentialStore, fixture: &StoreFixture) {
     const P: &str = "missing_keys_read_as_none";
     let key = fixture.key(P, "never-written");
-    check(ok(P, "get", store.get(&key).await).is_none(), P, || "got a record".into());
-    check(!ok(P, "delete", store.delete(&key, Precondition::None).await), P, || {
-        "delete of a missing key reported a deletion".into()
+    check(ok(P, "get", store.get(&key).await).is_none(), P, || {
+        "got a record".into()
     });
+    check(
+        !ok(P, "delete", store.delete(&key, Precondition::None).await),
+        P,
+        || "delete of a missing key reported a deletion".into(),
+    );
 }
 
 /// Every byte value, the empty value and a 64 KiB value survive unchanged.
@@ -108,12 +133,24 @@ pub async fn values_are_binary_safe(store: &dyn CredentialStore, fixture: &Store
     const P: &str = "values_are_binary_safe";
     let all_bytes: Vec<u8> = (0..=255u8).collect();
     let large: Vec<u8> = (0..65_536u32).map(|i| (i * 31 % 251) as u8).collect();
-    for (name, value) in [("all-bytes", all_bytes), ("empty", Vec::new()), ("large", large)] {
+    for (name, value) in [
+        ("all-bytes", all_bytes),
+        ("empty", Vec::new()),
+        ("large", large),
+    ] {
         let key = fixture.key(P, name);
         clean(store, P, &key).await;
-        ok(P, "put", store.put(&key, value.clone().into(), Precondition::None).await);
+        ok(
+            P,
+            "put",
+            store
+                .put(&key, value.clone().into(), Precondition::None)
+                .await,
+        );
         let rec = ok(P, "get", store.get(&key).await).unwrap_or_else(|| broken(P, "missing"));
-        check(rec.value.expose_secret() == value.as_slice(), P, || format!("value `{name}` changed"));
+        check(rec.value.expose_secret() == value.as_slice(), P, || {
+            format!("value `{name}` changed")
+        });
         clean(store, P, &key).await;
     }
 }
@@ -130,31 +167,61 @@ pub async fn preconditions_are_enforced(store: &dyn CredentialStore, fixture: &S
     check(r == Err(StoreError::Conflict { current: None }), P, || {
         format!("Version(1) on a missing key gave {r:?}")
     });
-    check(ok(P, "create", put(b"v1", Precondition::Absent).await) == 1, P, || "create != 1".into());
+    check(
+        ok(P, "create", put(b"v1", Precondition::Absent).await) == 1,
+        P,
+        || "create != 1".into(),
+    );
     let r = put(b"x", Precondition::Absent).await;
-    check(r == Err(StoreError::Conflict { current: Some(1) }), P, || {
-        format!("Absent on an existing key gave {r:?}")
-    });
-    check(ok(P, "cas", put(b"v2", Precondition::Version(1)).await) == 2, P, || "cas != 2".into());
+    check(
+        r == Err(StoreError::Conflict { current: Some(1) }),
+        P,
+        || format!("Absent on an existing key gave {r:?}"),
+    );
+    check(
+        ok(P, "cas", put(b"v2", Precondition::Version(1)).await) == 2,
+        P,
+        || "cas != 2".into(),
+    );
     let r = put(b"stale", Precondition::Version(1)).await;
-    check(r == Err(StoreError::Conflict { current: Some(2) }), P, || {
-        format!("a stale Version(1) gave {r:?}")
-    });
-    check(ok(P, "blind put", put(b"v3", Precondition::None).await) == 3, P, || "put != 3".into());
+    check(
+        r == Err(StoreError::Conflict { current: Some(2) }),
+        P,
+        || format!("a stale Version(1) gave {r:?}"),
+    );
+    check(
+        ok(P, "blind put", put(b"v3", Precondition::None).await) == 3,
+        P,
+        || "put != 3".into(),
+    );
     let rec = ok(P, "get", store.get(&key).await).unwrap_or_else(|| broken(P, "missing"));
-    check(rec.value.expose_secret() == b"v3", P, || "a refused write changed the value".into());
+    check(rec.value.expose_secret() == b"v3", P, || {
+        "a refused write changed the value".into()
+    });
 
     let r = store.delete(&key, Precondition::Version(2)).await;
-    check(r == Err(StoreError::Conflict { current: Some(3) }), P, || {
-        format!("a stale delete gave {r:?}")
+    check(
+        r == Err(StoreError::Conflict { current: Some(3) }),
+        P,
+        || format!("a stale delete gave {r:?}"),
+    );
+    check(
+        ok(
+            P,
+            "delete",
+            store.delete(&key, Precondition::Version(3)).await,
+        ),
+        P,
+        || "delete at the right version deleted nothing".into(),
+    );
+    check(ok(P, "get", store.get(&key).await).is_none(), P, || {
+        "deleted record still there".into()
     });
-    check(ok(P, "delete", store.delete(&key, Precondition::Version(3)).await), P, || {
-        "delete at the right version deleted nothing".into()
-    });
-    check(ok(P, "get", store.get(&key).await).is_none(), P, || "deleted record still there".into());
-    check(ok(P, "create again", put(b"again", Precondition::Absent).await) == 1, P, || {
-        "a re-created record does not start at version 1".into()
-    });
+    check(
+        ok(P, "create again", put(b"again", Precondition::Absent).await) == 1,
+        P,
+        || "a re-created record does not start at version 1".into(),
+    );
     clean(store, P, &key).await;
 }
 
@@ -162,18 +229,28 @@ pub async fn preconditions_are_enforced(store: &dyn CredentialStore, fixture: &S
 /// not count as an access.
 pub async fn list_is_by_prefix_and_ordered(store: &dyn CredentialStore, fixture: &StoreFixture) {
     const P: &str = "list_is_by_prefix_and_ordered";
-    let inside = [fixture.key(P, "ns/b"), fixture.key(P, "ns/a"), fixture.key(P, "ns/c")];
+    let inside = [
+        fixture.key(P, "ns/b"),
+        fixture.key(P, "ns/a"),
+        fixture.key(P, "ns/c"),
+    ];
     let outside = fixture.key(P, "ns-other/a");
     for k in inside.iter().chain([&outside]) {
         clean(store, P, k).await;
-        ok(P, "put", store.put(k, b"v".to_vec().into(), Precondition::None).await);
+        ok(
+            P,
+            "put",
+            store.put(k, b"v".to_vec().into(), Precondition::None).await,
+        );
     }
     let prefix = format!("{}{P}/ns/", fixture.prefix);
     let listed = ok(P, "list", store.list(&prefix).await);
     let keys: Vec<&str> = listed.iter().map(|m| m.key.as_str()).collect();
     let mut expected: Vec<&str> = inside.iter().map(Key::as_str).collect();
     expected.sort_unstable();
-    check(keys == expected, P, || format!("list gave {keys:?}, expected {expected:?}"));
+    check(keys == expected, P, || {
+        format!("list gave {keys:?}, expected {expected:?}")
+    });
     check(listed.iter().all(|m| m.last_accessed.is_none()), P, || {
         "list counted as an access".into()
     });
@@ -181,7 +258,9 @@ pub async fn list_is_by_prefix_and_ordered(store: &dyn CredentialStore, fixture:
         clean(store, P, k).await;
     }
     let after = ok(P, "list", store.list(&prefix).await);
-    check(after.is_empty(), P, || format!("deleted records still listed: {after:?}"));
+    check(after.is_empty(), P, || {
+        format!("deleted records still listed: {after:?}")
+    });
 }
 
 /// `created` is set once, `updated` moves on every write, `last_accessed` on every `get`
@@ -191,42 +270,74 @@ pub async fn timestamps_move_as_documented(store: &dyn CredentialStore, fixture:
     let key = fixture.key(P, "t");
     clean(store, P, &key).await;
     let t0 = fixture.clock.as_ref().map(Clock::now);
-    ok(P, "create", store.put(&key, b"1".to_vec().into(), Precondition::Absent).await);
+    ok(
+        P,
+        "create",
+        store
+            .put(&key, b"1".to_vec().into(), Precondition::Absent)
+            .await,
+    );
     let meta0 = ok(P, "list", store.list(key.as_str()).await)
         .into_iter()
         .find(|m| m.key == key)
         .unwrap_or_else(|| broken(P, "the record is not listed"));
-    check(meta0.last_accessed.is_none(), P, || "a new record was already accessed".into());
+    check(meta0.last_accessed.is_none(), P, || {
+        "a new record was already accessed".into()
+    });
     if let Some(t0) = t0 {
         check(meta0.created == t0 && meta0.updated == t0, P, || {
-            format!("created/updated {:?}/{:?} != clock {t0:?}", meta0.created, meta0.updated)
+            format!(
+                "created/updated {:?}/{:?} != clock {t0:?}",
+                meta0.created, meta0.updated
+            )
         });
     }
 
     fixture.tick();
     let t1 = fixture.clock.as_ref().map(Clock::now);
     let read = ok(P, "get", store.get(&key).await).unwrap_or_else(|| broken(P, "missing"));
-    let accessed = read.meta.last_accessed.unwrap_or_else(|| broken(P, "get did not set last_accessed"));
-    check(accessed >= meta0.updated, P, || "last_accessed is before the write".into());
-    check(read.meta.updated == meta0.updated, P, || "get moved updated".into());
+    let accessed = read
+        .meta
+        .last_accessed
+        .unwrap_or_else(|| broken(P, "get did not set last_accessed"));
+    check(accessed >= meta0.updated, P, || {
+        "last_accessed is before the write".into()
+    });
+    check(read.meta.updated == meta0.updated, P, || {
+        "get moved updated".into()
+    });
     if let Some(t1) = t1 {
-        check(accessed == t1, P, || format!("last_accessed {accessed:?} != clock {t1:?}"));
+        check(accessed == t1, P, || {
+            format!("last_accessed {accessed:?} != clock {t1:?}")
+        });
     }
 
     fixture.tick();
     let t2 = fixture.clock.as_ref().map(Clock::now);
-    ok(P, "update", store.put(&key, b"2".to_vec().into(), Precondition::Version(1)).await);
+    ok(
+        P,
+        "update",
+        store
+            .put(&key, b"2".to_vec().into(), Precondition::Version(1))
+            .await,
+    );
     let meta2 = ok(P, "list", store.list(key.as_str()).await)
         .into_iter()
         .find(|m| m.key == key)
         .unwrap_or_else(|| broken(P, "the record is not listed"));
-    check(meta2.created == meta0.created, P, || "an update moved created".into());
-    check(meta2.updated >= meta0.updated, P, || "updated moved backwards".into());
+    check(meta2.created == meta0.created, P, || {
+        "an update moved created".into()
+    });
+    check(meta2.updated >= meta0.updated, P, || {
+        "updated moved backwards".into()
+    });
     check(meta2.last_accessed == Some(accessed), P, || {
         "a write or list changed last_accessed".into()
     });
     if let Some(t2) = t2 {
-        check(meta2.updated == t2, P, || format!("updated {:?} != clock {t2:?}", meta2.updated));
+        check(meta2.updated == t2, P, || {
+            format!("updated {:?} != clock {t2:?}", meta2.updated)
+        });
     }
     clean(store, P, &key).await;
 }
@@ -237,13 +348,20 @@ pub async fn compare_and_set_loses_no_update(store: &dyn CredentialStore, fixtur
     const P: &str = "compare_and_set_loses_no_update";
     let key = fixture.key(P, "counter");
     clean(store, P, &key).await;
-    ok(P, "create", store.put(&key, b"0".to_vec().into(), Precondition::Absent).await);
+    ok(
+        P,
+        "create",
+        store
+            .put(&key, b"0".to_vec().into(), Precondition::Absent)
+            .await,
+    );
 
     let writer = |_: usize| async {
         let mut conflicts = 0usize;
         for _ in 0..fixture.increments {
             loop {
-                let rec = ok(P, "get", store.get(&key).await).unwrap_or_else(|| broken(P, "missing"));
+                let rec =
+                    ok(P, "get", store.get(&key).await).unwrap_or_else(|| broken(P, "missing"));
                 let n: u64 = std::str::from_utf8(rec.value.expose_secret())
                     .ok()
                     .and_then(|s| s.parse().ok())
@@ -251,7 +369,10 @@ pub async fn compare_and_set_loses_no_update(store: &dyn CredentialStore, fixtur
                 // Let the other writers read the same version before this one writes.
                 tokio::task::yield_now().await;
                 let next = (n + 1).to_string().into_bytes();
-                match store.put(&key, next.into(), Precondition::Version(rec.meta.version)).await {
+                match store
+                    .put(&key, next.into(), Precondition::Version(rec.meta.version))
+                    .await
+                {
                     Ok(_) => break,
                     Err(StoreError::Conflict { .. }) => conflicts += 1,
                     Err(e) => broken(P, format!("put failed: {e}")),
@@ -260,15 +381,23 @@ pub async fn compare_and_set_loses_no_update(store: &dyn CredentialStore, fixtur
         }
         conflicts
     };
-    let conflicts: usize = join_all((0..fixture.writers).map(writer)).await.into_iter().sum();
+    let conflicts: usize = join_all((0..fixture.writers).map(writer))
+        .await
+        .into_iter()
+        .sum();
     let rec = ok(P, "get", store.get(&key).await).unwrap_or_else(|| broken(P, "missing"));
     let total = fixture.writers * fixture.increments;
-    let value = std::str::from_utf8(rec.value.expose_secret()).unwrap_or("?").to_owned();
+    let value = std::str::from_utf8(rec.value.expose_secret())
+        .unwrap_or("?")
+        .to_owned();
     check(value == total.to_string(), P, || {
         format!("counter is {value} after {total} increments: updates were lost")
     });
     check(rec.meta.version == total as u64 + 1, P, || {
-        format!("version {} after {total} updates of a new record", rec.meta.version)
+        format!(
+            "version {} after {total} updates of a new record",
+            rec.meta.version
+        )
     });
     check(fixture.writers < 2 || conflicts > 0, P, || {
         "no writer ever conflicted: the suite did not interleave writers".into()

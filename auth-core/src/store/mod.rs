@@ -23,9 +23,7 @@ pub struct Key(String);
 
 /// A key that is empty, too long or has characters outside the allowed set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid store key: {reason} (keys are 1..=256 bytes of ASCII letters, digits and -_.:/@)"
-)]
+#[error("invalid store key: {reason} (keys are 1..=256 bytes of ASCII letters, digits and -_.:/@)")]
 pub struct InvalidKey {
     /// What is wrong.
     pub reason: &'static str,

@@ -89,9 +89,9 @@ impl Authenticator for Scripted {
         }
         let user = attempt.user().unwrap_or("nobody").to_owned();
         match self.class {
-            OutcomeClass::Success => Outcome::Authenticated(
-                StandardSession::new(user, self.name, t0()).boxed(),
-            ),
+            OutcomeClass::Success => {
+                Outcome::Authenticated(StandardSession::new(user, self.name, t0()).boxed())
+            }
             OutcomeClass::NotApplicable => Outcome::NotApplicable,
             OutcomeClass::Rejected => {
                 Outcome::rejected(self.error, format!("{} rejected {user}", self.name))
@@ -100,9 +100,10 @@ impl Authenticator for Scripted {
                 status: AccountStatus::Locked,
                 detail: format!("{} says {user} is locked", self.name).into(),
             },
-            OutcomeClass::Unavailable => {
-                Outcome::Unavailable(auth_core::Failure::new(self.error, format!("{} is down", self.name)))
-            }
+            OutcomeClass::Unavailable => Outcome::Unavailable(auth_core::Failure::new(
+                self.error,
+                format!("{} is down", self.name),
+            )),
         }
     }
 }

@@ -1,0 +1,21 @@
+//! # auth-tests
+//!
+//! End-to-end tests against real peers, and the harness that runs them: each service is
+//! started as a child process on a free 127.0.0.1 port in its own temporary directory, and
+//! stopped by PID when its handle is dropped.
+//!
+//! - [`kdc::Kdc`]: a throwaway MIT Kerberos realm (the k5test approach).
+//! - [`postgres::Postgres`]: a PostgreSQL cluster (initdb + pg_ctl).
+//! - [`redis::Redis`]: a Redis server.
+//!
+//! A service that cannot start fails the test with a [`HarnessError`] naming
+//! `scripts/install-deps.sh`; nothing is ever skipped.
+
+#![forbid(unsafe_code)]
+
+pub mod kdc;
+pub mod postgres;
+mod process;
+pub mod redis;
+
+pub use process::{HarnessError, ServiceProcess, free_port, process_alive};

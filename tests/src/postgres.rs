@@ -1,0 +1,183 @@
+//! A PostgreSQL cluster on a free loopback port (initdb + pg_ctl), run as the `postgres`
+//! user when the tests run as root, since PostgreSQL refuses to run as root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tempfile::TempDir;
+
+use crate::process::{HarnessError, find_program, free_port, is_root, open_up, run};
+
+/// A running cluster with superuser `postgres` and `trust` authentication on loopback
+/// (tests authenticate to *our* gateways, not to this server). Dropping it stops the
+/// server and deletes the cluster.
+#[derive(Debug)]
+pub struct Postgres {
+    dir: TempDir,
+    port: u16,
+    bindir: PathBuf,
+    psql: PathBuf,
+    as_postgres_user: bool,
+    running: bool,
+}
+
+fn bindir() -> Result<PathBuf, HarnessError> {
+    // Debian keeps the server binaries out of PATH, one directory per major version.
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    candidates.sort();
+    candidates.reverse();
+    if let Some(dir) = candidates.into_iter().find(|d| d.join("pg_ctl").is_file()) {
+        return Ok(dir);
+    }
+    let pg_ctl = find_program("pg_ctl", &[], "the PostgreSQL test cluster")?;
+    // Follow a symlink (`/usr/local/bin/pg_ctl`) to the directory with initdb beside it.
+    let real = std::fs::canonicalize(&pg_ctl).unwrap_or(pg_ctl);
+    Ok(real
+        .parent()
+        .map_or_else(|| PathBuf::from("/usr/bin"), Path::to_path_buf))
+}
+
+impl Postgres {
+    /// Creates and starts a cluster.
+    pub fn start() -> Result<Self, HarnessError> {
+        let bindir = bindir()?;
+        let psql = find_program("psql", &[bindir.clone()], "talking to the PostgreSQL test cluster")?;
+        let dir = tempfile::Builder::new()
+            .prefix("auth-pg-")
+            .tempdir()
+            .map_err(HarnessError::io("create the PostgreSQL directory"))?;
+        let as_postgres_user = is_root();
+        if as_postgres_user {
+            open_up(dir.path())?;
+            run(
+                Command::new("chown").args(["postgres:postgres"]).arg(dir.path()),
+                None,
+            )?;
+        }
+        let mut pg = Self {
+            dir,
+            port: 0,
+            bindir,
+            psql,
+            as_postgres_user,
+            running: false,
+        };
+        let data = pg.data_dir();
+        run(
+            pg.server_command("initdb")
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]),
+            None,
+        )?;
+        let mut last = None;
+        for _ in 0..3 {
+            pg.port = free_port()?;
+            match pg.pg_ctl_start() {
+                Ok(()) => {
+                    pg.running = true;
+                    return Ok(pg);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| HarnessError::NotReady {
+            service: "postgres",
+            output: String::new(),
+        }))
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn server_command(&self, program: &str) -> Command {
+        let path = self.bindir.join(program);
+        if self.as_postgres_user {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(path);
+            cmd
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), HarnessError> {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        // `-w` makes pg_ctl itself wait until the server accepts connections.
+        run(
+            self.server_command("pg_ctl")
+                .arg("-D")
+                .arg(self.data_dir())
+                .args(["-w", "-t", "30", "-o", &options, "-l"])
+                .arg(self.dir.path().join("server.log"))
+                .arg("start"),
+            None,
+        )
+        .map(drop)
+    }
+
+    /// The port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A libpq connection string for `user` on database `postgres`.
+    pub fn conninfo(&self, user: &str) -> String {
+        format!("host=127.0.0.1 port={} user={user} dbname=postgres", self.port)
+    }
+
+    /// Runs `sql` with `psql` as the superuser; returns unaligned, tuples-only output.
+    pub fn psql(&self, sql: &str) -> Result<String, HarnessError> {
+        let out = run(
+            Command::new(&self.psql)
+                .args(["-X", "-v", "ON_ERROR_STOP=1", "-At", "-d"])
+                .arg(self.conninfo("postgres"))
+                .args(["-c", sql]),
+            None,
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+    }
+
+    /// The server's process id (first line of `postmaster.pid`).
+    pub fn pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Stops the server; idempotent.
+    pub fn stop(&mut self) {
+        if self.running {
+            self.running = false;
+            let stopped = run(
+                self.server_command("pg_ctl")
+                    .arg("-D")
+                    .arg(self.data_dir())
+                    .args(["-m", "immediate", "-w", "stop"]),
+                None,
+            );
+            if stopped.is_err()
+                && let Some(pid) = self.pid()
+            {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

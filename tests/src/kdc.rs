@@ -55,8 +55,15 @@ impl Kdc {
         };
         kdc.write_config()?;
         run(
-            kdc.command("kdb5_util")
-                .args(["create", "-s", "-W", "-r", REALM, "-P", "master-key-for-tests"]),
+            kdc.command("kdb5_util").args([
+                "create",
+                "-s",
+                "-W",
+                "-r",
+                REALM,
+                "-P",
+                "master-key-for-tests",
+            ]),
             None,
         )?;
         kdc.start_kdc()?;
@@ -136,10 +143,22 @@ impl Kdc {
     pub fn env(&self) -> Vec<(String, String)> {
         let d = self.dir.path();
         vec![
-            ("KRB5_CONFIG".into(), d.join("krb5.conf").display().to_string()),
-            ("KRB5_KDC_PROFILE".into(), d.join("kdc.conf").display().to_string()),
-            ("KRB5CCNAME".into(), format!("FILE:{}", d.join("ccache").display())),
-            ("KRB5_KTNAME".into(), format!("FILE:{}", self.keytab().display())),
+            (
+                "KRB5_CONFIG".into(),
+                d.join("krb5.conf").display().to_string(),
+            ),
+            (
+                "KRB5_KDC_PROFILE".into(),
+                d.join("kdc.conf").display().to_string(),
+            ),
+            (
+                "KRB5CCNAME".into(),
+                format!("FILE:{}", d.join("ccache").display()),
+            ),
+            (
+                "KRB5_KTNAME".into(),
+                format!("FILE:{}", self.keytab().display()),
+            ),
             ("KRB5RCACHEDIR".into(), d.display().to_string()),
             ("KRB5_TRACE".into(), "/dev/null".into()),
         ]
@@ -166,7 +185,11 @@ impl Kdc {
     }
 
     fn kadmin(&self, query: &str) -> Result<String, HarnessError> {
-        let out = run(self.command("kadmin.local").args(["-r", REALM, "-q", query]), None)?;
+        let out = run(
+            self.command("kadmin.local")
+                .args(["-r", REALM, "-q", query]),
+            None,
+        )?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         // kadmin.local exits 0 even when the query fails; it reports failures on stderr
         // as "<operation>: <message> while <doing what>".

@@ -24,7 +24,11 @@ pub struct Postgres {
 fn bindir() -> Result<PathBuf, HarnessError> {
     // Debian keeps the server binaries out of PATH, one directory per major version.
     let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path().join("bin")).collect())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     candidates.sort();
     candidates.reverse();
@@ -43,7 +47,11 @@ impl Postgres {
     /// Creates and starts a cluster.
     pub fn start() -> Result<Self, HarnessError> {
         let bindir = bindir()?;
-        let psql = find_program("psql", &[bindir.clone()], "talking to the PostgreSQL test cluster")?;
+        let psql = find_program(
+            "psql",
+            std::slice::from_ref(&bindir),
+            "talking to the PostgreSQL test cluster",
+        )?;
         let dir = tempfile::Builder::new()
             .prefix("auth-pg-")
             .tempdir()
@@ -52,7 +60,9 @@ impl Postgres {
         if as_postgres_user {
             open_up(dir.path())?;
             run(
-                Command::new("chown").args(["postgres:postgres"]).arg(dir.path()),
+                Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(dir.path()),
                 None,
             )?;
         }
@@ -66,10 +76,14 @@ impl Postgres {
         };
         let data = pg.data_dir();
         run(
-            pg.server_command("initdb")
-                .arg("-D")
-                .arg(&data)
-                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]),
+            pg.server_command("initdb").arg("-D").arg(&data).args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]),
             None,
         )?;
         let mut last = None;
@@ -130,7 +144,10 @@ impl Postgres {
 
     /// A libpq connection string for `user` on database `postgres`.
     pub fn conninfo(&self, user: &str) -> String {
-        format!("host=127.0.0.1 port={} user={user} dbname=postgres", self.port)
+        format!(
+            "host=127.0.0.1 port={} user={user} dbname=postgres",
+            self.port
+        )
     }
 
     /// Runs `sql` with `psql` as the superuser; returns unaligned, tuples-only output.

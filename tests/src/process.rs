@@ -27,7 +27,9 @@ pub enum HarnessError {
         purpose: &'static str,
     },
     /// A command failed.
-    #[error("`{command}` failed ({status}): {output}\n(if a package is missing, run `sudo {INSTALL_SCRIPT}`)")]
+    #[error(
+        "`{command}` failed ({status}): {output}\n(if a package is missing, run `sudo {INSTALL_SCRIPT}`)"
+    )]
     Command {
         /// The command line.
         command: String,
@@ -63,7 +65,8 @@ impl HarnessError {
 
 /// A port on 127.0.0.1 that was free a moment ago. Services retry on a clash.
 pub fn free_port() -> Result<u16, HarnessError> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(HarnessError::io("bind 127.0.0.1:0"))?;
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(HarnessError::io("bind 127.0.0.1:0"))?;
     let port = listener
         .local_addr()
         .map_err(HarnessError::io("local_addr"))?
@@ -112,7 +115,9 @@ pub(crate) fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<Output, Harn
     })
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(HarnessError::io(format!("spawn `{command}`")))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(HarnessError::io(format!("spawn `{command}`")))?;
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         use std::io::Write;
         // A program that exits before reading all input is reported by its status.
@@ -162,8 +167,14 @@ impl ServiceProcess {
         let output = Arc::new(Mutex::new(String::new()));
         let (ready_tx, ready_rx) = mpsc::channel::<()>();
         for pipe in [
-            child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -275,9 +286,16 @@ mod tests {
 
     #[test]
     fn a_failed_command_names_the_install_script_and_its_output() {
-        let err = run(Command::new("sh").args(["-c", "echo boom >&2; exit 3"]), None).unwrap_err();
+        let err = run(
+            Command::new("sh").args(["-c", "echo boom >&2; exit 3"]),
+            None,
+        )
+        .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("boom") && text.contains("install-deps.sh"), "{text}");
+        assert!(
+            text.contains("boom") && text.contains("install-deps.sh"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -289,7 +307,10 @@ mod tests {
             "never printed",
         )
         .unwrap_err();
-        assert!(started.elapsed() < READY_TIMEOUT, "did not wait for the timeout");
+        assert!(
+            started.elapsed() < READY_TIMEOUT,
+            "did not wait for the timeout"
+        );
         assert!(err.to_string().contains("starting"), "{err}");
     }
 

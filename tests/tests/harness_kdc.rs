@@ -32,7 +32,9 @@ fn a_stopped_kdc_refuses_and_a_restarted_one_serves_again() {
     kdc.stop();
     assert!(kdc.pid().is_none());
     assert!(!auth_tests::process_alive(pid), "the KDC process is gone");
-    let err = kdc.kinit("carol", "carol-password", None, None).unwrap_err();
+    let err = kdc
+        .kinit("carol", "carol-password", None, None)
+        .unwrap_err();
     assert!(err.to_string().contains("Cannot contact any KDC"), "{err}");
     kdc.restart().unwrap();
     kdc.kinit("carol", "carol-password", None, None).unwrap();

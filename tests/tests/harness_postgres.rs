@@ -10,7 +10,8 @@ fn a_cluster_starts_answers_psql_and_stops() {
     let version = pg.psql("SHOW server_version_num").unwrap();
     assert!(version.parse::<u32>().unwrap() >= 130_000, "{version}");
     assert_eq!(pg.psql("SHOW listen_addresses").unwrap(), "127.0.0.1");
-    pg.psql("CREATE TABLE t (v text); INSERT INTO t VALUES ('x')").unwrap();
+    pg.psql("CREATE TABLE t (v text); INSERT INTO t VALUES ('x')")
+        .unwrap();
     assert_eq!(pg.psql("SELECT count(*) FROM t").unwrap(), "1");
 
     let pid = pg.pid().expect("postmaster.pid");

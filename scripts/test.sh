@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs missing system packages, then checks
+# formatting and lints, runs every workspace test with cargo-nextest, and the doc tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -eq 0 ]; then
+  bash scripts/install-deps.sh
+elif command -v sudo >/dev/null 2>&1; then
+  sudo bash scripts/install-deps.sh
+else
+  bash scripts/install-deps.sh
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+echo "== cargo nextest"
+profile=default
+[ "${CI:-}" = "true" ] && profile=ci
+cargo nextest run --workspace --all-features --locked --profile "$profile"
+
+echo "== doc tests"
+cargo test --workspace --all-features --locked --doc

@@ -35,7 +35,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::rate_limit::LimitSettings;
+use std::sync::Arc;
+
+use crate::audit::JsonLinesAuditSink;
+use crate::authenticator::Authenticator;
+use crate::chain::{Chain, ChainBuilder, Control, Link};
+use crate::rate_limit::{LimitSettings, MemoryRateLimiter};
 
 /// The longest per-method timeout accepted.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
@@ -297,6 +302,58 @@ impl Config {
     /// Whether an outage of `method` falls through to the next method.
     pub fn falls_back(&self, method: Method) -> bool {
         self.fallback.contains(&method)
+    }
+
+    /// The chain this configuration describes: one link per enabled method, in order,
+    /// each [`Control::CONCLUSIVE`] (falling through on an outage when the method is in
+    /// `fallback`) under its timeout; rate limited when enabled; auditing to the JSON-lines
+    /// file when one is set. `resolve` supplies the authenticator for each method; a method
+    /// it cannot supply is a configuration error. The builder is returned so the host can
+    /// still set a clock, a shared limiter or another audit sink.
+    pub fn chain_builder(
+        &self,
+        mut resolve: impl FnMut(Method) -> Option<Arc<dyn Authenticator>>,
+    ) -> Result<ChainBuilder, ConfigError> {
+        let mut problems = Vec::new();
+        let mut builder = Chain::builder();
+        for &method in &self.methods {
+            let Some(auth) = resolve(method) else {
+                problems.push(problem(
+                    "methods / AUTH_METHODS",
+                    format!("`{method}` is enabled but this server has no {method} authenticator"),
+                    "remove it from AUTH_METHODS or build the server with that backend",
+                ));
+                continue;
+            };
+            let control = if self.falls_back(method) {
+                Control::CONCLUSIVE.fallback_on_unavailable()
+            } else {
+                Control::CONCLUSIVE
+            };
+            builder = builder.push(Link::new(auth, control).with_timeout(self.timeout_for(method)));
+        }
+        if let Some(limits) = &self.rate_limit {
+            builder = builder.rate_limiter(Arc::new(MemoryRateLimiter::new(limits.clone())));
+        }
+        if let Some(path) = &self.audit_path {
+            match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+            {
+                Ok(file) => builder = builder.audit(Arc::new(JsonLinesAuditSink::new(file))),
+                Err(e) => problems.push(problem(
+                    "audit.path / AUTH_AUDIT_PATH",
+                    format!("cannot open {} for appending: {e}", path.display()),
+                    "point it at a writable file or unset it to audit through the tracing log",
+                )),
+            }
+        }
+        if problems.is_empty() {
+            Ok(builder)
+        } else {
+            Err(ConfigError { problems })
+        }
     }
 }
 

@@ -45,3 +45,92 @@ pub enum ConversationError {
     #[error("protocol violation: {0}")]
     Protocol(String),
 }
+
+/// What the authenticator side sends the client through a [`channel`] conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerMessage {
+    /// A challenge; the client must answer with [`ConversationPeer::answer`].
+    Challenge(Vec<u8>),
+    /// The mechanism's final message; no answer is expected.
+    Final(Vec<u8>),
+}
+
+/// The authenticator's end of a [`channel`] conversation.
+#[derive(Debug)]
+pub struct ChannelConversation {
+    to_client: tokio::sync::mpsc::Sender<ServerMessage>,
+    from_client: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    max_answer: usize,
+}
+
+/// The adapter's end of a [`channel`] conversation: it forwards each [`ServerMessage`] to
+/// the client in its protocol's framing and passes the client's answers back.
+#[derive(Debug)]
+pub struct ConversationPeer {
+    from_server: tokio::sync::mpsc::Receiver<ServerMessage>,
+    to_server: tokio::sync::mpsc::Sender<Vec<u8>>,
+}
+
+/// A conversation over two channels, for adapters whose connection loop is push-style:
+/// the authentication runs in its own task holding the [`ChannelConversation`], and the
+/// connection loop holds the [`ConversationPeer`]. Answers longer than `max_answer`
+/// bytes fail the round with [`ConversationError::TooLarge`].
+pub fn channel(max_answer: usize) -> (ChannelConversation, ConversationPeer) {
+    let (to_client, from_server) = tokio::sync::mpsc::channel(1);
+    let (to_server, from_client) = tokio::sync::mpsc::channel(1);
+    (
+        ChannelConversation {
+            to_client,
+            from_client,
+            max_answer,
+        },
+        ConversationPeer {
+            from_server,
+            to_server,
+        },
+    )
+}
+
+#[async_trait]
+impl Conversation for ChannelConversation {
+    async fn exchange(&mut self, challenge: Vec<u8>) -> Result<Vec<u8>, ConversationError> {
+        self.to_client
+            .send(ServerMessage::Challenge(challenge))
+            .await
+            .map_err(|_| ConversationError::Closed)?;
+        let answer = self
+            .from_client
+            .recv()
+            .await
+            .ok_or(ConversationError::Closed)?;
+        if answer.len() > self.max_answer {
+            return Err(ConversationError::TooLarge {
+                limit: self.max_answer,
+            });
+        }
+        Ok(answer)
+    }
+
+    async fn complete(&mut self, data: Vec<u8>) -> Result<(), ConversationError> {
+        self.to_client
+            .send(ServerMessage::Final(data))
+            .await
+            .map_err(|_| ConversationError::Closed)
+    }
+}
+
+impl ConversationPeer {
+    /// The next message for the client; `None` once the authentication has finished and
+    /// dropped its end.
+    pub async fn next(&mut self) -> Option<ServerMessage> {
+        self.from_server.recv().await
+    }
+
+    /// Passes the client's answer to the pending challenge.
+    pub async fn answer(&self, answer: Vec<u8>) -> Result<(), ConversationError> {
+        self.to_server
+            .send(answer)
+            .await
+            .map_err(|_| ConversationError::Closed)
+    }
+}

@@ -45,7 +45,7 @@ pub mod chain;
 pub mod clock;
 pub mod config;
 mod connection;
-mod conversation;
+pub mod conversation;
 mod credential;
 mod error;
 mod outcome;
@@ -66,7 +66,9 @@ pub use chain::{Action, Chain, Control, Link};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{Config, ConfigError};
 pub use connection::{ConnectionInfo, Peer, Protocol, TlsInfo};
-pub use conversation::{Conversation, ConversationError};
+pub use conversation::{
+    ChannelConversation, Conversation, ConversationError, ConversationPeer, ServerMessage,
+};
 pub use credential::{Credential, CredentialKind};
 pub use error::{Error, Failure, GrpcCode, ProtocolMapping};
 pub use outcome::{AccountStatus, Outcome, OutcomeClass};

@@ -162,7 +162,7 @@ async fn a_slow_link_times_out_as_unavailable_and_can_fall_through() {
     let chain = Chain::builder()
         .push(
             auth_core::Link::new(slow.clone(), Control::CONCLUSIVE.fallback_on_unavailable())
-                .timeout(Duration::from_millis(200)),
+                .with_timeout(Duration::from_millis(200)),
         )
         .link(Scripted::new("password", Success))
         .build();
@@ -267,4 +267,66 @@ async fn chains_nest_and_report_the_inner_method() {
             .accepts()
             .contains(&auth_core::CredentialKind::Password)
     );
+}
+
+/// Records what the chain tells its limiter.
+#[derive(Debug, Default)]
+struct RecordingLimiter {
+    calls: std::sync::Mutex<Vec<(String, Option<String>, Option<std::net::IpAddr>, bool)>>,
+}
+
+#[async_trait::async_trait]
+impl auth_core::RateLimiter for RecordingLimiter {
+    async fn check(
+        &self,
+        s: &auth_core::rate_limit::Subject<'_>,
+    ) -> auth_core::rate_limit::Admission {
+        self.note("check", s);
+        auth_core::rate_limit::Admission::Allowed
+    }
+    async fn record_failure(&self, s: &auth_core::rate_limit::Subject<'_>) {
+        self.note("failure", s);
+    }
+    async fn record_success(&self, s: &auth_core::rate_limit::Subject<'_>) {
+        self.note("success", s);
+    }
+}
+
+impl RecordingLimiter {
+    fn note(&self, what: &str, s: &auth_core::rate_limit::Subject<'_>) {
+        self.calls.lock().unwrap().push((
+            what.into(),
+            s.user.map(Into::into),
+            s.address,
+            s.localhost,
+        ));
+    }
+}
+
+#[tokio::test]
+async fn the_limiter_hears_each_outcome_exactly_once_with_the_right_subject() {
+    let limiter = Arc::new(RecordingLimiter::default());
+    for class in [Rejected, Unavailable, Success, AccountStatus] {
+        let chain = Chain::builder()
+            .rate_limiter(limiter.clone())
+            .link(Scripted::new("password", class))
+            .build();
+        chain
+            .authenticate(&mut remote_password("alice", "pw"))
+            .await;
+    }
+    let calls = limiter.calls.lock().unwrap().clone();
+    let what: Vec<&str> = calls.iter().map(|c| c.0.as_str()).collect();
+    // An outage is not the client's fault: it is never counted.
+    assert_eq!(
+        what,
+        [
+            "check", "failure", "check", "check", "success", "check", "failure"
+        ]
+    );
+    for (_, user, address, localhost) in &calls {
+        assert_eq!(user.as_deref(), Some("alice"));
+        assert_eq!(*address, Some("10.0.0.7".parse().unwrap()));
+        assert!(!localhost);
+    }
 }

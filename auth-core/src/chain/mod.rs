@@ -93,9 +93,14 @@ impl Link {
 
     /// Sets the timeout.
     #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// The link's timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The link's authenticator.

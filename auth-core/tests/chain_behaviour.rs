@@ -269,10 +269,13 @@ async fn chains_nest_and_report_the_inner_method() {
     );
 }
 
+/// One call to the limiter: what, user, address, localhost.
+type LimiterCall = (String, Option<String>, Option<std::net::IpAddr>, bool);
+
 /// Records what the chain tells its limiter.
 #[derive(Debug, Default)]
 struct RecordingLimiter {
-    calls: std::sync::Mutex<Vec<(String, Option<String>, Option<std::net::IpAddr>, bool)>>,
+    calls: std::sync::Mutex<Vec<LimiterCall>>,
 }
 
 #[async_trait::async_trait]

@@ -205,8 +205,9 @@ impl Evaluator {
                     Impression::Positive => self.status == Some(OutcomeClass::Success),
                     Impression::Negative => false,
                 };
-                // PAM: a PAM_IGNORE return never sets the status, even under `ok`.
-                if may_set && class != OutcomeClass::NotApplicable {
+                // As in PAM's auth stack, even a PAM_IGNORE return (not applicable) becomes
+                // the status under an explicit `ok`/`done`; the presets never ask for that.
+                if may_set {
                     self.impression = Impression::Positive;
                     effect = if self.status == Some(class) && class == OutcomeClass::Success {
                         Effect::Nothing
@@ -244,6 +245,16 @@ impl Evaluator {
                 self.status = None;
                 (Flow::Continue, Effect::Reset)
             }
+        }
+    }
+
+    /// Whether the chain has been marked failed (a `bad`/`die`, or an `ok` that made a
+    /// non-success the status).
+    pub(crate) fn failed(&self) -> bool {
+        match self.impression {
+            Impression::Negative => true,
+            Impression::Positive => self.status != Some(OutcomeClass::Success),
+            Impression::Undefined => false,
         }
     }
 

@@ -40,7 +40,9 @@
 //! nothing applied, [`Authenticator::authenticate`] answers `NotApplicable` (so an outer
 //! chain can move on) and [`Chain::decide`], which adapters call, answers
 //! [`Error::MissingCredentials`] when the client presented nothing and [`Error::Denied`]
-//! otherwise. Either way the chain fails closed.
+//! when no link supports the credential, and [`Error::InvalidCredentials`] when some link
+//! could judge it but none decided (so "no such user" looks like a wrong password).
+//! Either way the chain fails closed.
 //!
 //! # What a successful chain returns
 //!
@@ -380,8 +382,29 @@ impl Chain {
             .reduce(|best, s| if s.rank > best.rank { s } else { best });
         match best {
             Some(s) => (s.outcome, Some(s.method)),
+            // Failed without a failure to show (a not-applicable or success outcome under
+            // `bad`): a rejection, never a not-applicable an outer chain could skip.
+            None if eval.failed() => (
+                Outcome::Rejected(self.nothing_applied(&attempt.credential)),
+                None,
+            ),
             None => (Outcome::NotApplicable, None),
         }
+    }
+
+    /// The failure reported when no link decided: [`Error::MissingCredentials`] when the
+    /// client presented nothing, [`Error::InvalidCredentials`] when some link could judge
+    /// the credential (a "no such entry" answer must look like a wrong secret, or it
+    /// reveals which users exist), else [`Error::Denied`].
+    fn nothing_applied(&self, credential: &Credential) -> Failure {
+        let error = if matches!(credential, Credential::Absent) {
+            Error::MissingCredentials
+        } else if self.supports(credential) {
+            Error::InvalidCredentials
+        } else {
+            Error::Denied
+        };
+        Failure::new(error, "no method in the chain accepted the credential")
     }
 
     /// Runs the chain and always decides: where [`Authenticator::authenticate`] answers
@@ -389,20 +412,10 @@ impl Chain {
     /// rejection an adapter reports, [`Error::MissingCredentials`] or [`Error::Denied`].
     pub async fn decide(&self, attempt: &mut Attempt) -> Outcome {
         match self.authenticate(attempt).await {
-            Outcome::NotApplicable => Outcome::Rejected(nothing_applied(&attempt.credential)),
+            Outcome::NotApplicable => Outcome::Rejected(self.nothing_applied(&attempt.credential)),
             decided => decided,
         }
     }
-}
-
-/// The failure reported when no link applied to `credential`.
-fn nothing_applied(credential: &Credential) -> Failure {
-    let error = if matches!(credential, Credential::Absent) {
-        Error::MissingCredentials
-    } else {
-        Error::Denied
-    };
-    Failure::new(error, "no method in the chain applied")
 }
 
 #[async_trait]
@@ -459,7 +472,7 @@ impl Authenticator for Chain {
 
         if self.audit.enabled() {
             let method = link.map(|i| self.links[i].authenticator.name());
-            let nothing = nothing_applied(&attempt.credential);
+            let nothing = self.nothing_applied(&attempt.credential);
             let failure = match &outcome {
                 Outcome::NotApplicable => Some((nothing.error, nothing.detail.as_ref())),
                 other => other.error_and_detail(),

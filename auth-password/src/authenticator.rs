@@ -1,0 +1,146 @@
+//! Plain passwords (pgwire cleartext, HTTP Basic) checked against stored hashes.
+
+use async_trait::async_trait;
+use auth_core::clock::{SharedClock, system_clock};
+use auth_core::{
+    AccountStatus, Attempt, Authenticator, Credential, CredentialKind, Error, Evidence, Outcome,
+    Precondition, StandardSession,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::hasher::Hasher;
+use crate::policy::MAX_BYTES;
+use crate::user::{UserError, UserStatus, Users};
+
+/// Authenticates [`Credential::Password`] against argon2id or bcrypt hashes in [`Users`].
+///
+/// - Unknown and soft-deleted users run a dummy verification with the same parameters,
+///   so they cost the same time as a wrong password.
+/// - A right password whose hash is outdated (bcrypt, other argon2 parameters) is
+///   rehashed and written back with compare-and-set; a concurrent change wins.
+/// - Disabled, locked and expired accounts are reported as
+///   [`Outcome::AccountStatus`] only after the password was verified.
+/// - Hashing runs on the [`Hasher`]'s bounded pool, never on the async runtime.
+#[derive(Debug)]
+pub struct PasswordAuthenticator {
+    users: Users,
+    hasher: Hasher,
+    clock: SharedClock,
+}
+
+impl PasswordAuthenticator {
+    /// An authenticator over `users`, hashing with `hasher`.
+    pub fn new(users: Users, hasher: Hasher) -> Self {
+        Self {
+            users,
+            hasher,
+            clock: system_clock(),
+        }
+    }
+
+    /// Reads time from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    async fn rehash(&self, user: &str, password: SecretString, version: u64) {
+        let Ok(hash) = self.hasher.hash(password).await else {
+            return;
+        };
+        let Ok(Some((mut record, current))) = self.users.get(user).await else {
+            return;
+        };
+        if current != version {
+            return;
+        }
+        record.password_hash = Some(hash);
+        match self
+            .users
+            .put(user, &record, Precondition::Version(version))
+            .await
+        {
+            Ok(_) => tracing::info!(user, "password rehashed with current parameters"),
+            // Someone changed the record meanwhile: their change wins.
+            Err(UserError::Store(auth_core::StoreError::Conflict { .. })) => {}
+            Err(e) => tracing::warn!(user, error = %e, "could not store the rehashed password"),
+        }
+    }
+}
+
+#[async_trait]
+impl Authenticator for PasswordAuthenticator {
+    fn name(&self) -> &str {
+        "password"
+    }
+
+    fn accepts(&self) -> Vec<CredentialKind> {
+        vec![CredentialKind::Password]
+    }
+
+    fn supports(&self, credential: &Credential) -> bool {
+        matches!(credential, Credential::Password { .. })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
+        let Credential::Password { user, password } = &attempt.credential else {
+            return Outcome::NotApplicable;
+        };
+        // No policy at login, but no hashing of absurd input either.
+        if password.expose_secret().len() > MAX_BYTES {
+            return Outcome::rejected(Error::InvalidCredentials, "password longer than 4096 bytes");
+        }
+        let (user, password) = (user.clone(), password.clone());
+        let found = match self.users.get(&user).await {
+            Ok(found) => found,
+            Err(UserError::Corrupt(e)) => {
+                return Outcome::unavailable(format!("record of user `{user}` is corrupt: {e}"));
+            }
+            Err(e) => return Outcome::unavailable(format!("user store: {e}")),
+        };
+        let usable =
+            found.filter(|(r, _)| r.status != UserStatus::Deleted && r.password_hash.is_some());
+        let Some((record, version)) = usable else {
+            self.hasher.verify_dummy(password).await;
+            return Outcome::rejected(
+                Error::InvalidCredentials,
+                format!("unknown user `{user}` (or no password set)"),
+            );
+        };
+        let stored = record.password_hash.clone().unwrap_or_default();
+        let verification = match self.hasher.verify(password.clone(), stored).await {
+            Ok(v) => v,
+            Err(e) => return Outcome::unavailable(format!("password hash of `{user}`: {e}")),
+        };
+        if !verification.matches {
+            return Outcome::rejected(
+                Error::InvalidCredentials,
+                format!("wrong password for user `{user}`"),
+            );
+        }
+        let status = match record.status {
+            UserStatus::Disabled => Some(AccountStatus::Disabled),
+            UserStatus::Locked => Some(AccountStatus::Locked),
+            _ if record.password_expired(self.clock.now()) => Some(AccountStatus::Expired),
+            _ => None,
+        };
+        if let Some(status) = status {
+            return Outcome::AccountStatus {
+                status,
+                detail: format!("user `{user}`: account {status:?}").into(),
+            };
+        }
+        if verification.needs_rehash {
+            self.rehash(&user, password, version).await;
+        }
+        Outcome::Authenticated(
+            StandardSession::new(user, "password", self.clock.now())
+                .with_evidence(Evidence::Password)
+                .with_roles(record.roles.iter().filter_map(|r| r.parse().ok()))
+                .with_scopes(record.scopes)
+                .boxed(),
+        )
+    }
+}

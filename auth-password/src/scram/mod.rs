@@ -1,0 +1,237 @@
+//! SCRAM-SHA-256 and SCRAM-SHA-256-PLUS on the server (RFC 5802, RFC 7677), from stored
+//! keys, driven through auth-core's [`Conversation`](auth_core::Conversation).
+
+mod exchange;
+mod messages;
+mod verifier;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use auth_core::clock::{SharedClock, system_clock};
+use auth_core::{
+    AccountStatus, Attempt, Authenticator, ConversationError, Credential, CredentialKind, Error,
+    Evidence, Outcome, StandardSession,
+};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use secrecy::ExposeSecret;
+
+pub use exchange::{Finish, ScramExchange, TLS_SERVER_END_POINT};
+pub use messages::{
+    CbindFlag, ClientFinal, ClientFirst, MAX_MESSAGE_LEN, parse_client_final, parse_client_first,
+};
+pub use verifier::{MAX_ITERATIONS, MIN_ITERATIONS, ScramVerifier};
+
+use crate::hasher::DEFAULT_SCRAM_ITERATIONS;
+use crate::user::{UserStatus, Users};
+
+/// The mechanism name without channel binding.
+pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
+/// The mechanism name with channel binding.
+pub const SCRAM_SHA_256_PLUS: &str = "SCRAM-SHA-256-PLUS";
+
+/// A SCRAM protocol error: the client sent something it must not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScramError {
+    /// A message is malformed.
+    #[error("malformed SCRAM message: {0}")]
+    Malformed(&'static str),
+    /// Channel binding is missing, mismatched or a downgrade.
+    #[error("SCRAM channel binding: {0}")]
+    ChannelBinding(&'static str),
+    /// The mechanism is not SCRAM-SHA-256(-PLUS).
+    #[error("unsupported SASL mechanism")]
+    UnsupportedMechanism,
+    /// A stored verifier is malformed.
+    #[error("bad SCRAM verifier: {0}")]
+    BadVerifier(&'static str),
+}
+
+/// Authenticates `SCRAM-SHA-256` and `SCRAM-SHA-256-PLUS` SASL exchanges against the
+/// verifiers in [`Users`].
+///
+/// Unknown users, users without a verifier and soft-deleted users run a mock exchange
+/// with a deterministic per-user salt and fail exactly like a wrong password, as
+/// PostgreSQL does.
+#[derive(Debug)]
+pub struct ScramAuthenticator {
+    users: Users,
+    clock: SharedClock,
+    mock_secret: Arc<[u8; 32]>,
+}
+
+impl ScramAuthenticator {
+    /// An authenticator over `users`.
+    pub fn new(users: Users) -> Self {
+        let mut mock_secret = [0u8; 32];
+        // Without randomness the mock salts are still per-user, only predictable.
+        let _ = getrandom::fill(&mut mock_secret);
+        Self {
+            users,
+            clock: system_clock(),
+            mock_secret: Arc::new(mock_secret),
+        }
+    }
+
+    /// Reads time from `clock` (session timestamps, password expiry).
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The mechanisms to offer on a connection: PLUS first when the connection has TLS
+    /// channel-binding data.
+    pub fn mechanisms(channel_binding_available: bool) -> &'static [&'static str] {
+        if channel_binding_available {
+            &[SCRAM_SHA_256_PLUS, SCRAM_SHA_256]
+        } else {
+            &[SCRAM_SHA_256]
+        }
+    }
+
+    /// The verifier an unknown user's mock exchange uses: a salt derived from the user
+    /// name, so repeated attempts see the same salt, as for a real user.
+    fn mock_verifier(&self, user: &str) -> ScramVerifier {
+        let salt = verifier::hmac(self.mock_secret.as_ref(), &[b"salt", user.as_bytes()]);
+        let key = verifier::hmac(self.mock_secret.as_ref(), &[b"key", user.as_bytes()]);
+        ScramVerifier {
+            iterations: DEFAULT_SCRAM_ITERATIONS,
+            salt: salt[..16].to_vec(),
+            stored_key: key,
+            server_key: key,
+        }
+    }
+}
+
+fn server_nonce() -> String {
+    let mut bytes = [0u8; 18];
+    let _ = getrandom::fill(&mut bytes);
+    B64.encode(bytes)
+}
+
+fn conversation_failure(e: ConversationError) -> Outcome {
+    match e {
+        ConversationError::NotInteractive { .. } => Outcome::rejected(
+            Error::MissingCredentials,
+            "SCRAM needs an interactive transport",
+        ),
+        other => Outcome::rejected(Error::Malformed, format!("SCRAM conversation: {other}")),
+    }
+}
+
+#[async_trait]
+impl Authenticator for ScramAuthenticator {
+    fn name(&self) -> &str {
+        "scram"
+    }
+
+    fn accepts(&self) -> Vec<CredentialKind> {
+        vec![
+            CredentialKind::Sasl(SCRAM_SHA_256_PLUS),
+            CredentialKind::Sasl(SCRAM_SHA_256),
+        ]
+    }
+
+    fn supports(&self, credential: &Credential) -> bool {
+        matches!(
+            credential.sasl_mechanism(),
+            Some(SCRAM_SHA_256 | SCRAM_SHA_256_PLUS)
+        )
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
+        let Credential::Sasl { mechanism, initial } = &attempt.credential else {
+            return Outcome::NotApplicable;
+        };
+        let mechanism = mechanism.clone();
+        let Some(client_first) = initial.as_ref().map(|i| i.expose_secret().to_vec()) else {
+            return Outcome::rejected(Error::Malformed, "SCRAM without a client-first message");
+        };
+        let channel_binding = attempt.connection.channel_binding().map(<[u8]>::to_vec);
+        // PostgreSQL clients name the user at startup and send an empty SCRAM user name.
+        let startup_user = attempt.connection.user.clone();
+        let user = match startup_user {
+            Some(u) => u,
+            None => match parse_client_first(&client_first) {
+                Ok(first) if !first.username.is_empty() => first.username,
+                Ok(_) => return Outcome::rejected(Error::Malformed, "SCRAM without a user name"),
+                Err(e) => return Outcome::rejected(Error::Malformed, e.to_string()),
+            },
+        };
+
+        let record = match self.users.get(&user).await {
+            Ok(r) => r.map(|(r, _)| r),
+            Err(e) => return Outcome::unavailable(format!("user store: {e}")),
+        };
+        let (verifier, why_not) = match &record {
+            Some(r) if r.status == UserStatus::Deleted => (None, "user is deleted"),
+            Some(r) => match r.scram.as_deref().map(ScramVerifier::parse) {
+                Some(Ok(v)) => (Some(v), ""),
+                Some(Err(_)) => (None, "stored SCRAM verifier is corrupt"),
+                None => (None, "user has no SCRAM verifier"),
+            },
+            None => (None, "unknown user"),
+        };
+        let (exchange, server_first) = match ScramExchange::start(
+            &mechanism,
+            &client_first,
+            channel_binding.as_deref(),
+            verifier,
+            self.mock_verifier(&user),
+            &server_nonce(),
+        ) {
+            Ok(x) => x,
+            Err(e) => return Outcome::rejected(Error::Malformed, e.to_string()),
+        };
+
+        let Some(conversation) = attempt.conversation() else {
+            return Outcome::unavailable("the adapter provided no conversation for SCRAM");
+        };
+        let client_final = match conversation.exchange(server_first.into_bytes()).await {
+            Ok(m) => m,
+            Err(e) => return conversation_failure(e),
+        };
+        let server_final = match exchange.finish(&client_final) {
+            Ok(Finish::Verified { server_final }) => server_final,
+            Ok(Finish::ProofMismatch) => {
+                let detail = if why_not.is_empty() {
+                    format!("wrong SCRAM proof for user `{user}`")
+                } else {
+                    format!("SCRAM for user `{user}` failed: {why_not}")
+                };
+                return Outcome::rejected(Error::InvalidCredentials, detail);
+            }
+            Err(e) => return Outcome::rejected(Error::Malformed, e.to_string()),
+        };
+        // Only a genuine verifier can verify, so the record exists.
+        let Some(record) = record else {
+            return Outcome::rejected(Error::InvalidCredentials, "unknown user");
+        };
+        let status = match record.status {
+            UserStatus::Disabled => Some(AccountStatus::Disabled),
+            UserStatus::Locked => Some(AccountStatus::Locked),
+            _ if record.password_expired(self.clock.now()) => Some(AccountStatus::Expired),
+            _ => None,
+        };
+        if let Some(status) = status {
+            return Outcome::AccountStatus {
+                status,
+                detail: format!("user `{user}`: account {status:?}").into(),
+            };
+        }
+        if let Err(e) = conversation.complete(server_final.into_bytes()).await {
+            return conversation_failure(e);
+        }
+        Outcome::Authenticated(
+            StandardSession::new(user, "scram", self.clock.now())
+                .with_evidence(Evidence::Sasl { mechanism })
+                .with_roles(record.roles.iter().filter_map(|r| r.parse().ok()))
+                .with_scopes(record.scopes)
+                .boxed(),
+        )
+    }
+}

@@ -28,6 +28,9 @@ pub const MIN_SECRET_LEN: usize = 32;
 /// The longest API key accepted from a client; longer input is malformed.
 pub const MAX_KEY_LEN: usize = 512;
 
+/// Stands in for the record of an unknown key id (no secret hashes to all zeros).
+const DUMMY_RECORD: &[u8] = br#"{"principal":"","roles":[],"scopes":[],"sha256":"0000000000000000000000000000000000000000000000000000000000000000"}"#;
+
 /// What a key grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyGrant {
@@ -161,15 +164,14 @@ impl Authenticator for ApiKeyAuthenticator {
             Ok(r) => r,
             Err(e) => return Outcome::unavailable(format!("credential store: {e}")),
         };
-        let Some(record) = record else {
-            // Compare against a dummy so an unknown id costs what a wrong secret costs.
-            let _ = presented_digest.ct_eq(&[0u8; 32]);
-            return Outcome::rejected(
-                Error::InvalidCredentials,
-                format!("unknown API key id `{id}`"),
-            );
-        };
-        let stored: StoredKey = match serde_json::from_slice(record.value.expose_secret()) {
+        // An unknown id goes through the same parse, decode and compare as a known one,
+        // against a dummy record, so both cost the same.
+        let known = record.is_some();
+        let bytes = record.map_or_else(
+            || DUMMY_RECORD.to_vec(),
+            |r| r.value.expose_secret().to_vec(),
+        );
+        let stored: StoredKey = match serde_json::from_slice(&bytes) {
             Ok(s) => s,
             Err(_) => return Outcome::unavailable(format!("API key record `{key}` is corrupted")),
         };
@@ -177,7 +179,14 @@ impl Authenticator for ApiKeyAuthenticator {
         if hex::decode_to_slice(&stored.sha256, &mut expected).is_err() {
             return Outcome::unavailable(format!("API key record `{key}` has a bad digest"));
         }
-        if !bool::from(presented_digest.ct_eq(&expected)) {
+        let matches = bool::from(presented_digest.ct_eq(&expected));
+        if !known {
+            return Outcome::rejected(
+                Error::InvalidCredentials,
+                format!("unknown API key id `{id}`"),
+            );
+        }
+        if !matches {
             return Outcome::rejected(
                 Error::InvalidCredentials,
                 format!("wrong secret for API key `{id}`"),

@@ -521,13 +521,7 @@ fn check_timeout(setting: &str, d: Duration, problems: &mut Vec<ConfigProblem>) 
 }
 
 fn check_url(setting: &str, url: &str, problems: &mut Vec<ConfigProblem>) {
-    let loopback_http = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|p| {
-            url.strip_prefix(p)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
-        });
-    if !(url.starts_with("https://") || loopback_http) {
+    if !(url.starts_with("https://") || is_loopback_http(url)) {
         problems.push(problem(
             setting,
             format!("`{url}` is not an https URL"),
@@ -536,12 +530,31 @@ fn check_url(setting: &str, url: &str, problems: &mut Vec<ConfigProblem>) {
     }
 }
 
+/// Whether `url` is plain http to this machine: the authority, without user info, is a
+/// loopback host with an optional numeric port.
+fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host
+        }
+        _ => authority,
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
 fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Config {
     let methods = match &raw.methods {
         Some(names) => parse_methods(names, "methods / AUTH_METHODS", problems),
         None => vec![Method::Password],
     };
-    if raw.methods.is_some() && methods.is_empty() && problems.is_empty() {
+    if raw.methods.as_ref().is_some_and(Vec::is_empty) {
         problems.push(problem(
             "methods / AUTH_METHODS",
             "no method is enabled",
@@ -668,6 +681,7 @@ fn rate_limit_settings(
         lockout: raw.lockout.unwrap_or(d.lockout),
         max_lockout: raw.max_lockout.unwrap_or(d.max_lockout),
         exempt_localhost: raw.exempt_localhost.unwrap_or(d.exempt_localhost),
+        max_tracked: d.max_tracked,
     };
     if s.user_failures == 0 || s.address_failures == 0 {
         problems.push(problem(

@@ -76,6 +76,10 @@ pub struct LimitSettings {
     pub max_lockout: Duration,
     /// Whether localhost clients are never limited.
     pub exempt_localhost: bool,
+    /// How many users (and, separately, addresses) are tracked at most. Beyond it, keys
+    /// with nothing to remember are dropped first, then the longest-quiet ones, so a
+    /// spray of made-up user names cannot grow memory without bound.
+    pub max_tracked: usize,
 }
 
 impl Default for LimitSettings {
@@ -87,7 +91,45 @@ impl Default for LimitSettings {
             lockout: Duration::from_secs(60),
             max_lockout: Duration::from_secs(3600),
             exempt_localhost: true,
+            max_tracked: 100_000,
         }
+    }
+}
+
+/// Keeps `map` within `cap` entries before a new key is inserted.
+fn make_room<K: Clone + Eq + std::hash::Hash>(
+    map: &mut HashMap<K, Counter>,
+    now: SystemTime,
+    s: &LimitSettings,
+) {
+    if map.len() < s.max_tracked.max(1) {
+        return;
+    }
+    map.retain(|_, c| !c.stale(now, s));
+    if map.len() >= s.max_tracked.max(1) {
+        let mut by_age: Vec<(K, Option<SystemTime>)> = map
+            .iter()
+            .filter(|(_, c)| c.blocked(now).is_none())
+            .map(|(k, c)| (k.clone(), c.quiet_since()))
+            .collect();
+        by_age.sort_by_key(|(_, q)| *q);
+        let excess = map.len() + 1 - s.max_tracked.max(1) * 9 / 10;
+        for (k, _) in by_age.into_iter().take(excess) {
+            map.remove(&k);
+        }
+    }
+}
+
+/// The key an address is counted under: IPv6 clients by their /64, since one host
+/// usually holds a whole /64.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::V6(segments.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -106,11 +148,28 @@ impl Counter {
             .filter(|d| !d.is_zero())
     }
 
+    /// Since when nothing has happened to this key: the last failure or the end of the
+    /// last lock, whichever is later.
+    fn quiet_since(&self) -> Option<SystemTime> {
+        match (self.last_failure, self.blocked_until) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the key holds nothing worth remembering at `now`.
+    fn stale(&self, now: SystemTime, s: &LimitSettings) -> bool {
+        self.blocked(now).is_none()
+            && self.quiet_since().is_none_or(|q| {
+                now.duration_since(q).unwrap_or_default() > s.max_lockout.max(s.window)
+            })
+    }
+
     fn fail(&mut self, now: SystemTime, limit: u32, s: &LimitSettings) {
-        // A long quiet period forgives earlier lockouts.
+        // A long quiet period after the last lock ended forgives earlier lockouts.
         if self
-            .last_failure
-            .is_some_and(|last| now.duration_since(last).unwrap_or_default() > s.max_lockout)
+            .quiet_since()
+            .is_some_and(|q| now.duration_since(q).unwrap_or_default() > s.max_lockout)
         {
             self.lockouts = 0;
         }
@@ -190,7 +249,8 @@ impl RateLimiter for MemoryRateLimiter {
                 .addresses
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if let Some(retry_after) = addresses.get(&ip).and_then(|c| c.blocked(now)) {
+            if let Some(retry_after) = addresses.get(&address_key(ip)).and_then(|c| c.blocked(now))
+            {
                 return Admission::Blocked {
                     retry_after,
                     by: LimitedBy::Address,
@@ -208,6 +268,9 @@ impl RateLimiter for MemoryRateLimiter {
         let s = &self.settings;
         if let Some(user) = subject.user {
             let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+            if !users.contains_key(user) {
+                make_room(&mut users, now, s);
+            }
             users
                 .entry(user.to_owned())
                 .or_default()
@@ -218,8 +281,12 @@ impl RateLimiter for MemoryRateLimiter {
                 .addresses
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            let key = address_key(ip);
+            if !addresses.contains_key(&key) {
+                make_room(&mut addresses, now, s);
+            }
             addresses
-                .entry(ip)
+                .entry(key)
                 .or_default()
                 .fail(now, s.address_failures, s);
         }
@@ -367,6 +434,83 @@ mod tests {
             strict.check(&local).await,
             Admission::Blocked { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn waiting_out_a_capped_lock_does_not_reset_the_backoff() {
+        let (l, clock) = limiter();
+        let s = remote("alice", "10.0.0.1");
+        for _ in 0..8 {
+            for _ in 0..5 {
+                l.record_failure(&s).await;
+            }
+            if let Admission::Blocked { retry_after, .. } = l.check(&s).await {
+                clock.advance(retry_after + Duration::from_secs(1));
+            }
+        }
+        for _ in 0..5 {
+            l.record_failure(&s).await;
+        }
+        assert!(matches!(
+            l.check(&s).await,
+            Admission::Blocked { retry_after, .. } if retry_after == Duration::from_secs(3600)
+        ));
+        // A quiet hour after the lock ends forgives.
+        clock.advance(Duration::from_secs(3600 + 3601));
+        for _ in 0..5 {
+            l.record_failure(&s).await;
+        }
+        assert!(matches!(
+            l.check(&s).await,
+            Admission::Blocked { retry_after, .. } if retry_after == Duration::from_secs(60)
+        ));
+    }
+
+    #[tokio::test]
+    async fn ipv6_clients_are_counted_by_their_64() {
+        let (l, _clock) = limiter();
+        for i in 0..20u16 {
+            l.record_failure(&remote(&format!("u{i}"), &format!("2001:db8:1:2::{i:x}")))
+                .await;
+        }
+        assert!(matches!(
+            l.check(&remote("fresh", "2001:db8:1:2:ffff::1")).await,
+            Admission::Blocked {
+                by: LimitedBy::Address,
+                ..
+            }
+        ));
+        assert_eq!(
+            l.check(&remote("fresh", "2001:db8:1:3::1")).await,
+            Admission::Allowed
+        );
+    }
+
+    #[tokio::test]
+    async fn a_spray_of_user_names_stays_within_the_cap_and_keeps_locks() {
+        let clock = ManualClock::at_fixed_epoch();
+        let l = MemoryRateLimiter::with_clock(
+            LimitSettings {
+                max_tracked: 100,
+                address_failures: u32::MAX,
+                ..LimitSettings::default()
+            },
+            Arc::new(clock.clone()),
+        );
+        let victim = remote("victim", "10.0.0.1");
+        for _ in 0..5 {
+            l.record_failure(&victim).await;
+        }
+        for i in 0..1000 {
+            clock.advance(Duration::from_millis(10));
+            l.record_failure(&remote(&format!("spray{i}"), "10.0.0.2"))
+                .await;
+        }
+        assert!(l.users.lock().unwrap().len() <= 100);
+        assert!(
+            matches!(l.check(&victim).await, Admission::Blocked { .. }),
+            "a live lock survives"
+        );
     }
 
     #[tokio::test]

@@ -17,8 +17,16 @@ struct Entry {
 /// A [`CredentialStore`] in process memory: the reference implementation, for tests and
 /// single-process hosts that load credentials at start-up.
 pub struct MemoryStore {
-    entries: Mutex<BTreeMap<Key, Entry>>,
+    entries: Mutex<Entries>,
     clock: SharedClock,
+}
+
+#[derive(Default)]
+struct Entries {
+    live: BTreeMap<Key, Entry>,
+    /// The last version of each deleted key, so a re-created record continues from it and
+    /// a writer holding a version from before the delete cannot succeed (no ABA).
+    deleted: BTreeMap<Key, u64>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -27,6 +35,7 @@ impl std::fmt::Debug for MemoryStore {
             .entries
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .live
             .len();
         write!(f, "MemoryStore({n} records)")
     }
@@ -47,7 +56,7 @@ impl MemoryStore {
     /// An empty store reading time from `clock`.
     pub fn with_clock(clock: SharedClock) -> Self {
         Self {
-            entries: Mutex::new(BTreeMap::new()),
+            entries: Mutex::new(Entries::default()),
             clock,
         }
     }
@@ -71,7 +80,7 @@ impl CredentialStore for MemoryStore {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
         let now = self.clock.now();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(entries.get_mut(key).map(|e| {
+        Ok(entries.live.get_mut(key).map(|e| {
             e.meta.last_accessed = Some(now);
             Record {
                 value: e.value.expose_secret().to_vec().into(),
@@ -88,43 +97,47 @@ impl CredentialStore for MemoryStore {
     ) -> Result<u64, StoreError> {
         let now = self.clock.now();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = entries.get(key).map(|e| e.meta.version);
+        let current = entries.live.get(key).map(|e| e.meta.version);
         Self::check(current, precondition)?;
-        match entries.get_mut(key) {
-            Some(e) => {
-                e.value = value;
-                e.meta.updated = now;
-                e.meta.version += 1;
-                Ok(e.meta.version)
-            }
-            None => {
-                let meta = RecordMeta {
-                    key: key.clone(),
-                    created: now,
-                    updated: now,
-                    last_accessed: None,
-                    version: 1,
-                };
-                entries.insert(key.clone(), Entry { value, meta });
-                Ok(1)
-            }
+        if let Some(e) = entries.live.get_mut(key) {
+            e.value = value;
+            e.meta.updated = now;
+            e.meta.version += 1;
+            return Ok(e.meta.version);
         }
+        let version = entries.deleted.remove(key).map_or(1, |last| last + 1);
+        let meta = RecordMeta {
+            key: key.clone(),
+            created: now,
+            updated: now,
+            last_accessed: None,
+            version,
+        };
+        entries.live.insert(key.clone(), Entry { value, meta });
+        Ok(version)
     }
 
     async fn delete(&self, key: &Key, precondition: Precondition) -> Result<bool, StoreError> {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = entries.get(key).map(|e| e.meta.version);
+        let current = entries.live.get(key).map(|e| e.meta.version);
         if current.is_none() && !matches!(precondition, Precondition::Version(_)) {
             // Deleting what is not there is not a conflict unless a version was expected.
             return Ok(false);
         }
         Self::check(current, precondition)?;
-        Ok(entries.remove(key).is_some())
+        match entries.live.remove(key) {
+            Some(e) => {
+                entries.deleted.insert(key.clone(), e.meta.version);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<RecordMeta>, StoreError> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(entries
+            .live
             .iter()
             .filter(|(k, _)| k.as_str().starts_with(prefix))
             .map(|(_, e)| e.meta.clone())

@@ -79,7 +79,9 @@ pub struct RecordMeta {
     pub updated: SystemTime,
     /// When its value was last read with [`CredentialStore::get`].
     pub last_accessed: Option<SystemTime>,
-    /// 1 on creation, +1 on every write.
+    /// Grows by one on every write. A new key starts at 1; a key that is deleted and
+    /// created again continues above its last version, so a version seen before the
+    /// delete never matches again.
     pub version: u64,
 }
 

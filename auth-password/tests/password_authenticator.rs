@@ -164,12 +164,13 @@ impl CredentialStore for Counting {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
         self.ops.fetch_add(1, Ordering::SeqCst);
         let got = self.inner.get(key).await;
-        if let Some((k, value, done)) = &self.meddle {
-            if k == key && done.fetch_add(1, Ordering::SeqCst) == 0 {
-                self.inner
-                    .put(key, value.clone().into(), Precondition::None)
-                    .await?;
-            }
+        if let Some((k, value, done)) = &self.meddle
+            && k == key
+            && done.fetch_add(1, Ordering::SeqCst) == 0
+        {
+            self.inner
+                .put(key, value.clone().into(), Precondition::None)
+                .await?;
         }
         got
     }

@@ -139,8 +139,7 @@ async fn server_first(auth: &ScramAuthenticator, user: &str) -> String {
     )
     .with_conversation(Box::new(Recorder(seen.clone())));
     let _ = auth.authenticate(&mut attempt).await;
-    let first = seen.lock().unwrap()[0].clone();
-    first
+    seen.lock().unwrap()[0].clone()
 }
 
 fn salt_and_iterations(server_first: &str) -> String {

@@ -7,6 +7,7 @@
 //! - [`kdc::Kdc`]: a throwaway MIT Kerberos realm (the k5test approach).
 //! - [`postgres::Postgres`]: a PostgreSQL cluster (initdb + pg_ctl).
 //! - [`redis::Redis`]: a Redis server.
+//! - [`scram_client`]: an independent SCRAM client (postgres-protocol) for interop tests.
 //!
 //! A service that cannot start fails the test with a [`HarnessError`] naming
 //! `scripts/install-deps.sh`; nothing is ever skipped.
@@ -17,5 +18,6 @@ pub mod kdc;
 pub mod postgres;
 mod process;
 pub mod redis;
+pub mod scram_client;
 
 pub use process::{HarnessError, ServiceProcess, free_port, process_alive};

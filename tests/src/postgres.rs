@@ -44,8 +44,15 @@ fn bindir() -> Result<PathBuf, HarnessError> {
 }
 
 impl Postgres {
-    /// Creates and starts a cluster.
+    /// Creates and starts a cluster where every connection is trusted.
     pub fn start() -> Result<Self, HarnessError> {
+        Self::start_with_host_auth("trust")
+    }
+
+    /// Creates and starts a cluster whose TCP connections use `method` (`scram-sha-256`,
+    /// `md5`, `trust`); Unix-socket connections (what [`Postgres::psql`] uses) stay
+    /// trusted.
+    pub fn start_with_host_auth(method: &str) -> Result<Self, HarnessError> {
         let bindir = bindir()?;
         let psql = find_program(
             "psql",
@@ -79,7 +86,8 @@ impl Postgres {
             pg.server_command("initdb").arg("-D").arg(&data).args([
                 "-U",
                 "postgres",
-                "--auth=trust",
+                "--auth-local=trust",
+                &format!("--auth-host={method}"),
                 "-E",
                 "UTF8",
                 "--no-sync",
@@ -150,12 +158,31 @@ impl Postgres {
         )
     }
 
-    /// Runs `sql` with `psql` as the superuser; returns unaligned, tuples-only output.
+    /// Runs `sql` with `psql` as the superuser over the Unix socket; returns unaligned,
+    /// tuples-only output.
     pub fn psql(&self, sql: &str) -> Result<String, HarnessError> {
+        let socket = format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.dir.path().display(),
+            self.port
+        );
         let out = run(
             Command::new(&self.psql)
                 .args(["-X", "-v", "ON_ERROR_STOP=1", "-At", "-d"])
-                .arg(self.conninfo("postgres"))
+                .arg(socket)
+                .args(["-c", sql]),
+            None,
+        )?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim_end().to_owned())
+    }
+
+    /// Runs `sql` with `psql` over TCP as `user` with `password`.
+    pub fn psql_as(&self, user: &str, password: &str, sql: &str) -> Result<String, HarnessError> {
+        let out = run(
+            Command::new(&self.psql)
+                .env("PGPASSWORD", password)
+                .args(["-X", "-w", "-v", "ON_ERROR_STOP=1", "-At", "-d"])
+                .arg(self.conninfo(user))
                 .args(["-c", sql]),
             None,
         )?;

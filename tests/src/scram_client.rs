@@ -1,54 +1,21 @@
-//! Shared helpers: a real, independent SCRAM client (postgres-protocol, the client side of
-//! tokio-postgres) wired to our server through a Conversation, and user set-up.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+//! An independent SCRAM-SHA-256(-PLUS) client for tests: postgres-protocol's
+//! `ScramSha256` (the client side of tokio-postgres), wired to a server-side authenticator
+//! through auth-core's [`Conversation`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use auth_core::{
-    Attempt, ConnectionInfo, Conversation, ConversationError, Credential, MemoryStore, Protocol,
-    TlsInfo,
+    Attempt, ConnectionInfo, Conversation, ConversationError, Credential, Protocol, TlsInfo,
 };
-use auth_password::{Argon2Settings, Hasher, HashingPool, PasswordPolicy, Users};
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
-use secrecy::SecretString;
-
-/// Cheap argon2 parameters for tests that are not about hashing cost.
-pub fn cheap() -> Argon2Settings {
-    Argon2Settings {
-        m_cost_kib: 256,
-        t_cost: 1,
-        p_cost: 1,
-    }
-}
-
-pub fn hasher(settings: Argon2Settings) -> Hasher {
-    Hasher::with_pool(HashingPool::new(2, &settings), settings).unwrap()
-}
-
-pub async fn users_with(pairs: &[(&str, &str)], settings: Argon2Settings) -> (Users, Hasher) {
-    let users = Users::new(Arc::new(MemoryStore::new()));
-    let hasher = hasher(settings);
-    for (user, password) in pairs {
-        users
-            .set_password(
-                &hasher,
-                &PasswordPolicy::length_only(),
-                user,
-                &SecretString::from((*password).to_owned()),
-            )
-            .await
-            .unwrap();
-    }
-    (users, hasher)
-}
 
 /// The client half of a SCRAM exchange, played by postgres-protocol's `ScramSha256`.
 pub struct ScramClient {
     client: Option<ScramSha256>,
     /// Set once the client has verified the server's signature (mutual authentication).
-    pub server_verified: Arc<AtomicBool>,
+    server_verified: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ScramClient {
@@ -107,8 +74,11 @@ pub fn scram_attempt(
     let client = ScramSha256::new(password.as_bytes(), cb);
     let initial = client.message().to_vec();
     let verified = Arc::new(AtomicBool::new(false));
-    let mut conn =
-        ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.9:40000".parse().unwrap()).with_user(user);
+    let mut conn = ConnectionInfo::tcp(
+        Protocol::Postgres,
+        std::net::SocketAddr::from(([10, 0, 0, 9], 40000)),
+    )
+    .with_user(user);
     if let Some(cb) = server_cb {
         conn = conn.with_tls(TlsInfo {
             server_end_point: Some(cb),
@@ -127,15 +97,4 @@ pub fn scram_attempt(
         server_verified: verified.clone(),
     }));
     (attempt, verified)
-}
-
-pub fn password_attempt(user: &str, password: &str) -> Attempt {
-    Attempt::new(
-        ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.9:40000".parse().unwrap()).with_user(user),
-        Credential::password(user, password),
-    )
-}
-
-pub fn secret(s: &str) -> SecretString {
-    SecretString::from(s.to_owned())
 }

@@ -1,0 +1,98 @@
+//! Passwords checked against secrets in the wallet (`pgwire-user-<name>`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use auth_core::clock::{SharedClock, system_clock};
+use auth_core::{
+    Attempt, Authenticator, Credential, CredentialKind, CredentialStore, Error, Evidence, Key,
+    Outcome, StandardSession,
+};
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::wallet::DEFAULT_USER_PREFIX;
+
+/// Authenticates [`Credential::Password`] against the secret stored under
+/// `<prefix><user>` in a wallet (or any [`CredentialStore`]).
+///
+/// A user with no secret is [`Outcome::NotApplicable`]: "not in the wallet" falls through
+/// to the next method, as the chain's control decides (and [`auth_core::Chain::decide`]
+/// reports it like a wrong password). A backend failure is [`Outcome::Unavailable`]. Every
+/// check reads the store, which records the access time.
+#[derive(Debug)]
+pub struct WalletAuthenticator {
+    store: Arc<dyn CredentialStore>,
+    prefix: String,
+    clock: SharedClock,
+}
+
+impl WalletAuthenticator {
+    /// Users under [`DEFAULT_USER_PREFIX`] in `store`.
+    pub fn new(store: Arc<dyn CredentialStore>) -> Self {
+        Self {
+            store,
+            prefix: DEFAULT_USER_PREFIX.to_owned(),
+            clock: system_clock(),
+        }
+    }
+
+    /// Uses `prefix` instead of `pgwire-user-`.
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Reads time from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+#[async_trait]
+impl Authenticator for WalletAuthenticator {
+    fn name(&self) -> &str {
+        "wallet"
+    }
+
+    fn accepts(&self) -> Vec<CredentialKind> {
+        vec![CredentialKind::Password]
+    }
+
+    fn supports(&self, credential: &Credential) -> bool {
+        matches!(credential, Credential::Password { .. })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
+        let Credential::Password { user, password } = &attempt.credential else {
+            return Outcome::NotApplicable;
+        };
+        let Ok(key) = Key::new(format!("{}{user}", self.prefix)) else {
+            return Outcome::NotApplicable;
+        };
+        let record = match self.store.get(&key).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Outcome::NotApplicable,
+            Err(e) => return Outcome::unavailable(format!("wallet: {e}")),
+        };
+        // Digests first, so the comparison takes the same time whatever the lengths.
+        let presented = Sha256::digest(password.expose_secret().as_bytes());
+        let stored = Sha256::digest(record.value.expose_secret());
+        if !bool::from(presented.ct_eq(&stored)) {
+            return Outcome::rejected(
+                Error::InvalidCredentials,
+                format!("wrong password for wallet key `{key}`"),
+            );
+        }
+        Outcome::Authenticated(
+            StandardSession::new(user.clone(), "wallet", self.clock.now())
+                .with_evidence(Evidence::WalletKey(key.as_str().to_owned()))
+                .boxed(),
+        )
+    }
+}

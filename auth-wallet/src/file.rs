@@ -1,0 +1,329 @@
+//! The embedded default backend: every record in one file, written crash-safely.
+//!
+//! Each change writes a new file beside the old one, fsyncs it, renames it over the old
+//! one and fsyncs the directory, so a crash leaves either the old or the new file, never a
+//! mix. An exclusive `flock` on `<file>.lock` serializes processes on one machine, and
+//! versions give compare-and-set. A checksum over the body detects any damage or edit
+//! made outside the wallet. Nothing is cached: every operation reads the file, so a
+//! change made by another process is seen at once.
+//!
+//! Access times (`last_accessed`) are written without fsync: a crash may lose the latest
+//! access times, never a secret.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use auth_core::clock::{SharedClock, system_clock};
+use auth_core::store::RecordMeta;
+use auth_core::{CredentialStore, Key, Precondition, Record, StoreError};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use secrecy::{ExposeSecret, SecretSlice};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+const MAGIC: &str = "auth-wallet-file v1 sha256=";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Body {
+    records: BTreeMap<String, Stored>,
+    /// Last versions of deleted keys, so versions are never reused.
+    #[serde(default)]
+    deleted: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    value: String,
+    created: u64,
+    updated: u64,
+    last_accessed: Option<u64>,
+    version: u64,
+}
+
+fn micros(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn time(us: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_micros(us)
+}
+
+/// How a change must be written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Persist {
+    None,
+    /// Access-time only: rename without fsync.
+    Lazy,
+    /// A value or version changed: fsync file and directory.
+    Durable,
+}
+
+/// A [`CredentialStore`] in one local file.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
+    clock: SharedClock,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn unavailable(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Unavailable(format!("{what} {}: {e}", path.display()))
+}
+
+impl FileStore {
+    /// A store in `path` (created on first write; its directory must exist).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            clock: system_clock(),
+        }
+    }
+
+    /// Reads time from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        self.path.with_file_name(name)
+    }
+
+    fn read(&self) -> Result<Body, StoreError> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Body::default()),
+            Err(e) => return Err(unavailable("cannot read", &self.path, e)),
+        };
+        let corrupt = |why: &str| {
+            StoreError::Corrupted(format!(
+                "wallet file {} {why}: it was modified outside the wallet or damaged; restore it from a backup (authctl import)",
+                self.path.display()
+            ))
+        };
+        let (header, body) = text
+            .split_once('\n')
+            .ok_or_else(|| corrupt("has no header"))?;
+        let expected = header
+            .strip_prefix(MAGIC)
+            .ok_or_else(|| corrupt("has an unknown header"))?;
+        let actual = hex::encode(Sha256::digest(body.as_bytes()));
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            expected.as_bytes(),
+            actual.as_bytes(),
+        )) {
+            return Err(corrupt("failed its checksum"));
+        }
+        serde_json::from_str(body).map_err(|_| corrupt("is not valid JSON"))
+    }
+
+    fn write(&self, body: &Body, durable: bool) -> Result<(), StoreError> {
+        let json =
+            serde_json::to_string(body).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let text = format!(
+            "{MAGIC}{}\n{json}",
+            hex::encode(Sha256::digest(json.as_bytes()))
+        );
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}-{}",
+            self.path.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| unavailable("cannot create", &tmp, e))?;
+            f.write_all(text.as_bytes())
+                .map_err(|e| unavailable("cannot write", &tmp, e))?;
+            if durable {
+                f.sync_all()
+                    .map_err(|e| unavailable("cannot fsync", &tmp, e))?;
+            }
+            fs::rename(&tmp, &self.path)
+                .map_err(|e| unavailable("cannot replace", &self.path, e))?;
+            if durable {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| unavailable("cannot fsync directory", dir, e))?;
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Runs `change` on the file's contents under the exclusive lock, writing back what it
+    /// asks for.
+    fn locked<R: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Body, u64) -> Result<(R, Persist), StoreError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<R, StoreError>> + Send + 'static {
+        let this = self.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let lock_path = this.lock_path();
+                let lock = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .map_err(|e| unavailable("cannot open the lock file", &lock_path, e))?;
+                lock.lock()
+                    .map_err(|e| unavailable("cannot lock", &lock_path, e))?;
+                let now = micros(this.clock.now());
+                let mut body = this.read()?;
+                let (result, write) = change(&mut body, now)?;
+                match write {
+                    Persist::None => {}
+                    Persist::Lazy => this.write(&body, false)?,
+                    Persist::Durable => this.write(&body, true)?,
+                }
+                drop(lock);
+                Ok(result)
+            })
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("file store task: {e}")))?
+        }
+    }
+}
+
+fn meta(key: &Key, s: &Stored) -> RecordMeta {
+    RecordMeta {
+        key: key.clone(),
+        created: time(s.created),
+        updated: time(s.updated),
+        last_accessed: s.last_accessed.map(time),
+        version: s.version,
+    }
+}
+
+fn check(current: Option<u64>, precondition: Precondition) -> Result<(), StoreError> {
+    let holds = match precondition {
+        Precondition::None => true,
+        Precondition::Absent => current.is_none(),
+        Precondition::Version(v) => current == Some(v),
+    };
+    if holds {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict { current })
+    }
+}
+
+#[async_trait]
+impl CredentialStore for FileStore {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        let key = key.clone();
+        self.locked(move |body, now| {
+            let Some(stored) = body.records.get_mut(key.as_str()) else {
+                return Ok((None, Persist::None));
+            };
+            let value = B64
+                .decode(&stored.value)
+                .map_err(|_| StoreError::Corrupted(format!("record {key} is not base64")))?;
+            stored.last_accessed = Some(now);
+            let record = Record {
+                value: value.into(),
+                meta: meta(&key, stored),
+            };
+            Ok((Some(record), Persist::Lazy))
+        })
+        .await
+    }
+
+    async fn put(
+        &self,
+        key: &Key,
+        value: SecretSlice<u8>,
+        precondition: Precondition,
+    ) -> Result<u64, StoreError> {
+        let key = key.clone();
+        let encoded = B64.encode(value.expose_secret());
+        self.locked(move |body, now| {
+            let current = body.records.get(key.as_str()).map(|s| s.version);
+            check(current, precondition)?;
+            let version = match body.records.get_mut(key.as_str()) {
+                Some(s) => {
+                    s.value = encoded;
+                    s.updated = now;
+                    s.version += 1;
+                    s.version
+                }
+                None => {
+                    let version = body.deleted.remove(key.as_str()).map_or(1, |v| v + 1);
+                    body.records.insert(
+                        key.as_str().to_owned(),
+                        Stored {
+                            value: encoded,
+                            created: now,
+                            updated: now,
+                            last_accessed: None,
+                            version,
+                        },
+                    );
+                    version
+                }
+            };
+            Ok((version, Persist::Durable))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &Key, precondition: Precondition) -> Result<bool, StoreError> {
+        let key = key.clone();
+        self.locked(move |body, _| {
+            let current = body.records.get(key.as_str()).map(|s| s.version);
+            if current.is_none() && !matches!(precondition, Precondition::Version(_)) {
+                return Ok((false, Persist::None));
+            }
+            check(current, precondition)?;
+            let removed = body.records.remove(key.as_str());
+            if let Some(s) = &removed {
+                body.deleted.insert(key.as_str().to_owned(), s.version);
+            }
+            Ok((removed.is_some(), Persist::Durable))
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<RecordMeta>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.locked(move |body, _| {
+            let listed = body
+                .records
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .filter_map(|(k, s)| Key::new(k.clone()).ok().map(|key| meta(&key, s)))
+                .collect();
+            Ok((listed, Persist::None))
+        })
+        .await
+    }
+}

@@ -1,0 +1,46 @@
+//! # auth-wallet
+//!
+//! An encrypted secret wallet for auth-core:
+//!
+//! - [`Wallet`]: every value sealed with XChaCha20-Poly1305 under a master key (from an
+//!   environment variable or a permission-checked key file), the record's key name bound
+//!   as associated data, a fresh nonce per write; audit events for every access (key
+//!   names only); [`Wallet::rekey`] without downtime; [`Wallet::export`] and
+//!   [`Wallet::import`] of authenticated bundles. It is a [`CredentialStore`] over any
+//!   backend, and passes the auth-core store contract.
+//! - Backends: [`FileStore`] (embedded default; crash-safe, locked, checksummed) and
+//!   [`PostgresStore`] (several instances; migrations, compare-and-set on a version).
+//! - [`WalletAuthenticator`]: passwords checked against `pgwire-user-<name>` secrets.
+//! - `authctl`: the administrators' command line.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use auth_core::{CredentialStore, Key, Precondition};
+//! use auth_wallet::{FileStore, MasterKey, Wallet};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let dir = tempfile::tempdir().unwrap();
+//! let wallet = Wallet::new(Arc::new(FileStore::new(dir.path().join("wallet"))), MasterKey::generate().unwrap());
+//! let key = Key::new("pgwire-oauth-client").unwrap();
+//! wallet.put(&key, b"client-secret".to_vec().into(), Precondition::None).await.unwrap();
+//! let record = wallet.get(&key).await.unwrap().unwrap();
+//! assert_eq!(record.value_str(), Some("client-secret"));
+//! # }
+//! ```
+//!
+//! [`CredentialStore`]: auth_core::CredentialStore
+
+#![forbid(unsafe_code)]
+
+mod authenticator;
+pub mod envelope;
+mod file;
+mod key;
+mod postgres;
+mod wallet;
+
+pub use authenticator::WalletAuthenticator;
+pub use file::FileStore;
+pub use key::{KeyError, MasterKey};
+pub use postgres::PostgresStore;
+pub use wallet::{Counts, DEFAULT_USER_PREFIX, OAUTH_CLIENT_SECRET_KEY, Wallet};

@@ -1,0 +1,332 @@
+//! The wallet: every value sealed with the master key before it reaches the storage
+//! backend, audited on every access, re-keyable without downtime, exportable.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use async_trait::async_trait;
+use auth_core::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
+use auth_core::clock::{SharedClock, system_clock};
+use auth_core::store::RecordMeta;
+use auth_core::{CredentialStore, Key, Peer, Precondition, Record, StoreError};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use secrecy::{ExposeSecret, SecretSlice};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::envelope::{self, EnvelopeError};
+use crate::key::MasterKey;
+
+/// The default prefix of user secrets: `pgwire-user-<name>`.
+pub const DEFAULT_USER_PREFIX: &str = "pgwire-user-";
+/// The key of the OAuth client secret.
+pub const OAUTH_CLIENT_SECRET_KEY: &str = "pgwire-oauth-client";
+
+/// An encrypted secret store over any [`CredentialStore`] backend; itself a
+/// [`CredentialStore`] that hands out plaintext only to its caller.
+pub struct Wallet {
+    backend: Arc<dyn CredentialStore>,
+    key: MasterKey,
+    /// A key records may still be sealed under while a rekey runs (or was interrupted).
+    previous: Option<MasterKey>,
+    audit: Arc<dyn AuditSink>,
+    clock: SharedClock,
+}
+
+impl fmt::Debug for Wallet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wallet")
+            .field("backend", &self.backend)
+            .field("key", &self.key)
+            .field("previous", &self.previous)
+            .finish()
+    }
+}
+
+/// What a bulk operation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Records handled.
+    pub records: usize,
+}
+
+fn corrupted(key: &Key, e: &EnvelopeError) -> StoreError {
+    StoreError::Corrupted(format!("secret `{key}`: {e}"))
+}
+
+#[derive(Serialize, Deserialize)]
+struct Bundle {
+    format: String,
+    created: u64,
+    records: Vec<BundleRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BundleRecord {
+    key: String,
+    value: String,
+}
+
+const BUNDLE_FORMAT: &str = "auth-wallet-bundle v1";
+
+impl Wallet {
+    /// A wallet sealing with `key` over `backend`.
+    pub fn new(backend: Arc<dyn CredentialStore>, key: MasterKey) -> Self {
+        Self {
+            backend,
+            key,
+            previous: None,
+            audit: Arc::new(TracingAuditSink),
+            clock: system_clock(),
+        }
+    }
+
+    /// Also opens records sealed under `previous` (during or after an interrupted rekey).
+    #[must_use]
+    pub fn with_previous_key(mut self, previous: MasterKey) -> Self {
+        self.previous = Some(previous);
+        self
+    }
+
+    /// Sends access events to `audit`.
+    #[must_use]
+    pub fn with_audit(mut self, audit: Arc<dyn AuditSink>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// Reads audit timestamps from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn CredentialStore> {
+        &self.backend
+    }
+
+    fn keys(&self) -> Vec<&MasterKey> {
+        std::iter::once(&self.key)
+            .chain(self.previous.as_ref())
+            .collect()
+    }
+
+    fn audit(&self, op: &str, key: &str, started: Instant, outcome: &str) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let detail = format!("{op} {key}");
+        self.audit.record(&AuditEvent {
+            timestamp: self.clock.now(),
+            event: AuditEventKind::SecretAccess,
+            method: Some("wallet"),
+            username: None,
+            source: &Peer::Unknown,
+            connection_id: 0,
+            protocol: "wallet",
+            duration: started.elapsed(),
+            outcome,
+            action: None,
+            error: None,
+            detail: Some(&detail),
+        });
+    }
+
+    /// Re-encrypts every record sealed under another key with `new_key`, one record at a
+    /// time with compare-and-set, while readers keep working: records are readable under
+    /// either key throughout. Returns the wallet now using only `new_key`.
+    pub async fn rekey(self, new_key: MasterKey) -> Result<(Self, Counts), StoreError> {
+        let old = self.key.clone();
+        let wallet = Wallet {
+            previous: Some(old),
+            key: new_key,
+            ..self
+        };
+        let mut counts = Counts::default();
+        for meta in wallet.backend.list("").await? {
+            loop {
+                let Some(record) = wallet.backend.get(&meta.key).await? else {
+                    break;
+                };
+                let sealed = record.value.expose_secret();
+                let id = envelope::key_id(sealed).map_err(|e| corrupted(&meta.key, &e))?;
+                if id == wallet.key.id() {
+                    break;
+                }
+                let plain = Zeroizing::new(
+                    envelope::open(&wallet.keys(), meta.key.as_str(), sealed)
+                        .map_err(|e| corrupted(&meta.key, &e))?,
+                );
+                let resealed = envelope::seal(&wallet.key, meta.key.as_str(), &plain)
+                    .map_err(|e| corrupted(&meta.key, &e))?;
+                match wallet
+                    .backend
+                    .put(
+                        &meta.key,
+                        resealed.into(),
+                        Precondition::Version(record.meta.version),
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        counts.records += 1;
+                        break;
+                    }
+                    // Changed meanwhile (by a writer using either key): look again.
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok((
+            Wallet {
+                previous: None,
+                ..wallet
+            },
+            counts,
+        ))
+    }
+
+    fn bundle_cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(self.key.bytes().into())
+    }
+
+    /// Every secret under `prefix`, decrypted and sealed again as one bundle under the
+    /// master key (authenticated as a whole), for backups.
+    pub async fn export(&self, prefix: &str) -> Result<Vec<u8>, StoreError> {
+        let mut records = Vec::new();
+        for meta in self.backend.list(prefix).await? {
+            if let Some(record) = self.get(&meta.key).await? {
+                records.push(BundleRecord {
+                    key: meta.key.as_str().to_owned(),
+                    value: B64.encode(record.value.expose_secret()),
+                });
+            }
+        }
+        let bundle = Bundle {
+            format: BUNDLE_FORMAT.to_owned(),
+            created: self
+                .clock
+                .now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            records,
+        };
+        let json = Zeroizing::new(
+            serde_json::to_vec(&bundle).map_err(|e| StoreError::Unavailable(e.to_string()))?,
+        );
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let sealed = self
+            .bundle_cipher()
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &json,
+                    aad: BUNDLE_FORMAT.as_bytes(),
+                },
+            )
+            .map_err(|_| StoreError::Unavailable("bundle encryption failed".into()))?;
+        Ok([BUNDLE_FORMAT.as_bytes(), b"\n", &nonce, &sealed].concat())
+    }
+
+    /// Restores a bundle made by [`Wallet::export`] with the same master key: each
+    /// secret is written (replacing what is there). A bundle that does not authenticate
+    /// is refused before anything is written.
+    pub async fn import(&self, bundle: &[u8]) -> Result<Counts, StoreError> {
+        let refuse = || {
+            StoreError::Corrupted(
+                "the bundle does not authenticate: it was made with another master key, or modified".into(),
+            )
+        };
+        let rest = bundle
+            .strip_prefix(BUNDLE_FORMAT.as_bytes())
+            .and_then(|r| r.strip_prefix(b"\n"))
+            .filter(|r| r.len() > 24)
+            .ok_or_else(refuse)?;
+        let (nonce, sealed) = rest.split_at(24);
+        let json = Zeroizing::new(
+            self.bundle_cipher()
+                .decrypt(
+                    XNonce::from_slice(nonce),
+                    Payload {
+                        msg: sealed,
+                        aad: BUNDLE_FORMAT.as_bytes(),
+                    },
+                )
+                .map_err(|_| refuse())?,
+        );
+        let bundle: Bundle = serde_json::from_slice(&json).map_err(|_| refuse())?;
+        let mut counts = Counts::default();
+        for r in &bundle.records {
+            let key = Key::new(r.key.clone()).map_err(StoreError::InvalidKey)?;
+            let value = Zeroizing::new(B64.decode(&r.value).map_err(|_| refuse())?);
+            self.put(&key, value.to_vec().into(), Precondition::None)
+                .await?;
+            counts.records += 1;
+        }
+        Ok(counts)
+    }
+}
+
+#[async_trait]
+impl CredentialStore for Wallet {
+    async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
+        let started = Instant::now();
+        let Some(record) = self.backend.get(key).await? else {
+            self.audit("read", key.as_str(), started, "not_found");
+            return Ok(None);
+        };
+        let plain = envelope::open(&self.keys(), key.as_str(), record.value.expose_secret())
+            .map_err(|e| {
+                self.audit("read", key.as_str(), started, "corrupted");
+                corrupted(key, &e)
+            })?;
+        self.audit("read", key.as_str(), started, "success");
+        Ok(Some(Record {
+            value: plain.into(),
+            meta: record.meta,
+        }))
+    }
+
+    async fn put(
+        &self,
+        key: &Key,
+        value: SecretSlice<u8>,
+        precondition: Precondition,
+    ) -> Result<u64, StoreError> {
+        let started = Instant::now();
+        let sealed = envelope::seal(&self.key, key.as_str(), value.expose_secret())
+            .map_err(|e| corrupted(key, &e))?;
+        let result = self.backend.put(key, sealed.into(), precondition).await;
+        self.audit(
+            "write",
+            key.as_str(),
+            started,
+            if result.is_ok() { "success" } else { "failed" },
+        );
+        result
+    }
+
+    async fn delete(&self, key: &Key, precondition: Precondition) -> Result<bool, StoreError> {
+        let started = Instant::now();
+        let result = self.backend.delete(key, precondition).await;
+        self.audit(
+            "delete",
+            key.as_str(),
+            started,
+            if result.is_ok() { "success" } else { "failed" },
+        );
+        result
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<RecordMeta>, StoreError> {
+        self.backend.list(prefix).await
+    }
+}

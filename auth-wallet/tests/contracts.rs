@@ -1,0 +1,105 @@
+//! Both backends, bare and under the wallet's encryption, pass the auth-core store
+//! contract; the wallet authenticator passes the authenticator contract.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use auth_core::contract::authenticator::{AuthenticatorCapabilities, AuthenticatorFixture};
+use auth_core::contract::store::{StoreFixture, run_all};
+use auth_core::{
+    Attempt, ConnectionInfo, Credential, CredentialStore, Key, ManualClock, Precondition, Protocol,
+};
+use auth_tests::postgres::Postgres;
+use auth_wallet::{FileStore, MasterKey, PostgresStore, Wallet, WalletAuthenticator};
+
+#[tokio::test]
+async fn the_file_store_passes_with_exact_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_fixed_epoch();
+    let store = FileStore::new(dir.path().join("wallet")).with_clock(Arc::new(clock.clone()));
+    run_all(&store, &StoreFixture::new("contract/").with_clock(clock)).await;
+}
+
+#[tokio::test]
+async fn the_wallet_over_a_file_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let wallet = Wallet::new(
+        Arc::new(FileStore::new(dir.path().join("wallet"))),
+        MasterKey::generate().unwrap(),
+    );
+    run_all(&wallet, &StoreFixture::new("contract/")).await;
+    // The file holds no plaintext of what the suite wrote.
+    let raw = std::fs::read(dir.path().join("wallet")).unwrap();
+    assert!(!raw.windows(12).any(|w| w == b"s3cret-value"));
+}
+
+#[tokio::test]
+async fn postgres_passes_bare_and_under_the_wallet() {
+    let pg = Postgres::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port());
+    let clock = ManualClock::at_fixed_epoch();
+    let store = PostgresStore::connect(&url)
+        .await
+        .unwrap()
+        .with_clock(Arc::new(clock.clone()));
+    run_all(&store, &StoreFixture::new("bare/").with_clock(clock)).await;
+    // A second instance (its own pool, migrations already applied) shares the records.
+    let other = PostgresStore::connect(&url).await.unwrap();
+    let wallet = Wallet::new(Arc::new(other), MasterKey::generate().unwrap());
+    run_all(&wallet, &StoreFixture::new("wallet/")).await;
+    let raw = pg.psql("SELECT count(*) FROM auth_wallet_records WHERE value IS NOT NULL AND position('s3cret' in convert_from(value, 'SQL_ASCII')) > 0").unwrap();
+    assert_eq!(raw, "0", "no plaintext in the table");
+}
+
+fn attempt(user: &str, password: &str) -> Attempt {
+    Attempt::new(
+        ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.1:1".parse().unwrap()),
+        Credential::password(user, password),
+    )
+}
+
+#[tokio::test]
+async fn the_wallet_authenticator_passes_and_falls_through_for_unknown_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let wallet = Arc::new(Wallet::new(
+        Arc::new(FileStore::new(dir.path().join("w"))),
+        MasterKey::generate().unwrap(),
+    ));
+    wallet
+        .put(
+            &Key::new("pgwire-user-alice").unwrap(),
+            b"alice wallet secret".to_vec().into(),
+            Precondition::None,
+        )
+        .await
+        .unwrap();
+    let auth = WalletAuthenticator::new(wallet.clone());
+    let fixture = AuthenticatorFixture {
+        valid: Arc::new(|| attempt("alice", "alice wallet secret")),
+        wrong_secret: Arc::new(|| attempt("alice", "alice wallet secreT")),
+        unknown_principal: Arc::new(|| attempt("zed", "alice wallet secret")),
+        foreign: Arc::new(|| {
+            Attempt::new(
+                ConnectionInfo::tcp(Protocol::Http, "10.0.0.1:1".parse().unwrap()),
+                Credential::bearer("alice wallet secret"),
+            )
+        }),
+        principal: "alice".into(),
+        secrets: vec!["alice wallet secret".into(), "alice wallet secreT".into()],
+    };
+    auth_core::contract::authenticator::run_all(
+        &auth,
+        &fixture,
+        &AuthenticatorCapabilities::default(),
+    )
+    .await;
+    // "Not in wallet" is not-applicable, so a chain moves on to the next method.
+    use auth_core::Authenticator;
+    assert!(matches!(
+        auth.authenticate(&mut attempt("zed", "x")).await,
+        auth_core::Outcome::NotApplicable
+    ));
+    // Every check recorded an access.
+    let meta = wallet.list("pgwire-user-").await.unwrap();
+    assert!(meta[0].last_accessed.is_some());
+}

@@ -224,6 +224,39 @@ fn meta(key: &Key, s: &Stored) -> RecordMeta {
     }
 }
 
+fn apply_put(
+    body: &mut Body,
+    key: &Key,
+    encoded: String,
+    precondition: Precondition,
+    now: u64,
+) -> Result<u64, StoreError> {
+    let current = body.records.get(key.as_str()).map(|s| s.version);
+    check(current, precondition)?;
+    Ok(match body.records.get_mut(key.as_str()) {
+        Some(s) => {
+            s.value = encoded;
+            s.updated = now;
+            s.version += 1;
+            s.version
+        }
+        None => {
+            let version = body.deleted.remove(key.as_str()).map_or(1, |v| v + 1);
+            body.records.insert(
+                key.as_str().to_owned(),
+                Stored {
+                    value: encoded,
+                    created: now,
+                    updated: now,
+                    last_accessed: None,
+                    version,
+                },
+            );
+            version
+        }
+    })
+}
+
 fn check(current: Option<u64>, precondition: Precondition) -> Result<(), StoreError> {
     let holds = match precondition {
         Precondition::None => true,
@@ -267,30 +300,7 @@ impl CredentialStore for FileStore {
         let key = key.clone();
         let encoded = B64.encode(value.expose_secret());
         self.locked(move |body, now| {
-            let current = body.records.get(key.as_str()).map(|s| s.version);
-            check(current, precondition)?;
-            let version = match body.records.get_mut(key.as_str()) {
-                Some(s) => {
-                    s.value = encoded;
-                    s.updated = now;
-                    s.version += 1;
-                    s.version
-                }
-                None => {
-                    let version = body.deleted.remove(key.as_str()).map_or(1, |v| v + 1);
-                    body.records.insert(
-                        key.as_str().to_owned(),
-                        Stored {
-                            value: encoded,
-                            created: now,
-                            updated: now,
-                            last_accessed: None,
-                            version,
-                        },
-                    );
-                    version
-                }
-            };
+            let version = apply_put(body, &key, encoded, precondition, now)?;
             Ok((version, Persist::Durable))
         })
         .await
@@ -309,6 +319,58 @@ impl CredentialStore for FileStore {
                 body.deleted.insert(key.as_str().to_owned(), s.version);
             }
             Ok((removed.is_some(), Persist::Durable))
+        })
+        .await
+    }
+
+    async fn read_many(&self, keys: &[Key]) -> Result<Vec<Option<Record>>, StoreError> {
+        let keys = keys.to_vec();
+        self.locked(move |body, _| {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in &keys {
+                out.push(match body.records.get(key.as_str()) {
+                    Some(stored) => Some(Record {
+                        value: B64
+                            .decode(&stored.value)
+                            .map_err(|_| {
+                                StoreError::Corrupted(format!("record {key} is not base64"))
+                            })?
+                            .into(),
+                        meta: meta(key, stored),
+                    }),
+                    None => None,
+                });
+            }
+            Ok((out, Persist::None))
+        })
+        .await
+    }
+
+    async fn put_many(
+        &self,
+        items: Vec<(Key, SecretSlice<u8>, Precondition)>,
+    ) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
+        let items: Vec<(Key, String, Precondition)> = items
+            .into_iter()
+            .map(|(k, v, p)| (k, B64.encode(v.expose_secret()), p))
+            .collect();
+        // One locked read and one durable write for the whole batch.
+        self.locked(move |body, now| {
+            let results: Vec<Result<u64, StoreError>> = items
+                .into_iter()
+                .map(|(key, encoded, precondition)| {
+                    apply_put(body, &key, encoded, precondition, now)
+                })
+                .collect();
+            let changed = results.iter().any(Result::is_ok);
+            Ok((
+                results,
+                if changed {
+                    Persist::Durable
+                } else {
+                    Persist::None
+                },
+            ))
         })
         .await
     }

@@ -207,6 +207,37 @@ impl CredentialStore for PostgresStore {
         }
     }
 
+    async fn read_many(&self, keys: &[Key]) -> Result<Vec<Option<Record>>, StoreError> {
+        let names: Vec<&str> = keys.iter().map(Key::as_str).collect();
+        let rows = sqlx::query(
+            "SELECT key, value, created, updated, last_accessed, version FROM auth_wallet_records \
+             WHERE NOT deleted AND key = ANY($1)",
+        )
+        .bind(&names)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let name: String = row.try_get("key").map_err(db)?;
+            found.insert(name, row);
+        }
+        keys.iter()
+            .map(|k| {
+                found
+                    .get(k.as_str())
+                    .map(|row| {
+                        let value: Vec<u8> = row.try_get("value").map_err(db)?;
+                        Ok(Record {
+                            value: value.into(),
+                            meta: meta(k, row)?,
+                        })
+                    })
+                    .transpose()
+            })
+            .collect()
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<RecordMeta>, StoreError> {
         let rows = sqlx::query(
             "SELECT key, created, updated, last_accessed, version FROM auth_wallet_records \

@@ -73,6 +73,9 @@ struct BundleRecord {
 
 const BUNDLE_FORMAT: &str = "auth-wallet-bundle v1";
 
+/// Records re-sealed per batch while re-keying.
+const REKEY_BATCH: usize = 1000;
+
 impl Wallet {
     /// A wallet sealing with `key` over `backend`.
     pub fn new(backend: Arc<dyn CredentialStore>, key: MasterKey) -> Self {
@@ -149,38 +152,47 @@ impl Wallet {
             ..self
         };
         let mut counts = Counts::default();
-        for meta in wallet.backend.list("").await? {
-            loop {
-                let Some(record) = wallet.backend.get(&meta.key).await? else {
-                    break;
-                };
-                let sealed = record.value.expose_secret();
-                let id = envelope::key_id(sealed).map_err(|e| corrupted(&meta.key, &e))?;
-                if id == wallet.key.id() {
-                    break;
-                }
-                let plain = Zeroizing::new(
-                    envelope::open(&wallet.keys(), meta.key.as_str(), sealed)
-                        .map_err(|e| corrupted(&meta.key, &e))?,
-                );
-                let resealed = envelope::seal(&wallet.key, meta.key.as_str(), &plain)
-                    .map_err(|e| corrupted(&meta.key, &e))?;
-                match wallet
-                    .backend
-                    .put(
-                        &meta.key,
+        let all: Vec<Key> = wallet
+            .backend
+            .list("")
+            .await?
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        for chunk in all.chunks(REKEY_BATCH) {
+            let mut pending: Vec<Key> = chunk.to_vec();
+            // Records changed by a concurrent writer are read and re-sealed again.
+            while !pending.is_empty() {
+                let records = wallet.backend.read_many(&pending).await?;
+                let mut batch = Vec::new();
+                for (key, record) in pending.iter().zip(records) {
+                    let Some(record) = record else { continue };
+                    let sealed = record.value.expose_secret();
+                    if envelope::key_id(sealed).map_err(|e| corrupted(key, &e))? == wallet.key.id()
+                    {
+                        continue;
+                    }
+                    let plain = Zeroizing::new(
+                        envelope::open(&wallet.keys(), key.as_str(), sealed)
+                            .map_err(|e| corrupted(key, &e))?,
+                    );
+                    let resealed = envelope::seal(&wallet.key, key.as_str(), &plain)
+                        .map_err(|e| corrupted(key, &e))?;
+                    batch.push((
+                        key.clone(),
                         resealed.into(),
                         Precondition::Version(record.meta.version),
-                    )
-                    .await
-                {
-                    Ok(_) => {
-                        counts.records += 1;
-                        break;
+                    ));
+                }
+                let keys: Vec<Key> = batch.iter().map(|(k, _, _)| k.clone()).collect();
+                let results = wallet.backend.put_many(batch).await?;
+                pending = Vec::new();
+                for (key, result) in keys.into_iter().zip(results) {
+                    match result {
+                        Ok(_) => counts.records += 1,
+                        Err(StoreError::Conflict { .. }) => pending.push(key),
+                        Err(e) => return Err(e),
                     }
-                    // Changed meanwhile (by a writer using either key): look again.
-                    Err(StoreError::Conflict { .. }) => continue,
-                    Err(e) => return Err(e),
                 }
             }
         }
@@ -328,5 +340,58 @@ impl CredentialStore for Wallet {
 
     async fn list(&self, prefix: &str) -> Result<Vec<RecordMeta>, StoreError> {
         self.backend.list(prefix).await
+    }
+
+    async fn read_many(&self, keys: &[Key]) -> Result<Vec<Option<Record>>, StoreError> {
+        let started = Instant::now();
+        let records = self.backend.read_many(keys).await?;
+        let keyring = self.keys();
+        let opened = keys
+            .iter()
+            .zip(records)
+            .map(|(key, record)| {
+                record
+                    .map(|r| {
+                        let plain = envelope::open(&keyring, key.as_str(), r.value.expose_secret())
+                            .map_err(|e| corrupted(key, &e))?;
+                        Ok(Record {
+                            value: plain.into(),
+                            meta: r.meta,
+                        })
+                    })
+                    .transpose()
+            })
+            .collect();
+        self.audit(
+            "read_many",
+            &format!("{} keys", keys.len()),
+            started,
+            "success",
+        );
+        opened
+    }
+
+    async fn put_many(
+        &self,
+        items: Vec<(Key, SecretSlice<u8>, Precondition)>,
+    ) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
+        let started = Instant::now();
+        let count = items.len();
+        let sealed = items
+            .into_iter()
+            .map(|(key, value, p)| {
+                let sealed = envelope::seal(&self.key, key.as_str(), value.expose_secret())
+                    .map_err(|e| corrupted(&key, &e))?;
+                Ok((key, sealed.into(), p))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let results = self.backend.put_many(sealed).await;
+        self.audit(
+            "write_many",
+            &format!("{count} keys"),
+            started,
+            if results.is_ok() { "success" } else { "failed" },
+        );
+        results
     }
 }

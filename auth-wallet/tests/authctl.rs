@@ -25,15 +25,28 @@ fn env() -> Env {
         key: dir.path().join("master.key"),
         _dir: dir,
     };
-    let out = authctl(&env, &["key", "generate", "--out", env.key.to_str().unwrap()], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = authctl(
+        &env,
+        &["key", "generate", "--out", env.key.to_str().unwrap()],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     env
 }
 
 fn authctl(env: &Env, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_authctl"))
         .env_clear()
-        .args(["--wallet", env.wallet.to_str().unwrap(), "--key-file", env.key.to_str().unwrap()])
+        .args([
+            "--wallet",
+            env.wallet.to_str().unwrap(),
+            "--key-file",
+            env.key.to_str().unwrap(),
+        ])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -50,40 +63,76 @@ fn authctl(env: &Env, args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout.clone()).unwrap()
 }
 
 fn err(out: &Output) -> String {
-    assert!(!out.status.success(), "unexpected success: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "unexpected success: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8(out.stderr.clone()).unwrap()
 }
 
 fn wallet_of(env: &Env) -> Wallet {
-    Wallet::new(Arc::new(FileStore::new(&env.wallet)), MasterKey::from_file(&env.key).unwrap())
+    Wallet::new(
+        Arc::new(FileStore::new(&env.wallet)),
+        MasterKey::from_file(&env.key).unwrap(),
+    )
 }
 
 #[tokio::test]
 async fn secrets_are_set_shown_only_on_request_and_rotation_is_seen_without_restart() {
     let env = env();
-    ok(&authctl(&env, &["secret", "set", "pgwire-oauth-client"], Some("first-client-secret-0123456789abcdef\n")));
-    let shown = ok(&authctl(&env, &["secret", "get", "pgwire-oauth-client"], None));
-    assert!(shown.contains("version: 1") && !shown.contains("first-client-secret"), "{shown}");
-    let revealed = ok(&authctl(&env, &["secret", "get", "pgwire-oauth-client", "--reveal"], None));
+    ok(&authctl(
+        &env,
+        &["secret", "set", "pgwire-oauth-client"],
+        Some("first-client-secret-0123456789abcdef\n"),
+    ));
+    let shown = ok(&authctl(
+        &env,
+        &["secret", "get", "pgwire-oauth-client"],
+        None,
+    ));
+    assert!(
+        shown.contains("version: 1") && !shown.contains("first-client-secret"),
+        "{shown}"
+    );
+    let revealed = ok(&authctl(
+        &env,
+        &["secret", "get", "pgwire-oauth-client", "--reveal"],
+        None,
+    ));
     assert!(revealed.contains("value: first-client-secret-0123456789abcdef"));
 
     // This process keeps its wallet open; another process rotates the secret.
     let wallet = wallet_of(&env);
     let key = Key::new("pgwire-oauth-client").unwrap();
-    assert_eq!(wallet.get(&key).await.unwrap().unwrap().value_str(), Some("first-client-secret-0123456789abcdef"));
-    ok(&authctl(&env, &["secret", "rotate", "pgwire-oauth-client"], Some("second-client-secret-0123456789abcdef")));
+    assert_eq!(
+        wallet.get(&key).await.unwrap().unwrap().value_str(),
+        Some("first-client-secret-0123456789abcdef")
+    );
+    ok(&authctl(
+        &env,
+        &["secret", "rotate", "pgwire-oauth-client"],
+        Some("second-client-secret-0123456789abcdef"),
+    ));
     assert_eq!(
         wallet.get(&key).await.unwrap().unwrap().value_str(),
         Some("second-client-secret-0123456789abcdef"),
         "the next read sees the rotation"
     );
     let listed = ok(&authctl(&env, &["secret", "list"], None));
-    assert!(listed.starts_with("pgwire-oauth-client\tversion 2"), "{listed}");
+    assert!(
+        listed.starts_with("pgwire-oauth-client\tversion 2"),
+        "{listed}"
+    );
     assert!(!listed.contains("second-client-secret"));
     // The file never holds the plaintext.
     let raw = std::fs::read(&env.wallet).unwrap();
@@ -93,55 +142,109 @@ async fn secrets_are_set_shown_only_on_request_and_rotation_is_seen_without_rest
 #[tokio::test]
 async fn backup_wipe_restore_round_trip_and_a_foreign_bundle_is_refused() {
     let env = env();
-    for (k, v) in [("pgwire-user-alice", "alice-secret"), ("pgwire-user-bob", "bob-secret"), ("pgwire-oauth-client", "client-secret")] {
+    for (k, v) in [
+        ("pgwire-user-alice", "alice-secret"),
+        ("pgwire-user-bob", "bob-secret"),
+        ("pgwire-oauth-client", "client-secret"),
+    ] {
         ok(&authctl(&env, &["secret", "set", k], Some(v)));
     }
     let bundle = env.wallet.with_file_name("backup.bundle");
     ok(&authctl(&env, &["export", bundle.to_str().unwrap()], None));
-    assert!(!std::fs::read(&bundle).unwrap().windows(12).any(|w| w == b"alice-secret"));
+    assert!(
+        !std::fs::read(&bundle)
+            .unwrap()
+            .windows(12)
+            .any(|w| w == b"alice-secret")
+    );
     std::fs::remove_file(&env.wallet).unwrap();
-    assert!(ok(&authctl(&env, &["secret", "list"], None)).is_empty(), "wiped");
-    assert!(ok(&authctl(&env, &["import", bundle.to_str().unwrap()], None)).contains("imported 3 secrets"));
+    assert!(
+        ok(&authctl(&env, &["secret", "list"], None)).is_empty(),
+        "wiped"
+    );
+    assert!(
+        ok(&authctl(&env, &["import", bundle.to_str().unwrap()], None))
+            .contains("imported 3 secrets")
+    );
     let wallet = wallet_of(&env);
-    let bob = wallet.get(&Key::new("pgwire-user-bob").unwrap()).await.unwrap().unwrap();
+    let bob = wallet
+        .get(&Key::new("pgwire-user-bob").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(bob.value_str(), Some("bob-secret"));
 
     // Another installation's key cannot read or inject this bundle.
     let other = self::env();
-    let message = err(&authctl(&other, &["import", bundle.to_str().unwrap()], None));
+    let message = err(&authctl(
+        &other,
+        &["import", bundle.to_str().unwrap()],
+        None,
+    ));
     assert!(message.contains("does not authenticate"), "{message}");
-    assert!(ok(&authctl(&other, &["secret", "list"], None)).is_empty(), "nothing was written");
+    assert!(
+        ok(&authctl(&other, &["secret", "list"], None)).is_empty(),
+        "nothing was written"
+    );
     // Nor does a bundle with one byte changed.
     let mut bytes = std::fs::read(&bundle).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&bundle, bytes).unwrap();
-    assert!(err(&authctl(&env, &["import", bundle.to_str().unwrap()], None)).contains("does not authenticate"));
+    assert!(
+        err(&authctl(&env, &["import", bundle.to_str().unwrap()], None))
+            .contains("does not authenticate")
+    );
 }
 
 #[tokio::test]
 async fn one_flipped_byte_in_the_file_is_a_clear_error_never_garbage() {
     let env = env();
-    ok(&authctl(&env, &["secret", "set", "pgwire-user-carol"], Some("carol-secret")));
+    ok(&authctl(
+        &env,
+        &["secret", "set", "pgwire-user-carol"],
+        Some("carol-secret"),
+    ));
     let original = std::fs::read(&env.wallet).unwrap();
     for at in [original.len() / 2, original.len() - 5, 80] {
         let mut bytes = original.clone();
         bytes[at] ^= 0x04;
         std::fs::write(&env.wallet, &bytes).unwrap();
-        let message = err(&authctl(&env, &["secret", "get", "pgwire-user-carol", "--reveal"], None));
-        assert!(message.contains("failed its checksum") || message.contains("header"), "{message}");
+        let message = err(&authctl(
+            &env,
+            &["secret", "get", "pgwire-user-carol", "--reveal"],
+            None,
+        ));
+        assert!(
+            message.contains("failed its checksum") || message.contains("header"),
+            "{message}"
+        );
         assert!(message.contains("restore it from a backup"), "{message}");
     }
     // A sealed value moved to another key name (checksum recomputed by an attacker with
     // file access) fails authentication instead of decrypting.
     std::fs::write(&env.wallet, &original).unwrap();
     let store = FileStore::new(&env.wallet);
-    let sealed = store.get(&Key::new("pgwire-user-carol").unwrap()).await.unwrap().unwrap();
+    let sealed = store
+        .get(&Key::new("pgwire-user-carol").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     store
-        .put(&Key::new("pgwire-user-mallory").unwrap(), auth_core::secrecy::ExposeSecret::expose_secret(&sealed.value).to_vec().into(), auth_core::Precondition::None)
+        .put(
+            &Key::new("pgwire-user-mallory").unwrap(),
+            auth_core::secrecy::ExposeSecret::expose_secret(&sealed.value)
+                .to_vec()
+                .into(),
+            auth_core::Precondition::None,
+        )
         .await
         .unwrap();
-    let message = err(&authctl(&env, &["secret", "get", "pgwire-user-mallory", "--reveal"], None));
+    let message = err(&authctl(
+        &env,
+        &["secret", "get", "pgwire-user-mallory", "--reveal"],
+        None,
+    ));
     assert!(message.contains("authentication failed"), "{message}");
 }
 
@@ -149,37 +252,83 @@ async fn one_flipped_byte_in_the_file_is_a_clear_error_never_garbage() {
 async fn rekey_re_encrypts_everything_and_the_old_key_stops_working() {
     let env = env();
     for i in 0..20 {
-        ok(&authctl(&env, &["secret", "set", &format!("svc-{i}")], Some(&format!("value-{i}"))));
+        ok(&authctl(
+            &env,
+            &["secret", "set", &format!("svc-{i}")],
+            Some(&format!("value-{i}")),
+        ));
     }
     let new_key = env.key.with_file_name("new.key");
-    ok(&authctl(&env, &["key", "generate", "--out", new_key.to_str().unwrap()], None));
-    let said = ok(&authctl(&env, &["rekey", "--new-key-file", new_key.to_str().unwrap()], None));
+    ok(&authctl(
+        &env,
+        &["key", "generate", "--out", new_key.to_str().unwrap()],
+        None,
+    ));
+    let said = ok(&authctl(
+        &env,
+        &["rekey", "--new-key-file", new_key.to_str().unwrap()],
+        None,
+    ));
     assert!(said.contains("re-encrypted 20 secrets"), "{said}");
-    let old_fails = err(&authctl(&env, &["secret", "get", "svc-7", "--reveal"], None));
+    let old_fails = err(&authctl(
+        &env,
+        &["secret", "get", "svc-7", "--reveal"],
+        None,
+    ));
     assert!(old_fails.contains("not loaded"), "{old_fails}");
-    let new_env = Env { _dir: tempfile::tempdir().unwrap(), wallet: env.wallet.clone(), key: new_key };
-    assert!(ok(&authctl(&new_env, &["secret", "get", "svc-7", "--reveal"], None)).contains("value: value-7"));
+    let new_env = Env {
+        _dir: tempfile::tempdir().unwrap(),
+        wallet: env.wallet.clone(),
+        key: new_key,
+    };
+    assert!(
+        ok(&authctl(
+            &new_env,
+            &["secret", "get", "svc-7", "--reveal"],
+            None
+        ))
+        .contains("value: value-7")
+    );
 }
 
 #[tokio::test]
 async fn users_added_with_authctl_log_in_by_password_and_scram() {
     let env = env();
-    ok(&authctl(&env, &["user", "add", "dana", "--role", "dba"], Some("dana's long password")));
+    ok(&authctl(
+        &env,
+        &["user", "add", "dana", "--role", "dba"],
+        Some("dana's long password"),
+    ));
     let refused = err(&authctl(&env, &["user", "add", "erin"], Some("password1")));
     assert!(refused.contains("10,000 most common"), "{refused}");
     let users = Users::new(Arc::new(wallet_of(&env)));
     let settings = Argon2Settings::default();
     let password = PasswordAuthenticator::new(users.clone(), Hasher::new(settings).unwrap());
     let mut attempt = auth_core::Attempt::new(
-        auth_core::ConnectionInfo::tcp(auth_core::Protocol::Postgres, "10.0.0.1:1".parse().unwrap()),
+        auth_core::ConnectionInfo::tcp(
+            auth_core::Protocol::Postgres,
+            "10.0.0.1:1".parse().unwrap(),
+        ),
         auth_core::Credential::password("dana", "dana's long password"),
     );
     let out = password.authenticate(&mut attempt).await;
     assert_eq!(out.session().unwrap().roles(), [auth_core::Role::Dba]);
     let (mut attempt, _) = scram_attempt("dana", "dana's long password", Binding::None, None);
-    assert!(ScramAuthenticator::new(users).authenticate(&mut attempt).await.is_authenticated());
+    assert!(
+        ScramAuthenticator::new(users)
+            .authenticate(&mut attempt)
+            .await
+            .is_authenticated()
+    );
     ok(&authctl(&env, &["user", "del", "dana"], None));
-    assert!(err(&authctl(&env, &["user", "passwd", "dana"], Some("whatever password"))).contains("no user dana"));
+    assert!(
+        err(&authctl(
+            &env,
+            &["user", "passwd", "dana"],
+            Some("whatever password")
+        ))
+        .contains("no user dana")
+    );
 }
 
 #[test]
@@ -197,12 +346,31 @@ fn errors_say_what_to_do() {
     assert!(loose.contains("chmod 600"), "{loose}");
     std::fs::set_permissions(&env.key, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(err(&authctl(&env, &["secret", "get", "nope"], None)).contains("no secret nope"));
-    assert!(err(&authctl(&env, &["secret", "rotate", "nope"], Some("x"))).contains("use `secret set`"));
-    assert!(err(&authctl(&env, &["secret", "set", "bad key"], Some("x"))).contains("invalid store key"));
-    assert!(err(&authctl(&env, &["secret", "set", "k"], Some(""))).contains("no secret on standard input"));
-    let help = Command::new(env!("CARGO_BIN_EXE_authctl")).arg("--help").output().unwrap();
+    assert!(
+        err(&authctl(&env, &["secret", "rotate", "nope"], Some("x"))).contains("use `secret set`")
+    );
+    assert!(
+        err(&authctl(&env, &["secret", "set", "bad key"], Some("x"))).contains("invalid store key")
+    );
+    assert!(
+        err(&authctl(&env, &["secret", "set", "k"], Some("")))
+            .contains("no secret on standard input")
+    );
+    let help = Command::new(env!("CARGO_BIN_EXE_authctl"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
-    for word in ["secret", "user", "export", "import", "rekey", "--wallet", "--postgres", "--key-file"] {
+    for word in [
+        "secret",
+        "user",
+        "export",
+        "import",
+        "rekey",
+        "--wallet",
+        "--postgres",
+        "--key-file",
+    ] {
         assert!(help.contains(word), "--help lacks {word}");
     }
 }

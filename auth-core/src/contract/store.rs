@@ -63,6 +63,82 @@ pub async fn run_all(store: &dyn CredentialStore, fixture: &StoreFixture) {
     list_is_by_prefix_and_ordered(store, fixture).await;
     timestamps_move_as_documented(store, fixture).await;
     compare_and_set_loses_no_update(store, fixture).await;
+    batch_operations_match_single_ones(store, fixture).await;
+}
+
+/// `read_many` returns what `get` would, in order, without counting as an access;
+/// `put_many` applies each item's precondition on its own.
+pub async fn batch_operations_match_single_ones(
+    store: &dyn CredentialStore,
+    fixture: &StoreFixture,
+) {
+    const P: &str = "batch_operations_match_single_ones";
+    let keys: Vec<Key> = (0..3).map(|i| fixture.key(P, &format!("k{i}"))).collect();
+    for k in &keys {
+        clean(store, P, k).await;
+    }
+    let v0 = ok(
+        P,
+        "put",
+        store
+            .put(&keys[0], b"zero".to_vec().into(), Precondition::None)
+            .await,
+    );
+    let results = ok(
+        P,
+        "put_many",
+        store
+            .put_many(vec![
+                (
+                    keys[0].clone(),
+                    b"zero-2".to_vec().into(),
+                    Precondition::Version(v0),
+                ),
+                (
+                    keys[1].clone(),
+                    b"one".to_vec().into(),
+                    Precondition::Absent,
+                ),
+                (
+                    keys[2].clone(),
+                    b"two".to_vec().into(),
+                    Precondition::Version(77),
+                ),
+            ])
+            .await,
+    );
+    check(results.len() == 3, P, || {
+        format!("{} results for 3 items", results.len())
+    });
+    check(results[0] == Ok(v0 + 1) && results[1].is_ok(), P, || {
+        format!("put_many gave {results:?}")
+    });
+    check(
+        results[2] == Err(StoreError::Conflict { current: None }),
+        P,
+        || format!("a failing precondition in a batch gave {:?}", results[2]),
+    );
+    let read = ok(P, "read_many", store.read_many(&keys).await);
+    let values: Vec<Option<Vec<u8>>> = read
+        .iter()
+        .map(|r| r.as_ref().map(|r| r.value.expose_secret().to_vec()))
+        .collect();
+    check(
+        values == vec![Some(b"zero-2".to_vec()), Some(b"one".to_vec()), None],
+        P,
+        || "read_many returned other values than were written".into(),
+    );
+    let metas = ok(
+        P,
+        "list",
+        store.list(&format!("{}{P}/", fixture.prefix)).await,
+    );
+    check(metas.iter().all(|m| m.last_accessed.is_none()), P, || {
+        "read_many counted as an access".into()
+    });
+    for k in &keys {
+        clean(store, P, k).await;
+    }
 }
 
 async fn clean(store: &dyn CredentialStore, property: &str, key: &Key) {

@@ -134,6 +134,19 @@ impl CredentialStore for MemoryStore {
         }
     }
 
+    async fn read_many(&self, keys: &[Key]) -> Result<Vec<Option<Record>>, StoreError> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(keys
+            .iter()
+            .map(|k| {
+                entries.live.get(k).map(|e| Record {
+                    value: e.value.expose_secret().to_vec().into(),
+                    meta: e.meta.clone(),
+                })
+            })
+            .collect())
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<RecordMeta>, StoreError> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(entries

@@ -167,6 +167,31 @@ pub trait CredentialStore: Send + Sync + Debug {
     /// Metadata of every record whose key starts with `prefix`, ordered by key. Does not
     /// count as an access.
     async fn list(&self, prefix: &str) -> Result<Vec<RecordMeta>, StoreError>;
+
+    /// Reads several records for maintenance (re-keying, export) without counting as an
+    /// access. The default reads them one by one with [`get`](Self::get), which does
+    /// count; stores should override it.
+    async fn read_many(&self, keys: &[Key]) -> Result<Vec<Option<Record>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.get(key).await?);
+        }
+        Ok(out)
+    }
+
+    /// Writes several records, each under its own precondition, returning each write's
+    /// result (a conflict on one does not stop the others). The default writes them one by
+    /// one; a store whose every write is expensive (one file) should write them at once.
+    async fn put_many(
+        &self,
+        items: Vec<(Key, SecretSlice<u8>, Precondition)>,
+    ) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
+        let mut out = Vec::with_capacity(items.len());
+        for (key, value, precondition) in items {
+            out.push(self.put(&key, value, precondition).await);
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

@@ -30,13 +30,23 @@ struct Cli {
 #[derive(Args)]
 struct StoreArgs {
     /// The wallet file (the embedded default backend).
-    #[arg(long, env = "AUTH_WALLET_PATH", global = true, conflicts_with = "postgres")]
+    #[arg(
+        long,
+        env = "AUTH_WALLET_PATH",
+        global = true,
+        conflicts_with = "postgres"
+    )]
     wallet: Option<PathBuf>,
     /// A PostgreSQL URL for the shared backend, e.g. postgres://user@host/db.
     #[arg(long, env = "AUTH_WALLET_POSTGRES_URL", global = true)]
     postgres: Option<String>,
     /// The master key file (mode 0600).
-    #[arg(long, env = "AUTH_WALLET_KEY_FILE", global = true, conflicts_with = "key_env")]
+    #[arg(
+        long,
+        env = "AUTH_WALLET_KEY_FILE",
+        global = true,
+        conflicts_with = "key_env"
+    )]
     key_file: Option<PathBuf>,
     /// The environment variable holding the master key (base64 or hex).
     #[arg(long, env = "AUTH_WALLET_KEY_ENV", global = true)]
@@ -182,7 +192,9 @@ fn read_secret(what: &str, confirm: bool) -> Result<SecretString, Failure> {
         if confirm {
             let again = Zeroizing::new(rpassword::prompt_password(format!("{what} again: "))?);
             if *first != *again {
-                return Err(Failure("the two entries differ; nothing was changed".into()));
+                return Err(Failure(
+                    "the two entries differ; nothing was changed".into(),
+                ));
             }
         }
         return Ok(SecretString::from(first.to_string()));
@@ -198,7 +210,10 @@ fn read_secret(what: &str, confirm: bool) -> Result<SecretString, Failure> {
 }
 
 fn when(t: Option<SystemTime>) -> String {
-    t.map_or_else(|| "never".into(), |t| humantime::format_rfc3339_seconds(t).to_string())
+    t.map_or_else(
+        || "never".into(),
+        |t| humantime::format_rfc3339_seconds(t).to_string(),
+    )
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -206,7 +221,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     if let Command::Key(KeyCommand::Generate { out: path }) = &cli.command {
         let key = MasterKey::generate()?;
         key.write_new_file(path)?;
-        writeln!(out, "wrote master key {} to {} (mode 0600)", key.fingerprint(), path.display())?;
+        writeln!(
+            out,
+            "wrote master key {} to {} (mode 0600)",
+            key.fingerprint(),
+            path.display()
+        )?;
         return Ok(());
     }
     let key = master_key(&cli.store)?;
@@ -217,24 +237,39 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let k = key_of(&key)?;
             let value = read_secret("secret", true)?;
             let v = wallet
-                .put(&k, value.expose_secret().as_bytes().to_vec().into(), Precondition::None)
+                .put(
+                    &k,
+                    value.expose_secret().as_bytes().to_vec().into(),
+                    Precondition::None,
+                )
                 .await?;
             writeln!(out, "stored {key} (version {v})")?;
         }
         Command::Secret(SecretCommand::Rotate { key }) => {
             let k = key_of(&key)?;
             let Some(current) = wallet.get(&k).await? else {
-                return Err(Failure(format!("no secret {key}; use `secret set` to create it")));
+                return Err(Failure(format!(
+                    "no secret {key}; use `secret set` to create it"
+                )));
             };
             let value = read_secret("new secret", true)?;
             let v = wallet
-                .put(&k, value.expose_secret().as_bytes().to_vec().into(), Precondition::Version(current.meta.version))
+                .put(
+                    &k,
+                    value.expose_secret().as_bytes().to_vec().into(),
+                    Precondition::Version(current.meta.version),
+                )
                 .await
                 .map_err(|e| match e {
-                    StoreError::Conflict { .. } => Failure(format!("{key} changed while rotating; run the rotation again")),
+                    StoreError::Conflict { .. } => Failure(format!(
+                        "{key} changed while rotating; run the rotation again"
+                    )),
                     other => Failure(other.to_string()),
                 })?;
-            writeln!(out, "rotated {key} (version {v}); every server sees it on its next read")?;
+            writeln!(
+                out,
+                "rotated {key} (version {v}); every server sees it on its next read"
+            )?;
         }
         Command::Secret(SecretCommand::Get { key, reveal }) => {
             let k = key_of(&key)?;
@@ -242,7 +277,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 return Err(Failure(format!("no secret {key}")));
             };
             writeln!(out, "key: {key}\nversion: {}", record.meta.version)?;
-            writeln!(out, "created: {}\nupdated: {}", when(Some(record.meta.created)), when(Some(record.meta.updated)))?;
+            writeln!(
+                out,
+                "created: {}\nupdated: {}",
+                when(Some(record.meta.created)),
+                when(Some(record.meta.updated))
+            )?;
             writeln!(out, "last accessed: {}", when(record.meta.last_accessed))?;
             if reveal {
                 let value = String::from_utf8_lossy(record.value.expose_secret()).into_owned();
@@ -258,7 +298,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Secret(SecretCommand::List { prefix }) => {
             for m in wallet.list(&prefix).await? {
-                writeln!(out, "{}\tversion {}\tupdated {}\tlast accessed {}", m.key, m.version, when(Some(m.updated)), when(m.last_accessed))?;
+                writeln!(
+                    out,
+                    "{}\tversion {}\tupdated {}\tlast accessed {}",
+                    m.key,
+                    m.version,
+                    when(Some(m.updated)),
+                    when(m.last_accessed)
+                )?;
             }
         }
         Command::Export { file, prefix } => {
@@ -287,13 +334,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             match cmd {
                 UserCommand::Add { name, roles } => {
                     if users.get(&name).await?.is_some() {
-                        return Err(Failure(format!("user {name} exists; use `user passwd` to change the password")));
+                        return Err(Failure(format!(
+                            "user {name} exists; use `user passwd` to change the password"
+                        )));
                     }
                     for r in &roles {
                         r.parse::<auth_core::Role>()?;
                     }
                     let password = read_secret("password", true)?;
-                    users.set_password(&hasher, &PasswordPolicy::default(), &name, &password).await?;
+                    users
+                        .set_password(&hasher, &PasswordPolicy::default(), &name, &password)
+                        .await?;
                     users.update(&name, |rec| rec.roles = roles.clone()).await?;
                     writeln!(out, "created user {name}")?;
                 }
@@ -302,11 +353,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         return Err(Failure(format!("no user {name}; use `user add`")));
                     }
                     let password = read_secret("new password", true)?;
-                    users.set_password(&hasher, &PasswordPolicy::default(), &name, &password).await?;
+                    users
+                        .set_password(&hasher, &PasswordPolicy::default(), &name, &password)
+                        .await?;
                     writeln!(out, "changed the password of {name}")?;
                 }
                 UserCommand::Del { name } => {
-                    let k = users.key(&name).ok_or_else(|| Failure(format!("no user {name}")))?;
+                    let k = users
+                        .key(&name)
+                        .ok_or_else(|| Failure(format!("no user {name}")))?;
                     if !users.store().delete(&k, Precondition::None).await? {
                         return Err(Failure(format!("no user {name}")));
                     }

@@ -374,3 +374,49 @@ fn errors_say_what_to_do() {
         assert!(help.contains(word), "--help lacks {word}");
     }
 }
+
+#[test]
+fn authctl_works_on_the_postgres_backend() {
+    let pg = auth_tests::postgres::Postgres::start().unwrap_or_else(|e| panic!("{e}"));
+    let env = env();
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port());
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_authctl"))
+            .env_clear()
+            .args(["--postgres", &url, "--key-file", env.key.to_str().unwrap()])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        if let Some(input) = stdin {
+            let _ = pipe.write_all(input.as_bytes());
+        }
+        drop(pipe);
+        child.wait_with_output().unwrap()
+    };
+    ok(&run(
+        &["secret", "set", "pgwire-user-pat"],
+        Some("pat's wallet secret"),
+    ));
+    ok(&run(
+        &["user", "add", "quinn"],
+        Some("quinn's long password"),
+    ));
+    assert!(
+        ok(&run(
+            &["secret", "get", "pgwire-user-pat", "--reveal"],
+            None
+        ))
+        .contains("value: pat's wallet secret")
+    );
+    let listed = ok(&run(&["secret", "list"], None));
+    assert!(
+        listed.contains("pgwire-user-pat") && listed.contains("user/quinn"),
+        "{listed}"
+    );
+    let raw = pg.psql("SELECT count(*) FROM auth_wallet_records WHERE position('wallet secret' in encode(value, 'escape')) > 0").unwrap();
+    assert_eq!(raw, "0", "stored sealed");
+}

@@ -103,3 +103,64 @@ async fn the_wallet_authenticator_passes_and_falls_through_for_unknown_users() {
     let meta = wallet.list("pgwire-user-").await.unwrap();
     assert!(meta[0].last_accessed.is_some());
 }
+
+#[tokio::test]
+async fn every_access_is_audited_by_key_name_never_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = auth_core::MemoryAuditSink::new();
+    let wallet = Wallet::new(
+        Arc::new(FileStore::new(dir.path().join("w"))),
+        MasterKey::generate().unwrap(),
+    )
+    .with_audit(Arc::new(audit.clone()));
+    let key = Key::new("pgwire-oauth-client").unwrap();
+    wallet
+        .put(
+            &key,
+            b"the-client-secret".to_vec().into(),
+            Precondition::None,
+        )
+        .await
+        .unwrap();
+    wallet.get(&key).await.unwrap();
+    wallet.get(&Key::new("missing").unwrap()).await.unwrap();
+    wallet.delete(&key, Precondition::None).await.unwrap();
+    let events = audit.of_kind(auth_core::AuditEventKind::SecretAccess);
+    let details: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["detail"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        details,
+        [
+            ("write pgwire-oauth-client".into(), "success".into()),
+            ("read pgwire-oauth-client".into(), "success".into()),
+            ("read missing".into(), "not_found".into()),
+            ("delete pgwire-oauth-client".into(), "success".into()),
+        ]
+    );
+    assert!(
+        !serde_json::to_string(&events)
+            .unwrap()
+            .contains("the-client-secret")
+    );
+}
+
+#[tokio::test]
+async fn a_failing_backend_makes_the_wallet_authenticator_unavailable() {
+    use auth_core::Authenticator;
+    let dir = tempfile::tempdir().unwrap();
+    // The "file" is a directory: every read fails.
+    let wallet = Wallet::new(
+        Arc::new(FileStore::new(dir.path())),
+        MasterKey::generate().unwrap(),
+    );
+    let auth = WalletAuthenticator::new(Arc::new(wallet));
+    let out = auth.authenticate(&mut attempt("alice", "pw")).await;
+    assert_eq!(out.class(), auth_core::OutcomeClass::Unavailable, "{out:?}");
+}

@@ -237,12 +237,13 @@ impl Policy {
         Selection::NoMatch
     }
 
-    /// Selects the chain for the attempt and runs it. A reject or no match is an
-    /// [`Error::Denied`] rejection, audited as a policy reject.
-    pub async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
+    /// The chain for the attempt's connection, or the rejection to report (audited as a
+    /// policy reject). Adapters that must ask for a credential before they have one
+    /// (pgwire) choose first and run the chain later.
+    pub fn choose(&self, attempt: &Attempt) -> Result<Arc<Chain>, Failure> {
         let started = Instant::now();
         let detail = match self.select(&attempt.connection, attempt.user()) {
-            Selection::Chain(_, chain) => return chain.decide(attempt).await,
+            Selection::Chain(_, chain) => return Ok(chain.clone()),
             Selection::Rejected(i) => format!("rejected by policy rule `{}`", self.rules[i].name),
             Selection::NoMatch => "no policy rule matches the connection".to_owned(),
         };
@@ -260,6 +261,15 @@ impl Policy {
             error: Some(Error::Denied.code()),
             detail: Some(&detail),
         });
-        Outcome::Rejected(Failure::new(Error::Denied, detail))
+        Err(Failure::new(Error::Denied, detail))
+    }
+
+    /// Selects the chain for the attempt and runs it. A reject or no match is an
+    /// [`Error::Denied`] rejection, audited as a policy reject.
+    pub async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
+        match self.choose(attempt) {
+            Ok(chain) => chain.decide(attempt).await,
+            Err(failure) => Outcome::Rejected(failure),
+        }
     }
 }

@@ -1,0 +1,27 @@
+//! # auth-pgwire
+//!
+//! PostgreSQL wire protocol authentication for auth-core, on the `pgwire` crate. The
+//! adapter only translates: the startup packet becomes an auth-core `Attempt`, the host's
+//! `Policy` picks the chain (first matching rule, like pg_hba.conf), and the chain's
+//! methods decide. Requests follow what the chain accepts:
+//!
+//! - SCRAM-SHA-256 (and SCRAM-SHA-256-PLUS first under TLS with channel binding), run by
+//!   auth-password's SCRAM through a channel-backed `Conversation`;
+//! - a cleartext password, only over TLS unless allowed.
+//!
+//! [`serve`] owns each connection's loop: TLS on SSLRequest (plaintext bytes sent after
+//! the SSLRequest abort the connection with 08P01, the CVE-2021-23214 class), GSSENCRequest
+//! answered `N`, an authentication timeout, and FATAL ErrorResponses with PostgreSQL's
+//! SQLSTATEs (28P01, 28000, 08P01). Query handlers reach the session with [`session()`].
+
+#![forbid(unsafe_code)]
+
+mod errors;
+mod serve;
+mod session;
+mod startup;
+pub mod tls;
+
+pub use serve::{ServeConfig, serve};
+pub use session::{AuthenticatedSession, session};
+pub use startup::{PgAuthConfig, PgAuthenticator};

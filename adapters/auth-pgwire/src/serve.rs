@@ -1,0 +1,238 @@
+//! One connection's life: SSL/GSS negotiation, then pgwire's message loop with an
+//! authentication deadline.
+
+use std::io;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::{SinkExt, StreamExt};
+use pgwire::api::{
+    ClientInfo, DefaultClient, ErrorHandler, PgWireConnectionState, PgWireServerHandlers,
+};
+use pgwire::error::{ErrorInfo, PgWireError};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::tokio::TlsAcceptor;
+use pgwire::tokio::server::{MaybeTls, PgWireMessageServerCodec, process_error, process_message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Framed, FramedParts};
+
+const SSL_REQUEST: u32 = 80_877_103;
+const GSSENC_REQUEST: u32 = 80_877_104;
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Connection-level settings.
+#[derive(Clone)]
+pub struct ServeConfig {
+    /// TLS for SSLRequest and direct TLS; `None` answers SSLRequest with `N`.
+    pub tls: Option<TlsAcceptor>,
+    /// How long a client may take from connecting to finishing authentication (like
+    /// PostgreSQL's `authentication_timeout`, default one minute).
+    pub auth_timeout: Duration,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("tls", &self.tls.is_some())
+            .field("auth_timeout", &self.auth_timeout)
+            .finish()
+    }
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            auth_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+enum Negotiated {
+    Plain(TcpStream, Vec<u8>),
+    Tls(Box<pgwire::tokio::tokio_rustls::server::TlsStream<TcpStream>>),
+    /// Refused (plaintext after SSLRequest); the error was sent.
+    Refused,
+}
+
+/// Whether bytes are already waiting on the socket, without waiting for any.
+fn has_pending_bytes(tcp: &TcpStream) -> io::Result<bool> {
+    let mut buf = [0u8; 1];
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut read_buf = tokio::io::ReadBuf::new(&mut buf);
+    match tcp.poll_peek(&mut cx, &mut read_buf) {
+        Poll::Ready(Ok(n)) => Ok(n > 0),
+        Poll::Ready(Err(e)) => Err(e),
+        Poll::Pending => Ok(false),
+    }
+}
+
+async fn refuse_plaintext(mut tcp: TcpStream) -> io::Result<()> {
+    let error = ErrorInfo::new(
+        "FATAL".to_owned(),
+        "08P01".to_owned(),
+        "received unencrypted data after SSL request".to_owned(),
+    );
+    let codec =
+        PgWireMessageServerCodec::<String>::new(DefaultClient::new(tcp.peer_addr()?, false));
+    let mut framed = Framed::new(&mut tcp, codec);
+    framed
+        .send(PgWireBackendMessage::ErrorResponse(error.into()))
+        .await?;
+    framed.flush().await?;
+    drop(framed);
+    tcp.shutdown().await
+}
+
+async fn negotiate(mut tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Result<Negotiated> {
+    let mut first = [0u8; 1];
+    if tcp.peek(&mut first).await? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    if first[0] == TLS_HANDSHAKE {
+        // Direct TLS (PostgreSQL 17 `sslnegotiation=direct`): the ALPN must say postgresql.
+        let Some(acceptor) = tls else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "direct TLS without TLS configured",
+            ));
+        };
+        let stream = acceptor.accept(tcp).await?;
+        if stream.get_ref().1.alpn_protocol() != Some(b"postgresql".as_slice()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "direct TLS without ALPN postgresql",
+            ));
+        }
+        return Ok(Negotiated::Tls(Box::new(stream)));
+    }
+    loop {
+        let mut head = [0u8; 8];
+        tcp.read_exact(&mut head).await?;
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let code = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        match (len, code) {
+            (8, SSL_REQUEST) => match tls {
+                Some(acceptor) => {
+                    // Anything the client sent after the SSLRequest and before our answer
+                    // would be read as if it came over TLS: refuse it.
+                    if has_pending_bytes(&tcp)? {
+                        refuse_plaintext(tcp).await?;
+                        return Ok(Negotiated::Refused);
+                    }
+                    tcp.write_all(b"S").await?;
+                    let stream = acceptor.accept(tcp).await?;
+                    return Ok(Negotiated::Tls(Box::new(stream)));
+                }
+                None => tcp.write_all(b"N").await?,
+            },
+            (8, GSSENC_REQUEST) => tcp.write_all(b"N").await?,
+            _ => return Ok(Negotiated::Plain(tcp, head.to_vec())),
+        }
+    }
+}
+
+/// Serves one client connection with `handlers` (whose startup handler is usually a
+/// [`crate::PgAuthenticator`]) until it ends. Errors are the connection's own I/O errors.
+pub async fn serve<H: PgWireServerHandlers>(
+    tcp: TcpStream,
+    config: &ServeConfig,
+    handlers: &H,
+) -> io::Result<()> {
+    let deadline = tokio::time::sleep(config.auth_timeout);
+    tokio::pin!(deadline);
+    let addr = tcp.peer_addr()?;
+    tcp.set_nodelay(true)?;
+    let negotiated = tokio::select! {
+        _ = &mut deadline => return Ok(()),
+        n = negotiate(tcp, config.tls.as_ref()) => n?,
+    };
+    let (io, client, prefix) = match negotiated {
+        Negotiated::Refused => return Ok(()),
+        Negotiated::Plain(tcp, prefix) => (
+            MaybeTls::Plain(tcp),
+            DefaultClient::new(addr, false),
+            prefix,
+        ),
+        Negotiated::Tls(stream) => {
+            let mut client = DefaultClient::new(addr, true);
+            client.sni_server_name = stream.get_ref().1.server_name().map(str::to_owned);
+            (MaybeTls::Tls(stream), client, Vec::new())
+        }
+    };
+    let mut parts = FramedParts::new(io, PgWireMessageServerCodec::new(client));
+    parts.read_buf = BytesMut::from(prefix.as_slice());
+    let mut socket = Framed::from_parts(parts);
+    socket.set_state(PgWireConnectionState::AwaitingStartup);
+
+    let startup = handlers.startup_handler();
+    let simple = handlers.simple_query_handler();
+    let extended = handlers.extended_query_handler();
+    let copy = handlers.copy_handler();
+    let cancel = handlers.cancel_handler();
+    let errors = handlers.error_handler();
+    loop {
+        let authenticating = matches!(
+            socket.state(),
+            PgWireConnectionState::AwaitingStartup
+                | PgWireConnectionState::AuthenticationInProgress
+        );
+        let message = if authenticating {
+            tokio::select! {
+                _ = &mut deadline => {
+                    tracing::info!(peer = %addr, "authentication timed out");
+                    return Ok(());
+                }
+                m = socket.next() => m,
+            }
+        } else {
+            socket.next().await
+        };
+        let message = match message {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => {
+                // Garbled input: say so and end the connection.
+                let error = PgWireError::UserError(Box::new(ErrorInfo::new(
+                    "FATAL".to_owned(),
+                    "08P01".to_owned(),
+                    format!("invalid frontend message: {e}"),
+                )));
+                let _ = process_error(&mut socket, error, false).await;
+                return Ok(());
+            }
+            None => return Ok(()),
+        };
+        if matches!(message, PgWireFrontendMessage::Terminate(_)) {
+            return Ok(());
+        }
+        let extended_query = match socket.state() {
+            PgWireConnectionState::CopyInProgress(is_extended) => is_extended,
+            _ => message.is_extended_query(),
+        };
+        let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
+        if let Err(mut e) = process_message(
+            message,
+            &mut socket,
+            startup.clone(),
+            simple.clone(),
+            extended.clone(),
+            copy.clone(),
+            cancel.clone(),
+        )
+        .await
+        {
+            errors.on_error(&socket, &mut e);
+            let fatal = e.is_fatal();
+            process_error(&mut socket, e, extended_query).await?;
+            if fatal {
+                return Ok(());
+            }
+        }
+        if is_cancel {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! The startup exchange: the startup packet becomes an auth-core `Attempt`, the `Policy`
+//! picks the chain, the adapter asks for what the chain accepts, and pgwire's push-style
+//! messages are bridged to auth-core's pull-style `Conversation` (a task per exchange and
+//! a channel each way).
+
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use auth_core::conversation::{ConversationPeer, ServerMessage, channel};
+use auth_core::{
+    Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind, Outcome, Policy,
+    Protocol, TlsInfo,
+};
+use futures::{Sink, SinkExt};
+use pgwire::api::auth::{
+    DefaultServerParameterProvider, StartupHandler, finish_authentication, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use pgwire::api::{
+    ClientInfo, METADATA_DATABASE, METADATA_USER, PgWireConnectionState, PidSecretKeyGenerator,
+    RandomPidSecretKeyGenerator,
+};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::startup::{Authentication, PasswordMessageFamily, Startup};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use secrecy::SecretString;
+use tokio::task::JoinHandle;
+
+use crate::errors::{auth_failed, fatal, policy_reject, protocol};
+use crate::session::AuthenticatedSession;
+
+const SCRAM: &str = "SCRAM-SHA-256";
+const SCRAM_PLUS: &str = "SCRAM-SHA-256-PLUS";
+
+static PIDS: LazyLock<RandomPidSecretKeyGenerator> =
+    LazyLock::new(RandomPidSecretKeyGenerator::default);
+
+/// How the adapter authenticates connections.
+#[derive(Debug, Clone)]
+pub struct PgAuthConfig {
+    /// Which chain runs for which connection.
+    pub policy: Arc<Policy>,
+    /// Accept cleartext passwords on connections without TLS (off by default, as a
+    /// password on an unencrypted connection can be read by anyone on the path).
+    pub allow_cleartext_without_tls: bool,
+    /// `tls-server-end-point` data of the server certificate, offered for
+    /// SCRAM-SHA-256-PLUS on TLS connections (see [`crate::tls::TlsSetup`]).
+    pub channel_binding: Option<Vec<u8>>,
+    /// The largest SASL message accepted from a client.
+    pub max_sasl_message: usize,
+}
+
+impl PgAuthConfig {
+    /// A configuration with `policy`, cleartext only over TLS, no channel binding.
+    pub fn new(policy: Arc<Policy>) -> Self {
+        Self {
+            policy,
+            allow_cleartext_without_tls: false,
+            channel_binding: None,
+            max_sasl_message: 8192,
+        }
+    }
+}
+
+/// Where a connection's authentication stands, kept in its session extensions.
+#[derive(Default)]
+enum Phase {
+    /// Waiting for the startup packet.
+    #[default]
+    Start,
+    /// AuthenticationCleartextPassword was sent.
+    Cleartext(Pending),
+    /// AuthenticationSASL was sent with these mechanisms.
+    SaslInitial(Pending, Vec<&'static str>),
+    /// A SASL exchange runs in `task`; `peer` carries its messages.
+    Sasl {
+        peer: ConversationPeer,
+        task: JoinHandle<Outcome>,
+        user: String,
+    },
+    /// Finished or failed; nothing more is accepted.
+    Over,
+}
+
+struct Pending {
+    chain: Arc<Chain>,
+    connection: ConnectionInfo,
+    user: String,
+}
+
+type PhaseSlot = Mutex<Phase>;
+
+/// pgwire's [`StartupHandler`] that authenticates through an auth-core [`Policy`].
+#[derive(Debug)]
+pub struct PgAuthenticator {
+    config: PgAuthConfig,
+    next_connection: AtomicU64,
+}
+
+impl PgAuthenticator {
+    /// An authenticator with `config`.
+    pub fn new(config: PgAuthConfig) -> Self {
+        Self {
+            config,
+            next_connection: AtomicU64::new(1),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PgAuthConfig {
+        &self.config
+    }
+
+    fn connection_info<C: ClientInfo>(&self, client: &C, startup: &Startup) -> ConnectionInfo {
+        let mut info = ConnectionInfo::tcp(Protocol::Postgres, client.socket_addr())
+            .with_id(self.next_connection.fetch_add(1, Ordering::Relaxed));
+        if client.is_secure() {
+            info = info.with_tls(TlsInfo {
+                version: None,
+                server_name: client.sni_server_name().map(str::to_owned),
+                server_end_point: self.config.channel_binding.clone(),
+                client_certificates: Vec::new(),
+            });
+        }
+        info.user = client.metadata().get(METADATA_USER).cloned();
+        info.database = client
+            .metadata()
+            .get(METADATA_DATABASE)
+            .cloned()
+            .or_else(|| info.user.clone());
+        info.parameters = startup
+            .parameters
+            .iter()
+            .filter(|(k, _)| k.as_str() != METADATA_USER && k.as_str() != METADATA_DATABASE)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        info
+    }
+
+    async fn start<C>(&self, client: &mut C, startup: &Startup) -> PgWireResult<Phase>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        protocol_negotiation(client, startup).await?;
+        save_startup_parameters_to_metadata(client, startup);
+        let (pid, key) = PIDS.generate(client);
+        client.set_pid_and_secret_key(pid, key);
+        let connection = self.connection_info(client, startup);
+        let Some(user) = connection.user.clone() else {
+            return Err(fatal(
+                "28000",
+                "no PostgreSQL user name specified in startup packet".into(),
+            ));
+        };
+        let probe = Attempt::new(connection.clone(), Credential::Absent);
+        let chain = self.config.policy.choose(&probe).map_err(|_| {
+            policy_reject(
+                &client.socket_addr().ip().to_string(),
+                &user,
+                connection.database.as_deref().unwrap_or(&user),
+                client.is_secure(),
+            )
+        })?;
+        let kinds = chain.accepts();
+        let pending = Pending {
+            chain,
+            connection,
+            user,
+        };
+        let phase = if kinds.contains(&CredentialKind::Sasl(SCRAM))
+            || kinds.contains(&CredentialKind::Sasl(SCRAM_PLUS))
+        {
+            let mut offered = Vec::new();
+            if client.is_secure()
+                && self.config.channel_binding.is_some()
+                && kinds.contains(&CredentialKind::Sasl(SCRAM_PLUS))
+            {
+                offered.push(SCRAM_PLUS);
+            }
+            if kinds.contains(&CredentialKind::Sasl(SCRAM)) {
+                offered.push(SCRAM);
+            }
+            client
+                .send(PgWireBackendMessage::Authentication(Authentication::SASL(
+                    offered.iter().map(|m| (*m).to_owned()).collect(),
+                )))
+                .await?;
+            Phase::SaslInitial(pending, offered)
+        } else if kinds.contains(&CredentialKind::Password) {
+            if !client.is_secure() && !self.config.allow_cleartext_without_tls {
+                return Err(fatal(
+                    "28000",
+                    "password authentication requires an encrypted connection; connect with sslmode=require".into(),
+                ));
+            }
+            client
+                .send(PgWireBackendMessage::Authentication(
+                    Authentication::CleartextPassword,
+                ))
+                .await?;
+            Phase::Cleartext(pending)
+        } else {
+            return Err(fatal(
+                "28000",
+                format!(
+                    "no authentication method is available for user \"{}\"",
+                    pending.user
+                ),
+            ));
+        };
+        client.set_state(PgWireConnectionState::AuthenticationInProgress);
+        Ok(phase)
+    }
+
+    async fn finish<C>(
+        &self,
+        client: &mut C,
+        outcome: Outcome,
+        user: &str,
+        method: &str,
+    ) -> PgWireResult<Phase>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match outcome {
+            Outcome::Authenticated(session) => {
+                // The mapped user is who the connection is from now on.
+                client
+                    .metadata_mut()
+                    .insert(METADATA_USER.to_owned(), session.user().to_owned());
+                client
+                    .session_extensions()
+                    .get_or_insert_with(|| AuthenticatedSession(Mutex::new(session)));
+                finish_authentication(client, &DefaultServerParameterProvider::default()).await?;
+                Ok(Phase::Over)
+            }
+            other => {
+                let failure = other
+                    .failure()
+                    .unwrap_or_else(|| auth_core::Error::Denied.into());
+                Err(auth_failed(&failure, user, method))
+            }
+        }
+    }
+
+    /// Forwards the exchange's next message to the client, or finishes when it ends.
+    async fn drive<C>(
+        &self,
+        client: &mut C,
+        mut peer: ConversationPeer,
+        task: JoinHandle<Outcome>,
+        user: String,
+    ) -> PgWireResult<Phase>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        loop {
+            match peer.next().await {
+                Some(ServerMessage::Challenge(data)) => {
+                    client
+                        .send(PgWireBackendMessage::Authentication(
+                            Authentication::SASLContinue(data.into()),
+                        ))
+                        .await?;
+                    return Ok(Phase::Sasl { peer, task, user });
+                }
+                Some(ServerMessage::Final(data)) => {
+                    client
+                        .feed(PgWireBackendMessage::Authentication(
+                            Authentication::SASLFinal(data.into()),
+                        ))
+                        .await?;
+                }
+                None => break,
+            }
+        }
+        let outcome = task
+            .await
+            .unwrap_or_else(|e| Outcome::unavailable(format!("authentication task failed: {e}")));
+        self.finish(client, outcome, &user, "password").await
+    }
+
+    async fn step<C>(
+        &self,
+        client: &mut C,
+        phase: Phase,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<Phase>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match (phase, message) {
+            (Phase::Start, PgWireFrontendMessage::Startup(startup)) => {
+                self.start(client, &startup).await
+            }
+            (Phase::Cleartext(p), PgWireFrontendMessage::PasswordMessageFamily(m)) => {
+                let password = password_of(m)?;
+                let credential = Credential::Password {
+                    user: p.user.clone(),
+                    password,
+                };
+                let mut attempt = Attempt::new(p.connection, credential);
+                let outcome = p.chain.decide(&mut attempt).await;
+                self.finish(client, outcome, &p.user, "password").await
+            }
+            (Phase::SaslInitial(p, offered), PgWireFrontendMessage::PasswordMessageFamily(m)) => {
+                let initial = m
+                    .into_sasl_initial_response()
+                    .map_err(|_| protocol("expected a SASLInitialResponse message"))?;
+                let Some(mechanism) = offered.iter().find(|m| **m == initial.auth_method) else {
+                    return Err(protocol(
+                        "the client chose a SASL mechanism that was not offered",
+                    ));
+                };
+                let data = initial.data.map(|d| d.to_vec()).unwrap_or_default();
+                if data.len() > self.config.max_sasl_message {
+                    return Err(protocol("SASL message too large"));
+                }
+                let (conversation, peer) = channel(self.config.max_sasl_message);
+                let mut attempt = Attempt::new(
+                    p.connection,
+                    Credential::Sasl {
+                        mechanism: (*mechanism).to_owned(),
+                        initial: Some(data.into()),
+                    },
+                )
+                .with_conversation(Box::new(conversation));
+                let chain = p.chain;
+                let task = tokio::spawn(async move { chain.decide(&mut attempt).await });
+                self.drive(client, peer, task, p.user).await
+            }
+            (Phase::Sasl { peer, task, user }, PgWireFrontendMessage::PasswordMessageFamily(m)) => {
+                let response = m
+                    .into_sasl_response()
+                    .map_err(|_| protocol("expected a SASLResponse message"))?;
+                if peer.answer(response.data.to_vec()).await.is_err() {
+                    // The exchange already ended; its outcome says why.
+                }
+                self.drive(client, peer, task, user).await
+            }
+            (Phase::Sasl { task, .. }, _) => {
+                task.abort();
+                Err(protocol("unexpected message during SASL authentication"))
+            }
+            (_, _) => Err(protocol("unexpected message during authentication")),
+        }
+    }
+}
+
+fn password_of(m: PasswordMessageFamily) -> PgWireResult<SecretString> {
+    let p = m
+        .into_password()
+        .map_err(|_| protocol("expected a password message"))?;
+    Ok(SecretString::from(p.password))
+}
+
+#[async_trait]
+impl StartupHandler for PgAuthenticator {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let slot = client
+            .session_extensions()
+            .get_or_insert_with(PhaseSlot::default);
+        let phase = std::mem::replace(
+            &mut *slot.lock().unwrap_or_else(PoisonError::into_inner),
+            Phase::Over,
+        );
+        let next = self.step(client, phase, message).await?;
+        *slot.lock().unwrap_or_else(PoisonError::into_inner) = next;
+        Ok(())
+    }
+}

@@ -1,0 +1,104 @@
+//! A PostgreSQL-wire gateway on 127.0.0.1 with embedded defaults.
+//!
+//! `cargo run -p auth-examples --bin pg-gateway [-- --data-dir DIR]`
+//!
+//! The first start creates the data directory (default `./gateway-data`): a master key,
+//! the wallet file with a `demo` user whose password is printed once, a self-signed TLS
+//! certificate, `gateway.toml` with the rules, and the audit log. Ctrl-C stops it.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use auth_examples::gateway;
+use secrecy::ExposeSecret;
+
+fn data_dir() -> PathBuf {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--data-dir" {
+            if let Some(d) = args.next() {
+                return PathBuf::from(d);
+            }
+        }
+    }
+    std::env::var_os("GATEWAY_DATA_DIR")
+        .map_or_else(|| PathBuf::from("gateway-data"), PathBuf::from)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let mut out = std::io::stdout();
+    let dir = data_dir();
+    let prepared = match gateway::prepare(&dir).await {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "pg-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (handlers, serve) = match gateway::handlers(&prepared) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "pg-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = gateway::listen_addr(&prepared);
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "pg-gateway: cannot listen on {addr}: {e}; set `listen` in {}",
+                dir.join("gateway.toml").display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(addr);
+    if let Some(password) = &prepared.demo_password {
+        let _ = writeln!(
+            out,
+            "created user demo with password: {} (shown once; change it with authctl user passwd demo)",
+            password.expose_secret()
+        );
+    }
+    let cert = dir.join("server.crt");
+    let _ = writeln!(out, "data directory: {}", dir.display());
+    let _ = writeln!(
+        out,
+        "connect:  psql \"host={} port={} user=demo dbname=demo sslmode=verify-full sslrootcert={}\" -c 'SELECT current_user'",
+        addr.ip(),
+        addr.port(),
+        cert.display()
+    );
+    let _ = writeln!(
+        out,
+        "audit log: {}",
+        dir.join(&prepared.config.audit_log).display()
+    );
+    let _ = writeln!(out, "listening on {addr}");
+    let _ = out.flush();
+
+    let handlers = Arc::new(handlers);
+    let serve = Arc::new(serve);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                let _ = writeln!(out, "stopping");
+                return ExitCode::SUCCESS;
+            }
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                let (handlers, serve) = (handlers.clone(), serve.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = auth_pgwire::serve(tcp, &serve, handlers.as_ref()).await {
+                        tracing::debug!(error = %e, "connection ended with an I/O error");
+                    }
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The gateway's TOML file: where to listen and the pg_hba-like rules.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use auth_core::policy::{AddressMatch, ConnectionType, NameMatch, Rule, Target};
+use serde::Deserialize;
+
+/// How a rule authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// SCRAM-SHA-256, and -PLUS under TLS.
+    Scram,
+    /// A cleartext password (TLS only unless allowed): wallet secret, then password hash.
+    Password,
+    /// Refuse.
+    Reject,
+}
+
+/// One rule, like a pg_hba.conf line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// A name for the audit log.
+    pub name: String,
+    /// `host` (default), `hostssl`, `hostnossl`, `hostgss`, `local` or `all`.
+    #[serde(default = "default_type", rename = "type")]
+    pub kind: String,
+    /// User names; empty means all.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Database names; empty means all; `sameuser` matches the user's own.
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// `all` (default), `localhost`, or CIDR networks.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// How to authenticate.
+    pub method: Method,
+}
+
+fn default_type() -> String {
+    "host".into()
+}
+
+impl RuleConfig {
+    /// The auth-core rule with `target`.
+    pub fn to_rule(&self, target: Target) -> Result<Rule, String> {
+        let connection = match self.kind.as_str() {
+            "host" => ConnectionType::Host,
+            "hostssl" => ConnectionType::HostSsl,
+            "hostnossl" => ConnectionType::HostNoSsl,
+            "hostgss" => ConnectionType::HostGss,
+            "local" => ConnectionType::Local,
+            "all" => ConnectionType::Any,
+            other => {
+                return Err(format!(
+                    "rule `{}`: unknown type `{other}`; use host, hostssl, hostnossl, hostgss, local or all",
+                    self.name
+                ));
+            }
+        };
+        let names = |v: &Vec<String>| {
+            if v.is_empty() {
+                NameMatch::All
+            } else {
+                NameMatch::Names(v.clone())
+            }
+        };
+        let databases = if self.databases == ["sameuser"] {
+            NameMatch::SameUser
+        } else {
+            names(&self.databases)
+        };
+        let addresses = match self.addresses.as_slice() {
+            [] => AddressMatch::All,
+            [one] if one == "all" => AddressMatch::All,
+            [one] if one == "localhost" => AddressMatch::Localhost,
+            nets => AddressMatch::Networks(
+                nets.iter()
+                    .map(|n| {
+                        n.parse().map_err(|_| {
+                            format!(
+                                "rule `{}`: `{n}` is not a CIDR network like 10.0.0.0/8",
+                                self.name
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        Ok(Rule::new(self.name.clone(), target)
+            .with_connection(connection)
+            .with_users(names(&self.users))
+            .with_databases(databases)
+            .with_addresses(addresses))
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Where to listen.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The authentication timeout (`60s`).
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub auth_timeout: Duration,
+    /// Accept cleartext passwords without TLS.
+    #[serde(default)]
+    pub allow_cleartext_without_tls: bool,
+    /// The audit log, relative to the data directory.
+    #[serde(default = "default_audit")]
+    pub audit_log: String,
+    /// The rules, first match wins.
+    #[serde(rename = "rule", default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 6432))
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_audit() -> String {
+    "audit.jsonl".into()
+}
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s)
+        .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a duration like \"60s\"")))
+}
+
+impl GatewayConfig {
+    /// What a first start writes.
+    pub const DEFAULT_TOML: &'static str = r#"# auth gateway: where to listen and who may authenticate how.
+# Rules are tried in order, the first match decides, no match is refused (like pg_hba.conf).
+listen = "127.0.0.1:6432"
+auth_timeout = "60s"
+allow_cleartext_without_tls = false
+audit_log = "audit.jsonl"
+
+# SCRAM-SHA-256 for everyone (SCRAM-SHA-256-PLUS with channel binding under TLS).
+[[rule]]
+name = "scram"
+type = "host"
+method = "scram"
+"#;
+
+    /// Parses and checks the file.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+        if config.rules.is_empty() {
+            return Err(
+                "no [[rule]]: every connection would be refused; add one, e.g. method = \"scram\""
+                    .into(),
+            );
+        }
+        for r in &config.rules {
+            r.to_rule(Target::Reject)?;
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_file_parses() {
+        let c = GatewayConfig::parse(GatewayConfig::DEFAULT_TOML).unwrap();
+        assert_eq!(c.listen.port(), 6432);
+        assert_eq!(c.rules[0].method, Method::Scram);
+    }
+
+    #[test]
+    fn mistakes_are_explained() {
+        assert!(
+            GatewayConfig::parse("listen = \"127.0.0.1:1\"")
+                .unwrap_err()
+                .contains("no [[rule]]")
+        );
+        let bad = "[[rule]]\nname = \"x\"\ntype = \"hots\"\nmethod = \"scram\"";
+        assert!(
+            GatewayConfig::parse(bad)
+                .unwrap_err()
+                .contains("unknown type `hots`")
+        );
+        let bad = "[[rule]]\nname = \"x\"\naddresses = [\"10.0.0.0/33\"]\nmethod = \"scram\"";
+        assert!(
+            GatewayConfig::parse(bad)
+                .unwrap_err()
+                .contains("not a CIDR")
+        );
+        assert!(
+            GatewayConfig::parse("auth_timeout = \"soon\"\n[[rule]]\nname=\"x\"\nmethod=\"scram\"")
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! A PostgreSQL-wire gateway that runs on a fresh machine with embedded defaults: a data
+//! directory holding the master key, the wallet file (secrets and users), a self-signed
+//! TLS certificate, the policy as TOML and the JSON-lines audit log.
+
+mod config;
+mod sql;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use auth_core::audit::JsonLinesAuditSink;
+use auth_core::policy::{Rule, Target};
+use auth_core::{AuditSink, Chain, MemoryRateLimiter, Policy, RateLimiter};
+use auth_password::{
+    Argon2Settings, Hasher, PasswordAuthenticator, PasswordPolicy, ScramAuthenticator, Users,
+};
+use auth_pgwire::tls::TlsSetup;
+use auth_pgwire::{PgAuthConfig, PgAuthenticator, ServeConfig};
+use auth_wallet::{FileStore, MasterKey, Wallet, WalletAuthenticator};
+use base64::Engine;
+use pgwire::api::PgWireServerHandlers;
+use secrecy::SecretString;
+
+pub use config::{GatewayConfig, Method, RuleConfig};
+pub use sql::DemoSql;
+
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct GatewayError(pub String);
+
+fn err(context: &str) -> impl Fn(&dyn std::fmt::Display) -> GatewayError + '_ {
+    move |e| GatewayError(format!("{context}: {e}"))
+}
+
+/// Everything loaded from (or created in) the data directory.
+pub struct Prepared {
+    /// The configuration.
+    pub config: GatewayConfig,
+    /// The wallet with secrets and users.
+    pub wallet: Arc<Wallet>,
+    /// TLS.
+    pub tls: TlsSetup,
+    /// The demo user's password, when it was created by this start (printed once).
+    pub demo_password: Option<SecretString>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), GatewayError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| err("create")(&format!("{}: {e}", path.display())))?;
+    f.write_all(contents).map_err(|e| err("write")(&e))
+}
+
+/// Loads the data directory, creating what is missing: master key, certificate, config,
+/// and the demo user.
+pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
+    std::fs::create_dir_all(data_dir).map_err(|e| err("create the data directory")(&e))?;
+    let key_path = data_dir.join("master.key");
+    if !key_path.exists() {
+        MasterKey::generate()
+            .and_then(|k| k.write_new_file(&key_path))
+            .map_err(|e| err("master key")(&e))?;
+    }
+    let key = MasterKey::from_file(&key_path).map_err(|e| err("master key")(&e))?;
+
+    let (cert_path, tls_key_path) = (data_dir.join("server.crt"), data_dir.join("server.key"));
+    if !cert_path.exists() {
+        let (_, cert_pem, key_pem) = TlsSetup::self_signed(&["localhost", "127.0.0.1"])
+            .map_err(|e| err("certificate")(&e))?;
+        write_private(&tls_key_path, key_pem.as_bytes())?;
+        std::fs::write(&cert_path, cert_pem).map_err(|e| err("certificate")(&e))?;
+    }
+    let cert = std::fs::read(&cert_path).map_err(|e| err("certificate")(&e))?;
+    let tls_key = std::fs::read(&tls_key_path).map_err(|e| err("TLS key")(&e))?;
+    let tls = TlsSetup::from_pem(&cert, &tls_key).map_err(|e| err("TLS")(&e))?;
+
+    let config_path = data_dir.join("gateway.toml");
+    if !config_path.exists() {
+        std::fs::write(&config_path, GatewayConfig::DEFAULT_TOML).map_err(|e| err("config")(&e))?;
+    }
+    let text = std::fs::read_to_string(&config_path).map_err(|e| err("config")(&e))?;
+    let config = GatewayConfig::parse(&text)
+        .map_err(|e| GatewayError(format!("{}: {e}", config_path.display())))?;
+
+    let wallet = Arc::new(Wallet::new(
+        Arc::new(FileStore::new(data_dir.join("wallet.db"))),
+        key,
+    ));
+    let users = Users::new(wallet.clone());
+    let demo_password = if users
+        .get("demo")
+        .await
+        .map_err(|e| err("users")(&e))?
+        .is_none()
+    {
+        let mut random = [0u8; 15];
+        getrandom::fill(&mut random).map_err(|e| err("randomness")(&e))?;
+        let password =
+            SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random));
+        let hasher = Hasher::new(Argon2Settings::default()).map_err(|e| err("hasher")(&e))?;
+        users
+            .set_password(&hasher, &PasswordPolicy::default(), "demo", &password)
+            .await
+            .map_err(|e| err("demo user")(&e))?;
+        Some(password)
+    } else {
+        None
+    };
+    Ok(Prepared {
+        config,
+        wallet,
+        tls,
+        demo_password,
+        data_dir: data_dir.to_owned(),
+    })
+}
+
+/// The pgwire handlers: our authenticator and the demo SQL.
+#[derive(Debug)]
+pub struct Handlers {
+    auth: Arc<PgAuthenticator>,
+    sql: Arc<DemoSql>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
+        self.sql.clone()
+    }
+    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
+        self.sql.clone()
+    }
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        self.auth.clone()
+    }
+}
+
+/// Builds the policy, chains and handlers for `prepared`.
+pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayError> {
+    let audit_path = prepared.data_dir.join(&prepared.config.audit_log);
+    let audit_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&audit_path)
+        .map_err(|e| err("audit log")(&format!("{}: {e}", audit_path.display())))?;
+    let audit: Arc<dyn AuditSink> = Arc::new(JsonLinesAuditSink::new(audit_file));
+    let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
+    let users = Users::new(prepared.wallet.clone());
+    let hasher = Hasher::new(Argon2Settings::default()).map_err(|e| err("hasher")(&e))?;
+    let chain = |name: &str, method: Method| -> Target {
+        let builder = Chain::builder()
+            .name(name)
+            .audit(audit.clone())
+            .rate_limiter(limiter.clone());
+        match method {
+            Method::Reject => Target::Reject,
+            Method::Scram => Target::Chain(Arc::new(
+                builder
+                    .link(Arc::new(ScramAuthenticator::new(users.clone())))
+                    .build(),
+            )),
+            Method::Password => Target::Chain(Arc::new(
+                builder
+                    .link(Arc::new(WalletAuthenticator::new(prepared.wallet.clone())))
+                    .link(Arc::new(PasswordAuthenticator::new(
+                        users.clone(),
+                        hasher.clone(),
+                    )))
+                    .build(),
+            )),
+        }
+    };
+    let rules: Vec<Rule> = prepared
+        .config
+        .rules
+        .iter()
+        .map(|r| r.to_rule(chain(&r.name, r.method)))
+        .collect::<Result<_, _>>()
+        .map_err(GatewayError)?;
+    let policy = Arc::new(Policy::new(rules).with_audit(audit));
+    let auth = PgAuthConfig {
+        allow_cleartext_without_tls: prepared.config.allow_cleartext_without_tls,
+        channel_binding: Some(prepared.tls.channel_binding.clone()),
+        ..PgAuthConfig::new(policy)
+    };
+    let serve = ServeConfig {
+        tls: Some(prepared.tls.acceptor.clone()),
+        auth_timeout: prepared.config.auth_timeout,
+    };
+    Ok((
+        Handlers {
+            auth: Arc::new(PgAuthenticator::new(auth)),
+            sql: Arc::new(DemoSql),
+        },
+        serve,
+    ))
+}
+
+/// The address to listen on.
+pub fn listen_addr(prepared: &Prepared) -> SocketAddr {
+    prepared.config.listen
+}

@@ -23,8 +23,21 @@ for p in "${packages[@]}"; do
   fi
 done
 
+# psycopg 3 for the client tests lives in its own venv (PyPI), created once.
+venv="${AUTH_TEST_VENV:-/opt/auth-tests/venv}"
+install_venv() {
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import psycopg' 2>/dev/null; then
+    return 0
+  fi
+  echo "install-deps: creating $venv with psycopg"
+  mkdir -p "$(dirname "$venv")"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'psycopg>=3.2' 'psycopg-binary>=3.2'
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} system packages present"
+  install_venv
   exit 0
 fi
 
@@ -41,4 +54,5 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 for svc in redis-server postgresql krb5-kdc krb5-admin-server; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done
+install_venv
 echo "install-deps: done"

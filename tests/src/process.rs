@@ -152,7 +152,7 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Spawns `cmd` with stdout and stderr captured, and waits until a line of its
     /// output contains `ready_marker`.
-    pub(crate) fn spawn(
+    pub fn spawn(
         name: &'static str,
         cmd: &mut Command,
         ready_marker: &'static str,

@@ -1,0 +1,576 @@
+//! The gateway end to end with real clients: psql (libpq), tokio-postgres, psycopg 3 and
+//! the JDBC driver log in with SCRAM, SCRAM-PLUS over TLS and cleartext over TLS; wrong
+//! passwords get 28P01, policy rejects 28000; the audit log says what happened; hostile
+//! and broken connections end cleanly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auth_core::{CredentialStore, Key, Precondition};
+use auth_password::{Argon2Settings, Hasher, PasswordPolicy, UserRecord, Users};
+use auth_tests::{ServiceProcess, free_port};
+use auth_wallet::{FileStore, MasterKey, Wallet};
+use secrecy::SecretString;
+
+const RULES: &str = r#"
+[[rule]]
+name = "no-mallory"
+users = ["mallory"]
+method = "reject"
+
+[[rule]]
+name = "cleartext-users"
+users = ["clara", "paul"]
+method = "password"
+
+[[rule]]
+name = "scram"
+method = "scram"
+"#;
+
+struct Gateway {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    port: u16,
+    process: ServiceProcess,
+    demo_password: String,
+}
+
+impl Gateway {
+    fn start(auth_timeout: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let port = free_port().unwrap();
+        std::fs::write(
+            data.join("gateway.toml"),
+            format!("listen = \"127.0.0.1:{port}\"\nauth_timeout = \"{auth_timeout}\"\n{RULES}"),
+        )
+        .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pg-gateway"));
+        cmd.arg("--data-dir").arg(&data);
+        let process = ServiceProcess::spawn("pg-gateway", &mut cmd, "listening on")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let output = process.output();
+        let demo_password = output
+            .split("password: ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the first start prints the demo password")
+            .to_owned();
+        Self {
+            _dir: dir,
+            data,
+            port,
+            process,
+            demo_password,
+        }
+    }
+
+    fn wallet(&self) -> Arc<Wallet> {
+        let key = MasterKey::from_file(&self.data.join("master.key")).unwrap();
+        Arc::new(Wallet::new(
+            Arc::new(FileStore::new(self.data.join("wallet.db"))),
+            key,
+        ))
+    }
+
+    async fn add_users(&self) {
+        let wallet = self.wallet();
+        wallet
+            .put(
+                &Key::new("pgwire-user-clara").unwrap(),
+                b"clara wallet secret".to_vec().into(),
+                Precondition::None,
+            )
+            .await
+            .unwrap();
+        let users = Users::new(wallet);
+        let hasher = Hasher::new(Argon2Settings::default()).unwrap();
+        for (name, password) in [
+            ("paul", "paul long password"),
+            ("mallory", "mallory password"),
+        ] {
+            users
+                .set_password(
+                    &hasher,
+                    &PasswordPolicy::default(),
+                    name,
+                    &SecretString::from(password.to_owned()),
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    fn conninfo(&self, user: &str, extra: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} dbname={user} {extra}",
+            self.port
+        )
+    }
+
+    fn cert(&self) -> String {
+        self.data.join("server.crt").display().to_string()
+    }
+
+    fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.data.join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// Runs psql; returns (succeeded, stdout, stderr).
+fn psql(conninfo: &str, password: &str, sql: &str) -> (bool, String, String) {
+    let out = Command::new("psql")
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args(["-X", "-w", "-At", "-d", conninfo, "-c", sql])
+        .output()
+        .expect("psql is installed (scripts/install-deps.sh)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn psql_logs_in_with_scram_scram_plus_and_cleartext_over_tls() {
+    let gw = Gateway::start("60s");
+    gw.add_users().await;
+    let demo = &gw.demo_password;
+
+    let (ok, out, err) = psql(
+        &gw.conninfo("demo", "sslmode=disable"),
+        demo,
+        "SELECT current_user",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "demo");
+
+    // SCRAM-SHA-256-PLUS: channel_binding=require fails unless the server offered and
+    // completed it; verify-full checks the generated certificate.
+    let tls = format!(
+        "sslmode=verify-full sslrootcert={} channel_binding=require",
+        gw.cert()
+    );
+    let (ok, out, err) = psql(&gw.conninfo("demo", &tls), demo, "SELECT session_user");
+    assert!(ok, "{err}");
+    assert_eq!(out, "demo");
+
+    // Cleartext over TLS: a wallet secret, and a password hash after a wallet miss.
+    let (ok, out, err) = psql(
+        &gw.conninfo("clara", "sslmode=require"),
+        "clara wallet secret",
+        "SELECT current_user",
+    );
+    assert!(ok && out == "clara", "{err}");
+    let (ok, out, err) = psql(
+        &gw.conninfo("paul", "sslmode=require"),
+        "paul long password",
+        "SELECT current_user",
+    );
+    assert!(ok && out == "paul", "{err}");
+
+    let methods: Vec<String> = gw
+        .audit()
+        .iter()
+        .filter(|e| e["event"] == "attempt_succeeded")
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["username"].as_str().unwrap(),
+                e["method"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        methods,
+        ["demo:scram", "demo:scram", "clara:wallet", "paul:password"]
+    );
+}
+
+#[tokio::test]
+async fn failures_are_generic_to_psql_and_precise_in_the_audit_log() {
+    let gw = Gateway::start("60s");
+    gw.add_users().await;
+    let (ok, _, err) = psql(
+        &gw.conninfo("demo", "sslmode=disable"),
+        "wrong password",
+        "SELECT 1",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("FATAL:  password authentication failed for user \"demo\""),
+        "{err}"
+    );
+    let (ok, _, err) = psql(
+        &gw.conninfo("nobody", "sslmode=disable"),
+        "anything",
+        "SELECT 1",
+    );
+    assert!(
+        !ok && err.contains("password authentication failed for user \"nobody\""),
+        "{err}"
+    );
+    let (ok, _, err) = psql(
+        &gw.conninfo("mallory", "sslmode=require"),
+        "mallory password",
+        "SELECT 1",
+    );
+    assert!(
+        !ok && err.contains("no pg_hba.conf entry for host \"127.0.0.1\", user \"mallory\""),
+        "{err}"
+    );
+    // Cleartext without TLS is refused before any password is sent.
+    let (ok, _, err) = psql(
+        &gw.conninfo("clara", "sslmode=disable"),
+        "clara wallet secret",
+        "SELECT 1",
+    );
+    assert!(
+        !ok && err.contains("requires an encrypted connection"),
+        "{err}"
+    );
+
+    let audit = gw.audit();
+    let failed: Vec<(String, String)> = audit
+        .iter()
+        .filter(|e| e["event"] == "attempt_failed")
+        .map(|e| {
+            (
+                e["username"].as_str().unwrap().to_owned(),
+                e["detail"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failed[0],
+        ("demo".into(), "wrong SCRAM proof for user `demo`".into())
+    );
+    assert_eq!(
+        failed[1],
+        (
+            "nobody".into(),
+            "SCRAM for user `nobody` failed: unknown user".into()
+        )
+    );
+    let rejects: Vec<&serde_json::Value> = audit
+        .iter()
+        .filter(|e| e["event"] == "policy_reject")
+        .collect();
+    assert_eq!(rejects.len(), 1);
+    assert_eq!(rejects[0]["username"], "mallory");
+    assert!(
+        rejects[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no-mallory")
+    );
+    let text = std::fs::read_to_string(gw.data.join("audit.jsonl")).unwrap();
+    for secret in [
+        "wrong password",
+        "mallory password",
+        "clara wallet secret",
+        gw.demo_password.as_str(),
+    ] {
+        assert!(!text.contains(secret), "a password reached the audit log");
+    }
+}
+
+async fn tokio_pg(
+    conninfo: &str,
+    password: &str,
+) -> Result<(String, String), tokio_postgres::Error> {
+    let conninfo = format!("{conninfo} password='{password}' connect_timeout=10");
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    // Extended protocol, then simple protocol.
+    let row = client.query_one("SELECT current_user", &[]).await?;
+    let mut simple = String::new();
+    for m in client.simple_query("SELECT session_user").await? {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            simple = r.get(0).unwrap_or_default().to_owned();
+        }
+    }
+    Ok((row.get::<_, String>(0), simple))
+}
+
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code()
+        .map(|c| c.code().to_owned())
+        .unwrap_or_else(|| format!("no SQLSTATE: {e}"))
+}
+
+#[tokio::test]
+async fn tokio_postgres_gets_the_sqlstates() {
+    let gw = Gateway::start("60s");
+    gw.add_users().await;
+    let (a, b) = tokio_pg(&gw.conninfo("demo", ""), &gw.demo_password)
+        .await
+        .unwrap();
+    assert_eq!((a.as_str(), b.as_str()), ("demo", "demo"));
+    let e = tokio_pg(&gw.conninfo("demo", ""), "wrong")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "28P01");
+    let e = tokio_pg(&gw.conninfo("mallory", ""), "mallory password")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "28000");
+    let e = tokio_pg(&gw.conninfo("clara", ""), "clara wallet secret")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "28000", "cleartext without TLS");
+}
+
+fn venv_python() -> PathBuf {
+    let venv = std::env::var_os("AUTH_TEST_VENV")
+        .map_or_else(|| PathBuf::from("/opt/auth-tests/venv"), PathBuf::from);
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "psycopg's venv is missing at {}: run scripts/install-deps.sh",
+        venv.display()
+    );
+    python
+}
+
+const PSYCOPG: &str = r#"
+import sys, psycopg
+try:
+    with psycopg.connect(sys.argv[1]) as conn:
+        print("OK", conn.execute("SELECT current_user").fetchone()[0], conn.pgconn.used_password)
+except psycopg.OperationalError as e:
+    print("ERR", str(e).strip().splitlines()[-1])
+"#;
+
+fn psycopg(conninfo: &str) -> String {
+    let out = Command::new(venv_python())
+        .args(["-c", PSYCOPG, conninfo])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test]
+async fn psycopg_3_with_its_bundled_libpq() {
+    let gw = Gateway::start("60s");
+    gw.add_users().await;
+    let pw = &gw.demo_password;
+    assert_eq!(
+        psycopg(&gw.conninfo("demo", &format!("password={pw} sslmode=disable"))),
+        "OK demo True"
+    );
+    let plus = format!(
+        "password={pw} sslmode=verify-full sslrootcert={} channel_binding=require",
+        gw.cert()
+    );
+    assert_eq!(psycopg(&gw.conninfo("demo", &plus)), "OK demo True");
+    let clear = psycopg(&gw.conninfo("paul", "password='paul long password' sslmode=require"));
+    assert_eq!(clear, "OK paul True");
+    let wrong = psycopg(&gw.conninfo("demo", "password=wrong sslmode=disable"));
+    assert!(
+        wrong.contains("password authentication failed for user \"demo\""),
+        "{wrong}"
+    );
+}
+
+const JAVA: &str = r#"
+import java.sql.*;
+public class Probe {
+    public static void main(String[] a) {
+        try (Connection c = DriverManager.getConnection(a[0], a[1], a[2]);
+             Statement s = c.createStatement();
+             ResultSet r = s.executeQuery("SELECT current_user")) {
+            r.next();
+            System.out.println("OK " + r.getString(1));
+        } catch (SQLException e) {
+            System.out.println("ERR " + e.getSQLState());
+        }
+    }
+}
+"#;
+
+#[tokio::test]
+async fn the_jdbc_driver() {
+    let jar = "/usr/share/java/postgresql.jar";
+    assert!(
+        std::path::Path::new(jar).exists(),
+        "{jar} is missing: run scripts/install-deps.sh"
+    );
+    let gw = Gateway::start("60s");
+    gw.add_users().await;
+    let build = tempfile::tempdir().unwrap();
+    std::fs::write(build.path().join("Probe.java"), JAVA).unwrap();
+    let javac = Command::new("javac")
+        .arg("-cp")
+        .arg(jar)
+        .arg(build.path().join("Probe.java"))
+        .output()
+        .unwrap();
+    assert!(
+        javac.status.success(),
+        "{}",
+        String::from_utf8_lossy(&javac.stderr)
+    );
+    let run = |url: String, user: &str, password: &str| {
+        let out = Command::new("java")
+            .arg("-cp")
+            .arg(format!("{jar}:{}", build.path().display()))
+            .args(["Probe", &url, user, password])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let url = |extra: &str| format!("jdbc:postgresql://127.0.0.1:{}/demo?{extra}", gw.port);
+    assert_eq!(
+        run(url("sslmode=disable"), "demo", &gw.demo_password),
+        "OK demo"
+    );
+    assert_eq!(
+        run(url("sslmode=require"), "demo", &gw.demo_password),
+        "OK demo"
+    );
+    assert_eq!(
+        run(url("sslmode=require"), "paul", "paul long password"),
+        "OK paul"
+    );
+    assert_eq!(run(url("sslmode=disable"), "demo", "wrong"), "ERR 28P01");
+    assert_eq!(
+        run(url("sslmode=disable"), "mallory", "mallory password"),
+        "ERR 28000"
+    );
+}
+
+#[tokio::test]
+async fn a_verifier_imported_from_a_real_postgresql_logs_in_to_the_gateway() {
+    let pg = auth_tests::postgres::Postgres::start().unwrap_or_else(|e| panic!("{e}"));
+    pg.psql("SET password_encryption = 'scram-sha-256'; CREATE ROLE rita LOGIN PASSWORD 'rita from postgres'").unwrap();
+    let verifier = pg
+        .psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'rita'")
+        .unwrap();
+    let gw = Gateway::start("60s");
+    let users = Users::new(gw.wallet());
+    users
+        .put(
+            "rita",
+            &UserRecord {
+                scram: Some(verifier),
+                ..UserRecord::default()
+            },
+            Precondition::Absent,
+        )
+        .await
+        .unwrap();
+    let (ok, out, err) = psql(
+        &gw.conninfo("rita", "sslmode=disable"),
+        "rita from postgres",
+        "SELECT current_user",
+    );
+    assert!(ok && out == "rita", "{err}");
+}
+
+/// Reads until the server closes the connection; returns what it sent.
+fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut all = Vec::new();
+    let _ = stream.read_to_end(&mut all);
+    all
+}
+
+fn startup(user: &str) -> Vec<u8> {
+    let mut body = vec![0, 3, 0, 0];
+    for (k, v) in [("user", user), ("database", user)] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut msg = u32::try_from(body.len() + 4)
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    msg.extend_from_slice(&body);
+    msg
+}
+
+#[tokio::test]
+async fn hostile_and_broken_connections_end_cleanly() {
+    let gw = Gateway::start("2s");
+    let connect = || TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+
+    // Plaintext injected after an SSLRequest (CVE-2021-23214 class): 08P01, no TLS.
+    let mut s = connect();
+    let mut request = vec![0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+    request.extend_from_slice(&startup("demo"));
+    s.write_all(&request).unwrap();
+    let reply = read_to_close(&mut s);
+    assert_eq!(reply.first(), Some(&b'E'), "{reply:?}");
+    assert!(String::from_utf8_lossy(&reply).contains("08P01"));
+
+    // GSSENCRequest is declined with 'N', then a normal startup proceeds.
+    let mut s = connect();
+    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30]).unwrap();
+    let mut n = [0u8; 1];
+    s.read_exact(&mut n).unwrap();
+    assert_eq!(&n, b"N");
+    s.write_all(&startup("demo")).unwrap();
+    let mut r = [0u8; 1];
+    s.read_exact(&mut r).unwrap();
+    assert_eq!(&r, b"R", "an authentication request follows");
+    drop(s);
+
+    // Garbage and an absurd length: the connection ends, nothing else happens.
+    for junk in [
+        b"\xff\xff\xff\xffgarbage".to_vec(),
+        vec![0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0],
+    ] {
+        let mut s = connect();
+        s.write_all(&junk).unwrap();
+        let _ = read_to_close(&mut s);
+    }
+
+    // A client that stalls after the SASL request is cut off by the auth timeout (2s).
+    let mut s = connect();
+    s.write_all(&startup("demo")).unwrap();
+    let started = std::time::Instant::now();
+    let reply = read_to_close(&mut s);
+    assert_eq!(reply.first(), Some(&b'R'));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "closed by the timeout, not at once"
+    );
+
+    // A client that disconnects mid-exchange.
+    let mut s = connect();
+    s.write_all(&startup("demo")).unwrap();
+    s.read_exact(&mut [0u8; 1]).unwrap();
+    drop(s);
+
+    // After all that, the gateway still serves.
+    let (ok, out, err) = psql(
+        &gw.conninfo("demo", "sslmode=disable"),
+        &gw.demo_password,
+        "SELECT 1",
+    );
+    assert!(ok && out == "1", "{err}");
+    assert!(gw.process.pid().is_some_and(auth_tests::process_alive));
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use auth_core::{CredentialStore, Key, Precondition};
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, UserRecord, Users};
-use auth_tests::{ServiceProcess, free_port};
+use auth_tests::gateway::GatewayProcess;
 use auth_wallet::{FileStore, MasterKey, Wallet};
 use secrecy::SecretString;
 
@@ -33,43 +33,19 @@ name = "scram"
 method = "scram"
 "#;
 
-struct Gateway {
-    _dir: tempfile::TempDir,
-    data: PathBuf,
-    port: u16,
-    process: ServiceProcess,
-    demo_password: String,
+struct Gateway(GatewayProcess);
+
+impl std::ops::Deref for Gateway {
+    type Target = GatewayProcess;
+    fn deref(&self) -> &GatewayProcess {
+        &self.0
+    }
 }
 
 impl Gateway {
     fn start(auth_timeout: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let port = free_port().unwrap();
-        std::fs::write(
-            data.join("gateway.toml"),
-            format!("listen = \"127.0.0.1:{port}\"\nauth_timeout = \"{auth_timeout}\"\n{RULES}"),
-        )
-        .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pg-gateway"));
-        cmd.arg("--data-dir").arg(&data);
-        let process = ServiceProcess::spawn("pg-gateway", &mut cmd, "listening on")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let output = process.output();
-        let demo_password = output
-            .split("password: ")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .expect("the first start prints the demo password")
-            .to_owned();
-        Self {
-            _dir: dir,
-            data,
-            port,
-            process,
-            demo_password,
-        }
+        let binary = std::path::Path::new(env!("CARGO_BIN_EXE_pg-gateway"));
+        Self(GatewayProcess::start(binary, auth_timeout, RULES).unwrap_or_else(|e| panic!("{e}")))
     }
 
     fn wallet(&self) -> Arc<Wallet> {
@@ -106,13 +82,6 @@ impl Gateway {
                 .await
                 .unwrap();
         }
-    }
-
-    fn conninfo(&self, user: &str, extra: &str) -> String {
-        format!(
-            "host=127.0.0.1 port={} user={user} dbname={user} {extra}",
-            self.port
-        )
     }
 
     fn cert(&self) -> String {

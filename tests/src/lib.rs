@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod gateway;
 pub mod kdc;
 pub mod postgres;
 mod process;

@@ -21,6 +21,19 @@ pub struct Postgres {
     running: bool,
 }
 
+/// The path of a PostgreSQL server-side program (`pgbench`, `pg_ctl`, ...).
+pub fn server_program(name: &str) -> Result<PathBuf, HarnessError> {
+    let path = bindir()?.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(HarnessError::Missing {
+            program: name.to_owned(),
+            purpose: "PostgreSQL tools",
+        })
+    }
+}
+
 fn bindir() -> Result<PathBuf, HarnessError> {
     // Debian keeps the server binaries out of PATH, one directory per major version.
     let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")

@@ -27,6 +27,17 @@ fn data_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("gateway-data"), PathBuf::from)
 }
 
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut out = std::io::stdout();
@@ -46,7 +57,8 @@ async fn main() -> ExitCode {
         }
     };
     let addr = gateway::listen_addr(&prepared);
-    let listener = match tokio::net::TcpListener::bind(addr).await {
+    // A deep accept queue, so a burst of thousands of connections is not dropped.
+    let listener = match bind(addr) {
         Ok(l) => l,
         Err(e) => {
             let _ = writeln!(

@@ -1,0 +1,132 @@
+//! The gateway against the real system users would otherwise pick, in the same run:
+//!
+//! 1. connection + SCRAM authentication rate with `pgbench -C` (8 clients, 2 threads,
+//!    10 s, `SELECT 1`) against the gateway and against PostgreSQL 15 with
+//!    `scram-sha-256` in pg_hba.conf: tps, average connection time, ratio;
+//! 2. 10,000 concurrent connections authenticating with SCRAM (tokio-postgres): success
+//!    rate, connect latency p50/p95/p99, and the gateway's peak RSS.
+//!
+//! Run: `cargo bench -p auth-examples --bench gateway`
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auth_tests::gateway::GatewayProcess;
+use auth_tests::postgres::{Postgres, server_program};
+
+const RULES: &str = "[[rule]]\nname = \"scram\"\nmethod = \"scram\"\n";
+
+struct PgBench {
+    tps: f64,
+    connect_ms: f64,
+}
+
+fn pgbench(conninfo: &str, password: &str, script: &Path) -> PgBench {
+    let out = Command::new(server_program("pgbench").unwrap())
+        .env("PGPASSWORD", password)
+        .args(["-C", "-n", "-c", "8", "-j", "2", "-T", "10", "-f"])
+        .arg(script)
+        .arg(conninfo)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "pgbench failed: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let number = |prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `{prefix}` in pgbench output:\n{text}"))
+    };
+    PgBench {
+        tps: number("tps = "),
+        connect_ms: number("average connection time = "),
+    }
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let binary = Path::new(env!("CARGO_BIN_EXE_pg-gateway"));
+    let gw = GatewayProcess::start(binary, "60s", RULES).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("select1.sql");
+    std::fs::write(&script, "SELECT 1;\n").unwrap();
+
+    println!("== connection + SCRAM authentication: pgbench -C -c 8 -j 2 -T 10, SELECT 1, no TLS");
+    let ours = pgbench(&gw.conninfo("demo", "sslmode=disable"), &gw.demo_password, &script);
+    let pg = Postgres::start_with_host_auth("scram-sha-256").unwrap_or_else(|e| panic!("{e}"));
+    pg.psql("CREATE ROLE bench LOGIN PASSWORD 'bench password'").unwrap();
+    pg.psql("CREATE DATABASE bench OWNER bench").unwrap();
+    let conninfo = format!("host=127.0.0.1 port={} user=bench dbname=bench sslmode=disable", pg.port());
+    let theirs = pgbench(&conninfo, "bench password", &script);
+    println!("gateway:       {:>8.1} tps, average connection time {:.3} ms", ours.tps, ours.connect_ms);
+    println!("PostgreSQL 15: {:>8.1} tps, average connection time {:.3} ms", theirs.tps, theirs.connect_ms);
+    println!("ratio: {:.1}x the connection rate (target >= 5x)", ours.tps / theirs.tps);
+    drop(pg);
+
+    const CONNECTIONS: usize = 10_000;
+    println!("\n== {CONNECTIONS} concurrent connections authenticating with SCRAM (tokio-postgres)");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rss_before = peak_rss_mib(gw.process.pid().unwrap());
+    let (latencies, failures, wall) = rt.block_on(async {
+        let conninfo = Arc::new(format!("{} password={} connect_timeout=60", gw.conninfo("demo", "sslmode=disable"), gw.demo_password));
+        let all_connected = Arc::new(tokio::sync::Barrier::new(CONNECTIONS + 1));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..CONNECTIONS)
+            .map(|_| {
+                let (conninfo, barrier) = (conninfo.clone(), all_connected.clone());
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let result = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await;
+                    let took = t.elapsed();
+                    // Hold every connection open until all have tried.
+                    let held = result.map(|(client, connection)| (client, tokio::spawn(connection)));
+                    barrier.wait().await;
+                    (took, held.is_ok())
+                })
+            })
+            .collect();
+        all_connected.wait().await;
+        let wall = started.elapsed();
+        let mut latencies = Vec::with_capacity(CONNECTIONS);
+        let mut failures = 0;
+        for t in tasks {
+            let (took, ok) = t.await.unwrap();
+            latencies.push(took);
+            failures += usize::from(!ok);
+        }
+        latencies.sort();
+        (latencies, failures, wall)
+    });
+    let peak = peak_rss_mib(gw.process.pid().unwrap());
+    println!(
+        "succeeded {}/{CONNECTIONS} ({:.2}%) in {wall:.2?}",
+        CONNECTIONS - failures,
+        100.0 * (CONNECTIONS - failures) as f64 / CONNECTIONS as f64
+    );
+    println!(
+        "connect latency p50 {:.1?} p95 {:.1?} p99 {:.1?}",
+        pct(&latencies, 0.5),
+        pct(&latencies, 0.95),
+        pct(&latencies, 0.99)
+    );
+    println!("gateway peak RSS {peak:.0} MiB (before the burst {rss_before:.0} MiB)");
+}

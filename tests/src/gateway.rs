@@ -1,0 +1,63 @@
+//! Runs the `pg-gateway` example binary on a free port in a fresh data directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::process::{HarnessError, ServiceProcess, free_port};
+
+/// A running gateway. Dropping it stops the process and deletes the data directory.
+#[derive(Debug)]
+pub struct GatewayProcess {
+    _dir: tempfile::TempDir,
+    /// The data directory.
+    pub data: PathBuf,
+    /// The port on 127.0.0.1.
+    pub port: u16,
+    /// The process.
+    pub process: ServiceProcess,
+    /// The `demo` user's password, printed on the first start.
+    pub demo_password: String,
+}
+
+impl GatewayProcess {
+    /// Starts `binary` with `gateway.toml` = `listen` + `auth_timeout` + `rules`.
+    pub fn start(binary: &Path, auth_timeout: &str, rules: &str) -> Result<Self, HarnessError> {
+        let dir = tempfile::Builder::new()
+            .prefix("auth-gateway-")
+            .tempdir()
+            .map_err(HarnessError::io("create the gateway directory"))?;
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).map_err(HarnessError::io("create the data directory"))?;
+        let port = free_port()?;
+        std::fs::write(
+            data.join("gateway.toml"),
+            format!("listen = \"127.0.0.1:{port}\"\nauth_timeout = \"{auth_timeout}\"\n{rules}"),
+        )
+        .map_err(HarnessError::io("write gateway.toml"))?;
+        let mut cmd = Command::new(binary);
+        cmd.arg("--data-dir").arg(&data);
+        let process = ServiceProcess::spawn("pg-gateway", &mut cmd, "listening on")?;
+        let output = process.output();
+        let demo_password = output
+            .split("password: ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+            .ok_or(HarnessError::NotReady {
+                service: "pg-gateway (no demo password printed)",
+                output,
+            })?;
+        Ok(Self {
+            _dir: dir,
+            data,
+            port,
+            process,
+            demo_password,
+        })
+    }
+
+    /// A libpq connection string for `user` (database of the same name) plus `extra`.
+    pub fn conninfo(&self, user: &str, extra: &str) -> String {
+        format!("host=127.0.0.1 port={} user={user} dbname={user} {extra}", self.port)
+    }
+}

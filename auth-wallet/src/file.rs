@@ -7,8 +7,10 @@
 //! made outside the wallet. Nothing is cached: every operation reads the file, so a
 //! change made by another process is seen at once.
 //!
-//! Access times (`last_accessed`) are written without fsync: a crash may lose the latest
-//! access times, never a secret.
+//! Reads take a shared lock and write nothing: access times (`last_accessed`) are kept
+//! in memory and written with the next change, or at most once per flush interval
+//! (default one second), without fsync. Another process sees them that much later, and a
+//! crash may lose the latest ones, never a secret.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -16,6 +18,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -71,6 +75,85 @@ enum Persist {
 pub struct FileStore {
     path: PathBuf,
     clock: SharedClock,
+    access: Arc<AccessLog>,
+}
+
+/// Access times not yet written, and when they were last written.
+#[derive(Debug)]
+struct AccessLog {
+    pending: Mutex<BTreeMap<String, u64>>,
+    last_flush: Mutex<Instant>,
+    interval: Duration,
+    path: PathBuf,
+}
+
+impl AccessLog {
+    fn new(path: PathBuf, interval: Duration) -> Self {
+        Self {
+            pending: Mutex::new(BTreeMap::new()),
+            last_flush: Mutex::new(Instant::now()),
+            interval,
+            path,
+        }
+    }
+
+    fn record(&self, key: &str, at: u64) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = pending.entry(key.to_owned()).or_insert(at);
+        *slot = (*slot).max(at);
+    }
+
+    fn take(&self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn overlay(&self, key: &str, stored: Option<u64>) -> Option<u64> {
+        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        match (stored, pending.get(key).copied()) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn flush_due(&self) -> bool {
+        let mut last = self.last_flush.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.elapsed() >= self.interval {
+            *last = Instant::now();
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn apply_accesses(body: &mut Body, accesses: &BTreeMap<String, u64>) -> bool {
+    let mut changed = false;
+    for (key, at) in accesses {
+        if let Some(s) = body.records.get_mut(key) {
+            s.last_accessed = Some(s.last_accessed.map_or(*at, |t| t.max(*at)));
+            changed = true;
+        }
+    }
+    changed
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        // Best effort: write what was read since the last change.
+        let accesses = self.take();
+        if accesses.is_empty() {
+            return;
+        }
+        let store = FileStore {
+            path: self.path.clone(),
+            clock: system_clock(),
+            access: Arc::new(AccessLog::new(PathBuf::new(), self.interval)),
+        };
+        let _ = store.blocking(true, move |body, _| {
+            let changed = apply_accesses(body, &accesses);
+            Ok(((), if changed { Persist::Lazy } else { Persist::None }))
+        });
+    }
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -82,10 +165,20 @@ fn unavailable(what: &str, path: &Path, e: std::io::Error) -> StoreError {
 impl FileStore {
     /// A store in `path` (created on first write; its directory must exist).
     pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
         Self {
-            path: path.into(),
+            access: Arc::new(AccessLog::new(path.clone(), Duration::from_secs(1))),
+            path,
             clock: system_clock(),
         }
+    }
+
+    /// Writes access times at most every `interval` (default one second; zero writes on
+    /// every read).
+    #[must_use]
+    pub fn with_access_flush_interval(mut self, interval: Duration) -> Self {
+        self.access = Arc::new(AccessLog::new(self.path.clone(), interval));
+        self
     }
 
     /// Reads time from `clock`.
@@ -179,38 +272,73 @@ impl FileStore {
         result
     }
 
-    /// Runs `change` on the file's contents under the exclusive lock, writing back what it
-    /// asks for.
+    /// Runs `change` on the file's contents under the lock (exclusive when it may write),
+    /// writing back what it asks for. Blocking.
+    fn blocking<R>(
+        &self,
+        exclusive: bool,
+        change: impl FnOnce(&mut Body, u64) -> Result<(R, Persist), StoreError>,
+    ) -> Result<R, StoreError> {
+        let lock_path = self.lock_path();
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| unavailable("cannot open the lock file", &lock_path, e))?;
+        if exclusive {
+            lock.lock()
+        } else {
+            lock.lock_shared()
+        }
+        .map_err(|e| unavailable("cannot lock", &lock_path, e))?;
+        let now = micros(self.clock.now());
+        let mut body = self.read()?;
+        let (result, write) = change(&mut body, now)?;
+        match write {
+            Persist::None => {}
+            Persist::Lazy => self.write(&body, false)?,
+            Persist::Durable => self.write(&body, true)?,
+        }
+        drop(lock);
+        Ok(result)
+    }
+
+    /// [`FileStore::blocking`] off the async runtime.
     fn locked<R: Send + 'static>(
         &self,
+        exclusive: bool,
         change: impl FnOnce(&mut Body, u64) -> Result<(R, Persist), StoreError> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<R, StoreError>> + Send + 'static {
         let this = self.clone();
         async move {
-            tokio::task::spawn_blocking(move || {
-                let lock_path = this.lock_path();
-                let lock = OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&lock_path)
-                    .map_err(|e| unavailable("cannot open the lock file", &lock_path, e))?;
-                lock.lock()
-                    .map_err(|e| unavailable("cannot lock", &lock_path, e))?;
-                let now = micros(this.clock.now());
-                let mut body = this.read()?;
-                let (result, write) = change(&mut body, now)?;
-                match write {
-                    Persist::None => {}
-                    Persist::Lazy => this.write(&body, false)?,
-                    Persist::Durable => this.write(&body, true)?,
-                }
-                drop(lock);
-                Ok(result)
-            })
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("file store task: {e}")))?
+            tokio::task::spawn_blocking(move || this.blocking(exclusive, change))
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("file store task: {e}")))?
         }
+    }
+
+    /// A change under the exclusive lock that also writes the pending access times.
+    fn locked_write<R: Send + 'static>(
+        &self,
+        change: impl FnOnce(&mut Body, u64) -> Result<(R, Persist), StoreError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<R, StoreError>> + Send + 'static {
+        let access = self.access.clone();
+        self.locked(true, move |body, now| {
+            let accesses = access.take();
+            let had_accesses = apply_accesses(body, &accesses);
+            match change(body, now) {
+                Ok((r, Persist::None)) if had_accesses => Ok((r, Persist::Lazy)),
+                Ok(done) => Ok(done),
+                Err(e) => {
+                    // Keep them for the next write.
+                    for (k, at) in accesses {
+                        access.record(&k, at);
+                    }
+                    Err(e)
+                }
+            }
+        })
     }
 }
 
@@ -273,22 +401,26 @@ fn check(current: Option<u64>, precondition: Precondition) -> Result<(), StoreEr
 #[async_trait]
 impl CredentialStore for FileStore {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        let key = key.clone();
-        self.locked(move |body, now| {
-            let Some(stored) = body.records.get_mut(key.as_str()) else {
-                return Ok((None, Persist::None));
-            };
-            let value = B64
-                .decode(&stored.value)
-                .map_err(|_| StoreError::Corrupted(format!("record {key} is not base64")))?;
-            stored.last_accessed = Some(now);
-            let record = Record {
-                value: value.into(),
-                meta: meta(&key, stored),
-            };
-            Ok((Some(record), Persist::Lazy))
-        })
-        .await
+        let k = key.clone();
+        let access = self.access.clone();
+        let record = self
+            .locked(false, move |body, now| {
+                let Some(stored) = body.records.get(k.as_str()) else {
+                    return Ok((None, Persist::None));
+                };
+                let value = B64
+                    .decode(&stored.value)
+                    .map_err(|_| StoreError::Corrupted(format!("record {k} is not base64")))?;
+                access.record(k.as_str(), now);
+                let mut meta = meta(&k, stored);
+                meta.last_accessed = Some(time(now));
+                Ok((Some(Record { value: value.into(), meta }), Persist::None))
+            })
+            .await?;
+        if record.is_some() && self.access.flush_due() {
+            self.locked_write(|_, _| Ok(((), Persist::None))).await?;
+        }
+        Ok(record)
     }
 
     async fn put(
@@ -299,7 +431,7 @@ impl CredentialStore for FileStore {
     ) -> Result<u64, StoreError> {
         let key = key.clone();
         let encoded = B64.encode(value.expose_secret());
-        self.locked(move |body, now| {
+        self.locked_write(move |body, now| {
             let version = apply_put(body, &key, encoded, precondition, now)?;
             Ok((version, Persist::Durable))
         })
@@ -308,7 +440,7 @@ impl CredentialStore for FileStore {
 
     async fn delete(&self, key: &Key, precondition: Precondition) -> Result<bool, StoreError> {
         let key = key.clone();
-        self.locked(move |body, _| {
+        self.locked_write(move |body, _| {
             let current = body.records.get(key.as_str()).map(|s| s.version);
             if current.is_none() && !matches!(precondition, Precondition::Version(_)) {
                 return Ok((false, Persist::None));
@@ -325,7 +457,7 @@ impl CredentialStore for FileStore {
 
     async fn read_many(&self, keys: &[Key]) -> Result<Vec<Option<Record>>, StoreError> {
         let keys = keys.to_vec();
-        self.locked(move |body, _| {
+        self.locked(false, move |body, _| {
             let mut out = Vec::with_capacity(keys.len());
             for key in &keys {
                 out.push(match body.records.get(key.as_str()) {
@@ -355,7 +487,7 @@ impl CredentialStore for FileStore {
             .map(|(k, v, p)| (k, B64.encode(v.expose_secret()), p))
             .collect();
         // One locked read and one durable write for the whole batch.
-        self.locked(move |body, now| {
+        self.locked_write(move |body, now| {
             let results: Vec<Result<u64, StoreError>> = items
                 .into_iter()
                 .map(|(key, encoded, precondition)| {
@@ -377,12 +509,19 @@ impl CredentialStore for FileStore {
 
     async fn list(&self, prefix: &str) -> Result<Vec<RecordMeta>, StoreError> {
         let prefix = prefix.to_owned();
-        self.locked(move |body, _| {
+        let access = self.access.clone();
+        self.locked(false, move |body, _| {
             let listed = body
                 .records
                 .iter()
                 .filter(|(k, _)| k.starts_with(&prefix))
-                .filter_map(|(k, s)| Key::new(k.clone()).ok().map(|key| meta(&key, s)))
+                .filter_map(|(k, s)| {
+                    Key::new(k.clone()).ok().map(|key| {
+                        let mut m = meta(&key, s);
+                        m.last_accessed = access.overlay(k, s.last_accessed).map(time);
+                        m
+                    })
+                })
                 .collect();
             Ok((listed, Persist::None))
         })

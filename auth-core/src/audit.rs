@@ -168,12 +168,17 @@ impl Debug for JsonLinesAuditSink {
 
 impl AuditSink for JsonLinesAuditSink {
     fn record(&self, event: &AuditEvent<'_>) {
+        // One write per event: a line is never interleaved with another writer's.
+        let mut line = match serde_json::to_vec(event) {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::error!(target: "auth::audit", error = %e, "audit event could not be encoded");
+                return;
+            }
+        };
+        line.push(b'\n');
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
-        let written = serde_json::to_writer(&mut *out, event)
-            .map_err(std::io::Error::from)
-            .and_then(|()| out.write_all(b"\n"))
-            .and_then(|()| out.flush());
-        if let Err(e) = written {
+        if let Err(e) = out.write_all(&line).and_then(|()| out.flush()) {
             // An audit sink must not fail the authentication; say so where operators look.
             tracing::error!(target: "auth::audit", error = %e, "audit event could not be written");
         }

@@ -116,7 +116,10 @@ impl AccessLog {
     }
 
     fn flush_due(&self) -> bool {
-        let mut last = self.last_flush.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = self
+            .last_flush
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if last.elapsed() >= self.interval {
             *last = Instant::now();
             true
@@ -151,7 +154,14 @@ impl Drop for AccessLog {
         };
         let _ = store.blocking(true, move |body, _| {
             let changed = apply_accesses(body, &accesses);
-            Ok(((), if changed { Persist::Lazy } else { Persist::None }))
+            Ok((
+                (),
+                if changed {
+                    Persist::Lazy
+                } else {
+                    Persist::None
+                },
+            ))
         });
     }
 }
@@ -414,7 +424,13 @@ impl CredentialStore for FileStore {
                 access.record(k.as_str(), now);
                 let mut meta = meta(&k, stored);
                 meta.last_accessed = Some(time(now));
-                Ok((Some(Record { value: value.into(), meta }), Persist::None))
+                Ok((
+                    Some(Record {
+                        value: value.into(),
+                        meta,
+                    }),
+                    Persist::None,
+                ))
             })
             .await?;
         if record.is_some() && self.access.flush_due() {

@@ -58,6 +58,9 @@ impl GatewayProcess {
 
     /// A libpq connection string for `user` (database of the same name) plus `extra`.
     pub fn conninfo(&self, user: &str, extra: &str) -> String {
-        format!("host=127.0.0.1 port={} user={user} dbname={user} {extra}", self.port)
+        format!(
+            "host=127.0.0.1 port={} user={user} dbname={user} {extra}",
+            self.port
+        )
     }
 }

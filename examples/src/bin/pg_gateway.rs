@@ -17,10 +17,10 @@ use secrecy::ExposeSecret;
 fn data_dir() -> PathBuf {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "--data-dir" {
-            if let Some(d) = args.next() {
-                return PathBuf::from(d);
-            }
+        if a == "--data-dir"
+            && let Some(d) = args.next()
+        {
+            return PathBuf::from(d);
         }
     }
     std::env::var_os("GATEWAY_DATA_DIR")

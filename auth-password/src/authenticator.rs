@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use auth_core::clock::{SharedClock, system_clock};
 use auth_core::{
-    AccountStatus, Attempt, Authenticator, Credential, CredentialKind, Error, Evidence, Outcome,
-    Precondition, StandardSession,
+    Attempt, Authenticator, Credential, CredentialKind, Error, Evidence, Outcome, Precondition,
+    StandardSession,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -120,12 +120,7 @@ impl Authenticator for PasswordAuthenticator {
                 format!("wrong password for user `{user}`"),
             );
         }
-        let status = match record.status {
-            UserStatus::Disabled => Some(AccountStatus::Disabled),
-            UserStatus::Locked => Some(AccountStatus::Locked),
-            _ if record.password_expired(self.clock.now()) => Some(AccountStatus::Expired),
-            _ => None,
-        };
+        let status = record.account_status(self.clock.now());
         if let Some(status) = status {
             return Outcome::AccountStatus {
                 status,

@@ -67,6 +67,19 @@ impl fmt::Debug for UserRecord {
 }
 
 impl UserRecord {
+    /// Why the account cannot be used at `now`, if it cannot (checked only after the
+    /// credential was verified, so a wrong password never learns it).
+    pub fn account_status(&self, now: SystemTime) -> Option<auth_core::AccountStatus> {
+        match self.status {
+            UserStatus::Disabled | UserStatus::Deleted => Some(auth_core::AccountStatus::Disabled),
+            UserStatus::Locked => Some(auth_core::AccountStatus::Locked),
+            UserStatus::Active if self.password_expired(now) => {
+                Some(auth_core::AccountStatus::Expired)
+            }
+            UserStatus::Active => None,
+        }
+    }
+
     /// Whether the password has expired at `now`.
     pub fn password_expired(&self, now: SystemTime) -> bool {
         self.password_expires

@@ -370,7 +370,7 @@ fn apply_put(
     now: u64,
 ) -> Result<u64, StoreError> {
     let current = body.records.get(key.as_str()).map(|s| s.version);
-    check(current, precondition)?;
+    precondition.check(current)?;
     Ok(match body.records.get_mut(key.as_str()) {
         Some(s) => {
             s.value = encoded;
@@ -393,19 +393,6 @@ fn apply_put(
             version
         }
     })
-}
-
-fn check(current: Option<u64>, precondition: Precondition) -> Result<(), StoreError> {
-    let holds = match precondition {
-        Precondition::None => true,
-        Precondition::Absent => current.is_none(),
-        Precondition::Version(v) => current == Some(v),
-    };
-    if holds {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict { current })
-    }
 }
 
 #[async_trait]
@@ -461,7 +448,7 @@ impl CredentialStore for FileStore {
             if current.is_none() && !matches!(precondition, Precondition::Version(_)) {
                 return Ok((false, Persist::None));
             }
-            check(current, precondition)?;
+            precondition.check(current)?;
             let removed = body.records.remove(key.as_str());
             if let Some(s) = &removed {
                 body.deleted.insert(key.as_str().to_owned(), s.version);

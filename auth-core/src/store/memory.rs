@@ -60,19 +60,6 @@ impl MemoryStore {
             clock,
         }
     }
-
-    fn check(current: Option<u64>, precondition: Precondition) -> Result<(), StoreError> {
-        let holds = match precondition {
-            Precondition::None => true,
-            Precondition::Absent => current.is_none(),
-            Precondition::Version(v) => current == Some(v),
-        };
-        if holds {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict { current })
-        }
-    }
 }
 
 #[async_trait]
@@ -98,7 +85,7 @@ impl CredentialStore for MemoryStore {
         let now = self.clock.now();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let current = entries.live.get(key).map(|e| e.meta.version);
-        Self::check(current, precondition)?;
+        precondition.check(current)?;
         if let Some(e) = entries.live.get_mut(key) {
             e.value = value;
             e.meta.updated = now;
@@ -124,7 +111,7 @@ impl CredentialStore for MemoryStore {
             // Deleting what is not there is not a conflict unless a version was expected.
             return Ok(false);
         }
-        Self::check(current, precondition)?;
+        precondition.check(current)?;
         match entries.live.remove(key) {
             Some(e) => {
                 entries.deleted.insert(key.clone(), e.meta.version);

@@ -120,6 +120,23 @@ pub enum Precondition {
     Version(u64),
 }
 
+impl Precondition {
+    /// Whether the precondition holds for a record at version `current` (`None`: absent);
+    /// the conflict to report when it does not.
+    pub fn check(self, current: Option<u64>) -> Result<(), StoreError> {
+        let holds = match self {
+            Precondition::None => true,
+            Precondition::Absent => current.is_none(),
+            Precondition::Version(v) => current == Some(v),
+        };
+        if holds {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict { current })
+        }
+    }
+}
+
 /// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use auth_core::clock::{SharedClock, system_clock};
 use auth_core::{
-    AccountStatus, Attempt, Authenticator, ConversationError, Credential, CredentialKind, Error,
-    Evidence, Outcome, StandardSession,
+    Attempt, Authenticator, ConversationError, Credential, CredentialKind, Error, Evidence,
+    Outcome, StandardSession,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -211,12 +211,7 @@ impl Authenticator for ScramAuthenticator {
         let Some(record) = record else {
             return Outcome::rejected(Error::InvalidCredentials, "unknown user");
         };
-        let status = match record.status {
-            UserStatus::Disabled => Some(AccountStatus::Disabled),
-            UserStatus::Locked => Some(AccountStatus::Locked),
-            _ if record.password_expired(self.clock.now()) => Some(AccountStatus::Expired),
-            _ => None,
-        };
+        let status = record.account_status(self.clock.now());
         if let Some(status) = status {
             return Outcome::AccountStatus {
                 status,

@@ -9,12 +9,13 @@
 //!
 //! Reads take a shared lock and write nothing: access times (`last_accessed`) are kept
 //! in memory and written with the next change, or at most once per flush interval
-//! (default one second), without fsync. Another process sees them that much later, and a
-//! crash may lose the latest ones, never a secret.
+//! (default one second), without the directory fsync. Another process sees them that much
+//! later, and a crash may lose the latest ones, never a secret.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,6 +59,15 @@ fn micros(t: SystemTime) -> u64 {
 
 fn time(us: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_micros(us)
+}
+
+/// How a change locks the file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    Shared,
+    Exclusive,
+    /// Exclusive if free now, else give up.
+    TryExclusive,
 }
 
 /// How a change must be written.
@@ -152,7 +162,8 @@ impl Drop for AccessLog {
             clock: system_clock(),
             access: Arc::new(AccessLog::new(PathBuf::new(), self.interval)),
         };
-        let _ = store.blocking(true, move |body, _| {
+        // Never wait here: another process may hold the lock for long (a rekey).
+        let _ = store.blocking(Lock::TryExclusive, move |body, _| {
             let changed = apply_accesses(body, &accesses);
             Ok((
                 (),
@@ -259,14 +270,14 @@ impl FileStore {
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(0o600)
                 .open(&tmp)
                 .map_err(|e| unavailable("cannot create", &tmp, e))?;
             f.write_all(text.as_bytes())
                 .map_err(|e| unavailable("cannot write", &tmp, e))?;
-            if durable {
-                f.sync_all()
-                    .map_err(|e| unavailable("cannot fsync", &tmp, e))?;
-            }
+            // Always: a rename of unsynced data can leave an empty file after a crash.
+            f.sync_all()
+                .map_err(|e| unavailable("cannot fsync", &tmp, e))?;
             fs::rename(&tmp, &self.path)
                 .map_err(|e| unavailable("cannot replace", &self.path, e))?;
             if durable {
@@ -286,7 +297,7 @@ impl FileStore {
     /// writing back what it asks for. Blocking.
     fn blocking<R>(
         &self,
-        exclusive: bool,
+        exclusive: Lock,
         change: impl FnOnce(&mut Body, u64) -> Result<(R, Persist), StoreError>,
     ) -> Result<R, StoreError> {
         let lock_path = self.lock_path();
@@ -294,12 +305,15 @@ impl FileStore {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&lock_path)
             .map_err(|e| unavailable("cannot open the lock file", &lock_path, e))?;
-        if exclusive {
-            lock.lock()
-        } else {
-            lock.lock_shared()
+        match exclusive {
+            Lock::Shared => lock.lock_shared(),
+            Lock::Exclusive => lock.lock(),
+            Lock::TryExclusive => lock
+                .try_lock()
+                .map_err(|_| std::io::ErrorKind::WouldBlock.into()),
         }
         .map_err(|e| unavailable("cannot lock", &lock_path, e))?;
         let now = micros(self.clock.now());
@@ -317,7 +331,7 @@ impl FileStore {
     /// [`FileStore::blocking`] off the async runtime.
     fn locked<R: Send + 'static>(
         &self,
-        exclusive: bool,
+        exclusive: Lock,
         change: impl FnOnce(&mut Body, u64) -> Result<(R, Persist), StoreError> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<R, StoreError>> + Send + 'static {
         let this = self.clone();
@@ -334,7 +348,7 @@ impl FileStore {
         change: impl FnOnce(&mut Body, u64) -> Result<(R, Persist), StoreError> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<R, StoreError>> + Send + 'static {
         let access = self.access.clone();
-        self.locked(true, move |body, now| {
+        self.locked(Lock::Exclusive, move |body, now| {
             let accesses = access.take();
             let had_accesses = apply_accesses(body, &accesses);
             match change(body, now) {
@@ -401,7 +415,7 @@ impl CredentialStore for FileStore {
         let k = key.clone();
         let access = self.access.clone();
         let record = self
-            .locked(false, move |body, now| {
+            .locked(Lock::Shared, move |body, now| {
                 let Some(stored) = body.records.get(k.as_str()) else {
                     return Ok((None, Persist::None));
                 };
@@ -421,7 +435,11 @@ impl CredentialStore for FileStore {
             })
             .await?;
         if record.is_some() && self.access.flush_due() {
-            self.locked_write(|_, _| Ok(((), Persist::None))).await?;
+            // Best effort: a read that succeeded does not fail because access times
+            // could not be written (they stay pending for the next write).
+            if let Err(e) = self.locked_write(|_, _| Ok(((), Persist::None))).await {
+                tracing::warn!(error = %e, "could not write wallet access times");
+            }
         }
         Ok(record)
     }
@@ -460,7 +478,7 @@ impl CredentialStore for FileStore {
 
     async fn read_many(&self, keys: &[Key]) -> Result<Vec<Option<Record>>, StoreError> {
         let keys = keys.to_vec();
-        self.locked(false, move |body, _| {
+        self.locked(Lock::Shared, move |body, _| {
             let mut out = Vec::with_capacity(keys.len());
             for key in &keys {
                 out.push(match body.records.get(key.as_str()) {
@@ -513,7 +531,7 @@ impl CredentialStore for FileStore {
     async fn list(&self, prefix: &str) -> Result<Vec<RecordMeta>, StoreError> {
         let prefix = prefix.to_owned();
         let access = self.access.clone();
-        self.locked(false, move |body, _| {
+        self.locked(Lock::Shared, move |body, _| {
             let listed = body
                 .records
                 .iter()

@@ -119,7 +119,8 @@ impl PostgresStore {
 impl CredentialStore for PostgresStore {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
         let row = sqlx::query(
-            "UPDATE auth_wallet_records SET last_accessed = $2 WHERE key = $1 AND NOT deleted \
+            "UPDATE auth_wallet_records SET last_accessed = GREATEST(last_accessed, $2) \
+             WHERE key = $1 AND NOT deleted \
              RETURNING value, created, updated, last_accessed, version",
         )
         .bind(key.as_str())

@@ -213,6 +213,32 @@ pub async fn serve<H: PgWireServerHandlers>(
             _ => message.is_extended_query(),
         };
         let is_cancel = matches!(message, PgWireFrontendMessage::CancelRequest(_));
+        if authenticating {
+            // During authentication every error ends the connection, whatever its
+            // severity (an error handler that softened it must not leave an
+            // unauthenticated connection ready for queries).
+            if let Err(e) = process_message(
+                message,
+                &mut socket,
+                startup.clone(),
+                simple.clone(),
+                extended.clone(),
+                copy.clone(),
+                cancel.clone(),
+            )
+            .await
+            {
+                let info: ErrorInfo = e.into();
+                socket
+                    .send(PgWireBackendMessage::ErrorResponse(info.into()))
+                    .await?;
+                return Ok(());
+            }
+            if is_cancel {
+                return Ok(());
+            }
+            continue;
+        }
         if let Err(mut e) = process_message(
             message,
             &mut socket,

@@ -184,6 +184,12 @@ impl PgAuthenticator {
             if kinds.contains(&CredentialKind::Sasl(SCRAM)) {
                 offered.push(SCRAM);
             }
+            if offered.is_empty() {
+                return Err(fatal(
+                    "28000",
+                    "SCRAM-SHA-256-PLUS requires an encrypted connection; connect with sslmode=require".into(),
+                ));
+            }
             client
                 .send(PgWireBackendMessage::Authentication(Authentication::SASL(
                     offered.iter().map(|m| (*m).to_owned()).collect(),

@@ -59,20 +59,42 @@ pub enum ScramError {
 pub struct ScramAuthenticator {
     users: Users,
     clock: SharedClock,
-    mock_secret: Arc<[u8; 32]>,
+    /// `None` when the system had no randomness for it: then nothing is authenticated.
+    mock_secret: Option<Arc<[u8; 32]>>,
+    mock_iterations: u32,
 }
 
 impl ScramAuthenticator {
     /// An authenticator over `users`.
     pub fn new(users: Users) -> Self {
         let mut mock_secret = [0u8; 32];
-        // Without randomness the mock salts are still per-user, only predictable.
-        let _ = getrandom::fill(&mut mock_secret);
+        let mock_secret = getrandom::fill(&mut mock_secret)
+            .ok()
+            .map(|()| Arc::new(mock_secret));
         Self {
             users,
             clock: system_clock(),
-            mock_secret: Arc::new(mock_secret),
+            mock_secret,
+            mock_iterations: DEFAULT_SCRAM_ITERATIONS,
         }
+    }
+
+    /// Derives unknown users' mock salts from `secret`. Give every instance of a
+    /// deployment the same persistent secret: with a per-process random one (the
+    /// default), an unknown user's salt changes across restarts and instances while a real
+    /// user's does not, which tells them apart.
+    #[must_use]
+    pub fn with_mock_secret(mut self, secret: [u8; 32]) -> Self {
+        self.mock_secret = Some(Arc::new(secret));
+        self
+    }
+
+    /// The iteration count unknown users' mock exchanges show: set it to what the
+    /// deployment's real verifiers use (default 4096).
+    #[must_use]
+    pub fn with_mock_iterations(mut self, iterations: u32) -> Self {
+        self.mock_iterations = iterations;
+        self
     }
 
     /// Reads time from `clock` (session timestamps, password expiry).
@@ -94,11 +116,11 @@ impl ScramAuthenticator {
 
     /// The verifier an unknown user's mock exchange uses: a salt derived from the user
     /// name, so repeated attempts see the same salt, as for a real user.
-    fn mock_verifier(&self, user: &str) -> ScramVerifier {
-        let salt = verifier::hmac(self.mock_secret.as_ref(), &[b"salt", user.as_bytes()]);
-        let key = verifier::hmac(self.mock_secret.as_ref(), &[b"key", user.as_bytes()]);
+    fn mock_verifier(&self, secret: &[u8; 32], user: &str) -> ScramVerifier {
+        let salt = verifier::hmac(secret, &[b"salt", user.as_bytes()]);
+        let key = verifier::hmac(secret, &[b"key", user.as_bytes()]);
         ScramVerifier {
-            iterations: DEFAULT_SCRAM_ITERATIONS,
+            iterations: self.mock_iterations,
             salt: salt[..16].to_vec(),
             stored_key: key,
             server_key: key,
@@ -106,10 +128,10 @@ impl ScramAuthenticator {
     }
 }
 
-fn server_nonce() -> String {
+fn server_nonce() -> Option<String> {
     let mut bytes = [0u8; 18];
-    let _ = getrandom::fill(&mut bytes);
-    B64.encode(bytes)
+    getrandom::fill(&mut bytes).ok()?;
+    Some(B64.encode(bytes))
 }
 
 fn conversation_failure(e: ConversationError) -> Outcome {
@@ -176,13 +198,17 @@ impl Authenticator for ScramAuthenticator {
             },
             None => (None, "unknown user"),
         };
+        // Without randomness there is no safe nonce or mock salt: refuse to run.
+        let (Some(secret), Some(nonce)) = (self.mock_secret.as_deref(), server_nonce()) else {
+            return Outcome::unavailable("no randomness for the SCRAM nonce");
+        };
         let (exchange, server_first) = match ScramExchange::start(
             &mechanism,
             &client_first,
             channel_binding.as_deref(),
             verifier,
-            self.mock_verifier(&user),
-            &server_nonce(),
+            self.mock_verifier(secret, &user),
+            &nonce,
         ) {
             Ok(x) => x,
             Err(e) => return Outcome::rejected(Error::Malformed, e.to_string()),

@@ -46,6 +46,8 @@ pub struct Prepared {
     pub demo_password: Option<SecretString>,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// Unknown users' SCRAM mock salts derive from this, the same across restarts.
+    pub mock_secret: [u8; 32],
 }
 
 impl std::fmt::Debug for Prepared {
@@ -91,6 +93,22 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
     let tls_key = std::fs::read(&tls_key_path).map_err(|e| err("TLS key")(&e))?;
     let tls = TlsSetup::from_pem(&cert, &tls_key).map_err(|e| err("TLS")(&e))?;
 
+    let mock_path = data_dir.join("scram-mock.secret");
+    if !mock_path.exists() {
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| err("randomness")(&e))?;
+        write_private(&mock_path, &secret)?;
+    }
+    let mock_secret: [u8; 32] = std::fs::read(&mock_path)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            GatewayError(format!(
+                "{} is not 32 bytes; delete it to make a new one",
+                mock_path.display()
+            ))
+        })?;
+
     let config_path = data_dir.join("gateway.toml");
     if !config_path.exists() {
         std::fs::write(&config_path, GatewayConfig::DEFAULT_TOML).map_err(|e| err("config")(&e))?;
@@ -129,6 +147,7 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         tls,
         demo_password,
         data_dir: data_dir.to_owned(),
+        mock_secret,
     })
 }
 
@@ -163,6 +182,7 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
     let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
     let users = Users::new(prepared.wallet.clone());
     let hasher = Hasher::new(Argon2Settings::default()).map_err(|e| err("hasher")(&e))?;
+    let mock_secret = prepared.mock_secret;
     let chain = |name: &str, method: Method| -> Target {
         let builder = Chain::builder()
             .name(name)
@@ -172,7 +192,9 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
             Method::Reject => Target::Reject,
             Method::Scram => Target::Chain(Arc::new(
                 builder
-                    .link(Arc::new(ScramAuthenticator::new(users.clone())))
+                    .link(Arc::new(
+                        ScramAuthenticator::new(users.clone()).with_mock_secret(mock_secret),
+                    ))
                     .build(),
             )),
             Method::Password => Target::Chain(Arc::new(
@@ -196,7 +218,7 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
     let policy = Arc::new(Policy::new(rules).with_audit(audit));
     let auth = PgAuthConfig {
         allow_cleartext_without_tls: prepared.config.allow_cleartext_without_tls,
-        channel_binding: Some(prepared.tls.channel_binding.clone()),
+        channel_binding: prepared.tls.channel_binding.clone(),
         ..PgAuthConfig::new(policy)
     };
     let serve = ServeConfig {

@@ -1,0 +1,236 @@
+//! Kerberos through GSSAPI as an auth-core authenticator: the client's tokens arrive
+//! through the attempt's `Conversation` (pgwire GSSResponse, HTTP Negotiate), every
+//! blocking GSS call runs off the async runtime, and the chain's per-link timeout bounds
+//! the whole handshake.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use auth_core::clock::{SharedClock, system_clock};
+use auth_core::{
+    Attempt, Authenticator, ConversationError, Credential, CredentialKind, CredentialStore, Error,
+    Evidence, Key, Outcome, StandardSession,
+};
+use libgssapi::context::{SecurityContext, ServerCtx};
+use libgssapi::error::{Error as GssError, MajorFlags};
+
+use crate::acceptor;
+use crate::mapping::PrincipalMapper;
+use crate::principal::Principal;
+
+/// The longest client token accepted.
+pub const MAX_TOKEN_LEN: usize = 64 * 1024;
+
+/// The most rounds a handshake may take (Kerberos needs one or two).
+const MAX_ROUNDS: usize = 8;
+
+/// Where the mapped user must exist.
+#[derive(Debug, Clone)]
+pub struct UserDirectory {
+    /// The store of users.
+    pub store: Arc<dyn CredentialStore>,
+    /// The key prefix of a user record (`user/` for auth-password's users).
+    pub prefix: String,
+}
+
+/// Authenticates [`Credential::GssToken`] with a GSSAPI (Kerberos) acceptor.
+#[derive(Debug)]
+pub struct GssAuthenticator {
+    keytab: Option<PathBuf>,
+    mapper: PrincipalMapper,
+    users: Option<UserDirectory>,
+    clock: SharedClock,
+}
+
+impl GssAuthenticator {
+    /// An acceptor using `keytab` (`None`: the default, `KRB5_KTNAME`) and `mapper`.
+    pub fn new(keytab: Option<PathBuf>, mapper: PrincipalMapper) -> Self {
+        Self {
+            keytab,
+            mapper,
+            users: None,
+            clock: system_clock(),
+        }
+    }
+
+    /// Requires the mapped user to exist in `users`.
+    #[must_use]
+    pub fn with_users(mut self, users: UserDirectory) -> Self {
+        self.users = Some(users);
+        self
+    }
+
+    /// Reads time from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    async fn user_exists(&self, user: &str) -> Result<bool, Outcome> {
+        let Some(dir) = &self.users else {
+            return Ok(true);
+        };
+        let Ok(key) = Key::new(format!("{}{user}", dir.prefix)) else {
+            return Ok(false);
+        };
+        match dir.store.read_many(&[key]).await {
+            Ok(found) => Ok(found.into_iter().next().flatten().is_some()),
+            Err(e) => Err(Outcome::unavailable(format!("user store: {e}"))),
+        }
+    }
+}
+
+/// A GSS failure as an outcome; the status text goes to the audit detail only.
+fn failed(e: &GssError) -> Outcome {
+    let detail = format!("GSSAPI: {e}");
+    if e.major.contains(MajorFlags::GSS_S_NO_CRED) {
+        // The server's own credentials (keytab) are missing: not the client's fault.
+        Outcome::unavailable(detail)
+    } else if e.major.contains(MajorFlags::GSS_S_CREDENTIALS_EXPIRED) || detail.contains("expired")
+    {
+        Outcome::rejected(Error::Expired, detail)
+    } else if e.major.contains(MajorFlags::GSS_S_DEFECTIVE_TOKEN) {
+        Outcome::rejected(Error::Malformed, detail)
+    } else {
+        // Wrong service key (a ticket for a rotated key), bad integrity, and the rest.
+        Outcome::rejected(Error::InvalidCredentials, detail)
+    }
+}
+
+fn conversation_failure(e: ConversationError) -> Outcome {
+    match e {
+        ConversationError::NotInteractive { .. } => {
+            Outcome::rejected(Error::MissingCredentials, "GSSAPI needs another round")
+        }
+        other => Outcome::rejected(Error::Malformed, format!("GSSAPI conversation: {other}")),
+    }
+}
+
+/// One acceptor step off the runtime; the first step acquires the credentials.
+async fn step(
+    keytab: Option<PathBuf>,
+    ctx: Option<ServerCtx>,
+    token: Vec<u8>,
+) -> Result<(ServerCtx, Option<Vec<u8>>), Outcome> {
+    tokio::task::spawn_blocking(move || {
+        let mut ctx = match ctx {
+            Some(c) => c,
+            None => ServerCtx::new(Some(
+                acceptor::acquire(keytab.as_deref()).map_err(|e| failed(&e))?,
+            )),
+        };
+        let out = ctx.step(&token, None).map_err(|e| failed(&e))?;
+        Ok((ctx, out.map(|b| b.to_vec())))
+    })
+    .await
+    .map_err(|e| Outcome::unavailable(format!("GSSAPI task: {e}")))?
+}
+
+#[async_trait]
+impl Authenticator for GssAuthenticator {
+    fn name(&self) -> &str {
+        "kerberos"
+    }
+
+    fn accepts(&self) -> Vec<CredentialKind> {
+        vec![CredentialKind::Gss]
+    }
+
+    fn supports(&self, credential: &Credential) -> bool {
+        matches!(credential, Credential::GssToken(_))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
+        let Credential::GssToken(first) = &attempt.credential else {
+            return Outcome::NotApplicable;
+        };
+        if first.is_empty() || first.len() > MAX_TOKEN_LEN {
+            return Outcome::rejected(Error::Malformed, "GSSAPI token empty or larger than 64 KiB");
+        }
+        let mut token = first.clone();
+        let mut ctx = None;
+        let final_token;
+        let mut round = 0;
+        loop {
+            let (c, out) = match step(self.keytab.clone(), ctx.take(), token).await {
+                Ok(x) => x,
+                Err(outcome) => return outcome,
+            };
+            if c.is_complete() {
+                final_token = out.filter(|t| !t.is_empty());
+                ctx = Some(c);
+                break;
+            }
+            round += 1;
+            if round >= MAX_ROUNDS {
+                return Outcome::rejected(
+                    Error::Malformed,
+                    "GSSAPI handshake took too many rounds",
+                );
+            }
+            let Some(conversation) = attempt.conversation() else {
+                return Outcome::unavailable("the adapter provided no conversation for GSSAPI");
+            };
+            token = match conversation.exchange(out.unwrap_or_default()).await {
+                Ok(t) if !t.is_empty() && t.len() <= MAX_TOKEN_LEN => t,
+                Ok(_) => {
+                    return Outcome::rejected(
+                        Error::Malformed,
+                        "GSSAPI token empty or larger than 64 KiB",
+                    );
+                }
+                Err(e) => return conversation_failure(e),
+            };
+            ctx = Some(c);
+        }
+        let Some(ctx) = ctx else {
+            return Outcome::unavailable("GSSAPI handshake ended without a context");
+        };
+        let name = match ctx.source_name().and_then(|n| n.display_name()) {
+            Ok(buf) => String::from_utf8_lossy(&buf).into_owned(),
+            Err(e) => return failed(&e),
+        };
+        drop(ctx);
+        let principal = match Principal::parse(&name) {
+            Ok(p) => p,
+            Err(e) => return Outcome::rejected(Error::InvalidCredentials, format!("{e}: {name}")),
+        };
+        let user = match self.mapper.map(&principal) {
+            Ok(u) => u,
+            Err(e) => {
+                return Outcome::rejected(
+                    Error::InvalidCredentials,
+                    format!("principal `{principal}`: {e}"),
+                );
+            }
+        };
+        match self.user_exists(&user).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Outcome::rejected(
+                    Error::InvalidCredentials,
+                    format!("principal `{principal}` maps to `{user}`, which is not a known user"),
+                );
+            }
+            Err(outcome) => return outcome,
+        }
+        if let Some(token) = final_token {
+            // Mutual authentication: the client verifies the server with this token.
+            let Some(conversation) = attempt.conversation() else {
+                return Outcome::unavailable("the adapter provided no conversation for GSSAPI");
+            };
+            if let Err(e) = conversation.complete(token).await {
+                return conversation_failure(e);
+            }
+        }
+        Outcome::Authenticated(
+            StandardSession::new(principal.to_string(), "kerberos", self.clock.now())
+                .with_user(user)
+                .with_evidence(Evidence::KerberosPrincipal(principal.to_string()))
+                .boxed(),
+        )
+    }
+}

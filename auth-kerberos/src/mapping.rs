@@ -1,0 +1,185 @@
+//! From an authenticated principal to a local user name, like pg_ident.conf: accepted
+//! realms, realm and instance stripping, case folding, and regex maps with `\1`.
+
+use regex::Regex;
+
+use crate::principal::Principal;
+
+/// How the mapped name's case is folded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CaseFold {
+    /// Leave it as it is.
+    #[default]
+    Keep,
+    /// Lower case.
+    Lower,
+    /// Upper case (the IRIS convention).
+    Upper,
+}
+
+/// One regex map: a principal matching `pattern` maps to `replacement`, where `\1`..`\9`
+/// stand for the pattern's groups (pg_ident.conf's `/^(.*)@REALM$  \1`).
+#[derive(Debug, Clone)]
+pub struct MapRule {
+    pattern: Regex,
+    replacement: String,
+}
+
+impl MapRule {
+    /// A rule; `pattern` is anchored as written (use `^...$`).
+    pub fn new(pattern: &str, replacement: impl Into<String>) -> Result<Self, regex::Error> {
+        Ok(Self {
+            pattern: Regex::new(pattern)?,
+            replacement: replacement.into(),
+        })
+    }
+
+    fn apply(&self, name: &str) -> Option<String> {
+        let caps = self.pattern.captures(name)?;
+        let mut out = String::new();
+        let mut chars = self.replacement.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\\'
+                && let Some(d) = chars.peek().and_then(|d| d.to_digit(10))
+            {
+                chars.next();
+                out.push_str(caps.get(d as usize).map_or("", |m| m.as_str()));
+                continue;
+            }
+            out.push(c);
+        }
+        Some(out)
+    }
+}
+
+/// Why a principal has no local user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MapError {
+    /// The principal's realm is not accepted.
+    #[error("realm `{0}` is not accepted")]
+    Realm(String),
+    /// The principal has an instance and instances are not stripped.
+    #[error("principal `{0}` has an instance and no rule maps it")]
+    Instance(String),
+    /// Regex maps exist and none matched.
+    #[error("no map rule matches `{0}`")]
+    NoRule(String),
+    /// The result is empty.
+    #[error("principal `{0}` maps to an empty user name")]
+    Empty(String),
+}
+
+/// The mapping configuration.
+#[derive(Debug, Clone, Default)]
+pub struct PrincipalMapper {
+    /// Keep the realm in the name the rules see and the result (pg_hba `include_realm`).
+    pub include_realm: bool,
+    /// Drop the instance (`alice/admin` becomes `alice`).
+    pub strip_instance: bool,
+    /// Case folding of the result.
+    pub case: CaseFold,
+    /// Realms accepted; empty accepts any.
+    pub realms: Vec<String>,
+    /// Regex maps, first match wins; when there are any, an unmatched principal is refused.
+    pub rules: Vec<MapRule>,
+}
+
+impl PrincipalMapper {
+    /// The local user for `principal`.
+    pub fn map(&self, principal: &Principal) -> Result<String, MapError> {
+        let full = principal.to_string();
+        if !self.realms.is_empty() {
+            let realm = principal.realm.clone().unwrap_or_default();
+            if !self.realms.contains(&realm) {
+                return Err(MapError::Realm(realm));
+            }
+        }
+        let mut name = match (&principal.instance, self.strip_instance) {
+            (Some(_), true) => principal.primary.clone(),
+            (Some(_), false) if self.rules.is_empty() => return Err(MapError::Instance(full)),
+            _ => principal.without_realm(),
+        };
+        if self.include_realm
+            && let Some(r) = &principal.realm
+        {
+            name = format!("{name}@{r}");
+        }
+        if !self.rules.is_empty() {
+            name = self
+                .rules
+                .iter()
+                .find_map(|rule| rule.apply(&name))
+                .ok_or_else(|| MapError::NoRule(name.clone()))?;
+        }
+        let name = match self.case {
+            CaseFold::Keep => name,
+            CaseFold::Lower => name.to_lowercase(),
+            CaseFold::Upper => name.to_uppercase(),
+        };
+        if name.is_empty() {
+            return Err(MapError::Empty(full));
+        }
+        Ok(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Principal {
+        Principal::parse(s).unwrap()
+    }
+
+    #[test]
+    fn strips_realm_and_optionally_instance_and_folds_case() {
+        let m = PrincipalMapper::default();
+        assert_eq!(m.map(&p("alice@TEST.REALM")), Ok("alice".into()));
+        assert!(matches!(
+            m.map(&p("alice/admin@TEST.REALM")),
+            Err(MapError::Instance(_))
+        ));
+        let m = PrincipalMapper {
+            strip_instance: true,
+            case: CaseFold::Upper,
+            ..Default::default()
+        };
+        assert_eq!(m.map(&p("alice/admin@TEST.REALM")), Ok("ALICE".into()));
+        let m = PrincipalMapper {
+            include_realm: true,
+            case: CaseFold::Lower,
+            ..Default::default()
+        };
+        assert_eq!(m.map(&p("Alice@TEST.REALM")), Ok("alice@test.realm".into()));
+    }
+
+    #[test]
+    fn accepted_realms() {
+        let m = PrincipalMapper {
+            realms: vec!["TEST.REALM".into()],
+            ..Default::default()
+        };
+        assert_eq!(m.map(&p("alice@TEST.REALM")), Ok("alice".into()));
+        assert_eq!(
+            m.map(&p("alice@EVIL.REALM")),
+            Err(MapError::Realm("EVIL.REALM".into()))
+        );
+        assert_eq!(m.map(&p("alice")), Err(MapError::Realm(String::new())));
+    }
+
+    #[test]
+    fn regex_maps_like_pg_ident() {
+        let m = PrincipalMapper {
+            include_realm: true,
+            rules: vec![
+                MapRule::new(r"^(.*)/admin@TEST\.REALM$", r"\1_dba").unwrap(),
+                MapRule::new(r"^(.*)@TEST\.REALM$", r"\1").unwrap(),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(m.map(&p("alice@TEST.REALM")), Ok("alice".into()));
+        assert_eq!(m.map(&p("alice/admin@TEST.REALM")), Ok("alice_dba".into()));
+        assert!(matches!(m.map(&p("alice@OTHER")), Err(MapError::NoRule(_))));
+    }
+}

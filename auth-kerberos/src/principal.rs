@@ -125,7 +125,10 @@ mod tests {
         assert_eq!(p.instance.as_deref(), Some("db.example.com"));
         assert_eq!(p.to_string(), "postgres/db.example.com@EXAMPLE.COM");
         let p = Principal::parse("bob").unwrap();
-        assert_eq!((p.realm.clone(), p.without_realm()), (None, "bob".to_owned()));
+        assert_eq!(
+            (p.realm.clone(), p.without_realm()),
+            (None, "bob".to_owned())
+        );
         let p = Principal::parse(r"we\@ird\/name@R").unwrap();
         assert_eq!(p.primary, "we@ird/name");
     }

@@ -22,6 +22,16 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts `binary` with `gateway.toml` = `listen` + `auth_timeout` + `rules`.
     pub fn start(binary: &Path, auth_timeout: &str, rules: &str) -> Result<Self, HarnessError> {
+        Self::start_with_env(binary, auth_timeout, rules, &[])
+    }
+
+    /// As [`GatewayProcess::start`], with extra environment variables (a Kerberos realm's).
+    pub fn start_with_env(
+        binary: &Path,
+        auth_timeout: &str,
+        rules: &str,
+        env: &[(String, String)],
+    ) -> Result<Self, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix("auth-gateway-")
             .tempdir()
@@ -35,7 +45,7 @@ impl GatewayProcess {
         )
         .map_err(HarnessError::io("write gateway.toml"))?;
         let mut cmd = Command::new(binary);
-        cmd.arg("--data-dir").arg(&data);
+        cmd.arg("--data-dir").arg(&data).envs(env.iter().cloned());
         let process = ServiceProcess::spawn("pg-gateway", &mut cmd, "listening on")?;
         let output = process.output();
         let demo_password = output

@@ -82,6 +82,7 @@ impl Kdc {
              \trdns = false\n\
              \tudp_preference_limit = 1\n\
              \tticket_lifetime = 1h\n\
+             \tclockskew = 1\n\
              \tdefault_ccache_name = FILE:{d}/ccache\n\
              [realms]\n\
              \t{REALM} = {{\n\

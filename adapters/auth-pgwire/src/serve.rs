@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
+use pgwire::api::auth::{DefaultServerParameterProvider, finish_authentication};
 use pgwire::api::{
     ClientInfo, DefaultClient, ErrorHandler, PgWireConnectionState, PgWireServerHandlers,
 };
@@ -17,6 +18,8 @@ use pgwire::tokio::server::{MaybeTls, PgWireMessageServerCodec, process_error, p
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedParts};
+
+use crate::startup::{GssRequested, Outbox};
 
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
@@ -51,7 +54,8 @@ impl Default for ServeConfig {
 }
 
 enum Negotiated {
-    Plain(TcpStream, Vec<u8>),
+    /// Plaintext; the bytes already read; whether the client asked for GSS encryption.
+    Plain(TcpStream, Vec<u8>, bool),
     Tls(Box<pgwire::tokio::tokio_rustls::server::TlsStream<TcpStream>>),
     /// Refused (plaintext after SSLRequest); the error was sent.
     Refused,
@@ -109,6 +113,7 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Result<
         }
         return Ok(Negotiated::Tls(Box::new(stream)));
     }
+    let mut gss_requested = false;
     loop {
         let mut head = [0u8; 8];
         tcp.read_exact(&mut head).await?;
@@ -129,8 +134,11 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Result<
                 }
                 None => tcp.write_all(b"N").await?,
             },
-            (8, GSSENC_REQUEST) => tcp.write_all(b"N").await?,
-            _ => return Ok(Negotiated::Plain(tcp, head.to_vec())),
+            (8, GSSENC_REQUEST) => {
+                gss_requested = true;
+                tcp.write_all(b"N").await?;
+            }
+            _ => return Ok(Negotiated::Plain(tcp, head.to_vec(), gss_requested)),
         }
     }
 }
@@ -150,13 +158,17 @@ pub async fn serve<H: PgWireServerHandlers>(
         _ = &mut deadline => return Ok(()),
         n = negotiate(tcp, config.tls.as_ref()) => n?,
     };
+    let mut gss_requested = false;
     let (io, client, prefix) = match negotiated {
         Negotiated::Refused => return Ok(()),
-        Negotiated::Plain(tcp, prefix) => (
-            MaybeTls::Plain(tcp),
-            DefaultClient::new(addr, false),
-            prefix,
-        ),
+        Negotiated::Plain(tcp, prefix, gss) => {
+            gss_requested = gss;
+            (
+                MaybeTls::Plain(tcp),
+                DefaultClient::new(addr, false),
+                prefix,
+            )
+        }
         Negotiated::Tls(stream) => {
             let mut client = DefaultClient::new(addr, true);
             client.sni_server_name = stream.get_ref().1.server_name().map(str::to_owned);
@@ -167,6 +179,11 @@ pub async fn serve<H: PgWireServerHandlers>(
     parts.read_buf = BytesMut::from(prefix.as_slice());
     let mut socket = Framed::from_parts(parts);
     socket.set_state(PgWireConnectionState::AwaitingStartup);
+    if gss_requested {
+        socket
+            .session_extensions()
+            .get_or_insert_with(GssRequested::default);
+    }
 
     let startup = handlers.startup_handler();
     let simple = handlers.simple_query_handler();
@@ -233,6 +250,27 @@ pub async fn serve<H: PgWireServerHandlers>(
                     .send(PgWireBackendMessage::ErrorResponse(info.into()))
                     .await?;
                 return Ok(());
+            }
+            // Frames pgwire cannot encode (GSSAPI), then AuthenticationOk if due.
+            if let Some(outbox) = socket.session_extensions().get::<Outbox>() {
+                let (frames, finish) = outbox.take();
+                if !frames.is_empty() {
+                    socket.flush().await?;
+                    for f in frames {
+                        socket.get_mut().write_all(&f).await?;
+                    }
+                    socket.get_mut().flush().await?;
+                }
+                if finish
+                    && let Err(e) = finish_authentication(
+                        &mut socket,
+                        &DefaultServerParameterProvider::default(),
+                    )
+                    .await
+                {
+                    tracing::debug!(error = %e, "could not complete authentication");
+                    return Ok(());
+                }
             }
             if is_cancel {
                 return Ok(());

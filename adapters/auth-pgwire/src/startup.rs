@@ -80,6 +80,14 @@ enum Phase {
         task: JoinHandle<Outcome>,
         user: String,
     },
+    /// AuthenticationGSS was sent.
+    GssInitial(Pending),
+    /// A GSSAPI exchange runs in `task`.
+    Gss {
+        peer: ConversationPeer,
+        task: JoinHandle<Outcome>,
+        user: String,
+    },
     /// Finished or failed; nothing more is accepted.
     Over,
 }
@@ -91,6 +99,40 @@ struct Pending {
 }
 
 type PhaseSlot = Mutex<Phase>;
+
+/// Frames the serve loop writes raw after the handler returns (pgwire has no messages for
+/// GSSAPI), and whether it should then complete the authentication.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox(Mutex<(Vec<Vec<u8>>, bool)>);
+
+impl Outbox {
+    fn of<C: ClientInfo + ?Sized>(client: &C) -> Arc<Self> {
+        client
+            .session_extensions()
+            .get_or_insert_with(Self::default)
+    }
+
+    fn push(&self, frame: Vec<u8>) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .push(frame);
+    }
+
+    fn finish(&self) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
+    }
+
+    /// The frames to write and whether to finish.
+    pub(crate) fn take(&self) -> (Vec<Vec<u8>>, bool) {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// Marks a connection whose client asked for GSSAPI encryption (GSSENCRequest).
+#[derive(Debug, Default)]
+pub(crate) struct GssRequested;
 
 /// pgwire's [`StartupHandler`] that authenticates through an auth-core [`Policy`].
 #[derive(Debug)]
@@ -116,6 +158,7 @@ impl PgAuthenticator {
     fn connection_info<C: ClientInfo>(&self, client: &C, startup: &Startup) -> ConnectionInfo {
         let mut info = ConnectionInfo::tcp(Protocol::Postgres, client.socket_addr())
             .with_id(self.next_connection.fetch_add(1, Ordering::Relaxed));
+        info.gss_requested = client.session_extensions().get::<GssRequested>().is_some();
         if client.is_secure() {
             info = info.with_tls(TlsInfo {
                 version: None,
@@ -171,7 +214,12 @@ impl PgAuthenticator {
             connection,
             user,
         };
-        let phase = if kinds.contains(&CredentialKind::Sasl(SCRAM))
+        // A chain the policy picked for Kerberos speaks GSSAPI first: the wire allows one
+        // method per connection.
+        let phase = if kinds.contains(&CredentialKind::Gss) {
+            Outbox::of(client).push(frame(AUTH_GSS, &[]));
+            Phase::GssInitial(pending)
+        } else if kinds.contains(&CredentialKind::Sasl(SCRAM))
             || kinds.contains(&CredentialKind::Sasl(SCRAM_PLUS))
         {
             let mut offered = Vec::new();
@@ -251,6 +299,57 @@ impl PgAuthenticator {
                     .failure()
                     .unwrap_or_else(|| auth_core::Error::Denied.into());
                 Err(auth_failed(&failure, user, method))
+            }
+        }
+    }
+
+    /// As [`Self::drive`] for GSSAPI, whose frames pgwire cannot encode: they go to the
+    /// connection's outbox, which the serve loop writes raw.
+    async fn drive_gss<C>(
+        &self,
+        client: &mut C,
+        mut peer: ConversationPeer,
+        task: JoinHandle<Outcome>,
+        user: String,
+    ) -> PgWireResult<Phase>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        loop {
+            match peer.next().await {
+                Some(ServerMessage::Challenge(data)) => {
+                    Outbox::of(client).push(frame(AUTH_GSS_CONTINUE, &data));
+                    return Ok(Phase::Gss { peer, task, user });
+                }
+                // The mutual-authentication token, sent before AuthenticationOk.
+                Some(ServerMessage::Final(data)) => {
+                    Outbox::of(client).push(frame(AUTH_GSS_CONTINUE, &data))
+                }
+                None => break,
+            }
+        }
+        let outcome = task
+            .await
+            .unwrap_or_else(|e| Outcome::unavailable(format!("authentication task failed: {e}")));
+        match outcome {
+            Outcome::Authenticated(session) => {
+                client
+                    .metadata_mut()
+                    .insert(METADATA_USER.to_owned(), session.user().to_owned());
+                client
+                    .session_extensions()
+                    .get_or_insert_with(|| AuthenticatedSession(Mutex::new(session)));
+                // AuthenticationOk must follow the raw frames: the serve loop sends it.
+                Outbox::of(client).finish();
+                Ok(Phase::Over)
+            }
+            other => {
+                let failure = other
+                    .failure()
+                    .unwrap_or_else(|| auth_core::Error::Denied.into());
+                Err(gss_failed(&failure, &user))
             }
         }
     }
@@ -354,12 +453,68 @@ impl PgAuthenticator {
                 }
                 self.drive(client, peer, task, user).await
             }
-            (Phase::Sasl { task, .. }, _) => {
+            (Phase::GssInitial(p), PgWireFrontendMessage::PasswordMessageFamily(m)) => {
+                let token = raw_token(m, self.config.max_sasl_message)?;
+                let (conversation, peer) = channel(self.config.max_sasl_message);
+                let mut attempt = Attempt::new(p.connection, Credential::GssToken(token))
+                    .with_conversation(Box::new(conversation));
+                let chain = p.chain;
+                let task = tokio::spawn(async move { chain.decide(&mut attempt).await });
+                self.drive_gss(client, peer, task, p.user).await
+            }
+            (Phase::Gss { peer, task, user }, PgWireFrontendMessage::PasswordMessageFamily(m)) => {
+                let token = raw_token(m, self.config.max_sasl_message)?;
+                if peer.answer(token).await.is_err() {
+                    // The exchange already ended; its outcome says why.
+                }
+                self.drive_gss(client, peer, task, user).await
+            }
+            (Phase::Sasl { task, .. } | Phase::Gss { task, .. }, _) => {
                 task.abort();
                 Err(protocol("unexpected message during SASL authentication"))
             }
             (_, _) => Err(protocol("unexpected message during authentication")),
         }
+    }
+}
+
+/// Authentication request codes pgwire has no message for.
+const AUTH_GSS: i32 = 7;
+const AUTH_GSS_CONTINUE: i32 = 8;
+
+/// An `R` (Authentication) frame with `code` and `data`.
+fn frame(code: i32, data: &[u8]) -> Vec<u8> {
+    let len = i32::try_from(8 + data.len()).unwrap_or(i32::MAX);
+    let mut out = Vec::with_capacity(9 + data.len());
+    out.push(b'R');
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&code.to_be_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// The token of a GSSResponse message.
+fn raw_token(m: PasswordMessageFamily, limit: usize) -> PgWireResult<Vec<u8>> {
+    let PasswordMessageFamily::Raw(bytes) = m else {
+        return Err(protocol("expected a GSSResponse message"));
+    };
+    if bytes.is_empty() || bytes.len() > limit {
+        return Err(protocol("GSSResponse empty or too large"));
+    }
+    Ok(bytes.to_vec())
+}
+
+/// PostgreSQL reports GSSAPI failures with 28000, never the password SQLSTATE.
+fn gss_failed(failure: &auth_core::Failure, user: &str) -> PgWireError {
+    match failure.error {
+        auth_core::Error::Unavailable
+        | auth_core::Error::Timeout
+        | auth_core::Error::RateLimited
+        | auth_core::Error::Malformed => auth_failed(failure, user, "GSSAPI"),
+        _ => fatal(
+            "28000",
+            format!("GSSAPI authentication failed for user \"{user}\""),
+        ),
     }
 }
 

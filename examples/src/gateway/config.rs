@@ -14,8 +14,74 @@ pub enum Method {
     Scram,
     /// A cleartext password (TLS only unless allowed): wallet secret, then password hash.
     Password,
+    /// Kerberos (GSSAPI), with the `[kerberos]` settings.
+    Gss,
     /// Refuse.
     Reject,
+}
+
+/// The `[kerberos]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KerberosConfig {
+    /// The service keytab (default: `KRB5_KTNAME`).
+    pub keytab: Option<std::path::PathBuf>,
+    /// Keep the realm in the mapped user name.
+    #[serde(default)]
+    pub include_realm: bool,
+    /// Drop the principal's instance (`alice/admin` -> `alice`).
+    #[serde(default)]
+    pub strip_instance: bool,
+    /// `keep` (default), `lower` or `upper`.
+    #[serde(default)]
+    pub case: Option<String>,
+    /// Accepted realms; empty accepts any.
+    #[serde(default)]
+    pub realms: Vec<String>,
+    /// pg_ident-style maps: `[[kerberos.map]] pattern = "^(.*)@TEST\\.REALM$", user = "\\1"`.
+    #[serde(default, rename = "map")]
+    pub maps: Vec<MapConfig>,
+}
+
+/// One regex map.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapConfig {
+    /// The regex the principal must match.
+    pub pattern: String,
+    /// The user, with `\1`.. for the groups.
+    pub user: String,
+}
+
+impl KerberosConfig {
+    /// The principal mapper.
+    pub fn mapper(&self) -> Result<auth_kerberos::PrincipalMapper, String> {
+        let case = match self.case.as_deref() {
+            None | Some("keep") => auth_kerberos::CaseFold::Keep,
+            Some("lower") => auth_kerberos::CaseFold::Lower,
+            Some("upper") => auth_kerberos::CaseFold::Upper,
+            Some(other) => {
+                return Err(format!(
+                    "[kerberos] case = `{other}`: use keep, lower or upper"
+                ));
+            }
+        };
+        let rules = self
+            .maps
+            .iter()
+            .map(|m| {
+                auth_kerberos::MapRule::new(&m.pattern, m.user.clone())
+                    .map_err(|e| format!("[[kerberos.map]] pattern `{}`: {e}", m.pattern))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(auth_kerberos::PrincipalMapper {
+            include_realm: self.include_realm,
+            strip_instance: self.strip_instance,
+            case,
+            realms: self.realms.clone(),
+            rules,
+        })
+    }
 }
 
 /// One rule, like a pg_hba.conf line.
@@ -117,6 +183,9 @@ pub struct GatewayConfig {
     /// The rules, first match wins.
     #[serde(rename = "rule", default)]
     pub rules: Vec<RuleConfig>,
+    /// Kerberos settings for `method = "gss"` rules.
+    #[serde(default)]
+    pub kerberos: KerberosConfig,
 }
 
 fn default_listen() -> SocketAddr {
@@ -162,6 +231,7 @@ method = "scram"
         for r in &config.rules {
             r.to_rule(Target::Reject)?;
         }
+        config.kerberos.mapper()?;
         Ok(config)
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use auth_core::audit::JsonLinesAuditSink;
 use auth_core::policy::{Rule, Target};
 use auth_core::{AuditSink, Chain, MemoryRateLimiter, Policy, RateLimiter};
+use auth_kerberos::{GssAuthenticator, UserDirectory};
 use auth_password::{
     Argon2Settings, Hasher, PasswordAuthenticator, PasswordPolicy, ScramAuthenticator, Users,
 };
@@ -22,7 +23,7 @@ use base64::Engine;
 use pgwire::api::PgWireServerHandlers;
 use secrecy::SecretString;
 
-pub use config::{GatewayConfig, Method, RuleConfig};
+pub use config::{GatewayConfig, KerberosConfig, MapConfig, Method, RuleConfig};
 pub use sql::DemoSql;
 
 /// Why the gateway cannot start.
@@ -183,6 +184,7 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
     let users = Users::new(prepared.wallet.clone());
     let hasher = Hasher::new(Argon2Settings::default()).map_err(|e| err("hasher")(&e))?;
     let mock_secret = prepared.mock_secret;
+    let mapper = prepared.config.kerberos.mapper().map_err(GatewayError)?;
     let chain = |name: &str, method: Method| -> Target {
         let builder = Chain::builder()
             .name(name)
@@ -194,6 +196,20 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
                 builder
                     .link(Arc::new(
                         ScramAuthenticator::new(users.clone()).with_mock_secret(mock_secret),
+                    ))
+                    .build(),
+            )),
+            Method::Gss => Target::Chain(Arc::new(
+                builder
+                    .link(Arc::new(
+                        GssAuthenticator::new(
+                            prepared.config.kerberos.keytab.clone(),
+                            mapper.clone(),
+                        )
+                        .with_users(UserDirectory {
+                            store: prepared.wallet.clone(),
+                            prefix: "user/".into(),
+                        }),
                     ))
                     .build(),
             )),

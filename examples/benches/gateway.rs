@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auth_tests::gateway::GatewayProcess;
+use auth_tests::kdc::{Kdc, REALM};
 use auth_tests::postgres::{Postgres, server_program};
 
 const RULES: &str = "[[rule]]\nname = \"scram\"\nmethod = \"scram\"\n";
@@ -53,8 +54,16 @@ fn cpu_seconds(pid: u32, children: bool) -> f64 {
 }
 
 fn pgbench(conninfo: &str, password: &str, script: &Path) -> PgBench {
+    pgbench_with(
+        conninfo,
+        &[("PGPASSWORD".to_owned(), password.to_owned())],
+        script,
+    )
+}
+
+fn pgbench_with(conninfo: &str, env: &[(String, String)], script: &Path) -> PgBench {
     let out = Command::new(server_program("pgbench").unwrap())
-        .env("PGPASSWORD", password)
+        .envs(env.iter().cloned())
         .args(["-C", "-n", "-c", "8", "-j", "2", "-T", "10", "-f"])
         .arg(script)
         .arg(conninfo)
@@ -143,6 +152,8 @@ fn main() {
     );
     drop(pg);
 
+    kerberos(binary, &script);
+
     const CONNECTIONS: usize = 10_000;
     println!(
         "\n== {CONNECTIONS} concurrent connections authenticating with SCRAM (tokio-postgres)"
@@ -201,4 +212,94 @@ fn main() {
         pct(&latencies, 0.99)
     );
     println!("gateway peak RSS {peak:.0} MiB (before the burst {rss_before:.0} MiB)");
+}
+
+/// pgbench -C with GSSAPI against the gateway and PostgreSQL 15 (`gss` in pg_hba.conf),
+/// both accepting tickets from the same throwaway realm.
+fn kerberos(binary: &Path, script: &Path) {
+    println!(
+        "\n== connection + GSSAPI authentication: pgbench -C -c 8 -j 2 -T 10, SELECT 1, no encryption"
+    );
+    let kdc = Kdc::start().unwrap_or_else(|e| panic!("{e}"));
+    kdc.add_user("alice", "alice-kerberos-password").unwrap();
+    kdc.add_service("postgres/localhost", None).unwrap();
+    kdc.kinit("alice", "alice-kerberos-password", None, None)
+        .unwrap();
+    let rules = format!(
+        "[[rule]]\nname = \"kerberos\"\nmethod = \"gss\"\n[kerberos]\nkeytab = \"{}\"\n",
+        kdc.keytab().display()
+    );
+    let gw = GatewayProcess::start_with_env(binary, "60s", &rules, &kdc.env())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The gateway's users: alice exists (the demo set-up made `demo`; add alice's record).
+    add_user(&gw, "alice");
+    let env = kdc.env();
+    let gw_pid = gw.process.pid().unwrap();
+    let cpu0 = cpu_seconds(gw_pid, false);
+    let conninfo = format!(
+        "host=localhost port={} user=alice dbname=alice gssencmode=disable sslmode=disable",
+        gw.port
+    );
+    let ours = pgbench_with(&conninfo, &env, script);
+    let ours_cpu = (cpu_seconds(gw_pid, false) - cpu0) / ours.connections * 1000.0;
+
+    // PostgreSQL reads the same keytab (a copy it may read) and maps nothing: the role is
+    // the full principal (include_realm defaults to 1).
+    let dir = tempfile::tempdir().unwrap();
+    let keytab = dir.path().join("pg.keytab");
+    std::fs::copy(kdc.keytab(), &keytab).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&keytab, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let pg =
+        Postgres::start_with_settings("gss", &[("krb_server_keyfile", keytab.to_str().unwrap())])
+            .unwrap_or_else(|e| panic!("{e}"));
+    pg.psql(&format!("CREATE ROLE \"alice@{REALM}\" LOGIN"))
+        .unwrap();
+    let conninfo = format!(
+        "host=localhost port={} user=alice@{REALM} dbname=postgres gssencmode=disable sslmode=disable",
+        pg.port()
+    );
+    let postmaster = pg.pid().unwrap();
+    let cpu0 = cpu_seconds(postmaster, true);
+    let theirs = pgbench_with(&conninfo, &env, script);
+    let theirs_cpu = (cpu_seconds(postmaster, true) - cpu0) / theirs.connections * 1000.0;
+    println!(
+        "gateway:       {:>8.1} tps, average connection time {:.3} ms",
+        ours.tps, ours.connect_ms
+    );
+    println!(
+        "PostgreSQL 15: {:>8.1} tps, average connection time {:.3} ms",
+        theirs.tps, theirs.connect_ms
+    );
+    println!(
+        "ratio: {:.1}x the connection rate (target >= 3x)",
+        ours.tps / theirs.tps
+    );
+    println!(
+        "server CPU per connection: gateway {ours_cpu:.2} ms, PostgreSQL {theirs_cpu:.2} ms ({:.1}x less)",
+        theirs_cpu / ours_cpu
+    );
+}
+
+fn add_user(gw: &GatewayProcess, name: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let key = auth_wallet::MasterKey::from_file(&gw.data.join("master.key")).unwrap();
+        let wallet = Arc::new(auth_wallet::Wallet::new(
+            Arc::new(auth_wallet::FileStore::new(gw.data.join("wallet.db"))),
+            key,
+        ));
+        auth_password::Users::new(wallet)
+            .put(
+                name,
+                &auth_password::UserRecord::default(),
+                auth_core::Precondition::Absent,
+            )
+            .await
+            .unwrap();
+    });
 }

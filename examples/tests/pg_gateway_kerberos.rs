@@ -284,20 +284,40 @@ public class Probe {
 #[tokio::test]
 async fn the_jdbc_driver_logs_in_with_gssapi() {
     let jar = "/usr/share/java/postgresql.jar";
-    assert!(Path::new(jar).exists(), "{jar} is missing: run scripts/install-deps.sh");
+    assert!(
+        Path::new(jar).exists(),
+        "{jar} is missing: run scripts/install-deps.sh"
+    );
     let s = setup().await;
     let cache = ccache(&s, "alice.cc");
-    s.kdc.kinit("alice", "alice-kerberos-password", Some(&cache), None).unwrap();
+    s.kdc
+        .kinit("alice", "alice-kerberos-password", Some(&cache), None)
+        .unwrap();
     let build = tempfile::tempdir().unwrap();
     std::fs::write(build.path().join("Probe.java"), JAVA).unwrap();
-    let javac = Command::new("javac").arg("-cp").arg(jar).arg(build.path().join("Probe.java")).output().unwrap();
-    assert!(javac.status.success(), "{}", String::from_utf8_lossy(&javac.stderr));
-    let url = format!("jdbc:postgresql://localhost:{}/alice?gsslib=gssapi&jaasLogin=false&sslmode=disable", s.gw.port);
+    let javac = Command::new("javac")
+        .arg("-cp")
+        .arg(jar)
+        .arg(build.path().join("Probe.java"))
+        .output()
+        .unwrap();
+    assert!(
+        javac.status.success(),
+        "{}",
+        String::from_utf8_lossy(&javac.stderr)
+    );
+    let url = format!(
+        "jdbc:postgresql://localhost:{}/alice?gsslib=gssapi&jaasLogin=false&sslmode=disable",
+        s.gw.port
+    );
     let out = s
         .kdc
         .command("java")
         .env("KRB5CCNAME", format!("FILE:{}", cache.display()))
-        .arg(format!("-Djava.security.krb5.conf={}", s.kdc.dir().join("krb5.conf").display()))
+        .arg(format!(
+            "-Djava.security.krb5.conf={}",
+            s.kdc.dir().join("krb5.conf").display()
+        ))
         .arg("-Djavax.security.auth.useSubjectCredsOnly=false")
         .arg("-cp")
         .arg(format!("{jar}:{}", build.path().display()))

@@ -19,6 +19,7 @@ pub struct Postgres {
     psql: PathBuf,
     as_postgres_user: bool,
     running: bool,
+    settings: String,
 }
 
 /// The path of a PostgreSQL server-side program (`pgbench`, `pg_ctl`, ...).
@@ -66,6 +67,15 @@ impl Postgres {
     /// `md5`, `trust`); Unix-socket connections (what [`Postgres::psql`] uses) stay
     /// trusted.
     pub fn start_with_host_auth(method: &str) -> Result<Self, HarnessError> {
+        Self::start_with_settings(method, &[])
+    }
+
+    /// As [`Postgres::start_with_host_auth`], with extra server settings
+    /// (`("krb_server_keyfile", "/path")`).
+    pub fn start_with_settings(
+        method: &str,
+        settings: &[(&str, &str)],
+    ) -> Result<Self, HarnessError> {
         let bindir = bindir()?;
         let psql = find_program(
             "psql",
@@ -93,6 +103,10 @@ impl Postgres {
             psql,
             as_postgres_user,
             running: false,
+            settings: settings
+                .iter()
+                .map(|(k, v)| format!(" -c {k}={v}"))
+                .collect(),
         };
         let data = pg.data_dir();
         run(
@@ -141,9 +155,10 @@ impl Postgres {
 
     fn pg_ctl_start(&self) -> Result<(), HarnessError> {
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c fsync=off",
+            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c fsync=off{}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.settings
         );
         // `-w` makes pg_ctl itself wait until the server accepts connections.
         run(

@@ -38,6 +38,7 @@ pub struct UserDirectory {
 #[derive(Debug)]
 pub struct GssAuthenticator {
     keytab: Option<PathBuf>,
+    service: Option<String>,
     mapper: PrincipalMapper,
     users: Option<UserDirectory>,
     clock: SharedClock,
@@ -48,9 +49,28 @@ impl GssAuthenticator {
     pub fn new(keytab: Option<PathBuf>, mapper: PrincipalMapper) -> Self {
         Self {
             keytab,
+            service: None,
             mapper,
             users: None,
             clock: system_clock(),
+        }
+    }
+
+    /// Accepts only tickets for this service (`postgres`, matching `postgres/<host>`; or a
+    /// full principal `postgres/db.example.com@REALM`), though the keytab may hold others.
+    #[must_use]
+    pub fn with_service(mut self, service: impl Into<String>) -> Self {
+        self.service = Some(service.into());
+        self
+    }
+
+    fn service_accepted(&self, target: &str) -> bool {
+        match &self.service {
+            None => true,
+            Some(wanted) if wanted.contains('/') || wanted.contains('@') => {
+                target == wanted || target.split('@').next() == Some(wanted.as_str())
+            }
+            Some(wanted) => target.split('/').next() == Some(wanted.as_str()),
         }
     }
 
@@ -193,6 +213,16 @@ impl Authenticator for GssAuthenticator {
             Ok(buf) => String::from_utf8_lossy(&buf).into_owned(),
             Err(e) => return failed(&e),
         };
+        let target = match ctx.target_name().and_then(|n| n.display_name()) {
+            Ok(buf) => String::from_utf8_lossy(&buf).into_owned(),
+            Err(e) => return failed(&e),
+        };
+        if !self.service_accepted(&target) {
+            return Outcome::rejected(
+                Error::InvalidCredentials,
+                format!("ticket for service `{target}`, not the configured one"),
+            );
+        }
         drop(ctx);
         let principal = match Principal::parse(&name) {
             Ok(p) => p,

@@ -83,7 +83,7 @@ async fn as_child() {
 
     // Another realm's tickets are refused by the mapping, after a successful handshake.
     let strict = GssAuthenticator::new(
-        Some(keytab.into()),
+        Some(keytab.clone().into()),
         PrincipalMapper {
             realms: vec!["OTHER.REALM".into()],
             ..PrincipalMapper::default()
@@ -98,6 +98,34 @@ async fn as_child() {
             .contains("realm `TEST.REALM` is not accepted"),
         "{failure:?}"
     );
+
+    // The keytab holds postgres/localhost; an acceptor configured for another service
+    // refuses its tickets, one for `postgres` accepts them.
+    let other = GssAuthenticator::new(
+        Some(keytab.clone().into()),
+        PrincipalMapper {
+            strip_instance: true,
+            ..PrincipalMapper::default()
+        },
+    )
+    .with_service("HTTP");
+    let out = other.authenticate(&mut attempt()).await;
+    assert!(
+        out.failure()
+            .unwrap()
+            .detail
+            .contains("not the configured one"),
+        "{out:?}"
+    );
+    let same = GssAuthenticator::new(
+        Some(keytab.clone().into()),
+        PrincipalMapper {
+            strip_instance: true,
+            ..PrincipalMapper::default()
+        },
+    )
+    .with_service("postgres");
+    assert!(same.authenticate(&mut attempt()).await.is_authenticated());
 
     // A garbage token is a clean rejection, never a panic.
     let mut garbage = Attempt::new(

@@ -26,6 +26,9 @@ pub enum Method {
 pub struct KerberosConfig {
     /// The service keytab (default: `KRB5_KTNAME`).
     pub keytab: Option<std::path::PathBuf>,
+    /// The service name tickets must be for (default `postgres`).
+    #[serde(default)]
+    pub service: Option<String>,
     /// Keep the realm in the mapped user name.
     #[serde(default)]
     pub include_realm: bool,

@@ -185,6 +185,12 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
     let hasher = Hasher::new(Argon2Settings::default()).map_err(|e| err("hasher")(&e))?;
     let mock_secret = prepared.mock_secret;
     let mapper = prepared.config.kerberos.mapper().map_err(GatewayError)?;
+    let service = prepared
+        .config
+        .kerberos
+        .service
+        .clone()
+        .unwrap_or_else(|| "postgres".into());
     let chain = |name: &str, method: Method| -> Target {
         let builder = Chain::builder()
             .name(name)
@@ -206,6 +212,7 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
                             prepared.config.kerberos.keytab.clone(),
                             mapper.clone(),
                         )
+                        .with_service(service.clone())
                         .with_users(UserDirectory {
                             store: prepared.wallet.clone(),
                             prefix: "user/".into(),

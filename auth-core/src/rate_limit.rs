@@ -59,6 +59,10 @@ pub trait RateLimiter: Send + Sync + Debug {
     async fn record_failure(&self, subject: &Subject<'_>);
     /// Records a success, which resets the user's counters.
     async fn record_success(&self, subject: &Subject<'_>);
+
+    /// Ends an admitted attempt that counts neither way (an outage, nothing applied).
+    /// Limiters that reserve a slot in [`check`](Self::check) release it here.
+    async fn release(&self, _subject: &Subject<'_>) {}
 }
 
 /// Limits and lockout durations.
@@ -139,6 +143,9 @@ struct Counter {
     lockouts: u32,
     blocked_until: Option<SystemTime>,
     last_failure: Option<SystemTime>,
+    /// Admitted attempts not yet recorded: they count against the limit, so N concurrent
+    /// guesses cannot all pass one check.
+    in_flight: u32,
 }
 
 impl Counter {
@@ -157,9 +164,32 @@ impl Counter {
         }
     }
 
+    /// Whether one more attempt may start now: not locked, and the failures in the window
+    /// plus the attempts still running stay under `limit`.
+    fn admits(&self, now: SystemTime, limit: u32, window: Duration) -> Result<(), Duration> {
+        if let Some(d) = self.blocked(now) {
+            return Err(d);
+        }
+        let recent = self
+            .failures
+            .iter()
+            .filter(|t| now.duration_since(**t).unwrap_or_default() < window)
+            .count();
+        if recent + self.in_flight as usize >= limit as usize {
+            // Busy rather than locked: retry when the running attempts end.
+            return Err(Duration::from_secs(1));
+        }
+        Ok(())
+    }
+
+    fn done(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
     /// Whether the key holds nothing worth remembering at `now`.
     fn stale(&self, now: SystemTime, s: &LimitSettings) -> bool {
-        self.blocked(now).is_none()
+        self.in_flight == 0
+            && self.blocked(now).is_none()
             && self.quiet_since().is_none_or(|q| {
                 now.duration_since(q).unwrap_or_default() > s.max_lockout.max(s.window)
             })
@@ -235,27 +265,46 @@ impl RateLimiter for MemoryRateLimiter {
             return Admission::Allowed;
         }
         let now = self.clock.now();
+        let s = &self.settings;
+        // Both maps locked in one order (users, then addresses) everywhere both are held.
+        let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut addresses = self
+            .addresses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(user) = subject.user
+            && let Some(Err(retry_after)) = users
+                .get(user)
+                .map(|c| c.admits(now, s.user_failures, s.window))
+        {
+            return Admission::Blocked {
+                retry_after,
+                by: LimitedBy::User,
+            };
+        }
+        if let Some(ip) = subject.address
+            && let Some(Err(retry_after)) = addresses
+                .get(&address_key(ip))
+                .map(|c| c.admits(now, s.address_failures, s.window))
+        {
+            return Admission::Blocked {
+                retry_after,
+                by: LimitedBy::Address,
+            };
+        }
+        // Admitted: reserve a slot under each key until the outcome is recorded.
         if let Some(user) = subject.user {
-            let users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(retry_after) = users.get(user).and_then(|c| c.blocked(now)) {
-                return Admission::Blocked {
-                    retry_after,
-                    by: LimitedBy::User,
-                };
+            if !users.contains_key(user) {
+                make_room(&mut users, now, s);
             }
+            users.entry(user.to_owned()).or_default().in_flight += 1;
         }
         if let Some(ip) = subject.address {
-            let addresses = self
-                .addresses
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(retry_after) = addresses.get(&address_key(ip)).and_then(|c| c.blocked(now))
-            {
-                return Admission::Blocked {
-                    retry_after,
-                    by: LimitedBy::Address,
-                };
+            let key = address_key(ip);
+            if !addresses.contains_key(&key) {
+                make_room(&mut addresses, now, s);
             }
+            addresses.entry(key).or_default().in_flight += 1;
         }
         Admission::Allowed
     }
@@ -271,10 +320,9 @@ impl RateLimiter for MemoryRateLimiter {
             if !users.contains_key(user) {
                 make_room(&mut users, now, s);
             }
-            users
-                .entry(user.to_owned())
-                .or_default()
-                .fail(now, s.user_failures, s);
+            let counter = users.entry(user.to_owned()).or_default();
+            counter.done();
+            counter.fail(now, s.user_failures, s);
         }
         if let Some(ip) = subject.address {
             let mut addresses = self
@@ -285,21 +333,59 @@ impl RateLimiter for MemoryRateLimiter {
             if !addresses.contains_key(&key) {
                 make_room(&mut addresses, now, s);
             }
-            addresses
-                .entry(key)
-                .or_default()
-                .fail(now, s.address_failures, s);
+            let counter = addresses.entry(key).or_default();
+            counter.done();
+            counter.fail(now, s.address_failures, s);
         }
     }
 
     async fn record_success(&self, subject: &Subject<'_>) {
+        if self.exempt(subject) {
+            return;
+        }
         // Only the user's counters reset: resetting the address too would let an attacker
         // holding one valid account clear their address between guesses at others.
         if let Some(user) = subject.user {
-            self.users
+            let mut users = self.users.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(c) = users.get_mut(user) {
+                c.done();
+                let in_flight = c.in_flight;
+                *c = Counter {
+                    in_flight,
+                    ..Counter::default()
+                };
+            }
+        }
+        self.release_address(subject);
+    }
+
+    async fn release(&self, subject: &Subject<'_>) {
+        if self.exempt(subject) {
+            return;
+        }
+        if let Some(user) = subject.user
+            && let Some(c) = self
+                .users
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .remove(user);
+                .get_mut(user)
+        {
+            c.done();
+        }
+        self.release_address(subject);
+    }
+}
+
+impl MemoryRateLimiter {
+    fn release_address(&self, subject: &Subject<'_>) {
+        if let Some(ip) = subject.address
+            && let Some(c) = self
+                .addresses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_mut(&address_key(ip))
+        {
+            c.done();
         }
     }
 }
@@ -511,6 +597,25 @@ mod tests {
             matches!(l.check(&victim).await, Admission::Blocked { .. }),
             "a live lock survives"
         );
+    }
+
+    #[tokio::test]
+    async fn concurrent_attempts_cannot_all_pass_one_check() {
+        let (l, _clock) = limiter();
+        let s = remote("alice", "10.0.0.1");
+        let mut admitted = 0;
+        for _ in 0..10 {
+            if l.check(&s).await == Admission::Allowed {
+                admitted += 1;
+            }
+        }
+        assert_eq!(
+            admitted, 5,
+            "no more running attempts than failures allowed"
+        );
+        // Outcomes that count neither way give their slot back.
+        l.release(&s).await;
+        assert_eq!(l.check(&s).await, Admission::Allowed);
     }
 
     #[tokio::test]

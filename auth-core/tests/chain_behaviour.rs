@@ -333,3 +333,35 @@ async fn the_limiter_hears_each_outcome_exactly_once_with_the_right_subject() {
         assert!(!localhost);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_guesses_cannot_outrun_the_lockout() {
+    let slow_wrong = Arc::new(Scripted {
+        name: "password",
+        class: Rejected,
+        error: Error::InvalidCredentials,
+        delay: Some(Duration::from_millis(100)),
+        calls: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let chain = Chain::builder()
+        .rate_limiter(Arc::new(MemoryRateLimiter::default()))
+        .link(slow_wrong.clone())
+        .build();
+    let outcomes = futures::future::join_all((0..20).map(|_| async {
+        chain
+            .authenticate(&mut remote_password("alice", "guess"))
+            .await
+            .failure()
+            .unwrap()
+            .error
+    }))
+    .await;
+    assert_eq!(slow_wrong.calls(), 5, "only five guesses ran");
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|e| **e == Error::RateLimited)
+            .count(),
+        15
+    );
+}

@@ -466,7 +466,9 @@ impl Authenticator for Chain {
                 OutcomeClass::Rejected | OutcomeClass::AccountStatus => {
                     limiter.record_failure(&subject).await;
                 }
-                OutcomeClass::NotApplicable | OutcomeClass::Unavailable => {}
+                OutcomeClass::NotApplicable | OutcomeClass::Unavailable => {
+                    limiter.release(&subject).await;
+                }
             }
         }
 

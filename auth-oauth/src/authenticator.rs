@@ -1,0 +1,330 @@
+//! Bearer JWTs from trusted issuers as an auth-core authenticator.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use auth_core::clock::{SharedClock, system_clock};
+use auth_core::{
+    Attempt, Authenticator, Credential, CredentialKind, Error, Evidence, Outcome, Role,
+    StandardSession,
+};
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+
+use crate::key::Alg;
+use crate::keyset::{FetchSettings, KeySet, KeySource, LookupError};
+use crate::token::{self, Object};
+
+/// One trusted issuer.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// The issuer exactly as tokens name it in `iss`.
+    pub issuer: String,
+    /// Where its keys come from.
+    pub keys: KeySource,
+    /// The audience tokens must name (in `aud`).
+    pub audience: String,
+    /// Require RFC 9068 access tokens (`typ` `at+jwt`).
+    pub require_at_jwt: bool,
+    /// Fetch settings.
+    pub fetch: FetchSettings,
+}
+
+impl IssuerConfig {
+    /// An issuer with keys from discovery, audience `audience`.
+    pub fn discovery(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            keys: KeySource::Discovery,
+            audience: audience.into(),
+            require_at_jwt: false,
+            fetch: FetchSettings::default(),
+        }
+    }
+
+    /// An issuer with an explicit JWKS URL.
+    pub fn jwks(
+        issuer: impl Into<String>,
+        jwks_url: impl Into<String>,
+        audience: impl Into<String>,
+    ) -> Self {
+        Self {
+            keys: KeySource::Jwks(jwks_url.into()),
+            ..Self::discovery(issuer, audience)
+        }
+    }
+}
+
+/// Validation settings shared by all issuers.
+#[derive(Debug, Clone)]
+pub struct ValidationSettings {
+    /// Allowed clock difference for `exp`, `nbf` and `iat` (default 60 s).
+    pub leeway: Duration,
+    /// The longest `exp - iat` accepted, if any.
+    pub max_lifetime: Option<Duration>,
+    /// The claim naming the local user (default `preferred_username`, else `sub`).
+    pub username_claim: String,
+    /// The claim holding role names (default `roles`).
+    pub roles_claim: String,
+    /// The most validated tokens cached.
+    pub cache_capacity: u64,
+}
+
+impl Default for ValidationSettings {
+    fn default() -> Self {
+        Self {
+            leeway: Duration::from_secs(60),
+            max_lifetime: Some(Duration::from_secs(24 * 3600)),
+            username_claim: "preferred_username".into(),
+            roles_claim: "roles".into(),
+            cache_capacity: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Validated {
+    issuer: String,
+    subject: String,
+    user: String,
+    token_id: Option<String>,
+    roles: Vec<Role>,
+    scopes: Vec<String>,
+    expires: SystemTime,
+}
+
+/// Validates [`Credential::Bearer`] JWTs against trusted issuers.
+///
+/// The issuer is chosen by the token's `iss` before any key is used; each key verifies
+/// only its own algorithm (never `none`, never an HMAC secret derived from a public key);
+/// `jku`, `x5u` and embedded `jwk` headers are ignored and `crit` is refused; `exp`,
+/// `nbf` and `iat` are checked with leeway on the injected clock; `aud` must contain the
+/// issuer's audience. A validated token is cached (keyed by its SHA-256, until its `exp`),
+/// so a repeated token costs a lookup.
+#[derive(Debug)]
+pub struct JwtAuthenticator {
+    issuers: HashMap<String, (IssuerConfig, KeySet)>,
+    settings: ValidationSettings,
+    clock: SharedClock,
+    cache: moka::sync::Cache<[u8; 32], Arc<Validated>>,
+}
+
+fn now_secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn reject(error: Error, detail: impl Into<String>) -> Outcome {
+    Outcome::rejected(error, detail.into())
+}
+
+impl JwtAuthenticator {
+    /// An authenticator trusting `issuers`.
+    pub fn new(issuers: Vec<IssuerConfig>, settings: ValidationSettings) -> Result<Self, String> {
+        let mut map = HashMap::new();
+        for config in issuers {
+            let keys = KeySet::new(
+                config.issuer.clone(),
+                config.keys.clone(),
+                config.fetch.clone(),
+            )?;
+            map.insert(config.issuer.clone(), (config, keys));
+        }
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(settings.cache_capacity)
+            .time_to_live(Duration::from_secs(300))
+            .build();
+        Ok(Self {
+            issuers: map,
+            settings,
+            clock: system_clock(),
+            cache,
+        })
+    }
+
+    /// Reads time from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How many times the keys of `issuer` were fetched (for tests and metrics).
+    pub fn key_fetches(&self, issuer: &str) -> u64 {
+        self.issuers.get(issuer).map_or(0, |(_, k)| k.fetches())
+    }
+
+    fn session(&self, v: &Validated) -> Outcome {
+        Outcome::Authenticated(
+            StandardSession::new(v.subject.clone(), "oauth", self.clock.now())
+                .with_user(v.user.clone())
+                .with_roles(v.roles.iter().copied())
+                .with_scopes(v.scopes.iter().cloned())
+                .with_expiry(v.expires)
+                .with_evidence(Evidence::Token {
+                    issuer: Some(v.issuer.clone()),
+                    token_id: v.token_id.clone(),
+                })
+                .boxed(),
+        )
+    }
+
+    fn claims(
+        &self,
+        config: &IssuerConfig,
+        claims: &Object,
+        now: i64,
+    ) -> Result<Validated, Outcome> {
+        let leeway = i64::try_from(self.settings.leeway.as_secs()).unwrap_or(60);
+        let malformed = |e: token::TokenError| reject(Error::Malformed, e.to_string());
+        let exp = token::seconds(claims, "exp").map_err(malformed)?;
+        let Some(exp) = exp else {
+            return Err(reject(Error::MissingClaim, "token without `exp`"));
+        };
+        if now > exp.saturating_add(leeway) {
+            return Err(reject(Error::Expired, format!("expired at {exp}")));
+        }
+        if let Some(nbf) = token::seconds(claims, "nbf").map_err(malformed)?
+            && nbf > now.saturating_add(leeway)
+        {
+            return Err(reject(Error::Expired, format!("not valid before {nbf}")));
+        }
+        let iat = token::seconds(claims, "iat").map_err(malformed)?;
+        if let Some(iat) = iat
+            && iat > now.saturating_add(leeway)
+        {
+            return Err(reject(
+                Error::MissingClaim,
+                format!("issued in the future ({iat})"),
+            ));
+        }
+        if let (Some(max), Some(iat)) = (self.settings.max_lifetime, iat)
+            && exp.saturating_sub(iat) > i64::try_from(max.as_secs()).unwrap_or(i64::MAX)
+        {
+            return Err(reject(Error::MissingClaim, "lifetime longer than allowed"));
+        }
+        let audiences = token::strings(claims, "aud").map_err(malformed)?;
+        if !audiences.contains(&config.audience) {
+            return Err(reject(
+                Error::MissingClaim,
+                format!("audience {audiences:?} lacks `{}`", config.audience),
+            ));
+        }
+        let Some(subject) = token::string(claims, "sub").filter(|s| !s.is_empty()) else {
+            return Err(reject(Error::MissingClaim, "token without `sub`"));
+        };
+        let user = token::string(claims, &self.settings.username_claim)
+            .unwrap_or(subject)
+            .to_owned();
+        let mut scopes: Vec<String> = token::string(claims, "scope")
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        scopes.extend(token::strings(claims, "scp").map_err(malformed)?);
+        let roles = token::strings(claims, &self.settings.roles_claim)
+            .map_err(malformed)?
+            .iter()
+            .filter_map(|r| r.parse().ok())
+            .collect();
+        Ok(Validated {
+            issuer: config.issuer.clone(),
+            subject: subject.to_owned(),
+            user,
+            token_id: token::string(claims, "jti").map(str::to_owned),
+            roles,
+            scopes,
+            expires: UNIX_EPOCH + Duration::from_secs(u64::try_from(exp).unwrap_or(0)),
+        })
+    }
+
+    async fn validate(&self, jwt: &str) -> Result<Validated, Outcome> {
+        let parsed = token::parse(jwt).map_err(|e| reject(Error::Malformed, e.to_string()))?;
+        let alg_name = token::string(&parsed.header, "alg").unwrap_or_default();
+        let Some(alg) = Alg::parse(alg_name) else {
+            return Err(reject(
+                Error::InvalidSignature,
+                format!("algorithm `{alg_name}` is not accepted"),
+            ));
+        };
+        // The issuer is chosen before any key is used.
+        let iss = token::string(&parsed.claims, "iss").unwrap_or_default();
+        let Some((config, keys)) = self.issuers.get(iss) else {
+            return Err(reject(
+                Error::UntrustedIssuer,
+                format!("issuer `{iss}` is not trusted"),
+            ));
+        };
+        if config.require_at_jwt {
+            let typ = token::string(&parsed.header, "typ")
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if typ != "at+jwt" && typ != "application/at+jwt" {
+                return Err(reject(
+                    Error::MissingClaim,
+                    format!("typ `{typ}` is not at+jwt"),
+                ));
+            }
+        }
+        let kid = token::string(&parsed.header, "kid");
+        let key = keys.key(kid, alg).await.map_err(|e| match e {
+            LookupError::UnknownKey(_) => reject(Error::InvalidSignature, e.to_string()),
+            LookupError::Unavailable(_) => Outcome::unavailable(e.to_string()),
+        })?;
+        if key.alg != alg {
+            return Err(reject(
+                Error::InvalidSignature,
+                format!(
+                    "key `{}` verifies {:?}, not {alg:?}",
+                    kid.unwrap_or("(none)"),
+                    key.alg
+                ),
+            ));
+        }
+        if !key.verify(parsed.signing_input, &parsed.signature) {
+            return Err(reject(Error::InvalidSignature, "signature does not verify"));
+        }
+        self.claims(config, &parsed.claims, now_secs(self.clock.now()))
+    }
+}
+
+#[async_trait]
+impl Authenticator for JwtAuthenticator {
+    fn name(&self) -> &str {
+        "oauth"
+    }
+
+    fn accepts(&self) -> Vec<CredentialKind> {
+        vec![CredentialKind::Bearer]
+    }
+
+    fn supports(&self, credential: &Credential) -> bool {
+        matches!(credential, Credential::Bearer(_))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
+        let Credential::Bearer(token) = &attempt.credential else {
+            return Outcome::NotApplicable;
+        };
+        let jwt = token.expose_secret();
+        let digest: [u8; 32] = Sha256::digest(jwt.as_bytes()).into();
+        let now = self.clock.now();
+        if let Some(hit) = self.cache.get(&digest) {
+            if now < hit.expires {
+                return self.session(&hit);
+            }
+            self.cache.invalidate(&digest);
+        }
+        match self.validate(jwt).await {
+            Ok(v) => {
+                let v = Arc::new(v);
+                if v.expires > now {
+                    self.cache.insert(digest, v.clone());
+                }
+                self.session(&v)
+            }
+            Err(outcome) => outcome,
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! Hostile and broken tokens are all refused with the right error kind; faults at the
+//! issuer end within their timeout; cached keys outlive an outage.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auth_core::{
+    Attempt, Authenticator, ConnectionInfo, Credential, Error, OutcomeClass, Protocol,
+};
+use auth_oauth::{FetchSettings, IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use common::{Issuer, Mode, TestKey, claims, now};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+fn attempt(token: &str) -> Attempt {
+    Attempt::new(
+        ConnectionInfo::tcp(Protocol::Http, "10.0.0.1:1".parse().unwrap()),
+        Credential::bearer(token),
+    )
+}
+
+fn config(issuer: &Issuer) -> IssuerConfig {
+    IssuerConfig {
+        fetch: FetchSettings {
+            timeout: Duration::from_millis(500),
+            ..FetchSettings::default()
+        },
+        ..IssuerConfig::jwks(issuer.url.clone(), format!("{}/jwks", issuer.url), "api")
+    }
+}
+
+async fn error_of(auth: &JwtAuthenticator, token: &str) -> Error {
+    let out = auth.authenticate(&mut attempt(token)).await;
+    out.failure()
+        .unwrap_or_else(|| panic!("accepted: {out:?}"))
+        .error
+}
+
+#[tokio::test]
+async fn every_algorithm_verifies_and_the_session_carries_the_claims() {
+    let keys = [
+        TestKey::new("es256", Algorithm::ES256),
+        TestKey::new("es384", Algorithm::ES384),
+        TestKey::new("ed", Algorithm::EdDSA),
+        TestKey::new("rs256", Algorithm::RS256),
+    ];
+    let issuer = Issuer::start(keys.iter().map(|k| k.jwk.clone()).collect()).await;
+    let auth = JwtAuthenticator::new(vec![config(&issuer)], ValidationSettings::default()).unwrap();
+    for k in &keys {
+        let out = auth
+            .authenticate(&mut attempt(&k.sign(&claims(&issuer.url))))
+            .await;
+        let s = out
+            .session()
+            .unwrap_or_else(|| panic!("{:?}: {out:?}", k.alg));
+        assert_eq!(
+            (s.principal(), s.user(), s.method()),
+            ("user-123", "alice", "oauth")
+        );
+        assert_eq!(s.scopes(), ["kms:encrypt", "read"]);
+        assert_eq!(s.roles(), [auth_core::Role::Service]);
+        assert!(s.expires().is_some());
+    }
+    assert_eq!(issuer.requests(), 1, "one fetch served every key");
+}
+
+#[tokio::test]
+async fn hostile_tokens_are_refused_with_the_right_error() {
+    let good = TestKey::new("k1", Algorithm::ES256);
+    let rsa = TestKey::new("rsa", Algorithm::RS256);
+    let other = TestKey::new("k1", Algorithm::ES256); // same kid, another issuer's key
+    let issuer = Issuer::start(vec![good.jwk.clone(), rsa.jwk.clone()]).await;
+    let second = Issuer::start(vec![other.jwk.clone()]).await;
+    let trap = Issuer::start(vec![other.jwk.clone()]).await;
+    let at_jwt = IssuerConfig {
+        require_at_jwt: true,
+        ..config(&second)
+    };
+    let auth = JwtAuthenticator::new(vec![config(&issuer), at_jwt], ValidationSettings::default())
+        .unwrap();
+    let iss = issuer.url.clone();
+    let c = claims(&iss);
+    assert!(
+        auth.authenticate(&mut attempt(&good.sign(&c)))
+            .await
+            .is_authenticated()
+    );
+
+    let enc = |v: &serde_json::Value| B64URL.encode(serde_json::to_vec(v).unwrap());
+    // alg none.
+    let none = format!("{}.{}.", enc(&json!({"alg": "none", "kid": "k1"})), enc(&c));
+    assert_eq!(
+        error_of(&auth, &format!("{none}eA")).await,
+        Error::InvalidSignature
+    );
+    // HS256 "signed" with the issuer's RSA public key: the key only verifies RS256.
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("rsa".into());
+    let confused =
+        jsonwebtoken::encode(&h, &c, &EncodingKey::from_secret(&rsa.public_raw)).unwrap();
+    assert_eq!(error_of(&auth, &confused).await, Error::InvalidSignature);
+    // An unknown algorithm.
+    let unknown = format!(
+        "{}.{}.{}",
+        enc(&json!({"alg": "XS999", "kid": "k1"})),
+        enc(&c),
+        B64URL.encode("sig")
+    );
+    assert_eq!(error_of(&auth, &unknown).await, Error::InvalidSignature);
+    // An untrusted issuer.
+    assert_eq!(
+        error_of(&auth, &good.sign(&claims("https://evil.example"))).await,
+        Error::UntrustedIssuer
+    );
+    // A trusted issuer's name, signed by another issuer's key (same kid).
+    assert_eq!(
+        error_of(&auth, &other.sign(&c)).await,
+        Error::InvalidSignature
+    );
+    // Wrong typ where at+jwt is required.
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some("k1".into());
+    h.typ = Some("JWT".into());
+    assert_eq!(
+        error_of(&auth, &other.sign_with(h.clone(), &claims(&second.url))).await,
+        Error::MissingClaim
+    );
+    h.typ = Some("at+jwt".into());
+    assert!(
+        auth.authenticate(&mut attempt(&other.sign_with(h, &claims(&second.url))))
+            .await
+            .is_authenticated()
+    );
+    // Audience missing or foreign; lifetime and time claims.
+    let t = now();
+    for (patch, expected) in [
+        (json!({"aud": null}), Error::MissingClaim),
+        (json!({"aud": ["other"]}), Error::MissingClaim),
+        (json!({"exp": t - 3600}), Error::Expired),
+        (json!({"nbf": t + 3600}), Error::Expired),
+        (json!({"exp": t + 7 * 24 * 3600}), Error::MissingClaim),
+        (json!({"exp": null}), Error::MissingClaim),
+        (json!({"sub": null}), Error::MissingClaim),
+        (json!({"exp": "tomorrow"}), Error::Malformed),
+    ] {
+        let mut claims = c.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        assert_eq!(
+            error_of(&auth, &good.sign(&claims)).await,
+            expected,
+            "{patch}"
+        );
+    }
+    // jku / x5u / jwk headers pointing elsewhere: ignored, nothing fetched from them.
+    let before = trap.requests();
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some("k1".into());
+    h.jku = Some(format!("{}/jwks", trap.url));
+    h.x5u = Some(format!("{}/jwks", trap.url));
+    assert_eq!(
+        error_of(&auth, &other.sign_with(h.clone(), &c)).await,
+        Error::InvalidSignature
+    );
+    assert!(
+        auth.authenticate(&mut attempt(&good.sign_with(h, &c)))
+            .await
+            .is_authenticated()
+    );
+    assert_eq!(
+        trap.requests(),
+        before,
+        "no fetch from a token-supplied URL"
+    );
+    // crit, truncation, size, encoding, JSON, duplicates.
+    let crit = format!(
+        "{}.{}.{}",
+        enc(&json!({"alg": "ES256", "kid": "k1", "crit": ["exp"]})),
+        enc(&c),
+        B64URL.encode("s")
+    );
+    let signed = good.sign(&c);
+    let dup_claims = format!(
+        "{}.{}.{}",
+        enc(&json!({"alg": "ES256", "kid": "k1"})),
+        B64URL.encode(format!(r#"{{"iss":"{iss}","sub":"a","sub":"b"}}"#)),
+        B64URL.encode("s")
+    );
+    for bad in [
+        crit,
+        signed[..signed.len() / 2].to_owned(),
+        format!("{signed}.extra"),
+        "x".repeat(17 * 1024),
+        format!("!!!.{}.sig", enc(&c)),
+        format!("{}.{}.sig", B64URL.encode("not json"), enc(&c)),
+        dup_claims,
+    ] {
+        assert_eq!(error_of(&auth, &bad).await, Error::Malformed, "{bad:.50}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_kids_cause_one_refetch_however_many_tokens() {
+    let good = TestKey::new("k1", Algorithm::ES256);
+    let issuer = Issuer::start(vec![good.jwk.clone()]).await;
+    let auth = Arc::new(
+        JwtAuthenticator::new(vec![config(&issuer)], ValidationSettings::default()).unwrap(),
+    );
+    assert!(
+        auth.authenticate(&mut attempt(&good.sign(&claims(&issuer.url))))
+            .await
+            .is_authenticated()
+    );
+    assert_eq!(issuer.requests(), 1);
+    let tokens: Vec<String> = (0..100)
+        .map(|i| {
+            TestKey::new(&format!("attacker-{i}"), Algorithm::ES256).sign(&claims(&issuer.url))
+        })
+        .collect();
+    let results = futures_join(auth.clone(), tokens).await;
+    assert!(results.iter().all(|e| *e == Some(Error::InvalidSignature)));
+    assert_eq!(
+        issuer.requests(),
+        2,
+        "exactly one refetch for 100 unknown kids"
+    );
+
+    // A rotated key is picked up by that refetch path once the interval allows.
+    let rotated = TestKey::new("k2", Algorithm::ES256);
+    issuer.keys.lock().unwrap().push(rotated.jwk.clone());
+    let fast = JwtAuthenticator::new(
+        vec![IssuerConfig {
+            fetch: FetchSettings {
+                refetch_interval: Duration::ZERO,
+                ..FetchSettings::default()
+            },
+            ..config(&issuer)
+        }],
+        ValidationSettings::default(),
+    )
+    .unwrap();
+    assert!(
+        fast.authenticate(&mut attempt(&rotated.sign(&claims(&issuer.url))))
+            .await
+            .is_authenticated()
+    );
+}
+
+async fn futures_join(auth: Arc<JwtAuthenticator>, tokens: Vec<String>) -> Vec<Option<Error>> {
+    let handles: Vec<_> = tokens
+        .into_iter()
+        .map(|t| {
+            let auth = auth.clone();
+            tokio::spawn(async move {
+                auth.authenticate(&mut attempt(&t))
+                    .await
+                    .failure()
+                    .map(|f| f.error)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_end_within_the_timeout_and_cached_keys_keep_working() {
+    let good = TestKey::new("k1", Algorithm::ES256);
+    let limit = Duration::from_millis(500) + Duration::from_millis(100);
+    for mode in [Mode::Slow, Mode::Garbage] {
+        let issuer = Issuer::start(vec![good.jwk.clone()]).await;
+        issuer.set_mode(mode);
+        let auth =
+            JwtAuthenticator::new(vec![config(&issuer)], ValidationSettings::default()).unwrap();
+        let started = Instant::now();
+        let out = auth
+            .authenticate(&mut attempt(&good.sign(&claims(&issuer.url))))
+            .await;
+        assert_eq!(out.class(), OutcomeClass::Unavailable, "{out:?}");
+        assert!(started.elapsed() < limit, "{:?}", started.elapsed());
+    }
+    // Keys fetched before the issuer went down keep working, past their TTL too.
+    let issuer = Issuer::start(vec![good.jwk.clone()]).await;
+    let short_ttl = IssuerConfig {
+        fetch: FetchSettings {
+            ttl: Duration::ZERO,
+            timeout: Duration::from_millis(500),
+            ..FetchSettings::default()
+        },
+        ..config(&issuer)
+    };
+    let auth = JwtAuthenticator::new(
+        vec![short_ttl],
+        ValidationSettings {
+            cache_capacity: 0,
+            ..ValidationSettings::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        auth.authenticate(&mut attempt(&good.sign(&claims(&issuer.url))))
+            .await
+            .is_authenticated()
+    );
+    issuer.stop().await;
+    let started = Instant::now();
+    let out = auth
+        .authenticate(&mut attempt(&good.sign(&claims(&issuer.url))))
+        .await;
+    assert!(out.is_authenticated(), "stale-if-error: {out:?}");
+    assert!(started.elapsed() < limit);
+    // A provider that was never reachable: unavailable, quickly.
+    let auth = JwtAuthenticator::new(vec![config(&issuer)], ValidationSettings::default()).unwrap();
+    let started = Instant::now();
+    let out = auth
+        .authenticate(&mut attempt(&good.sign(&claims(&issuer.url))))
+        .await;
+    assert_eq!(out.class(), OutcomeClass::Unavailable);
+    assert!(started.elapsed() < limit);
+}
+
+#[tokio::test]
+async fn discovery_requires_the_exact_issuer() {
+    let good = TestKey::new("k1", Algorithm::ES256);
+    let issuer = Issuer::start(vec![good.jwk.clone()]).await;
+    let auth = JwtAuthenticator::new(
+        vec![IssuerConfig {
+            keys: KeySource::Discovery,
+            ..config(&issuer)
+        }],
+        ValidationSettings::default(),
+    )
+    .unwrap();
+    assert!(
+        auth.authenticate(&mut attempt(&good.sign(&claims(&issuer.url))))
+            .await
+            .is_authenticated()
+    );
+    // Configured with a trailing slash, the discovery document's issuer does not match.
+    let slash = format!("{}/", issuer.url);
+    let auth = JwtAuthenticator::new(
+        vec![IssuerConfig {
+            issuer: slash.clone(),
+            keys: KeySource::Discovery,
+            ..config(&issuer)
+        }],
+        ValidationSettings::default(),
+    )
+    .unwrap();
+    let out = auth
+        .authenticate(&mut attempt(&good.sign(&claims(&slash))))
+        .await;
+    assert_eq!(out.class(), OutcomeClass::Unavailable, "{out:?}");
+}

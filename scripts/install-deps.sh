@@ -37,9 +37,21 @@ install_venv() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'psycopg>=3.2' 'psycopg-binary>=3.2'
 }
 
+# node oidc-provider, the real OpenID provider of the OAuth tests.
+node_dir="${AUTH_TEST_NODE:-/opt/auth-tests/node}"
+install_node() {
+  if [ -f "$node_dir/node_modules/oidc-provider/package.json" ]; then
+    return 0
+  fi
+  echo "install-deps: installing oidc-provider into $node_dir"
+  mkdir -p "$node_dir"
+  npm install --prefix "$node_dir" --silent --no-audit --no-fund 'oidc-provider@9' >/dev/null
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} system packages present"
   install_venv
+  install_node
   exit 0
 fi
 
@@ -57,4 +69,5 @@ for svc in redis-server postgresql krb5-kdc krb5-admin-server; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done
 install_venv
+install_node
 echo "install-deps: done"

@@ -7,6 +7,7 @@
 //! - [`kdc::Kdc`]: a throwaway MIT Kerberos realm (the k5test approach).
 //! - [`postgres::Postgres`]: a PostgreSQL cluster (initdb + pg_ctl).
 //! - [`redis::Redis`]: a Redis server.
+//! - [`oidc::OidcProvider`]: node oidc-provider, a certified OpenID provider.
 //! - [`scram_client`]: an independent SCRAM client (postgres-protocol) for interop tests.
 //!
 //! A service that cannot start fails the test with a [`HarnessError`] naming
@@ -16,6 +17,7 @@
 
 pub mod gateway;
 pub mod kdc;
+pub mod oidc;
 pub mod postgres;
 mod process;
 pub mod redis;

@@ -3,15 +3,22 @@
 //! OAuth 2.0 bearer tokens for auth-core: [`JwtAuthenticator`] validates JWTs from one or
 //! several trusted issuers, with keys from their JWKS (explicit URL or discovery), a
 //! strict token parser, per-key algorithms verified by aws-lc-rs on pre-parsed keys, and
-//! a cache of validated tokens.
+//! a cache of validated tokens; [`IntrospectionAuthenticator`] checks opaque tokens with
+//! RFC 7662 introspection, cached within the token's `exp` and re-checked for revocation
+//! as often as configured.
 
 #![forbid(unsafe_code)]
 
 mod authenticator;
+mod introspection;
 pub mod key;
 mod keyset;
 pub mod token;
 
 pub use authenticator::{IssuerConfig, JwtAuthenticator, ValidationSettings};
+pub use introspection::{
+    ClientAuth, IntrospectionAuthenticator, IntrospectionConfig, MIN_CLIENT_SECRET, SecretError,
+    client_secret_from_env, client_secret_from_store,
+};
 pub use key::{Alg, KeyError, VerifyingKey};
 pub use keyset::{FetchSettings, KeySource, LookupError};

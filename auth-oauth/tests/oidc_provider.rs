@@ -81,3 +81,88 @@ async fn rfc9068_tokens_from_oidc_provider_validate_and_rotation_costs_one_refet
         Error::InvalidSignature
     );
 }
+
+fn introspection(
+    provider: &OidcProvider,
+    recheck: Duration,
+) -> auth_oauth::IntrospectionAuthenticator {
+    auth_oauth::IntrospectionAuthenticator::new(auth_oauth::IntrospectionConfig {
+        audience: Some("urn:opaque".into()),
+        recheck,
+        ..every_time_config(provider)
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opaque_tokens_are_introspected_and_revocation_is_noticed() {
+    let mut provider =
+        tokio::task::spawn_blocking(|| OidcProvider::start().unwrap_or_else(|e| panic!("{e}")))
+            .await
+            .unwrap();
+    let every_time = introspection(&provider, Duration::ZERO);
+    let cached = introspection(&provider, Duration::from_secs(3600));
+    let token = provider.token("urn:opaque", "read").unwrap();
+    for auth in [&every_time, &cached] {
+        let out = auth.authenticate(&mut attempt(&token)).await;
+        let s = out.session().unwrap_or_else(|| panic!("{out:?}"));
+        assert_eq!(
+            (s.principal(), s.scopes()),
+            ("svc", &["read".to_owned()][..])
+        );
+    }
+    provider.revoke(&token).unwrap();
+    let out = every_time.authenticate(&mut attempt(&token)).await;
+    assert_eq!(
+        out.failure().unwrap().error,
+        Error::InvalidCredentials,
+        "revocation noticed at once"
+    );
+    assert!(
+        cached
+            .authenticate(&mut attempt(&token))
+            .await
+            .is_authenticated(),
+        "with an hourly re-check the cached answer stands until then"
+    );
+    assert_eq!(
+        every_time
+            .authenticate(&mut attempt("never-issued"))
+            .await
+            .failure()
+            .unwrap()
+            .error,
+        Error::InvalidCredentials
+    );
+
+    // The provider goes away: unavailable within the timeout.
+    tokio::task::block_in_place(|| provider.stop());
+    let started = std::time::Instant::now();
+    let out = every_time.authenticate(&mut attempt(&token)).await;
+    assert_eq!(out.class(), auth_core::OutcomeClass::Unavailable, "{out:?}");
+    assert!(started.elapsed() < Duration::from_millis(600));
+
+    // Short secrets are refused at construction, and the secret never shows in Debug.
+    let err = auth_oauth::IntrospectionAuthenticator::new(auth_oauth::IntrospectionConfig {
+        client_secret: auth_core::secrecy::SecretString::from("short".to_owned()),
+        ..every_time_config(&provider)
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("shorter than 32"));
+    assert!(!format!("{every_time:?}").contains(auth_tests::oidc::CLIENT_SECRET));
+}
+
+fn every_time_config(provider: &OidcProvider) -> auth_oauth::IntrospectionConfig {
+    auth_oauth::IntrospectionConfig {
+        endpoint: format!("{}/token/introspection", provider.issuer()),
+        client_id: "svc".into(),
+        client_secret: auth_core::secrecy::SecretString::from(
+            auth_tests::oidc::CLIENT_SECRET.to_owned(),
+        ),
+        auth: auth_oauth::ClientAuth::Basic,
+        audience: None,
+        timeout: Duration::from_millis(500),
+        cache_max: Duration::from_secs(60),
+        recheck: Duration::ZERO,
+    }
+}

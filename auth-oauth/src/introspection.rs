@@ -30,6 +30,10 @@ pub enum ClientAuth {
 #[error("client secret: {0}")]
 pub struct SecretError(String);
 
+pub(crate) fn short_secret() -> SecretError {
+    SecretError(format!("shorter than {MIN_CLIENT_SECRET} characters"))
+}
+
 fn checked(secret: SecretString) -> Result<SecretString, SecretError> {
     if secret.expose_secret().chars().count() < MIN_CLIENT_SECRET {
         return Err(SecretError(format!(

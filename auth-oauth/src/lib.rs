@@ -5,17 +5,20 @@
 //! strict token parser, per-key algorithms verified by aws-lc-rs on pre-parsed keys, and
 //! a cache of validated tokens; [`IntrospectionAuthenticator`] checks opaque tokens with
 //! RFC 7662 introspection, cached within the token's `exp` and re-checked for revocation
-//! as often as configured.
+//! as often as configured; [`ClientCredentials`] supplies cached, refreshed tokens for
+//! outbound calls.
 
 #![forbid(unsafe_code)]
 
 mod authenticator;
+mod client_credentials;
 mod introspection;
 pub mod key;
 mod keyset;
 pub mod token;
 
 pub use authenticator::{IssuerConfig, JwtAuthenticator, ValidationSettings};
+pub use client_credentials::{ClientCredentials, ClientCredentialsConfig, TokenSourceError};
 pub use introspection::{
     ClientAuth, IntrospectionAuthenticator, IntrospectionConfig, MIN_CLIENT_SECRET, SecretError,
     client_secret_from_env, client_secret_from_store,

@@ -166,3 +166,48 @@ fn every_time_config(provider: &OidcProvider) -> auth_oauth::IntrospectionConfig
         recheck: Duration::ZERO,
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_credentials_tokens_are_cached_refreshed_and_valid() {
+    let provider =
+        tokio::task::spawn_blocking(|| OidcProvider::start().unwrap_or_else(|e| panic!("{e}")))
+            .await
+            .unwrap();
+    let config = |refresh_before: Duration| auth_oauth::ClientCredentialsConfig {
+        token_endpoint: format!("{}/token", provider.issuer()),
+        client_id: "svc".into(),
+        client_secret: auth_core::secrecy::SecretString::from(
+            auth_tests::oidc::CLIENT_SECRET.to_owned(),
+        ),
+        auth: auth_oauth::ClientAuth::Basic,
+        scope: Some("read".into()),
+        resource: Some("urn:api".into()),
+        refresh_before,
+        timeout: Duration::from_secs(3),
+    };
+    use auth_core::secrecy::ExposeSecret;
+    let source = auth_oauth::ClientCredentials::new(config(Duration::from_secs(30))).unwrap();
+    let (a, b) = tokio::join!(source.token(), source.token());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.expose_secret(),
+        b.expose_secret(),
+        "one token for concurrent callers, then cached"
+    );
+    let auth = JwtAuthenticator::new(
+        vec![IssuerConfig::discovery(provider.issuer(), "urn:api")],
+        ValidationSettings::default(),
+    )
+    .unwrap();
+    assert!(
+        auth.authenticate(&mut attempt(a.expose_secret()))
+            .await
+            .is_authenticated()
+    );
+    // Refreshing earlier than the token's whole lifetime means a new token every time.
+    let eager = auth_oauth::ClientCredentials::new(config(Duration::from_secs(3600))).unwrap();
+    let first = eager.token().await.unwrap();
+    let second = eager.token().await.unwrap();
+    assert_ne!(first.expose_secret(), second.expose_secret());
+    assert!(!format!("{source:?}").contains(auth_tests::oidc::CLIENT_SECRET));
+}

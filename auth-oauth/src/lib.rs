@@ -6,7 +6,9 @@
 //! a cache of validated tokens; [`IntrospectionAuthenticator`] checks opaque tokens with
 //! RFC 7662 introspection, cached within the token's `exp` and re-checked for revocation
 //! as often as configured; [`ClientCredentials`] supplies cached, refreshed tokens for
-//! outbound calls.
+//! outbound calls; [`PasswordGrantAuthenticator`] exchanges a password for tokens (the
+//! bridge from database logins to an OAuth server), refreshes them and revokes them when
+//! the session ends.
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +17,7 @@ mod client_credentials;
 mod introspection;
 pub mod key;
 mod keyset;
+mod password_grant;
 pub mod token;
 
 pub use authenticator::{IssuerConfig, JwtAuthenticator, ValidationSettings};
@@ -25,3 +28,4 @@ pub use introspection::{
 };
 pub use key::{Alg, KeyError, VerifyingKey};
 pub use keyset::{FetchSettings, KeySource, LookupError};
+pub use password_grant::{OAuthSession, PasswordGrantAuthenticator, PasswordGrantConfig};

@@ -8,6 +8,7 @@
 //! - [`postgres::Postgres`]: a PostgreSQL cluster (initdb + pg_ctl).
 //! - [`redis::Redis`]: a Redis server.
 //! - [`oidc::OidcProvider`]: node oidc-provider, a certified OpenID provider.
+//! - [`oauth_server::DjangoOAuth`]: django-oauth-toolkit, for the password grant.
 //! - [`scram_client`]: an independent SCRAM client (postgres-protocol) for interop tests.
 //!
 //! A service that cannot start fails the test with a [`HarnessError`] naming
@@ -17,6 +18,7 @@
 
 pub mod gateway;
 pub mod kdc;
+pub mod oauth_server;
 pub mod oidc;
 pub mod postgres;
 mod process;

@@ -1,0 +1,133 @@
+//! The password grant against a real OAuth server (django-oauth-toolkit): login, wrong
+//! password, refresh with rotation, revocation when the session ends, and an endpoint that
+//! is down or never answers, all within the time limit.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use auth_core::secrecy::{ExposeSecret, SecretString};
+use auth_core::{
+    Attempt, Authenticator, ConnectionInfo, Credential, Error, OutcomeClass, Protocol, Session,
+};
+use auth_oauth::{ClientAuth, PasswordGrantAuthenticator, PasswordGrantConfig};
+use auth_tests::oauth_server::{CLIENT_SECRET, DjangoOAuth};
+
+fn config(base: &str, timeout: Duration) -> PasswordGrantConfig {
+    PasswordGrantConfig {
+        token_endpoint: format!("{base}/o/token/"),
+        revocation_endpoint: Some(format!("{base}/o/revoke_token/")),
+        client_id: "gateway".into(),
+        client_secret: SecretString::from(CLIENT_SECRET.to_owned()),
+        auth: ClientAuth::Basic,
+        scope: None,
+        timeout,
+        refresh_before: Duration::from_secs(30),
+    }
+}
+
+fn attempt(user: &str, password: &str) -> Attempt {
+    Attempt::new(
+        ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.1:1".parse().unwrap()),
+        Credential::password(user, password),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_refresh_rotation_and_revocation() {
+    let server = tokio::task::spawn_blocking(|| {
+        DjangoOAuth::start("alice", "alice long password").unwrap_or_else(|e| panic!("{e}"))
+    })
+    .await
+    .unwrap();
+    let auth =
+        PasswordGrantAuthenticator::new(config(&server.url(), Duration::from_secs(5))).unwrap();
+    let out = auth
+        .authenticate(&mut attempt("alice", "alice long password"))
+        .await;
+    assert_eq!(out.session().unwrap().user(), "alice");
+    let out = auth
+        .authenticate(&mut attempt("alice", "wrong password"))
+        .await;
+    assert_eq!(out.failure().unwrap().error, Error::InvalidCredentials);
+    let out = auth
+        .authenticate(&mut attempt("mallory", "alice long password"))
+        .await;
+    assert_eq!(out.failure().unwrap().error, Error::InvalidCredentials);
+
+    let mut session = auth
+        .login(
+            "alice",
+            &SecretString::from("alice long password".to_owned()),
+        )
+        .await
+        .unwrap();
+    let first = session.access_token().await.unwrap();
+    assert!(session.expires().is_some() && !format!("{session:?}").contains(first.expose_secret()));
+    session.refresh().await.unwrap();
+    let second = session.access_token().await.unwrap();
+    assert_ne!(
+        first.expose_secret(),
+        second.expose_secret(),
+        "a new access token"
+    );
+    // Rotation: refreshing again works with the rotated refresh token.
+    session.refresh().await.unwrap();
+    let mut again = auth
+        .login(
+            "alice",
+            &SecretString::from("alice long password".to_owned()),
+        )
+        .await
+        .unwrap();
+    again.refresh().await.unwrap();
+    // Ending the session revokes its tokens: the server says they are no longer active.
+    let current = session.access_token().await.unwrap();
+    assert!(active(&server.url(), current.expose_secret()).await);
+    session.end().await.unwrap();
+    assert!(
+        !active(&server.url(), current.expose_secret()).await,
+        "revoked"
+    );
+    again.end().await.unwrap();
+}
+
+/// RFC 7662 introspection at the server, as client `gateway`.
+async fn active(base: &str, token: &str) -> bool {
+    let body: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/o/introspect/"))
+        .basic_auth("gateway", Some(CLIENT_SECRET))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["active"].as_bool().unwrap_or_else(|| panic!("{body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_that_is_down_or_silent_is_unavailable_within_the_limit() {
+    let limit = Duration::from_millis(500);
+    // Down: nothing listens.
+    let port = auth_tests::free_port().unwrap();
+    let auth = PasswordGrantAuthenticator::new(config(&format!("http://127.0.0.1:{port}"), limit))
+        .unwrap();
+    let started = Instant::now();
+    let out = auth.authenticate(&mut attempt("alice", "pw")).await;
+    assert_eq!(out.class(), OutcomeClass::Unavailable, "{out:?}");
+    assert!(started.elapsed() < limit + Duration::from_millis(100));
+    // Silent: accepts the connection and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let auth = PasswordGrantAuthenticator::new(config(&url, limit)).unwrap();
+    let started = Instant::now();
+    let out = auth.authenticate(&mut attempt("alice", "pw")).await;
+    assert_eq!(out.class(), OutcomeClass::Unavailable, "{out:?}");
+    assert!(
+        started.elapsed() < limit + Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}

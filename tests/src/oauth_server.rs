@@ -1,0 +1,85 @@
+//! A real OAuth 2.0 server with the password grant: django-oauth-toolkit (in the venv made
+//! by scripts/install-deps.sh), client `gateway`, refresh-token rotation, revocation.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::process::{HarnessError, ServiceProcess, free_port};
+
+const SERVER: &str = include_str!("../oauth_server/server.py");
+
+/// The client secret of client `gateway`.
+pub const CLIENT_SECRET: &str = "0123456789abcdef0123456789abcdef-gateway";
+
+/// A running server. Dropping it stops the process.
+#[derive(Debug)]
+pub struct DjangoOAuth {
+    dir: tempfile::TempDir,
+    port: u16,
+    user: (String, String),
+    process: Option<ServiceProcess>,
+}
+
+fn python() -> Result<PathBuf, HarnessError> {
+    let venv = std::env::var_os("AUTH_TEST_VENV")
+        .map_or_else(|| PathBuf::from("/opt/auth-tests/venv"), PathBuf::from);
+    let python = venv.join("bin/python");
+    if python.is_file() {
+        Ok(python)
+    } else {
+        Err(HarnessError::Missing {
+            program: "the test venv with django-oauth-toolkit".into(),
+            purpose: "the password-grant tests",
+        })
+    }
+}
+
+impl DjangoOAuth {
+    /// Starts a server that knows `user` with `password`.
+    pub fn start(user: &str, password: &str) -> Result<Self, HarnessError> {
+        let dir = tempfile::Builder::new()
+            .prefix("auth-django-")
+            .tempdir()
+            .map_err(HarnessError::io("create the server directory"))?;
+        std::fs::write(dir.path().join("server.py"), SERVER)
+            .map_err(HarnessError::io("write server.py"))?;
+        let mut server = Self {
+            dir,
+            port: free_port()?,
+            user: (user.to_owned(), password.to_owned()),
+            process: None,
+        };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// Stops the server.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.stop();
+        }
+    }
+
+    /// Starts it again (same database and port).
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.stop();
+        let mut cmd = Command::new(python()?);
+        cmd.arg(self.dir.path().join("server.py"))
+            .arg(self.port.to_string())
+            .arg(self.dir.path())
+            .arg(CLIENT_SECRET)
+            .arg(&self.user.0)
+            .arg(&self.user.1);
+        self.process = Some(ServiceProcess::spawn(
+            "django-oauth-toolkit",
+            &mut cmd,
+            "oauth server listening",
+        )?);
+        Ok(())
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}

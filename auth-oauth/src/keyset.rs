@@ -99,6 +99,8 @@ pub(crate) struct KeySet {
     /// Serializes fetches; holds when the last fetch for an unknown key id was attempted.
     fetch: tokio::sync::Mutex<Option<Instant>>,
     fetches: AtomicU64,
+    /// When the last background refresh of stale keys started.
+    background: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -152,6 +154,7 @@ impl KeySet {
             keys: RwLock::new(Arc::new(initial)),
             fetch: tokio::sync::Mutex::new(None),
             fetches: AtomicU64::new(0),
+            background: std::sync::Mutex::new(None),
         })
     }
 
@@ -251,21 +254,49 @@ impl KeySet {
         Ok(())
     }
 
+    /// Starts one refresh task unless one is running or one started within the
+    /// refetch interval (a down issuer is retried at that pace, not per request).
+    fn refresh_in_background(self: &Arc<Self>, seen: &Arc<Keys>) {
+        {
+            let mut last = self
+                .background
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|t| t.elapsed() < self.settings.refetch_interval) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let me = Arc::clone(self);
+        let seen = Arc::clone(seen);
+        tokio::spawn(async move {
+            if let Err(e) = me.refresh(&seen, false).await {
+                tracing::warn!(issuer = %me.issuer, error = %e, "could not refresh the issuer's keys; the cached keys stay in use");
+            }
+        });
+    }
+
     /// The key for `kid` (or the only key for `alg` when there is no kid).
     pub(crate) async fn key(
-        &self,
+        self: &Arc<Self>,
         kid: Option<&str>,
         alg: Alg,
     ) -> Result<Arc<VerifyingKey>, LookupError> {
         let mut keys = self.current();
         let mut fetch_error = None;
         if !keys.fresh() {
-            if let Err(e) = self.refresh(&keys, false).await {
-                // Stale if error: keep using what we have.
-                tracing::warn!(issuer = %self.issuer, error = %e, "could not refresh the issuer's keys");
-                fetch_error = Some(e);
+            if keys.fetched.is_some() {
+                // Stale keys keep serving while one background task refreshes them, so a
+                // slow or down issuer never stalls requests (stale-while-revalidate and
+                // stale-if-error).
+                self.refresh_in_background(&keys);
+            } else {
+                if let Err(e) = self.refresh(&keys, false).await {
+                    tracing::warn!(issuer = %self.issuer, error = %e, "could not fetch the issuer's keys");
+                    fetch_error = Some(e);
+                }
+                keys = self.current();
             }
-            keys = self.current();
         }
         if let Some(k) = keys.find(kid, alg) {
             return Ok(k);

@@ -365,3 +365,62 @@ async fn discovery_requires_the_exact_issuer() {
         .await;
     assert_eq!(out.class(), OutcomeClass::Unavailable, "{out:?}");
 }
+
+#[tokio::test]
+async fn stale_keys_serve_while_one_background_refresh_runs() {
+    let good = TestKey::new("k1", Algorithm::ES256);
+    let issuer = Issuer::start(vec![good.jwk.clone()]).await;
+    let stale_at_once = IssuerConfig {
+        fetch: FetchSettings {
+            ttl: Duration::ZERO,
+            timeout: Duration::from_secs(8),
+            ..FetchSettings::default()
+        },
+        ..config(&issuer)
+    };
+    let auth = JwtAuthenticator::new(
+        vec![stale_at_once],
+        ValidationSettings {
+            cache_capacity: 0,
+            ..ValidationSettings::default()
+        },
+    )
+    .unwrap();
+    let token = good.sign(&claims(&issuer.url));
+    assert!(
+        auth.authenticate(&mut attempt(&token))
+            .await
+            .is_authenticated()
+    );
+    assert_eq!(issuer.requests(), 1);
+    // The issuer now takes 10 s to answer: requests must not wait for it (the fetch
+    // timeout is 8 s, so a blocking refresh would show).
+    issuer.set_mode(Mode::Slow);
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert!(
+            auth.authenticate(&mut attempt(&token))
+                .await
+                .is_authenticated()
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    // Exactly one refresh reaches the issuer, however many requests saw stale keys.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while issuer.requests() < 2 && Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..20 {
+        assert!(
+            auth.authenticate(&mut attempt(&token))
+                .await
+                .is_authenticated()
+        );
+    }
+    assert_eq!(issuer.requests(), 2);
+    assert_eq!(auth.key_fetches(&issuer.url), 2);
+}

@@ -2,7 +2,7 @@
 //! and a configurable re-check interval for revocation.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use auth_core::clock::{SharedClock, system_clock};
@@ -94,7 +94,8 @@ struct Active {
     user: String,
     scopes: Vec<String>,
     expires: Option<SystemTime>,
-    checked: Instant,
+    /// When the issuer last said the token was active (injected clock).
+    checked: SystemTime,
 }
 
 /// Authenticates opaque [`Credential::Bearer`] tokens by introspection.
@@ -221,7 +222,7 @@ impl IntrospectionAuthenticator {
                 .map(|s| s.split_whitespace().map(str::to_owned).collect())
                 .unwrap_or_default(),
             expires,
-            checked: Instant::now(),
+            checked: self.clock.now(),
         }))
     }
 }
@@ -253,7 +254,11 @@ impl Authenticator for IntrospectionAuthenticator {
         let now = self.clock.now();
         if let Some(hit) = self.cache.get(&digest) {
             let live = hit.expires.is_none_or(|e| now < e);
-            if live && hit.checked.elapsed() < self.config.recheck {
+            // A clock that went backwards counts as due for a re-check.
+            let recent = now
+                .duration_since(hit.checked)
+                .is_ok_and(|d| d < self.config.recheck);
+            if live && recent {
                 return self.session(&hit);
             }
             self.cache.invalidate(&digest);

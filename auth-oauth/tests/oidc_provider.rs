@@ -102,8 +102,11 @@ async fn opaque_tokens_are_introspected_and_revocation_is_noticed() {
             .unwrap();
     let every_time = introspection(&provider, Duration::ZERO);
     let cached = introspection(&provider, Duration::from_secs(3600));
+    let clock = auth_core::ManualClock::new(std::time::SystemTime::now());
+    let per_minute = introspection(&provider, Duration::from_secs(60))
+        .with_clock(std::sync::Arc::new(clock.clone()));
     let token = provider.token("urn:opaque", "read").unwrap();
-    for auth in [&every_time, &cached] {
+    for auth in [&every_time, &cached, &per_minute] {
         let out = auth.authenticate(&mut attempt(&token)).await;
         let s = out.session().unwrap_or_else(|| panic!("{out:?}"));
         assert_eq!(
@@ -124,6 +127,23 @@ async fn opaque_tokens_are_introspected_and_revocation_is_noticed() {
             .await
             .is_authenticated(),
         "with an hourly re-check the cached answer stands until then"
+    );
+    assert!(
+        per_minute
+            .authenticate(&mut attempt(&token))
+            .await
+            .is_authenticated()
+    );
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        per_minute
+            .authenticate(&mut attempt(&token))
+            .await
+            .failure()
+            .unwrap()
+            .error,
+        Error::InvalidCredentials,
+        "the re-check after the interval (on the injected clock) notices the revocation"
     );
     assert_eq!(
         every_time

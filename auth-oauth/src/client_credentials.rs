@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::introspection::{ClientAuth, SecretError};
+use crate::client_auth::{ClientAuth, post_form};
+use crate::introspection::SecretError;
 
 /// Why no token could be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,22 +99,19 @@ impl ClientCredentials {
         if let Some(r) = &c.resource {
             form.push(("resource", r.clone()));
         }
-        let mut request = self.http.post(&c.token_endpoint);
-        match c.auth {
-            ClientAuth::Basic => {
-                request = request.basic_auth(&c.client_id, Some(c.client_secret.expose_secret()))
-            }
-            ClientAuth::Post => {
-                form.push(("client_id", c.client_id.clone()));
-                form.push(("client_secret", c.client_secret.expose_secret().to_owned()));
-            }
-        }
         let started = Instant::now();
-        let response = request
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| TokenSourceError(e.without_url().to_string()))?;
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let response = post_form(
+            &self.http,
+            &c.token_endpoint,
+            c.auth,
+            &c.client_id,
+            &c.client_secret,
+            &pairs,
+        )
+        .send()
+        .await
+        .map_err(|e| TokenSourceError(e.without_url().to_string()))?;
         if !response.status().is_success() {
             return Err(TokenSourceError(format!("HTTP {}", response.status())));
         }

@@ -13,17 +13,10 @@ use auth_core::{
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use crate::client_auth::{ClientAuth, post_form};
+
 /// The shortest client secret accepted.
 pub const MIN_CLIENT_SECRET: usize = 32;
-
-/// How the client authenticates to the introspection endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// HTTP Basic (`client_secret_basic`).
-    Basic,
-    /// In the form body (`client_secret_post`).
-    Post,
-}
 
 /// A client secret that is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -154,31 +147,18 @@ impl IntrospectionAuthenticator {
     }
 
     async fn introspect(&self, token: &str) -> Result<Option<Active>, Outcome> {
-        let mut form = vec![
-            ("token", token.to_owned()),
-            ("token_type_hint", "access_token".to_owned()),
-        ];
-        let mut request = self.http.post(&self.config.endpoint);
-        match self.config.auth {
-            ClientAuth::Basic => {
-                request = request.basic_auth(
-                    &self.config.client_id,
-                    Some(self.config.client_secret.expose_secret()),
-                );
-            }
-            ClientAuth::Post => {
-                form.push(("client_id", self.config.client_id.clone()));
-                form.push((
-                    "client_secret",
-                    self.config.client_secret.expose_secret().to_owned(),
-                ));
-            }
-        }
-        let response = request
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| Outcome::unavailable(format!("introspection: {}", e.without_url())))?;
+        let c = &self.config;
+        let response = post_form(
+            &self.http,
+            &c.endpoint,
+            c.auth,
+            &c.client_id,
+            &c.client_secret,
+            &[("token", token), ("token_type_hint", "access_token")],
+        )
+        .send()
+        .await
+        .map_err(|e| Outcome::unavailable(format!("introspection: {}", e.without_url())))?;
         if !response.status().is_success() {
             return Err(Outcome::unavailable(format!(
                 "introspection: HTTP {}",

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod authenticator;
+mod client_auth;
 mod client_credentials;
 mod introspection;
 pub mod key;
@@ -21,9 +22,10 @@ mod password_grant;
 pub mod token;
 
 pub use authenticator::{IssuerConfig, JwtAuthenticator, ValidationSettings};
+pub use client_auth::ClientAuth;
 pub use client_credentials::{ClientCredentials, ClientCredentialsConfig, TokenSourceError};
 pub use introspection::{
-    ClientAuth, IntrospectionAuthenticator, IntrospectionConfig, MIN_CLIENT_SECRET, SecretError,
+    IntrospectionAuthenticator, IntrospectionConfig, MIN_CLIENT_SECRET, SecretError,
     client_secret_from_env, client_secret_from_store,
 };
 pub use key::{Alg, KeyError, VerifyingKey};

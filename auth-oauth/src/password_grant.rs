@@ -13,7 +13,8 @@ use auth_core::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::introspection::{ClientAuth, MIN_CLIENT_SECRET, SecretError, short_secret};
+use crate::client_auth::{ClientAuth, post_form};
+use crate::introspection::{MIN_CLIENT_SECRET, SecretError, short_secret};
 
 /// Settings of a [`PasswordGrantAuthenticator`].
 #[derive(Debug, Clone)]
@@ -48,27 +49,20 @@ enum Answer {
 }
 
 impl Client {
-    async fn post(
-        &self,
-        url: &str,
-        mut form: Vec<(&'static str, String)>,
-    ) -> Result<Answer, String> {
+    async fn post(&self, url: &str, form: Vec<(&'static str, String)>) -> Result<Answer, String> {
         let c = &self.config;
-        let mut request = self.http.post(url);
-        match c.auth {
-            ClientAuth::Basic => {
-                request = request.basic_auth(&c.client_id, Some(c.client_secret.expose_secret()))
-            }
-            ClientAuth::Post => {
-                form.push(("client_id", c.client_id.clone()));
-                form.push(("client_secret", c.client_secret.expose_secret().to_owned()));
-            }
-        }
-        let response = request
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let response = post_form(
+            &self.http,
+            url,
+            c.auth,
+            &c.client_id,
+            &c.client_secret,
+            &pairs,
+        )
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
         let status = response.status();
         let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
         if status.is_success() {

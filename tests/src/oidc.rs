@@ -9,8 +9,12 @@ use crate::process::{HarnessError, ServiceProcess, free_port, run};
 
 const PROVIDER: &str = include_str!("../oidc/provider.mjs");
 
-/// The client secret of client `svc`.
-pub const CLIENT_SECRET: &str = "0123456789abcdef0123456789abcdef-svc-secret";
+/// The client secret of client `svc`. Its `+`, `/`, `:` and `%` must be form-encoded in
+/// HTTP Basic credentials (RFC 6749 2.3.1), which oidc-provider insists on.
+pub const CLIENT_SECRET: &str = "0123456789abcdef0123456789abcdef+svc/secret:%";
+
+/// [`CLIENT_SECRET`] form-encoded, as it goes into Basic credentials.
+const CLIENT_SECRET_FORM_ENCODED: &str = "0123456789abcdef0123456789abcdef%2Bsvc%2Fsecret%3A%25";
 
 /// A running provider. Dropping it stops the process.
 #[derive(Debug)]
@@ -90,7 +94,7 @@ impl OidcProvider {
             "--max-time",
             "10",
             "-u",
-            &format!("svc:{CLIENT_SECRET}"),
+            &format!("svc:{CLIENT_SECRET_FORM_ENCODED}"),
         ]);
         for (k, v) in form {
             cmd.arg("--data-urlencode").arg(format!("{k}={v}"));

@@ -1,5 +1,6 @@
 //! Bearer JWTs from trusted issuers as an auth-core authenticator.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -174,7 +175,7 @@ impl JwtAuthenticator {
     fn claims(
         &self,
         config: &IssuerConfig,
-        claims: &Object,
+        claims: &Object<'_>,
         now: i64,
     ) -> Result<Validated, Outcome> {
         let leeway = i64::try_from(self.settings.leeway.as_secs()).unwrap_or(60);
@@ -216,8 +217,8 @@ impl JwtAuthenticator {
             return Err(reject(Error::MissingClaim, "token without `sub`"));
         };
         let user = token::string(claims, &self.settings.username_claim)
-            .unwrap_or(subject)
-            .to_owned();
+            .unwrap_or(Cow::Borrowed(&subject))
+            .into_owned();
         let mut scopes: Vec<String> = token::string(claims, "scope")
             .map(|s| s.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default();
@@ -229,9 +230,9 @@ impl JwtAuthenticator {
             .collect();
         Ok(Validated {
             issuer: config.issuer.clone(),
-            subject: subject.to_owned(),
+            subject: subject.into_owned(),
             user,
-            token_id: token::string(claims, "jti").map(str::to_owned),
+            token_id: token::string(claims, "jti").map(Cow::into_owned),
             roles,
             scopes,
             expires: UNIX_EPOCH + Duration::from_secs(u64::try_from(exp).unwrap_or(0)),
@@ -239,24 +240,27 @@ impl JwtAuthenticator {
     }
 
     async fn validate(&self, jwt: &str) -> Result<Validated, Outcome> {
-        let parsed = token::parse(jwt).map_err(|e| reject(Error::Malformed, e.to_string()))?;
-        let alg_name = token::string(&parsed.header, "alg").unwrap_or_default();
-        let Some(alg) = Alg::parse(alg_name) else {
+        let malformed = |e: token::TokenError| reject(Error::Malformed, e.to_string());
+        let decoded = token::decode(jwt).map_err(malformed)?;
+        let header = decoded.header().map_err(malformed)?;
+        let claims = decoded.claims().map_err(malformed)?;
+        let alg_name = token::string(&header, "alg").unwrap_or_default();
+        let Some(alg) = Alg::parse(&alg_name) else {
             return Err(reject(
                 Error::InvalidSignature,
                 format!("algorithm `{alg_name}` is not accepted"),
             ));
         };
         // The issuer is chosen before any key is used.
-        let iss = token::string(&parsed.claims, "iss").unwrap_or_default();
-        let Some((config, keys)) = self.issuers.get(iss) else {
+        let iss = token::string(&claims, "iss").unwrap_or_default();
+        let Some((config, keys)) = self.issuers.get(iss.as_ref()) else {
             return Err(reject(
                 Error::UntrustedIssuer,
                 format!("issuer `{iss}` is not trusted"),
             ));
         };
         if config.require_at_jwt {
-            let typ = token::string(&parsed.header, "typ")
+            let typ = token::string(&header, "typ")
                 .unwrap_or_default()
                 .to_ascii_lowercase();
             if typ != "at+jwt" && typ != "application/at+jwt" {
@@ -266,8 +270,8 @@ impl JwtAuthenticator {
                 ));
             }
         }
-        let kid = token::string(&parsed.header, "kid");
-        let key = keys.key(kid, alg).await.map_err(|e| match e {
+        let kid = token::string(&header, "kid");
+        let key = keys.key(kid.as_deref(), alg).await.map_err(|e| match e {
             LookupError::UnknownKey(_) => reject(Error::InvalidSignature, e.to_string()),
             LookupError::Unavailable(_) => Outcome::unavailable(e.to_string()),
         })?;
@@ -276,15 +280,15 @@ impl JwtAuthenticator {
                 Error::InvalidSignature,
                 format!(
                     "key `{}` verifies {:?}, not {alg:?}",
-                    kid.unwrap_or("(none)"),
+                    kid.as_deref().unwrap_or("(none)"),
                     key.alg
                 ),
             ));
         }
-        if !key.verify(parsed.signing_input, &parsed.signature) {
+        if !key.verify(decoded.signing_input, &decoded.signature) {
             return Err(reject(Error::InvalidSignature, "signature does not verify"));
         }
-        self.claims(config, &parsed.claims, now_secs(self.clock.now()))
+        self.claims(config, &claims, now_secs(self.clock.now()))
     }
 }
 

@@ -1,13 +1,14 @@
 //! A strict JWS compact-serialization parser: size limit, exactly three base64url parts
 //! without padding, JSON objects with no duplicate members, `crit` refused.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde::de::{Deserializer, MapAccess, Visitor};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The longest token accepted.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
@@ -17,22 +18,48 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 #[error("malformed token: {0}")]
 pub struct TokenError(pub &'static str);
 
-/// A JSON object whose member names are unique.
-pub type Object = BTreeMap<String, Value>;
+/// A JSON object whose member names are unique. Members stay unparsed (borrowed from the
+/// decoded part) until read, so a claim nobody asks for costs no allocation.
+pub type Object<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
+
+/// A JSON string, borrowed when it holds no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
 
 struct UniqueObject;
 
 impl<'de> Visitor<'de> for UniqueObject {
-    type Value = Object;
+    type Value = Object<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Object<'de>, A::Error> {
         let mut out = Object::new();
-        while let Some((k, v)) = map.next_entry::<String, Value>()? {
-            if out.insert(k, v).is_some() {
+        while let Some((k, v)) = map.next_entry::<Text<'de>, &'de RawValue>()? {
+            if out.insert(k.0, v).is_some() {
                 return Err(serde::de::Error::custom("duplicate member"));
             }
         }
@@ -40,7 +67,8 @@ impl<'de> Visitor<'de> for UniqueObject {
     }
 }
 
-fn object(bytes: &[u8]) -> Result<Object, TokenError> {
+/// Reads a decoded part as an object with unique members.
+pub fn object(bytes: &[u8]) -> Result<Object<'_>, TokenError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let obj = de
         .deserialize_map(UniqueObject)
@@ -57,21 +85,38 @@ fn part(text: &str) -> Result<Vec<u8>, TokenError> {
     B64URL.decode(text).map_err(|_| TokenError("bad base64url"))
 }
 
-/// The parts of a token, decoded but not verified.
+/// The parts of a token, base64-decoded but neither interpreted nor verified; read the
+/// header and claims with [`Decoded::header`] and [`Decoded::claims`].
 #[derive(Debug)]
-pub struct Parsed<'a> {
-    /// The protected header.
-    pub header: Object,
-    /// The claims.
-    pub claims: Object,
+pub struct Decoded<'a> {
+    header: Vec<u8>,
+    claims: Vec<u8>,
     /// `base64(header) "." base64(claims)`, what the signature covers.
     pub signing_input: &'a [u8],
     /// The signature.
     pub signature: Vec<u8>,
 }
 
-/// Reads a compact JWS.
-pub fn parse(token: &str) -> Result<Parsed<'_>, TokenError> {
+impl Decoded<'_> {
+    /// The protected header; refuses critical extensions.
+    pub fn header(&self) -> Result<Object<'_>, TokenError> {
+        let header = object(&self.header)?;
+        if header.contains_key("crit") {
+            // RFC 7515: a recipient must refuse critical extensions it does not understand,
+            // and it understands none.
+            return Err(TokenError("critical header extensions are not supported"));
+        }
+        Ok(header)
+    }
+
+    /// The claims.
+    pub fn claims(&self) -> Result<Object<'_>, TokenError> {
+        object(&self.claims)
+    }
+}
+
+/// Splits and decodes a compact JWS.
+pub fn decode(token: &str) -> Result<Decoded<'_>, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError("longer than 16 KiB"));
     }
@@ -81,57 +126,56 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, TokenError> {
     else {
         return Err(TokenError("not three dot-separated parts"));
     };
-    let header = object(&part(h)?)?;
-    let claims = object(&part(c)?)?;
-    let signature = part(s)?;
-    if header.contains_key("crit") {
-        // RFC 7515: a recipient must refuse critical extensions it does not understand,
-        // and it understands none.
-        return Err(TokenError("critical header extensions are not supported"));
-    }
-    Ok(Parsed {
-        header,
-        claims,
+    Ok(Decoded {
+        header: part(h)?,
+        claims: part(c)?,
+        signature: part(s)?,
         signing_input: &token.as_bytes()[..h.len() + 1 + c.len()],
-        signature,
     })
 }
 
-/// A string member.
-pub fn string<'a>(o: &'a Object, name: &str) -> Option<&'a str> {
-    o.get(name).and_then(Value::as_str)
+/// A string member; `None` when absent or not a string.
+pub fn string<'a>(o: &Object<'a>, name: &str) -> Option<Cow<'a, str>> {
+    let raw: &'a RawValue = o.get(name)?;
+    serde_json::from_str::<Text<'a>>(raw.get())
+        .ok()
+        .map(|t| t.0)
 }
 
 /// A NumericDate member in whole seconds.
-pub fn seconds(o: &Object, name: &str) -> Result<Option<i64>, TokenError> {
-    match o.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .as_i64()
-            .or_else(|| {
-                v.as_f64()
-                    .filter(|f| f.is_finite())
-                    .map(|f| f.floor() as i64)
-            })
-            .map(Some)
-            .ok_or(TokenError("a time claim is not a number")),
+pub fn seconds(o: &Object<'_>, name: &str) -> Result<Option<i64>, TokenError> {
+    let Some(raw) = o.get(name) else {
+        return Ok(None);
+    };
+    let not_a_number = TokenError("a time claim is not a number");
+    if let Ok(i) = serde_json::from_str::<i64>(raw.get()) {
+        return Ok(Some(i));
     }
+    serde_json::from_str::<f64>(raw.get())
+        .ok()
+        .filter(|f| f.is_finite())
+        .map(|f| Some(f.floor() as i64))
+        .ok_or(not_a_number)
 }
 
 /// A member that is a string or an array of strings (`aud`, `scp`, `roles`).
-pub fn strings(o: &Object, name: &str) -> Result<Vec<String>, TokenError> {
-    match o.get(name) {
-        None => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![s.clone()]),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| {
-                i.as_str()
-                    .map(str::to_owned)
-                    .ok_or(TokenError("a list claim holds a non-string"))
-            })
-            .collect(),
-        Some(_) => Err(TokenError("a list claim is neither a string nor an array")),
+pub fn strings(o: &Object<'_>, name: &str) -> Result<Vec<String>, TokenError> {
+    let Some(raw) = o.get(name) else {
+        return Ok(Vec::new());
+    };
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match serde_json::from_str::<OneOrMany>(raw.get()) {
+        Ok(OneOrMany::One(s)) => Ok(vec![s]),
+        Ok(OneOrMany::Many(v)) => Ok(v),
+        Err(_) => match raw.get().trim_start().as_bytes().first() {
+            Some(b'[') => Err(TokenError("a list claim holds a non-string")),
+            _ => Err(TokenError("a list claim is neither a string nor an array")),
+        },
     }
 }
 
@@ -151,9 +195,12 @@ mod tests {
             enc(r#"{"sub":"a"}"#),
             enc("sig")
         );
-        let p = parse(&good).unwrap();
-        assert_eq!(string(&p.header, "alg"), Some("ES256"));
-        assert_eq!(p.signature, b"sig");
+        let d = decode(&good).unwrap();
+        assert_eq!(
+            string(&d.header().unwrap(), "alg").as_deref(),
+            Some("ES256")
+        );
+        assert_eq!(d.signature, b"sig");
         for bad in [
             String::new(),
             "a.b".into(),
@@ -183,14 +230,18 @@ mod tests {
             format!("{}.{}.", enc(r#"{"alg":"ES256"}"#), enc("{}")),
             "a".repeat(MAX_TOKEN_LEN + 1),
         ] {
-            assert!(parse(&bad).is_err(), "{bad:.60}");
+            let read = decode(&bad).and_then(|d| d.header().and(d.claims()).map(|_| ()));
+            assert!(read.is_err(), "{bad:.60}");
         }
     }
 
     #[test]
     fn claim_shapes() {
-        let o: Object =
-            serde_json::from_str(r#"{"aud":"x","scp":["a","b"],"exp":1.9,"n":"no"}"#).unwrap();
+        let json = r#"{"aud":"x","scp":["a","b"],"exp":1.9,"n":"no","e":"a\u0062","i":7}"#;
+        let o = object(json.as_bytes()).unwrap();
+        assert_eq!(string(&o, "e").as_deref(), Some("ab"));
+        assert_eq!(string(&o, "i"), None);
+        assert_eq!(seconds(&o, "i").unwrap(), Some(7));
         assert_eq!(strings(&o, "aud").unwrap(), ["x"]);
         assert_eq!(strings(&o, "scp").unwrap(), ["a", "b"]);
         assert_eq!(seconds(&o, "exp").unwrap(), Some(1));

@@ -157,16 +157,16 @@ impl JwtAuthenticator {
         self.issuers.get(issuer).map_or(0, |(_, k)| k.fetches())
     }
 
-    fn session(&self, v: &Validated) -> Outcome {
+    fn session(&self, v: Validated) -> Outcome {
         Outcome::Authenticated(
-            StandardSession::new(v.subject.clone(), "oauth", self.clock.now())
-                .with_user(v.user.clone())
-                .with_roles(v.roles.iter().copied())
-                .with_scopes(v.scopes.iter().cloned())
+            StandardSession::new(v.subject, "oauth", self.clock.now())
+                .with_user(v.user)
+                .with_roles(v.roles)
+                .with_scopes(v.scopes)
                 .with_expiry(v.expires)
                 .with_evidence(Evidence::Token {
-                    issuer: Some(v.issuer.clone()),
-                    token_id: v.token_id.clone(),
+                    issuer: Some(v.issuer),
+                    token_id: v.token_id,
                 })
                 .boxed(),
         )
@@ -314,7 +314,7 @@ impl Authenticator for JwtAuthenticator {
         let jwt = token.expose_secret();
         if self.settings.cache_capacity == 0 {
             return match self.validate(jwt).await {
-                Ok(v) => self.session(&v),
+                Ok(v) => self.session(v),
                 Err(outcome) => outcome,
             };
         }
@@ -322,17 +322,16 @@ impl Authenticator for JwtAuthenticator {
         let now = self.clock.now();
         if let Some(hit) = self.cache.get(&digest) {
             if now < hit.expires {
-                return self.session(&hit);
+                return self.session(Validated::clone(&hit));
             }
             self.cache.invalidate(&digest);
         }
         match self.validate(jwt).await {
             Ok(v) => {
-                let v = Arc::new(v);
                 if v.expires > now {
-                    self.cache.insert(digest, v.clone());
+                    self.cache.insert(digest, Arc::new(v.clone()));
                 }
-                self.session(&v)
+                self.session(v)
             }
             Err(outcome) => outcome,
         }

@@ -1,0 +1,113 @@
+//! The request's credential, read from its headers.
+
+use auth_core::{Credential, Error, Failure};
+use axum::http::HeaderMap;
+use axum::http::header::AUTHORIZATION;
+
+/// The default header an API key travels in.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// The credential in `headers`: `Authorization: Bearer` or `Basic`, else the API-key
+/// header, else [`Credential::Absent`] (also for a scheme no method here understands, so
+/// the client is challenged rather than told its request is broken).
+///
+/// A header that is present but unreadable (two `Authorization` headers, non-ASCII, an
+/// empty token, broken Basic encoding) is a [`Error::Malformed`] failure.
+pub fn credential_from_headers(
+    headers: &HeaderMap,
+    api_key_header: &str,
+) -> Result<Credential, Failure> {
+    let malformed = |detail: &'static str| Failure::new(Error::Malformed, detail);
+    let mut authorization = headers.get_all(AUTHORIZATION).iter();
+    if let Some(value) = authorization.next() {
+        if authorization.next().is_some() {
+            return Err(malformed("more than one Authorization header"));
+        }
+        let value = value
+            .to_str()
+            .map_err(|_| malformed("Authorization header is not visible ASCII"))?;
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let token = rest.trim_matches(' ');
+            // RFC 6750 2.1: b64token characters only.
+            let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+            if token.is_empty() || !token.chars().all(b64token) {
+                return Err(malformed("Bearer token empty or not a b64token"));
+            }
+            return Ok(Credential::bearer(token));
+        }
+        if scheme.eq_ignore_ascii_case("basic") {
+            return auth_password::parse_basic(value)
+                .map_err(|e| Failure::new(e.error(), e.to_string()));
+        }
+        return Ok(Credential::Absent);
+    }
+    match headers.get(api_key_header) {
+        None => Ok(Credential::Absent),
+        Some(v) => {
+            let key = v
+                .to_str()
+                .map_err(|_| malformed("API key header is not visible ASCII"))?;
+            if key.is_empty() {
+                return Err(malformed("empty API key header"));
+            }
+            Ok(Credential::api_key(key))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auth_core::CredentialKind;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn kind(pairs: &[(&str, &str)]) -> Result<CredentialKind, Error> {
+        credential_from_headers(&headers(pairs), API_KEY_HEADER)
+            .map(|c| c.kind())
+            .map_err(|f| f.error)
+    }
+
+    #[test]
+    fn schemes() {
+        assert_eq!(kind(&[]), Ok(CredentialKind::Absent));
+        assert_eq!(
+            kind(&[("authorization", "Bearer abc.def-_~+/=")]),
+            Ok(CredentialKind::Bearer)
+        );
+        assert_eq!(
+            kind(&[("authorization", "bearer x")]),
+            Ok(CredentialKind::Bearer)
+        );
+        assert_eq!(
+            kind(&[("authorization", "Basic YWxpY2U6cHc=")]),
+            Ok(CredentialKind::Password)
+        );
+        assert_eq!(kind(&[("x-api-key", "k")]), Ok(CredentialKind::ApiKey));
+        assert_eq!(
+            kind(&[("authorization", "Digest x")]),
+            Ok(CredentialKind::Absent)
+        );
+        for bad in [
+            &[("authorization", "Bearer ")][..],
+            &[("authorization", "Bearer a b")],
+            &[("authorization", "Bearer a\"b")],
+            &[("authorization", "Basic !!!")],
+            &[("authorization", "Bearer a"), ("authorization", "Bearer b")],
+            &[("x-api-key", "")],
+        ] {
+            assert_eq!(kind(bad), Err(Error::Malformed), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The authenticated session, as handlers take it.
+
+use std::sync::Arc;
+
+use auth_core::{Error, Role, Session, authz};
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+
+use crate::layer::Challenges;
+use crate::response::failure_response;
+
+/// The session [`AuthLayer`](crate::AuthLayer) established for this request. It
+/// dereferences to the [`Session`].
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    session: Arc<dyn Session>,
+    challenges: Arc<Challenges>,
+}
+
+impl std::ops::Deref for Authenticated {
+    type Target = dyn Session;
+    fn deref(&self) -> &Self::Target {
+        self.session.as_ref()
+    }
+}
+
+/// Why a handler refused the request.
+#[derive(Debug, Clone)]
+pub struct AuthRejection {
+    error: Error,
+    scope: Option<String>,
+    challenges: Arc<Challenges>,
+}
+
+impl AuthRejection {
+    /// The error kind.
+    pub fn error(&self) -> Error {
+        self.error
+    }
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        failure_response(
+            self.error,
+            &self.challenges.methods,
+            &self.challenges.realm,
+            self.scope.as_deref(),
+        )
+    }
+}
+
+impl Authenticated {
+    pub(crate) fn new(session: Arc<dyn Session>, challenges: Arc<Challenges>) -> Self {
+        Self {
+            session,
+            challenges,
+        }
+    }
+
+    /// The session, to keep beyond the request.
+    pub fn session(&self) -> &Arc<dyn Session> {
+        &self.session
+    }
+
+    fn forbidden(&self, scope: Option<String>) -> AuthRejection {
+        AuthRejection {
+            error: Error::Forbidden,
+            scope,
+            challenges: self.challenges.clone(),
+        }
+    }
+
+    /// Passes when the session holds `scope`; otherwise a 403 `insufficient_scope` naming
+    /// it.
+    pub fn require_scope(&self, scope: &str) -> Result<(), AuthRejection> {
+        if self.session.scopes().iter().any(|s| s == scope) {
+            return Ok(());
+        }
+        Err(self.forbidden(Some(scope.to_owned())))
+    }
+
+    /// Passes when the session's roles grant `role` (roles imply the ones below them).
+    pub fn require_role(&self, role: Role) -> Result<(), AuthRejection> {
+        if authz::role_grants(self.session.roles(), role) {
+            return Ok(());
+        }
+        Err(self.forbidden(None))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Authenticated>()
+            .cloned()
+            .ok_or_else(|| AuthRejection {
+                // The route is not behind the layer, or the layer let an anonymous request
+                // through: either way the handler needs an identity it does not have.
+                error: Error::MissingCredentials,
+                scope: None,
+                challenges: parts
+                    .extensions
+                    .get::<Arc<Challenges>>()
+                    .cloned()
+                    .unwrap_or_default(),
+            })
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Authenticated {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<Authenticated>().cloned())
+    }
+}

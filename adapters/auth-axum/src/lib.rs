@@ -1,0 +1,27 @@
+//! # auth-axum
+//!
+//! HTTP authentication for axum (and any tower HTTP service) through an auth-core
+//! [`Policy`](auth_core::Policy): [`AuthLayer`] reads the request's credential
+//! (`Authorization: Bearer` or `Basic`, or an API-key header), runs the policy's chain
+//! for the client's address, and either passes the request on with an [`Authenticated`]
+//! session in its extensions or answers with the mapped failure: 401 with a
+//! `WWW-Authenticate` challenge per configured method (RFC 6750, RFC 7617), 400 for a
+//! malformed header, 429, 503, always with an RFC 9457 problem+json body whose details
+//! are generic. Handlers take [`Authenticated`] (or `Option<Authenticated>`) and check
+//! roles and scopes with [`Authenticated::require_scope`] and
+//! [`Authenticated::require_role`].
+//!
+//! The adapter holds no policy of its own: what a credential means is the chain's
+//! business, and the protocol mapping is auth-core's table.
+
+#![forbid(unsafe_code)]
+
+mod credential;
+mod extract;
+mod layer;
+mod response;
+
+pub use credential::{API_KEY_HEADER, credential_from_headers};
+pub use extract::{AuthRejection, Authenticated};
+pub use layer::{AuthLayer, AuthService, Challenge};
+pub use response::failure_response;

@@ -1,0 +1,220 @@
+//! The HTTP mapping through `tower::ServiceExt::oneshot`, with a real JWT authenticator:
+//! challenges, status codes, RFC 6750 error codes, problem+json bodies, the session in
+//! handlers, scopes, anonymous routes, and an unavailable issuer.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use auth_axum::{AuthLayer, Authenticated, Challenge};
+use auth_core::policy::{Rule, Target};
+use auth_core::{Chain, MemoryAuditSink, Policy};
+use auth_oauth::{
+    Alg, FetchSettings, IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey,
+};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode};
+use axum::routing::get;
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::json;
+use tower::ServiceExt;
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test";
+const ISS: &str = "https://issuer.test";
+const DOWN: &str = "https://down.test";
+
+fn token(iss: &str, scope: &str, secret: &[u8]) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("k".into());
+    let claims = json!({"iss": iss, "sub": "user-1", "aud": "api", "exp": now + 300,
+                        "iat": now, "preferred_username": "alice", "scope": scope});
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).unwrap()
+}
+
+fn policy() -> Arc<Policy> {
+    let local = IssuerConfig {
+        keys: KeySource::Static(Arc::new(vec![Arc::new(
+            VerifyingKey::hmac(Some("k".into()), Alg::HS256, SECRET).unwrap(),
+        )])),
+        ..IssuerConfig::discovery(ISS, "api")
+    };
+    // An issuer whose keys live on a port nobody listens on.
+    let down = IssuerConfig {
+        fetch: FetchSettings {
+            timeout: Duration::from_millis(500),
+            ..FetchSettings::default()
+        },
+        ..IssuerConfig::jwks(DOWN, "http://127.0.0.1:9/jwks", "api")
+    };
+    let jwt = JwtAuthenticator::new(vec![local, down], ValidationSettings::default()).unwrap();
+    let chain = Chain::builder().link(Arc::new(jwt)).build();
+    Arc::new(Policy::new(vec![Rule::new(
+        "all",
+        Target::Chain(Arc::new(chain)),
+    )]))
+}
+
+async fn whoami(auth: Authenticated) -> String {
+    format!("{} as {}", auth.principal(), auth.user())
+}
+
+async fn admin(auth: Authenticated) -> Result<&'static str, auth_axum::AuthRejection> {
+    auth.require_scope("admin")?;
+    Ok("admin")
+}
+
+async fn maybe(auth: Option<Authenticated>) -> String {
+    auth.map_or("anonymous".into(), |a| a.user().to_owned())
+}
+
+fn app(layer: AuthLayer) -> Router {
+    Router::new()
+        .route("/whoami", get(whoami))
+        .route("/admin", get(admin))
+        .route("/maybe", get(maybe))
+        .layer(layer)
+}
+
+async fn call(app: &Router, path: &str, headers: &[(&str, &str)]) -> Response<Body> {
+    let mut request = Request::get(path);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    app.clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn body(response: Response<Body>) -> String {
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn challenges(response: &Response<Body>) -> Vec<String> {
+    response
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn statuses_challenges_and_bodies() {
+    let app = app(AuthLayer::new(policy()).realm("demo"));
+
+    // Nothing presented: a bare challenge (RFC 6750 3.1: no error code).
+    let r = call(&app, "/whoami", &[]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(challenges(&r), ["Bearer realm=\"demo\""]);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = serde_json::from_str(&body(r).await).unwrap();
+    assert_eq!(problem["status"], 401);
+    assert_eq!(problem["detail"], "authentication is required");
+
+    // A valid token: the handler sees the session.
+    let good = format!("Bearer {}", token(ISS, "read", SECRET));
+    let r = call(&app, "/whoami", &[("authorization", &good)]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(body(r).await, "user-1 as alice");
+
+    // Forged, foreign issuer, expired-looking garbage: invalid_token, generic detail.
+    for bad in [
+        format!(
+            "Bearer {}",
+            token(ISS, "read", b"another-secret-another-secret-xx")
+        ),
+        format!("Bearer {}", token("https://evil.test", "read", SECRET)),
+    ] {
+        let r = call(&app, "/whoami", &[("authorization", &bad)]).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            challenges(&r),
+            ["Bearer realm=\"demo\", error=\"invalid_token\""]
+        );
+        let text = body(r).await;
+        assert!(text.contains("the credentials were not accepted"), "{text}");
+        assert!(
+            !text.contains("issuer") && !text.contains("signature"),
+            "{text}"
+        );
+    }
+
+    // A header that cannot be read: 400 invalid_request.
+    let r = call(&app, "/whoami", &[("authorization", "Bearer a b")]).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        challenges(&r),
+        ["Bearer realm=\"demo\", error=\"invalid_request\""]
+    );
+
+    // Authenticated but without the scope: 403 insufficient_scope naming it.
+    let r = call(&app, "/admin", &[("authorization", &good)]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        challenges(&r),
+        ["Bearer realm=\"demo\", error=\"insufficient_scope\", scope=\"admin\""]
+    );
+    let admin_token = format!("Bearer {}", token(ISS, "read admin", SECRET));
+    let r = call(&app, "/admin", &[("authorization", &admin_token)]).await;
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // The issuer's keys cannot be fetched: 503, no challenge.
+    let down = format!("Bearer {}", token(DOWN, "read", SECRET));
+    let r = call(&app, "/whoami", &[("authorization", &down)]).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(challenges(&r).is_empty());
+}
+
+#[tokio::test]
+async fn anonymous_routes_and_explicit_challenges() {
+    let app = app(AuthLayer::new(policy()).allow_anonymous());
+    assert_eq!(body(call(&app, "/maybe", &[]).await).await, "anonymous");
+    let good = format!("Bearer {}", token(ISS, "read", SECRET));
+    assert_eq!(
+        body(call(&app, "/maybe", &[("authorization", &good)]).await).await,
+        "alice"
+    );
+    // A credential that is present must still be valid.
+    let r = call(&app, "/maybe", &[("authorization", "Bearer not-a-jwt")]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A handler that needs an identity refuses the anonymous request itself.
+    let r = call(&app, "/whoami", &[]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let app = self::app(AuthLayer::new(policy()).challenges([
+        Challenge::Bearer,
+        Challenge::Basic,
+        Challenge::Negotiate,
+    ]));
+    let r = call(&app, "/whoami", &[]).await;
+    assert_eq!(
+        challenges(&r),
+        [
+            "Bearer realm=\"api\"",
+            "Basic realm=\"api\", charset=\"UTF-8\"",
+            "Negotiate"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn malformed_headers_are_audited_without_secrets() {
+    let audit = Arc::new(MemoryAuditSink::default());
+    let app = app(AuthLayer::new(policy()).audit(audit.clone()));
+    let r = call(&app, "/whoami", &[("authorization", "Basic !!!secret!!!")]).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let events = audit.events();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let line = format!("{events:?}");
+    assert!(line.contains("malformed"), "{line}");
+    assert!(!line.contains("secret"), "{line}");
+}

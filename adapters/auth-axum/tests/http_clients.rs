@@ -1,0 +1,120 @@
+//! End to end over real TCP: the layer on a served axum app, called by reqwest and curl.
+//! The policy admits only local peers, so success also proves the peer address reaches
+//! the policy through `ConnectInfo`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use auth_axum::{AuthLayer, Authenticated};
+use auth_core::policy::{AddressMatch, Rule, Target};
+use auth_core::{Chain, Policy};
+use auth_oauth::{
+    Alg, IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey,
+};
+use axum::Router;
+use axum::routing::get;
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::json;
+
+const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-e2e";
+const ISS: &str = "https://issuer.test";
+
+fn token() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("k".into());
+    let claims = json!({"iss": ISS, "sub": "user-1", "aud": "api", "exp": now + 300,
+                        "preferred_username": "alice"});
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap()
+}
+
+async fn serve() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let jwt = JwtAuthenticator::new(
+        vec![IssuerConfig {
+            keys: KeySource::Static(Arc::new(vec![Arc::new(
+                VerifyingKey::hmac(Some("k".into()), Alg::HS256, SECRET).unwrap(),
+            )])),
+            ..IssuerConfig::discovery(ISS, "api")
+        }],
+        ValidationSettings::default(),
+    )
+    .unwrap();
+    let chain = Arc::new(Chain::builder().link(Arc::new(jwt)).build());
+    let policy = Policy::new(vec![
+        Rule::new("local", Target::Chain(chain)).with_addresses(AddressMatch::Localhost),
+    ]);
+    let app = Router::new()
+        .route(
+            "/whoami",
+            get(|auth: Authenticated| async move { auth.user().to_owned() }),
+        )
+        .layer(AuthLayer::new(Arc::new(policy)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    (addr, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_and_curl_authenticate_through_the_layer() {
+    let (addr, server) = serve().await;
+    let url = format!("http://{addr}/whoami");
+    let token = token();
+
+    let client = reqwest::Client::new();
+    let ok = client.get(&url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), "alice");
+    let refused = client.get(&url).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        refused.headers()["www-authenticate"],
+        "Bearer realm=\"api\""
+    );
+
+    let curl = |args: Vec<String>| {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
+            .args(args)
+            .output()
+            .expect("curl is installed by scripts/install-deps.sh");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = tokio::task::spawn_blocking({
+        let (url, token) = (url.clone(), token.clone());
+        move || {
+            curl(vec![
+                "-H".into(),
+                format!("Authorization: Bearer {token}"),
+                url,
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(out, "alice\n200");
+    let out = tokio::task::spawn_blocking(move || {
+        curl(vec!["-H".into(), "Authorization: Bearer x.y.z".into(), url])
+    })
+    .await
+    .unwrap();
+    assert!(out.ends_with("\n401"), "{out}");
+    assert!(
+        out.contains("application/problem+json") || out.contains("\"status\":401"),
+        "{out}"
+    );
+    server.abort();
+}

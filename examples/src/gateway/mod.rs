@@ -59,7 +59,7 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), GatewayError> {
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), GatewayError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

@@ -85,6 +85,45 @@ impl LocalIssuer {
     }
 }
 
+/// Writes the token and the curl lines for an API on `addr`.
+pub fn write_curl_lines(
+    out: &mut impl std::io::Write,
+    addr: std::net::SocketAddr,
+    token: &str,
+    password: Option<&str>,
+) -> std::io::Result<()> {
+    let password = password.unwrap_or("PASSWORD");
+    writeln!(out, "token (scope read, 1 hour): {token}")?;
+    writeln!(
+        out,
+        "bearer:   curl -H 'Authorization: Bearer {token}' http://{addr}/whoami"
+    )?;
+    writeln!(
+        out,
+        "basic:    curl -u 'demo:{password}' http://{addr}/whoami"
+    )?;
+    writeln!(
+        out,
+        "forbidden (needs scope admin): curl -H 'Authorization: Bearer {token}' http://{addr}/admin"
+    )?;
+    writeln!(out, "keys:     curl http://{addr}/.well-known/jwks.json")
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, with peer addresses for the
+/// policy.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
 async fn whoami(auth: Authenticated) -> axum::Json<serde_json::Value> {
     axum::Json(json!({
         "principal": auth.principal(),

@@ -543,3 +543,46 @@ async fn hostile_and_broken_connections_end_cleanly() {
     assert!(ok && out == "1", "{err}");
     assert!(gw.process.pid().is_some_and(auth_tests::process_alive));
 }
+
+/// Runs a line the gateway printed, as printed, and returns (body, HTTP status).
+fn run_printed(line: &str) -> (String, String) {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{line} -s --max-time 10 -w '\\n%{{http_code}}'"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (body.to_owned(), status.to_owned())
+}
+
+#[tokio::test]
+async fn the_same_gateway_answers_curl_with_the_lines_it_printed() {
+    let gw = Gateway::start("60s");
+    let output = gw.process.output();
+    let line = |label: &str| {
+        output
+            .lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{output}"))
+            .trim()
+            .to_owned()
+    };
+    let expected_url = format!("http://127.0.0.1:{}/whoami", gw.http_port);
+    let bearer = line("bearer:");
+    assert!(bearer.ends_with(&expected_url), "{bearer}");
+    let (body, status) = run_printed(&bearer);
+    assert_eq!(status, "200", "{body}");
+    assert!(body.contains("\"user\":\"demo\""), "{body}");
+    let (body, status) = run_printed(&line("basic:"));
+    assert_eq!(status, "200", "{body}");
+    assert!(body.contains("\"user\":\"demo\""), "{body}");
+    // Both front doors write to the one audit log.
+    assert!(
+        gw.audit()
+            .iter()
+            .any(|e| e["event"] == "attempt_succeeded" && e["protocol"] == "http"),
+        "{:?}",
+        gw.audit()
+    );
+}

@@ -13,6 +13,8 @@ pub struct GatewayProcess {
     pub data: PathBuf,
     /// The port on 127.0.0.1.
     pub port: u16,
+    /// The HTTP API's port on 127.0.0.1.
+    pub http_port: u16,
     /// The process.
     pub process: ServiceProcess,
     /// The `demo` user's password, printed on the first start.
@@ -39,13 +41,18 @@ impl GatewayProcess {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).map_err(HarnessError::io("create the data directory"))?;
         let port = free_port()?;
+        let http_port = free_port()?;
         std::fs::write(
             data.join("gateway.toml"),
             format!("listen = \"127.0.0.1:{port}\"\nauth_timeout = \"{auth_timeout}\"\n{rules}"),
         )
         .map_err(HarnessError::io("write gateway.toml"))?;
         let mut cmd = Command::new(binary);
-        cmd.arg("--data-dir").arg(&data).envs(env.iter().cloned());
+        cmd.arg("--data-dir")
+            .arg(&data)
+            .arg("--http-listen")
+            .arg(format!("127.0.0.1:{http_port}"))
+            .envs(env.iter().cloned());
         let process = ServiceProcess::spawn("pg-gateway", &mut cmd, "listening on")?;
         let output = process.output();
         let demo_password = output
@@ -61,6 +68,7 @@ impl GatewayProcess {
             _dir: dir,
             data,
             port,
+            http_port,
             process,
             demo_password,
         })

@@ -70,32 +70,12 @@ async fn main() -> ExitCode {
             password.expose_secret()
         );
     }
-    let password = prepared
-        .demo_password
-        .as_ref()
-        .map_or_else(|| "PASSWORD".to_owned(), |p| p.expose_secret().to_owned());
     let _ = writeln!(out, "data directory: {}", dir.display());
-    let _ = writeln!(out, "token (scope read, 1 hour): {token}");
-    let _ = writeln!(
-        out,
-        "bearer:   curl -H 'Authorization: Bearer {token}' http://{addr}/whoami"
-    );
-    let _ = writeln!(
-        out,
-        "basic:    curl -u 'demo:{password}' http://{addr}/whoami"
-    );
-    let _ = writeln!(
-        out,
-        "forbidden (needs scope admin): curl -H 'Authorization: Bearer {token}' http://{addr}/admin"
-    );
-    let _ = writeln!(out, "keys:     curl http://{addr}/.well-known/jwks.json");
+    let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
+    let _ = http::write_curl_lines(&mut out, addr, &token, password);
     let _ = writeln!(out, "listening on {addr}");
     let _ = out.flush();
-    let serve = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
+    let serve = http::serve(listener, app, async {
         let _ = tokio::signal::ctrl_c().await;
     });
     match serve.await {

@@ -5,26 +5,11 @@
 
 use std::process::Command;
 
+use auth_tests::gateway::{printed_line, run_printed};
 use auth_tests::{ServiceProcess, free_port};
 
-fn run_printed(line: &str) -> (String, String) {
-    // The printed command, unchanged, plus flags to print the status after the body.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!("{line} -s --max-time 10 -w '\\n%{{http_code}}'"))
-        .output()
-        .expect("sh and curl are installed by scripts/install-deps.sh");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (body.to_owned(), status.to_owned())
-}
-
-fn printed<'a>(output: &'a str, label: &str) -> &'a str {
-    output
-        .lines()
-        .find_map(|l| l.strip_prefix(label))
-        .unwrap_or_else(|| panic!("no `{label}` line in:\n{output}"))
-        .trim()
+fn printed(output: &str, label: &str) -> String {
+    printed_line(output, label).unwrap_or_else(|| panic!("no `{label}` line in:\n{output}"))
 }
 
 #[test]
@@ -39,7 +24,7 @@ fn printed_curl_lines_work_and_failures_are_refused() {
     let process = ServiceProcess::spawn("http-gateway", &mut cmd, "listening on").unwrap();
     let output = process.output();
 
-    let (body, status) = run_printed(printed(&output, "bearer:"));
+    let (body, status) = run_printed(&printed(&output, "bearer:")).unwrap();
     assert_eq!(status, "200", "{body}");
     let who: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -48,13 +33,13 @@ fn printed_curl_lines_work_and_failures_are_refused() {
     );
 
     let basic = printed(&output, "basic:");
-    let (body, status) = run_printed(basic);
+    let (body, status) = run_printed(&basic).unwrap();
     assert_eq!(status, "200", "{body}");
     let who: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(who["user"], "demo");
     assert_ne!(who["method"], "oauth");
 
-    let (_, status) = run_printed(printed(&output, "forbidden (needs scope admin):"));
+    let (_, status) = run_printed(&printed(&output, "forbidden (needs scope admin):")).unwrap();
     assert_eq!(status, "403");
 
     let url = format!("http://127.0.0.1:{port}/whoami");
@@ -85,7 +70,8 @@ fn printed_curl_lines_work_and_failures_are_refused() {
     let (_, status) = run_printed(&format!(
         "curl -H 'Authorization: Bearer {}x' {url}",
         printed(&output, "token (scope read, 1 hour):")
-    ));
+    ))
+    .unwrap();
     assert_eq!(status, "401");
 
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use auth_core::{CredentialStore, Key, Precondition};
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, UserRecord, Users};
-use auth_tests::gateway::GatewayProcess;
+use auth_tests::gateway::{GatewayProcess, printed_line, run_printed};
 use auth_wallet::{FileStore, MasterKey, Wallet};
 use secrecy::SecretString;
 
@@ -544,37 +544,20 @@ async fn hostile_and_broken_connections_end_cleanly() {
     assert!(gw.process.pid().is_some_and(auth_tests::process_alive));
 }
 
-/// Runs a line the gateway printed, as printed, and returns (body, HTTP status).
-fn run_printed(line: &str) -> (String, String) {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!("{line} -s --max-time 10 -w '\\n%{{http_code}}'"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, status) = text.rsplit_once('\n').unwrap();
-    (body.to_owned(), status.to_owned())
-}
-
 #[tokio::test]
 async fn the_same_gateway_answers_curl_with_the_lines_it_printed() {
     let gw = Gateway::start("60s");
     let output = gw.process.output();
     let line = |label: &str| {
-        output
-            .lines()
-            .find_map(|l| l.strip_prefix(label))
-            .unwrap_or_else(|| panic!("no `{label}` line in:\n{output}"))
-            .trim()
-            .to_owned()
+        printed_line(&output, label).unwrap_or_else(|| panic!("no `{label}` line in:\n{output}"))
     };
     let expected_url = format!("http://127.0.0.1:{}/whoami", gw.http_port);
     let bearer = line("bearer:");
     assert!(bearer.ends_with(&expected_url), "{bearer}");
-    let (body, status) = run_printed(&bearer);
+    let (body, status) = run_printed(&bearer).unwrap();
     assert_eq!(status, "200", "{body}");
     assert!(body.contains("\"user\":\"demo\""), "{body}");
-    let (body, status) = run_printed(&line("basic:"));
+    let (body, status) = run_printed(&line("basic:")).unwrap();
     assert_eq!(status, "200", "{body}");
     assert!(body.contains("\"user\":\"demo\""), "{body}");
     // Both front doors write to the one audit log.

@@ -82,3 +82,24 @@ impl GatewayProcess {
         )
     }
 }
+
+/// The rest of the line in `output` that starts with `label`, trimmed.
+pub fn printed_line(output: &str, label: &str) -> Option<String> {
+    output
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .map(|rest| rest.trim().to_owned())
+}
+
+/// Runs a command line a gateway printed (a curl line), unchanged apart from flags
+/// appended to print the HTTP status after the body; returns (body, status).
+pub fn run_printed(line: &str) -> Result<(String, String), HarnessError> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{line} -s --max-time 10 -w '\\n%{{http_code}}'"))
+        .output()
+        .map_err(HarnessError::io("run sh (curl)"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    Ok((body.to_owned(), status.to_owned()))
+}

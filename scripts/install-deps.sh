@@ -16,6 +16,8 @@ packages=(
   python3-venv python3-pip
   # curl with GSS-API, for the SPNEGO test.
   curl
+  # HTTP load generator for the auth-axum benchmark.
+  wrk
 )
 
 missing=()

@@ -242,7 +242,6 @@ where
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map_or(Peer::Unknown, |c| Peer::Tcp(c.0));
-            request.extensions_mut().insert(shared.challenges.clone());
             let credential =
                 match credential_from_headers(request.headers(), &shared.api_key_header) {
                     Ok(c) => c,
@@ -253,6 +252,8 @@ where
                 };
             let absent = matches!(credential, Credential::Absent);
             if absent && shared.anonymous {
+                // For an extractor that must refuse the anonymous request itself.
+                request.extensions_mut().insert(shared.challenges.clone());
                 return inner.call(request).await;
             }
             let mut attempt = Attempt::new(ConnectionInfo::new(Protocol::Http, peer), credential);

@@ -30,8 +30,11 @@ pub fn credential_from_headers(
         if scheme.eq_ignore_ascii_case("bearer") {
             let token = rest.trim_matches(' ');
             // RFC 6750 2.1: b64token characters only.
-            let b64token = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
-            if token.is_empty() || !token.chars().all(b64token) {
+            let b64token = |b: u8| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+            };
+            if token.is_empty() || !token.bytes().all(b64token) {
                 return Err(malformed("Bearer token empty or not a b64token"));
             }
             return Ok(Credential::bearer(token));

@@ -9,6 +9,7 @@ use auth_core::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
 use auth_core::policy::Target;
 use auth_core::{
     Attempt, ConnectionInfo, Credential, CredentialKind, Error, Outcome, Peer, Policy, Protocol,
+    TlsInfo,
 };
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -256,7 +257,13 @@ where
                 request.extensions_mut().insert(shared.challenges.clone());
                 return inner.call(request).await;
             }
-            let mut attempt = Attempt::new(ConnectionInfo::new(Protocol::Http, peer), credential);
+            let mut connection = ConnectionInfo::new(Protocol::Http, peer);
+            // A TLS acceptor in front of the router says the request was encrypted by
+            // putting its TlsInfo in the extensions (hostssl/hostnossl rules need it).
+            if let Some(tls) = request.extensions().get::<TlsInfo>() {
+                connection = connection.with_tls(tls.clone());
+            }
+            let mut attempt = Attempt::new(connection, credential);
             match shared.policy.authenticate(&mut attempt).await {
                 Outcome::Authenticated(session) => {
                     request.extensions_mut().insert(Authenticated::new(

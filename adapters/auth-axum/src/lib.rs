@@ -11,6 +11,11 @@
 //! roles and scopes with [`Authenticated::require_scope`] and
 //! [`Authenticated::require_role`].
 //!
+//! The peer address comes from axum's `ConnectInfo<SocketAddr>` (serve with
+//! `into_make_service_with_connect_info`); a TLS acceptor in front of the router marks a
+//! request as encrypted by inserting an [`auth_core::TlsInfo`] into its extensions, which
+//! `hostssl` and `hostnossl` rules match on.
+//!
 //! The adapter holds no policy of its own: what a credential means is the chain's
 //! business, and the protocol mapping is auth-core's table.
 

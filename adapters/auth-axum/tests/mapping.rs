@@ -218,3 +218,38 @@ async fn malformed_headers_are_audited_without_secrets() {
     assert!(line.contains("malformed"), "{line}");
     assert!(!line.contains("secret"), "{line}");
 }
+
+#[tokio::test]
+async fn hostssl_rules_see_the_tls_info_a_tls_acceptor_inserts() {
+    use auth_core::policy::ConnectionType;
+    let chain = match &policy().rules()[0].target {
+        Target::Chain(c) => c.clone(),
+        Target::Reject => unreachable!(),
+    };
+    // Only encrypted TCP connections; the peer must be TCP, as ConnectInfo gives it.
+    let tls_only = Policy::new(vec![
+        Rule::new("https", Target::Chain(chain)).with_connection(ConnectionType::HostSsl),
+    ]);
+    let app = app(AuthLayer::new(Arc::new(tls_only)));
+    let good = format!("Bearer {}", token(ISS, "read", SECRET));
+    let request = |tls: bool| {
+        let mut r = Request::get("/whoami")
+            .header("authorization", &good)
+            .body(Body::empty())
+            .unwrap();
+        r.extensions_mut().insert(axum::extract::ConnectInfo(
+            "127.0.0.1:40000".parse::<std::net::SocketAddr>().unwrap(),
+        ));
+        if tls {
+            r.extensions_mut().insert(auth_core::TlsInfo {
+                version: Some("TLSv1.3".into()),
+                ..auth_core::TlsInfo::default()
+            });
+        }
+        r
+    };
+    let plain = app.clone().oneshot(request(false)).await.unwrap();
+    assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
+    let encrypted = app.clone().oneshot(request(true)).await.unwrap();
+    assert_eq!(encrypted.status(), StatusCode::OK);
+}

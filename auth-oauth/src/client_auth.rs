@@ -25,13 +25,13 @@ fn form_encode(text: &str) -> String {
 /// RFC 6749 2.3.1 has both halves of Basic credentials form-encoded before base64, so a
 /// secret holding `+`, `%` or `:` reaches a conforming server intact. The secret's copies
 /// made here are zeroized; the request's own copy is marked sensitive.
-pub(crate) fn post_form(
+pub(crate) fn post_form<K: AsRef<str>, V: AsRef<str>>(
     http: &reqwest::Client,
     url: &str,
     auth: ClientAuth,
     client_id: &str,
     secret: &SecretString,
-    form: &[(&str, &str)],
+    form: &[(K, V)],
 ) -> reqwest::RequestBuilder {
     let mut body = form_urlencoded::Serializer::new(String::new());
     body.extend_pairs(form);

@@ -100,14 +100,13 @@ impl ClientCredentials {
             form.push(("resource", r.clone()));
         }
         let started = Instant::now();
-        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let response = post_form(
             &self.http,
             &c.token_endpoint,
             c.auth,
             &c.client_id,
             &c.client_secret,
-            &pairs,
+            &form,
         )
         .send()
         .await

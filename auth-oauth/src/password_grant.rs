@@ -51,14 +51,13 @@ enum Answer {
 impl Client {
     async fn post(&self, url: &str, form: Vec<(&'static str, String)>) -> Result<Answer, String> {
         let c = &self.config;
-        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let response = post_form(
             &self.http,
             url,
             c.auth,
             &c.client_id,
             &c.client_secret,
-            &pairs,
+            &form,
         )
         .send()
         .await

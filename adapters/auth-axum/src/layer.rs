@@ -76,6 +76,7 @@ fn challenges_of(policy: &Policy) -> Vec<Challenge> {
     out
 }
 
+#[derive(Clone)]
 struct Shared {
     policy: Arc<Policy>,
     challenges: Arc<Challenges>,
@@ -119,13 +120,7 @@ impl AuthLayer {
     }
 
     fn with(self, change: impl FnOnce(&mut Shared)) -> Self {
-        let mut shared = Arc::try_unwrap(self.shared).unwrap_or_else(|s| Shared {
-            policy: s.policy.clone(),
-            challenges: s.challenges.clone(),
-            api_key_header: s.api_key_header.clone(),
-            anonymous: s.anonymous,
-            audit: s.audit.clone(),
-        });
+        let mut shared = Arc::unwrap_or_clone(self.shared);
         change(&mut shared);
         Self {
             shared: Arc::new(shared),

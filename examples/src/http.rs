@@ -85,6 +85,40 @@ impl LocalIssuer {
     }
 }
 
+/// An HTTP API bound to its address, with a fresh demo token: what both gateways start.
+#[derive(Debug)]
+pub struct Started {
+    /// The bound listener.
+    pub listener: tokio::net::TcpListener,
+    /// The routes.
+    pub app: Router,
+    /// The address actually bound.
+    pub addr: std::net::SocketAddr,
+    /// A one-hour token for `demo` with scope `read`.
+    pub token: String,
+}
+
+/// Binds `listen` (`flag` names the option that sets it, for the error) and builds the
+/// API over `prepared` with the data directory's local issuer.
+pub async fn start(prepared: &Prepared, listen: &str, flag: &str) -> Result<Started, GatewayError> {
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|_| GatewayError(format!("`{listen}` is not an address like 127.0.0.1:8080")))?;
+    let issuer = LocalIssuer::load_or_create(&prepared.data_dir)?;
+    let app = app(prepared, &issuer)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| GatewayError(format!("cannot listen on {addr}: {e}; pass {flag}")))?;
+    let addr = listener.local_addr().unwrap_or(addr);
+    let token = issuer.issue("demo", "read", Duration::from_secs(3600))?;
+    Ok(Started {
+        listener,
+        app,
+        addr,
+        token,
+    })
+}
+
 /// Writes the token and the curl lines for an API on `addr`.
 pub fn write_curl_lines(
     out: &mut impl std::io::Write,

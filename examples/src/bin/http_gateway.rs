@@ -7,23 +7,10 @@
 //! directory) and `curl` lines that work as printed. Ctrl-C stops it.
 
 use std::io::Write;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use auth_examples::{gateway, http};
 use secrecy::ExposeSecret;
-
-fn arg(name: &str) -> Option<String> {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == name {
-            return args.next();
-        }
-    }
-    None
-}
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     let _ = writeln!(std::io::stderr(), "http-gateway: {message}");
@@ -32,34 +19,16 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let dir = arg("--data-dir")
-        .or_else(|| std::env::var("GATEWAY_DATA_DIR").ok())
-        .map_or_else(|| PathBuf::from("gateway-data"), PathBuf::from);
-    let listen = arg("--listen")
+    let dir = gateway::data_dir_from_args();
+    let listen = gateway::cli_arg("--listen")
         .or_else(|| std::env::var("HTTP_GATEWAY_LISTEN").ok())
         .unwrap_or_else(|| "127.0.0.1:8080".into());
-    let Ok(listen) = listen.parse::<SocketAddr>() else {
-        return fail(format!("`{listen}` is not an address like 127.0.0.1:8080"));
-    };
     let prepared = match gateway::prepare(&dir).await {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let issuer = match http::LocalIssuer::load_or_create(&dir) {
-        Ok(i) => i,
-        Err(e) => return fail(e),
-    };
-    let app = match http::app(&prepared, &issuer) {
-        Ok(a) => a,
-        Err(e) => return fail(e),
-    };
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(l) => l,
-        Err(e) => return fail(format!("cannot listen on {listen}: {e}; pass --listen")),
-    };
-    let addr = listener.local_addr().unwrap_or(listen);
-    let token = match issuer.issue("demo", "read", Duration::from_secs(3600)) {
-        Ok(t) => t,
+    let started = match http::start(&prepared, &listen, "--listen").await {
+        Ok(s) => s,
         Err(e) => return fail(e),
     };
     let mut out = std::io::stdout();
@@ -72,10 +41,10 @@ async fn main() -> ExitCode {
     }
     let _ = writeln!(out, "data directory: {}", dir.display());
     let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
-    let _ = http::write_curl_lines(&mut out, addr, &token, password);
-    let _ = writeln!(out, "listening on {addr}");
+    let _ = http::write_curl_lines(&mut out, started.addr, &started.token, password);
+    let _ = writeln!(out, "listening on {}", started.addr);
     let _ = out.flush();
-    let serve = http::serve(listener, app, async {
+    let serve = http::serve(started.listener, started.app, async {
         let _ = tokio::signal::ctrl_c().await;
     });
     match serve.await {

@@ -10,56 +10,30 @@
 //! `--http-listen` (default 127.0.0.1:8080; `off` to skip it), so curl works too.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-
-use std::time::Duration;
 
 use auth_examples::{gateway, http};
 use secrecy::ExposeSecret;
 
-fn arg(name: &str) -> Option<String> {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == name {
-            return args.next();
-        }
-    }
-    None
-}
-
 /// Starts the HTTP API next to the pgwire listener; a busy port or a bad setting is
 /// reported and the pgwire gateway runs on without it.
 async fn start_http(prepared: &gateway::Prepared, out: &mut impl Write) {
-    let listen = arg("--http-listen")
+    let listen = gateway::cli_arg("--http-listen")
         .or_else(|| std::env::var("HTTP_GATEWAY_LISTEN").ok())
         .unwrap_or_else(|| "127.0.0.1:8080".into());
     if listen == "off" {
         return;
     }
-    let started = async {
-        let addr: std::net::SocketAddr = listen
-            .parse()
-            .map_err(|_| format!("`{listen}` is not an address like 127.0.0.1:8080"))?;
-        let issuer = http::LocalIssuer::load_or_create(&prepared.data_dir).map_err(|e| e.0)?;
-        let app = http::app(prepared, &issuer).map_err(|e| e.0)?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}; pass --http-listen"))?;
-        let addr = listener.local_addr().unwrap_or(addr);
-        let token = issuer
-            .issue("demo", "read", Duration::from_secs(3600))
-            .map_err(|e| e.0)?;
-        Ok::<_, String>((listener, app, addr, token))
-    };
-    match started.await {
-        Ok((listener, app, addr, token)) => {
+    match http::start(prepared, &listen, "--http-listen").await {
+        Ok(started) => {
             let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
-            let _ = writeln!(out, "http api on {addr}:");
-            let _ = http::write_curl_lines(out, addr, &token, password);
+            let _ = writeln!(out, "http api on {}:", started.addr);
+            let _ = http::write_curl_lines(out, started.addr, &started.token, password);
             tokio::spawn(async move {
-                if let Err(e) = http::serve(listener, app, std::future::pending()).await {
+                if let Err(e) =
+                    http::serve(started.listener, started.app, std::future::pending()).await
+                {
                     tracing::warn!(error = %e, "the HTTP API stopped");
                 }
             });
@@ -68,19 +42,6 @@ async fn start_http(prepared: &gateway::Prepared, out: &mut impl Write) {
             let _ = writeln!(out, "http api not started: {e}");
         }
     }
-}
-
-fn data_dir() -> PathBuf {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == "--data-dir"
-            && let Some(d) = args.next()
-        {
-            return PathBuf::from(d);
-        }
-    }
-    std::env::var_os("GATEWAY_DATA_DIR")
-        .map_or_else(|| PathBuf::from("gateway-data"), PathBuf::from)
 }
 
 fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -97,7 +58,7 @@ fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut out = std::io::stdout();
-    let dir = data_dir();
+    let dir = gateway::data_dir_from_args();
     let prepared = match gateway::prepare(&dir).await {
         Ok(p) => p,
         Err(e) => {

@@ -35,6 +35,25 @@ fn err(context: &str) -> impl Fn(&dyn std::fmt::Display) -> GatewayError + '_ {
     move |e| GatewayError(format!("{context}: {e}"))
 }
 
+/// The value after `name` on the command line.
+pub fn cli_arg(name: &str) -> Option<String> {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == name {
+            return args.next();
+        }
+    }
+    None
+}
+
+/// The data directory: `--data-dir`, else `GATEWAY_DATA_DIR`, else `./gateway-data`.
+pub fn data_dir_from_args() -> PathBuf {
+    cli_arg("--data-dir")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("GATEWAY_DATA_DIR").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("gateway-data"))
+}
+
 /// Everything loaded from (or created in) the data directory.
 pub struct Prepared {
     /// The configuration.

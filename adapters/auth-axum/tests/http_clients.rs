@@ -3,45 +3,26 @@
 //! the policy through `ConnectInfo`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use auth_axum::{AuthLayer, Authenticated};
 use auth_core::policy::{AddressMatch, Rule, Target};
 use auth_core::{Chain, Policy};
-use auth_oauth::{
-    Alg, IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey,
-};
+use auth_oauth::{JwtAuthenticator, ValidationSettings};
 use axum::Router;
 use axum::routing::get;
-use jsonwebtoken::{EncodingKey, Header};
-use serde_json::json;
+use common::{local_issuer, token};
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-e2e";
 const ISS: &str = "https://issuer.test";
 
-fn token() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = Some("k".into());
-    let claims = json!({"iss": ISS, "sub": "user-1", "aud": "api", "exp": now + 300,
-                        "preferred_username": "alice"});
-    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(SECRET)).unwrap()
-}
-
 async fn serve() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let jwt = JwtAuthenticator::new(
-        vec![IssuerConfig {
-            keys: KeySource::Static(Arc::new(vec![Arc::new(
-                VerifyingKey::hmac(Some("k".into()), Alg::HS256, SECRET).unwrap(),
-            )])),
-            ..IssuerConfig::discovery(ISS, "api")
-        }],
+        vec![local_issuer(ISS, SECRET)],
         ValidationSettings::default(),
     )
     .unwrap();
@@ -72,7 +53,7 @@ async fn serve() -> (SocketAddr, tokio::task::JoinHandle<()>) {
 async fn reqwest_and_curl_authenticate_through_the_layer() {
     let (addr, server) = serve().await;
     let url = format!("http://{addr}/whoami");
-    let token = token();
+    let token = token(ISS, "read", SECRET);
 
     let client = reqwest::Client::new();
     let ok = client.get(&url).bearer_auth(&token).send().await.unwrap();

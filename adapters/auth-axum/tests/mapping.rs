@@ -3,46 +3,28 @@
 //! handlers, scopes, anonymous routes, and an unavailable issuer.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use auth_axum::{AuthLayer, Authenticated, Challenge};
 use auth_core::policy::{Rule, Target};
 use auth_core::{Chain, MemoryAuditSink, Policy};
-use auth_oauth::{
-    Alg, FetchSettings, IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey,
-};
+use auth_oauth::{FetchSettings, IssuerConfig, JwtAuthenticator, ValidationSettings};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use axum::routing::get;
-use jsonwebtoken::{EncodingKey, Header};
-use serde_json::json;
+use common::{local_issuer, token};
 use tower::ServiceExt;
 
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test";
 const ISS: &str = "https://issuer.test";
 const DOWN: &str = "https://down.test";
 
-fn token(iss: &str, scope: &str, secret: &[u8]) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut header = Header::new(jsonwebtoken::Algorithm::HS256);
-    header.kid = Some("k".into());
-    let claims = json!({"iss": iss, "sub": "user-1", "aud": "api", "exp": now + 300,
-                        "iat": now, "preferred_username": "alice", "scope": scope});
-    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).unwrap()
-}
-
 fn policy() -> Arc<Policy> {
-    let local = IssuerConfig {
-        keys: KeySource::Static(Arc::new(vec![Arc::new(
-            VerifyingKey::hmac(Some("k".into()), Alg::HS256, SECRET).unwrap(),
-        )])),
-        ..IssuerConfig::discovery(ISS, "api")
-    };
+    let local = local_issuer(ISS, SECRET);
     // An issuer whose keys live on a port nobody listens on.
     let down = IssuerConfig {
         fetch: FetchSettings {

@@ -231,14 +231,12 @@ impl Authenticator for IntrospectionAuthenticator {
             return Outcome::rejected(Error::Malformed, "token empty or longer than 16 KiB");
         }
         // With a re-check on every request nothing is cached, so skip the digest too.
-        let caching = !self.config.recheck.is_zero();
-        let digest: [u8; 32] = if caching {
-            Sha256::digest(token.as_bytes()).into()
-        } else {
-            [0; 32]
-        };
+        let digest: Option<[u8; 32]> =
+            (!self.config.recheck.is_zero()).then(|| Sha256::digest(token.as_bytes()).into());
         let now = self.clock.now();
-        if let Some(hit) = caching.then(|| self.cache.get(&digest)).flatten() {
+        if let Some(digest) = &digest
+            && let Some(hit) = self.cache.get(digest)
+        {
             let live = hit.expires.is_none_or(|e| now < e);
             // A clock that went backwards counts as due for a re-check.
             let recent = now
@@ -247,7 +245,7 @@ impl Authenticator for IntrospectionAuthenticator {
             if live && recent {
                 return self.session(&hit);
             }
-            self.cache.invalidate(&digest);
+            self.cache.invalidate(digest);
         }
         match self.introspect(token).await {
             Ok(Some(active)) => {
@@ -255,7 +253,7 @@ impl Authenticator for IntrospectionAuthenticator {
                     return Outcome::rejected(Error::Expired, "the introspected token has expired");
                 }
                 let outcome = self.session(&active);
-                if caching {
+                if let Some(digest) = digest {
                     self.cache.insert(digest, Arc::new(active));
                 }
                 outcome

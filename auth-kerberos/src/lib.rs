@@ -12,7 +12,8 @@
 //!   (`alice@TEST.REALM`) apart from the mapped user (`alice`).
 //! - GSS failures become `Rejected`/`Unavailable` outcomes with the GSS status text in the
 //!   audit detail only.
-//! - [`spnego`]: HTTP `Negotiate` framing (RFC 4559).
+//! - Over HTTP, auth-axum reads `Authorization: Negotiate` (RFC 4559) and sends the
+//!   mutual-authentication token back; this crate only sees the GSS token.
 //!
 //! The only crate of the project with `unsafe`, in one documented FFI call
 //! (`acceptor.rs`).
@@ -23,7 +24,6 @@ mod acceptor;
 mod authenticator;
 pub mod mapping;
 pub mod principal;
-pub mod spnego;
 
 pub use authenticator::{GssAuthenticator, MAX_TOKEN_LEN, UserDirectory};
 pub use mapping::{CaseFold, MapError, MapRule, PrincipalMapper};

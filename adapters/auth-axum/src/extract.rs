@@ -2,20 +2,19 @@
 
 use std::sync::Arc;
 
-use auth_core::{Error, Role, Session, authz};
+use auth_core::{Error, Role, Session};
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
-use crate::layer::Challenges;
-use crate::response::failure_response;
+use crate::layer::HttpContext;
 
 /// The session [`AuthLayer`](crate::AuthLayer) established for this request. It
 /// dereferences to the [`Session`].
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     session: Arc<dyn Session>,
-    challenges: Arc<Challenges>,
+    context: Arc<HttpContext>,
 }
 
 impl std::ops::Deref for Authenticated {
@@ -30,7 +29,7 @@ impl std::ops::Deref for Authenticated {
 pub struct AuthRejection {
     error: Error,
     scope: Option<String>,
-    challenges: Arc<Challenges>,
+    context: Arc<HttpContext>,
 }
 
 impl AuthRejection {
@@ -42,21 +41,13 @@ impl AuthRejection {
 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
-        failure_response(
-            self.error,
-            &self.challenges.methods,
-            &self.challenges.realm,
-            self.scope.as_deref(),
-        )
+        self.context.refuse(self.error, self.scope.as_deref())
     }
 }
 
 impl Authenticated {
-    pub(crate) fn new(session: Arc<dyn Session>, challenges: Arc<Challenges>) -> Self {
-        Self {
-            session,
-            challenges,
-        }
+    pub(crate) fn new(session: Arc<dyn Session>, context: Arc<HttpContext>) -> Self {
+        Self { session, context }
     }
 
     /// The session, to keep beyond the request.
@@ -68,25 +59,24 @@ impl Authenticated {
         AuthRejection {
             error: Error::Forbidden,
             scope,
-            challenges: self.challenges.clone(),
+            context: self.context.clone(),
         }
     }
 
-    /// Passes when the session holds `scope`; otherwise a 403 `insufficient_scope` naming
-    /// it.
+    /// Passes when the session's scopes grant `scope` under the layer's
+    /// [`ScopeRules`](auth_core::authz::ScopeRules) (`kms:admin` grants `kms:encrypt`);
+    /// otherwise a 403 `insufficient_scope` naming it.
     pub fn require_scope(&self, scope: &str) -> Result<(), AuthRejection> {
-        if self.session.scopes().iter().any(|s| s == scope) {
-            return Ok(());
-        }
-        Err(self.forbidden(Some(scope.to_owned())))
+        self.session
+            .require_scopes(&self.context.scopes, &[scope])
+            .map_err(|f| self.forbidden(f.scope_param()))
     }
 
     /// Passes when the session's roles grant `role` (roles imply the ones below them).
     pub fn require_role(&self, role: Role) -> Result<(), AuthRejection> {
-        if authz::role_grants(self.session.roles(), role) {
-            return Ok(());
-        }
-        Err(self.forbidden(None))
+        self.session
+            .require_role(role)
+            .map_err(|f| self.forbidden(f.scope_param()))
     }
 }
 
@@ -103,9 +93,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
                 // through: either way the handler needs an identity it does not have.
                 error: Error::MissingCredentials,
                 scope: None,
-                challenges: parts
+                context: parts
                     .extensions
-                    .get::<Arc<Challenges>>()
+                    .get::<Arc<HttpContext>>()
                     .cloned()
                     .unwrap_or_default(),
             })

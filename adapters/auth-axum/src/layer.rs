@@ -1,23 +1,18 @@
-//! The tower layer: credential in, policy decision, session out (or the mapped failure).
+//! The layer: auth-tower's gate, answering in HTTP.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
 
-use auth_core::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
+use auth_core::audit::AuditSink;
+use auth_core::authz::ScopeRules;
 use auth_core::policy::Target;
-use auth_core::{
-    Attempt, ConnectionInfo, Credential, CredentialKind, Error, Outcome, Peer, Policy, Protocol,
-    TlsInfo,
-};
+use auth_core::{ConnectionInfo, CredentialKind, Error, Peer, Policy, Protocol, Session};
+use auth_tower::{Gate, GateLayer, GateService, Mapping, connection_info};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::Request;
-use axum::response::Response;
-use futures::future::BoxFuture;
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{Extensions, HeaderValue, Response};
 
-use crate::credential::{API_KEY_HEADER, credential_from_headers};
 use crate::extract::Authenticated;
 use crate::response::failure_response;
 
@@ -34,19 +29,28 @@ pub enum Challenge {
     ApiKey,
 }
 
-/// The challenges a 401 carries, shared with the extractors.
+/// What HTTP answers need beyond the error: the challenges and realm of a 401, and the
+/// scope rules the extractor's checks follow.
 #[derive(Debug, Clone)]
-pub(crate) struct Challenges {
-    pub(crate) methods: Vec<Challenge>,
+pub(crate) struct HttpContext {
+    pub(crate) challenges: Vec<Challenge>,
     pub(crate) realm: String,
+    pub(crate) scopes: ScopeRules,
 }
 
-impl Default for Challenges {
+impl Default for HttpContext {
     fn default() -> Self {
         Self {
-            methods: vec![Challenge::Bearer],
+            challenges: vec![Challenge::Bearer],
             realm: "api".into(),
+            scopes: ScopeRules::default(),
         }
+    }
+}
+
+impl HttpContext {
+    pub(crate) fn refuse(&self, error: Error, scope: Option<&str>) -> Response<Body> {
+        failure_response(error, &self.challenges, &self.realm, scope)
     }
 }
 
@@ -76,89 +80,127 @@ fn challenges_of(policy: &Policy) -> Vec<Challenge> {
     out
 }
 
-#[derive(Clone)]
-struct Shared {
-    policy: Arc<Policy>,
-    challenges: Arc<Challenges>,
-    api_key_header: String,
-    anonymous: bool,
-    audit: Arc<dyn AuditSink>,
+/// HTTP's side of the gate: the peer from axum's `ConnectInfo`, the session as
+/// [`Authenticated`], refusals as problem+json with challenges, the Negotiate token on
+/// the response.
+#[derive(Debug, Clone)]
+pub struct HttpMapping {
+    context: Arc<HttpContext>,
+}
+
+impl Mapping for HttpMapping {
+    type Body = Body;
+
+    fn connection(&self, extensions: &Extensions) -> ConnectionInfo {
+        let peer = extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(Peer::Unknown, |c| Peer::Tcp(c.0));
+        connection_info(Protocol::Http, peer, extensions)
+    }
+
+    fn grant(&self, session: Arc<dyn Session>, extensions: &mut Extensions) {
+        extensions.insert(Authenticated::new(session, self.context.clone()));
+    }
+
+    fn pass_anonymous(&self, extensions: &mut Extensions) {
+        extensions.insert(self.context.clone());
+    }
+
+    fn refuse(&self, error: Error) -> Response<Body> {
+        self.context.refuse(error, None)
+    }
+
+    fn mutual(&self, token: &[u8], response: &mut Response<Body>) {
+        if let Ok(value) = HeaderValue::from_str(&auth_tower::negotiate_header(token)) {
+            response.headers_mut().append(WWW_AUTHENTICATE, value);
+        }
+    }
 }
 
 /// Authenticates every request through a [`Policy`]; see the crate documentation.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct AuthLayer {
-    shared: Arc<Shared>,
+    gate: Gate,
+    context: HttpContext,
+    inner: GateLayer<HttpMapping>,
 }
 
-impl std::fmt::Debug for AuthLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthLayer")
-            .field("challenges", &self.shared.challenges)
-            .field("anonymous", &self.shared.anonymous)
-            .finish_non_exhaustive()
-    }
-}
+/// The service [`AuthLayer`] wraps around `S`.
+pub type AuthService<S> = GateService<S, HttpMapping>;
 
 impl AuthLayer {
     /// A layer running `policy`, challenging with the schemes its chains accept, realm
-    /// `api`, API keys in `x-api-key`, and no anonymous requests.
+    /// `api`, API keys in `x-api-key`, the built-in scope rules, and no anonymous
+    /// requests.
     pub fn new(policy: Arc<Policy>) -> Self {
-        let methods = challenges_of(&policy);
+        let context = HttpContext {
+            challenges: challenges_of(&policy),
+            ..HttpContext::default()
+        };
+        Self::build(Gate::new(policy), context)
+    }
+
+    fn build(gate: Gate, context: HttpContext) -> Self {
+        let mapping = HttpMapping {
+            context: Arc::new(context.clone()),
+        };
         Self {
-            shared: Arc::new(Shared {
-                policy,
-                challenges: Arc::new(Challenges {
-                    methods,
-                    realm: "api".into(),
-                }),
-                api_key_header: API_KEY_HEADER.into(),
-                anonymous: false,
-                audit: Arc::new(TracingAuditSink),
-            }),
+            inner: GateLayer::new(gate.clone(), mapping),
+            gate,
+            context,
         }
     }
 
-    fn with(self, change: impl FnOnce(&mut Shared)) -> Self {
-        let mut shared = Arc::unwrap_or_clone(self.shared);
-        change(&mut shared);
-        Self {
-            shared: Arc::new(shared),
-        }
+    fn with_context(mut self, change: impl FnOnce(&mut HttpContext)) -> Self {
+        change(&mut self.context);
+        Self::build(self.gate, self.context)
+    }
+
+    fn with_gate(self, change: impl FnOnce(Gate) -> Gate) -> Self {
+        Self::build(change(self.gate), self.context)
     }
 
     /// The realm named in the challenges.
     #[must_use]
     pub fn realm(self, realm: impl Into<String>) -> Self {
         let realm = realm.into();
-        self.with(|s| Arc::make_mut(&mut s.challenges).realm = realm)
+        self.with_context(|c| c.realm = realm)
     }
 
     /// The challenges to send, replacing those derived from the policy.
     #[must_use]
     pub fn challenges(self, methods: impl IntoIterator<Item = Challenge>) -> Self {
         let methods = methods.into_iter().collect();
-        self.with(|s| Arc::make_mut(&mut s.challenges).methods = methods)
+        self.with_context(|c| c.challenges = methods)
+    }
+
+    /// The rules [`Authenticated::require_scope`] follows (which granted scope implies
+    /// which required one).
+    #[must_use]
+    pub fn scope_rules(self, rules: ScopeRules) -> Self {
+        self.with_context(|c| c.scopes = rules)
     }
 
     /// The header API keys travel in.
-    #[must_use]
-    pub fn api_key_header(self, name: impl Into<String>) -> Self {
-        let name = name.into().to_ascii_lowercase();
-        self.with(|s| s.api_key_header = name)
+    ///
+    /// # Errors
+    /// When `name` is not a valid header name.
+    pub fn api_key_header(self, name: &str) -> Result<Self, axum::http::header::InvalidHeaderName> {
+        let gate = self.gate.api_key_header(name)?;
+        Ok(Self::build(gate, self.context))
     }
 
     /// Lets requests without any credential through without a session, for routes that
     /// take `Option<Authenticated>`. A credential that is present must still be valid.
     #[must_use]
     pub fn allow_anonymous(self) -> Self {
-        self.with(|s| s.anonymous = true)
+        self.with_gate(Gate::allow_anonymous)
     }
 
     /// Where malformed-header refusals are audited (the chain audits everything else).
     #[must_use]
     pub fn audit(self, sink: Arc<dyn AuditSink>) -> Self {
-        self.with(|s| s.audit = sink)
+        self.with_gate(|g| g.audit(sink))
     }
 }
 
@@ -166,121 +208,6 @@ impl<S> tower::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-/// The service [`AuthLayer`] wraps around `S`.
-#[derive(Clone)]
-pub struct AuthService<S> {
-    inner: S,
-    shared: Arc<Shared>,
-}
-
-impl<S> std::fmt::Debug for AuthService<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthService").finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    fn refuse(&self, error: Error) -> Response {
-        failure_response(
-            error,
-            &self.challenges.methods,
-            &self.challenges.realm,
-            None,
-        )
-    }
-
-    fn audit_malformed(&self, peer: &Peer, started: Instant, detail: &str) {
-        self.audit.record(&AuditEvent {
-            timestamp: SystemTime::now(),
-            event: AuditEventKind::AttemptFailed,
-            method: None,
-            username: None,
-            source: peer,
-            connection_id: 0,
-            protocol: Protocol::Http.as_str(),
-            duration: started.elapsed(),
-            outcome: "rejected",
-            action: None,
-            error: Some(Error::Malformed.code()),
-            detail: Some(detail),
-        });
-    }
-}
-
-impl<S> tower::Service<Request<Body>> for AuthService<S>
-where
-    S: tower::Service<Request<Body>, Response = Response> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        // The clone that was polled ready handles this request (tower's usual swap).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let started = Instant::now();
-            let peer = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or(Peer::Unknown, |c| Peer::Tcp(c.0));
-            let credential =
-                match credential_from_headers(request.headers(), &shared.api_key_header) {
-                    Ok(c) => c,
-                    Err(failure) => {
-                        shared.audit_malformed(&peer, started, &failure.detail);
-                        return Ok(shared.refuse(failure.error));
-                    }
-                };
-            let absent = matches!(credential, Credential::Absent);
-            if absent && shared.anonymous {
-                // For an extractor that must refuse the anonymous request itself.
-                request.extensions_mut().insert(shared.challenges.clone());
-                return inner.call(request).await;
-            }
-            let mut connection = ConnectionInfo::new(Protocol::Http, peer);
-            // A TLS acceptor in front of the router says the request was encrypted by
-            // putting its TlsInfo in the extensions (hostssl/hostnossl rules need it).
-            if let Some(tls) = request.extensions().get::<TlsInfo>() {
-                connection = connection.with_tls(tls.clone());
-            }
-            let mut attempt = Attempt::new(connection, credential);
-            match shared.policy.authenticate(&mut attempt).await {
-                Outcome::Authenticated(session) => {
-                    request.extensions_mut().insert(Authenticated::new(
-                        Arc::from(session),
-                        shared.challenges.clone(),
-                    ));
-                    inner.call(request).await
-                }
-                refused => {
-                    // Nothing presented is a challenge, whatever the chain made of it.
-                    let error = match refused.failure().map(|f| f.error) {
-                        _ if absent => Error::MissingCredentials,
-                        // The header was readable, so the token itself is bad: RFC 6750 3.1
-                        // calls a malformed token `invalid_token` (401), keeping 400
-                        // `invalid_request` for a malformed request.
-                        Some(Error::Malformed) => Error::InvalidCredentials,
-                        Some(error) => error,
-                        None => Error::Denied,
-                    };
-                    Ok(shared.refuse(error))
-                }
-            }
-        })
+        self.inner.layer(inner)
     }
 }

@@ -21,12 +21,11 @@
 
 #![forbid(unsafe_code)]
 
-mod credential;
 mod extract;
 mod layer;
 mod response;
 
-pub use credential::{API_KEY_HEADER, credential_from_headers};
+pub use auth_tower::{API_KEY_HEADER, credential_from_headers};
 pub use extract::{AuthRejection, Authenticated};
-pub use layer::{AuthLayer, AuthService, Challenge};
+pub use layer::{AuthLayer, AuthService, Challenge, HttpMapping};
 pub use response::failure_response;

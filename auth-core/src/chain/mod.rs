@@ -494,6 +494,11 @@ impl Authenticator for Chain {
             );
             e.error = failure.map(|(error, _)| error.code());
             e.detail = failure.map(|(_, detail)| detail);
+            // A bearer or GSS attempt names no user; the session says who it turned out
+            // to be, which is what an audit of a success must show.
+            if let Some(session) = outcome.session() {
+                e.username = Some(session.user());
+            }
             self.audit.record(&e);
         }
         outcome

@@ -1,14 +1,20 @@
 //! The request's credential, read from its headers.
 
 use auth_core::{Credential, Error, Failure};
-use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
 
 /// The default header an API key travels in.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
-/// The credential in `headers`: `Authorization: Bearer` or `Basic`, else the API-key
-/// header, else [`Credential::Absent`] (also for a scheme no method here understands, so
+/// The largest Negotiate (SPNEGO) token accepted, decoded. Kerberos tickets with a PAC
+/// reach a few KiB; 64 KiB is what Windows servers allow in a header.
+pub const MAX_NEGOTIATE_TOKEN: usize = 64 * 1024;
+
+/// The credential in `headers`: `Authorization: Bearer`, `Basic` or `Negotiate` (RFC
+/// 4559, a GSS-API token), else the API-key header, else [`Credential::Absent`] (also for a scheme no method here understands, so
 /// the client is challenged rather than told its request is broken).
 ///
 /// A header that is present but unreadable (two `Authorization` headers, non-ASCII, an
@@ -39,6 +45,16 @@ pub fn credential_from_headers(
             }
             return Ok(Credential::bearer(token));
         }
+        if scheme.eq_ignore_ascii_case("negotiate") {
+            let token = rest.trim_matches(' ');
+            if token.is_empty() || token.len() > MAX_NEGOTIATE_TOKEN.div_ceil(3) * 4 {
+                return Err(malformed("Negotiate token empty or too long"));
+            }
+            let bytes = B64
+                .decode(token)
+                .map_err(|_| malformed("Negotiate token is not base64"))?;
+            return Ok(Credential::GssToken(bytes));
+        }
         if scheme.eq_ignore_ascii_case("basic") {
             return auth_password::parse_basic(value)
                 .map_err(|e| Failure::new(e.error(), e.to_string()));
@@ -63,13 +79,13 @@ pub fn credential_from_headers(
 mod tests {
     use super::*;
     use auth_core::CredentialKind;
-    use axum::http::HeaderValue;
+    use http::HeaderValue;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.append(
-                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
                 HeaderValue::from_str(v).unwrap(),
             );
         }
@@ -97,6 +113,10 @@ mod tests {
             kind(&[("authorization", "Basic YWxpY2U6cHc=")]),
             Ok(CredentialKind::Password)
         );
+        assert_eq!(
+            kind(&[("authorization", "Negotiate YWJj")]),
+            Ok(CredentialKind::Gss)
+        );
         assert_eq!(kind(&[("x-api-key", "k")]), Ok(CredentialKind::ApiKey));
         assert_eq!(
             kind(&[("authorization", "Digest x")]),
@@ -107,6 +127,8 @@ mod tests {
             &[("authorization", "Bearer a b")],
             &[("authorization", "Bearer a\"b")],
             &[("authorization", "Basic !!!")],
+            &[("authorization", "Negotiate")],
+            &[("authorization", "Negotiate !!!")],
             &[("authorization", "Bearer a"), ("authorization", "Bearer b")],
             &[("x-api-key", "")],
         ] {

@@ -1,0 +1,29 @@
+//! # auth-tower
+//!
+//! What the HTTP-based adapters ([auth-axum] and [auth-tonic]) share, so each keeps only
+//! its protocol's mapping:
+//!
+//! - [`credential_from_headers`]: `Authorization: Bearer`, `Basic` and `Negotiate`, or an
+//!   API-key header, read strictly (two `Authorization` headers, non-ASCII, broken
+//!   encodings are [`Error::Malformed`](auth_core::Error::Malformed));
+//! - [`Gate`]: a request's headers and connection through an auth-core
+//!   [`Policy`](auth_core::Policy), to a [`Verdict`]; a Negotiate request gets a
+//!   one-round conversation whose final token comes back in the verdict, for the
+//!   mutual-authentication header;
+//! - [`GateLayer`] and [`GateService`]: the tower plumbing, generic over a [`Mapping`]
+//!   that says where the peer address is and what a grant or refusal looks like.
+//!
+//! [auth-axum]: https://docs.rs/auth-axum
+//! [auth-tonic]: https://docs.rs/auth-tonic
+
+#![forbid(unsafe_code)]
+
+mod credential;
+mod gate;
+mod negotiate;
+mod service;
+
+pub use credential::{API_KEY_HEADER, MAX_NEGOTIATE_TOKEN, credential_from_headers};
+pub use gate::{Gate, Verdict};
+pub use negotiate::negotiate_header;
+pub use service::{GateLayer, GateService, Mapping, connection_info};

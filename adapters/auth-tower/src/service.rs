@@ -1,0 +1,163 @@
+//! The tower layer both HTTP-based adapters use, generic over what their protocol makes
+//! of a [`Verdict`].
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use auth_core::{ConnectionInfo, Error, Peer, Protocol, Session, TlsInfo};
+use futures::future::BoxFuture;
+use http::{Extensions, Request, Response};
+
+use crate::gate::{Gate, Verdict};
+
+/// One protocol's side of the gate: where the peer address is, and how a grant, an
+/// anonymous pass and a refusal look.
+pub trait Mapping: Send + Sync + 'static {
+    /// The response body of the wrapped service.
+    type Body: Send + 'static;
+
+    /// The connection a request arrived on, from what the server put into its extensions.
+    fn connection(&self, extensions: &Extensions) -> ConnectionInfo;
+
+    /// Puts the handler-facing identity for `session` into the request's extensions.
+    fn grant(&self, session: Arc<dyn Session>, extensions: &mut Extensions);
+
+    /// Marks a request let through without a credential (for extractors that must then
+    /// refuse it themselves).
+    fn pass_anonymous(&self, extensions: &mut Extensions) {
+        let _ = extensions;
+    }
+
+    /// The answer to a refused request.
+    fn refuse(&self, error: Error) -> Response<Self::Body>;
+
+    /// Adds the server's mutual-authentication token to a granted request's response.
+    fn mutual(&self, token: &[u8], response: &mut Response<Self::Body>) {
+        let _ = (token, response);
+    }
+}
+
+/// The connection for `protocol` from `peer`, encrypted when a TLS acceptor in front of
+/// the service put a [`TlsInfo`] into the extensions (`hostssl`/`hostnossl` rules need it).
+pub fn connection_info(protocol: Protocol, peer: Peer, extensions: &Extensions) -> ConnectionInfo {
+    let connection = ConnectionInfo::new(protocol, peer);
+    match extensions.get::<TlsInfo>() {
+        Some(tls) => connection.with_tls(tls.clone()),
+        None => connection,
+    }
+}
+
+/// Wraps services in a [`GateService`] that runs a [`Gate`] and maps its verdict with `M`.
+#[derive(Debug)]
+pub struct GateLayer<M> {
+    gate: Arc<Gate>,
+    mapping: Arc<M>,
+}
+
+impl<M> Clone for GateLayer<M> {
+    fn clone(&self) -> Self {
+        Self {
+            gate: self.gate.clone(),
+            mapping: self.mapping.clone(),
+        }
+    }
+}
+
+impl<M> GateLayer<M> {
+    /// The layer for `gate`, answering in `mapping`'s protocol.
+    pub fn new(gate: Gate, mapping: M) -> Self {
+        Self {
+            gate: Arc::new(gate),
+            mapping: Arc::new(mapping),
+        }
+    }
+
+    /// The gate.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The mapping.
+    pub fn mapping(&self) -> &M {
+        &self.mapping
+    }
+}
+
+impl<S, M> tower::Layer<S> for GateLayer<M> {
+    type Service = GateService<S, M>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GateService {
+            inner,
+            gate: self.gate.clone(),
+            mapping: self.mapping.clone(),
+        }
+    }
+}
+
+/// The service [`GateLayer`] wraps around `S`.
+pub struct GateService<S, M> {
+    inner: S,
+    gate: Arc<Gate>,
+    mapping: Arc<M>,
+}
+
+impl<S: Clone, M> Clone for GateService<S, M> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            gate: self.gate.clone(),
+            mapping: self.mapping.clone(),
+        }
+    }
+}
+
+impl<S, M> std::fmt::Debug for GateService<S, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GateService")
+            .field("gate", &self.gate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, M, B> tower::Service<Request<B>> for GateService<S, M>
+where
+    S: tower::Service<Request<B>, Response = Response<M::Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    M: Mapping,
+    B: Send + 'static,
+{
+    type Response = Response<M::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // The clone that was polled ready handles this request (tower's usual swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let gate = self.gate.clone();
+        let mapping = self.mapping.clone();
+        Box::pin(async move {
+            let connection = mapping.connection(request.extensions());
+            match gate.check(request.headers(), connection).await {
+                Verdict::Granted { session, mutual } => {
+                    mapping.grant(session, request.extensions_mut());
+                    let mut response = inner.call(request).await?;
+                    if let Some(token) = mutual {
+                        mapping.mutual(&token, &mut response);
+                    }
+                    Ok(response)
+                }
+                Verdict::Anonymous => {
+                    mapping.pass_anonymous(request.extensions_mut());
+                    inner.call(request).await
+                }
+                Verdict::Refused(error) => Ok(mapping.refuse(error)),
+            }
+        })
+    }
+}

@@ -8,19 +8,6 @@ use axum::response::{IntoResponse, Response};
 
 use crate::layer::Challenge;
 
-/// The generic text a client sees for each kind; the real reason is in the audit log.
-fn generic_detail(error: Error) -> &'static str {
-    match error {
-        Error::MissingCredentials | Error::Denied => "authentication is required",
-        Error::Malformed => "the credentials could not be read",
-        Error::WeakPassword => "the request was refused",
-        Error::RateLimited => "too many attempts; try again later",
-        Error::Unavailable | Error::Timeout => "authentication is unavailable; try again later",
-        Error::Forbidden => "the credentials do not grant access to this resource",
-        _ => "the credentials were not accepted",
-    }
-}
-
 fn quoted(text: &str) -> String {
     text.replace('\\', "\\\\").replace('"', "\\\"")
 }
@@ -41,7 +28,7 @@ pub fn failure_response(
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("Error"),
         "status": status.as_u16(),
-        "detail": generic_detail(error),
+        "detail": auth_tower::public_message(error),
     });
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();

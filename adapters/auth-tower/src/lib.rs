@@ -10,6 +10,7 @@
 //!   [`Policy`](auth_core::Policy), to a [`Verdict`]; a Negotiate request gets a
 //!   one-round conversation whose final token comes back in the verdict, for the
 //!   mutual-authentication header;
+//! - [`public_message`]: the generic text a client sees for each failure kind;
 //! - [`GateLayer`] and [`GateService`]: the tower plumbing, generic over a [`Mapping`]
 //!   that says where the peer address is and what a grant or refusal looks like.
 //!
@@ -20,10 +21,12 @@
 
 mod credential;
 mod gate;
+mod message;
 mod negotiate;
 mod service;
 
 pub use credential::{API_KEY_HEADER, MAX_NEGOTIATE_TOKEN, credential_from_headers};
 pub use gate::{Gate, Verdict};
+pub use message::public_message;
 pub use negotiate::negotiate_header;
 pub use service::{GateLayer, GateService, Mapping, connection_info};

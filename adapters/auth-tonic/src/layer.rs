@@ -1,0 +1,106 @@
+//! The layer: auth-tower's gate, answering in gRPC statuses.
+
+use std::sync::Arc;
+
+use auth_core::audit::AuditSink;
+use auth_core::authz::ScopeRules;
+use auth_core::{ConnectionInfo, Error, Peer, Policy, Protocol, Session};
+use auth_tower::{Gate, GateLayer, GateService, Mapping, connection_info};
+use http::{Extensions, Response};
+use tonic::body::Body;
+use tonic::transport::server::TcpConnectInfo;
+
+use crate::identity::Authenticated;
+use crate::status::status_for;
+
+/// gRPC's side of the gate: the peer from tonic's `TcpConnectInfo`, the session as
+/// [`Authenticated`], refusals as a trailers-only status response.
+#[derive(Debug, Clone, Default)]
+pub struct GrpcMapping {
+    scopes: Arc<ScopeRules>,
+}
+
+impl Mapping for GrpcMapping {
+    type Body = Body;
+
+    fn connection(&self, extensions: &Extensions) -> ConnectionInfo {
+        let peer = extensions
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr)
+            .map_or(Peer::Unknown, Peer::Tcp);
+        connection_info(Protocol::Grpc, peer, extensions)
+    }
+
+    fn grant(&self, session: Arc<dyn Session>, extensions: &mut Extensions) {
+        extensions.insert(Authenticated::new(session, self.scopes.clone()));
+    }
+
+    fn refuse(&self, error: Error) -> Response<Body> {
+        status_for(error).into_http()
+    }
+}
+
+/// Authenticates every call through a [`Policy`]; see the crate documentation.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    gate: Gate,
+    scopes: ScopeRules,
+    inner: GateLayer<GrpcMapping>,
+}
+
+/// The service [`AuthLayer`] wraps around `S`.
+pub type AuthService<S> = GateService<S, GrpcMapping>;
+
+impl AuthLayer {
+    /// A layer running `policy`, reading API keys from `x-api-key`, with the built-in
+    /// scope rules and no anonymous calls.
+    pub fn new(policy: Arc<Policy>) -> Self {
+        Self::build(Gate::new(policy), ScopeRules::default())
+    }
+
+    fn build(gate: Gate, scopes: ScopeRules) -> Self {
+        let mapping = GrpcMapping {
+            scopes: Arc::new(scopes.clone()),
+        };
+        Self {
+            inner: GateLayer::new(gate.clone(), mapping),
+            gate,
+            scopes,
+        }
+    }
+
+    /// The rules [`Authenticated::require_scope`] follows.
+    #[must_use]
+    pub fn scope_rules(self, rules: ScopeRules) -> Self {
+        Self::build(self.gate, rules)
+    }
+
+    /// The metadata key API keys travel in.
+    ///
+    /// # Errors
+    /// When `name` is not a valid metadata key.
+    pub fn api_key_header(self, name: &str) -> Result<Self, http::header::InvalidHeaderName> {
+        Ok(Self::build(self.gate.api_key_header(name)?, self.scopes))
+    }
+
+    /// Lets calls without any credential through without an identity. A credential that
+    /// is present must still be valid.
+    #[must_use]
+    pub fn allow_anonymous(self) -> Self {
+        Self::build(self.gate.allow_anonymous(), self.scopes)
+    }
+
+    /// Where unreadable-metadata refusals are audited (the chain audits everything else).
+    #[must_use]
+    pub fn audit(self, sink: Arc<dyn AuditSink>) -> Self {
+        Self::build(self.gate.audit(sink), self.scopes)
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.inner.layer(inner)
+    }
+}

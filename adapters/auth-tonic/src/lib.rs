@@ -1,0 +1,51 @@
+//! # auth-tonic
+//!
+//! gRPC authentication for tonic servers through an auth-core
+//! [`Policy`](auth_core::Policy). tonic's interceptors are synchronous, so this is a tower
+//! layer: [`AuthLayer`] reads the `authorization` metadata (`Bearer`, `Basic`) or an
+//! API-key entry, runs the policy's chain for the client's address, and either passes the
+//! call on with an [`Authenticated`] identity in its extensions or ends it with the mapped
+//! status from auth-core's table: `UNAUTHENTICATED` for missing, unreadable or bad
+//! credentials, `RESOURCE_EXHAUSTED` when rate limited, `UNAVAILABLE` when a backend is
+//! down, each with a generic message (the reason goes to the audit log).
+//! Handlers read the identity with [`RequestExt::authenticated`] and check scopes and
+//! roles, which answer `PERMISSION_DENIED`.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # fn policy() -> Arc<auth_core::Policy> { unimplemented!() }
+//! # async fn run(routes: tonic::service::Routes) -> Result<(), tonic::transport::Error> {
+//! use auth_tonic::AuthLayer;
+//!
+//! tonic::transport::Server::builder()
+//!     .layer(AuthLayer::new(policy()))
+//!     .add_routes(routes)
+//!     .serve("127.0.0.1:50051".parse().unwrap())
+//!     .await
+//! # }
+//! ```
+//!
+//! In a handler:
+//!
+//! ```
+//! use auth_tonic::RequestExt;
+//!
+//! fn who(request: &tonic::Request<()>) -> Result<String, tonic::Status> {
+//!     let auth = request.authenticated()?;
+//!     auth.require_scope("demo:read")?;
+//!     Ok(auth.user().to_owned())
+//! }
+//! ```
+//!
+//! The request plumbing is auth-tower's, shared with auth-axum; this crate holds only the
+//! gRPC mapping.
+
+#![forbid(unsafe_code)]
+
+mod identity;
+mod layer;
+mod status;
+
+pub use identity::{Authenticated, RequestExt};
+pub use layer::{AuthLayer, AuthService, GrpcMapping};
+pub use status::status_for;

@@ -27,18 +27,19 @@ for p in "${packages[@]}"; do
   fi
 done
 
-# psycopg 3 (client tests) and django-oauth-toolkit (the password-grant server) live in
-# their own venv (PyPI), created once.
+# psycopg 3 (client tests), django-oauth-toolkit (the password-grant server) and grpcio
+# with reflection (the gRPC client tests) live in their own venv (PyPI), created once.
 venv="${AUTH_TEST_VENV:-/opt/auth-tests/venv}"
 install_venv() {
-  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import psycopg, oauth2_provider' 2>/dev/null; then
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import psycopg, oauth2_provider, grpc, grpc_reflection' 2>/dev/null; then
     return 0
   fi
-  echo "install-deps: creating $venv with psycopg and django-oauth-toolkit"
+  echo "install-deps: creating $venv with psycopg, django-oauth-toolkit and grpcio"
   mkdir -p "$(dirname "$venv")"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'psycopg>=3.2' 'psycopg-binary>=3.2' \
-    'django>=5,<6' 'django-oauth-toolkit>=3'
+    'django>=5,<6' 'django-oauth-toolkit>=3' \
+    'grpcio>=1.60' 'grpcio-reflection>=1.60' 'protobuf>=4.25'
 }
 
 # node oidc-provider, the real OpenID provider of the OAuth tests.

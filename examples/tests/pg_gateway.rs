@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use auth_core::{CredentialStore, Key, Precondition};
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, UserRecord, Users};
-use auth_tests::gateway::{GatewayProcess, printed_line, run_printed};
+use auth_tests::gateway::{GatewayProcess, printed_line, run_printed, run_printed_grpcurl};
 use auth_wallet::{FileStore, MasterKey, Wallet};
 use secrecy::SecretString;
 
@@ -303,15 +303,7 @@ async fn tokio_postgres_gets_the_sqlstates() {
 }
 
 fn venv_python() -> PathBuf {
-    let venv = std::env::var_os("AUTH_TEST_VENV")
-        .map_or_else(|| PathBuf::from("/opt/auth-tests/venv"), PathBuf::from);
-    let python = venv.join("bin/python");
-    assert!(
-        python.exists(),
-        "psycopg's venv is missing at {}: run scripts/install-deps.sh",
-        venv.display()
-    );
-    python
+    auth_tests::venv_python("psycopg").unwrap_or_else(|e| panic!("{e}"))
 }
 
 const PSYCOPG: &str = r#"
@@ -545,7 +537,7 @@ async fn hostile_and_broken_connections_end_cleanly() {
 }
 
 #[tokio::test]
-async fn the_same_gateway_answers_curl_with_the_lines_it_printed() {
+async fn the_same_gateway_answers_curl_and_grpcurl_with_the_lines_it_printed() {
     let gw = Gateway::start("60s");
     let output = gw.process.output();
     let line = |label: &str| {
@@ -560,12 +552,22 @@ async fn the_same_gateway_answers_curl_with_the_lines_it_printed() {
     let (body, status) = run_printed(&line("basic:")).unwrap();
     assert_eq!(status, "200", "{body}");
     assert!(body.contains("\"user\":\"demo\""), "{body}");
-    // Both front doors write to the one audit log.
+    let grpc = line("grpc bearer:");
     assert!(
-        gw.audit()
-            .iter()
-            .any(|e| e["event"] == "attempt_succeeded" && e["protocol"] == "http"),
-        "{:?}",
-        gw.audit()
+        grpc.contains(&format!(" 127.0.0.1:{} ", gw.grpc_port)),
+        "{grpc}"
     );
+    let run = run_printed_grpcurl(&grpc).unwrap();
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("\"user\": \"demo\""), "{run:?}");
+    // Every front door writes to the one audit log.
+    let audit = gw.audit();
+    for protocol in ["http", "grpc"] {
+        assert!(
+            audit
+                .iter()
+                .any(|e| e["event"] == "attempt_succeeded" && e["protocol"] == protocol),
+            "{protocol}: {audit:?}"
+        );
+    }
 }

@@ -242,13 +242,7 @@ async fn psycopg_logs_in_with_a_ticket() {
     s.kdc
         .kinit("alice", "alice-kerberos-password", Some(&cache), None)
         .unwrap();
-    let venv = std::env::var_os("AUTH_TEST_VENV")
-        .map_or_else(|| PathBuf::from("/opt/auth-tests/venv"), PathBuf::from);
-    let python = venv.join("bin/python");
-    assert!(
-        python.exists(),
-        "psycopg's venv is missing: run scripts/install-deps.sh"
-    );
+    let python = auth_tests::venv_python("psycopg").unwrap_or_else(|e| panic!("{e}"));
     let conninfo = format!(
         "host=localhost port={} user=alice dbname=alice gssencmode=disable sslmode=disable",
         s.gw.port

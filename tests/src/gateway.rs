@@ -15,6 +15,8 @@ pub struct GatewayProcess {
     pub port: u16,
     /// The HTTP API's port on 127.0.0.1.
     pub http_port: u16,
+    /// The gRPC API's port on 127.0.0.1.
+    pub grpc_port: u16,
     /// The process.
     pub process: ServiceProcess,
     /// The `demo` user's password, printed on the first start.
@@ -42,6 +44,7 @@ impl GatewayProcess {
         std::fs::create_dir_all(&data).map_err(HarnessError::io("create the data directory"))?;
         let port = free_port()?;
         let http_port = free_port()?;
+        let grpc_port = free_port()?;
         std::fs::write(
             data.join("gateway.toml"),
             format!("listen = \"127.0.0.1:{port}\"\nauth_timeout = \"{auth_timeout}\"\n{rules}"),
@@ -52,6 +55,8 @@ impl GatewayProcess {
             .arg(&data)
             .arg("--http-listen")
             .arg(format!("127.0.0.1:{http_port}"))
+            .arg("--grpc-listen")
+            .arg(format!("127.0.0.1:{grpc_port}"))
             .envs(env.iter().cloned());
         let process = ServiceProcess::spawn("pg-gateway", &mut cmd, "listening on")?;
         let output = process.output();
@@ -69,6 +74,7 @@ impl GatewayProcess {
             data,
             port,
             http_port,
+            grpc_port,
             process,
             demo_password,
         })
@@ -102,4 +108,43 @@ pub fn run_printed(line: &str) -> Result<(String, String), HarnessError> {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
     Ok((body.to_owned(), status.to_owned()))
+}
+
+/// What a grpcurl line printed.
+#[derive(Debug, Clone)]
+pub struct GrpcurlRun {
+    /// Standard output: the reply as JSON, or the listing.
+    pub stdout: String,
+    /// Standard error: the status of a failed call.
+    pub stderr: String,
+    /// The exit code: 0, or 64 + the gRPC status code.
+    pub code: Option<i32>,
+}
+
+/// Runs a `grpcurl` line a gateway printed, unchanged: with grpcurl when it is on `PATH`,
+/// else with `tests/python/grpcurl.py` (the same flags, on grpcio with reflection) from
+/// the test venv.
+pub fn run_printed_grpcurl(line: &str) -> Result<GrpcurlRun, HarnessError> {
+    let has_grpcurl = Command::new("sh")
+        .args(["-c", "command -v grpcurl"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let line = match line.strip_prefix("grpcurl ") {
+        Some(args) if !has_grpcurl => {
+            let python = crate::venv_python("the grpcurl stand-in (grpcio)")?;
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/grpcurl.py");
+            format!("'{}' '{}' {args}", python.display(), script.display())
+        }
+        _ => line.to_owned(),
+    };
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .output()
+        .map_err(HarnessError::io("run sh (grpcurl)"))?;
+    Ok(GrpcurlRun {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code(),
+    })
 }

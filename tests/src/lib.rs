@@ -25,4 +25,4 @@ mod process;
 pub mod redis;
 pub mod scram_client;
 
-pub use process::{HarnessError, ServiceProcess, free_port, process_alive};
+pub use process::{HarnessError, ServiceProcess, free_port, process_alive, venv_python};

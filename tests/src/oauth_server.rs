@@ -21,17 +21,7 @@ pub struct DjangoOAuth {
 }
 
 fn python() -> Result<PathBuf, HarnessError> {
-    let venv = std::env::var_os("AUTH_TEST_VENV")
-        .map_or_else(|| PathBuf::from("/opt/auth-tests/venv"), PathBuf::from);
-    let python = venv.join("bin/python");
-    if python.is_file() {
-        Ok(python)
-    } else {
-        Err(HarnessError::Missing {
-            program: "the test venv with django-oauth-toolkit".into(),
-            purpose: "the password-grant tests",
-        })
-    }
+    crate::venv_python("the password-grant tests (django-oauth-toolkit)")
 }
 
 impl DjangoOAuth {

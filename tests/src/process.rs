@@ -274,6 +274,23 @@ pub(crate) fn open_up(path: &Path) -> Result<(), HarnessError> {
         .map_err(HarnessError::io(format!("chmod {}", path.display())))
 }
 
+/// The Python of the test venv that scripts/install-deps.sh makes (psycopg,
+/// django-oauth-toolkit, grpcio): `$AUTH_TEST_VENV/bin/python`, by default under
+/// `/opt/auth-tests/venv`.
+pub fn venv_python(purpose: &'static str) -> Result<PathBuf, HarnessError> {
+    let venv = std::env::var_os("AUTH_TEST_VENV")
+        .map_or_else(|| PathBuf::from("/opt/auth-tests/venv"), PathBuf::from);
+    let python = venv.join("bin/python");
+    if python.is_file() {
+        Ok(python)
+    } else {
+        Err(HarnessError::Missing {
+            program: python.display().to_string(),
+            purpose,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use auth_examples::{gateway, http};
+use auth_examples::{api, gateway, http};
 use secrecy::ExposeSecret;
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -27,7 +27,11 @@ async fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let started = match http::start(&prepared, &listen, "--listen").await {
+    let started = match api::ApiAuth::new(&prepared) {
+        Ok(auth) => http::start(&auth, &listen, "--listen").await,
+        Err(e) => Err(e),
+    };
+    let started = match started {
         Ok(s) => s,
         Err(e) => return fail(e),
     };

@@ -7,39 +7,74 @@
 //! certificate, `gateway.toml` with the rules, and the audit log. Ctrl-C stops it.
 //!
 //! The same users are also served as an HTTP API (the `http-gateway` example's) on
-//! `--http-listen` (default 127.0.0.1:8080; `off` to skip it), so curl works too.
+//! `--http-listen` (default 127.0.0.1:8080) and as a gRPC service (the `grpc-gateway`
+//! example's) on `--grpc-listen` (default 127.0.0.1:50051), so curl and grpcurl work too;
+//! `off` skips either.
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use auth_examples::{gateway, http};
+use auth_examples::{api, gateway, grpc, http};
 use secrecy::ExposeSecret;
 
-/// Starts the HTTP API next to the pgwire listener; a busy port or a bad setting is
-/// reported and the pgwire gateway runs on without it.
-async fn start_http(prepared: &gateway::Prepared, out: &mut impl Write) {
-    let listen = gateway::cli_arg("--http-listen")
-        .or_else(|| std::env::var("HTTP_GATEWAY_LISTEN").ok())
-        .unwrap_or_else(|| "127.0.0.1:8080".into());
-    if listen == "off" {
+/// The address an API listens on: the command-line flag, else the environment variable,
+/// else `default`; `None` for `off`.
+fn api_listen(flag: &str, env: &str, default: &str) -> Option<String> {
+    let listen = gateway::cli_arg(flag)
+        .or_else(|| std::env::var(env).ok())
+        .unwrap_or_else(|| default.into());
+    (listen != "off").then_some(listen)
+}
+
+/// Starts the HTTP and gRPC APIs next to the pgwire listener, sharing one policy; a busy
+/// port or a bad setting is reported and the pgwire gateway runs on without that API.
+async fn start_apis(prepared: &gateway::Prepared, out: &mut impl Write) {
+    let http_listen = api_listen("--http-listen", "HTTP_GATEWAY_LISTEN", "127.0.0.1:8080");
+    let grpc_listen = api_listen("--grpc-listen", "GRPC_GATEWAY_LISTEN", "127.0.0.1:50051");
+    if http_listen.is_none() && grpc_listen.is_none() {
         return;
     }
-    match http::start(prepared, &listen, "--http-listen").await {
-        Ok(started) => {
-            let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
-            let _ = writeln!(out, "http api on {}:", started.addr);
-            let _ = http::write_curl_lines(out, started.addr, &started.token, password);
-            tokio::spawn(async move {
-                if let Err(e) =
-                    http::serve(started.listener, started.app, std::future::pending()).await
-                {
-                    tracing::warn!(error = %e, "the HTTP API stopped");
-                }
-            });
-        }
+    let auth = match api::ApiAuth::new(prepared) {
+        Ok(auth) => auth,
         Err(e) => {
-            let _ = writeln!(out, "http api not started: {e}");
+            let _ = writeln!(out, "http and grpc apis not started: {e}");
+            return;
+        }
+    };
+    let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
+    if let Some(listen) = http_listen {
+        match http::start(&auth, &listen, "--http-listen").await {
+            Ok(started) => {
+                let _ = writeln!(out, "http api on {}:", started.addr);
+                let _ = http::write_curl_lines(out, started.addr, &started.token, password);
+                tokio::spawn(async move {
+                    if let Err(e) =
+                        http::serve(started.listener, started.app, std::future::pending()).await
+                    {
+                        tracing::warn!(error = %e, "the HTTP API stopped");
+                    }
+                });
+            }
+            Err(e) => {
+                let _ = writeln!(out, "http api not started: {e}");
+            }
+        }
+    }
+    if let Some(listen) = grpc_listen {
+        match grpc::start(&auth, &listen, "--grpc-listen").await {
+            Ok(started) => {
+                let _ = writeln!(out, "grpc api on {}:", started.addr);
+                let _ = grpc::write_grpcurl_lines(out, started.addr, &started.token, password);
+                tokio::spawn(async move {
+                    if let Err(e) = grpc::serve(started, std::future::pending()).await {
+                        tracing::warn!(error = %e, "the gRPC API stopped");
+                    }
+                });
+            }
+            Err(e) => {
+                let _ = writeln!(out, "grpc api not started: {e}");
+            }
         }
     }
 }
@@ -108,7 +143,7 @@ async fn main() -> ExitCode {
         "audit log: {}",
         dir.join(&prepared.config.audit_log).display()
     );
-    start_http(&prepared, &mut out).await;
+    start_apis(&prepared, &mut out).await;
     let _ = writeln!(out, "listening on {addr}");
     let _ = out.flush();
 

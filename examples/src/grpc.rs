@@ -1,0 +1,142 @@
+//! The gRPC gateway: the pg-gateway's users behind a tonic service (`auth.demo.v1.Demo`),
+//! authenticated by auth-tonic's layer with the same policy as the HTTP API, and server
+//! reflection so `grpcurl` needs no proto file.
+
+use std::net::SocketAddr;
+
+use auth_tonic::{AuthLayer, RequestExt};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status};
+
+use crate::api::ApiAuth;
+use crate::gateway::GatewayError;
+
+/// The generated messages, client and server of `proto/demo.proto`.
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("auth.demo.v1");
+
+    /// The encoded file descriptor set, for the reflection service.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/demo_descriptor.bin"));
+}
+
+/// The fully qualified service name clients call.
+pub const SERVICE: &str = "auth.demo.v1.Demo";
+
+/// The demo service: who the caller is, and an operation that needs scope `admin`.
+#[derive(Debug, Default)]
+pub struct DemoService;
+
+#[tonic::async_trait]
+impl pb::demo_server::Demo for DemoService {
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::Identity>, Status> {
+        let auth = request.authenticated()?;
+        Ok(Response::new(pb::Identity {
+            principal: auth.principal().to_owned(),
+            user: auth.user().to_owned(),
+            method: auth.method().to_owned(),
+            scopes: auth.scopes().to_vec(),
+            roles: auth.roles().iter().map(|r| r.as_str().to_owned()).collect(),
+        }))
+    }
+
+    async fn admin(
+        &self,
+        request: Request<pb::AdminRequest>,
+    ) -> Result<Response<pb::AdminReply>, Status> {
+        let auth = request.authenticated()?;
+        auth.require_scope("admin")?;
+        Ok(Response::new(pb::AdminReply {
+            message: "admin area".into(),
+        }))
+    }
+}
+
+/// A gRPC server bound to its address, with a fresh demo token.
+#[derive(Debug)]
+pub struct Started {
+    /// The bound listener.
+    pub listener: tokio::net::TcpListener,
+    /// The auth layer in front of every service.
+    pub layer: AuthLayer,
+    /// The address actually bound.
+    pub addr: SocketAddr,
+    /// A one-hour token for `demo` with scope `read`.
+    pub token: String,
+}
+
+/// Binds `listen` (`flag` names the option that sets it, for the error) and prepares the
+/// layer over `auth`.
+pub async fn start(auth: &ApiAuth, listen: &str, flag: &str) -> Result<Started, GatewayError> {
+    let listener = crate::api::bind(listen, flag).await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| GatewayError(e.to_string()))?;
+    // Anonymous calls pass the layer so reflection (how grpcurl learns the API) works
+    // without a credential; the Demo handlers then require an identity themselves. A
+    // credential that is present is always checked.
+    let layer = AuthLayer::new(auth.policy.clone())
+        .allow_anonymous()
+        .audit(auth.audit.clone());
+    Ok(Started {
+        listener,
+        layer,
+        addr,
+        token: auth.demo_token()?,
+    })
+}
+
+/// Writes the grpcurl lines for a server on `addr`.
+pub fn write_grpcurl_lines(
+    out: &mut impl std::io::Write,
+    addr: SocketAddr,
+    token: &str,
+    password: Option<&str>,
+) -> std::io::Result<()> {
+    let basic = B64.encode(format!("demo:{}", password.unwrap_or("PASSWORD")));
+    let call = |header: &str, method: &str| {
+        format!("grpcurl -plaintext -H '{header}' {addr} {SERVICE}/{method}")
+    };
+    let bearer = format!("authorization: Bearer {token}");
+    writeln!(out, "grpc bearer: {}", call(&bearer, "WhoAmI"))?;
+    writeln!(
+        out,
+        "grpc basic: {}",
+        call(&format!("authorization: Basic {basic}"), "WhoAmI")
+    )?;
+    writeln!(
+        out,
+        "grpc forbidden (needs scope admin): {}",
+        call(&bearer, "Admin")
+    )?;
+    writeln!(out, "grpc list: grpcurl -plaintext {addr} list {SERVICE}")
+}
+
+/// Serves the Demo service and reflection (v1 and v1alpha) behind the layer until
+/// `shutdown` completes.
+pub async fn serve(
+    started: Started,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+    };
+    let bad = |e: tonic_reflection::server::Error| GatewayError(format!("reflection: {e}"));
+    let v1 = reflection().build_v1().map_err(bad)?;
+    let v1alpha = reflection().build_v1alpha().map_err(bad)?;
+    tonic::transport::Server::builder()
+        .layer(started.layer)
+        .add_service(pb::demo_server::DemoServer::new(DemoService))
+        .add_service(v1)
+        .add_service(v1alpha)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(started.listener), shutdown)
+        .await
+        .map_err(|e| GatewayError(format!("gRPC server: {e}")))
+}

@@ -157,9 +157,9 @@ impl JwtAuthenticator {
         self.issuers.get(issuer).map_or(0, |(_, k)| k.fetches())
     }
 
-    fn session(&self, v: Validated) -> Outcome {
+    fn session(&self, v: Validated, now: SystemTime) -> Outcome {
         Outcome::Authenticated(
-            StandardSession::new(v.subject, "oauth", self.clock.now())
+            StandardSession::new(v.subject, "oauth", now)
                 .with_user(v.user)
                 .with_roles(v.roles)
                 .with_scopes(v.scopes)
@@ -239,7 +239,7 @@ impl JwtAuthenticator {
         })
     }
 
-    async fn validate(&self, jwt: &str) -> Result<Validated, Outcome> {
+    async fn validate(&self, jwt: &str, now: SystemTime) -> Result<Validated, Outcome> {
         let malformed = |e: token::TokenError| reject(Error::Malformed, e.to_string());
         let decoded = token::decode(jwt).map_err(malformed)?;
         let header = decoded.header().map_err(malformed)?;
@@ -288,7 +288,7 @@ impl JwtAuthenticator {
         if !key.verify(decoded.signing_input, &decoded.signature) {
             return Err(reject(Error::InvalidSignature, "signature does not verify"));
         }
-        self.claims(config, &claims, now_secs(self.clock.now()))
+        self.claims(config, &claims, now_secs(now))
     }
 }
 
@@ -312,26 +312,27 @@ impl Authenticator for JwtAuthenticator {
             return Outcome::NotApplicable;
         };
         let jwt = token.expose_secret();
+        // One clock reading serves the cache check, the claim checks and the session.
+        let now = self.clock.now();
         if self.settings.cache_capacity == 0 {
-            return match self.validate(jwt).await {
-                Ok(v) => self.session(v),
+            return match self.validate(jwt, now).await {
+                Ok(v) => self.session(v, now),
                 Err(outcome) => outcome,
             };
         }
         let digest: [u8; 32] = Sha256::digest(jwt.as_bytes()).into();
-        let now = self.clock.now();
         if let Some(hit) = self.cache.get(&digest) {
             if now < hit.expires {
-                return self.session(Validated::clone(&hit));
+                return self.session(Validated::clone(&hit), now);
             }
             self.cache.invalidate(&digest);
         }
-        match self.validate(jwt).await {
+        match self.validate(jwt, now).await {
             Ok(v) => {
                 if v.expires > now {
                     self.cache.insert(digest, Arc::new(v.clone()));
                 }
-                self.session(v)
+                self.session(v, now)
             }
             Err(outcome) => outcome,
         }

@@ -118,10 +118,10 @@ impl Mapping for HttpMapping {
 }
 
 /// Authenticates every request through a [`Policy`]; see the crate documentation.
+///
+/// Cloning it (axum does, per route) costs two reference counts.
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
-    gate: Gate,
-    context: HttpContext,
     inner: GateLayer<HttpMapping>,
 }
 
@@ -142,22 +142,29 @@ impl AuthLayer {
 
     fn build(gate: Gate, context: HttpContext) -> Self {
         let mapping = HttpMapping {
-            context: Arc::new(context.clone()),
+            context: Arc::new(context),
         };
         Self {
-            inner: GateLayer::new(gate.clone(), mapping),
-            gate,
-            context,
+            inner: GateLayer::new(gate, mapping),
         }
     }
 
-    fn with_context(mut self, change: impl FnOnce(&mut HttpContext)) -> Self {
-        change(&mut self.context);
-        Self::build(self.gate, self.context)
+    fn parts(&self) -> (Gate, HttpContext) {
+        (
+            self.inner.gate().clone(),
+            HttpContext::clone(&self.inner.mapping().context),
+        )
+    }
+
+    fn with_context(self, change: impl FnOnce(&mut HttpContext)) -> Self {
+        let (gate, mut context) = self.parts();
+        change(&mut context);
+        Self::build(gate, context)
     }
 
     fn with_gate(self, change: impl FnOnce(Gate) -> Gate) -> Self {
-        Self::build(change(self.gate), self.context)
+        let (gate, context) = self.parts();
+        Self::build(change(gate), context)
     }
 
     /// The realm named in the challenges.
@@ -186,8 +193,8 @@ impl AuthLayer {
     /// # Errors
     /// When `name` is not a valid header name.
     pub fn api_key_header(self, name: &str) -> Result<Self, axum::http::header::InvalidHeaderName> {
-        let gate = self.gate.api_key_header(name)?;
-        Ok(Self::build(gate, self.context))
+        let (gate, context) = self.parts();
+        Ok(Self::build(gate.api_key_header(name)?, context))
     }
 
     /// Lets requests without any credential through without a session, for routes that

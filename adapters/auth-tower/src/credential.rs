@@ -9,6 +9,20 @@ use http::header::AUTHORIZATION;
 /// The default header an API key travels in.
 pub const API_KEY_HEADER: &str = "x-api-key";
 
+/// RFC 6750 2.1's b64token characters, as a table: every request's token passes through
+/// this check, and a lookup per byte is several times cheaper than a chain of comparisons.
+const B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=');
+        b += 1;
+    }
+    table
+};
+
 /// The largest Negotiate (SPNEGO) token accepted, decoded. Kerberos tickets with a PAC
 /// reach a few KiB; 64 KiB is what Windows servers allow in a header.
 pub const MAX_NEGOTIATE_TOKEN: usize = 64 * 1024;
@@ -35,12 +49,7 @@ pub fn credential_from_headers(
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("bearer") {
             let token = rest.trim_matches(' ');
-            // RFC 6750 2.1: b64token characters only.
-            let b64token = |b: u8| {
-                b.is_ascii_alphanumeric()
-                    || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
-            };
-            if token.is_empty() || !token.bytes().all(b64token) {
+            if token.is_empty() || !token.bytes().all(|b| B64TOKEN[usize::from(b)]) {
                 return Err(malformed("Bearer token empty or not a b64token"));
             }
             return Ok(Credential::bearer(token));

@@ -23,5 +23,9 @@ profile=default
 [ "${CI:-}" = "true" ] && profile=ci
 cargo nextest run --workspace --all-features --locked --profile "$profile"
 
+echo "== the gateways as the README runs them: without optional features (no Kerberos)"
+cargo clippy -p auth-examples --lib --bins --locked -- -D warnings
+cargo test -p auth-examples --lib --locked
+
 echo "== doc tests"
 cargo test --workspace --all-features --locked --doc

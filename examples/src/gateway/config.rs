@@ -58,6 +58,7 @@ pub struct MapConfig {
 
 impl KerberosConfig {
     /// The principal mapper.
+    #[cfg(feature = "kerberos")]
     pub fn mapper(&self) -> Result<auth_kerberos::PrincipalMapper, String> {
         let case = match self.case.as_deref() {
             None | Some("keep") => auth_kerberos::CaseFold::Keep,
@@ -234,7 +235,17 @@ method = "scram"
         for r in &config.rules {
             r.to_rule(Target::Reject)?;
         }
+        #[cfg(feature = "kerberos")]
         config.kerberos.mapper()?;
+        #[cfg(not(feature = "kerberos"))]
+        if let Some(r) = config.rules.iter().find(|r| r.method == Method::Gss) {
+            return Err(format!(
+                "rule `{}`: method = \"gss\" needs Kerberos, which this build leaves out; \
+                 run with `--features kerberos` (building it needs libkrb5-dev, libclang-dev \
+                 and pkg-config: scripts/install-deps.sh)",
+                r.name
+            ));
+        }
         Ok(config)
     }
 }
@@ -273,5 +284,17 @@ mod tests {
             GatewayConfig::parse("auth_timeout = \"soon\"\n[[rule]]\nname=\"x\"\nmethod=\"scram\"")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn gss_rules_say_whether_this_build_has_kerberos() {
+        let gss = "[[rule]]\nname = \"k\"\nmethod = \"gss\"";
+        let parsed = GatewayConfig::parse(gss);
+        if cfg!(feature = "kerberos") {
+            assert!(parsed.is_ok(), "{parsed:?}");
+        } else {
+            let err = parsed.unwrap_err();
+            assert!(err.contains("--features kerberos"), "{err}");
+        }
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use auth_core::audit::JsonLinesAuditSink;
 use auth_core::policy::{Rule, Target};
 use auth_core::{AuditSink, Chain, MemoryRateLimiter, Policy, RateLimiter};
+#[cfg(feature = "kerberos")]
 use auth_kerberos::{GssAuthenticator, UserDirectory};
 use auth_password::{
     Argon2Settings, Hasher, PasswordAuthenticator, PasswordPolicy, ScramAuthenticator, Users,
@@ -203,7 +204,9 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
     let users = Users::new(prepared.wallet.clone());
     let hasher = Hasher::new(Argon2Settings::default()).map_err(|e| err("hasher")(&e))?;
     let mock_secret = prepared.mock_secret;
+    #[cfg(feature = "kerberos")]
     let mapper = prepared.config.kerberos.mapper().map_err(GatewayError)?;
+    #[cfg(feature = "kerberos")]
     let service = prepared
         .config
         .kerberos
@@ -224,6 +227,7 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
                     ))
                     .build(),
             )),
+            #[cfg(feature = "kerberos")]
             Method::Gss => Target::Chain(Arc::new(
                 builder
                     .link(Arc::new(
@@ -239,6 +243,9 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
                     ))
                     .build(),
             )),
+            // Refused when the configuration was read; a rule that got here anyway rejects.
+            #[cfg(not(feature = "kerberos"))]
+            Method::Gss => Target::Reject,
             Method::Password => Target::Chain(Arc::new(
                 builder
                     .link(Arc::new(WalletAuthenticator::new(prepared.wallet.clone())))

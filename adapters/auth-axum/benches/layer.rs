@@ -1,7 +1,8 @@
-//! One axum route served three ways in the same run and loaded by `wrk` on loopback with
-//! the same request (bearer header included): without authentication, behind `AuthLayer` (ES256 bearer, keys held in memory; with
-//! and without the validated-token cache), and behind `jwt-authorizer` (the same key and
-//! checks). Prints requests/s, p50/p99 latency and the ratios.
+//! One axum route served several ways in the same run and loaded by `wrk` on loopback
+//! with the same request (bearer header included): without authentication; behind
+//! `AuthLayer` (ES256 bearer, keys held in memory) reusing sessions, with the
+//! validated-token cache only, and with neither; and behind `jwt-authorizer` (the same key
+//! and checks). Prints requests/s, p50/p99 latency and the ratios.
 //!
 //! Run: `cargo bench -p auth-axum --bench layer` (needs `wrk`: scripts/install-deps.sh).
 #![allow(
@@ -14,7 +15,7 @@
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth_axum::{AuthLayer, Authenticated};
 use auth_core::policy::{Rule, Target};
@@ -100,7 +101,7 @@ async fn serve(app: axum::Router) -> SocketAddr {
     addr
 }
 
-fn ours(jwk: &serde_json::Value, cache: u64) -> axum::Router {
+fn ours(jwk: &serde_json::Value, cache: u64, reuse: bool) -> axum::Router {
     let jwt = JwtAuthenticator::new(
         vec![IssuerConfig {
             keys: KeySource::Static(Arc::new(vec![Arc::new(
@@ -121,7 +122,11 @@ fn ours(jwk: &serde_json::Value, cache: u64) -> axum::Router {
             "/",
             axum::routing::get(|auth: Authenticated| async move { auth.principal().to_owned() }),
         )
-        .layer(AuthLayer::new(Arc::new(policy)))
+        .layer(if reuse {
+            AuthLayer::new(Arc::new(policy)).reuse_sessions(10_000, Duration::from_secs(60))
+        } else {
+            AuthLayer::new(Arc::new(policy))
+        })
 }
 
 fn main() {
@@ -153,13 +158,14 @@ fn main() {
     )
     .unwrap();
 
-    let (plain, cached, uncached, theirs) = rt.block_on(async {
+    let (plain, reused, cached, uncached, theirs) = rt.block_on(async {
         let plain = serve(
             axum::Router::new().route("/", axum::routing::get(|| async { "user-1".to_owned() })),
         )
         .await;
-        let cached = serve(ours(&jwk, 10_000)).await;
-        let uncached = serve(ours(&jwk, 0)).await;
+        let reused = serve(ours(&jwk, 10_000, true)).await;
+        let cached = serve(ours(&jwk, 10_000, false)).await;
+        let uncached = serve(ours(&jwk, 0, false)).await;
         let authorizer: jwt_authorizer::Authorizer<jwt_authorizer::RegisteredClaims> =
             jwt_authorizer::JwtAuthorizer::from_ec_pem_text(&pair.public_key_pem())
                 .validation(jwt_authorizer::Validation::new().iss(&[ISS]).aud(&["api"]))
@@ -179,13 +185,18 @@ fn main() {
                 .layer(authorizer.into_layer()),
         )
         .await;
-        (plain, cached, uncached, theirs)
+        (plain, reused, cached, uncached, theirs)
     });
     let url = |a: SocketAddr| format!("http://{a}/");
     let cases = [
         // The same request everywhere, token included: what differs is only the layer, not
         // the bytes hyper parses.
         ("no auth", url(plain), Some(token.as_str())),
+        (
+            "AuthLayer, session reuse",
+            url(reused),
+            Some(token.as_str()),
+        ),
         ("AuthLayer, token cache", url(cached), Some(token.as_str())),
         (
             "AuthLayer, no token cache",
@@ -218,7 +229,7 @@ fn main() {
             r.p50_ms,
             r.p99_ms,
             r.rps / results[0].rps,
-            r.rps / results[3].rps
+            r.rps / results[4].rps
         );
     }
 }

@@ -204,6 +204,19 @@ impl AuthLayer {
         self.with_gate(Gate::allow_anonymous)
     }
 
+    /// Reuses the session a bearer token earned for the next requests with the same token,
+    /// for up to `max_age`; see [`Gate::reuse_sessions`] for what a reused request skips.
+    #[must_use]
+    pub fn reuse_sessions(self, capacity: u64, max_age: std::time::Duration) -> Self {
+        self.with_gate(|g| g.reuse_sessions(capacity, max_age))
+    }
+
+    /// Reads time from `clock` (session reuse expiry).
+    #[must_use]
+    pub fn clock(self, clock: auth_core::SharedClock) -> Self {
+        self.with_gate(|g| g.clock(clock))
+    }
+
     /// Where malformed-header refusals are audited (the chain audits everything else).
     #[must_use]
     pub fn audit(self, sink: Arc<dyn AuditSink>) -> Self {

@@ -99,6 +99,19 @@ impl AuthLayer {
         Self::build(self.gate().allow_anonymous(), self.scopes())
     }
 
+    /// Reuses the session a bearer token earned for the next calls with the same token,
+    /// for up to `max_age`; see [`Gate::reuse_sessions`] for what a reused call skips.
+    #[must_use]
+    pub fn reuse_sessions(self, capacity: u64, max_age: std::time::Duration) -> Self {
+        Self::build(self.gate().reuse_sessions(capacity, max_age), self.scopes())
+    }
+
+    /// Reads time from `clock` (session reuse expiry).
+    #[must_use]
+    pub fn clock(self, clock: auth_core::SharedClock) -> Self {
+        Self::build(self.gate().clock(clock), self.scopes())
+    }
+
     /// Where unreadable-metadata refusals are audited (the chain audits everything else).
     #[must_use]
     pub fn audit(self, sink: Arc<dyn AuditSink>) -> Self {

@@ -4,12 +4,19 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use auth_core::secrecy::ExposeSecret;
+
 use auth_core::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
-use auth_core::{Attempt, ConnectionInfo, Credential, Error, Outcome, Policy, Session};
+use auth_core::clock::system_clock;
+use auth_core::policy::Selection;
+use auth_core::{
+    Attempt, ConnectionInfo, Credential, Error, Failure, Outcome, Policy, Session, SharedClock,
+};
 use http::{HeaderMap, HeaderName};
 
-use crate::credential::{API_KEY_HEADER, credential_from_headers};
+use crate::credential::{API_KEY_HEADER, credential_from_headers, presented_bearer};
 use crate::negotiate::MutualToken;
+use crate::reuse::SessionReuse;
 
 /// What the gate decided about one request.
 #[derive(Debug)]
@@ -40,6 +47,8 @@ pub struct Gate {
     api_key_header: HeaderName,
     anonymous: bool,
     audit: Arc<dyn AuditSink>,
+    clock: SharedClock,
+    reuse: Option<Arc<SessionReuse>>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -47,6 +56,7 @@ impl std::fmt::Debug for Gate {
         f.debug_struct("Gate")
             .field("api_key_header", &self.api_key_header)
             .field("anonymous", &self.anonymous)
+            .field("reuse", &self.reuse)
             .finish_non_exhaustive()
     }
 }
@@ -60,6 +70,8 @@ impl Gate {
             api_key_header: HeaderName::from_static(API_KEY_HEADER),
             anonymous: false,
             audit: Arc::new(TracingAuditSink),
+            clock: system_clock(),
+            reuse: None,
         }
     }
 
@@ -93,12 +105,57 @@ impl Gate {
         self
     }
 
+    /// Reuses the session a bearer token earned for later requests that present the same
+    /// token and that the policy sends to the same chain, for up to `max_age` and never
+    /// past the session's expiry (sessions without one are not reused), remembering up to
+    /// `capacity` tokens (held in memory that is wiped when they are evicted).
+    ///
+    /// Off by default, because a reused session skips the chain: the request gets no audit
+    /// event and no rate-limiter update (the request that earned the session had both),
+    /// and an authenticator's own revocation checks (introspection re-checked every
+    /// request) are not consulted again within `max_age`. Keep `max_age` at or below the
+    /// revocation delay you accept.
+    #[must_use]
+    pub fn reuse_sessions(mut self, capacity: u64, max_age: Duration) -> Self {
+        self.reuse = Some(Arc::new(SessionReuse::new(capacity, max_age)));
+        self
+    }
+
+    /// Reads time from `clock` (session reuse expiry).
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The session reuse holds for this request: a well-formed bearer token seen before, on
+    /// the chain the policy picks for this connection. Synchronous and without copying
+    /// the token, so a layer can answer the hot path without a boxed future.
+    pub fn reused(
+        &self,
+        headers: &HeaderMap,
+        connection: &ConnectionInfo,
+    ) -> Option<Arc<dyn Session>> {
+        let reuse = self.reuse.as_ref()?;
+        let token = presented_bearer(headers)?;
+        let Selection::Chain(_, chain) = self.policy.select(connection, None) else {
+            return None;
+        };
+        reuse.get(token, chain, self.clock.now())
+    }
+
     /// Decides about a request with `headers` arriving over `connection`.
     pub async fn check(&self, headers: &HeaderMap, mut connection: ConnectionInfo) -> Verdict {
+        if let Some(session) = self.reused(headers, &connection) {
+            return Verdict::Granted {
+                session,
+                mutual: None,
+            };
+        }
         let credential = match credential_from_headers(headers, self.api_key_header.as_str()) {
             Ok(credential) => credential,
             Err(failure) => {
-                self.audit_malformed(&connection, &failure.detail);
+                self.audit_refusal(&connection, &failure);
                 return Verdict::Refused(failure.error);
             }
         };
@@ -113,7 +170,21 @@ impl Gate {
         if let Some(mutual) = &mutual {
             attempt = attempt.with_conversation(Box::new(mutual.clone()));
         }
-        match self.policy.authenticate(&mut attempt).await {
+        let outcome = match &self.reuse {
+            Some(reuse) if matches!(attempt.credential, Credential::Bearer(_)) => {
+                match self.run_and_keep(reuse, &mut attempt).await {
+                    Ok(session) => {
+                        return Verdict::Granted {
+                            session,
+                            mutual: None,
+                        };
+                    }
+                    Err(refused) => refused,
+                }
+            }
+            _ => self.policy.authenticate(&mut attempt).await,
+        };
+        match outcome {
             Outcome::Authenticated(session) => Verdict::Granted {
                 session: Arc::from(session),
                 mutual: mutual.and_then(|m| m.take()),
@@ -131,7 +202,30 @@ impl Gate {
         }
     }
 
-    fn audit_malformed(&self, connection: &ConnectionInfo, detail: &str) {
+    /// Runs a bearer attempt the reuse cache could not answer, and keeps the session it
+    /// earns for the next request with the same token.
+    async fn run_and_keep(
+        &self,
+        reuse: &SessionReuse,
+        attempt: &mut Attempt,
+    ) -> Result<Arc<dyn Session>, Outcome> {
+        let chain = self.policy.choose(attempt).map_err(Outcome::Rejected)?;
+        let Credential::Bearer(token) = &attempt.credential else {
+            return Err(chain.decide(attempt).await);
+        };
+        let token = token.clone();
+        let now = self.clock.now();
+        match chain.decide(attempt).await {
+            Outcome::Authenticated(session) => {
+                let session: Arc<dyn Session> = Arc::from(session);
+                reuse.put(token.expose_secret(), &chain, &session, now);
+                Ok(session)
+            }
+            refused => Err(refused),
+        }
+    }
+
+    fn audit_refusal(&self, connection: &ConnectionInfo, failure: &Failure) {
         self.audit.record(&AuditEvent {
             timestamp: SystemTime::now(),
             event: AuditEventKind::AttemptFailed,
@@ -145,8 +239,8 @@ impl Gate {
             duration: Duration::ZERO,
             outcome: "rejected",
             action: None,
-            error: Some(Error::Malformed.code()),
-            detail: Some(detail),
+            error: Some(failure.error.code()),
+            detail: Some(&failure.detail),
         });
     }
 }

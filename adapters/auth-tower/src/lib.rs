@@ -23,10 +23,11 @@ mod credential;
 mod gate;
 mod message;
 mod negotiate;
+mod reuse;
 mod service;
 
 pub use credential::{API_KEY_HEADER, MAX_NEGOTIATE_TOKEN, credential_from_headers};
 pub use gate::{Gate, Verdict};
 pub use message::public_message;
 pub use negotiate::negotiate_header;
-pub use service::{GateLayer, GateService, Mapping, connection_info};
+pub use service::{GateFuture, GateLayer, GateService, Mapping, connection_info};

@@ -1,6 +1,8 @@
 //! The tower layer both HTTP-based adapters use, generic over what their protocol makes
 //! of a [`Verdict`].
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -129,20 +131,30 @@ where
 {
     type Response = Response<M::Body>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
+    type Future = GateFuture<S::Future, Self::Response, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let connection = self.mapping.connection(request.extensions());
+        // A reused session is known without waiting for anything: the request goes
+        // straight to the inner service that was polled ready, with no boxed future.
+        if let Some(session) = self.gate.reused(request.headers(), &connection) {
+            self.mapping.grant(session, request.extensions_mut());
+            return GateFuture {
+                state: State::Direct {
+                    inner: self.inner.call(request),
+                },
+            };
+        }
         // The clone that was polled ready handles this request (tower's usual swap).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let gate = self.gate.clone();
         let mapping = self.mapping.clone();
-        Box::pin(async move {
-            let connection = mapping.connection(request.extensions());
+        let future = Box::pin(async move {
             match gate.check(request.headers(), connection).await {
                 Verdict::Granted { session, mutual } => {
                     mapping.grant(session, request.extensions_mut());
@@ -158,6 +170,55 @@ where
                 }
                 Verdict::Refused(error) => Ok(mapping.refuse(error)),
             }
+        });
+        GateFuture {
+            state: State::Gated { future },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of a [`GateService`].
+    pub struct GateFuture<F, R, E> {
+        #[pin]
+        state: State<F, R, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProjection]
+    enum State<F, R, E> {
+        // A reused session: the inner service's own future.
+        Direct {
+            #[pin]
+            inner: F,
+        },
+        // Authentication first, then the inner service (or the refusal).
+        Gated {
+            future: BoxFuture<'static, Result<R, E>>,
+        },
+    }
+}
+
+impl<F, R, E> std::fmt::Debug for GateFuture<F, R, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.state {
+            State::Direct { .. } => "GateFuture::Direct",
+            State::Gated { .. } => "GateFuture::Gated",
         })
+    }
+}
+
+impl<F, R, E> Future for GateFuture<F, R, E>
+where
+    F: Future<Output = Result<R, E>>,
+{
+    type Output = Result<R, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProjection::Direct { inner } => inner.poll(cx),
+            StateProjection::Gated { future } => future.as_mut().poll(cx),
+        }
     }
 }

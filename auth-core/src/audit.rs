@@ -60,7 +60,8 @@ pub struct AuditEvent<'a> {
     pub event: AuditEventKind,
     /// The method (authenticator name), when one is involved.
     pub method: Option<&'a str>,
-    /// The user the attempt was about, as the client named it.
+    /// The user the attempt was about: as the client named it, and for a success the
+    /// session's (mapped) user, which for bearer and Kerberos attempts is the only name.
     pub username: Option<&'a str>,
     /// Where the client connects from.
     #[serde(serialize_with = "display")]

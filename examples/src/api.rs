@@ -6,9 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth_core::audit::JsonLinesAuditSink;
 use auth_core::policy::{Rule, Target};
-use auth_core::{AuditSink, Chain, MemoryRateLimiter, Policy, RateLimiter};
+use auth_core::{AuditSink, Chain, Policy};
 use auth_oauth::{IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey};
 use auth_password::{Argon2Settings, Hasher, PasswordAuthenticator, Users};
 use auth_wallet::WalletAuthenticator;
@@ -102,18 +101,11 @@ impl std::fmt::Debug for ApiAuth {
 }
 
 impl ApiAuth {
-    /// Builds the policy over `prepared`'s wallet with the data directory's issuer. One
-    /// per process: the HTTP and gRPC APIs share its rate limiter and audit writer.
+    /// Builds the policy over `prepared`'s wallet with the data directory's issuer, sharing
+    /// `prepared`'s audit writer and rate limiter with every other front door.
     pub fn new(prepared: &Prepared) -> Result<Self, GatewayError> {
         let issuer = LocalIssuer::load_or_create(&prepared.data_dir)?;
-        let audit_path = prepared.data_dir.join(&prepared.config.audit_log);
-        let audit_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&audit_path)
-            .map_err(|e| GatewayError(format!("audit log {}: {e}", audit_path.display())))?;
-        let audit: Arc<dyn AuditSink> = Arc::new(JsonLinesAuditSink::new(audit_file));
-        let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
+        let audit = prepared.audit.clone();
         let key = VerifyingKey::from_jwk(&issuer.jwk)
             .map_err(|e| GatewayError(format!("signing key: {e}")))?;
         let jwt = JwtAuthenticator::new(
@@ -131,7 +123,7 @@ impl ApiAuth {
         let chain = Chain::builder()
             .name("api")
             .audit(audit.clone())
-            .rate_limiter(limiter)
+            .rate_limiter(prepared.limiter.clone())
             .link(Arc::new(jwt))
             .link(Arc::new(WalletAuthenticator::new(prepared.wallet.clone())))
             .link(Arc::new(PasswordAuthenticator::new(

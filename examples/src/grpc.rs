@@ -9,6 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
+use tower::Layer;
 
 use crate::api::ApiAuth;
 use crate::gateway::GatewayError;
@@ -63,7 +64,8 @@ impl pb::demo_server::Demo for DemoService {
 pub struct Started {
     /// The bound listener.
     pub listener: tokio::net::TcpListener,
-    /// The auth layer in front of every service.
+    /// The auth layer in front of the Demo service (reflection stays open: it is how
+    /// grpcurl learns the API).
     pub layer: AuthLayer,
     /// The address actually bound.
     pub addr: SocketAddr,
@@ -78,12 +80,7 @@ pub async fn start(auth: &ApiAuth, listen: &str, flag: &str) -> Result<Started, 
     let addr = listener
         .local_addr()
         .map_err(|e| GatewayError(e.to_string()))?;
-    // Anonymous calls pass the layer so reflection (how grpcurl learns the API) works
-    // without a credential; the Demo handlers then require an identity themselves. A
-    // credential that is present is always checked.
-    let layer = AuthLayer::new(auth.policy.clone())
-        .allow_anonymous()
-        .audit(auth.audit.clone());
+    let layer = AuthLayer::new(auth.policy.clone()).audit(auth.audit.clone());
     Ok(Started {
         listener,
         layer,
@@ -118,8 +115,8 @@ pub fn write_grpcurl_lines(
     writeln!(out, "grpc list: grpcurl -plaintext {addr} list {SERVICE}")
 }
 
-/// Serves the Demo service and reflection (v1 and v1alpha) behind the layer until
-/// `shutdown` completes.
+/// Serves the Demo service behind the layer, and reflection (v1 and v1alpha) open to
+/// anyone, until `shutdown` completes.
 pub async fn serve(
     started: Started,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -132,8 +129,11 @@ pub async fn serve(
     let v1 = reflection().build_v1().map_err(bad)?;
     let v1alpha = reflection().build_v1alpha().map_err(bad)?;
     tonic::transport::Server::builder()
-        .layer(started.layer)
-        .add_service(pb::demo_server::DemoServer::new(DemoService))
+        .add_service(
+            started
+                .layer
+                .layer(pb::demo_server::DemoServer::new(DemoService)),
+        )
         .add_service(v1)
         .add_service(v1alpha)
         .serve_with_incoming_shutdown(TcpListenerStream::new(started.listener), shutdown)

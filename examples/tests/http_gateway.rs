@@ -37,7 +37,7 @@ fn printed_curl_lines_work_and_failures_are_refused() {
     assert_eq!(status, "200", "{body}");
     let who: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(who["user"], "demo");
-    assert_ne!(who["method"], "oauth");
+    assert_eq!(who["method"], "password");
 
     let (_, status) = run_printed(&printed(&output, "forbidden (needs scope admin):")).unwrap();
     assert_eq!(status, "403");

@@ -4,8 +4,9 @@ client) with server reflection, for machines without grpcurl:
     grpcurl.py -plaintext [-H 'key: value']... [-d JSON] ADDRESS list [SERVICE]
     grpcurl.py -plaintext [-H 'key: value']... [-d JSON] ADDRESS SERVICE/METHOD
 
-Like grpcurl, reflection requests carry the -H headers too, a reply is printed as JSON,
-and a failed call prints the code and message and exits with 64 + the gRPC code.
+Like grpcurl, reflection requests carry the -H headers too; a reply is printed as JSON;
+a failed call prints the code and message and exits with 64 + the gRPC code; a failure
+before the call (reflection refused or unreachable) exits with 1.
 """
 
 import sys
@@ -60,19 +61,30 @@ class Headers(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientIntercept
         return continuation(self._details(details), requests)
 
 
+def code_name(error):
+    return "".join(part.capitalize() for part in error.code().name.split("_"))
+
+
+def rpc_error(error):
+    return f"rpc error: code = {code_name(error)} desc = {error.details()}"
+
+
+def fail_before_call(what, error):
+    print(f"{what}: {rpc_error(error)}", file=sys.stderr)
+    sys.exit(1)
+
+
 def fail(error):
-    code = error.code()
-    name = "".join(part.capitalize() for part in code.name.split("_"))
-    print(f"ERROR:\n  Code: {name}\n  Message: {error.details()}", file=sys.stderr)
-    sys.exit(64 + code.value[0])
+    print(f"ERROR:\n  Code: {code_name(error)}\n  Message: {error.details()}", file=sys.stderr)
+    sys.exit(64 + error.code().value[0])
 
 
 def main():
     headers, data, address, command = parse(sys.argv[1:])
     channel = grpc.intercept_channel(grpc.insecure_channel(address), Headers(headers))
     database = ProtoReflectionDescriptorDatabase(channel)
-    try:
-        if command[0] == "list":
+    if command[0] == "list":
+        try:
             if len(command) == 1:
                 for service in database.get_services():
                     print(service)
@@ -80,21 +92,29 @@ def main():
                 pool = descriptor_pool.DescriptorPool(database)
                 for method in pool.FindServiceByName(command[1]).methods:
                     print(f"{command[1]}.{method.name}")
-            return
-        service_name, _, method_name = command[0].rpartition("/")
+        except grpc.RpcError as error:
+            fail_before_call("Failed to list services", error)
+        return
+    service_name, _, method_name = command[0].rpartition("/")
+    try:
         pool = descriptor_pool.DescriptorPool(database)
         method = pool.FindServiceByName(service_name).FindMethodByName(method_name)
-        request_class = message_factory.GetMessageClass(method.input_type)
-        reply_class = message_factory.GetMessageClass(method.output_type)
-        call = channel.unary_unary(
-            f"/{service_name}/{method_name}",
-            request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=reply_class.FromString,
-        )
+    except grpc.RpcError as error:
+        fail_before_call(f'Error invoking method "{command[0]}"', error)
+    except KeyError:
+        sys.exit(f'Error invoking method "{command[0]}": symbol not found')
+    request_class = message_factory.GetMessageClass(method.input_type)
+    reply_class = message_factory.GetMessageClass(method.output_type)
+    call = channel.unary_unary(
+        f"/{service_name}/{method_name}",
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=reply_class.FromString,
+    )
+    try:
         reply = call(json_format.Parse(data, request_class()), timeout=10)
-        print(json_format.MessageToJson(reply))
     except grpc.RpcError as error:
         fail(error)
+    print(json_format.MessageToJson(reply))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,7 @@ use auth_core::{ConnectionInfo, CredentialKind, Error, Peer, Policy, Protocol, S
 use auth_tower::{Gate, GateLayer, GateService, Mapping, connection_info};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::header::WWW_AUTHENTICATE;
-use axum::http::{Extensions, HeaderValue, Response};
+use axum::http::{Extensions, Response};
 
 use crate::extract::Authenticated;
 use crate::response::failure_response;
@@ -108,12 +107,6 @@ impl Mapping for HttpMapping {
 
     fn refuse(&self, error: Error) -> Response<Body> {
         self.context.refuse(error, None)
-    }
-
-    fn mutual(&self, token: &[u8], response: &mut Response<Body>) {
-        if let Ok(value) = HeaderValue::from_str(&auth_tower::negotiate_header(token)) {
-            response.headers_mut().append(WWW_AUTHENTICATE, value);
-        }
     }
 }
 

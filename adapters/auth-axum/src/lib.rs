@@ -2,14 +2,19 @@
 //!
 //! HTTP authentication for axum (and any tower HTTP service) through an auth-core
 //! [`Policy`](auth_core::Policy): [`AuthLayer`] reads the request's credential
-//! (`Authorization: Bearer` or `Basic`, or an API-key header), runs the policy's chain
-//! for the client's address, and either passes the request on with an [`Authenticated`]
-//! session in its extensions or answers with the mapped failure: 401 with a
-//! `WWW-Authenticate` challenge per configured method (RFC 6750, RFC 7617), 400 for a
-//! malformed header, 429, 503, always with an RFC 9457 problem+json body whose details
-//! are generic. Handlers take [`Authenticated`] (or `Option<Authenticated>`) and check
-//! roles and scopes with [`Authenticated::require_scope`] and
+//! (`Authorization: Bearer`, `Basic` or `Negotiate`, or an API-key header), runs the
+//! policy's chain for the client's address, and either passes the request on with an
+//! [`Authenticated`] session in its extensions or answers with the mapped failure: 401
+//! with a `WWW-Authenticate` challenge per configured method (RFC 6750, RFC 7617, RFC
+//! 4559), 400 for a malformed header, 403 with Bearer's `insufficient_scope`, 429, 503,
+//! always with an RFC 9457 problem+json body whose details are generic. A Negotiate
+//! (Kerberos) success carries the server's mutual-authentication token back in
+//! `WWW-Authenticate`. Handlers take [`Authenticated`] (or `Option<Authenticated>`) and
+//! check roles and scopes with [`Authenticated::require_scope`] and
 //! [`Authenticated::require_role`].
+//!
+//! For busy APIs, [`AuthLayer::reuse_sessions`] lets a repeated bearer token skip the
+//! chain for a bounded time (see its documentation for what that gives up).
 //!
 //! The peer address comes from axum's `ConnectInfo<SocketAddr>` (serve with
 //! `into_make_service_with_connect_info`); a TLS acceptor in front of the router marks a

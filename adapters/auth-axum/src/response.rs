@@ -12,9 +12,10 @@ fn quoted(text: &str) -> String {
     text.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// The response for `error`: 401, 400 and 403 carry one `WWW-Authenticate` challenge per
-/// method in `challenges` (the Bearer one with its RFC 6750 `error`, none when nothing
-/// was presented, and `scope` for `insufficient_scope`); 429 and 503 carry none.
+/// The response for `error`: a 401 carries one `WWW-Authenticate` challenge per method in
+/// `challenges` (the Bearer one with its RFC 6750 `error`, none when nothing was
+/// presented); a 400 or 403 only the Bearer one, when Bearer is offered (with `scope` for
+/// `insufficient_scope`); 429 and 503 carry none.
 pub fn failure_response(
     error: Error,
     challenges: &[Challenge],
@@ -36,27 +37,30 @@ pub fn failure_response(
         CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
     );
-    if matches!(status.as_u16(), 400 | 401 | 403) {
-        for challenge in challenges {
-            let mut text = match challenge {
-                Challenge::Bearer => format!("Bearer realm=\"{}\"", quoted(realm)),
-                Challenge::Basic => {
-                    format!("Basic realm=\"{}\", charset=\"UTF-8\"", quoted(realm))
-                }
-                Challenge::Negotiate => "Negotiate".to_owned(),
-                Challenge::ApiKey => continue, // no standard challenge exists
-            };
-            if *challenge == Challenge::Bearer {
-                if let Some(code) = mapping.bearer_error {
-                    text.push_str(&format!(", error=\"{code}\""));
-                }
-                if let Some(scope) = scope {
-                    text.push_str(&format!(", scope=\"{}\"", quoted(scope)));
-                }
+    // A 401 offers every scheme (RFC 7235 4.1); a 400 or 403 is about the bearer request
+    // that was made, so only Bearer says why (RFC 6750 3.1).
+    let offered: &[Challenge] = match status.as_u16() {
+        401 => challenges,
+        400 | 403 if challenges.contains(&Challenge::Bearer) => &[Challenge::Bearer],
+        _ => &[],
+    };
+    for challenge in offered {
+        let mut text = match challenge {
+            Challenge::Bearer => format!("Bearer realm=\"{}\"", quoted(realm)),
+            Challenge::Basic => format!("Basic realm=\"{}\", charset=\"UTF-8\"", quoted(realm)),
+            Challenge::Negotiate => "Negotiate".to_owned(),
+            Challenge::ApiKey => continue, // no standard challenge exists
+        };
+        if *challenge == Challenge::Bearer {
+            if let Some(code) = mapping.bearer_error {
+                text.push_str(&format!(", error=\"{code}\""));
             }
-            if let Ok(value) = HeaderValue::from_str(&text) {
-                headers.append(WWW_AUTHENTICATE, value);
+            if let Some(scope) = scope {
+                text.push_str(&format!(", scope=\"{}\"", quoted(scope)));
             }
+        }
+        if let Ok(value) = HeaderValue::from_str(&text) {
+            headers.append(WWW_AUTHENTICATE, value);
         }
     }
     response

@@ -165,9 +165,13 @@ async fn anonymous_routes_and_explicit_challenges() {
         body(call(&app, "/maybe", &[("authorization", &good)]).await).await,
         "alice"
     );
-    // A credential that is present must still be valid.
-    let r = call(&app, "/maybe", &[("authorization", "Bearer not-a-jwt")]).await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A credential that is present must still be valid, and a scheme nothing here
+    // understands is not the absence of a credential.
+    for presented in ["Bearer not-a-jwt", "Digest username=\"alice\""] {
+        let r = call(&app, "/maybe", &[("authorization", presented)]).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{presented}");
+        assert_eq!(challenges(&r).len(), 1, "{presented}");
+    }
     // A handler that needs an identity refuses the anonymous request itself.
     let r = call(&app, "/whoami", &[]).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -185,6 +189,14 @@ async fn anonymous_routes_and_explicit_challenges() {
             "Basic realm=\"api\", charset=\"UTF-8\"",
             "Negotiate"
         ]
+    );
+    // A 403 says why in Bearer's terms only; Basic and Negotiate would not help.
+    let good = format!("Bearer {}", token(ISS, "read", SECRET));
+    let r = call(&app, "/admin", &[("authorization", &good)]).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        challenges(&r),
+        ["Bearer realm=\"api\", error=\"insufficient_scope\", scope=\"admin\""]
     );
 }
 

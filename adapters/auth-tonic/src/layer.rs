@@ -48,8 +48,47 @@ pub struct AuthLayer {
     inner: GateLayer<GrpcMapping>,
 }
 
-/// The service [`AuthLayer`] wraps around `S`.
-pub type AuthService<S> = GateService<S, GrpcMapping>;
+/// The service [`AuthLayer`] wraps around `S`. It keeps `S`'s gRPC service name, so a
+/// server can protect some services and not others:
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # fn policy() -> Arc<auth_core::Policy> { unimplemented!() }
+/// # fn reflection() -> tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService> { unimplemented!() }
+/// # fn protected() -> tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService> { unimplemented!() }
+/// use tower::Layer;
+///
+/// let auth = auth_tonic::AuthLayer::new(policy());
+/// let router = tonic::transport::Server::builder()
+///     .add_service(auth.layer(protected())) // behind the policy
+///     .add_service(reflection()); // open
+/// ```
+#[derive(Debug, Clone)]
+pub struct AuthService<S>(GateService<S, GrpcMapping>);
+
+impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
+where
+    GateService<S, GrpcMapping>: tower::Service<http::Request<B>>,
+{
+    type Response = <GateService<S, GrpcMapping> as tower::Service<http::Request<B>>>::Response;
+    type Error = <GateService<S, GrpcMapping> as tower::Service<http::Request<B>>>::Error;
+    type Future = <GateService<S, GrpcMapping> as tower::Service<http::Request<B>>>::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.0.call(request)
+    }
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for AuthService<S> {
+    const NAME: &'static str = S::NAME;
+}
 
 impl AuthLayer {
     /// A layer running `policy`, reading API keys from `x-api-key`, with the built-in
@@ -123,6 +162,6 @@ impl<S> tower::Layer<S> for AuthLayer {
     type Service = AuthService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.inner.layer(inner)
+        AuthService(self.inner.layer(inner))
     }
 }

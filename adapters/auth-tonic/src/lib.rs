@@ -2,12 +2,21 @@
 //!
 //! gRPC authentication for tonic servers through an auth-core
 //! [`Policy`](auth_core::Policy). tonic's interceptors are synchronous, so this is a tower
-//! layer: [`AuthLayer`] reads the `authorization` metadata (`Bearer`, `Basic`) or an
-//! API-key entry, runs the policy's chain for the client's address, and either passes the
-//! call on with an [`Authenticated`] identity in its extensions or ends it with the mapped
-//! status from auth-core's table: `UNAUTHENTICATED` for missing, unreadable or bad
-//! credentials, `RESOURCE_EXHAUSTED` when rate limited, `UNAVAILABLE` when a backend is
-//! down, each with a generic message (the reason goes to the audit log).
+//! layer: [`AuthLayer`] reads the `authorization` metadata (`Bearer`, `Basic`,
+//! `Negotiate`) or an API-key entry, runs the policy's chain for the client's address, and
+//! either passes the call on with an [`Authenticated`] identity in its extensions or ends
+//! it with the mapped status from auth-core's table: `UNAUTHENTICATED` for missing,
+//! unreadable or bad credentials (and a policy that refuses the connection),
+//! `INVALID_ARGUMENT` for a password the policy calls weak, `RESOURCE_EXHAUSTED` when
+//! rate limited, `UNAVAILABLE` when a backend is down, each with a generic message (the
+//! reason goes to the audit log). A Negotiate success returns the mutual-authentication
+//! token in `www-authenticate` response metadata.
+//!
+//! The layer can wrap the whole server (`Server::builder().layer(..)`) or single services
+//! ([`AuthService`] keeps the service's name), leaving others such as reflection open.
+//! The peer address comes from tonic's `TcpConnectInfo`; behind tonic's own TLS, or a TLS
+//! terminator, insert an [`auth_core::TlsInfo`] into the request extensions (a tower layer
+//! before this one) for `hostssl` rules to match.
 //! Handlers read the identity with [`RequestExt::authenticated`] and check scopes and
 //! roles, which answer `PERMISSION_DENIED`.
 //!

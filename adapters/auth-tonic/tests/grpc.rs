@@ -173,7 +173,11 @@ async fn statuses_identity_and_scopes_over_a_real_connection() {
     ] {
         let status = check(&server, "reporting", metadata).await.unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated, "{metadata:?}");
-        assert!(!status.message().contains("secret"), "{status:?}");
+        let generic = [
+            "authentication is required",
+            "the credentials were not accepted",
+        ];
+        assert!(generic.contains(&status.message()), "{status:?}");
     }
     // Unreadable metadata: UNAUTHENTICATED too (auth-core's table), with its own generic
     // message, audited by the layer.

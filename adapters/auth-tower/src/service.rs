@@ -33,9 +33,15 @@ pub trait Mapping: Send + Sync + 'static {
     /// The answer to a refused request.
     fn refuse(&self, error: Error) -> Response<Self::Body>;
 
-    /// Adds the server's mutual-authentication token to a granted request's response.
+    /// Adds the server's mutual-authentication token to a granted request's response:
+    /// `WWW-Authenticate: Negotiate <token>` (RFC 4559 section 5), which is also how gRPC
+    /// carries it, as response metadata.
     fn mutual(&self, token: &[u8], response: &mut Response<Self::Body>) {
-        let _ = (token, response);
+        if let Ok(value) = http::HeaderValue::from_str(&crate::negotiate_header(token)) {
+            response
+                .headers_mut()
+                .append(http::header::WWW_AUTHENTICATE, value);
+        }
     }
 }
 

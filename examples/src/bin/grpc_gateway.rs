@@ -20,9 +20,7 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 #[tokio::main]
 async fn main() -> ExitCode {
     let dir = gateway::data_dir_from_args();
-    let listen = gateway::cli_arg("--listen")
-        .or_else(|| std::env::var("GRPC_GATEWAY_LISTEN").ok())
-        .unwrap_or_else(|| "127.0.0.1:50051".into());
+    let listen = gateway::listen_arg("--listen", "GRPC_GATEWAY_LISTEN", "127.0.0.1:50051");
     let prepared = match gateway::prepare(&dir).await {
         Ok(p) => p,
         Err(e) => return fail(e),
@@ -36,14 +34,7 @@ async fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     let mut out = std::io::stdout();
-    if let Some(password) = &prepared.demo_password {
-        let _ = writeln!(
-            out,
-            "created user demo with password: {} (shown once; change it with authctl user passwd demo)",
-            password.expose_secret()
-        );
-    }
-    let _ = writeln!(out, "data directory: {}", dir.display());
+    let _ = gateway::write_banner(&mut out, &prepared);
     let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
     let _ = writeln!(out, "token (scope read, 1 hour): {}", started.token);
     let _ = grpc::write_grpcurl_lines(&mut out, started.addr, &started.token, password);

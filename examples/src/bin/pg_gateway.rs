@@ -18,12 +18,9 @@ use std::sync::Arc;
 use auth_examples::{api, gateway, grpc, http};
 use secrecy::ExposeSecret;
 
-/// The address an API listens on: the command-line flag, else the environment variable,
-/// else `default`; `None` for `off`.
+/// The address an API listens on (see [`gateway::listen_arg`]); `None` for `off`.
 fn api_listen(flag: &str, env: &str, default: &str) -> Option<String> {
-    let listen = gateway::cli_arg(flag)
-        .or_else(|| std::env::var(env).ok())
-        .unwrap_or_else(|| default.into());
+    let listen = gateway::listen_arg(flag, env, default);
     (listen != "off").then_some(listen)
 }
 
@@ -122,15 +119,8 @@ async fn main() -> ExitCode {
         }
     };
     let addr = listener.local_addr().unwrap_or(addr);
-    if let Some(password) = &prepared.demo_password {
-        let _ = writeln!(
-            out,
-            "created user demo with password: {} (shown once; change it with authctl user passwd demo)",
-            password.expose_secret()
-        );
-    }
     let cert = dir.join("server.crt");
-    let _ = writeln!(out, "data directory: {}", dir.display());
+    let _ = gateway::write_banner(&mut out, &prepared);
     let _ = writeln!(
         out,
         "connect:  psql \"host={} port={} user=demo dbname=demo sslmode=verify-full sslrootcert={}\" -c 'SELECT current_user'",

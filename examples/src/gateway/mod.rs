@@ -47,6 +47,28 @@ pub fn cli_arg(name: &str) -> Option<String> {
     None
 }
 
+/// Where a front door listens: `flag` on the command line, else the environment variable
+/// `env`, else `default`.
+pub fn listen_arg(flag: &str, env: &str, default: &str) -> String {
+    cli_arg(flag)
+        .or_else(|| std::env::var(env).ok())
+        .unwrap_or_else(|| default.into())
+}
+
+/// Prints what every gateway prints first: the demo user's password when this start
+/// created it (shown once), and the data directory.
+pub fn write_banner(out: &mut impl std::io::Write, prepared: &Prepared) -> std::io::Result<()> {
+    use secrecy::ExposeSecret;
+    if let Some(password) = &prepared.demo_password {
+        writeln!(
+            out,
+            "created user demo with password: {} (shown once; change it with authctl user passwd demo)",
+            password.expose_secret()
+        )?;
+    }
+    writeln!(out, "data directory: {}", prepared.data_dir.display())
+}
+
 /// The data directory: `--data-dir`, else `GATEWAY_DATA_DIR`, else `./gateway-data`.
 pub fn data_dir_from_args() -> PathBuf {
     cli_arg("--data-dir")
@@ -69,6 +91,11 @@ pub struct Prepared {
     pub data_dir: PathBuf,
     /// Unknown users' SCRAM mock salts derive from this, the same across restarts.
     pub mock_secret: [u8; 32],
+    /// The audit log, one writer for every front door of the process.
+    pub audit: Arc<dyn AuditSink>,
+    /// Failure counts, shared by every front door: a password guessed over pgwire and
+    /// over HTTP counts against one budget.
+    pub limiter: Arc<dyn RateLimiter>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -162,6 +189,12 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
     } else {
         None
     };
+    let audit_path = data_dir.join(&config.audit_log);
+    let audit_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&audit_path)
+        .map_err(|e| GatewayError(format!("audit log {}: {e}", audit_path.display())))?;
     Ok(Prepared {
         config,
         wallet,
@@ -169,6 +202,8 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         demo_password,
         data_dir: data_dir.to_owned(),
         mock_secret,
+        audit: Arc::new(JsonLinesAuditSink::new(audit_file)),
+        limiter: Arc::new(MemoryRateLimiter::default()),
     })
 }
 
@@ -193,14 +228,8 @@ impl PgWireServerHandlers for Handlers {
 
 /// Builds the policy, chains and handlers for `prepared`.
 pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayError> {
-    let audit_path = prepared.data_dir.join(&prepared.config.audit_log);
-    let audit_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&audit_path)
-        .map_err(|e| err("audit log")(&format!("{}: {e}", audit_path.display())))?;
-    let audit: Arc<dyn AuditSink> = Arc::new(JsonLinesAuditSink::new(audit_file));
-    let limiter: Arc<dyn RateLimiter> = Arc::new(MemoryRateLimiter::default());
+    let audit = prepared.audit.clone();
+    let limiter = prepared.limiter.clone();
     let users = Users::new(prepared.wallet.clone());
     let hasher = Hasher::new(Argon2Settings::default()).map_err(|e| err("hasher")(&e))?;
     let mock_secret = prepared.mock_secret;

@@ -1,5 +1,8 @@
-//! Session reuse in the gate: a repeated bearer token skips the chain only while the
-//! session is good, only on the chain that earned it, and never for a refusal.
+//! The gate and the generic layer: a repeated bearer token skips the chain only while
+//! the session is good, only on the chain that earned it, and never for a refusal; with a
+//! minimal protocol mapping around a counting inner service, refusals never reach it,
+//! grants and anonymous passes mark the request, and the service that was polled ready is
+//! the one called (tower's contract), on both the gated and the reused path.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -11,10 +14,11 @@ use auth_core::policy::{AddressMatch, Rule, Target};
 use auth_core::secrecy::ExposeSecret;
 use auth_core::{
     Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind, Error, ManualClock,
-    Outcome, Peer, Policy, Protocol, StandardSession,
+    Outcome, Peer, Policy, Protocol, Session, StandardSession,
 };
-use auth_tower::{Gate, Verdict};
-use http::HeaderMap;
+use auth_tower::{Gate, GateLayer, Mapping, Verdict};
+use http::{Extensions, HeaderMap, Request, Response};
+use tower::{Layer, Service, ServiceExt};
 
 /// Accepts tokens starting with `good-` as the rest of the token, with sessions that
 /// expire `lifetime` after the clock's now; counts its calls.
@@ -189,4 +193,156 @@ async fn without_reuse_every_request_runs_the_chain() {
         user(&gate, "good-alice", LOCAL).await.unwrap();
     }
     assert_eq!(s.local.calls.load(Ordering::SeqCst), 3);
+}
+
+/// The identity a grant leaves in the extensions.
+#[derive(Clone)]
+struct Who(String);
+
+/// Marks an anonymous pass.
+#[derive(Clone)]
+struct Anonymous;
+
+struct Plain;
+
+impl Mapping for Plain {
+    type Body = String;
+
+    fn connection(&self, _: &Extensions) -> ConnectionInfo {
+        ConnectionInfo::new(
+            Protocol::Http,
+            Peer::Tcp("192.0.2.1:40000".parse().unwrap()),
+        )
+    }
+
+    fn grant(&self, session: Arc<dyn Session>, extensions: &mut Extensions) {
+        extensions.insert(Who(session.user().to_owned()));
+    }
+
+    fn pass_anonymous(&self, extensions: &mut Extensions) {
+        extensions.insert(Anonymous);
+    }
+
+    fn refuse(&self, error: Error) -> Response<String> {
+        Response::builder()
+            .status(error.mapping().http_status)
+            .body(format!("refused: {}", error.code()))
+            .unwrap()
+    }
+}
+
+/// An inner service that answers with what the layer left in the extensions, counting
+/// its calls, behind a concurrency limit of one: calling a clone that was not polled
+/// ready panics, so the tests catch a layer that breaks tower's contract.
+fn inner(
+    calls: Arc<AtomicUsize>,
+) -> impl Service<
+    Request<()>,
+    Response = Response<String>,
+    Error = std::convert::Infallible,
+    Future: Send,
+> + Clone
++ Send
++ 'static {
+    let service = tower::service_fn(move |request: Request<()>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let who = match (
+            request.extensions().get::<Who>(),
+            request.extensions().get::<Anonymous>(),
+        ) {
+            (Some(Who(user)), _) => format!("user {user}"),
+            (None, Some(_)) => "anonymous".to_owned(),
+            (None, None) => "unmarked".to_owned(),
+        };
+        async move { Ok::<_, std::convert::Infallible>(Response::new(who)) }
+    });
+    tower::limit::ConcurrencyLimitLayer::new(1).layer(service)
+}
+
+#[tokio::test]
+async fn refusals_never_reach_the_service_and_grants_mark_the_request() {
+    let s = setup(Duration::from_secs(3600), Duration::from_secs(60));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gate = Gate::new(s.gate.policy().clone());
+    let mut service = GateLayer::new(gate, Plain).layer(inner(calls.clone()));
+
+    for (headers, status, body) in [
+        (&[][..], 401, "refused: missing_credentials"),
+        (
+            &[("authorization", "Bearer forged")],
+            401,
+            "refused: invalid_credentials",
+        ),
+        (&[("authorization", "Basic !!!")], 400, "refused: malformed"),
+        (
+            &[("authorization", "Digest x")],
+            401,
+            "refused: missing_credentials",
+        ),
+    ] {
+        let response = call(&mut service, headers).await;
+        assert_eq!(
+            (response.status().as_u16(), response.body().as_str()),
+            (status, body),
+            "{headers:?}"
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+    for _ in 0..3 {
+        let response = call(&mut service, &[("authorization", "Bearer good-alice")]).await;
+        assert_eq!(response.body(), "user alice");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        s.remote.calls.load(Ordering::SeqCst),
+        4,
+        "the forged token and each good request ran the chain: no reuse without opting in"
+    );
+}
+
+#[tokio::test]
+async fn anonymous_requests_pass_marked_only_when_allowed() {
+    let s = setup(Duration::from_secs(3600), Duration::from_secs(60));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gate = Gate::new(s.gate.policy().clone()).allow_anonymous();
+    let mut service = GateLayer::new(gate, Plain).layer(inner(calls.clone()));
+    assert_eq!(call(&mut service, &[]).await.body(), "anonymous");
+    let refused = call(&mut service, &[("authorization", "Bearer forged")]).await;
+    assert_eq!(refused.status(), 401);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_reused_path_calls_the_service_that_was_polled_ready() {
+    let s = setup(Duration::from_secs(3600), Duration::from_secs(60));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut service = GateLayer::new(s.gate, Plain).layer(inner(calls.clone()));
+    for _ in 0..3 {
+        let response = call(&mut service, &[("authorization", "Bearer good-alice")]).await;
+        assert_eq!(response.body(), "user alice");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        s.remote.calls.load(Ordering::SeqCst),
+        1,
+        "the first request earned the session, the others reused it"
+    );
+}
+
+async fn call<S>(service: &mut S, headers: &[(&str, &str)]) -> Response<String>
+where
+    S: Service<Request<()>, Response = Response<String>, Error = std::convert::Infallible>,
+{
+    let mut builder = Request::get("/");
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    service
+        .ready()
+        .await
+        .unwrap()
+        .call(builder.body(()).unwrap())
+        .await
+        .unwrap()
 }

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "tls")]
+use auth_core::TlsInfo;
 use auth_core::audit::AuditSink;
 use auth_core::authz::ScopeRules;
 use auth_core::{ConnectionInfo, Error, Peer, Policy, Protocol, Session};
@@ -9,11 +11,14 @@ use auth_tower::{Gate, GateLayer, GateService, Mapping, connection_info};
 use http::{Extensions, Response};
 use tonic::body::Body;
 use tonic::transport::server::TcpConnectInfo;
+#[cfg(feature = "tls")]
+use tonic::transport::server::TlsConnectInfo;
 
 use crate::identity::Authenticated;
 use crate::status::status_for;
 
-/// gRPC's side of the gate: the peer from tonic's `TcpConnectInfo`, the session as
+/// gRPC's side of the gate: the peer from tonic's `TcpConnectInfo` (and, with the `tls`
+/// feature, TLS and client certificates from its `TlsConnectInfo`), the session as
 /// [`Authenticated`], refusals as a trailers-only status response.
 #[derive(Debug, Clone, Default)]
 pub struct GrpcMapping {
@@ -24,6 +29,23 @@ impl Mapping for GrpcMapping {
     type Body = Body;
 
     fn connection(&self, extensions: &Extensions) -> ConnectionInfo {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
+            let peer = tls.get_ref().remote_addr().map_or(Peer::Unknown, Peer::Tcp);
+            // A TlsInfo some layer before this one inserted knows more (the version, the
+            // channel binding); tonic tells only that it is TLS, and the client's chain.
+            let info = extensions
+                .get::<TlsInfo>()
+                .cloned()
+                .unwrap_or_else(|| TlsInfo {
+                    client_certificates: tls
+                        .peer_certs()
+                        .map(|chain| chain.iter().map(|der| der.to_vec()).collect())
+                        .unwrap_or_default(),
+                    ..TlsInfo::default()
+                });
+            return ConnectionInfo::new(Protocol::Grpc, peer).with_tls(info);
+        }
         let peer = extensions
             .get::<TcpConnectInfo>()
             .and_then(TcpConnectInfo::remote_addr)

@@ -14,9 +14,11 @@
 //!
 //! The layer can wrap the whole server (`Server::builder().layer(..)`) or single services
 //! ([`AuthService`] keeps the service's name), leaving others such as reflection open.
-//! The peer address comes from tonic's `TcpConnectInfo`; behind tonic's own TLS, or a TLS
-//! terminator, insert an [`auth_core::TlsInfo`] into the request extensions (a tower layer
-//! before this one) for `hostssl` rules to match.
+//! The peer address comes from tonic's `TcpConnectInfo`. Behind tonic's own TLS
+//! (`Server::tls_config`), the `tls` feature reads its `TlsConnectInfo`, so `hostssl`
+//! rules match and client certificates reach the policy; behind another TLS terminator,
+//! insert an [`auth_core::TlsInfo`] into the request extensions (a tower layer before
+//! this one).
 //! Handlers read the identity with [`RequestExt::authenticated`] and check scopes and
 //! roles, which answer `PERMISSION_DENIED`.
 //!

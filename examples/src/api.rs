@@ -158,3 +158,82 @@ pub async fn bind(listen: &str, flag: &str) -> Result<tokio::net::TcpListener, G
         .await
         .map_err(|e| GatewayError(format!("cannot listen on {addr}: {e}; pass {flag}")))
 }
+
+/// The API a standalone gateway binary serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standalone {
+    /// `http-gateway`: the axum API.
+    Http,
+    /// `grpc-gateway`: the tonic service.
+    Grpc,
+}
+
+impl Standalone {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Http => "http-gateway",
+            Self::Grpc => "grpc-gateway",
+        }
+    }
+
+    /// All of the binary: the data directory from `--data-dir`, the address from
+    /// `--listen` (or the environment, or the default port), the banner and the lines
+    /// that work as printed, then serving until Ctrl-C.
+    pub async fn run(self) -> std::process::ExitCode {
+        use std::io::Write;
+        match self.serve().await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "{}: {e}", self.name());
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+
+    async fn serve(self) -> Result<(), GatewayError> {
+        use secrecy::ExposeSecret;
+        use std::io::Write;
+        let dir = crate::gateway::data_dir_from_args();
+        let listen = match self {
+            Self::Http => {
+                crate::gateway::listen_arg("--listen", "HTTP_GATEWAY_LISTEN", "127.0.0.1:8080")
+            }
+            Self::Grpc => {
+                crate::gateway::listen_arg("--listen", "GRPC_GATEWAY_LISTEN", "127.0.0.1:50051")
+            }
+        };
+        let prepared = crate::gateway::prepare(&dir).await?;
+        let auth = ApiAuth::new(&prepared)?;
+        let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
+        let mut out = std::io::stdout();
+        let _ = crate::gateway::write_banner(&mut out, &prepared);
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        match self {
+            Self::Http => {
+                let started = crate::http::start(&auth, &listen, "--listen").await?;
+                let _ =
+                    crate::http::write_curl_lines(&mut out, started.addr, &started.token, password);
+                let _ = writeln!(out, "listening on {}", started.addr);
+                let _ = out.flush();
+                crate::http::serve(started.listener, started.app, stop)
+                    .await
+                    .map_err(|e| GatewayError(e.to_string()))
+            }
+            Self::Grpc => {
+                let started = crate::grpc::start(&auth, &listen, "--listen").await?;
+                let _ = writeln!(out, "token (scope read, 1 hour): {}", started.token);
+                let _ = crate::grpc::write_grpcurl_lines(
+                    &mut out,
+                    started.addr,
+                    &started.token,
+                    password,
+                );
+                let _ = writeln!(out, "listening on {}", started.addr);
+                let _ = out.flush();
+                crate::grpc::serve(started, stop).await
+            }
+        }
+    }
+}

@@ -14,19 +14,10 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth_axum::{AuthLayer, Authenticated};
-use auth_core::policy::{Rule, Target};
-use auth_core::{Chain, Policy};
-use auth_oauth::{IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use jwt_authorizer::IntoLayer;
-use serde_json::json;
 
-const ISS: &str = "https://issuer.bench";
+mod common;
 
 struct Load {
     rps: f64,
@@ -101,34 +92,6 @@ async fn serve(app: axum::Router) -> SocketAddr {
     addr
 }
 
-fn ours(jwk: &serde_json::Value, cache: u64, reuse: bool) -> axum::Router {
-    let jwt = JwtAuthenticator::new(
-        vec![IssuerConfig {
-            keys: KeySource::Static(Arc::new(vec![Arc::new(
-                VerifyingKey::from_jwk(jwk).unwrap(),
-            )])),
-            ..IssuerConfig::discovery(ISS, "api")
-        }],
-        ValidationSettings {
-            cache_capacity: cache,
-            ..ValidationSettings::default()
-        },
-    )
-    .unwrap();
-    let chain = Chain::builder().link(Arc::new(jwt)).build();
-    let policy = Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]);
-    axum::Router::new()
-        .route(
-            "/",
-            axum::routing::get(|auth: Authenticated| async move { auth.principal().to_owned() }),
-        )
-        .layer(if reuse {
-            AuthLayer::new(Arc::new(policy)).reuse_sessions(10_000, Duration::from_secs(60))
-        } else {
-            AuthLayer::new(Arc::new(policy))
-        })
-}
-
 fn main() {
     // Pin this process (and the runtime threads it starts) to core 0.
     let pinned = Command::new("taskset")
@@ -141,34 +104,24 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let raw = pair.public_key_raw();
-    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "k", "alg": "ES256",
-                     "x": B64URL.encode(&raw[1..33]), "y": B64URL.encode(&raw[33..])});
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some("k".into());
-    let token = jsonwebtoken::encode(
-        &header,
-        &json!({"iss": ISS, "sub": "user-1", "aud": "api", "exp": now + 3600, "iat": now}),
-        &jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
-    )
-    .unwrap();
+    let common::Es256 {
+        jwk,
+        public_pem,
+        token,
+    } = common::es256();
 
     let (plain, reused, cached, uncached, theirs) = rt.block_on(async {
-        let plain = serve(
-            axum::Router::new().route("/", axum::routing::get(|| async { "user-1".to_owned() })),
-        )
-        .await;
-        let reused = serve(ours(&jwk, 10_000, true)).await;
-        let cached = serve(ours(&jwk, 10_000, false)).await;
-        let uncached = serve(ours(&jwk, 0, false)).await;
+        let plain = serve(common::plain()).await;
+        let reused = serve(common::layered(&jwk, 10_000, true)).await;
+        let cached = serve(common::layered(&jwk, 10_000, false)).await;
+        let uncached = serve(common::layered(&jwk, 0, false)).await;
         let authorizer: jwt_authorizer::Authorizer<jwt_authorizer::RegisteredClaims> =
-            jwt_authorizer::JwtAuthorizer::from_ec_pem_text(&pair.public_key_pem())
-                .validation(jwt_authorizer::Validation::new().iss(&[ISS]).aud(&["api"]))
+            jwt_authorizer::JwtAuthorizer::from_ec_pem_text(&public_pem)
+                .validation(
+                    jwt_authorizer::Validation::new()
+                        .iss(&[common::ISS])
+                        .aud(&["api"]),
+                )
                 .build()
                 .await
                 .unwrap();

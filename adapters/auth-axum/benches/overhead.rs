@@ -11,52 +11,16 @@
     missing_docs
 )]
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use auth_axum::{AuthLayer, Authenticated};
-use auth_core::policy::{Rule, Target};
-use auth_core::{Chain, Policy};
-use auth_oauth::{IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey};
 use axum::body::Body;
 use axum::http::Request;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use serde_json::json;
 use tower::{Service, ServiceExt};
+
+mod common;
 
 const BATCH: u32 = 1000;
 const BATCHES: usize = 600;
-
-fn layered(jwk: &serde_json::Value, reuse: bool) -> axum::Router {
-    let jwt = JwtAuthenticator::new(
-        vec![IssuerConfig {
-            keys: KeySource::Static(Arc::new(vec![Arc::new(
-                VerifyingKey::from_jwk(jwk).unwrap(),
-            )])),
-            ..IssuerConfig::discovery("https://issuer.bench", "api")
-        }],
-        ValidationSettings::default(),
-    )
-    .unwrap();
-    let chain = Chain::builder().link(Arc::new(jwt)).build();
-    let policy = Arc::new(Policy::new(vec![Rule::new(
-        "all",
-        Target::Chain(Arc::new(chain)),
-    )]));
-    let layer = AuthLayer::new(policy);
-    let layer = if reuse {
-        layer.reuse_sessions(10_000, Duration::from_secs(60))
-    } else {
-        layer
-    };
-    axum::Router::new()
-        .route(
-            "/",
-            axum::routing::get(|auth: Authenticated| async move { auth.principal().to_owned() }),
-        )
-        .layer(layer)
-}
 
 /// Per-request microseconds (batch means), sorted.
 async fn measure(app: axum::Router, token: &str) -> Vec<f64> {
@@ -94,29 +58,17 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let raw = pair.public_key_raw();
-    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "k", "alg": "ES256",
-                     "x": B64URL.encode(&raw[1..33]), "y": B64URL.encode(&raw[33..])});
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some("k".into());
-    let token = jsonwebtoken::encode(
-        &header,
-        &json!({"iss": "https://issuer.bench", "sub": "user-1", "aud": "api",
-                "exp": now + 3600, "iat": now}),
-        &jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
-    )
-    .unwrap();
-    let plain =
-        axum::Router::new().route("/", axum::routing::get(|| async { "user-1".to_owned() }));
+    let common::Es256 { jwk, token, .. } = common::es256();
     let cases = [
-        ("no auth", plain),
-        ("AuthLayer, session reuse", layered(&jwk, true)),
-        ("AuthLayer, token cache", layered(&jwk, false)),
+        ("no auth", common::plain()),
+        (
+            "AuthLayer, session reuse",
+            common::layered(&jwk, 10_000, true),
+        ),
+        (
+            "AuthLayer, token cache",
+            common::layered(&jwk, 10_000, false),
+        ),
     ];
     println!(
         "{:<26} {:>8} {:>8} {:>8} {:>14}",

@@ -75,15 +75,13 @@ pub struct AuthLayer {
 ///
 /// ```no_run
 /// # use std::sync::Arc;
-/// # fn policy() -> Arc<auth_core::Policy> { unimplemented!() }
-/// # fn reflection() -> tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService> { unimplemented!() }
-/// # fn protected() -> tonic_health::pb::health_server::HealthServer<tonic_health::server::HealthService> { unimplemented!() }
+/// # let policy = Arc::new(auth_core::Policy::new(vec![]));
 /// use tower::Layer;
 ///
-/// let auth = auth_tonic::AuthLayer::new(policy());
-/// let router = tonic::transport::Server::builder()
-///     .add_service(auth.layer(protected())) // behind the policy
-///     .add_service(reflection()); // open
+/// let (_, health) = tonic_health::server::health_reporter();
+/// let auth = auth_tonic::AuthLayer::new(policy);
+/// // Behind the policy; services added without `auth.layer` (reflection) stay open.
+/// let router = tonic::transport::Server::builder().add_service(auth.layer(health));
 /// ```
 #[derive(Debug, Clone)]
 pub struct AuthService<S>(GateService<S, GrpcMapping>);

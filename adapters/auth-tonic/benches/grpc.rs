@@ -1,0 +1,186 @@
+//! gRPC over loopback (HTTP/2, tonic's client and server), the same unary call three ways
+//! in the same run: without authentication, behind `AuthLayer` (ES256 bearer, keys in
+//! memory, validated-token cache), and behind `AuthLayer` reusing sessions. 16 callers
+//! share one channel; prints calls/s, per-call p50/p95/p99 and the ratios.
+//!
+//! Run: `cargo bench -p auth-tonic --bench grpc`.
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use auth_core::policy::{Rule, Target};
+use auth_core::{Chain, Policy};
+use auth_oauth::{IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey};
+use auth_tonic::AuthLayer;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use serde_json::json;
+use tonic::metadata::MetadataValue;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+const ISS: &str = "https://issuer.bench";
+const CALLERS: usize = 16;
+const CALLS_EACH: usize = 3000;
+
+fn policy(jwk: &serde_json::Value) -> Arc<Policy> {
+    let jwt = JwtAuthenticator::new(
+        vec![IssuerConfig {
+            keys: KeySource::Static(Arc::new(vec![Arc::new(
+                VerifyingKey::from_jwk(jwk).unwrap(),
+            )])),
+            ..IssuerConfig::discovery(ISS, "api")
+        }],
+        ValidationSettings::default(),
+    )
+    .unwrap();
+    let chain = Chain::builder().link(Arc::new(jwt)).build();
+    Arc::new(Policy::new(vec![Rule::new(
+        "all",
+        Target::Chain(Arc::new(chain)),
+    )]))
+}
+
+async fn serve(layer: Option<AuthLayer>) -> String {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap())
+        .unwrap()
+        .with_nodelay(Some(true));
+    let url = format!("http://{}", incoming.local_addr().unwrap());
+    match layer {
+        Some(layer) => tokio::spawn(
+            tonic::transport::Server::builder()
+                .layer(layer)
+                .add_service(health)
+                .serve_with_incoming(incoming),
+        ),
+        None => tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(incoming),
+        ),
+    };
+    url
+}
+
+/// Per-call latencies in µs (sorted) and calls per second.
+async fn load(url: &str, token: &str) -> (Vec<f64>, f64) {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let header: MetadataValue<_> = format!("Bearer {token}").parse().unwrap();
+    let run = |calls: usize| {
+        let tasks: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                let mut client = HealthClient::new(channel.clone());
+                let header = header.clone();
+                tokio::spawn(async move {
+                    let mut took = Vec::with_capacity(calls);
+                    for _ in 0..calls {
+                        let mut request = tonic::Request::new(HealthCheckRequest::default());
+                        request
+                            .metadata_mut()
+                            .insert("authorization", header.clone());
+                        let started = Instant::now();
+                        client.check(request).await.unwrap();
+                        took.push(started.elapsed().as_secs_f64() * 1e6);
+                    }
+                    took
+                })
+            })
+            .collect();
+        async move {
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.unwrap());
+            }
+            all
+        }
+    };
+    run(200).await; // warm up
+    let started = Instant::now();
+    let mut took = run(CALLS_EACH).await;
+    let rate = took.len() as f64 / started.elapsed().as_secs_f64();
+    took.sort_by(f64::total_cmp);
+    (took, rate)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let raw = pair.public_key_raw();
+    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "k", "alg": "ES256",
+                     "x": B64URL.encode(&raw[1..33]), "y": B64URL.encode(&raw[33..])});
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("k".into());
+    let token = jsonwebtoken::encode(
+        &header,
+        &json!({"iss": ISS, "sub": "user-1", "aud": "api", "exp": now + 3600, "iat": now}),
+        &jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    rt.block_on(async {
+        let cases = [
+            ("no auth", serve(None).await),
+            (
+                "AuthLayer, token cache",
+                serve(Some(AuthLayer::new(policy(&jwk)))).await,
+            ),
+            (
+                "AuthLayer, session reuse",
+                serve(Some(
+                    AuthLayer::new(policy(&jwk)).reuse_sessions(10_000, Duration::from_secs(60)),
+                ))
+                .await,
+            ),
+        ];
+        println!(
+            "{:<26} {:>9} {:>9} {:>9} {:>9} {:>10}",
+            "", "calls/s", "p50 µs", "p95 µs", "p99 µs", "vs no auth"
+        );
+        let mut base = None;
+        for (name, url) in &cases {
+            // The same request everywhere, token included; best of three runs.
+            let mut best = load(url, &token).await;
+            for _ in 0..2 {
+                let again = load(url, &token).await;
+                if again.1 > best.1 {
+                    best = again;
+                }
+            }
+            let (took, rate) = best;
+            let base = *base.get_or_insert(rate);
+            println!(
+                "{name:<26} {rate:>9.0} {:>9.1} {:>9.1} {:>9.1} {:>9.2}x",
+                pct(&took, 0.50),
+                pct(&took, 0.95),
+                pct(&took, 0.99),
+                rate / base
+            );
+        }
+    });
+}

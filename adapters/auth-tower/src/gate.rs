@@ -106,15 +106,17 @@ impl Gate {
     }
 
     /// Reuses the session a bearer token earned for later requests that present the same
-    /// token and that the policy sends to the same chain, for up to `max_age` and never
-    /// past the session's expiry (sessions without one are not reused), remembering up to
-    /// `capacity` tokens (held in memory that is wiped when they are evicted).
+    /// token over a like connection (the chain the policy picks for it, the client's
+    /// address, TLS and client certificate all the same), for up to `max_age` (capped at
+    /// a year) and never past the session's expiry; sessions without one are not reused.
+    /// Up to `capacity` tokens are remembered, by their SHA-256 only.
     ///
-    /// Off by default, because a reused session skips the chain: the request gets no audit
-    /// event and no rate-limiter update (the request that earned the session had both),
-    /// and an authenticator's own revocation checks (introspection re-checked every
-    /// request) are not consulted again within `max_age`. Keep `max_age` at or below the
-    /// revocation delay you accept.
+    /// Off by default, because a reused session skips the chain. The request gets no
+    /// audit event and no rate-limiter update or lockout check (the request that earned
+    /// the session had all three, and a client locked out later keeps what it earned
+    /// before for up to `max_age`), and an authenticator's own revocation checks
+    /// (introspection re-checked every request) are not consulted again within
+    /// `max_age`. Keep `max_age` at or below the revocation delay you accept.
     #[must_use]
     pub fn reuse_sessions(mut self, capacity: u64, max_age: Duration) -> Self {
         self.reuse = Some(Arc::new(SessionReuse::new(capacity, max_age)));
@@ -138,20 +140,32 @@ impl Gate {
     ) -> Option<Arc<dyn Session>> {
         let reuse = self.reuse.as_ref()?;
         let token = presented_bearer(headers)?;
-        let Selection::Chain(_, chain) = self.policy.select(connection, None) else {
+        // The user as `Policy::choose` sees it for a bearer attempt (the credential names
+        // none), so a rule for a user cannot be skipped here.
+        let user = connection.user.as_deref();
+        let Selection::Chain(_, chain) = self.policy.select(connection, user) else {
             return None;
         };
-        reuse.get(token, chain, self.clock.now())
+        reuse.get(token, chain, connection, self.clock.now())
     }
 
     /// Decides about a request with `headers` arriving over `connection`.
-    pub async fn check(&self, headers: &HeaderMap, mut connection: ConnectionInfo) -> Verdict {
+    pub async fn check(&self, headers: &HeaderMap, connection: ConnectionInfo) -> Verdict {
         if let Some(session) = self.reused(headers, &connection) {
             return Verdict::Granted {
                 session,
                 mutual: None,
             };
         }
+        self.check_unreused(headers, connection).await
+    }
+
+    /// [`Gate::check`] for a request [`Gate::reused`] already could not answer.
+    pub(crate) async fn check_unreused(
+        &self,
+        headers: &HeaderMap,
+        mut connection: ConnectionInfo,
+    ) -> Verdict {
         let credential = match credential_from_headers(headers, self.api_key_header.as_str()) {
             Ok(credential) => credential,
             Err(failure) => {
@@ -218,7 +232,13 @@ impl Gate {
         match chain.decide(attempt).await {
             Outcome::Authenticated(session) => {
                 let session: Arc<dyn Session> = Arc::from(session);
-                reuse.put(token.expose_secret(), &chain, &session, now);
+                reuse.put(
+                    token.expose_secret(),
+                    &chain,
+                    &attempt.connection,
+                    &session,
+                    now,
+                );
                 Ok(session)
             }
             refused => Err(refused),

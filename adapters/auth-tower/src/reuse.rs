@@ -1,93 +1,97 @@
 //! Opt-in reuse of the session a bearer token earned, for the requests that present the
-//! same token again: what lets a busy API skip the chain on its hot path.
+//! same token again over the same kind of connection: what lets a busy API skip the chain
+//! on its hot path.
 
-use std::borrow::Borrow;
-use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use auth_core::{Chain, Session};
-use zeroize::Zeroize;
+use auth_core::{Chain, ConnectionInfo, Session};
+use sha2::{Digest, Sha256};
 
-/// A cached token. It is a secret: wiped when the entry goes, never printed.
-struct TokenKey(Box<str>);
-
-impl Drop for TokenKey {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
+/// What a session was earned under, beyond the token: a later request must match all of
+/// it, so an authenticator that looked at the connection (an address allow-list, a token
+/// bound to the client certificate, RFC 8705) would have decided the same.
+#[derive(PartialEq, Eq)]
+struct Earned {
+    /// The address of the chain the policy picked. The policy keeps its chains for as long
+    /// as the gate lives, so addresses stay unique.
+    chain: usize,
+    peer: Option<IpAddr>,
+    tls: bool,
+    /// SHA-256 of the client's leaf certificate, when it presented one.
+    client_certificate: Option<[u8; 32]>,
 }
 
-// Hash and Eq as the `str` it borrows as, so a lookup needs no allocation.
-impl Hash for TokenKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.hash(state);
-    }
-}
-
-impl PartialEq for TokenKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
-    }
-}
-
-impl Eq for TokenKey {}
-
-impl Borrow<str> for TokenKey {
-    fn borrow(&self) -> &str {
-        &self.0
+impl Earned {
+    fn of(chain: &Arc<Chain>, connection: &ConnectionInfo) -> Self {
+        let tls = connection.tls.as_ref();
+        Self {
+            chain: Arc::as_ptr(chain) as usize,
+            peer: connection.peer.ip(),
+            tls: tls.is_some(),
+            client_certificate: tls
+                .and_then(|t| t.client_certificates.first())
+                .map(|der| Sha256::digest(der).into()),
+        }
     }
 }
 
 struct Reused {
     session: Arc<dyn Session>,
-    /// The address of the chain that authenticated it: a token is reused only where the
-    /// policy picks that same chain (another rule may apply from another address). The
-    /// policy keeps its chains for as long as the gate lives, so addresses stay unique.
-    chain: usize,
+    earned: Earned,
     until: SystemTime,
 }
 
-/// The sessions earned by bearer tokens, each for up to `max_age` and never past its
-/// expiry.
-pub(crate) struct SessionReuse {
-    sessions: moka::sync::Cache<TokenKey, Arc<Reused>, foldhash::fast::RandomState>,
-    max_age: Duration,
-}
+/// Longer than any sensible reuse, and short enough for the cache's own timer.
+const MAX_AGE_CAP: Duration = Duration::from_secs(365 * 86_400);
 
-fn address(chain: &Arc<Chain>) -> usize {
-    Arc::as_ptr(chain) as usize
+/// The sessions earned by bearer tokens, keyed by the tokens' SHA-256 (no token is kept),
+/// each for up to `max_age` and never past its expiry.
+pub(crate) struct SessionReuse {
+    sessions: moka::sync::Cache<[u8; 32], Arc<Reused>, foldhash::fast::RandomState>,
+    max_age: Duration,
 }
 
 impl SessionReuse {
     pub(crate) fn new(capacity: u64, max_age: Duration) -> Self {
+        let max_age = max_age.min(MAX_AGE_CAP);
         Self {
             sessions: moka::sync::Cache::builder()
                 .max_capacity(capacity)
-                // Eviction only; whether an entry may still be used is decided on the gate's clock.
+                // Eviction only; whether an entry may still be used is decided on the
+                // gate's clock.
                 .time_to_live(max_age)
                 .build_with_hasher(foldhash::fast::RandomState::default()),
             max_age,
         }
     }
 
-    /// The session `token` earned on `chain`, while it is still good at `now`.
+    fn key(token: &str) -> [u8; 32] {
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    /// The session `token` earned on `chain` over a connection like `connection`, while
+    /// it is still good at `now`.
     pub(crate) fn get(
         &self,
         token: &str,
         chain: &Arc<Chain>,
+        connection: &ConnectionInfo,
         now: SystemTime,
     ) -> Option<Arc<dyn Session>> {
-        let hit = self.sessions.get(token)?;
-        (hit.chain == address(chain) && now < hit.until).then(|| hit.session.clone())
+        let hit = self.sessions.get(&Self::key(token))?;
+        (now < hit.until && hit.earned == Earned::of(chain, connection))
+            .then(|| hit.session.clone())
     }
 
-    /// Keeps what `token` earned on `chain` at `now`. A session without an expiry is not
-    /// kept: nothing would say when to stop trusting it.
+    /// Keeps what `token` earned on `chain` over `connection` at `now`. A session without
+    /// an expiry is not kept: nothing would say when to stop trusting it.
     pub(crate) fn put(
         &self,
         token: &str,
         chain: &Arc<Chain>,
+        connection: &ConnectionInfo,
         session: &Arc<dyn Session>,
         now: SystemTime,
     ) {
@@ -99,10 +103,10 @@ impl SessionReuse {
             return;
         }
         self.sessions.insert(
-            TokenKey(token.into()),
+            Self::key(token),
             Arc::new(Reused {
                 session: session.clone(),
-                chain: address(chain),
+                earned: Earned::of(chain, connection),
                 until,
             }),
         );

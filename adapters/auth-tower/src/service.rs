@@ -161,7 +161,7 @@ where
         let gate = self.gate.clone();
         let mapping = self.mapping.clone();
         let future = Box::pin(async move {
-            match gate.check(request.headers(), connection).await {
+            match gate.check_unreused(request.headers(), connection).await {
                 Verdict::Granted { session, mutual } => {
                     mapping.grant(session, request.extensions_mut());
                     let mut response = inner.call(request).await?;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use auth_core::policy::{AddressMatch, Rule, Target};
+use auth_core::policy::{AddressMatch, NameMatch, Rule, Target};
 use auth_core::secrecy::ExposeSecret;
 use auth_core::{
     Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind, Error, ManualClock,
@@ -84,6 +84,7 @@ fn setup(lifetime: Duration, max_age: Duration) -> Setup {
     let (local, remote) = (tokens(), tokens());
     let chain = |t: &Arc<Tokens>| Target::Chain(Arc::new(Chain::builder().link(t.clone()).build()));
     let policy = Policy::new(vec![
+        Rule::new("no-admin", Target::Reject).with_users(NameMatch::Names(vec!["admin".into()])),
         Rule::new("local", chain(&local)).with_addresses(AddressMatch::Localhost),
         Rule::new("remote", chain(&remote)),
     ]);
@@ -109,7 +110,11 @@ fn from(addr: &str) -> ConnectionInfo {
 }
 
 async fn user(gate: &Gate, token: &str, addr: &str) -> Result<String, Error> {
-    match gate.check(&bearer(token), from(addr)).await {
+    user_over(gate, token, from(addr)).await
+}
+
+async fn user_over(gate: &Gate, token: &str, connection: ConnectionInfo) -> Result<String, Error> {
+    match gate.check(&bearer(token), connection).await {
         Verdict::Granted { session, .. } => Ok(session.user().to_owned()),
         Verdict::Refused(error) => Err(error),
         other => panic!("{other:?}"),
@@ -141,6 +146,40 @@ async fn a_repeated_token_reuses_its_session_on_the_same_chain_only() {
     );
     assert_eq!(s.remote.calls.load(Ordering::SeqCst), 1);
     assert_eq!(s.local.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn reuse_needs_the_same_user_rule_address_and_tls() {
+    let s = setup(Duration::from_secs(3600), Duration::from_secs(60));
+    let as_bob = from(REMOTE).with_user("bob");
+    assert_eq!(
+        user_over(&s.gate, "good-alice", as_bob.clone()).await,
+        Ok("alice".into())
+    );
+    assert_eq!(
+        user_over(&s.gate, "good-alice", as_bob).await,
+        Ok("alice".into())
+    );
+    assert_eq!(s.remote.calls.load(Ordering::SeqCst), 1);
+    // A rule for the user the connection names still refuses, cached token or not.
+    assert_eq!(
+        user_over(&s.gate, "good-alice", from(REMOTE).with_user("admin")).await,
+        Err(Error::Denied)
+    );
+    // Another address on the same rule, or TLS where there was none: the chain decides.
+    user_over(
+        &s.gate,
+        "good-alice",
+        from("192.0.2.8:5000").with_user("bob"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.remote.calls.load(Ordering::SeqCst), 2);
+    let tls = from(REMOTE)
+        .with_user("bob")
+        .with_tls(auth_core::TlsInfo::default());
+    user_over(&s.gate, "good-alice", tls).await.unwrap();
+    assert_eq!(s.remote.calls.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test]
@@ -322,7 +361,15 @@ async fn the_reused_path_calls_the_service_that_was_polled_ready() {
         let response = call(&mut service, &[("authorization", "Bearer good-alice")]).await;
         assert_eq!(response.body(), "user alice");
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // A reused session is answered without a boxed authentication future.
+    let request = Request::get("/")
+        .header("authorization", "Bearer good-alice")
+        .body(())
+        .unwrap();
+    let future = service.ready().await.unwrap().call(request);
+    assert_eq!(format!("{future:?}"), "GateFuture::Direct");
+    assert_eq!(future.await.unwrap().body(), "user alice");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
     assert_eq!(
         s.remote.calls.load(Ordering::SeqCst),
         1,

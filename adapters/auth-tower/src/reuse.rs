@@ -49,7 +49,7 @@ const MAX_AGE_CAP: Duration = Duration::from_secs(365 * 86_400);
 /// The sessions earned by bearer tokens, keyed by the tokens' SHA-256 (no token is kept),
 /// each for up to `max_age` and never past its expiry.
 pub(crate) struct SessionReuse {
-    sessions: moka::sync::Cache<[u8; 32], Arc<Reused>, foldhash::fast::RandomState>,
+    sessions: quick_cache::sync::Cache<[u8; 32], Arc<Reused>>,
     max_age: Duration,
 }
 
@@ -57,12 +57,11 @@ impl SessionReuse {
     pub(crate) fn new(capacity: u64, max_age: Duration) -> Self {
         let max_age = max_age.min(MAX_AGE_CAP);
         Self {
-            sessions: moka::sync::Cache::builder()
-                .max_capacity(capacity)
-                // Eviction only; whether an entry may still be used is decided on the
-                // gate's clock.
-                .time_to_live(max_age)
-                .build_with_hasher(foldhash::fast::RandomState::default()),
+            // Bounded by count; whether an entry may still be used is decided on the
+            // gate's clock, and stale ones give way to new ones.
+            sessions: quick_cache::sync::Cache::new(
+                usize::try_from(capacity.max(1)).unwrap_or(usize::MAX),
+            ),
             max_age,
         }
     }
@@ -117,7 +116,7 @@ impl std::fmt::Debug for SessionReuse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionReuse")
             .field("max_age", &self.max_age)
-            .field("entries", &self.sessions.entry_count())
+            .field("entries", &self.sessions.len())
             .finish_non_exhaustive()
     }
 }

@@ -1,14 +1,19 @@
 //! tonic's own TLS reaches the policy (feature `tls`): a `hostssl`-only policy admits a
-//! TLS client and refuses the same key over plaintext, with tonic's client on both.
+//! TLS client and refuses the same key over plaintext, and a client certificate reaches
+//! the authenticators, with tonic's client throughout.
 #![cfg(feature = "tls")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use auth_core::audit::AuditEventKind;
 use auth_core::policy::{ConnectionType, Rule, Target};
 use auth_core::secrecy::{ExposeSecret, SecretString};
-use auth_core::{ApiKeyAuthenticator, ApiKeyGrant, Chain, MemoryAuditSink, MemoryStore, Policy};
+use auth_core::{
+    ApiKeyAuthenticator, ApiKeyGrant, Attempt, Authenticator, Chain, Credential, CredentialKind,
+    Error, MemoryAuditSink, MemoryStore, Outcome, Policy, StandardSession,
+};
 use auth_tonic::AuthLayer;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Code;
@@ -40,10 +45,100 @@ async fn serve(layer: AuthLayer, tls: Option<ServerTlsConfig>) -> String {
 async fn check(endpoint: Endpoint, key: &str) -> Result<(), tonic::Status> {
     let mut client = HealthClient::new(endpoint.connect().await.unwrap());
     let mut request = tonic::Request::new(HealthCheckRequest::default());
-    request
-        .metadata_mut()
-        .insert("x-api-key", MetadataValue::try_from(key).unwrap());
+    if !key.is_empty() {
+        request
+            .metadata_mut()
+            .insert("x-api-key", MetadataValue::try_from(key).unwrap());
+    }
     client.check(request).await.map(|_| ())
+}
+
+/// Grants the holder of one client certificate, whatever else the request carries.
+#[derive(Debug)]
+struct ClientCertificate(Vec<u8>);
+
+#[async_trait::async_trait]
+impl Authenticator for ClientCertificate {
+    fn name(&self) -> &str {
+        "client-certificate"
+    }
+
+    fn accepts(&self) -> Vec<CredentialKind> {
+        vec![CredentialKind::Absent]
+    }
+
+    fn supports(&self, _: &Credential) -> bool {
+        true
+    }
+
+    async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
+        let presented = attempt
+            .connection
+            .tls
+            .as_ref()
+            .and_then(|t| t.client_certificates.first());
+        if presented == Some(&self.0) {
+            Outcome::Authenticated(
+                StandardSession::new("client", "client-certificate", SystemTime::now()).boxed(),
+            )
+        } else {
+            Outcome::rejected(
+                Error::InvalidCredentials,
+                "no or another client certificate",
+            )
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_reach_the_authenticators() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let signed = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        (cert, key)
+    };
+    let (server_cert, server_key) = signed("localhost");
+    let (client_cert, client_key) = signed("client");
+    let chain = Chain::builder()
+        .link(Arc::new(ClientCertificate(client_cert.der().to_vec())))
+        .build();
+    let policy = Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]);
+    let port = serve(
+        AuthLayer::new(Arc::new(policy)),
+        Some(
+            ServerTlsConfig::new()
+                .identity(Identity::from_pem(
+                    server_cert.pem(),
+                    server_key.serialize_pem(),
+                ))
+                .client_ca_root(Certificate::from_pem(ca.pem()))
+                .client_auth_optional(true),
+        ),
+    )
+    .await;
+    let endpoint = |identity: Option<Identity>| {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca.pem()))
+            .domain_name("localhost");
+        if let Some(identity) = identity {
+            tls = tls.identity(identity);
+        }
+        Endpoint::from_shared(format!("https://localhost:{port}"))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+    };
+    let with_certificate = Identity::from_pem(client_cert.pem(), client_key.serialize_pem());
+    check(endpoint(Some(with_certificate)), "").await.unwrap();
+    let without = check(endpoint(None), "").await.unwrap_err();
+    assert_eq!(without.code(), Code::Unauthenticated, "{without:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

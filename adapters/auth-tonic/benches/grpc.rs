@@ -12,15 +12,12 @@
 )]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use auth_core::policy::{Rule, Target};
 use auth_core::{Chain, Policy};
 use auth_oauth::{IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey};
 use auth_tonic::AuthLayer;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use serde_json::json;
 use tonic::metadata::MetadataValue;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::pb::HealthCheckRequest;
@@ -127,22 +124,8 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let raw = pair.public_key_raw();
-    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "k", "alg": "ES256",
-                     "x": B64URL.encode(&raw[1..33]), "y": B64URL.encode(&raw[33..])});
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some("k".into());
-    let token = jsonwebtoken::encode(
-        &header,
-        &json!({"iss": ISS, "sub": "user-1", "aud": "api", "exp": now + 3600, "iat": now}),
-        &jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
-    )
-    .unwrap();
+    let issuer = auth_tests::jwt::Es256Issuer::new();
+    let (jwk, token) = (issuer.jwk.clone(), issuer.token(ISS));
     rt.block_on(async {
         let cases = [
             ("no auth", serve(None).await),

@@ -3,20 +3,17 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use auth_axum::{AuthLayer, Authenticated};
 use auth_core::policy::{Rule, Target};
 use auth_core::{Chain, Policy};
 use auth_oauth::{IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use serde_json::json;
 
 /// The issuer every benchmarked verifier trusts.
 pub(crate) const ISS: &str = "https://issuer.bench";
 
-/// A fresh P-256 key: its public JWK and PEM, and a one-hour token it signed.
+/// A fresh ES256 issuer's public JWK and PEM, and a one-hour token it signed.
 pub(crate) struct Es256 {
     pub(crate) jwk: serde_json::Value,
     pub(crate) public_pem: String,
@@ -24,26 +21,11 @@ pub(crate) struct Es256 {
 }
 
 pub(crate) fn es256() -> Es256 {
-    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let raw = pair.public_key_raw();
-    let jwk = json!({"kty": "EC", "crv": "P-256", "kid": "k", "alg": "ES256",
-                     "x": B64URL.encode(&raw[1..33]), "y": B64URL.encode(&raw[33..])});
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some("k".into());
-    let token = jsonwebtoken::encode(
-        &header,
-        &json!({"iss": ISS, "sub": "user-1", "aud": "api", "exp": now + 3600, "iat": now}),
-        &jsonwebtoken::EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
-    )
-    .unwrap();
+    let issuer = auth_tests::jwt::Es256Issuer::new();
     Es256 {
-        jwk,
-        public_pem: pair.public_key_pem(),
-        token,
+        token: issuer.token(ISS),
+        jwk: issuer.jwk,
+        public_pem: issuer.public_pem,
     }
 }
 

@@ -11,43 +11,19 @@
     missing_docs
 )]
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use auth_core::{
-    Attempt, Authenticator, ConnectionInfo, Conversation, ConversationError, Credential, Protocol,
-};
+use auth_core::{Attempt, Authenticator, ConnectionInfo, Credential, Protocol};
 use auth_kerberos::{GssAuthenticator, PrincipalMapper};
 use auth_tests::kdc::Kdc;
+use common::Initiator;
 use libgssapi::context::{ClientCtx, CtxFlags};
 use libgssapi::name::Name;
 use libgssapi::oid::{GSS_MECH_KRB5, GSS_NT_HOSTBASED_SERVICE};
-
-struct Initiator(ClientCtx);
-
-impl std::fmt::Debug for Initiator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Initiator")
-    }
-}
-
-#[async_trait]
-impl Conversation for Initiator {
-    async fn exchange(&mut self, challenge: Vec<u8>) -> Result<Vec<u8>, ConversationError> {
-        let out = self
-            .0
-            .step(Some(&challenge), None)
-            .map_err(|e| ConversationError::Protocol(e.to_string()))?;
-        Ok(out.map(|b| b.to_vec()).unwrap_or_default())
-    }
-    async fn complete(&mut self, data: Vec<u8>) -> Result<(), ConversationError> {
-        self.0
-            .step(Some(&data), None)
-            .map_err(|e| ConversationError::Protocol(e.to_string()))?;
-        Ok(())
-    }
-}
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]

@@ -7,49 +7,17 @@
 
 use std::process::Command;
 
-use async_trait::async_trait;
-use auth_core::{
-    Attempt, Authenticator, ConnectionInfo, Conversation, ConversationError, Credential, Protocol,
-};
+use auth_core::{Attempt, Authenticator, ConnectionInfo, Credential, Protocol};
 use auth_kerberos::{GssAuthenticator, PrincipalMapper};
 use auth_tests::kdc::{Kdc, REALM};
-use libgssapi::context::{ClientCtx, CtxFlags, SecurityContext};
+use common::Initiator;
+use libgssapi::context::{ClientCtx, CtxFlags};
 use libgssapi::name::Name;
 use libgssapi::oid::{GSS_MECH_KRB5, GSS_NT_HOSTBASED_SERVICE};
 
+mod common;
+
 const CHILD: &str = "AUTH_KERBEROS_TEST_CHILD";
-
-/// MIT's initiator as the client side of the conversation.
-struct Initiator(ClientCtx);
-
-impl std::fmt::Debug for Initiator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Initiator")
-    }
-}
-
-#[async_trait]
-impl Conversation for Initiator {
-    async fn exchange(&mut self, challenge: Vec<u8>) -> Result<Vec<u8>, ConversationError> {
-        let out = self
-            .0
-            .step(Some(&challenge), None)
-            .map_err(|e| ConversationError::Protocol(e.to_string()))?;
-        Ok(out.map(|b| b.to_vec()).unwrap_or_default())
-    }
-    async fn complete(&mut self, data: Vec<u8>) -> Result<(), ConversationError> {
-        self.0
-            .step(Some(&data), None)
-            .map_err(|e| ConversationError::Protocol(e.to_string()))?;
-        if self.0.is_complete() {
-            Ok(())
-        } else {
-            Err(ConversationError::Protocol(
-                "mutual authentication did not complete".into(),
-            ))
-        }
-    }
-}
 
 fn attempt() -> Attempt {
     let target = Name::new(b"postgres@localhost", Some(GSS_NT_HOSTBASED_SERVICE)).unwrap();

@@ -284,13 +284,7 @@ impl PgAuthenticator {
     {
         match outcome {
             Outcome::Authenticated(session) => {
-                // The mapped user is who the connection is from now on.
-                client
-                    .metadata_mut()
-                    .insert(METADATA_USER.to_owned(), session.user().to_owned());
-                client
-                    .session_extensions()
-                    .get_or_insert_with(|| AuthenticatedSession(Mutex::new(session)));
+                keep_session(client, session);
                 finish_authentication(client, &DefaultServerParameterProvider::default()).await?;
                 Ok(Phase::Over)
             }
@@ -330,17 +324,10 @@ impl PgAuthenticator {
                 None => break,
             }
         }
-        let outcome = task
-            .await
-            .unwrap_or_else(|e| Outcome::unavailable(format!("authentication task failed: {e}")));
+        let outcome = exchange_outcome(task).await;
         match outcome {
             Outcome::Authenticated(session) => {
-                client
-                    .metadata_mut()
-                    .insert(METADATA_USER.to_owned(), session.user().to_owned());
-                client
-                    .session_extensions()
-                    .get_or_insert_with(|| AuthenticatedSession(Mutex::new(session)));
+                keep_session(client, session);
                 // AuthenticationOk must follow the raw frames: the serve loop sends it.
                 Outbox::of(client).finish();
                 Ok(Phase::Over)
@@ -387,9 +374,7 @@ impl PgAuthenticator {
                 None => break,
             }
         }
-        let outcome = task
-            .await
-            .unwrap_or_else(|e| Outcome::unavailable(format!("authentication task failed: {e}")));
+        let outcome = exchange_outcome(task).await;
         self.finish(client, outcome, &user, "password").await
     }
 
@@ -548,4 +533,21 @@ impl StartupHandler for PgAuthenticator {
         *slot.lock().unwrap_or_else(PoisonError::into_inner) = next;
         Ok(())
     }
+}
+
+/// Makes the authenticated session the connection's: the mapped user is who the
+/// connection is from now on, and query handlers find the session in its extensions.
+fn keep_session<C: ClientInfo>(client: &mut C, session: Box<dyn auth_core::Session>) {
+    client
+        .metadata_mut()
+        .insert(METADATA_USER.to_owned(), session.user().to_owned());
+    client
+        .session_extensions()
+        .get_or_insert_with(|| AuthenticatedSession(Mutex::new(session)));
+}
+
+/// What the authentication task of a multi-round exchange decided.
+async fn exchange_outcome(task: JoinHandle<Outcome>) -> Outcome {
+    task.await
+        .unwrap_or_else(|e| Outcome::unavailable(format!("authentication task failed: {e}")))
 }

@@ -351,48 +351,15 @@ async fn psycopg_3_with_its_bundled_libpq() {
     );
 }
 
-const JAVA: &str = r#"
-import java.sql.*;
-public class Probe {
-    public static void main(String[] a) {
-        try (Connection c = DriverManager.getConnection(a[0], a[1], a[2]);
-             Statement s = c.createStatement();
-             ResultSet r = s.executeQuery("SELECT current_user")) {
-            r.next();
-            System.out.println("OK " + r.getString(1));
-        } catch (SQLException e) {
-            System.out.println("ERR " + e.getSQLState());
-        }
-    }
-}
-"#;
-
 #[tokio::test]
 async fn the_jdbc_driver() {
-    let jar = "/usr/share/java/postgresql.jar";
-    assert!(
-        std::path::Path::new(jar).exists(),
-        "{jar} is missing: run scripts/install-deps.sh"
-    );
+    let probe = auth_tests::jdbc::JdbcProbe::compile().unwrap_or_else(|e| panic!("{e}"));
     let gw = Gateway::start("60s");
     gw.add_users().await;
-    let build = tempfile::tempdir().unwrap();
-    std::fs::write(build.path().join("Probe.java"), JAVA).unwrap();
-    let javac = Command::new("javac")
-        .arg("-cp")
-        .arg(jar)
-        .arg(build.path().join("Probe.java"))
-        .output()
-        .unwrap();
-    assert!(
-        javac.status.success(),
-        "{}",
-        String::from_utf8_lossy(&javac.stderr)
-    );
     let run = |url: String, user: &str, password: &str| {
         let out = Command::new("java")
             .arg("-cp")
-            .arg(format!("{jar}:{}", build.path().display()))
+            .arg(probe.classpath())
             .args(["Probe", &url, user, password])
             .output()
             .unwrap();

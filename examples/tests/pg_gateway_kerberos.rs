@@ -259,47 +259,14 @@ async fn psycopg_logs_in_with_a_ticket() {
     let _ = Command::new("true").status();
 }
 
-const JAVA: &str = r#"
-import java.sql.*;
-public class Probe {
-    public static void main(String[] a) {
-        try (Connection c = DriverManager.getConnection(a[0], a[1], a[2]);
-             Statement s = c.createStatement();
-             ResultSet r = s.executeQuery("SELECT current_user")) {
-            r.next();
-            System.out.println("OK " + r.getString(1));
-        } catch (SQLException e) {
-            System.out.println("ERR " + e.getSQLState() + " " + e.getMessage());
-        }
-    }
-}
-"#;
-
 #[tokio::test]
 async fn the_jdbc_driver_logs_in_with_gssapi() {
-    let jar = "/usr/share/java/postgresql.jar";
-    assert!(
-        Path::new(jar).exists(),
-        "{jar} is missing: run scripts/install-deps.sh"
-    );
+    let probe = auth_tests::jdbc::JdbcProbe::compile().unwrap_or_else(|e| panic!("{e}"));
     let s = setup().await;
     let cache = ccache(&s, "alice.cc");
     s.kdc
         .kinit("alice", "alice-kerberos-password", Some(&cache), None)
         .unwrap();
-    let build = tempfile::tempdir().unwrap();
-    std::fs::write(build.path().join("Probe.java"), JAVA).unwrap();
-    let javac = Command::new("javac")
-        .arg("-cp")
-        .arg(jar)
-        .arg(build.path().join("Probe.java"))
-        .output()
-        .unwrap();
-    assert!(
-        javac.status.success(),
-        "{}",
-        String::from_utf8_lossy(&javac.stderr)
-    );
     let url = format!(
         "jdbc:postgresql://localhost:{}/alice?gsslib=gssapi&jaasLogin=false&sslmode=disable",
         s.gw.port
@@ -314,7 +281,7 @@ async fn the_jdbc_driver_logs_in_with_gssapi() {
         ))
         .arg("-Djavax.security.auth.useSubjectCredsOnly=false")
         .arg("-cp")
-        .arg(format!("{jar}:{}", build.path().display()))
+        .arg(probe.classpath())
         .args(["Probe", &url, "alice", ""])
         .output()
         .unwrap();

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod gateway;
+pub mod jdbc;
 pub mod jwt;
 pub mod kdc;
 pub mod oauth_server;

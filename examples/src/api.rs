@@ -159,6 +159,11 @@ pub async fn bind(listen: &str, flag: &str) -> Result<tokio::net::TcpListener, G
         .map_err(|e| GatewayError(format!("cannot listen on {addr}: {e}; pass {flag}")))
 }
 
+/// Where the HTTP API listens unless told otherwise, and the variable that tells it.
+pub const HTTP_LISTEN: (&str, &str) = ("HTTP_GATEWAY_LISTEN", "127.0.0.1:8080");
+/// Where the gRPC API listens unless told otherwise, and the variable that tells it.
+pub const GRPC_LISTEN: (&str, &str) = ("GRPC_GATEWAY_LISTEN", "127.0.0.1:50051");
+
 /// The API a standalone gateway binary serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standalone {
@@ -194,14 +199,11 @@ impl Standalone {
         use secrecy::ExposeSecret;
         use std::io::Write;
         let dir = crate::gateway::data_dir_from_args();
-        let listen = match self {
-            Self::Http => {
-                crate::gateway::listen_arg("--listen", "HTTP_GATEWAY_LISTEN", "127.0.0.1:8080")
-            }
-            Self::Grpc => {
-                crate::gateway::listen_arg("--listen", "GRPC_GATEWAY_LISTEN", "127.0.0.1:50051")
-            }
+        let (env, default) = match self {
+            Self::Http => HTTP_LISTEN,
+            Self::Grpc => GRPC_LISTEN,
         };
+        let listen = crate::gateway::listen_arg("--listen", env, default);
         let prepared = crate::gateway::prepare(&dir).await?;
         let auth = ApiAuth::new(&prepared)?;
         let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());

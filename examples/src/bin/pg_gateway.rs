@@ -19,7 +19,7 @@ use auth_examples::{api, gateway, grpc, http};
 use secrecy::ExposeSecret;
 
 /// The address an API listens on (see [`gateway::listen_arg`]); `None` for `off`.
-fn api_listen(flag: &str, env: &str, default: &str) -> Option<String> {
+fn api_listen(flag: &str, (env, default): (&str, &str)) -> Option<String> {
     let listen = gateway::listen_arg(flag, env, default);
     (listen != "off").then_some(listen)
 }
@@ -27,8 +27,8 @@ fn api_listen(flag: &str, env: &str, default: &str) -> Option<String> {
 /// Starts the HTTP and gRPC APIs next to the pgwire listener, sharing one policy; a busy
 /// port or a bad setting is reported and the pgwire gateway runs on without that API.
 async fn start_apis(prepared: &gateway::Prepared, out: &mut impl Write) {
-    let http_listen = api_listen("--http-listen", "HTTP_GATEWAY_LISTEN", "127.0.0.1:8080");
-    let grpc_listen = api_listen("--grpc-listen", "GRPC_GATEWAY_LISTEN", "127.0.0.1:50051");
+    let http_listen = api_listen("--http-listen", api::HTTP_LISTEN);
+    let grpc_listen = api_listen("--grpc-listen", api::GRPC_LISTEN);
     if http_listen.is_none() && grpc_listen.is_none() {
         return;
     }

@@ -1,9 +1,12 @@
 //! One authentication attempt: the connection, the credential, and a way to talk back.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::connection::ConnectionInfo;
-use crate::conversation::Conversation;
+use crate::conversation::{Conversation, Paced};
+use crate::rate_limit::reservation::Shared;
 use crate::credential::Credential;
 
 /// Everything an authenticator gets to decide: the [`ConnectionInfo`], the [`Credential`]
@@ -13,7 +16,7 @@ pub struct Attempt {
     pub connection: ConnectionInfo,
     /// The credential the client offered.
     pub credential: Credential,
-    conversation: Option<Box<dyn Conversation>>,
+    conversation: Option<Paced>,
 }
 
 impl Attempt {
@@ -29,13 +32,22 @@ impl Attempt {
     /// Adds a conversation for multi-round mechanisms.
     #[must_use]
     pub fn with_conversation(mut self, conversation: Box<dyn Conversation>) -> Self {
-        self.conversation = Some(conversation);
+        self.conversation = Some(Paced::new(conversation));
         self
     }
 
     /// The conversation, if the adapter provided one.
     pub fn conversation(&mut self) -> Option<&mut (dyn Conversation + 'static)> {
-        self.conversation.as_deref_mut()
+        self.conversation
+            .as_mut()
+            .map(|c| c as &mut (dyn Conversation + 'static))
+    }
+
+    /// Lets the rate limiter pace the conversation's rounds (see [`Paced`]).
+    pub(crate) fn pace(&mut self, pacing: Option<(Arc<Shared>, Duration)>) {
+        if let Some(c) = &mut self.conversation {
+            c.pace(pacing);
+        }
     }
 
     /// The user this attempt is about: the credential's own user name (HTTP Basic,

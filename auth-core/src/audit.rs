@@ -26,8 +26,15 @@ pub enum AuditEventKind {
     Step,
     /// A link did not succeed and the chain went on to the next one.
     Fallback,
-    /// The rate limiter refused the attempt before any method ran.
+    /// The rate limiter refused the attempt: a user scope or address is locked.
     Lockout,
+    /// The rate limiter refused the attempt as too busy (too many attempts running from
+    /// the address, or no verification slot for the user within the wait); nothing was
+    /// counted against anyone.
+    Busy,
+    /// The client left an exchange it had begun (hung up, broke the protocol, or let it
+    /// time out); counted against its address only.
+    Abandoned,
     /// No policy rule admits the connection, or the matching rule rejects it.
     PolicyReject,
     /// A stored secret was read, written or deleted (wallet backends).
@@ -43,6 +50,8 @@ impl AuditEventKind {
             Self::Step => "step",
             Self::Fallback => "fallback",
             Self::Lockout => "lockout",
+            Self::Busy => "busy",
+            Self::Abandoned => "abandoned",
             Self::PolicyReject => "policy_reject",
             Self::SecretAccess => "secret_access",
         }

@@ -11,6 +11,7 @@
 //! | `AUTH_TIMEOUT` | `timeout` | per-method time limit (`5s`, `750ms`); default 5 s |
 //! | `AUTH_FALLBACK` | `fallback` | methods whose outage falls through to the next (`oauth,kerberos`, `all`, `none`) |
 //! | `AUTH_RATE_LIMIT` | `rate_limit.enabled` | `true`/`false`; default true |
+//! | | `rate_limit.user_failures`, `address_failures`, `window`, `lockout`, `max_lockout`, `exempt_localhost`, `max_running_per_address`, `max_waiting_per_user`, `known_for`, `max_known_per_user` | the fields of [`LimitSettings`] |
 //! | `AUTH_AUDIT_PATH` | `audit.path` | JSON-lines audit file; default: the `tracing` log |
 //! | `AUTH_OAUTH_ISSUER` | `oauth.issuer` | trusted issuer (discovery) |
 //! | `AUTH_OAUTH_JWKS_URL` | `oauth.jwks_url` | explicit JWKS URL |
@@ -201,6 +202,11 @@ struct RawRateLimit {
     #[serde(default, with = "humantime_serde_opt")]
     max_lockout: Option<Duration>,
     exempt_localhost: Option<bool>,
+    max_running_per_address: Option<u32>,
+    max_waiting_per_user: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    known_for: Option<Duration>,
+    max_known_per_user: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -682,7 +688,20 @@ fn rate_limit_settings(
         max_lockout: raw.max_lockout.unwrap_or(d.max_lockout),
         exempt_localhost: raw.exempt_localhost.unwrap_or(d.exempt_localhost),
         max_tracked: d.max_tracked,
+        max_running_per_address: raw
+            .max_running_per_address
+            .unwrap_or(d.max_running_per_address),
+        max_waiting_per_user: raw.max_waiting_per_user.unwrap_or(d.max_waiting_per_user),
+        known_for: raw.known_for.unwrap_or(d.known_for),
+        max_known_per_user: raw.max_known_per_user.unwrap_or(d.max_known_per_user),
     };
+    if s.max_running_per_address < s.user_failures {
+        problems.push(problem(
+            "rate_limit.max_running_per_address",
+            "fewer running attempts per address than user_failures would refuse a pool's correct logins",
+            "use at least user_failures (default 64)",
+        ));
+    }
     if s.user_failures == 0 || s.address_failures == 0 {
         problems.push(problem(
             "rate_limit.user_failures / rate_limit.address_failures",

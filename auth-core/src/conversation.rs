@@ -1,7 +1,12 @@
 //! Multi-round exchanges (SCRAM, GSSAPI, SPNEGO): what an adapter lends an authenticator to
 //! talk to the client, like PAM's conversation function.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use async_trait::async_trait;
+
+use crate::rate_limit::reservation::Shared;
 
 /// A channel to the client for the rounds of a multi-round mechanism.
 ///
@@ -44,6 +49,74 @@ pub enum ConversationError {
     /// The client answered with something other than the expected message.
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// The rate limiter refused to verify the client's answer (the user was locked, or
+    /// no verification slot freed up in time) while the client was being awaited.
+    #[error("the answer was not verified: too many attempts")]
+    RateLimited,
+}
+
+/// The conversation an [`Attempt`](crate::Attempt) lends its authenticators: the
+/// adapter's, plus, when the chain is rate limited, the pacing that gives the user's
+/// verification slot back while the client is awaited and takes one again for its answer.
+pub(crate) struct Paced {
+    inner: Box<dyn Conversation>,
+    pacing: Option<(Arc<Shared>, Duration)>,
+}
+
+impl Paced {
+    pub(crate) fn new(inner: Box<dyn Conversation>) -> Self {
+        Self {
+            inner,
+            pacing: None,
+        }
+    }
+
+    /// Paces the rounds by `shared`, waiting at most `wait` for a slot; `None` stops.
+    pub(crate) fn pace(&mut self, pacing: Option<(Arc<Shared>, Duration)>) {
+        self.pacing = pacing;
+    }
+}
+
+impl std::fmt::Debug for Paced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Paced")
+            .field("inner", &self.inner)
+            .field("paced", &self.pacing.is_some())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Conversation for Paced {
+    async fn exchange(&mut self, challenge: Vec<u8>) -> Result<Vec<u8>, ConversationError> {
+        let Some((shared, wait)) = &self.pacing else {
+            return self.inner.exchange(challenge).await;
+        };
+        shared.pause();
+        match self.inner.exchange(challenge).await {
+            Ok(answer) => match shared.resume(*wait).await {
+                Ok(()) => Ok(answer),
+                Err(_) => Err(ConversationError::RateLimited),
+            },
+            // No client is waiting for another round: nothing was abandoned.
+            Err(e @ ConversationError::NotInteractive { .. }) => {
+                shared.answered();
+                Err(e)
+            }
+            Err(e) => {
+                shared.left();
+                Err(e)
+            }
+        }
+    }
+
+    async fn complete(&mut self, data: Vec<u8>) -> Result<(), ConversationError> {
+        let done = self.inner.complete(data).await;
+        if let (Err(_), Some((shared, _))) = (&done, &self.pacing) {
+            shared.left();
+        }
+        done
+    }
 }
 
 /// What the authenticator side sends the client through a [`channel`] conversation.

@@ -219,7 +219,7 @@ async fn the_rate_limiter_locks_out_before_any_link_runs() {
         lockouts[0]["detail"]
             .as_str()
             .unwrap()
-            .contains("user locked")
+            .contains("user at unknown addresses locked for another 60 s")
     );
 
     clock.advance(Duration::from_secs(60));
@@ -272,37 +272,55 @@ async fn chains_nest_and_report_the_inner_method() {
 /// One call to the limiter: what, user, address, localhost.
 type LimiterCall = (String, Option<String>, Option<std::net::IpAddr>, bool);
 
-/// Records what the chain tells its limiter.
-#[derive(Debug, Default)]
+/// Records what the chain tells its limiter and its reservations.
+#[derive(Debug, Default, Clone)]
 struct RecordingLimiter {
-    calls: std::sync::Mutex<Vec<LimiterCall>>,
+    calls: Arc<std::sync::Mutex<Vec<LimiterCall>>>,
 }
+
+#[derive(Debug)]
+struct RecordingHold(RecordingLimiter, LimiterCall);
 
 #[async_trait::async_trait]
 impl auth_core::RateLimiter for RecordingLimiter {
-    async fn check(
+    async fn admit(
         &self,
         s: &auth_core::rate_limit::Subject<'_>,
-    ) -> auth_core::rate_limit::Admission {
-        self.note("check", s);
-        auth_core::rate_limit::Admission::Allowed
+    ) -> Result<auth_core::rate_limit::Reservation, auth_core::rate_limit::Refusal> {
+        let call = (
+            String::new(),
+            s.user.map(Into::into),
+            s.address,
+            s.localhost,
+        );
+        self.note("admit", &call);
+        Ok(auth_core::rate_limit::Reservation::new(RecordingHold(
+            self.clone(),
+            call,
+        )))
     }
-    async fn record_failure(&self, s: &auth_core::rate_limit::Subject<'_>) {
-        self.note("failure", s);
+}
+
+#[async_trait::async_trait]
+impl auth_core::rate_limit::Hold for RecordingHold {
+    async fn acquire(&self, _wait: Duration) -> Result<(), auth_core::rate_limit::Refusal> {
+        self.0.note("acquire", &self.1);
+        Ok(())
     }
-    async fn record_success(&self, s: &auth_core::rate_limit::Subject<'_>) {
-        self.note("success", s);
+    fn release(&self) {
+        self.0.note("release", &self.1);
+    }
+    fn end(&self, ending: auth_core::rate_limit::Ending, holding: bool) {
+        assert!(holding, "the slot is still held when a method decided");
+        self.0.note(ending.as_str(), &self.1);
     }
 }
 
 impl RecordingLimiter {
-    fn note(&self, what: &str, s: &auth_core::rate_limit::Subject<'_>) {
-        self.calls.lock().unwrap().push((
-            what.into(),
-            s.user.map(Into::into),
-            s.address,
-            s.localhost,
-        ));
+    fn note(&self, what: &str, call: &LimiterCall) {
+        let mut call = call.clone();
+        call.0 = what.into();
+        self.calls.lock().unwrap().push(call);
     }
 }
 
@@ -324,7 +342,8 @@ async fn the_limiter_hears_each_outcome_exactly_once_with_the_right_subject() {
     assert_eq!(
         what,
         [
-            "check", "failure", "check", "check", "success", "check", "failure"
+            "admit", "acquire", "failed", "admit", "acquire", "neutral", "admit", "acquire",
+            "succeeded", "admit", "acquire", "failed"
         ]
     );
     for (_, user, address, localhost) in &calls {

@@ -3,7 +3,9 @@
 //!
 //! # How a chain decides
 //!
-//! Before any link runs, the rate limiter (if any) may refuse the attempt. Then, for each
+//! Before any link runs, the rate limiter (if any) admits the attempt or refuses it, and
+//! the attempt's verification takes a slot of the user's scope; during each round trip
+//! to the client the slot is given back (see [`crate::rate_limit`]). Then, for each
 //! link in order: if the authenticator's `supports()` declines the credential the outcome
 //! is *not applicable* without calling it; otherwise `authenticate()` runs under the link's
 //! timeout (default 5 s; a timeout is an *unavailable* outcome). The link's [`Control`]
@@ -69,7 +71,7 @@ use crate::clock::{SharedClock, system_clock};
 use crate::credential::{Credential, CredentialKind};
 use crate::error::{Error, Failure};
 use crate::outcome::{Outcome, OutcomeClass};
-use crate::rate_limit::{Admission, LimitedBy, RateLimiter, Subject};
+use crate::rate_limit::{Ending, RateLimiter, Refusal, Reservation, Subject};
 use crate::session::SessionState;
 
 /// The per-link timeout when none is given.
@@ -249,35 +251,65 @@ impl Chain {
         }
     }
 
-    /// Asks the rate limiter, if any; returns the refusal to report.
-    async fn admit(&self, subject: &Subject<'_>) -> Option<(Duration, LimitedBy)> {
-        match self.limiter.as_ref()?.check(subject).await {
-            Admission::Allowed => None,
-            Admission::Blocked { retry_after, by } => Some((retry_after, by)),
+    /// Reports a limiter's refusal: a `lockout` or `busy` audit event, and the rejection.
+    fn refuse(&self, attempt: &Attempt, refusal: Refusal) -> Outcome {
+        let detail = refusal.to_string();
+        if self.audit.enabled() {
+            let kind = match refusal {
+                Refusal::Busy(_) => AuditEventKind::Busy,
+                _ => AuditEventKind::Lockout,
+            };
+            let mut e = self.event(
+                self.clock.now(),
+                attempt,
+                kind,
+                None,
+                Duration::ZERO,
+                "rate_limited",
+            );
+            e.error = Some(Error::RateLimited.code());
+            e.detail = Some(&detail);
+            self.audit.record(&e);
         }
+        Outcome::Rejected(Failure::new(Error::RateLimited, detail))
     }
 
-    fn refuse(&self, attempt: &Attempt, retry_after: Duration, by: LimitedBy) -> Outcome {
-        let detail = format!(
-            "{} locked for another {}s after repeated failures",
-            match by {
-                LimitedBy::User => "user",
-                LimitedBy::Address => "address",
-            },
-            retry_after.as_secs().max(1)
-        );
-        let mut e = self.event(
-            self.clock.now(),
-            attempt,
-            AuditEventKind::Lockout,
-            None,
-            Duration::ZERO,
-            "rate_limited",
-        );
-        e.error = Some(Error::RateLimited.code());
-        e.detail = Some(&detail);
-        self.audit.record(&e);
-        Outcome::Rejected(Failure::new(Error::RateLimited, detail))
+    /// How long an attempt may wait for a verification slot: the timeout of the first
+    /// link that would judge its credential.
+    fn slot_wait(&self, credential: &Credential) -> Duration {
+        self.links
+            .iter()
+            .find(|l| l.authenticator.supports(credential))
+            .map_or(DEFAULT_TIMEOUT, |l| l.timeout)
+    }
+
+    /// Audits an attempt dropped before it ended, when its reservation is dropped.
+    fn note_abandonment(&self, attempt: &Attempt, reservation: &Reservation) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let audit = self.audit.clone();
+        let clock = self.clock.clone();
+        let started = Instant::now();
+        let peer = attempt.connection.peer.clone();
+        let user = attempt.user().map(str::to_owned);
+        let (id, protocol) = (attempt.connection.id, attempt.connection.protocol.as_str());
+        reservation.on_abandon(move || {
+            audit.record(&AuditEvent {
+                timestamp: clock.now(),
+                event: AuditEventKind::Abandoned,
+                method: None,
+                username: user.as_deref(),
+                source: &peer,
+                connection_id: id,
+                protocol,
+                duration: started.elapsed(),
+                outcome: Ending::Abandoned.as_str(),
+                action: None,
+                error: None,
+                detail: Some("the attempt ended before an outcome (client gone, task aborted)"),
+            });
+        });
     }
 
     async fn run_links(&self, attempt: &mut Attempt) -> (Outcome, Option<usize>) {
@@ -445,64 +477,116 @@ impl Authenticator for Chain {
     async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
         // Only the audit event needs the duration; an unaudited chain reads no clock.
         let started = self.audit.enabled().then(Instant::now);
-        // Only a rate-limited chain needs the subject beyond this point.
-        let user = match self.limiter {
-            Some(_) => attempt.user().map(str::to_owned),
-            None => None,
+        let Some(limiter) = &self.limiter else {
+            let (outcome, link) = self.run_links(attempt).await;
+            self.audit_attempt(attempt, &outcome, link, started, false);
+            return outcome;
         };
         let subject = Subject {
-            user: user.as_deref(),
+            user: attempt.user(),
             address: attempt.connection.peer.ip(),
             localhost: attempt.connection.is_localhost(),
         };
-        if let Some((retry_after, by)) = self.admit(&subject).await {
-            return self.refuse(attempt, retry_after, by);
+        let reservation = match limiter.admit(&subject).await {
+            Ok(r) => r,
+            Err(refusal) => return self.refuse(attempt, refusal),
+        };
+        if let Some(shared) = reservation.shared() {
+            self.note_abandonment(attempt, &reservation);
+            // The credential has arrived: its verification takes a slot.
+            let wait = self.slot_wait(&attempt.credential);
+            if let Err(refusal) = reservation.verify(wait).await {
+                reservation.finish(Ending::Neutral);
+                return self.refuse(attempt, refusal);
+            }
+            attempt.pace(Some((shared, wait)));
         }
 
         let (outcome, link) = self.run_links(attempt).await;
+        attempt.pace(None);
 
-        if let Some(limiter) = &self.limiter {
-            match outcome.class() {
-                OutcomeClass::Success => limiter.record_success(&subject).await,
-                OutcomeClass::Rejected | OutcomeClass::AccountStatus => {
-                    limiter.record_failure(&subject).await;
-                }
-                OutcomeClass::NotApplicable | OutcomeClass::Unavailable => {
-                    limiter.release(&subject).await;
-                }
-            }
+        if let Some(refusal) = reservation.refusal() {
+            reservation.finish(Ending::Neutral);
+            return self.refuse(attempt, refusal);
         }
-
-        if self.audit.enabled() {
-            let method = link.map(|i| self.links[i].authenticator.name());
-            let nothing = self.nothing_applied(&attempt.credential);
-            let failure = match &outcome {
-                Outcome::NotApplicable => Some((nothing.error, nothing.detail.as_ref())),
-                other => other.error_and_detail(),
-            };
-            let kind = if outcome.is_authenticated() {
-                AuditEventKind::AttemptSucceeded
-            } else {
-                AuditEventKind::AttemptFailed
-            };
-            let mut e = self.event(
-                self.clock.now(),
-                attempt,
-                kind,
-                method,
-                started.map_or(Duration::ZERO, |s| s.elapsed()),
-                outcome.class().as_str(),
-            );
-            e.error = failure.map(|(error, _)| error.code());
-            e.detail = failure.map(|(_, detail)| detail);
-            // A bearer or GSS attempt names no user; the session says who it turned out
-            // to be, which is what an audit of a success must show.
-            if let Some(session) = outcome.session() {
-                e.username = Some(session.user());
-            }
-            self.audit.record(&e);
-        }
+        let ending = if reservation.client_left() && !outcome.is_authenticated() {
+            Ending::Abandoned
+        } else {
+            ending_of(&outcome)
+        };
+        reservation.finish(ending);
+        self.audit_attempt(attempt, &outcome, link, started, ending == Ending::Abandoned);
         outcome
+    }
+}
+
+impl Chain {
+    /// The attempt's audit event: succeeded, failed or abandoned.
+    fn audit_attempt(
+        &self,
+        attempt: &Attempt,
+        outcome: &Outcome,
+        link: Option<usize>,
+        started: Option<Instant>,
+        abandoned: bool,
+    ) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let method = link.map(|i| self.links[i].authenticator.name());
+        let nothing = self.nothing_applied(&attempt.credential);
+        let failure = match outcome {
+            Outcome::NotApplicable => Some((nothing.error, nothing.detail.as_ref())),
+            other => other.error_and_detail(),
+        };
+        let kind = if outcome.is_authenticated() {
+            AuditEventKind::AttemptSucceeded
+        } else if abandoned {
+            AuditEventKind::Abandoned
+        } else {
+            AuditEventKind::AttemptFailed
+        };
+        let mut e = self.event(
+            self.clock.now(),
+            attempt,
+            kind,
+            method,
+            started.map_or(Duration::ZERO, |s| s.elapsed()),
+            if abandoned {
+                Ending::Abandoned.as_str()
+            } else {
+                outcome.class().as_str()
+            },
+        );
+        e.error = failure.map(|(error, _)| error.code());
+        e.detail = failure.map(|(_, detail)| detail);
+        // A bearer or GSS attempt names no user; the session says who it turned out to
+        // be, which is what an audit of a success must show.
+        if let Some(session) = outcome.session() {
+            e.username = Some(session.user());
+        }
+        self.audit.record(&e);
+    }
+}
+
+/// How the limiter counts an outcome (the `rate_limit` module's table): only a method's
+/// judgement of the secret counts against the user; an unreadable credential counts
+/// against the address; outages and "nothing applied" count neither way.
+fn ending_of(outcome: &Outcome) -> Ending {
+    match outcome {
+        Outcome::Authenticated(_) => Ending::Succeeded,
+        Outcome::AccountStatus { .. } => Ending::Failed,
+        Outcome::Rejected(f) => match f.error {
+            Error::InvalidCredentials
+            | Error::Expired
+            | Error::InvalidSignature
+            | Error::UntrustedIssuer
+            | Error::MissingClaim
+            | Error::Locked => Ending::Failed,
+            Error::Malformed => Ending::Malformed,
+            _ => Ending::Neutral,
+        },
+        _ => Ending::Neutral,
     }
 }
 

@@ -1,0 +1,158 @@
+//! One key's failures, lock and running attempts, and the bounded tables that hold them.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
+
+use super::LimitSettings;
+
+#[derive(Debug, Default)]
+pub(super) struct Counter {
+    failures: VecDeque<SystemTime>,
+    lockouts: u32,
+    blocked_until: Option<SystemTime>,
+    last_failure: Option<SystemTime>,
+    /// Addresses: attempts admitted and not ended. User scopes: verifications running.
+    pub(super) running: u32,
+    /// User scopes: attempts waiting for a verification slot.
+    pub(super) waiting: u32,
+    /// Wakes the waiters when a slot frees up or the scope locks.
+    wake: Option<Arc<Notify>>,
+}
+
+impl Counter {
+    /// How long the key stays locked, if it is.
+    pub(super) fn blocked(&self, now: SystemTime) -> Option<Duration> {
+        self.blocked_until
+            .and_then(|until| until.duration_since(now).ok())
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Failures within `window` of `now`.
+    pub(super) fn recent(&self, now: SystemTime, window: Duration) -> usize {
+        self.failures
+            .iter()
+            .filter(|t| now.duration_since(**t).unwrap_or_default() < window)
+            .count()
+    }
+
+    /// Since when nothing has happened to this key: the last failure or the end of the
+    /// last lock, whichever is later.
+    fn quiet_since(&self) -> Option<SystemTime> {
+        match (self.last_failure, self.blocked_until) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the key holds nothing worth remembering at `now`.
+    fn stale(&self, now: SystemTime, s: &LimitSettings) -> bool {
+        self.running == 0
+            && self.waiting == 0
+            && self.blocked(now).is_none()
+            && self.quiet_since().is_none_or(|q| {
+                now.duration_since(q).unwrap_or_default() > s.max_lockout.max(s.window)
+            })
+    }
+
+    /// Counts a failure; locks the key when `limit` failures fall within the window.
+    pub(super) fn fail(&mut self, now: SystemTime, limit: u32, s: &LimitSettings) {
+        // A long quiet period after the last lock ended forgives earlier lockouts.
+        if self
+            .quiet_since()
+            .is_some_and(|q| now.duration_since(q).unwrap_or_default() > s.max_lockout)
+        {
+            self.lockouts = 0;
+        }
+        self.last_failure = Some(now);
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t).unwrap_or_default() >= s.window)
+        {
+            self.failures.pop_front();
+        }
+        self.failures.push_back(now);
+        if self.failures.len() >= limit as usize {
+            let factor = 1u32.checked_shl(self.lockouts).unwrap_or(u32::MAX);
+            let lock = s.lockout.saturating_mul(factor).min(s.max_lockout);
+            self.blocked_until = Some(now + lock);
+            self.lockouts = self.lockouts.saturating_add(1);
+            self.failures.clear();
+        }
+    }
+
+    /// Forgets failures and locks (a success), keeping what is running and waiting.
+    pub(super) fn reset(&mut self) {
+        self.failures.clear();
+        self.lockouts = 0;
+        self.blocked_until = None;
+        self.last_failure = None;
+    }
+
+    /// The notifier waiters subscribe to.
+    pub(super) fn waker(&mut self) -> Arc<Notify> {
+        self.wake.get_or_insert_with(Default::default).clone()
+    }
+
+    /// Wakes every waiter to look again.
+    pub(super) fn wake_all(&self) {
+        if let Some(w) = &self.wake {
+            w.notify_waiters();
+        }
+    }
+}
+
+/// The counter under `key`, made room for within the cap if it is new.
+pub(super) fn entry<'m, K: Clone + Eq + Hash>(
+    map: &'m mut HashMap<K, Counter>,
+    key: &K,
+    now: SystemTime,
+    s: &LimitSettings,
+) -> &'m mut Counter {
+    if !map.contains_key(key) {
+        make_room(map, now, s);
+    }
+    map.entry(key.clone()).or_default()
+}
+
+/// Keeps `map` within `max_tracked` entries before a new key is inserted: stale keys go
+/// first, then the longest-quiet unlocked idle ones.
+fn make_room<K: Clone + Eq + Hash>(
+    map: &mut HashMap<K, Counter>,
+    now: SystemTime,
+    s: &LimitSettings,
+) {
+    let cap = s.max_tracked.max(1);
+    if map.len() < cap {
+        return;
+    }
+    map.retain(|_, c| !c.stale(now, s));
+    if map.len() >= cap {
+        let mut by_age: Vec<(K, Option<SystemTime>)> = map
+            .iter()
+            .filter(|(_, c)| c.blocked(now).is_none() && c.running == 0 && c.waiting == 0)
+            .map(|(k, c)| (k.clone(), c.quiet_since()))
+            .collect();
+        by_age.sort_by_key(|(_, q)| *q);
+        let excess = (map.len() + 1).saturating_sub(cap * 9 / 10);
+        for (k, _) in by_age.into_iter().take(excess) {
+            map.remove(&k);
+        }
+    }
+}
+
+/// Drops `key` if it holds nothing worth remembering.
+pub(super) fn tidy<K: Eq + Hash>(
+    map: &mut HashMap<K, Counter>,
+    key: &K,
+    now: SystemTime,
+    s: &LimitSettings,
+) {
+    if map.get(key).is_some_and(|c| c.stale(now, s)) {
+        map.remove(key);
+    }
+}

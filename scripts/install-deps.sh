@@ -18,6 +18,8 @@ packages=(
   curl
   # HTTP load generator for the auth-axum benchmark.
   wrk
+  # Test hosts in network namespaces (ip netns, veth), for clients that are not loopback.
+  iproute2
 )
 
 missing=()

@@ -188,10 +188,12 @@ pub struct PasswordSettings {
     pub timeout: Option<Duration>,
 }
 
-/// Rate-limit settings in the file.
+/// The `[rate_limit]` section of a file, as written: every field optional. Hosts with a
+/// configuration file of their own (the gateway examples) embed it and call
+/// [`RateLimitSection::settings`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRateLimit {
+pub struct RateLimitSection {
     enabled: Option<bool>,
     user_failures: Option<u32>,
     address_failures: Option<u32>,
@@ -224,7 +226,7 @@ struct RawConfig {
     timeout: Option<Duration>,
     fallback: Option<Vec<String>>,
     #[serde(default)]
-    rate_limit: RawRateLimit,
+    rate_limit: RateLimitSection,
     #[serde(default)]
     audit: RawAudit,
     oauth: Option<OAuthSettings>,
@@ -672,8 +674,22 @@ fn validate(raw: RawConfig, problems: &mut Vec<ConfigProblem>) -> Config {
     }
 }
 
+impl RateLimitSection {
+    /// The settings this section asks for (defaults for what it leaves out), `None` when
+    /// it disables limiting, or every problem found.
+    pub fn settings(&self) -> Result<Option<LimitSettings>, ConfigError> {
+        let mut problems = Vec::new();
+        let settings = rate_limit_settings(self, &mut problems);
+        if problems.is_empty() {
+            Ok(settings)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
 fn rate_limit_settings(
-    raw: &RawRateLimit,
+    raw: &RateLimitSection,
     problems: &mut Vec<ConfigProblem>,
 ) -> Option<LimitSettings> {
     if raw.enabled == Some(false) {

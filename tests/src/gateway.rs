@@ -1,5 +1,6 @@
 //! Runs the `pg-gateway` example binary on a free port in a fresh data directory.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -9,13 +10,15 @@ use crate::process::{HarnessError, ServiceProcess, free_port};
 #[derive(Debug)]
 pub struct GatewayProcess {
     _dir: tempfile::TempDir,
+    /// The address every listener is on.
+    pub ip: IpAddr,
     /// The data directory.
     pub data: PathBuf,
-    /// The port on 127.0.0.1.
+    /// The pgwire port on `ip`.
     pub port: u16,
-    /// The HTTP API's port on 127.0.0.1.
+    /// The HTTP API's port on `ip`.
     pub http_port: u16,
-    /// The gRPC API's port on 127.0.0.1.
+    /// The gRPC API's port on `ip`.
     pub grpc_port: u16,
     /// The process.
     pub process: ServiceProcess,
@@ -36,6 +39,18 @@ impl GatewayProcess {
         rules: &str,
         env: &[(String, String)],
     ) -> Result<Self, HarnessError> {
+        Self::start_at(binary, IpAddr::from([127, 0, 0, 1]), auth_timeout, rules, env)
+    }
+
+    /// As [`GatewayProcess::start_with_env`], with every listener (pgwire, HTTP, gRPC) on
+    /// `ip`: a test host's gateway address ([`crate::netns::TestHost::gateway`]).
+    pub fn start_at(
+        binary: &Path,
+        ip: IpAddr,
+        auth_timeout: &str,
+        rules: &str,
+        env: &[(String, String)],
+    ) -> Result<Self, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix("auth-gateway-")
             .tempdir()
@@ -47,16 +62,16 @@ impl GatewayProcess {
         let grpc_port = free_port()?;
         std::fs::write(
             data.join("gateway.toml"),
-            format!("listen = \"127.0.0.1:{port}\"\nauth_timeout = \"{auth_timeout}\"\n{rules}"),
+            format!("listen = \"{ip}:{port}\"\nauth_timeout = \"{auth_timeout}\"\n{rules}"),
         )
         .map_err(HarnessError::io("write gateway.toml"))?;
         let mut cmd = Command::new(binary);
         cmd.arg("--data-dir")
             .arg(&data)
             .arg("--http-listen")
-            .arg(format!("127.0.0.1:{http_port}"))
+            .arg(format!("{ip}:{http_port}"))
             .arg("--grpc-listen")
-            .arg(format!("127.0.0.1:{grpc_port}"))
+            .arg(format!("{ip}:{grpc_port}"))
             .envs(env.iter().cloned());
         let process = ServiceProcess::spawn("pg-gateway", &mut cmd, "listening on")?;
         let output = process.output();
@@ -71,6 +86,7 @@ impl GatewayProcess {
             })?;
         Ok(Self {
             _dir: dir,
+            ip,
             data,
             port,
             http_port,
@@ -83,8 +99,8 @@ impl GatewayProcess {
     /// A libpq connection string for `user` (database of the same name) plus `extra`.
     pub fn conninfo(&self, user: &str, extra: &str) -> String {
         format!(
-            "host=127.0.0.1 port={} user={user} dbname={user} {extra}",
-            self.port
+            "host={} port={} user={user} dbname={user} {extra}",
+            self.ip, self.port
         )
     }
 }

@@ -9,6 +9,7 @@
 //! - [`redis::Redis`]: a Redis server.
 //! - [`oidc::OidcProvider`]: node oidc-provider, a certified OpenID provider.
 //! - [`oauth_server::DjangoOAuth`]: django-oauth-toolkit, for the password grant.
+//! - [`netns::TestHost`]: a test host in a network namespace, for non-loopback clients.
 //! - [`scram_client`]: an independent SCRAM client (postgres-protocol) for interop tests.
 //!
 //! A service that cannot start fails the test with a [`HarnessError`] naming
@@ -20,6 +21,7 @@ pub mod gateway;
 pub mod jdbc;
 pub mod jwt;
 pub mod kdc;
+pub mod netns;
 pub mod oauth_server;
 pub mod oidc;
 pub mod postgres;

@@ -190,6 +190,9 @@ pub struct GatewayConfig {
     /// Kerberos settings for `method = "gss"` rules.
     #[serde(default)]
     pub kerberos: KerberosConfig,
+    /// Rate limiting and lockout, shared by every front door (`auth_core::rate_limit`).
+    #[serde(default)]
+    pub rate_limit: auth_core::config::RateLimitSection,
 }
 
 fn default_listen() -> SocketAddr {
@@ -235,6 +238,7 @@ method = "scram"
         for r in &config.rules {
             r.to_rule(Target::Reject)?;
         }
+        config.rate_limit.settings().map_err(|e| e.to_string())?;
         #[cfg(feature = "kerberos")]
         config.kerberos.mapper()?;
         #[cfg(not(feature = "kerberos"))]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use auth_core::audit::JsonLinesAuditSink;
+use auth_core::rate_limit::LimitSettings;
 use auth_core::policy::{Rule, Target};
 use auth_core::{AuditSink, Chain, MemoryRateLimiter, Policy, RateLimiter};
 #[cfg(feature = "kerberos")]
@@ -203,8 +204,25 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         data_dir: data_dir.to_owned(),
         mock_secret,
         audit: Arc::new(JsonLinesAuditSink::new(audit_file)),
-        limiter: Arc::new(MemoryRateLimiter::default()),
+        limiter: limiter(&config)?,
     })
+}
+
+/// The one limiter every front door shares, as `[rate_limit]` says; with limiting
+/// disabled, a limiter that limits nothing.
+fn limiter(config: &GatewayConfig) -> Result<Arc<dyn RateLimiter>, GatewayError> {
+    let settings = config
+        .rate_limit
+        .settings()
+        .map_err(|e| GatewayError(e.to_string()))?;
+    Ok(Arc::new(MemoryRateLimiter::new(settings.unwrap_or(
+        LimitSettings {
+            user_failures: u32::MAX,
+            address_failures: u32::MAX,
+            max_running_per_address: u32::MAX,
+            ..LimitSettings::default()
+        },
+    ))))
 }
 
 /// The pgwire handlers: our authenticator and the demo SQL.

@@ -1,0 +1,289 @@
+//! CORE-8, CORE-15 end to end, from clients that are not loopback: test hosts in network
+//! namespaces (`auth_tests::netns`) reach the gateway's pgwire, HTTP and gRPC front doors,
+//! which share one rate limiter. A pool's simultaneous logins all succeed; exchanges
+//! abandoned at every stage, HTTP clients that hang up while argon2 runs and cancelled gRPC
+//! calls never lock the user; smart lockout keeps the user's known address working; and
+//! failures on one front door count on the others.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use auth_tests::gateway::GatewayProcess;
+use auth_tests::netns::TestHost;
+
+/// SCRAM for everyone; a short first lockout so "after the backoff" is seconds away.
+const RULES: &str = r#"
+[[rule]]
+name = "scram"
+method = "scram"
+
+[rate_limit]
+lockout = "3s"
+"#;
+
+const REFUSED: &str = "too many failed attempts";
+
+struct Setup {
+    gw: GatewayProcess,
+    /// Where the user logs in from.
+    known: TestHost,
+    /// Where the stranger is.
+    stranger: TestHost,
+    /// Another address.
+    third: TestHost,
+}
+
+fn setup() -> Setup {
+    let known = TestHost::create().unwrap_or_else(|e| panic!("{e}"));
+    let stranger = TestHost::create().unwrap_or_else(|e| panic!("{e}"));
+    let third = TestHost::create().unwrap_or_else(|e| panic!("{e}"));
+    let binary = Path::new(env!("CARGO_BIN_EXE_pg-gateway"));
+    let gw = GatewayProcess::start_at(binary, known.gateway.into(), "10s", RULES, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    Setup {
+        gw,
+        known,
+        stranger,
+        third,
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    )
+}
+
+fn psql_command(host: &TestHost, gw: &GatewayProcess, password: &str) -> Command {
+    let mut c = host.command("psql");
+    c.env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args(["-X", "-w", "-At", "-d"])
+        .arg(gw.conninfo("demo", "sslmode=disable"))
+        .args(["-c", "SELECT current_user"]);
+    c
+}
+
+/// psql from `host` as demo: Ok(current_user) or Err(stderr).
+fn psql(host: &TestHost, gw: &GatewayProcess, password: &str) -> Result<String, String> {
+    let out = psql_command(host, gw, password)
+        .output()
+        .expect("psql is installed (scripts/install-deps.sh)");
+    let (stdout, stderr) = text(&out);
+    if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(stderr)
+    }
+}
+
+/// curl from `host`: the HTTP status of GET /whoami with Basic credentials.
+fn curl(host: &TestHost, gw: &GatewayProcess, password: &str) -> String {
+    let out = host
+        .command("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
+        .arg("-u")
+        .arg(format!("demo:{password}"))
+        .arg(format!("http://{}:{}/whoami", gw.ip, gw.http_port))
+        .output()
+        .expect("curl is installed (scripts/install-deps.sh)");
+    text(&out).0
+}
+
+/// `tests/python/preauth.py` from `host` with the test venv's Python.
+fn preauth(host: &TestHost, args: &[String]) -> String {
+    let python = auth_tests::venv_python("the pre-auth clients (grpcio)").unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/preauth.py");
+    let out = host
+        .command(python.to_str().unwrap())
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "preauth.py {args:?}: {stderr}");
+    stdout
+}
+
+fn grpc(host: &TestHost, gw: &GatewayProcess, password: &str) -> String {
+    preauth(
+        host,
+        &[
+            "grpc-call".into(),
+            gw.ip.to_string(),
+            gw.grpc_port.to_string(),
+            "demo".into(),
+            password.into(),
+        ],
+    )
+}
+
+/// Retries `f` until it succeeds, for at most `limit`: how a client outwaits a lockout.
+fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let until = Instant::now() + limit;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() > until => panic!("still failing after {limit:?}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+fn audit_lines(gw: &GatewayProcess, event: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(gw.data.join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == event)
+        .collect()
+}
+
+#[test]
+fn ten_simultaneous_psql_logins_from_one_address_all_succeed() {
+    let s = setup();
+    let children: Vec<_> = (0..10)
+        .map(|_| {
+            psql_command(&s.stranger, &s.gw, &s.gw.demo_password)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(stdout, "demo");
+    }
+    let successes = audit_lines(&s.gw, "attempt_succeeded");
+    assert_eq!(successes.len(), 10);
+    assert!(
+        successes[0]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with(&s.stranger.address.to_string()),
+        "the clients were not loopback: {}",
+        successes[0]
+    );
+}
+
+#[test]
+fn abandoned_exchanges_hang_ups_and_cancelled_calls_never_lock_the_user() {
+    for count in [5usize, 50] {
+        let s = setup();
+        let (ip, n) = (s.gw.ip.to_string(), count.to_string());
+        let wrong = "a wrong password".to_owned();
+        let out = preauth(
+            &s.stranger,
+            &["pg-abandon".into(), ip.clone(), s.gw.port.to_string(), "demo".into(), n.clone()],
+        );
+        assert_eq!(out, format!("done {count}"));
+        preauth(
+            &s.stranger,
+            &[
+                "http-hangup".into(),
+                ip.clone(),
+                s.gw.http_port.to_string(),
+                "demo".into(),
+                wrong.clone(),
+                n.clone(),
+                "10".into(),
+            ],
+        );
+        preauth(
+            &s.stranger,
+            &[
+                "grpc-cancel".into(),
+                ip.clone(),
+                s.gw.grpc_port.to_string(),
+                "demo".into(),
+                wrong.clone(),
+                n.clone(),
+                "10".into(),
+            ],
+        );
+        assert!(
+            !audit_lines(&s.gw, "abandoned").is_empty(),
+            "abandonments are audited"
+        );
+        // Another address, at once, on every front door.
+        let demo = &s.gw.demo_password;
+        assert_eq!(psql(&s.third, &s.gw, demo).unwrap(), "demo");
+        assert_eq!(curl(&s.third, &s.gw, demo), "200");
+        assert_eq!(grpc(&s.third, &s.gw, demo), "OK");
+        // The same address: at once after a few, after the backoff after many.
+        if count < 20 {
+            assert_eq!(psql(&s.stranger, &s.gw, demo).unwrap(), "demo");
+        } else {
+            let refused = psql(&s.stranger, &s.gw, demo).unwrap_err();
+            assert!(refused.contains(REFUSED), "{refused}");
+            let lock = audit_lines(&s.gw, "lockout");
+            assert!(
+                lock.iter()
+                    .any(|e| e["detail"].as_str().unwrap().starts_with("address locked")),
+                "the address is what is locked"
+            );
+            let user = eventually(Duration::from_secs(30), || psql(&s.stranger, &s.gw, demo));
+            assert_eq!(user, "demo");
+        }
+    }
+}
+
+#[test]
+fn smart_lockout_keeps_the_known_address_working() {
+    let s = setup();
+    let demo = &s.gw.demo_password;
+    assert_eq!(psql(&s.known, &s.gw, demo).unwrap(), "demo");
+    // Fifty wrong passwords from the stranger, ten at a time.
+    for _ in 0..5 {
+        let children: Vec<_> = (0..10)
+            .map(|_| {
+                psql_command(&s.stranger, &s.gw, "wrong password")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(!c.wait().unwrap().success());
+        }
+    }
+    let refused = psql(&s.stranger, &s.gw, demo).unwrap_err();
+    assert!(refused.contains(REFUSED), "the stranger's address: {refused}");
+    assert_eq!(
+        psql(&s.known, &s.gw, demo).unwrap(),
+        "demo",
+        "the known address logs in"
+    );
+    let refused = psql(&s.third, &s.gw, demo).unwrap_err();
+    assert!(refused.contains(REFUSED), "a third address: {refused}");
+    let lock = audit_lines(&s.gw, "lockout");
+    assert!(
+        lock.iter().any(|e| e["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("user at unknown addresses locked for another")),
+        "{lock:?}"
+    );
+    let user = eventually(Duration::from_secs(60), || psql(&s.third, &s.gw, demo));
+    assert_eq!(user, "demo", "until the lock ends");
+}
+
+#[test]
+fn failures_over_http_count_for_pgwire_and_grpc() {
+    let s = setup();
+    for _ in 0..5 {
+        assert_eq!(curl(&s.stranger, &s.gw, "wrong password"), "401");
+    }
+    let demo = &s.gw.demo_password;
+    let refused = psql(&s.third, &s.gw, demo).unwrap_err();
+    assert!(refused.contains(REFUSED), "{refused}");
+    assert_eq!(grpc(&s.third, &s.gw, demo), "RESOURCE_EXHAUSTED");
+    assert_eq!(curl(&s.third, &s.gw, demo), "429");
+}

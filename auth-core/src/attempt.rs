@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crate::connection::ConnectionInfo;
 use crate::conversation::{Conversation, Paced};
-use crate::rate_limit::reservation::Shared;
 use crate::credential::Credential;
+use crate::rate_limit::reservation::Shared;
 
 /// Everything an authenticator gets to decide: the [`ConnectionInfo`], the [`Credential`]
 /// the client offered and, for multi-round mechanisms, a [`Conversation`].

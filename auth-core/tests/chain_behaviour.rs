@@ -342,8 +342,18 @@ async fn the_limiter_hears_each_outcome_exactly_once_with_the_right_subject() {
     assert_eq!(
         what,
         [
-            "admit", "acquire", "failed", "admit", "acquire", "neutral", "admit", "acquire",
-            "succeeded", "admit", "acquire", "failed"
+            "admit",
+            "acquire",
+            "failed",
+            "admit",
+            "acquire",
+            "neutral",
+            "admit",
+            "acquire",
+            "succeeded",
+            "admit",
+            "acquire",
+            "failed"
         ]
     );
     for (_, user, address, localhost) in &calls {

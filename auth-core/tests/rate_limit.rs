@@ -17,8 +17,8 @@ use auth_core::rate_limit::{LimitSettings, Running};
 use auth_core::secrecy::ExposeSecret;
 use auth_core::{
     Attempt, AuditEventKind, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind,
-    Error, Link, ManualClock, MemoryAuditSink, MemoryRateLimiter, Outcome, OutcomeClass,
-    Protocol, StandardSession,
+    Error, Link, ManualClock, MemoryAuditSink, MemoryRateLimiter, Outcome, OutcomeClass, Protocol,
+    StandardSession,
 };
 use common::{Scripted, t0};
 use proptest::prelude::*;
@@ -64,8 +64,7 @@ impl Authenticator for ProofMechanism {
 }
 
 fn from(ip: &str, user: &str) -> ConnectionInfo {
-    ConnectionInfo::tcp(Protocol::Postgres, format!("{ip}:40000").parse().unwrap())
-        .with_user(user)
+    ConnectionInfo::tcp(Protocol::Postgres, format!("{ip}:40000").parse().unwrap()).with_user(user)
 }
 
 fn password(ip: &str, user: &str, secret: &str) -> Attempt {
@@ -138,7 +137,10 @@ fn proof_chain_audited(
     let chain = Chain::builder()
         .audit(Arc::new(audit.clone()))
         .rate_limiter(limiter.clone())
-        .push(Link::new(mechanism.clone(), auth_core::Control::CONCLUSIVE).with_timeout(Duration::from_secs(2)))
+        .push(
+            Link::new(mechanism.clone(), auth_core::Control::CONCLUSIVE)
+                .with_timeout(Duration::from_secs(2)),
+        )
         .build();
     (Arc::new(chain), mechanism)
 }
@@ -172,8 +174,7 @@ async fn fifty_simultaneous_correct_logins_from_one_address_all_succeed() {
     for _ in 0..50 {
         started.push(Exchange::start(&chain, "10.0.0.7", "alice").await.unwrap());
     }
-    let outcomes =
-        futures::future::join_all(started.into_iter().map(|x| x.answer("right"))).await;
+    let outcomes = futures::future::join_all(started.into_iter().map(|x| x.answer("right"))).await;
     assert!(outcomes.iter().all(Outcome::is_authenticated));
     assert_eq!(limiter.running(), Running::default());
 }
@@ -204,7 +205,11 @@ async fn a_hundred_concurrent_wrong_passwords_reach_the_verifier_five_times() {
         }
     }))
     .await;
-    assert_eq!(verifier.calls(), 5, "at most user_failures wrong secrets verified");
+    assert_eq!(
+        verifier.calls(),
+        5,
+        "at most user_failures wrong secrets verified"
+    );
     let refused = outcomes
         .iter()
         .filter(|o| error(o) == Some(Error::RateLimited))
@@ -282,7 +287,11 @@ async fn abandoned_exchanges_count_against_the_address_never_the_user() {
         for i in 0..count {
             abandon(&chain, "10.0.0.66", i).await;
         }
-        assert_eq!(limiter.running(), Running::default(), "nothing left in flight");
+        assert_eq!(
+            limiter.running(),
+            Running::default(),
+            "nothing left in flight"
+        );
         assert_eq!(
             audit.of_kind(AuditEventKind::Abandoned).len(),
             count.min(20),
@@ -341,7 +350,9 @@ async fn smart_lockout_keeps_the_known_address_working() {
         }
     }
     assert_eq!(refused, 45, "five guesses, then locked");
-    let out = chain.decide(&mut password(unknown, "alice", "correct")).await;
+    let out = chain
+        .decide(&mut password(unknown, "alice", "correct"))
+        .await;
     assert_eq!(error(&out), Some(Error::RateLimited), "U is locked");
     assert!(
         chain

@@ -84,7 +84,15 @@ fn psql(host: &TestHost, gw: &GatewayProcess, password: &str) -> Result<String, 
 fn curl(host: &TestHost, gw: &GatewayProcess, password: &str) -> String {
     let out = host
         .command("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
         .arg("-u")
         .arg(format!("demo:{password}"))
         .arg(format!("http://{}:{}/whoami", gw.ip, gw.http_port))
@@ -176,51 +184,67 @@ fn ten_simultaneous_psql_logins_from_one_address_all_succeed() {
 fn abandoned_exchanges_hang_ups_and_cancelled_calls_never_lock_the_user() {
     for count in [5usize, 50] {
         let s = setup();
+        // One stranger per front door, so that one door's address lock does not hide the
+        // next door's clients.
+        let (pg_stranger, http_stranger, grpc_stranger) = (
+            &s.stranger,
+            &TestHost::create().unwrap_or_else(|e| panic!("{e}")),
+            &TestHost::create().unwrap_or_else(|e| panic!("{e}")),
+        );
         let (ip, n) = (s.gw.ip.to_string(), count.to_string());
         let wrong = "a wrong password".to_owned();
         let out = preauth(
-            &s.stranger,
-            &["pg-abandon".into(), ip.clone(), s.gw.port.to_string(), "demo".into(), n.clone()],
+            pg_stranger,
+            &[
+                "pg-abandon".into(),
+                ip.clone(),
+                s.gw.port.to_string(),
+                "demo".into(),
+                n.clone(),
+            ],
         );
         assert_eq!(out, format!("done {count}"));
-        preauth(
-            &s.stranger,
-            &[
-                "http-hangup".into(),
-                ip.clone(),
-                s.gw.http_port.to_string(),
-                "demo".into(),
-                wrong.clone(),
-                n.clone(),
-                "10".into(),
-            ],
-        );
-        preauth(
-            &s.stranger,
-            &[
-                "grpc-cancel".into(),
-                ip.clone(),
-                s.gw.grpc_port.to_string(),
-                "demo".into(),
-                wrong.clone(),
-                n.clone(),
-                "10".into(),
-            ],
-        );
-        assert!(
-            !audit_lines(&s.gw, "abandoned").is_empty(),
-            "abandonments are audited"
-        );
+        // Wrong passwords: had a hang-up been taken for a finished attempt, five of them
+        // would lock the user out.
+        for (host, door, port) in [
+            (http_stranger, "http-hangup", s.gw.http_port),
+            (grpc_stranger, "grpc-cancel", s.gw.grpc_port),
+        ] {
+            let out = preauth(
+                host,
+                &[
+                    door.into(),
+                    ip.clone(),
+                    port.to_string(),
+                    "demo".into(),
+                    wrong.clone(),
+                    n.clone(),
+                    "10".into(),
+                ],
+            );
+            assert_eq!(out, format!("done {count}"));
+        }
+        // Each front door saw its clients walk away, and none of it was a failed login.
+        let abandoned = audit_lines(&s.gw, "abandoned");
+        for protocol in ["postgres", "http", "grpc"] {
+            assert!(
+                abandoned.iter().any(|e| e["protocol"] == protocol),
+                "no abandonment audited over {protocol}: {abandoned:?}"
+            );
+        }
+        assert!(audit_lines(&s.gw, "attempt_failed").is_empty());
         // Another address, at once, on every front door.
         let demo = &s.gw.demo_password;
         assert_eq!(psql(&s.third, &s.gw, demo).unwrap(), "demo");
         assert_eq!(curl(&s.third, &s.gw, demo), "200");
         assert_eq!(grpc(&s.third, &s.gw, demo), "OK");
-        // The same address: at once after a few, after the backoff after many.
+        // The same addresses: at once after a few, after the backoff after many.
         if count < 20 {
-            assert_eq!(psql(&s.stranger, &s.gw, demo).unwrap(), "demo");
+            assert_eq!(psql(pg_stranger, &s.gw, demo).unwrap(), "demo");
+            assert_eq!(curl(http_stranger, &s.gw, demo), "200");
+            assert_eq!(grpc(grpc_stranger, &s.gw, demo), "OK");
         } else {
-            let refused = psql(&s.stranger, &s.gw, demo).unwrap_err();
+            let refused = psql(pg_stranger, &s.gw, demo).unwrap_err();
             assert!(refused.contains(REFUSED), "{refused}");
             let lock = audit_lines(&s.gw, "lockout");
             assert!(
@@ -228,8 +252,20 @@ fn abandoned_exchanges_hang_ups_and_cancelled_calls_never_lock_the_user() {
                     .any(|e| e["detail"].as_str().unwrap().starts_with("address locked")),
                 "the address is what is locked"
             );
-            let user = eventually(Duration::from_secs(30), || psql(&s.stranger, &s.gw, demo));
+            let user = eventually(Duration::from_secs(30), || psql(pg_stranger, &s.gw, demo));
             assert_eq!(user, "demo");
+            let status = eventually(Duration::from_secs(30), || {
+                Some(curl(http_stranger, &s.gw, demo))
+                    .filter(|s| s == "200")
+                    .ok_or_else(|| "HTTP still refused".to_owned())
+            });
+            assert_eq!(status, "200");
+            let code = eventually(Duration::from_secs(30), || {
+                Some(grpc(grpc_stranger, &s.gw, demo))
+                    .filter(|c| c == "OK")
+                    .ok_or_else(|| "gRPC still refused".to_owned())
+            });
+            assert_eq!(code, "OK");
         }
     }
 }
@@ -255,7 +291,10 @@ fn smart_lockout_keeps_the_known_address_working() {
         }
     }
     let refused = psql(&s.stranger, &s.gw, demo).unwrap_err();
-    assert!(refused.contains(REFUSED), "the stranger's address: {refused}");
+    assert!(
+        refused.contains(REFUSED),
+        "the stranger's address: {refused}"
+    );
     assert_eq!(
         psql(&s.known, &s.gw, demo).unwrap(),
         "demo",

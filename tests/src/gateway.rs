@@ -39,7 +39,13 @@ impl GatewayProcess {
         rules: &str,
         env: &[(String, String)],
     ) -> Result<Self, HarnessError> {
-        Self::start_at(binary, IpAddr::from([127, 0, 0, 1]), auth_timeout, rules, env)
+        Self::start_at(
+            binary,
+            IpAddr::from([127, 0, 0, 1]),
+            auth_timeout,
+            rules,
+            env,
+        )
     }
 
     /// As [`GatewayProcess::start_with_env`], with every listener (pgwire, HTTP, gRPC) on

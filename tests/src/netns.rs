@@ -78,7 +78,13 @@ impl TestHost {
         let _ = ip(&["netns", "del", ns]);
         ip(&["netns", "add", ns])?;
         ip(&["link", "set", peer, "netns", ns])?;
-        ip(&["addr", "add", &format!("{}/24", self.gateway), "dev", &self.link])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", self.gateway),
+            "dev",
+            &self.link,
+        ])?;
         ip(&["link", "set", &self.link, "up"])?;
         let inside = |args: &[&str]| {
             let mut all = vec!["netns", "exec", ns, "ip"];

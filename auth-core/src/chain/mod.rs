@@ -515,7 +515,13 @@ impl Authenticator for Chain {
             ending_of(&outcome)
         };
         reservation.finish(ending);
-        self.audit_attempt(attempt, &outcome, link, started, ending == Ending::Abandoned);
+        self.audit_attempt(
+            attempt,
+            &outcome,
+            link,
+            started,
+            ending == Ending::Abandoned,
+        );
         outcome
     }
 }

@@ -455,10 +455,8 @@ mod tests {
         let st = l.inner.state();
         assert!(st.scopes.is_empty(), "nothing left to remember for alice");
         assert_eq!(
-            st.addresses[&"10.0.0.1".parse::<IpAddr>().unwrap()].recent(
-                l.inner.clock.now(),
-                Duration::from_secs(300)
-            ),
+            st.addresses[&"10.0.0.1".parse::<IpAddr>().unwrap()]
+                .recent(l.inner.clock.now(), Duration::from_secs(300)),
             4
         );
     }
@@ -498,8 +496,7 @@ mod tests {
             for _ in 0..5 {
                 attempt(&l, &s, Ending::Failed).await;
             }
-            if let Some(Refusal::Locked { retry_after, .. }) =
-                attempt(&l, &s, Ending::Failed).await
+            if let Some(Refusal::Locked { retry_after, .. }) = attempt(&l, &s, Ending::Failed).await
             {
                 last = retry_after;
                 clock.advance(retry_after);
@@ -521,10 +518,20 @@ mod tests {
         let (l, _clock) = limiter();
         for i in 0..20u16 {
             let user = format!("u{i}");
-            attempt(&l, &remote(&user, &format!("2001:db8:1:2::{i:x}")), Ending::Failed).await;
+            attempt(
+                &l,
+                &remote(&user, &format!("2001:db8:1:2::{i:x}")),
+                Ending::Failed,
+            )
+            .await;
         }
         assert_eq!(
-            attempt(&l, &remote("fresh", "2001:db8:1:2:ffff::1"), Ending::Succeeded).await,
+            attempt(
+                &l,
+                &remote("fresh", "2001:db8:1:2:ffff::1"),
+                Ending::Succeeded
+            )
+            .await,
             locked(LockScope::Address, 60)
         );
         assert_eq!(
@@ -552,7 +559,12 @@ mod tests {
             clock.advance(Duration::from_millis(10));
             let user = format!("spray{i}");
             attempt(&l, &remote(&user, "10.0.0.2"), Ending::Failed).await;
-            attempt(&l, &remote(&user, &format!("10.1.{}.1", i % 250)), Ending::Succeeded).await;
+            attempt(
+                &l,
+                &remote(&user, &format!("10.1.{}.1", i % 250)),
+                Ending::Succeeded,
+            )
+            .await;
         }
         let (scopes, addresses, known) = l.tracked();
         assert!(scopes <= 100 && addresses <= 100 && known <= 100);
@@ -569,7 +581,10 @@ mod tests {
     async fn a_success_makes_the_network_known_for_a_while() {
         let (l, clock) = limiter();
         attempt(&l, &remote("alice", "192.0.2.10"), Ending::Succeeded).await;
-        assert!(l.is_known("alice", "192.0.2.99".parse().unwrap()), "same /24");
+        assert!(
+            l.is_known("alice", "192.0.2.99".parse().unwrap()),
+            "same /24"
+        );
         assert!(!l.is_known("alice", "192.0.3.10".parse().unwrap()));
         assert!(!l.is_known("bob", "192.0.2.10".parse().unwrap()));
         clock.advance(Duration::from_secs(30 * 86_400));
@@ -581,7 +596,12 @@ mod tests {
         let (l, clock) = limiter();
         for i in 0..20 {
             clock.advance(Duration::from_secs(1));
-            attempt(&l, &remote("alice", &format!("10.{i}.0.1")), Ending::Succeeded).await;
+            attempt(
+                &l,
+                &remote("alice", &format!("10.{i}.0.1")),
+                Ending::Succeeded,
+            )
+            .await;
         }
         assert_eq!(l.inner.state().known["alice"].len(), 8);
         assert!(l.is_known("alice", "10.19.0.1".parse().unwrap()));
@@ -596,10 +616,7 @@ mod tests {
         for _ in 0..64 {
             held.push(l.admit(&s).await.unwrap());
         }
-        assert_eq!(
-            l.admit(&s).await.unwrap_err(),
-            Refusal::Busy(Busy::Address)
-        );
+        assert_eq!(l.admit(&s).await.unwrap_err(), Refusal::Busy(Busy::Address));
         for r in held {
             r.finish(Ending::Neutral);
         }

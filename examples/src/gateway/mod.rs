@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use auth_core::audit::JsonLinesAuditSink;
-use auth_core::rate_limit::LimitSettings;
 use auth_core::policy::{Rule, Target};
+use auth_core::rate_limit::LimitSettings;
 use auth_core::{AuditSink, Chain, MemoryRateLimiter, Policy, RateLimiter};
 #[cfg(feature = "kerberos")]
 use auth_kerberos::{GssAuthenticator, UserDirectory};
@@ -196,6 +196,7 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         .append(true)
         .open(&audit_path)
         .map_err(|e| GatewayError(format!("audit log {}: {e}", audit_path.display())))?;
+    let limiter = limiter(&config)?;
     Ok(Prepared {
         config,
         wallet,
@@ -204,7 +205,7 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         data_dir: data_dir.to_owned(),
         mock_secret,
         audit: Arc::new(JsonLinesAuditSink::new(audit_file)),
-        limiter: limiter(&config)?,
+        limiter,
     })
 }
 

@@ -71,7 +71,7 @@ use crate::clock::{SharedClock, system_clock};
 use crate::credential::{Credential, CredentialKind};
 use crate::error::{Error, Failure};
 use crate::outcome::{Outcome, OutcomeClass};
-use crate::rate_limit::{Ending, RateLimiter, Refusal, Reservation, Subject};
+use crate::rate_limit::{Ending, RateLimiter, Refusal, Subject};
 use crate::session::SessionState;
 
 /// The per-link timeout when none is given.
@@ -283,35 +283,6 @@ impl Chain {
             .map_or(DEFAULT_TIMEOUT, |l| l.timeout)
     }
 
-    /// Audits an attempt dropped before it ended, when its reservation is dropped.
-    fn note_abandonment(&self, attempt: &Attempt, reservation: &Reservation) {
-        if !self.audit.enabled() {
-            return;
-        }
-        let audit = self.audit.clone();
-        let clock = self.clock.clone();
-        let started = Instant::now();
-        let peer = attempt.connection.peer.clone();
-        let user = attempt.user().map(str::to_owned);
-        let (id, protocol) = (attempt.connection.id, attempt.connection.protocol.as_str());
-        reservation.on_abandon(move || {
-            audit.record(&AuditEvent {
-                timestamp: clock.now(),
-                event: AuditEventKind::Abandoned,
-                method: None,
-                username: user.as_deref(),
-                source: &peer,
-                connection_id: id,
-                protocol,
-                duration: started.elapsed(),
-                outcome: Ending::Abandoned.as_str(),
-                action: None,
-                error: None,
-                detail: Some("the attempt ended before an outcome (client gone, task aborted)"),
-            });
-        });
-    }
-
     async fn run_links(&self, attempt: &mut Attempt) -> (Outcome, Option<usize>) {
         let mut eval = Evaluator::new();
         let mut session = None;
@@ -487,16 +458,24 @@ impl Authenticator for Chain {
             address: attempt.connection.peer.ip(),
             localhost: attempt.connection.is_localhost(),
         };
-        let reservation = match limiter.admit(&subject).await {
+        let admitted = match limiter.try_admit(&subject) {
+            Some(answer) => answer,
+            None => limiter.admit(&subject).await,
+        };
+        let reservation = match admitted {
             Ok(r) => r,
             Err(refusal) => return self.refuse(attempt, refusal),
         };
+        // Audits the attempt if it is dropped before it ends (the reservation itself
+        // tells the limiter).
+        let mut unfinished = (reservation.is_limited() && self.audit.enabled())
+            .then(|| Unfinished::new(self, attempt));
         if let Some(shared) = reservation.shared() {
-            self.note_abandonment(attempt, &reservation);
             // The credential has arrived: its verification takes a slot.
             let wait = self.slot_wait(&attempt.credential);
             if let Err(refusal) = reservation.verify(wait).await {
                 reservation.finish(Ending::Neutral);
+                unfinished.take().map(Unfinished::disarm);
                 return self.refuse(attempt, refusal);
             }
             attempt.pace(Some((shared, wait)));
@@ -504,6 +483,9 @@ impl Authenticator for Chain {
 
         let (outcome, link) = self.run_links(attempt).await;
         attempt.pace(None);
+        if let Some(u) = &mut unfinished {
+            u.chain = None;
+        }
 
         if let Some(refusal) = reservation.refusal() {
             reservation.finish(Ending::Neutral);
@@ -572,6 +554,56 @@ impl Chain {
             e.username = Some(session.user());
         }
         self.audit.record(&e);
+    }
+}
+
+/// An attempt that has not ended yet: dropped armed (the future was dropped mid-way: a
+/// client that hung up, an aborted task), it audits an `abandoned` event.
+struct Unfinished<'c> {
+    chain: Option<&'c Chain>,
+    started: Instant,
+    peer: crate::connection::Peer,
+    user: Option<String>,
+    connection_id: u64,
+    protocol: &'static str,
+}
+
+impl<'c> Unfinished<'c> {
+    fn new(chain: &'c Chain, attempt: &Attempt) -> Self {
+        Self {
+            chain: Some(chain),
+            started: Instant::now(),
+            peer: attempt.connection.peer.clone(),
+            user: attempt.user().map(str::to_owned),
+            connection_id: attempt.connection.id,
+            protocol: attempt.connection.protocol.as_str(),
+        }
+    }
+
+    fn disarm(mut self) {
+        self.chain = None;
+    }
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        let Some(chain) = self.chain else {
+            return;
+        };
+        chain.audit.record(&AuditEvent {
+            timestamp: chain.clock.now(),
+            event: AuditEventKind::Abandoned,
+            method: None,
+            username: self.user.as_deref(),
+            source: &self.peer,
+            connection_id: self.connection_id,
+            protocol: self.protocol,
+            duration: self.started.elapsed(),
+            outcome: Ending::Abandoned.as_str(),
+            action: None,
+            error: None,
+            detail: Some("the attempt ended before an outcome (client gone, task aborted)"),
+        });
     }
 }
 

@@ -1,13 +1,12 @@
 //! The in-memory limiter for one process.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::counter::{Counter, entry, tidy};
+use super::counter::{Counter, Table, entry};
 use super::{
     Busy, Ending, Hold, LimitSettings, LockScope, RateLimiter, Refusal, Reservation, Subject,
     address_key, network_key,
@@ -33,10 +32,10 @@ impl ScopeKey {
 
 #[derive(Debug, Default)]
 struct State {
-    scopes: HashMap<ScopeKey, Counter>,
-    addresses: HashMap<IpAddr, Counter>,
+    scopes: Table<ScopeKey, Counter>,
+    addresses: Table<IpAddr, Counter>,
     /// Per user: networks with their latest success, most recent last.
-    known: HashMap<String, Vec<(IpAddr, SystemTime)>>,
+    known: Table<String, Vec<(IpAddr, SystemTime)>>,
 }
 
 #[derive(Debug)]
@@ -138,7 +137,23 @@ fn known_network(
 /// Makes `ip`'s network known for `user`, within the per-user and table caps.
 fn remember(st: &mut State, s: &LimitSettings, user: &str, ip: IpAddr, now: SystemTime) {
     let net = network_key(ip);
-    if !st.known.contains_key(user) && st.known.len() >= s.max_tracked.max(1) {
+    if let Some(nets) = st.known.get_mut(user) {
+        // The common case, a user logging in again from where they did: no allocation.
+        match nets.iter().position(|(n, _)| *n == net) {
+            Some(i) if i + 1 == nets.len() => nets[i].1 = now,
+            Some(i) => {
+                nets.remove(i);
+                nets.push((net, now));
+            }
+            None => {
+                nets.push((net, now));
+                let excess = nets.len().saturating_sub(s.max_known_per_user.max(1));
+                nets.drain(..excess);
+            }
+        }
+        return;
+    }
+    if st.known.len() >= s.max_tracked.max(1) {
         // Expired entries first, then the user whose latest success is oldest.
         st.known.retain(|_, nets| {
             nets.retain(|(_, at)| now.duration_since(*at).unwrap_or_default() < s.known_for);
@@ -154,16 +169,22 @@ fn remember(st: &mut State, s: &LimitSettings, user: &str, ip: IpAddr, now: Syst
             st.known.remove(&oldest);
         }
     }
-    let nets = st.known.entry(user.to_owned()).or_default();
-    nets.retain(|(n, _)| *n != net);
-    nets.push((net, now));
-    let excess = nets.len().saturating_sub(s.max_known_per_user.max(1));
-    nets.drain(..excess);
+    st.known.insert(user.to_owned(), vec![(net, now)]);
 }
 
 #[async_trait]
 impl RateLimiter for MemoryRateLimiter {
+    fn try_admit(&self, subject: &Subject<'_>) -> Option<Result<Reservation, Refusal>> {
+        Some(self.admit_now(subject))
+    }
+
     async fn admit(&self, subject: &Subject<'_>) -> Result<Reservation, Refusal> {
+        self.admit_now(subject)
+    }
+}
+
+impl MemoryRateLimiter {
+    fn admit_now(&self, subject: &Subject<'_>) -> Result<Reservation, Refusal> {
         let s = &self.inner.settings;
         if s.exempt_localhost && subject.localhost {
             return Ok(Reservation::unlimited());
@@ -172,7 +193,7 @@ impl RateLimiter for MemoryRateLimiter {
         let mut st = self.inner.state();
         let address = subject.address.map(address_key);
         if let Some(c) = address.and_then(|a| st.addresses.get(&a)) {
-            if let Some(retry_after) = c.blocked(now) {
+            if let Some(retry_after) = c.has_history().then(|| c.blocked(now)).flatten() {
                 return Err(Refusal::Locked {
                     retry_after,
                     scope: LockScope::Address,
@@ -189,7 +210,11 @@ impl RateLimiter for MemoryRateLimiter {
                 .and_then(|ip| known_network(&st, s, user, ip, now)),
         });
         if let Some(key) = &scope
-            && let Some(retry_after) = st.scopes.get(key).and_then(|c| c.blocked(now))
+            && let Some(retry_after) = st
+                .scopes
+                .get(key)
+                .filter(|c| c.has_history())
+                .and_then(|c| c.blocked(now))
         {
             return Err(Refusal::Locked {
                 retry_after,
@@ -204,6 +229,7 @@ impl RateLimiter for MemoryRateLimiter {
             inner: self.inner.clone(),
             scope,
             address,
+            admitted: now,
         }))
     }
 }
@@ -214,6 +240,8 @@ struct MemoryHold {
     inner: Arc<Inner>,
     scope: Option<ScopeKey>,
     address: Option<IpAddr>,
+    /// When the attempt was admitted: the time a success is remembered at.
+    admitted: SystemTime,
 }
 
 /// Counts one waiter of `key` for as long as it lives, so that a waiter dropped mid-wait
@@ -231,44 +259,68 @@ impl Drop for Queued<'_> {
     }
 }
 
+/// What one look at a scope's counter decided.
+enum Look {
+    Decided(Result<(), Refusal>),
+    /// Queued: wait for this notification, then look again.
+    Wait(tokio::sync::futures::OwnedNotified),
+}
+
+impl MemoryHold {
+    /// Takes a slot, refuses, or (when `queue`) joins the waiters.
+    fn look(&self, key: &ScopeKey, queue: bool) -> Look {
+        let s = &self.inner.settings;
+        let mut st = self.inner.state();
+        let c = entry(&mut st.scopes, key, self.admitted, s);
+        // Only a counter with failures or a lock needs the time.
+        let now = (c.has_history()).then(|| self.inner.clock.now());
+        if let Some(retry_after) = now.and_then(|now| c.blocked(now)) {
+            return Look::Decided(Err(Refusal::Locked {
+                retry_after,
+                scope: key.lock_scope(),
+            }));
+        }
+        let recent = now.map_or(0, |now| c.recent(now, s.window));
+        if recent + (c.running as usize) < s.user_failures as usize {
+            c.running += 1;
+            return Look::Decided(Ok(()));
+        }
+        if !queue || c.waiting >= s.max_waiting_per_user {
+            return Look::Decided(Err(Refusal::Busy(Busy::User)));
+        }
+        c.waiting += 1;
+        // Created under the state lock, and waking happens under it too: no wake between
+        // this look and the await is missed.
+        Look::Wait(c.waker().notified_owned())
+    }
+}
+
 #[async_trait]
 impl Hold for MemoryHold {
+    fn try_acquire(&self) -> Option<Result<(), Refusal>> {
+        let Some(key) = &self.scope else {
+            return Some(Ok(()));
+        };
+        match self.look(key, false) {
+            Look::Decided(Err(Refusal::Busy(_))) => None,
+            Look::Decided(done) => Some(done),
+            Look::Wait(_) => None,
+        }
+    }
+
     async fn acquire(&self, wait: Duration) -> Result<(), Refusal> {
         let Some(key) = &self.scope else {
             return Ok(());
         };
-        let s = &self.inner.settings;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let notify;
-            let (notified, queued) = {
-                let now = self.inner.clock.now();
-                let mut st = self.inner.state();
-                let c = entry(&mut st.scopes, key, now, s);
-                if let Some(retry_after) = c.blocked(now) {
-                    return Err(Refusal::Locked {
-                        retry_after,
-                        scope: key.lock_scope(),
-                    });
-                }
-                if c.recent(now, s.window) + (c.running as usize) < s.user_failures as usize {
-                    c.running += 1;
-                    return Ok(());
-                }
-                if c.waiting >= s.max_waiting_per_user {
-                    return Err(Refusal::Busy(Busy::User));
-                }
-                c.waiting += 1;
-                notify = c.waker();
-                // Created under the lock, so no wake between here and the await is missed.
-                let notified = notify.notified();
-                (
-                    notified,
-                    Queued {
-                        inner: &self.inner,
-                        key,
-                    },
-                )
+            let notified = match self.look(key, true) {
+                Look::Decided(done) => return done,
+                Look::Wait(notified) => notified,
+            };
+            let queued = Queued {
+                inner: &self.inner,
+                key,
             };
             let woken = tokio::time::timeout_at(deadline, notified).await.is_ok();
             drop(queued);
@@ -289,7 +341,12 @@ impl Hold for MemoryHold {
 
     fn end(&self, ending: Ending, holding: bool) {
         let s = &self.inner.settings;
-        let now = self.inner.clock.now();
+        // A failure is counted when it happened; anything else needs only the admission
+        // time (a success's network is remembered from then).
+        let now = match ending {
+            Ending::Failed | Ending::Abandoned | Ending::Malformed => self.inner.clock.now(),
+            Ending::Succeeded | Ending::Neutral => self.admitted,
+        };
         let mut st = self.inner.state();
         if let Some(key) = &self.scope {
             let c = entry(&mut st.scopes, key, now, s);
@@ -302,7 +359,6 @@ impl Hold for MemoryHold {
                 Ending::Abandoned | Ending::Malformed | Ending::Neutral => {}
             }
             c.wake_all();
-            tidy(&mut st.scopes, key, now, s);
             if ending == Ending::Succeeded
                 && let Some(ip) = self.address
             {
@@ -318,7 +374,6 @@ impl Hold for MemoryHold {
             ) {
                 c.fail(now, s.address_failures, s);
             }
-            tidy(&mut st.addresses, a, now, s);
         }
     }
 }
@@ -453,7 +508,14 @@ mod tests {
         }
         attempt(&l, &s, Ending::Succeeded).await;
         let st = l.inner.state();
-        assert!(st.scopes.is_empty(), "nothing left to remember for alice");
+        let alice = &st.scopes[&ScopeKey {
+            user: "alice".into(),
+            net: None,
+        }];
+        assert_eq!(
+            alice.recent(l.inner.clock.now(), Duration::from_secs(300)),
+            0
+        );
         assert_eq!(
             st.addresses[&"10.0.0.1".parse::<IpAddr>().unwrap()]
                 .recent(l.inner.clock.now(), Duration::from_secs(300)),

@@ -175,6 +175,13 @@ impl Ending {
 /// [`Hold`]; the reservation enforces the call order on the hold.
 #[async_trait]
 pub trait RateLimiter: Send + Sync + Debug {
+    /// Admits or refuses without waiting when the answer is at hand (an in-process
+    /// limiter); `None` sends the caller to [`admit`](Self::admit). The default always
+    /// answers `None`.
+    fn try_admit(&self, _subject: &Subject<'_>) -> Option<Result<Reservation, Refusal>> {
+        None
+    }
+
     /// Admits an attempt from `subject` before any method runs, or refuses it: a locked
     /// address or user scope, or too many attempts running from the address.
     async fn admit(&self, subject: &Subject<'_>) -> Result<Reservation, Refusal>;
@@ -185,6 +192,13 @@ pub trait RateLimiter: Send + Sync + Debug {
 /// alternate (starting with acquire), and [`end`](Self::end) comes exactly once, last.
 #[async_trait]
 pub trait Hold: Send + Sync + Debug {
+    /// Takes a verification slot without waiting when the answer is at hand: `Some` with
+    /// the slot taken or the refusal, `None` when it has to wait or ask a shared store
+    /// (then [`acquire`](Self::acquire) follows). The default always answers `None`.
+    fn try_acquire(&self) -> Option<Result<(), Refusal>> {
+        None
+    }
+
     /// Takes a verification slot in the user's scope, waiting at most `wait` for one.
     /// An attempt naming no user needs no slot and gets `Ok` at once.
     async fn acquire(&self, wait: Duration) -> Result<(), Refusal>;

@@ -1,13 +1,11 @@
 //! The guard around one admitted attempt.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::{Ending, Hold, Refusal};
-
-/// What is called when an attempt ends without an outcome (the audit's `abandoned`).
-type OnAbandon = Box<dyn FnOnce() + Send>;
 
 /// One admitted attempt's claim on the limiter.
 ///
@@ -35,31 +33,37 @@ pub struct Reservation {
 }
 
 /// The reservation's state, shared with the conversation wrapper that gives the slot back
-/// during round trips.
-pub(crate) struct Shared {
-    hold: Box<dyn Hold>,
-    flags: Mutex<Flags>,
-    on_abandon: Mutex<Option<OnAbandon>>,
+/// during round trips; one allocation with the limiter's hold.
+pub(crate) struct Shared<H: ?Sized = dyn Hold> {
+    /// [`HOLDING`], [`AWAITING`], [`LEFT`], [`REFUSED`], [`ENDED`]. One attempt's steps
+    /// run one after another (the wrapper runs inside the chain's await), so plain
+    /// read-modify-writes suffice; atomics only make the state shareable.
+    flags: AtomicU8,
+    refusal: Mutex<Option<Refusal>>,
+    hold: H,
 }
 
-#[derive(Debug, Default)]
-struct Flags {
-    holding: bool,
-    awaiting_client: bool,
-    client_left: bool,
-    refused: Option<Refusal>,
-    ended: bool,
-}
+/// A verification slot is held.
+const HOLDING: u8 = 1;
+/// The client is being awaited (a round trip is under way).
+const AWAITING: u8 = 2;
+/// The client went away or broke the exchange.
+const LEFT: u8 = 4;
+/// The limiter refused a slot; the refusal is in `refusal`.
+const REFUSED: u8 = 8;
+/// Ended: nothing more reaches the hold.
+const ENDED: u8 = 16;
 
 impl Reservation {
     /// A reservation around `hold`.
     pub fn new(hold: impl Hold + 'static) -> Self {
+        let shared: Arc<Shared> = Arc::new(Shared {
+            flags: AtomicU8::new(0),
+            refusal: Mutex::new(None),
+            hold,
+        });
         Self {
-            shared: Some(Arc::new(Shared {
-                hold: Box::new(hold),
-                flags: Mutex::new(Flags::default()),
-                on_abandon: Mutex::new(None),
-            })),
+            shared: Some(shared),
         }
     }
 
@@ -84,22 +88,14 @@ impl Reservation {
 
     /// The refusal met while waiting for a slot, if any.
     pub fn refusal(&self) -> Option<Refusal> {
-        self.shared.as_ref().and_then(|s| s.flags().refused)
+        self.shared.as_ref().and_then(|s| s.refusal())
     }
 
     /// Whether the client went away, or was being awaited when the attempt stopped.
     pub fn client_left(&self) -> bool {
-        self.shared.as_ref().is_some_and(|s| {
-            let f = s.flags();
-            f.client_left || f.awaiting_client
-        })
-    }
-
-    /// Calls `f` if the attempt ends by being dropped rather than finished.
-    pub fn on_abandon(&self, f: impl FnOnce() + Send + 'static) {
-        if let Some(s) = &self.shared {
-            *s.on_abandon.lock().unwrap_or_else(PoisonError::into_inner) = Some(Box::new(f));
-        }
+        self.shared
+            .as_ref()
+            .is_some_and(|s| s.flags() & (LEFT | AWAITING) != 0)
     }
 
     /// Ends the attempt with `ending`.
@@ -117,17 +113,8 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if let Some(shared) = self.shared.take()
-            && shared.end(Ending::Abandoned)
-        {
-            let note = shared
-                .on_abandon
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            if let Some(note) = note {
-                note();
-            }
+        if let Some(shared) = self.shared.take() {
+            shared.end(Ending::Abandoned);
         }
     }
 }
@@ -137,8 +124,8 @@ impl fmt::Debug for Reservation {
         match &self.shared {
             Some(s) => f
                 .debug_struct("Reservation")
-                .field("hold", &s.hold)
-                .field("flags", &*s.flags())
+                .field("hold", &&s.hold)
+                .field("flags", &s.flags())
                 .finish(),
             None => f.write_str("Reservation(unlimited)"),
         }
@@ -146,39 +133,58 @@ impl fmt::Debug for Reservation {
 }
 
 impl Shared {
-    fn flags(&self) -> std::sync::MutexGuard<'_, Flags> {
-        self.flags.lock().unwrap_or_else(PoisonError::into_inner)
+    fn flags(&self) -> u8 {
+        self.flags.load(Ordering::Acquire)
+    }
+
+    fn set(&self, bits: u8) -> u8 {
+        self.flags.fetch_or(bits, Ordering::AcqRel)
+    }
+
+    fn clear(&self, bits: u8) -> u8 {
+        self.flags.fetch_and(!bits, Ordering::AcqRel)
+    }
+
+    fn refusal(&self) -> Option<Refusal> {
+        if self.flags() & REFUSED == 0 {
+            return None;
+        }
+        *self.refusal.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn acquire(&self, wait: Duration) -> Result<(), Refusal> {
-        {
-            let f = self.flags();
-            if f.holding || f.ended {
-                return Ok(());
-            }
-            if let Some(r) = f.refused {
-                return Err(r);
-            }
+        let f = self.flags();
+        if f & (HOLDING | ENDED) != 0 {
+            return Ok(());
+        }
+        if let Some(r) = self.refusal() {
+            return Err(r);
         }
         // Nothing between the hold's answer and the flag below can drop this future, so
         // a slot taken is always a slot recorded.
-        let taken = self.hold.acquire(wait).await;
-        let mut f = self.flags();
+        let taken = match self.hold.try_acquire() {
+            Some(answer) => answer,
+            None => self.hold.acquire(wait).await,
+        };
         match taken {
-            Ok(()) => f.holding = true,
-            Err(r) => f.refused = Some(r),
+            Ok(()) => {
+                self.set(HOLDING);
+            }
+            Err(r) => {
+                *self.refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+                self.set(REFUSED);
+            }
         }
         taken
     }
 
     /// A round trip to the client begins: the slot goes back.
     pub(crate) fn pause(&self) {
-        let mut f = self.flags();
-        if f.ended {
+        if self.flags() & ENDED != 0 {
             return;
         }
-        f.awaiting_client = true;
-        if std::mem::take(&mut f.holding) {
+        self.set(AWAITING);
+        if self.clear(HOLDING) & HOLDING != 0 {
             self.hold.release();
         }
     }
@@ -191,25 +197,21 @@ impl Shared {
 
     /// The round ended without the client being awaited any longer.
     pub(crate) fn answered(&self) {
-        self.flags().awaiting_client = false;
+        self.clear(AWAITING);
     }
 
     /// The client went away or broke the exchange.
     pub(crate) fn left(&self) {
-        let mut f = self.flags();
-        f.awaiting_client = false;
-        f.client_left = true;
+        self.clear(AWAITING);
+        self.set(LEFT);
     }
 
-    /// Ends once; whether this call was the one that ended it.
-    fn end(&self, ending: Ending) -> bool {
-        let mut f = self.flags();
-        if std::mem::replace(&mut f.ended, true) {
-            return false;
+    /// Ends once.
+    fn end(&self, ending: Ending) {
+        let before = self.set(ENDED);
+        if before & ENDED != 0 {
+            return;
         }
-        let holding = std::mem::take(&mut f.holding);
-        drop(f);
-        self.hold.end(ending, holding);
-        true
+        self.hold.end(ending, before & HOLDING != 0);
     }
 }

@@ -475,7 +475,9 @@ impl Authenticator for Chain {
             let wait = self.slot_wait(&attempt.credential);
             if let Err(refusal) = reservation.verify(wait).await {
                 reservation.finish(Ending::Neutral);
-                unfinished.take().map(Unfinished::disarm);
+                if let Some(u) = &mut unfinished {
+                    u.chain = None;
+                }
                 return self.refuse(attempt, refusal);
             }
             attempt.pace(Some((shared, wait)));
@@ -578,10 +580,6 @@ impl<'c> Unfinished<'c> {
             connection_id: attempt.connection.id,
             protocol: attempt.connection.protocol.as_str(),
         }
-    }
-
-    fn disarm(mut self) {
-        self.chain = None;
     }
 }
 

@@ -37,6 +37,17 @@
 //! [`max_tracked`](LimitSettings::max_tracked) keys per table and
 //! [`max_known_per_user`](LimitSettings::max_known_per_user) networks per user.
 //!
+//! # A shared store
+//!
+//! Each step is one round trip for a store such as Redis (a Lua script per step):
+//! [`admit`](RateLimiter::admit) checks the address and scope locks, looks the network up
+//! among the user's known ones and counts the attempt running; [`Hold::acquire`] takes a
+//! slot when `failures + verifying < limit` (waiting on a notification or a short poll
+//! otherwise); [`Hold::release`] gives it back; [`Hold::end`] counts the ending, frees the
+//! slot and the running count, and may be sent without awaiting the answer, since it also
+//! runs when a future is dropped. In-process limiters answer through the synchronous
+//! [`RateLimiter::try_admit`] and [`Hold::try_acquire`] and skip the boxed futures.
+//!
 //! # Audit
 //!
 //! The chain reports a refusal as a `lockout` event whose detail gives the scope (`user`

@@ -149,13 +149,7 @@ fn proof_chain_audited(
 async fn fifty_simultaneous_correct_logins_from_one_address_all_succeed() {
     let clock = ManualClock::new(t0());
     let limiter = limiter(&clock);
-    let verifier = Arc::new(Scripted {
-        name: "password",
-        class: OutcomeClass::Success,
-        error: Error::Denied,
-        delay: Some(Duration::from_millis(30)),
-        calls: AtomicUsize::new(0),
-    });
+    let verifier = Scripted::delayed("password", OutcomeClass::Success, Duration::from_millis(30));
     let chain = Chain::builder()
         .rate_limiter(limiter.clone())
         .link(verifier.clone())
@@ -184,13 +178,11 @@ async fn a_hundred_concurrent_wrong_passwords_reach_the_verifier_five_times() {
     let clock = ManualClock::new(t0());
     let limiter = limiter(&clock);
     let audit = MemoryAuditSink::new();
-    let verifier = Arc::new(Scripted {
-        name: "password",
-        class: OutcomeClass::Rejected,
-        error: Error::InvalidCredentials,
-        delay: Some(Duration::from_millis(50)),
-        calls: AtomicUsize::new(0),
-    });
+    let verifier = Scripted::delayed(
+        "password",
+        OutcomeClass::Rejected,
+        Duration::from_millis(50),
+    );
     let chain = Chain::builder()
         .audit(Arc::new(audit.clone()))
         .rate_limiter(limiter.clone())
@@ -224,6 +216,27 @@ async fn a_hundred_concurrent_wrong_passwords_reach_the_verifier_five_times() {
             .unwrap()
             .starts_with("user at unknown addresses locked for another 60 s")
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hundred_wrong_proofs_after_a_round_trip_are_verified_five_times() {
+    let clock = ManualClock::new(t0());
+    let limiter = limiter(&clock);
+    let (chain, mechanism) =
+        proof_chain_audited(&limiter, Duration::from_millis(50), &MemoryAuditSink::new());
+    let mut started = Vec::new();
+    for i in 0..100 {
+        let ip = format!("10.4.{}.{}", i / 50, i % 50 + 1);
+        started.push(Exchange::start(&chain, &ip, "alice").await.unwrap());
+    }
+    let outcomes = futures::future::join_all(started.into_iter().map(|x| x.answer("wrong"))).await;
+    assert_eq!(mechanism.verified.load(Ordering::SeqCst), 5);
+    let refused = outcomes
+        .iter()
+        .filter(|o| error(o) == Some(Error::RateLimited))
+        .count();
+    assert_eq!(refused, 95, "the slot is taken again for the answer");
+    assert_eq!(limiter.running(), Running::default());
 }
 
 #[tokio::test(start_paused = true)]
@@ -431,13 +444,7 @@ async fn waiting_for_a_slot_is_bounded() {
         Arc::new(clock.clone()),
     ));
     let audit = MemoryAuditSink::new();
-    let verifier = Arc::new(Scripted {
-        name: "password",
-        class: OutcomeClass::Success,
-        error: Error::Denied,
-        delay: Some(Duration::from_secs(1)),
-        calls: AtomicUsize::new(0),
-    });
+    let verifier = Scripted::delayed("password", OutcomeClass::Success, Duration::from_secs(1));
     let chain = Chain::builder()
         .audit(Arc::new(audit.clone()))
         .rate_limiter(limiter.clone())

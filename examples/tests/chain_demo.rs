@@ -22,8 +22,7 @@ fn the_chain_demo_runs_and_shows_every_outcome() {
         "=> refused: \"authentication required\" (SQLSTATE 28000, HTTP 401)",
         "\"event\":\"policy_reject\"",
         "\"event\":\"lockout\"",
-        "=> attempt 4: invalid_credentials",
-        "=> attempt 5: rate_limited",
+        "=> attempt 4: rate_limited",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }

@@ -53,6 +53,17 @@ impl Scripted {
         })
     }
 
+    /// Answers `class` (with its default error) after `delay`.
+    pub fn delayed(name: &'static str, class: OutcomeClass, delay: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            class,
+            error: default_error(class),
+            delay: Some(delay),
+            calls: AtomicUsize::new(0),
+        })
+    }
+
     pub fn calls(&self) -> usize {
         self.calls.load(Ordering::SeqCst)
     }

@@ -123,13 +123,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         writeln!(out, "{summary}")?;
     }
 
-    // Two failures count against this address so far (the wrong secret and the malformed
-    // key; a missing credential counts neither way); four more reach the limit of six.
+    // Three failures count against this address so far (the wrong secret, the unknown key
+    // id and the malformed key; no credential, or one no link takes, counts neither way);
+    // three more reach the limit of six.
     writeln!(
         out,
         "\n# more wrong secrets from the same address: locked out after six failures"
     )?;
-    for i in 1..=5 {
+    for i in 1..=4 {
         let (_, mut attempt) = run(String::new(), office, Credential::api_key(wrong.clone()));
         let outcome = policy.authenticate(&mut attempt).await;
         let error = outcome.failure().map(|f| f.error.code()).unwrap_or("none");

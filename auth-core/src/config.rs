@@ -908,4 +908,42 @@ mod tests {
         assert_eq!(rl.user_failures, 3);
         assert_eq!(rl.window, Duration::from_secs(600));
     }
+
+    #[test]
+    fn the_smart_lockout_and_concurrency_settings_are_read_and_checked() {
+        let c = Config::load(
+            Some(
+                r#"[rate_limit]
+known_for = "7days"
+max_running_per_address = 16
+max_waiting_per_user = 8
+max_known_per_user = 2"#,
+            ),
+            &env(&[]),
+        )
+        .unwrap();
+        let rl = c.rate_limit.unwrap();
+        assert_eq!(rl.known_for, Duration::from_secs(7 * 86_400));
+        assert_eq!(
+            (
+                rl.max_running_per_address,
+                rl.max_waiting_per_user,
+                rl.max_known_per_user
+            ),
+            (16, 8, 2)
+        );
+        let err = Config::load(
+            Some(
+                "[rate_limit]
+max_running_per_address = 2",
+            ),
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("rate_limit.max_running_per_address"),
+            "{err}"
+        );
+    }
 }

@@ -50,7 +50,7 @@ impl Counter {
 
     /// Since when nothing has happened to this key: the last failure or the end of the
     /// last lock, whichever is later.
-    fn quiet_since(&self) -> Option<SystemTime> {
+    pub(super) fn quiet_since(&self) -> Option<SystemTime> {
         match (self.last_failure, self.blocked_until) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -58,7 +58,7 @@ impl Counter {
     }
 
     /// Whether the key holds nothing worth remembering at `now`.
-    fn stale(&self, now: SystemTime, s: &LimitSettings) -> bool {
+    pub(super) fn stale(&self, now: SystemTime, s: &LimitSettings) -> bool {
         self.running == 0
             && self.waiting == 0
             && self.blocked(now).is_none()
@@ -115,43 +115,60 @@ impl Counter {
     }
 }
 
-/// The counter under `key`, made room for within the cap if it is new.
-pub(super) fn entry<'m, K: Clone + Eq + Hash>(
-    map: &'m mut Table<K, Counter>,
+/// A table entry the caps may evict.
+pub(super) trait Tracked: Default {
+    /// Holds nothing worth remembering at `now`.
+    fn stale(&self, now: SystemTime, s: &LimitSettings) -> bool;
+    /// Running, waiting or locked: never evicted.
+    fn busy(&self, now: SystemTime) -> bool;
+    /// Eviction order among idle entries: the smallest goes first.
+    fn rank(&self, now: SystemTime, s: &LimitSettings) -> (bool, Option<SystemTime>);
+}
+
+impl Tracked for Counter {
+    fn stale(&self, now: SystemTime, s: &LimitSettings) -> bool {
+        Counter::stale(self, now, s)
+    }
+    fn busy(&self, now: SystemTime) -> bool {
+        self.running > 0 || self.waiting > 0 || self.blocked(now).is_some()
+    }
+    fn rank(&self, _now: SystemTime, _s: &LimitSettings) -> (bool, Option<SystemTime>) {
+        (false, self.quiet_since())
+    }
+}
+
+/// The entry under `key`, made room for within the cap if it is new. One lookup when
+/// the table is below its cap (cloning a key is a copy or a reference count).
+pub(super) fn entry<'m, K: Clone + Eq + Hash, V: Tracked>(
+    map: &'m mut Table<K, V>,
     key: &K,
     now: SystemTime,
     s: &LimitSettings,
-) -> &'m mut Counter {
-    if !map.contains_key(key) {
+) -> &'m mut V {
+    if map.len() >= s.max_tracked.max(1) && !map.contains_key(key) {
         make_room(map, now, s);
-        return map.entry(key.clone()).or_default();
     }
-    // Present: no key clone, no insertion.
-    map.get_mut(key)
-        .unwrap_or_else(|| unreachable!("checked above"))
+    map.entry(key.clone()).or_default()
 }
 
-/// Keeps `map` within `max_tracked` entries before a new key is inserted: stale keys go
-/// first, then the longest-quiet unlocked idle ones.
-fn make_room<K: Clone + Eq + Hash>(
-    map: &mut Table<K, Counter>,
+/// Keeps `map` within `max_tracked` entries before a new key is inserted: stale entries
+/// go first, then idle ones in their rank's order.
+fn make_room<K: Clone + Eq + Hash, V: Tracked>(
+    map: &mut Table<K, V>,
     now: SystemTime,
     s: &LimitSettings,
 ) {
     let cap = s.max_tracked.max(1);
-    if map.len() < cap {
-        return;
-    }
-    map.retain(|_, c| !c.stale(now, s));
+    map.retain(|_, v| !v.stale(now, s));
     if map.len() >= cap {
-        let mut by_age: Vec<(K, Option<SystemTime>)> = map
+        let mut by_rank: Vec<(K, (bool, Option<SystemTime>))> = map
             .iter()
-            .filter(|(_, c)| c.blocked(now).is_none() && c.running == 0 && c.waiting == 0)
-            .map(|(k, c)| (k.clone(), c.quiet_since()))
+            .filter(|(_, v)| !v.busy(now))
+            .map(|(k, v)| (k.clone(), v.rank(now, s)))
             .collect();
-        by_age.sort_by_key(|(_, q)| *q);
+        by_rank.sort_by_key(|(_, r)| *r);
         let excess = (map.len() + 1).saturating_sub(cap * 9 / 10);
-        for (k, _) in by_age.into_iter().take(excess) {
+        for (k, _) in by_rank.into_iter().take(excess) {
             map.remove(&k);
         }
     }

@@ -6,36 +6,114 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::counter::{Counter, Table, entry};
+use super::counter::{Counter, Table, Tracked, entry};
 use super::{
     Busy, Ending, Hold, LimitSettings, LockScope, RateLimiter, Refusal, Reservation, Subject,
     address_key, network_key,
 };
 use crate::clock::{SharedClock, system_clock};
 
-/// A user's failures are counted per scope: at one known network, or at every network
-/// not known for them (`net: None`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ScopeKey {
-    user: String,
-    net: Option<IpAddr>,
+/// One user: the failures at networks not known for them, and per known network its
+/// latest success and its own failures (smart lockout).
+#[derive(Debug, Default)]
+struct UserEntry {
+    unknown: Counter,
+    known: Vec<KnownNetwork>,
 }
 
-impl ScopeKey {
-    fn lock_scope(&self) -> LockScope {
-        match self.net {
-            Some(_) => LockScope::UserAtAddress,
-            None => LockScope::User,
+#[derive(Debug)]
+struct KnownNetwork {
+    net: IpAddr,
+    last_success: SystemTime,
+    counter: Counter,
+}
+
+impl UserEntry {
+    /// `net` if a success from it within `known_for` made it known.
+    fn knows(&self, net: IpAddr, now: SystemTime, s: &LimitSettings) -> bool {
+        self.known.iter().any(|k| {
+            k.net == net && now.duration_since(k.last_success).unwrap_or_default() < s.known_for
+        })
+    }
+
+    /// The counter of a scope: a known network's, or the unknown networks' for `None`.
+    fn counter(&mut self, net: Option<IpAddr>) -> &mut Counter {
+        let Some(net) = net else {
+            return &mut self.unknown;
+        };
+        let i = match self.known.iter().position(|k| k.net == net) {
+            Some(i) => i,
+            // Forgotten since admission (cannot happen while it runs): keep counting.
+            None => {
+                self.known.push(KnownNetwork {
+                    net,
+                    last_success: SystemTime::UNIX_EPOCH,
+                    counter: Counter::default(),
+                });
+                self.known.len() - 1
+            }
+        };
+        &mut self.known[i].counter
+    }
+
+    /// Makes `net` known from `now`, within `max_known_per_user`: the idle network with
+    /// the oldest success gives way; when none is idle, `net` is not remembered.
+    fn remember(&mut self, net: IpAddr, now: SystemTime, s: &LimitSettings) {
+        if let Some(k) = self.known.iter_mut().find(|k| k.net == net) {
+            k.last_success = now;
+            return;
         }
+        let fresh = KnownNetwork {
+            net,
+            last_success: now,
+            counter: Counter::default(),
+        };
+        if self.known.len() < s.max_known_per_user.max(1) {
+            self.known.push(fresh);
+        } else if let Some(oldest) = self
+            .known
+            .iter_mut()
+            .filter(|k| !k.counter.busy(now))
+            .min_by_key(|k| k.last_success)
+        {
+            *oldest = fresh;
+        }
+    }
+}
+
+impl Tracked for UserEntry {
+    fn stale(&self, now: SystemTime, s: &LimitSettings) -> bool {
+        self.unknown.stale(now, s)
+            && self.known.iter().all(|k| {
+                k.counter.stale(now, s)
+                    && now.duration_since(k.last_success).unwrap_or_default() >= s.known_for
+            })
+    }
+    fn busy(&self, now: SystemTime) -> bool {
+        self.unknown.busy(now) || self.known.iter().any(|k| k.counter.busy(now))
+    }
+    /// Users with known networks go last: a spray of made-up names must not wipe what
+    /// smart lockout knows about real users.
+    fn rank(&self, now: SystemTime, s: &LimitSettings) -> (bool, Option<SystemTime>) {
+        let knows = self
+            .known
+            .iter()
+            .any(|k| now.duration_since(k.last_success).unwrap_or_default() < s.known_for);
+        let latest = self
+            .known
+            .iter()
+            .map(|k| Some(k.last_success))
+            .chain([self.unknown.quiet_since()])
+            .max()
+            .flatten();
+        (knows, latest)
     }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    scopes: Table<ScopeKey, Counter>,
+    users: Table<Arc<str>, UserEntry>,
     addresses: Table<IpAddr, Counter>,
-    /// Per user: networks with their latest success, most recent last.
-    known: Table<String, Vec<(IpAddr, SystemTime)>>,
 }
 
 #[derive(Debug)]
@@ -93,24 +171,33 @@ impl MemoryRateLimiter {
     /// What is in flight now: with every attempt ended, all zero.
     pub fn running(&self) -> Running {
         let st = self.inner.state();
-        let sum = |m: &mut dyn Iterator<Item = u32>| m.sum::<u32>();
-        Running {
-            attempts: sum(&mut st.addresses.values().map(|c| c.running)),
-            verifying: sum(&mut st.scopes.values().map(|c| c.running)),
-            waiting: sum(&mut st.scopes.values().map(|c| c.waiting)),
+        let mut r = Running {
+            attempts: st.addresses.values().map(|c| c.running).sum(),
+            ..Running::default()
+        };
+        for u in st.users.values() {
+            for c in std::iter::once(&u.unknown).chain(u.known.iter().map(|k| &k.counter)) {
+                r.verifying += c.running;
+                r.waiting += c.waiting;
+            }
         }
+        r
     }
 
-    /// How many keys the tables hold: (user scopes, addresses, users with known networks).
-    pub fn tracked(&self) -> (usize, usize, usize) {
+    /// How many keys the tables hold: (users, addresses).
+    pub fn tracked(&self) -> (usize, usize) {
         let st = self.inner.state();
-        (st.scopes.len(), st.addresses.len(), st.known.len())
+        (st.users.len(), st.addresses.len())
     }
 
     /// Whether `ip`'s network is known for `user` now.
     pub fn is_known(&self, user: &str, ip: IpAddr) -> bool {
         let now = self.inner.clock.now();
-        known_network(&self.inner.state(), &self.inner.settings, user, ip, now).is_some()
+        self.inner
+            .state()
+            .users
+            .get(user)
+            .is_some_and(|u| u.knows(network_key(ip), now, &self.inner.settings))
     }
 }
 
@@ -118,58 +205,6 @@ impl Default for MemoryRateLimiter {
     fn default() -> Self {
         Self::new(LimitSettings::default())
     }
-}
-
-/// `ip`'s network, if a success from it within `known_for` made it known for `user`.
-fn known_network(
-    st: &State,
-    s: &LimitSettings,
-    user: &str,
-    ip: IpAddr,
-    now: SystemTime,
-) -> Option<IpAddr> {
-    let net = network_key(ip);
-    st.known.get(user)?.iter().find_map(|(n, at)| {
-        (*n == net && now.duration_since(*at).unwrap_or_default() < s.known_for).then_some(net)
-    })
-}
-
-/// Makes `ip`'s network known for `user`, within the per-user and table caps.
-fn remember(st: &mut State, s: &LimitSettings, user: &str, ip: IpAddr, now: SystemTime) {
-    let net = network_key(ip);
-    if let Some(nets) = st.known.get_mut(user) {
-        // The common case, a user logging in again from where they did: no allocation.
-        match nets.iter().position(|(n, _)| *n == net) {
-            Some(i) if i + 1 == nets.len() => nets[i].1 = now,
-            Some(i) => {
-                nets.remove(i);
-                nets.push((net, now));
-            }
-            None => {
-                nets.push((net, now));
-                let excess = nets.len().saturating_sub(s.max_known_per_user.max(1));
-                nets.drain(..excess);
-            }
-        }
-        return;
-    }
-    if st.known.len() >= s.max_tracked.max(1) {
-        // Expired entries first, then the user whose latest success is oldest.
-        st.known.retain(|_, nets| {
-            nets.retain(|(_, at)| now.duration_since(*at).unwrap_or_default() < s.known_for);
-            !nets.is_empty()
-        });
-        if st.known.len() >= s.max_tracked.max(1)
-            && let Some(oldest) = st
-                .known
-                .iter()
-                .min_by_key(|(_, nets)| nets.last().map(|(_, at)| *at))
-                .map(|(u, _)| u.clone())
-        {
-            st.known.remove(&oldest);
-        }
-    }
-    st.known.insert(user.to_owned(), vec![(net, now)]);
 }
 
 #[async_trait]
@@ -192,7 +227,9 @@ impl MemoryRateLimiter {
         let now = self.inner.clock.now();
         let mut st = self.inner.state();
         let address = subject.address.map(address_key);
-        if let Some(c) = address.and_then(|a| st.addresses.get(&a)) {
+        if let Some(a) = &address {
+            // Inserted even when refused: the caps clean empty entries up.
+            let c = entry(&mut st.addresses, a, now, s);
             if let Some(retry_after) = c.has_history().then(|| c.blocked(now)).flatten() {
                 return Err(Refusal::Locked {
                     retry_after,
@@ -202,27 +239,38 @@ impl MemoryRateLimiter {
             if c.running >= s.max_running_per_address {
                 return Err(Refusal::Busy(Busy::Address));
             }
+            c.running += 1;
         }
-        let scope = subject.user.map(|user| ScopeKey {
-            user: user.to_owned(),
-            net: subject
-                .address
-                .and_then(|ip| known_network(&st, s, user, ip, now)),
-        });
-        if let Some(key) = &scope
-            && let Some(retry_after) = st
-                .scopes
-                .get(key)
-                .filter(|c| c.has_history())
-                .and_then(|c| c.blocked(now))
-        {
-            return Err(Refusal::Locked {
-                retry_after,
-                scope: key.lock_scope(),
-            });
-        }
-        if let Some(a) = &address {
-            entry(&mut st.addresses, a, now, s).running += 1;
+        let mut scope = None;
+        if let Some(user) = subject.user {
+            let (key, net) = match st.users.get_key_value(user) {
+                Some((key, u)) => {
+                    let net = subject
+                        .address
+                        .map(network_key)
+                        .filter(|net| u.knows(*net, now, s));
+                    let c = match net {
+                        Some(net) => u.known.iter().find(|k| k.net == net).map(|k| &k.counter),
+                        None => Some(&u.unknown),
+                    };
+                    if let Some(retry_after) =
+                        c.filter(|c| c.has_history()).and_then(|c| c.blocked(now))
+                    {
+                        if let Some(a) = &address
+                            && let Some(c) = st.addresses.get_mut(a)
+                        {
+                            c.running = c.running.saturating_sub(1);
+                        }
+                        return Err(Refusal::Locked {
+                            retry_after,
+                            scope: lock_scope(net),
+                        });
+                    }
+                    (key.clone(), net)
+                }
+                None => (Arc::from(user), None),
+            };
+            scope = Some(Scope { user: key, net });
         }
         drop(st);
         Ok(Reservation::new(MemoryHold {
@@ -234,26 +282,42 @@ impl MemoryRateLimiter {
     }
 }
 
+fn lock_scope(net: Option<IpAddr>) -> LockScope {
+    match net {
+        Some(_) => LockScope::UserAtAddress,
+        None => LockScope::User,
+    }
+}
+
+/// The user scope an attempt was admitted to.
+#[derive(Debug)]
+struct Scope {
+    user: Arc<str>,
+    /// The known network, or `None` for the user at unknown networks.
+    net: Option<IpAddr>,
+}
+
 /// One attempt's claim on a [`MemoryRateLimiter`].
 #[derive(Debug)]
 struct MemoryHold {
     inner: Arc<Inner>,
-    scope: Option<ScopeKey>,
+    scope: Option<Scope>,
     address: Option<IpAddr>,
     /// When the attempt was admitted: the time a success is remembered at.
     admitted: SystemTime,
 }
 
-/// Counts one waiter of `key` for as long as it lives, so that a waiter dropped mid-wait
-/// leaves no count behind.
+/// Counts one waiter of a scope for as long as it lives, so that a waiter dropped
+/// mid-wait leaves no count behind.
 struct Queued<'a> {
     inner: &'a Inner,
-    key: &'a ScopeKey,
+    scope: &'a Scope,
 }
 
 impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        if let Some(c) = self.inner.state().scopes.get_mut(self.key) {
+        if let Some(u) = self.inner.state().users.get_mut(&*self.scope.user) {
+            let c = u.counter(self.scope.net);
             c.waiting = c.waiting.saturating_sub(1);
         }
     }
@@ -268,16 +332,16 @@ enum Look {
 
 impl MemoryHold {
     /// Takes a slot, refuses, or (when `queue`) joins the waiters.
-    fn look(&self, key: &ScopeKey, queue: bool) -> Look {
+    fn look(&self, scope: &Scope, queue: bool) -> Look {
         let s = &self.inner.settings;
         let mut st = self.inner.state();
-        let c = entry(&mut st.scopes, key, self.admitted, s);
+        let c = entry(&mut st.users, &scope.user, self.admitted, s).counter(scope.net);
         // Only a counter with failures or a lock needs the time.
-        let now = (c.has_history()).then(|| self.inner.clock.now());
+        let now = c.has_history().then(|| self.inner.clock.now());
         if let Some(retry_after) = now.and_then(|now| c.blocked(now)) {
             return Look::Decided(Err(Refusal::Locked {
                 retry_after,
-                scope: key.lock_scope(),
+                scope: lock_scope(scope.net),
             }));
         }
         let recent = now.map_or(0, |now| c.recent(now, s.window));
@@ -298,29 +362,28 @@ impl MemoryHold {
 #[async_trait]
 impl Hold for MemoryHold {
     fn try_acquire(&self) -> Option<Result<(), Refusal>> {
-        let Some(key) = &self.scope else {
+        let Some(scope) = &self.scope else {
             return Some(Ok(()));
         };
-        match self.look(key, false) {
-            Look::Decided(Err(Refusal::Busy(_))) => None,
+        match self.look(scope, false) {
+            Look::Decided(Err(Refusal::Busy(_))) | Look::Wait(_) => None,
             Look::Decided(done) => Some(done),
-            Look::Wait(_) => None,
         }
     }
 
     async fn acquire(&self, wait: Duration) -> Result<(), Refusal> {
-        let Some(key) = &self.scope else {
+        let Some(scope) = &self.scope else {
             return Ok(());
         };
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let notified = match self.look(key, true) {
+            let notified = match self.look(scope, true) {
                 Look::Decided(done) => return done,
                 Look::Wait(notified) => notified,
             };
             let queued = Queued {
                 inner: &self.inner,
-                key,
+                scope,
             };
             let woken = tokio::time::timeout_at(deadline, notified).await.is_ok();
             drop(queued);
@@ -331,9 +394,10 @@ impl Hold for MemoryHold {
     }
 
     fn release(&self) {
-        if let Some(key) = &self.scope
-            && let Some(c) = self.inner.state().scopes.get_mut(key)
+        if let Some(scope) = &self.scope
+            && let Some(u) = self.inner.state().users.get_mut(&*scope.user)
         {
+            let c = u.counter(scope.net);
             c.running = c.running.saturating_sub(1);
             c.wake_all();
         }
@@ -348,8 +412,9 @@ impl Hold for MemoryHold {
             Ending::Succeeded | Ending::Neutral => self.admitted,
         };
         let mut st = self.inner.state();
-        if let Some(key) = &self.scope {
-            let c = entry(&mut st.scopes, key, now, s);
+        if let Some(scope) = &self.scope {
+            let u = entry(&mut st.users, &scope.user, now, s);
+            let c = u.counter(scope.net);
             if holding {
                 c.running = c.running.saturating_sub(1);
             }
@@ -362,7 +427,7 @@ impl Hold for MemoryHold {
             if ending == Ending::Succeeded
                 && let Some(ip) = self.address
             {
-                remember(&mut st, s, &key.user, ip, now);
+                u.remember(network_key(ip), now, s);
             }
         }
         if let Some(a) = &self.address {
@@ -508,10 +573,7 @@ mod tests {
         }
         attempt(&l, &s, Ending::Succeeded).await;
         let st = l.inner.state();
-        let alice = &st.scopes[&ScopeKey {
-            user: "alice".into(),
-            net: None,
-        }];
+        let alice = &st.users["alice"].unknown;
         assert_eq!(
             alice.recent(l.inner.clock.now(), Duration::from_secs(300)),
             0
@@ -628,8 +690,8 @@ mod tests {
             )
             .await;
         }
-        let (scopes, addresses, known) = l.tracked();
-        assert!(scopes <= 100 && addresses <= 100 && known <= 100);
+        let (users, addresses) = l.tracked();
+        assert!(users <= 100 && addresses <= 100);
         assert!(
             matches!(
                 attempt(&l, &victim, Ending::Succeeded).await,
@@ -665,7 +727,7 @@ mod tests {
             )
             .await;
         }
-        assert_eq!(l.inner.state().known["alice"].len(), 8);
+        assert_eq!(l.inner.state().users["alice"].known.len(), 8);
         assert!(l.is_known("alice", "10.19.0.1".parse().unwrap()));
         assert!(!l.is_known("alice", "10.0.0.1".parse().unwrap()));
     }

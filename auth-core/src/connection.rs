@@ -91,9 +91,12 @@ pub struct ConnectionInfo {
     pub protocol: Protocol,
     /// TLS facts when the connection is encrypted, `None` for plaintext.
     pub tls: Option<TlsInfo>,
-    /// Whether the client asked for GSSAPI (for example a GSSENCRequest, or
-    /// `Authorization: Negotiate`), which `hostgss` policy rules match.
-    pub gss_requested: bool,
+    /// Whether the server encrypts this connection with GSSAPI, which `hostgss` policy
+    /// rules match. Set only from what the server established, never from what the
+    /// client asked for: a GSSENCRequest the server declined, or an
+    /// `Authorization: Negotiate` header, leaves it false. None of this project's
+    /// adapters encrypts with GSSAPI.
+    pub gss_encrypted: bool,
     /// The user the client asked to be (pgwire startup `user`, HTTP Basic user).
     pub user: Option<String>,
     /// The database the client asked for.
@@ -110,7 +113,7 @@ impl ConnectionInfo {
             peer,
             protocol,
             tls: None,
-            gss_requested: false,
+            gss_encrypted: false,
             user: None,
             database: None,
             parameters: BTreeMap::new(),

@@ -30,7 +30,10 @@ pub enum ConnectionType {
     HostSsl,
     /// TCP without TLS (`hostnossl`).
     HostNoSsl,
-    /// TCP where the client asked for GSSAPI (`hostgss`).
+    /// TCP encrypted with GSSAPI by the server (`hostgss`), as
+    /// [`ConnectionInfo::gss_encrypted`] says. No adapter here encrypts with GSSAPI, so
+    /// such a rule matches nothing on them; Kerberos authentication over TLS or plain TCP
+    /// is a `host`/`hostssl` rule with a GSS chain.
     HostGss,
 }
 
@@ -43,7 +46,7 @@ impl ConnectionType {
             Self::Host => tcp,
             Self::HostSsl => tcp && c.is_tls(),
             Self::HostNoSsl => tcp && !c.is_tls(),
-            Self::HostGss => tcp && c.gss_requested,
+            Self::HostGss => tcp && c.gss_encrypted,
         }
     }
 }

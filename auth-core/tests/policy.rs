@@ -71,7 +71,12 @@ fn first_matching_rule_wins() {
     );
 
     let mut gss = tcp("192.0.2.1:1", "alice", "alice");
-    gss.gss_requested = true;
+    assert_eq!(
+        chosen(&p, &gss),
+        "no-match",
+        "a plain connection is not hostgss"
+    );
+    gss.gss_encrypted = true;
     assert_eq!(chosen(&p, &gss), "gss");
 
     let tls = tcp("192.0.2.1:1", "alice", "alice").with_tls(TlsInfo::default());

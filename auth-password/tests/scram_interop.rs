@@ -249,3 +249,17 @@ async fn scram_passes_the_authenticator_contract() {
     };
     run_all(&auth, &fixture, &AuthenticatorCapabilities::default()).await;
 }
+
+#[tokio::test]
+async fn the_mock_secret_never_shows_in_debug_output() {
+    let (users, _) = users_with(&[], cheap()).await;
+    let secret = [0xAB_u8; 32];
+    let auth = ScramAuthenticator::new(users).with_mock_secret(secret);
+    let shown = format!("{auth:?} {auth:#?}");
+    assert!(shown.contains("[redacted]"), "{shown}");
+    for needle in [
+        "171", "0xab", "0xAB", "ab, ab", "AB, AB", "ABAB", "abab", "q6ur",
+    ] {
+        assert!(!shown.contains(needle), "`{needle}` in {shown}");
+    }
+}

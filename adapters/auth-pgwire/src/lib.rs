@@ -12,16 +12,22 @@
 //! [`serve`] owns each connection's loop: TLS on SSLRequest (plaintext bytes sent after
 //! the SSLRequest abort the connection with 08P01, the CVE-2021-23214 class), GSSENCRequest
 //! answered `N`, an authentication timeout, and FATAL ErrorResponses with PostgreSQL's
-//! SQLSTATEs (28P01, 28000, 08P01). Query handlers reach the session with [`session()`].
+//! SQLSTATEs (28P01, 28000, 08P01). Before authentication every frame length is checked
+//! ([`frames`]) and unauthenticated connections are capped in all and per address
+//! ([`limits`], FATAL 53300); [`accept`] backs off when accepting fails. Query handlers
+//! reach the session with [`session()`].
 
 #![forbid(unsafe_code)]
 
 mod errors;
+pub mod frames;
+pub mod limits;
 mod serve;
 mod session;
 mod startup;
 pub mod tls;
 
+pub use limits::{ConnectionLimits, accept};
 pub use serve::{ServeConfig, serve};
 pub use session::{AuthenticatedSession, session};
 pub use startup::{PgAuthConfig, PgAuthenticator};

@@ -1,4 +1,5 @@
-//! One connection's life: SSL/GSS negotiation, then pgwire's message loop with an
+//! One connection's life: a place under the unauthenticated-connection caps, SSL/GSS
+//! negotiation, then pgwire's message loop behind the frame-length guard with an
 //! authentication deadline.
 
 use std::io;
@@ -19,7 +20,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedParts};
 
-use crate::startup::{GssRequested, Outbox};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::frames::{DEFAULT_MAX_PRE_AUTH_FRAME, FrameGuard, MAX_STARTUP_PACKET};
+use crate::limits::ConnectionLimits;
+use crate::startup::Outbox;
 
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
@@ -33,6 +39,11 @@ pub struct ServeConfig {
     /// How long a client may take from connecting to finishing authentication (like
     /// PostgreSQL's `authentication_timeout`, default one minute).
     pub auth_timeout: Duration,
+    /// The caps on unauthenticated connections; clones of this config share them.
+    pub limits: Arc<ConnectionLimits>,
+    /// The largest frame accepted before authentication (default
+    /// [`DEFAULT_MAX_PRE_AUTH_FRAME`](crate::frames::DEFAULT_MAX_PRE_AUTH_FRAME)).
+    pub max_pre_auth_frame: u32,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -40,6 +51,8 @@ impl std::fmt::Debug for ServeConfig {
         f.debug_struct("ServeConfig")
             .field("tls", &self.tls.is_some())
             .field("auth_timeout", &self.auth_timeout)
+            .field("limits", &self.limits)
+            .field("max_pre_auth_frame", &self.max_pre_auth_frame)
             .finish()
     }
 }
@@ -49,13 +62,15 @@ impl Default for ServeConfig {
         Self {
             tls: None,
             auth_timeout: Duration::from_secs(60),
+            limits: Arc::new(ConnectionLimits::default()),
+            max_pre_auth_frame: DEFAULT_MAX_PRE_AUTH_FRAME,
         }
     }
 }
 
 enum Negotiated {
-    /// Plaintext; the bytes already read; whether the client asked for GSS encryption.
-    Plain(TcpStream, Vec<u8>, bool),
+    /// Plaintext; the startup packet's first 8 bytes, already read; its declared length.
+    Plain(TcpStream, Vec<u8>, u32),
     Tls(Box<pgwire::tokio::tokio_rustls::server::TlsStream<TcpStream>>),
     /// Refused (plaintext after SSLRequest); the error was sent.
     Refused,
@@ -74,12 +89,14 @@ fn has_pending_bytes(tcp: &TcpStream) -> io::Result<bool> {
     }
 }
 
-async fn refuse_plaintext(mut tcp: TcpStream) -> io::Result<()> {
-    let error = ErrorInfo::new(
-        "FATAL".to_owned(),
-        "08P01".to_owned(),
-        "received unencrypted data after SSL request".to_owned(),
-    );
+async fn refuse_plaintext(tcp: TcpStream) -> io::Result<()> {
+    refuse(tcp, "08P01", "received unencrypted data after SSL request").await
+}
+
+/// Sends FATAL `code` `message` on a connection that has not started the protocol yet,
+/// and closes it.
+async fn refuse(mut tcp: TcpStream, code: &str, message: &str) -> io::Result<()> {
+    let error = ErrorInfo::new("FATAL".to_owned(), code.to_owned(), message.to_owned());
     let codec =
         PgWireMessageServerCodec::<String>::new(DefaultClient::new(tcp.peer_addr()?, false));
     let mut framed = Framed::new(&mut tcp, codec);
@@ -113,7 +130,6 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Result<
         }
         return Ok(Negotiated::Tls(Box::new(stream)));
     }
-    let mut gss_requested = false;
     loop {
         let mut head = [0u8; 8];
         tcp.read_exact(&mut head).await?;
@@ -134,13 +150,22 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Result<
                 }
                 None => tcp.write_all(b"N").await?,
             },
-            (8, GSSENC_REQUEST) => {
-                gss_requested = true;
-                tcp.write_all(b"N").await?;
-            }
-            _ => return Ok(Negotiated::Plain(tcp, head.to_vec(), gss_requested)),
+            // We do not encrypt with GSSAPI; what the client asked for changes nothing
+            // (a `hostgss` rule matches only GSS-encrypted connections).
+            (8, GSSENC_REQUEST) => tcp.write_all(b"N").await?,
+            _ => return Ok(Negotiated::Plain(tcp, head.to_vec(), len)),
         }
     }
+}
+
+/// Answers a connection over the caps as PostgreSQL does, FATAL 53300, and closes it.
+/// The client's first packet (startup or SSLRequest) is read first, briefly, so that
+/// closing does not reset the connection before the client reads the answer; libpq
+/// reports an error answer to its SSLRequest as the server's message.
+async fn refuse_busy(mut tcp: TcpStream) -> io::Result<()> {
+    let mut first = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut first)).await;
+    refuse(tcp, "53300", "sorry, too many clients already").await
 }
 
 /// Serves one client connection with `handlers` (whose startup handler is usually a
@@ -150,40 +175,45 @@ pub async fn serve<H: PgWireServerHandlers>(
     config: &ServeConfig,
     handlers: &H,
 ) -> io::Result<()> {
+    let addr = tcp.peer_addr()?;
+    let Some(permit) = config.limits.enter(addr.ip()) else {
+        tracing::info!(peer = %addr, "too many unauthenticated connections");
+        return refuse_busy(tcp).await;
+    };
     let deadline = tokio::time::sleep(config.auth_timeout);
     tokio::pin!(deadline);
-    let addr = tcp.peer_addr()?;
     tcp.set_nodelay(true)?;
     let negotiated = tokio::select! {
         _ = &mut deadline => return Ok(()),
         n = negotiate(tcp, config.tls.as_ref()) => n?,
     };
-    let mut gss_requested = false;
+    let max_frame = config.max_pre_auth_frame;
     let (io, client, prefix) = match negotiated {
         Negotiated::Refused => return Ok(()),
-        Negotiated::Plain(tcp, prefix, gss) => {
-            gss_requested = gss;
-            (
-                MaybeTls::Plain(tcp),
-                DefaultClient::new(addr, false),
-                prefix,
-            )
+        Negotiated::Plain(tcp, _, len) if !(8..=MAX_STARTUP_PACKET).contains(&len) => {
+            return refuse(tcp, "08P01", "invalid length of startup packet").await;
         }
+        Negotiated::Plain(tcp, prefix, len) => (
+            FrameGuard::in_startup_body(MaybeTls::Plain(tcp), len - 8, max_frame),
+            DefaultClient::new(addr, false),
+            prefix,
+        ),
         Negotiated::Tls(stream) => {
             let mut client = DefaultClient::new(addr, true);
             client.sni_server_name = stream.get_ref().1.server_name().map(str::to_owned);
-            (MaybeTls::Tls(stream), client, Vec::new())
+            (
+                FrameGuard::at_startup(MaybeTls::Tls(stream), max_frame),
+                client,
+                Vec::new(),
+            )
         }
     };
+    let authenticated = io.authenticated();
+    let mut permit = Some(permit);
     let mut parts = FramedParts::new(io, PgWireMessageServerCodec::new(client));
     parts.read_buf = BytesMut::from(prefix.as_slice());
     let mut socket = Framed::from_parts(parts);
     socket.set_state(PgWireConnectionState::AwaitingStartup);
-    if gss_requested {
-        socket
-            .session_extensions()
-            .get_or_insert_with(GssRequested::default);
-    }
 
     let startup = handlers.startup_handler();
     let simple = handlers.simple_query_handler();
@@ -197,6 +227,10 @@ pub async fn serve<H: PgWireServerHandlers>(
             PgWireConnectionState::AwaitingStartup
                 | PgWireConnectionState::AuthenticationInProgress
         );
+        if !authenticating && permit.take().is_some() {
+            // Authenticated: off the pre-authentication caps and frame limit.
+            authenticated.store(true, Ordering::Release);
+        }
         let message = if authenticating {
             tokio::select! {
                 _ = &mut deadline => {

@@ -130,10 +130,6 @@ impl Outbox {
     }
 }
 
-/// Marks a connection whose client asked for GSSAPI encryption (GSSENCRequest).
-#[derive(Debug, Default)]
-pub(crate) struct GssRequested;
-
 /// pgwire's [`StartupHandler`] that authenticates through an auth-core [`Policy`].
 #[derive(Debug)]
 pub struct PgAuthenticator {
@@ -158,7 +154,6 @@ impl PgAuthenticator {
     fn connection_info<C: ClientInfo>(&self, client: &C, startup: &Startup) -> ConnectionInfo {
         let mut info = ConnectionInfo::tcp(Protocol::Postgres, client.socket_addr())
             .with_id(self.next_connection.fetch_add(1, Ordering::Relaxed));
-        info.gss_requested = client.session_extensions().get::<GssRequested>().is_some();
         if client.is_secure() {
             info = info.with_tls(TlsInfo {
                 version: None,

@@ -164,7 +164,7 @@ impl Gate {
     pub(crate) async fn check_unreused(
         &self,
         headers: &HeaderMap,
-        mut connection: ConnectionInfo,
+        connection: ConnectionInfo,
     ) -> Verdict {
         let credential = match credential_from_headers(headers, self.api_key_header.as_str()) {
             Ok(credential) => credential,
@@ -177,8 +177,9 @@ impl Gate {
         if absent && self.anonymous {
             return Verdict::Anonymous;
         }
+        // A Negotiate header asks for Kerberos; it does not make the connection
+        // GSS-encrypted, so `hostgss` rules never match HTTP.
         let gss = matches!(credential, Credential::GssToken(_));
-        connection.gss_requested |= gss;
         let mut attempt = Attempt::new(connection, credential);
         let mutual = gss.then(MutualToken::default);
         if let Some(mutual) = &mutual {

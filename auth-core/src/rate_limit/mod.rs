@@ -272,9 +272,10 @@ impl Default for LimitSettings {
     }
 }
 
-/// The key an address's failures are counted under: IPv6 clients by their /64, since
-/// one host usually holds a whole /64; IPv4-mapped addresses as IPv4.
-pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
+/// The key an address is counted under: IPv6 clients by their /64, since one host
+/// usually holds a whole /64; IPv4-mapped addresses as IPv4. Adapters counting per
+/// address (connection caps) use the same key.
+pub fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

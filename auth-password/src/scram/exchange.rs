@@ -84,13 +84,12 @@ impl ScramExchange {
             (SCRAM_SHA_256, _) => &[],
             _ => return Err(ScramError::UnsupportedMechanism),
         };
-        if first
-            .authzid
-            .as_deref()
-            .is_some_and(|a| a != first.username && !first.username.is_empty())
-        {
+        // PostgreSQL refuses any authorization identity ("client uses authorization
+        // identity, but it is not supported"), even one equal to the user: acting as
+        // another user is the account stage's decision, never the client's claim.
+        if first.authzid.is_some() {
             return Err(ScramError::Malformed(
-                "authorization identity differs from the user",
+                "authorization identity is not supported",
             ));
         }
         let mut expected_cbind = first.gs2_header.as_bytes().to_vec();
@@ -174,6 +173,28 @@ mod tests {
 
     fn mock() -> ScramVerifier {
         ScramVerifier::compute("mock", b"mock-salt-16byte", 4096)
+    }
+
+    #[test]
+    fn any_authorization_identity_is_refused_even_the_user_itself() {
+        for first in [
+            "n,a=user,n=user,r=abc",
+            "n,a=admin,n=user,r=abc",
+            "n,a=user,n=,r=abc",
+        ] {
+            let refused = ScramExchange::start(
+                SCRAM_SHA_256,
+                first.as_bytes(),
+                None,
+                Some(pencil()),
+                mock(),
+                SERVER_NONCE,
+            );
+            assert!(
+                matches!(refused, Err(ScramError::Malformed(m)) if m.contains("authorization identity")),
+                "{first}"
+            );
+        }
     }
 
     #[test]

@@ -55,13 +55,26 @@ pub enum ScramError {
 /// Unknown users, users without a verifier and soft-deleted users run a mock exchange
 /// with a deterministic per-user salt and fail exactly like a wrong password, as
 /// PostgreSQL does.
-#[derive(Debug)]
 pub struct ScramAuthenticator {
     users: Users,
     clock: SharedClock,
     /// `None` when the system had no randomness for it: then nothing is authenticated.
     mock_secret: Option<Arc<[u8; 32]>>,
     mock_iterations: u32,
+}
+
+/// The mock secret is never shown: it derives every unknown user's salt and keys.
+impl std::fmt::Debug for ScramAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramAuthenticator")
+            .field("users", &self.users)
+            .field(
+                "mock_secret",
+                &self.mock_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("mock_iterations", &self.mock_iterations)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ScramAuthenticator {

@@ -145,8 +145,7 @@ async fn main() -> ExitCode {
                 let _ = writeln!(out, "stopping");
                 return ExitCode::SUCCESS;
             }
-            accepted = listener.accept() => {
-                let Ok((tcp, _)) = accepted else { continue };
+            tcp = auth_pgwire::accept(&listener) => {
                 let (handlers, serve) = (handlers.clone(), serve.clone());
                 tokio::spawn(async move {
                     if let Err(e) = auth_pgwire::serve(tcp, &serve, handlers.as_ref()).await {

@@ -94,7 +94,8 @@ impl KerberosConfig {
 pub struct RuleConfig {
     /// A name for the audit log.
     pub name: String,
-    /// `host` (default), `hostssl`, `hostnossl`, `hostgss`, `local` or `all`.
+    /// `host` (default), `hostssl`, `hostnossl`, `local` or `all` (`hostgss` is refused:
+    /// the gateway does not encrypt with GSSAPI).
     #[serde(default = "default_type", rename = "type")]
     pub kind: String,
     /// User names; empty means all.
@@ -121,12 +122,19 @@ impl RuleConfig {
             "host" => ConnectionType::Host,
             "hostssl" => ConnectionType::HostSsl,
             "hostnossl" => ConnectionType::HostNoSsl,
-            "hostgss" => ConnectionType::HostGss,
+            "hostgss" => {
+                return Err(format!(
+                    "rule `{}`: type `hostgss` matches GSS-encrypted connections, which this \
+                     server does not offer (it answers GSSENCRequest with N); for Kerberos use \
+                     type = \"host\" or \"hostssl\" with method = \"gss\"",
+                    self.name
+                ));
+            }
             "local" => ConnectionType::Local,
             "all" => ConnectionType::Any,
             other => {
                 return Err(format!(
-                    "rule `{}`: unknown type `{other}`; use host, hostssl, hostnossl, hostgss, local or all",
+                    "rule `{}`: unknown type `{other}`; use host, hostssl, hostnossl, local or all",
                     self.name
                 ));
             }
@@ -190,6 +198,12 @@ pub struct GatewayConfig {
     /// Kerberos settings for `method = "gss"` rules.
     #[serde(default)]
     pub kerberos: KerberosConfig,
+    /// Unauthenticated pgwire connections allowed at once, in all (FATAL 53300 beyond).
+    #[serde(default = "default_max_unauthenticated")]
+    pub max_unauthenticated_connections: usize,
+    /// Unauthenticated pgwire connections allowed at once from one client address.
+    #[serde(default = "default_max_unauthenticated_per_address")]
+    pub max_unauthenticated_per_address: usize,
     /// Rate limiting and lockout, shared by every front door (`auth_core::rate_limit`).
     #[serde(default)]
     pub rate_limit: auth_core::config::RateLimitSection,
@@ -197,6 +211,12 @@ pub struct GatewayConfig {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 6432))
+}
+fn default_max_unauthenticated() -> usize {
+    auth_pgwire::limits::DEFAULT_MAX_UNAUTHENTICATED
+}
+fn default_max_unauthenticated_per_address() -> usize {
+    auth_pgwire::limits::DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
 }
 fn default_timeout() -> Duration {
     Duration::from_secs(60)
@@ -218,6 +238,9 @@ listen = "127.0.0.1:6432"
 auth_timeout = "60s"
 allow_cleartext_without_tls = false
 audit_log = "audit.jsonl"
+# Connections that have not authenticated yet (FATAL 53300 beyond these).
+max_unauthenticated_connections = 128
+max_unauthenticated_per_address = 32
 
 # SCRAM-SHA-256 for everyone (SCRAM-SHA-256-PLUS with channel binding under TLS).
 [[rule]]

@@ -321,6 +321,11 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
     let serve = ServeConfig {
         tls: Some(prepared.tls.acceptor.clone()),
         auth_timeout: prepared.config.auth_timeout,
+        limits: Arc::new(auth_pgwire::ConnectionLimits::new(
+            prepared.config.max_unauthenticated_connections,
+            prepared.config.max_unauthenticated_per_address,
+        )),
+        ..ServeConfig::default()
     };
     Ok((
         Handlers {

@@ -12,6 +12,8 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use auth_password::Hasher;
+
 use crate::wallet::DEFAULT_USER_PREFIX;
 
 /// Authenticates [`Credential::Password`] against the secret stored under
@@ -21,11 +23,17 @@ use crate::wallet::DEFAULT_USER_PREFIX;
 /// to the next method, as the chain's control decides (and [`auth_core::Chain::decide`]
 /// reports it like a wrong password). A backend failure is [`Outcome::Unavailable`]. Every
 /// check reads the store, which records the access time.
+///
+/// Comparing a stored secret takes microseconds, a password hash tens of milliseconds:
+/// next to a password-hash method, a fast "wrong secret" would tell wallet users from the
+/// rest and let them be guessed at no cost. [`with_equal_cost`](Self::with_equal_cost)
+/// makes every check of a wallet user also verify a dummy hash on the hasher's pool.
 #[derive(Debug)]
 pub struct WalletAuthenticator {
     store: Arc<dyn CredentialStore>,
     prefix: String,
     clock: SharedClock,
+    equal_cost: Option<Hasher>,
 }
 
 impl WalletAuthenticator {
@@ -35,7 +43,17 @@ impl WalletAuthenticator {
             store,
             prefix: DEFAULT_USER_PREFIX.to_owned(),
             clock: system_clock(),
+            equal_cost: None,
         }
+    }
+
+    /// Verifies a dummy password hash with `hasher` on every check of a wallet user,
+    /// right or wrong, so that a wallet user costs what a password-hash user and an
+    /// unknown user cost (use the hasher of the chain's password method).
+    #[must_use]
+    pub fn with_equal_cost(mut self, hasher: Hasher) -> Self {
+        self.equal_cost = Some(hasher);
+        self
     }
 
     /// Uses `prefix` instead of `pgwire-user-`.
@@ -80,6 +98,9 @@ impl Authenticator for WalletAuthenticator {
             Ok(None) => return Outcome::NotApplicable,
             Err(e) => return Outcome::unavailable(format!("wallet: {e}")),
         };
+        if let Some(hasher) = &self.equal_cost {
+            hasher.verify_dummy(password.clone()).await;
+        }
         // Digests first, so the comparison takes the same time whatever the lengths.
         let presented = Sha256::digest(password.expose_secret().as_bytes());
         let stored = Sha256::digest(record.value.expose_secret());

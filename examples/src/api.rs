@@ -125,7 +125,9 @@ impl ApiAuth {
             .audit(audit.clone())
             .rate_limiter(prepared.limiter.clone())
             .link(Arc::new(jwt))
-            .link(Arc::new(WalletAuthenticator::new(prepared.wallet.clone())))
+            .link(Arc::new(
+                WalletAuthenticator::new(prepared.wallet.clone()).with_equal_cost(hasher.clone()),
+            ))
             .link(Arc::new(PasswordAuthenticator::new(
                 Users::new(prepared.wallet.clone()),
                 hasher,

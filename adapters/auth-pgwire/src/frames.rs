@@ -217,7 +217,7 @@ mod tests {
     #[test]
     fn well_formed_frames_pass_in_any_split() {
         let mut stream = startup();
-        stream.extend_from_slice(b"p\0\0\0\x09secret");
+        stream.extend_from_slice(b"p\0\0\0\x0asecret");
         stream.extend_from_slice(b"Q\0\0\0\x04");
         for chunk in 1..stream.len() {
             let mut g = guard();

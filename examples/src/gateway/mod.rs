@@ -296,7 +296,10 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
             Method::Gss => Target::Reject,
             Method::Password => Target::Chain(Arc::new(
                 builder
-                    .link(Arc::new(WalletAuthenticator::new(prepared.wallet.clone())))
+                    .link(Arc::new(
+                        WalletAuthenticator::new(prepared.wallet.clone())
+                            .with_equal_cost(hasher.clone()),
+                    ))
                     .link(Arc::new(PasswordAuthenticator::new(
                         users.clone(),
                         hasher.clone(),

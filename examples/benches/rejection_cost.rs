@@ -150,6 +150,10 @@ fn main() {
     }
     let a = report("HTTP Basic", &mut http);
     let b = report("pgwire cleartext", &mut pg);
-    let verdict = if a <= 5.0 && b <= 5.0 { "met" } else { "MISSED" };
+    let verdict = if a <= 5.0 && b <= 5.0 {
+        "met"
+    } else {
+        "MISSED"
+    };
     println!("\ntarget: medians within 5 % of each other on both doors: {verdict}");
 }

@@ -4,6 +4,7 @@
     preauth.py http-hangup HOST PORT USER PASSWORD COUNT AFTER_MS
     preauth.py grpc-cancel HOST PORT USER PASSWORD COUNT AFTER_MS
     preauth.py grpc-call HOST PORT USER PASSWORD
+    preauth.py hold HOST PORT COUNT
 
 pg-abandon opens COUNT pgwire connections for USER and leaves each SCRAM exchange at one of
 four stages in turn: a Flush frame instead of the client-final message, a hang-up after
@@ -13,7 +14,9 @@ AFTER_MS later (while the password hash is being checked); grpc-cancel makes a c
 Basic credentials and a deadline of AFTER_MS (the client cancels the stream). Prints
 `done N` when every client has finished; only the standard library (and grpcio for
 grpc-cancel) is needed. grpc-call makes one such call to the end and prints its status
-code's name (`OK`, `RESOURCE_EXHAUSTED`, ...).
+code's name (`OK`, `RESOURCE_EXHAUSTED`, ...). hold opens COUNT connections that send
+nothing but an SSLRequest (answered, so the server has taken each), prints `held COUNT`,
+and keeps them until its standard input closes.
 """
 
 import base64
@@ -135,6 +138,20 @@ def grpc_call(host, port, user, password):
             print(e.code().name)
 
 
+def hold(host, port, count):
+    sockets = []
+    for _ in range(count):
+        s = socket.create_connection((host, port), timeout=30)
+        # An SSLRequest answered means the server has taken the connection.
+        s.sendall(struct.pack("!II", 8, 80877103))
+        s.recv(1)
+        sockets.append(s)
+    print(f"held {len(sockets)}", flush=True)
+    sys.stdin.read()
+    for s in sockets:
+        s.close()
+
+
 def main(argv):
     what, args = argv[1], argv[2:]
     if what == "pg-abandon":
@@ -143,6 +160,8 @@ def main(argv):
         http_hangup(args[0], int(args[1]), args[2], args[3], int(args[4]), int(args[5]))
     elif what == "grpc-cancel":
         grpc_cancel(args[0], int(args[1]), args[2], args[3], int(args[4]), int(args[5]))
+    elif what == "hold":
+        hold(args[0], int(args[1]), int(args[2]))
     elif what == "grpc-call":
         grpc_call(args[0], int(args[1]), args[2], args[3])
     else:

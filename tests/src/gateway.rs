@@ -57,6 +57,19 @@ impl GatewayProcess {
         rules: &str,
         env: &[(String, String)],
     ) -> Result<Self, HarnessError> {
+        Self::start_wrapped(&[], binary, ip, auth_timeout, rules, env)
+    }
+
+    /// As [`GatewayProcess::start_at`], run through `wrapper` (a command that execs its
+    /// arguments, such as `prlimit --nofile=40:40`), so the process id is the gateway's.
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        binary: &Path,
+        ip: IpAddr,
+        auth_timeout: &str,
+        rules: &str,
+        env: &[(String, String)],
+    ) -> Result<Self, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix("auth-gateway-")
             .tempdir()
@@ -71,7 +84,14 @@ impl GatewayProcess {
             format!("listen = \"{ip}:{port}\"\nauth_timeout = \"{auth_timeout}\"\n{rules}"),
         )
         .map_err(HarnessError::io("write gateway.toml"))?;
-        let mut cmd = Command::new(binary);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
         cmd.arg("--data-dir")
             .arg(&data)
             .arg("--http-listen")

@@ -128,7 +128,7 @@ impl<S> FrameGuard<S> {
             return Err(format!("frame length {len} is below 4"));
         }
         if !typed {
-            if len < 8 || len > MAX_STARTUP_PACKET {
+            if !(8..=MAX_STARTUP_PACKET).contains(&len) {
                 return Err(format!("invalid startup packet length {len}"));
             }
         } else if len > self.max_pre_auth_frame && !self.authenticated.load(Ordering::Acquire) {

@@ -12,7 +12,7 @@ use pgwire::api::auth::{DefaultServerParameterProvider, finish_authentication};
 use pgwire::api::{
     ClientInfo, DefaultClient, ErrorHandler, PgWireConnectionState, PgWireServerHandlers,
 };
-use pgwire::error::{ErrorInfo, PgWireError};
+use pgwire::error::ErrorInfo;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::TlsAcceptor;
 use pgwire::tokio::server::{MaybeTls, PgWireMessageServerCodec, process_error, process_message};
@@ -245,13 +245,17 @@ pub async fn serve<H: PgWireServerHandlers>(
         let message = match message {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
-                // Garbled input: say so and end the connection.
-                let error = PgWireError::UserError(Box::new(ErrorInfo::new(
+                // Garbled input (a frame length the guard refused, a message pgwire cannot
+                // decode): say so and end the connection, with no ReadyForQuery after a
+                // FATAL error.
+                let error = ErrorInfo::new(
                     "FATAL".to_owned(),
                     "08P01".to_owned(),
                     format!("invalid frontend message: {e}"),
-                )));
-                let _ = process_error(&mut socket, error, false).await;
+                );
+                let _ = socket
+                    .send(PgWireBackendMessage::ErrorResponse(error.into()))
+                    .await;
                 return Ok(());
             }
             None => return Ok(()),

@@ -282,6 +282,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_hostgss_rule_is_refused_with_the_way_out() {
+        let err = GatewayConfig::parse(
+            "[[rule]]\nname = \"krb\"\ntype = \"hostgss\"\nmethod = \"scram\"",
+        )
+        .unwrap_err();
+        assert!(err.contains("GSS-encrypted connections"), "{err}");
+        assert!(err.contains("method = \"gss\""), "{err}");
+    }
+
+    #[test]
     fn the_default_file_parses() {
         let c = GatewayConfig::parse(GatewayConfig::DEFAULT_TOML).unwrap();
         assert_eq!(c.listen.port(), 6432);

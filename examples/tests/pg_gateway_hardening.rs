@@ -1,0 +1,293 @@
+//! SEC-2, SEC-3, ADAPT-1 end to end against the real gateway: no client input panics a
+//! task (frame lengths below 4 or over the caps at every stage end with FATAL 08P01),
+//! unauthenticated connections are capped in all and per address (FATAL 53300, freed when
+//! a connection closes), running out of file descriptors does not spin, and SCRAM refuses
+//! an authorization identity.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use auth_tests::gateway::GatewayProcess;
+use auth_tests::netns::TestHost;
+
+const RULES: &str = "[[rule]]\nname = \"scram\"\nmethod = \"scram\"\n";
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_pg-gateway"))
+}
+
+/// A gateway whose `gateway.toml` starts with `settings` (top-level keys).
+fn gateway(settings: &str) -> GatewayProcess {
+    GatewayProcess::start(binary(), "60s", &format!("{settings}\n{RULES}"))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A client speaking the protocol by hand.
+struct Raw(TcpStream);
+
+impl Raw {
+    fn connect(port: u16) -> Self {
+        let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Self(tcp)
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.0.write_all(bytes).unwrap();
+    }
+
+    /// The next backend message (type, body), or `None` at end of stream.
+    fn next(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut head = [0u8; 5];
+        self.0.read_exact(&mut head).ok()?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len.saturating_sub(4)];
+        self.0.read_exact(&mut body).ok()?;
+        Some((head[0], body))
+    }
+
+    /// The SQLSTATE of the ErrorResponse that must come next.
+    fn error_code(&mut self) -> String {
+        let (kind, body) = self.next().expect("an ErrorResponse");
+        assert_eq!(kind, b'E', "expected an ErrorResponse");
+        body.split(|b| *b == 0)
+            .find_map(|f| f.strip_prefix(b"C"))
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .unwrap()
+    }
+
+    /// Sends the startup packet for `demo` and reads AuthenticationSASL.
+    fn started(port: u16) -> Self {
+        let mut raw = Self::connect(port);
+        raw.send(&startup("demo"));
+        let (kind, body) = raw.next().unwrap();
+        assert_eq!((kind, &body[..4]), (b'R', &10u32.to_be_bytes()[..]));
+        raw
+    }
+
+    /// As [`Raw::started`], then a SCRAM client-first, reading AuthenticationSASLContinue.
+    fn in_sasl(port: u16) -> Self {
+        let mut raw = Self::started(port);
+        raw.send(&sasl_initial(b"n,,n=,r=abcdefghijklmnop"));
+        let (kind, body) = raw.next().unwrap();
+        assert_eq!((kind, &body[..4]), (b'R', &11u32.to_be_bytes()[..]));
+        raw
+    }
+}
+
+fn startup(user: &str) -> Vec<u8> {
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for (k, v) in [("user", user), ("database", user)] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut packet = u32::try_from(body.len() + 4)
+        .unwrap()
+        .to_be_bytes()
+        .to_vec();
+    packet.extend_from_slice(&body);
+    packet
+}
+
+fn sasl_initial(client_first: &[u8]) -> Vec<u8> {
+    let mut body = b"SCRAM-SHA-256\0".to_vec();
+    body.extend_from_slice(&u32::try_from(client_first.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(client_first);
+    let mut frame = vec![b'p'];
+    frame.extend_from_slice(&u32::try_from(body.len() + 4).unwrap().to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+fn psql(gw: &GatewayProcess, password: &str) -> Result<String, String> {
+    psql_at(Command::new("psql"), gw, password)
+}
+
+fn psql_at(mut cmd: Command, gw: &GatewayProcess, password: &str) -> Result<String, String> {
+    let out = cmd
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args(["-X", "-w", "-At", "-d"])
+        .arg(gw.conninfo("demo", "sslmode=disable"))
+        .args(["-c", "SELECT current_user"])
+        .output()
+        .expect("psql is installed (scripts/install-deps.sh)");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// Retries `f` until it succeeds, for at most 20 s (a closed connection frees its place
+/// when the server notices).
+fn eventually(mut f: impl FnMut() -> Result<String, String>) -> String {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() > until => panic!("still failing: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+const TOO_MANY: &str = "sorry, too many clients already";
+
+#[test]
+fn short_and_oversized_frames_at_every_stage_end_with_08p01_and_panic_nothing() {
+    let gw = gateway("");
+    // The startup packet: too short, too long.
+    for header in [2u32, 7, 10_001, u32::MAX] {
+        let mut raw = Raw::connect(gw.port);
+        raw.send(&header.to_be_bytes());
+        raw.send(&196_608u32.to_be_bytes());
+        assert_eq!(raw.error_code(), "08P01", "startup length {header}");
+    }
+    let oversized = {
+        let mut f = b"p".to_vec();
+        f.extend_from_slice(&100_000u32.to_be_bytes());
+        f
+    };
+    let frames: [&[u8]; 4] = [b"p\0\0\0\0", b"p\0\0\0\x03", b"d\0\0\0\x02", &oversized];
+    for frame in frames {
+        // After the startup packet, and in the middle of the SCRAM exchange.
+        for mut raw in [Raw::started(gw.port), Raw::in_sasl(gw.port)] {
+            raw.send(frame);
+            assert_eq!(raw.error_code(), "08P01", "frame {frame:?}");
+            let after = raw.next();
+            assert!(after.is_none(), "the connection ends: {after:?}");
+        }
+    }
+    assert_eq!(psql(&gw, &gw.demo_password).unwrap(), "demo");
+    let output = gw.process.output();
+    assert!(!output.contains("panicked"), "{output}");
+}
+
+#[test]
+fn scram_refuses_an_authorization_identity_even_the_users_own() {
+    let gw = gateway("");
+    for client_first in [
+        &b"n,a=demo,n=,r=abcdefghijklmnop"[..],
+        b"n,a=admin,n=,r=abc",
+    ] {
+        let mut raw = Raw::started(gw.port);
+        raw.send(&sasl_initial(client_first));
+        assert_eq!(raw.error_code(), "08P01");
+    }
+    let audit = std::fs::read_to_string(gw.data.join("audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("authorization identity is not supported"),
+        "{audit}"
+    );
+}
+
+#[test]
+fn the_unauthenticated_connection_cap_answers_53300_and_frees_up() {
+    let gw = gateway("max_unauthenticated_connections = 4");
+    let mut idle: Vec<Raw> = (0..4)
+        .map(|_| {
+            // An SSLRequest answered: the gateway holds the connection.
+            let mut raw = Raw::connect(gw.port);
+            raw.send(&[0, 0, 0, 8, 4, 210, 22, 47]);
+            let mut answer = [0u8; 1];
+            raw.0.read_exact(&mut answer).unwrap();
+            raw
+        })
+        .collect();
+    let refused = psql(&gw, &gw.demo_password).unwrap_err();
+    assert!(refused.contains(TOO_MANY), "{refused}");
+    idle.pop();
+    assert_eq!(eventually(|| psql(&gw, &gw.demo_password)), "demo");
+}
+
+#[test]
+fn the_per_address_cap_holds_one_host_back_and_not_the_others() {
+    let (host, other) = (
+        TestHost::create().unwrap_or_else(|e| panic!("{e}")),
+        TestHost::create().unwrap_or_else(|e| panic!("{e}")),
+    );
+    let gw = GatewayProcess::start_at(
+        binary(),
+        IpAddr::V4(host.gateway),
+        "60s",
+        &format!("max_unauthenticated_per_address = 3\n{RULES}"),
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let python = auth_tests::venv_python("the pre-auth clients").unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/preauth.py");
+    let mut holder = host
+        .command(python.to_str().unwrap())
+        .arg(script)
+        .args(["hold", &gw.ip.to_string(), &gw.port.to_string(), "3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "held 3");
+    let demo = &gw.demo_password;
+    let refused = psql_at(host.command("psql"), &gw, demo).unwrap_err();
+    assert!(refused.contains(TOO_MANY), "{refused}");
+    assert_eq!(psql_at(other.command("psql"), &gw, demo).unwrap(), "demo");
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    assert_eq!(
+        eventually(|| psql_at(host.command("psql"), &gw, demo)),
+        "demo"
+    );
+}
+
+/// CPU seconds `pid` has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // After the command name: utime is field 11, stime 12 (clock ticks).
+    (fields[11] + fields[12]) / 100.0
+}
+
+#[test]
+fn running_out_of_file_descriptors_backs_off_instead_of_spinning() {
+    let gw = GatewayProcess::start_wrapped(
+        &["prlimit", "--nofile=64:64"],
+        binary(),
+        IpAddr::from([127, 0, 0, 1]),
+        "60s",
+        RULES,
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let pid = gw.process.pid().unwrap();
+    // More connections than the process may hold: the rest wait in the listen queue, and
+    // every accept fails with EMFILE until some close.
+    let flood: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(("127.0.0.1", gw.port)).unwrap())
+        .collect();
+    let before = cpu_seconds(pid);
+    let window = Duration::from_secs(2);
+    std::thread::sleep(window);
+    let used = cpu_seconds(pid) - before;
+    assert!(
+        used < 0.05 * window.as_secs_f64(),
+        "{used:.2} s of CPU in {window:?}: accept errors are retried in a loop"
+    );
+    drop(flood);
+    assert_eq!(eventually(|| psql(&gw, &gw.demo_password)), "demo");
+}

@@ -3,8 +3,8 @@
 //! pgwire 0.42 subtracts the 4-byte length field from a frame's declared length without
 //! checking it (`p 00 00 00 00` after the startup packet panics the connection task), and
 //! before authentication nothing bounds what a client may make the server buffer. The
-//! real fix belongs in the pgwire crate; until then [`FrameGuard`] sits between the socket
-//! (after TLS) and pgwire's codec and follows the framing byte by byte: the untyped
+//! real fix belongs in the pgwire crate; until then a guard running [`FrameCheck`] sits
+//! between the socket (after TLS) and pgwire's codec and follows the framing byte by byte: the untyped
 //! startup packet (4-byte length, then the body), then typed frames (a type byte, a 4-byte
 //! length, the body). A length below 4, a startup packet over [`MAX_STARTUP_PACKET`], or,
 //! before authentication, a typed frame over the pre-authentication cap ends the read with
@@ -39,20 +39,20 @@ enum Position {
     Body { left: u32 },
 }
 
-/// The checking reader around a connection's stream.
-#[derive(Debug)]
-pub(crate) struct FrameGuard<S> {
-    inner: S,
+/// Follows a client's byte stream through the framing and refuses bad lengths; what the
+/// connection's guard runs on every read, public so that fuzzing and other transports can
+/// use the same check.
+#[derive(Debug, Clone)]
+pub struct FrameCheck {
     position: Position,
     max_pre_auth_frame: u32,
     authenticated: Arc<AtomicBool>,
 }
 
-impl<S> FrameGuard<S> {
-    /// A guard at the start of the startup packet.
-    pub(crate) fn at_startup(inner: S, max_pre_auth_frame: u32) -> Self {
+impl FrameCheck {
+    /// A check at the start of the startup packet.
+    pub fn at_startup(max_pre_auth_frame: u32) -> Self {
         Self {
-            inner,
             position: Position::Header {
                 buf: [0; 5],
                 have: 0,
@@ -63,23 +63,23 @@ impl<S> FrameGuard<S> {
         }
     }
 
-    /// A guard inside the startup packet's body, `left` bytes to go (the first bytes were
-    /// read and checked during SSL/GSS negotiation).
-    pub(crate) fn in_startup_body(inner: S, left: u32, max_pre_auth_frame: u32) -> Self {
+    /// A check inside the startup packet's body, `left` bytes to go (the first bytes
+    /// were read and checked during SSL/GSS negotiation).
+    pub fn in_startup_body(left: u32, max_pre_auth_frame: u32) -> Self {
         Self {
             position: Position::Body { left },
-            ..Self::at_startup(inner, max_pre_auth_frame)
+            ..Self::at_startup(max_pre_auth_frame)
         }
     }
 
     /// Set once the connection is authenticated: the pre-authentication cap no longer
     /// applies (queries and COPY data may be large).
-    pub(crate) fn authenticated(&self) -> Arc<AtomicBool> {
+    pub fn authenticated(&self) -> Arc<AtomicBool> {
         self.authenticated.clone()
     }
 
     /// Follows `bytes` through the framing; the error describes the first bad length.
-    fn check(&mut self, mut bytes: &[u8]) -> Result<(), String> {
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), String> {
         while !bytes.is_empty() {
             match &mut self.position {
                 Position::Body { left } => {
@@ -141,6 +141,25 @@ impl<S> FrameGuard<S> {
     }
 }
 
+/// The checking reader around a connection's stream.
+#[derive(Debug)]
+pub(crate) struct FrameGuard<S> {
+    inner: S,
+    check: FrameCheck,
+}
+
+impl<S> FrameGuard<S> {
+    /// A guard running `check` over `inner`.
+    pub(crate) fn new(inner: S, check: FrameCheck) -> Self {
+        Self { inner, check }
+    }
+
+    /// See [`FrameCheck::authenticated`].
+    pub(crate) fn authenticated(&self) -> Arc<AtomicBool> {
+        self.check.authenticated()
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for FrameGuard<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -152,7 +171,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for FrameGuard<S> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let fresh = &buf.filled()[before..];
-                match this.check(fresh) {
+                match this.check.feed(fresh) {
                     Ok(()) => Poll::Ready(Ok(())),
                     Err(why) => {
                         // What was read stays unread: the decoder must not see it.
@@ -200,8 +219,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FrameGuard<S> {
 mod tests {
     use super::*;
 
-    fn guard() -> FrameGuard<()> {
-        FrameGuard::at_startup((), DEFAULT_MAX_PRE_AUTH_FRAME)
+    fn guard() -> FrameCheck {
+        FrameCheck::at_startup(DEFAULT_MAX_PRE_AUTH_FRAME)
     }
 
     fn startup() -> Vec<u8> {
@@ -222,7 +241,7 @@ mod tests {
         for chunk in 1..stream.len() {
             let mut g = guard();
             for piece in stream.chunks(chunk) {
-                g.check(piece).unwrap();
+                g.feed(piece).unwrap();
             }
         }
     }
@@ -231,34 +250,34 @@ mod tests {
     fn short_lengths_are_refused_at_every_stage() {
         for bad in [b"p\0\0\0\0".as_slice(), b"p\0\0\0\x03", b"d\0\0\0\x02"] {
             let mut g = guard();
-            g.check(&startup()).unwrap();
-            assert!(g.check(bad).unwrap_err().contains("below 4"));
+            g.feed(&startup()).unwrap();
+            assert!(g.feed(bad).unwrap_err().contains("below 4"));
         }
-        assert!(guard().check(b"\0\0\0\x02").is_err());
-        assert!(guard().check(b"\0\0\0\x07\0\x03\0").is_err());
+        assert!(guard().feed(b"\0\0\0\x02").is_err());
+        assert!(guard().feed(b"\0\0\0\x07\0\x03\0").is_err());
     }
 
     #[test]
     fn oversized_frames_are_refused_before_authentication_only() {
         let mut g = guard();
-        assert!(g.check(&10_001u32.to_be_bytes()).is_err(), "startup packet");
+        assert!(g.feed(&10_001u32.to_be_bytes()).is_err(), "startup packet");
         let mut g = guard();
-        g.check(&startup()).unwrap();
+        g.feed(&startup()).unwrap();
         let mut big = b"p".to_vec();
         big.extend_from_slice(&(DEFAULT_MAX_PRE_AUTH_FRAME + 1).to_be_bytes());
-        assert!(g.check(&big).unwrap_err().contains("before authentication"));
+        assert!(g.feed(&big).unwrap_err().contains("before authentication"));
 
         let mut g = guard();
-        g.check(&startup()).unwrap();
+        g.feed(&startup()).unwrap();
         g.authenticated().store(true, Ordering::Release);
         let mut query = b"Q".to_vec();
         query.extend_from_slice(&1_000_000u32.to_be_bytes());
-        g.check(&query).unwrap();
+        g.feed(&query).unwrap();
         // A SASL message of PostgreSQL's largest token fits.
         let mut g = guard();
-        g.check(&startup()).unwrap();
+        g.feed(&startup()).unwrap();
         let mut sasl = b"p".to_vec();
         sasl.extend_from_slice(&(65_535u32 + 4 + 14 + 4).to_be_bytes());
-        g.check(&sasl).unwrap();
+        g.feed(&sasl).unwrap();
     }
 }

@@ -23,7 +23,7 @@ use tokio_util::codec::{Framed, FramedParts};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::frames::{DEFAULT_MAX_PRE_AUTH_FRAME, FrameGuard, MAX_STARTUP_PACKET};
+use crate::frames::{DEFAULT_MAX_PRE_AUTH_FRAME, FrameCheck, FrameGuard, MAX_STARTUP_PACKET};
 use crate::limits::ConnectionLimits;
 use crate::startup::Outbox;
 
@@ -194,7 +194,10 @@ pub async fn serve<H: PgWireServerHandlers>(
             return refuse(tcp, "08P01", "invalid length of startup packet").await;
         }
         Negotiated::Plain(tcp, prefix, len) => (
-            FrameGuard::in_startup_body(MaybeTls::Plain(tcp), len - 8, max_frame),
+            FrameGuard::new(
+                MaybeTls::Plain(tcp),
+                FrameCheck::in_startup_body(len - 8, max_frame),
+            ),
             DefaultClient::new(addr, false),
             prefix,
         ),
@@ -202,7 +205,7 @@ pub async fn serve<H: PgWireServerHandlers>(
             let mut client = DefaultClient::new(addr, true);
             client.sni_server_name = stream.get_ref().1.server_name().map(str::to_owned);
             (
-                FrameGuard::at_startup(MaybeTls::Tls(stream), max_frame),
+                FrameGuard::new(MaybeTls::Tls(stream), FrameCheck::at_startup(max_frame)),
                 client,
                 Vec::new(),
             )

@@ -165,46 +165,65 @@ impl IntrospectionAuthenticator {
                 response.status()
             )));
         }
-        let body: serde_json::Value = response.json().await.map_err(|e| {
+        let body = response.bytes().await.map_err(|e| {
             Outcome::unavailable(format!("introspection answer: {}", e.without_url()))
         })?;
-        if body.get("active").and_then(serde_json::Value::as_bool) != Some(true) {
-            return Ok(None);
-        }
-        let text = |k: &str| body.get(k).and_then(serde_json::Value::as_str);
-        if let Some(aud) = &self.config.audience {
-            let listed = match body.get("aud") {
-                Some(serde_json::Value::String(s)) => s == aud,
-                Some(serde_json::Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(aud)),
-                _ => false,
-            };
-            if !listed {
-                return Err(Outcome::rejected(
-                    Error::MissingClaim,
-                    format!("audience lacks `{aud}`"),
-                ));
-            }
-        }
-        let Some(subject) = text("sub").or_else(|| text("client_id")) else {
+        read_answer(&body, self.config.audience.as_deref(), self.clock.now())
+    }
+}
+
+/// Reads `body` as the authenticator reads an introspection answer (audience `api`);
+/// whether it describes an active token. For fuzzing the parser.
+#[cfg(feature = "fuzzing")]
+pub fn read_answer_for_fuzzing(body: &[u8]) -> bool {
+    read_answer(body, Some("api"), SystemTime::UNIX_EPOCH).is_ok_and(|a| a.is_some())
+}
+
+/// What an RFC 7662 answer says: `Ok(None)` for an inactive token, the active token's
+/// facts, or the refusal (an audience without ours, no subject).
+fn read_answer(
+    body: &[u8],
+    audience: Option<&str>,
+    checked: SystemTime,
+) -> Result<Option<Active>, Outcome> {
+    let body: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Outcome::unavailable(format!("introspection answer: {e}")))?;
+    if body.get("active").and_then(serde_json::Value::as_bool) != Some(true) {
+        return Ok(None);
+    }
+    let text = |k: &str| body.get(k).and_then(serde_json::Value::as_str);
+    if let Some(aud) = audience {
+        let listed = match body.get("aud") {
+            Some(serde_json::Value::String(s)) => s == aud,
+            Some(serde_json::Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(aud)),
+            _ => false,
+        };
+        if !listed {
             return Err(Outcome::rejected(
                 Error::MissingClaim,
-                "active token without sub or client_id",
+                format!("audience lacks `{aud}`"),
             ));
-        };
-        let expires = body
-            .get("exp")
-            .and_then(serde_json::Value::as_u64)
-            .map(|s| UNIX_EPOCH + Duration::from_secs(s));
-        Ok(Some(Active {
-            subject: subject.to_owned(),
-            user: text("username").unwrap_or(subject).to_owned(),
-            scopes: text("scope")
-                .map(|s| s.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default(),
-            expires,
-            checked: self.clock.now(),
-        }))
+        }
     }
+    let Some(subject) = text("sub").or_else(|| text("client_id")) else {
+        return Err(Outcome::rejected(
+            Error::MissingClaim,
+            "active token without sub or client_id",
+        ));
+    };
+    let expires = body
+        .get("exp")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)));
+    Ok(Some(Active {
+        subject: subject.to_owned(),
+        user: text("username").unwrap_or(subject).to_owned(),
+        scopes: text("scope")
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
+        expires,
+        checked,
+    }))
 }
 
 #[async_trait]

@@ -29,5 +29,13 @@ pub use introspection::{
     client_secret_from_env, client_secret_from_store,
 };
 pub use key::{Alg, KeyError, VerifyingKey};
+
+/// Parsers without their network around them, for the fuzz targets in `tests/fuzz`
+/// (feature `fuzzing`; not a stable interface).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::introspection::read_answer_for_fuzzing as introspection_answer;
+}
 pub use keyset::{FetchSettings, KeySource, LookupError};
 pub use password_grant::{OAuthSession, PasswordGrantAuthenticator, PasswordGrantConfig};

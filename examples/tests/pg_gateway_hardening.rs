@@ -166,6 +166,21 @@ fn short_and_oversized_frames_at_every_stage_end_with_08p01_and_panic_nothing() 
             assert!(after.is_none(), "the connection ends: {after:?}");
         }
     }
+    // SASLInitialResponse bodies that panicked pgwire's decoder (found by fuzzing): a
+    // GSS token where SASL was expected, a negative and an oversized data length.
+    for body in [
+        &b"\x60\x82\x02\x00\x06\x09\x06\x09"[..],
+        b"SCRAM-SHA-256\0\xff\xff\xff\xfe",
+        b"SCRAM-SHA-256\0\x00\x10\x00\x00abc",
+        b"SCRAM-SHA-256\0\x00",
+    ] {
+        let mut raw = Raw::started(gw.port);
+        let mut frame = b"p".to_vec();
+        frame.extend_from_slice(&u32::try_from(body.len() + 4).unwrap().to_be_bytes());
+        frame.extend_from_slice(body);
+        raw.send(&frame);
+        assert_eq!(raw.error_code(), "08P01", "body {body:?}");
+    }
     assert_eq!(psql(&gw, &gw.demo_password).unwrap(), "demo");
     let output = gw.process.output();
     assert!(!output.contains("panicked"), "{output}");

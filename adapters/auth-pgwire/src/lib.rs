@@ -22,6 +22,7 @@
 mod errors;
 pub mod frames;
 pub mod limits;
+pub mod messages;
 mod serve;
 mod session;
 mod startup;

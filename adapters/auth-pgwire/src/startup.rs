@@ -29,6 +29,7 @@ use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
 use crate::errors::{auth_failed, fatal, policy_reject, protocol};
+use crate::messages::sasl_initial_response;
 use crate::session::AuthenticatedSession;
 
 const SCRAM: &str = "SCRAM-SHA-256";
@@ -399,15 +400,16 @@ impl PgAuthenticator {
                 self.finish(client, outcome, &p.user, "password").await
             }
             (Phase::SaslInitial(p, offered), PgWireFrontendMessage::PasswordMessageFamily(m)) => {
-                let initial = m
-                    .into_sasl_initial_response()
-                    .map_err(|_| protocol("expected a SASLInitialResponse message"))?;
-                let Some(mechanism) = offered.iter().find(|m| **m == initial.auth_method) else {
+                let PasswordMessageFamily::Raw(body) = m else {
+                    return Err(protocol("expected a SASLInitialResponse message"));
+                };
+                let initial = sasl_initial_response(&body).map_err(protocol)?;
+                let Some(mechanism) = offered.iter().find(|m| **m == initial.mechanism) else {
                     return Err(protocol(
                         "the client chose a SASL mechanism that was not offered",
                     ));
                 };
-                let data = initial.data.map(|d| d.to_vec()).unwrap_or_default();
+                let data = initial.data.map(<[u8]>::to_vec).unwrap_or_default();
                 if data.len() > self.config.max_sasl_message {
                     return Err(protocol("SASL message too large"));
                 }

@@ -166,6 +166,19 @@ fn short_and_oversized_frames_at_every_stage_end_with_08p01_and_panic_nothing() 
             assert!(after.is_none(), "the connection ends: {after:?}");
         }
     }
+    // Found by fuzzing: a startup packet whose parameters end before its length does (the
+    // rest would be decoded as a frame of length 0), and a message other than a password
+    // before authentication (pgwire would decode a Bind).
+    let mut packet = startup("demo");
+    packet.extend_from_slice(b"p\0\0\0\0");
+    let len = u32::try_from(packet.len()).unwrap();
+    packet[..4].copy_from_slice(&len.to_be_bytes());
+    let mut raw = Raw::connect(gw.port);
+    raw.send(&packet);
+    assert_eq!(raw.error_code(), "08P01", "startup layout");
+    let mut raw = Raw::started(gw.port);
+    raw.send(b"B\0\0\0\x08\0\0\xff\xff");
+    assert_eq!(raw.error_code(), "08P01", "Bind before authentication");
     // SASLInitialResponse bodies that panicked pgwire's decoder (found by fuzzing): a
     // GSS token where SASL was expected, a negative and an oversized data length.
     for body in [

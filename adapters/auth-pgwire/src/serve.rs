@@ -23,7 +23,7 @@ use tokio_util::codec::{Framed, FramedParts};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::frames::{DEFAULT_MAX_PRE_AUTH_FRAME, FrameCheck, FrameGuard, MAX_STARTUP_PACKET};
+use crate::frames::{DEFAULT_MAX_PRE_AUTH_FRAME, FrameCheck, FrameGuard};
 use crate::limits::ConnectionLimits;
 use crate::startup::Outbox;
 
@@ -190,17 +190,17 @@ pub async fn serve<H: PgWireServerHandlers>(
     let max_frame = config.max_pre_auth_frame;
     let (io, client, prefix) = match negotiated {
         Negotiated::Refused => return Ok(()),
-        Negotiated::Plain(tcp, _, len) if !(8..=MAX_STARTUP_PACKET).contains(&len) => {
-            return refuse(tcp, "08P01", "invalid length of startup packet").await;
+        Negotiated::Plain(tcp, prefix, len) => {
+            let code = u32::from_be_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
+            let Ok(check) = FrameCheck::after_startup_header(len, code, max_frame) else {
+                return refuse(tcp, "08P01", "invalid length of startup packet").await;
+            };
+            (
+                FrameGuard::new(MaybeTls::Plain(tcp), check),
+                DefaultClient::new(addr, false),
+                prefix,
+            )
         }
-        Negotiated::Plain(tcp, prefix, len) => (
-            FrameGuard::new(
-                MaybeTls::Plain(tcp),
-                FrameCheck::in_startup_body(len - 8, max_frame),
-            ),
-            DefaultClient::new(addr, false),
-            prefix,
-        ),
         Negotiated::Tls(stream) => {
             let mut client = DefaultClient::new(addr, true);
             client.sni_server_name = stream.get_ref().1.server_name().map(str::to_owned);
@@ -245,7 +245,21 @@ pub async fn serve<H: PgWireServerHandlers>(
         } else {
             socket.next().await
         };
+        let unread = socket.read_buffer().len();
         let message = match message {
+            // pgwire took exactly whole frames, or its next decode would read a header
+            // out of the middle of one (see `frames`).
+            Some(Ok(_)) if !socket.get_mut().aligned(unread) => {
+                let error = ErrorInfo::new(
+                    "FATAL".to_owned(),
+                    "08P01".to_owned(),
+                    "invalid message format".to_owned(),
+                );
+                let _ = socket
+                    .send(PgWireBackendMessage::ErrorResponse(error.into()))
+                    .await;
+                return Ok(());
+            }
             Some(Ok(m)) => m,
             Some(Err(e)) => {
                 // Garbled input (a frame length the guard refused, a message pgwire cannot

@@ -1,6 +1,7 @@
 //! The pre-authentication byte stream of a pgwire connection, as the server reads it: the
-//! frame-length check first (in chunks, as reads deliver them), then pgwire's decoder on
-//! what the check let through, and what the startup handler does with password messages:
+//! frame check first (in chunks, as reads deliver them), then pgwire's decoder on what the
+//! check let through, stopping where the server would when a decode does not end on a
+//! frame boundary, and what the startup handler does with password messages:
 //! our own SASLInitialResponse parser (pgwire's panics), pgwire's SASLResponse and
 //! cleartext password coercions.
 #![no_main]
@@ -27,6 +28,10 @@ fuzz_target!(|data: &[u8]| {
         }
         buf.extend_from_slice(piece);
         loop {
+            let consumed = check.offset() - buf.len() as u64;
+            if consumed > 0 && !check.aligned(consumed) {
+                return;
+            }
             // Password messages are decoded raw and coerced by what the handler expects;
             // each coercion consumes the message, so each gets its own decoding.
             let snapshot = buf.clone();

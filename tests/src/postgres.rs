@@ -232,6 +232,7 @@ impl Postgres {
     pub fn stop(&mut self) {
         if self.running {
             self.running = false;
+            let pid = self.pid();
             let stopped = run(
                 self.server_command("pg_ctl")
                     .arg("-D")
@@ -239,14 +240,20 @@ impl Postgres {
                     .args(["-m", "immediate", "-w", "stop"]),
                 None,
             );
-            if stopped.is_err()
-                && let Some(pid) = self.pid()
+            // pg_ctl returns once the pid file is gone, a moment before the postmaster
+            // has exited: wait for the process itself, and kill it if it lingers.
+            if let Some(pid) = pid
+                && (stopped.is_err() || !crate::process::wait_until_gone(pid, STOP_WAIT))
             {
                 let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                crate::process::wait_until_gone(pid, STOP_WAIT);
             }
         }
     }
 }
+
+/// How long a stopped server may take to exit.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Drop for Postgres {
     fn drop(&mut self) {

@@ -257,6 +257,19 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// Waits until process `pid` has exited (or is a zombie), checking every 10 ms for at
+/// most `limit`; whether it has.
+pub(crate) fn wait_until_gone(pid: u32, limit: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + limit;
+    while process_alive(pid) {
+        if std::time::Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    true
+}
+
 /// Whether this process runs as root (services such as PostgreSQL refuse to).
 pub(crate) fn is_root() -> bool {
     std::process::Command::new("id")

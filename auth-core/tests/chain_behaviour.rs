@@ -394,3 +394,54 @@ async fn concurrent_guesses_cannot_outrun_the_lockout() {
         15
     );
 }
+
+/// Proves the identity `alice` whatever user the connection asked for, as a Kerberos
+/// ticket does.
+#[derive(Debug)]
+struct AlicesTicket;
+
+#[async_trait::async_trait]
+impl auth_core::Authenticator for AlicesTicket {
+    fn name(&self) -> &str {
+        "kerberos"
+    }
+    fn accepts(&self) -> Vec<auth_core::CredentialKind> {
+        vec![auth_core::CredentialKind::Password]
+    }
+    fn supports(&self, _: &auth_core::Credential) -> bool {
+        true
+    }
+    async fn authenticate(&self, _: &mut auth_core::Attempt) -> Outcome {
+        Outcome::Authenticated(
+            auth_core::StandardSession::new("alice", "kerberos", common::t0()).boxed(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn an_identity_logs_in_only_as_the_user_the_connection_asked_for() {
+    let limiter = Arc::new(MemoryRateLimiter::default());
+    let audit = MemoryAuditSink::new();
+    let chain = Chain::builder()
+        .audit(Arc::new(audit.clone()))
+        .rate_limiter(limiter.clone())
+        .link(Arc::new(AlicesTicket))
+        .build();
+    let mut as_bob = remote_password("bob", "unused");
+    let out = chain.decide(&mut as_bob).await;
+    assert_eq!(failure_of(&out), Error::InvalidCredentials);
+    let failed = audit.of_kind(AuditEventKind::AttemptFailed);
+    assert!(
+        failed[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("identity `alice` (kerberos) may not act as the requested user `bob`"),
+        "{failed:?}"
+    );
+    let ip = "10.0.0.7".parse().unwrap();
+    assert!(!limiter.is_known("bob", ip), "not a success for bob");
+
+    let out = chain.decide(&mut remote_password("alice", "unused")).await;
+    assert_eq!(out.session().unwrap().user(), "alice");
+    assert!(limiter.is_known("alice", ip));
+}

@@ -112,6 +112,24 @@ async fn psql_logs_in_with_a_ticket_and_the_identity_is_kept_apart_from_the_user
         .find(|e| e["event"] == "step")
         .unwrap();
     assert_eq!(step["outcome"], "success");
+
+    // alice's ticket on a connection for `bob` proves alice, not bob: 28000.
+    let (ok, out, err) = psql(&s, "bob", &cache);
+    assert!(
+        !ok && err.contains("GSSAPI authentication failed for user \"bob\""),
+        "ok={ok} out={out} err={err}"
+    );
+    let refused = audit(&s)
+        .into_iter()
+        .rfind(|e| e["event"] == "attempt_failed")
+        .unwrap();
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("identity `alice` (kerberos) may not act as the requested user `bob`"),
+        "{refused}"
+    );
 }
 
 #[tokio::test]

@@ -49,7 +49,11 @@
 //! # What a successful chain returns
 //!
 //! The session of the first success that set the chain's status, moved to
-//! [`SessionState::Active`].
+//! [`SessionState::Active`], if its user is the user the connection asked for (when it
+//! asked for one, as pgwire's startup packet does). An identity proved by the credential
+//! may not act as another user: alice's Kerberos ticket on a connection for `bob` is an
+//! [`Error::InvalidCredentials`] rejection, counted against bob as a failure, never as his
+//! success.
 
 mod control;
 
@@ -450,6 +454,7 @@ impl Authenticator for Chain {
         let started = self.audit.enabled().then(Instant::now);
         let Some(limiter) = &self.limiter else {
             let (outcome, link) = self.run_links(attempt).await;
+            let outcome = acting_as_requested(attempt, outcome);
             self.audit_attempt(attempt, &outcome, link, started, false);
             return outcome;
         };
@@ -485,6 +490,7 @@ impl Authenticator for Chain {
 
         let (outcome, link) = self.run_links(attempt).await;
         attempt.pace(None);
+        let outcome = acting_as_requested(attempt, outcome);
         if let Some(u) = &mut unfinished {
             u.chain = None;
         }
@@ -602,6 +608,26 @@ impl Drop for Unfinished<'_> {
             error: None,
             detail: Some("the attempt ended before an outcome (client gone, task aborted)"),
         });
+    }
+}
+
+/// An identity proved by the credential (a Kerberos ticket, a token) may log in only as
+/// the user the connection asked for (pg_ident semantics with the method's mapping as the
+/// identity map): alice's ticket on a connection for `bob` is refused, before the limiter
+/// could count it as bob's success.
+fn acting_as_requested(attempt: &Attempt, outcome: Outcome) -> Outcome {
+    match (&outcome, attempt.connection.user.as_deref()) {
+        (Outcome::Authenticated(session), Some(requested)) if session.user() != requested => {
+            Outcome::rejected(
+                Error::InvalidCredentials,
+                format!(
+                    "identity `{}` ({}) may not act as the requested user `{requested}`",
+                    session.user(),
+                    session.method()
+                ),
+            )
+        }
+        _ => outcome,
     }
 }
 

@@ -151,13 +151,13 @@ async fn a_repeated_token_reuses_its_session_on_the_same_chain_only() {
 #[tokio::test]
 async fn reuse_needs_the_same_user_rule_address_and_tls() {
     let s = setup(Duration::from_secs(3600), Duration::from_secs(60));
-    let as_bob = from(REMOTE).with_user("bob");
+    let as_alice = from(REMOTE).with_user("alice");
     assert_eq!(
-        user_over(&s.gate, "good-alice", as_bob.clone()).await,
+        user_over(&s.gate, "good-alice", as_alice.clone()).await,
         Ok("alice".into())
     );
     assert_eq!(
-        user_over(&s.gate, "good-alice", as_bob).await,
+        user_over(&s.gate, "good-alice", as_alice).await,
         Ok("alice".into())
     );
     assert_eq!(s.remote.calls.load(Ordering::SeqCst), 1);
@@ -170,16 +170,21 @@ async fn reuse_needs_the_same_user_rule_address_and_tls() {
     user_over(
         &s.gate,
         "good-alice",
-        from("192.0.2.8:5000").with_user("bob"),
+        from("192.0.2.8:5000").with_user("alice"),
     )
     .await
     .unwrap();
     assert_eq!(s.remote.calls.load(Ordering::SeqCst), 2);
     let tls = from(REMOTE)
-        .with_user("bob")
+        .with_user("alice")
         .with_tls(auth_core::TlsInfo::default());
     user_over(&s.gate, "good-alice", tls).await.unwrap();
     assert_eq!(s.remote.calls.load(Ordering::SeqCst), 3);
+    // A connection that names another user is not alice's, whatever her token proves.
+    assert_eq!(
+        user_over(&s.gate, "good-alice", from(REMOTE).with_user("bob")).await,
+        Err(Error::InvalidCredentials)
+    );
 }
 
 #[tokio::test]

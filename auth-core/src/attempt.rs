@@ -17,6 +17,9 @@ pub struct Attempt {
     /// The credential the client offered.
     pub credential: Credential,
     conversation: Option<Paced>,
+    /// Whether a rate-limited chain already holds a reservation for this attempt: a
+    /// limited chain nested in it then runs without limiting, so nothing counts twice.
+    pub(crate) limited: bool,
 }
 
 impl Attempt {
@@ -26,6 +29,7 @@ impl Attempt {
             connection,
             credential,
             conversation: None,
+            limited: false,
         }
     }
 
@@ -41,6 +45,15 @@ impl Attempt {
         self.conversation
             .as_mut()
             .map(|c| c as &mut (dyn Conversation + 'static))
+    }
+
+    /// Before the next link of a chain: the slot a round trip gave back is taken again
+    /// (and a stale "awaiting the client" cleared), so every link verifies under a slot.
+    pub(crate) async fn retake_slot(&mut self) -> Result<(), crate::rate_limit::Refusal> {
+        match &mut self.conversation {
+            Some(c) => c.retake().await,
+            None => Ok(()),
+        }
     }
 
     /// Lets the rate limiter pace the conversation's rounds (see [`Paced`]).

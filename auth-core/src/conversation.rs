@@ -71,6 +71,14 @@ impl Paced {
         }
     }
 
+    /// Takes the slot again if a round gave it back; see `Attempt::retake_slot`.
+    pub(crate) async fn retake(&mut self) -> Result<(), crate::rate_limit::Refusal> {
+        match &self.pacing {
+            Some((shared, wait)) => shared.resume(*wait).await,
+            None => Ok(()),
+        }
+    }
+
     /// Paces the rounds by `shared`, waiting at most `wait` for a slot; `None` stops.
     pub(crate) fn pace(&mut self, pacing: Option<(Arc<Shared>, Duration)>) {
         self.pacing = pacing;

@@ -433,6 +433,35 @@ async fn one_limiter_counts_across_front_doors() {
     assert_eq!(error(&out), Some(Error::RateLimited));
 }
 
+#[tokio::test]
+async fn a_limited_chain_nested_in_a_limited_chain_counts_once() {
+    let clock = ManualClock::new(t0());
+    let limiter = limiter(&clock);
+    let inner = Chain::builder()
+        .name("inner")
+        .rate_limiter(limiter.clone())
+        .link(Arc::new(PasswordIs("correct")))
+        .build();
+    let outer = Chain::builder()
+        .rate_limiter(limiter.clone())
+        .link(Arc::new(inner))
+        .build();
+    for _ in 0..4 {
+        let out = outer
+            .decide(&mut password("198.51.100.9", "alice", "guess"))
+            .await;
+        assert_eq!(error(&out), Some(Error::InvalidCredentials));
+    }
+    assert!(
+        outer
+            .decide(&mut password("198.51.100.9", "alice", "correct"))
+            .await
+            .is_authenticated(),
+        "four guesses, not eight"
+    );
+    assert_eq!(limiter.running(), Running::default());
+}
+
 #[tokio::test(start_paused = true)]
 async fn waiting_for_a_slot_is_bounded() {
     let clock = ManualClock::new(t0());

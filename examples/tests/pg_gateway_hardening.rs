@@ -145,7 +145,7 @@ const TOO_MANY: &str = "sorry, too many clients already";
 fn short_and_oversized_frames_at_every_stage_end_with_08p01_and_panic_nothing() {
     let gw = gateway("");
     // The startup packet: too short, too long.
-    for header in [2u32, 7, 10_001, u32::MAX] {
+    for header in [2u32, 7, 10_005, u32::MAX] {
         let mut raw = Raw::connect(gw.port);
         raw.send(&header.to_be_bytes());
         raw.send(&196_608u32.to_be_bytes());
@@ -217,45 +217,20 @@ fn scram_refuses_an_authorization_identity_even_the_users_own() {
     );
 }
 
-#[test]
-fn the_unauthenticated_connection_cap_answers_53300_and_frees_up() {
-    let gw = gateway("max_unauthenticated_connections = 4");
-    let mut idle: Vec<Raw> = (0..4)
-        .map(|_| {
-            // An SSLRequest answered: the gateway holds the connection.
-            let mut raw = Raw::connect(gw.port);
-            raw.send(&[0, 0, 0, 8, 4, 210, 22, 47]);
-            let mut answer = [0u8; 1];
-            raw.0.read_exact(&mut answer).unwrap();
-            raw
-        })
-        .collect();
-    let refused = psql(&gw, &gw.demo_password).unwrap_err();
-    assert!(refused.contains(TOO_MANY), "{refused}");
-    idle.pop();
-    assert_eq!(eventually(|| psql(&gw, &gw.demo_password)), "demo");
-}
-
-#[test]
-fn the_per_address_cap_holds_one_host_back_and_not_the_others() {
-    let (host, other) = (
-        TestHost::create().unwrap_or_else(|e| panic!("{e}")),
-        TestHost::create().unwrap_or_else(|e| panic!("{e}")),
-    );
-    let gw = GatewayProcess::start_at(
-        binary(),
-        IpAddr::V4(host.gateway),
-        "60s",
-        &format!("max_unauthenticated_per_address = 3\n{RULES}"),
-        &[],
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+/// Starts `preauth.py hold` from `host`: `count` connections the gateway has taken (each
+/// SSLRequest answered), held until the returned child's stdin closes.
+fn hold(host: &TestHost, gw: &GatewayProcess, count: usize) -> std::process::Child {
     let python = auth_tests::venv_python("the pre-auth clients").unwrap();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/preauth.py");
     let mut holder = host
         .command(python.to_str().unwrap())
         .arg(script)
-        .args(["hold", &gw.ip.to_string(), &gw.port.to_string(), "3"])
+        .args([
+            "hold",
+            &gw.ip.to_string(),
+            &gw.port.to_string(),
+            &count.to_string(),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -264,7 +239,48 @@ fn the_per_address_cap_holds_one_host_back_and_not_the_others() {
     BufReader::new(holder.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert_eq!(line.trim(), "held 3");
+    assert_eq!(line.trim(), format!("held {count}"));
+    holder
+}
+
+fn gateway_on(host: &TestHost, settings: &str) -> GatewayProcess {
+    GatewayProcess::start_at(
+        binary(),
+        IpAddr::V4(host.gateway),
+        "60s",
+        &format!("{settings}\n{RULES}"),
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn the_unauthenticated_connection_cap_answers_53300_and_frees_up() {
+    let (holder_host, client) = (
+        TestHost::create().unwrap_or_else(|e| panic!("{e}")),
+        TestHost::create().unwrap_or_else(|e| panic!("{e}")),
+    );
+    let gw = gateway_on(&holder_host, "max_unauthenticated_connections = 4");
+    let mut holder = hold(&holder_host, &gw, 4);
+    let demo = &gw.demo_password;
+    let refused = psql_at(client.command("psql"), &gw, demo).unwrap_err();
+    assert!(refused.contains(TOO_MANY), "{refused}");
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    assert_eq!(
+        eventually(|| psql_at(client.command("psql"), &gw, demo)),
+        "demo"
+    );
+}
+
+#[test]
+fn the_per_address_cap_holds_one_host_back_and_not_the_others() {
+    let (host, other) = (
+        TestHost::create().unwrap_or_else(|e| panic!("{e}")),
+        TestHost::create().unwrap_or_else(|e| panic!("{e}")),
+    );
+    let gw = gateway_on(&host, "max_unauthenticated_per_address = 3");
+    let mut holder = hold(&host, &gw, 3);
     let demo = &gw.demo_password;
     let refused = psql_at(host.command("psql"), &gw, demo).unwrap_err();
     assert!(refused.contains(TOO_MANY), "{refused}");

@@ -9,7 +9,8 @@
 //! whose decoders read counts and lengths unchecked. The real fixes belong in the pgwire
 //! crate; until then [`FrameCheck`] follows the client's byte stream and refuses:
 //!
-//! - a length below 4, a startup packet outside 8..=10,000 bytes, or, before
+//! - a length below 4, a startup packet outside 8..=10,004 bytes (PostgreSQL's 10,000
+//!   plus the length word), or, before
 //!   authentication, a typed frame over the pre-authentication cap;
 //! - a startup packet whose layout is not `protocol (key NUL value NUL)* NUL` ending
 //!   exactly at its length (a CancelRequest is 16 bytes);
@@ -30,7 +31,8 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The largest startup packet PostgreSQL accepts (`MAX_STARTUP_PACKET_LENGTH`).
+/// The largest startup packet body PostgreSQL accepts (`MAX_STARTUP_PACKET_LENGTH`, not
+/// counting the 4-byte length word).
 pub const MAX_STARTUP_PACKET: u32 = 10_000;
 
 /// The protocol code of a CancelRequest, in the startup packet's place.
@@ -182,7 +184,7 @@ impl FrameCheck {
             return Err(format!("frame length {len} is below 4"));
         }
         if !typed {
-            if !(8..=MAX_STARTUP_PACKET).contains(&len) {
+            if !(8..=MAX_STARTUP_PACKET + 4).contains(&len) {
                 return Err(format!("invalid startup packet length {len}"));
             }
             return Ok(Position::Startup {
@@ -412,7 +414,11 @@ mod tests {
     #[test]
     fn oversized_frames_are_refused_before_authentication_only() {
         let mut g = guard();
-        assert!(g.feed(&10_001u32.to_be_bytes()).is_err(), "startup packet");
+        assert!(g.feed(&10_005u32.to_be_bytes()).is_err(), "startup packet");
+        assert!(
+            guard().feed(&10_004u32.to_be_bytes()).is_ok(),
+            "as PostgreSQL"
+        );
         let mut g = guard();
         g.feed(&startup()).unwrap();
         let mut big = b"p".to_vec();

@@ -55,18 +55,24 @@ impl ConnectionLimits {
     }
 
     /// A permit for a new connection from `ip`, or `None` when a cap is reached.
+    /// Loopback clients count under their address but not against the total, so that
+    /// strangers filling the total cap never lock a local administrator out.
     pub fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<PreAuthPermit> {
         let key = address_key(ip);
+        let local = key.is_loopback();
         let mut c = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let from = c.per_address.get(&key).copied().unwrap_or(0);
-        if c.total >= self.max_total || from >= self.max_per_address {
+        if (!local && c.total >= self.max_total) || from >= self.max_per_address {
             return None;
         }
-        c.total += 1;
+        if !local {
+            c.total += 1;
+        }
         c.per_address.insert(key, from + 1);
         Some(PreAuthPermit {
             limits: self.clone(),
             key,
+            local,
         })
     }
 
@@ -85,6 +91,7 @@ impl ConnectionLimits {
 pub struct PreAuthPermit {
     limits: Arc<ConnectionLimits>,
     key: IpAddr,
+    local: bool,
 }
 
 impl Drop for PreAuthPermit {
@@ -94,7 +101,9 @@ impl Drop for PreAuthPermit {
             .counts
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        c.total = c.total.saturating_sub(1);
+        if !self.local {
+            c.total = c.total.saturating_sub(1);
+        }
         if let Some(n) = c.per_address.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
@@ -141,6 +150,11 @@ mod tests {
         drop(p1);
         assert_eq!(limits.count(a), (2, 1));
         assert!(limits.enter(a).is_some());
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let _l = limits
+            .enter(local)
+            .expect("loopback is not held back by the total");
+        assert_eq!(limits.count(local), (2, 1));
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         let limits = Arc::new(ConnectionLimits::new(10, 1));
         let _p = limits.enter(v6).unwrap();

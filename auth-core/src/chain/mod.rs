@@ -301,6 +301,10 @@ impl Chain {
             .then(|| (self.clock.now(), Instant::now()));
         let mut step_started = audit_start.map(|(_, mono)| mono);
         for (index, link) in self.links.iter().enumerate() {
+            // A refusal here is reported by the caller, which sees it on the reservation.
+            if index > 0 && attempt.retake_slot().await.is_err() {
+                break;
+            }
             let outcome = if link.authenticator.supports(&attempt.credential) {
                 bounded(link.authenticator.authenticate(attempt), link.timeout)
                     .await
@@ -452,7 +456,8 @@ impl Authenticator for Chain {
     async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
         // Only the audit event needs the duration; an unaudited chain reads no clock.
         let started = self.audit.enabled().then(Instant::now);
-        let Some(limiter) = &self.limiter else {
+        // A limited chain nested in another limited chain leaves the limiting to it.
+        let Some(limiter) = self.limiter.as_ref().filter(|_| !attempt.limited) else {
             let (outcome, link) = self.run_links(attempt).await;
             let outcome = acting_as_requested(attempt, outcome);
             self.audit_attempt(attempt, &outcome, link, started, false);
@@ -486,10 +491,12 @@ impl Authenticator for Chain {
                 return self.refuse(attempt, refusal);
             }
             attempt.pace(Some((shared, wait)));
+            attempt.limited = true;
         }
 
         let (outcome, link) = self.run_links(attempt).await;
         attempt.pace(None);
+        attempt.limited = false;
         let outcome = acting_as_requested(attempt, outcome);
         if let Some(u) = &mut unfinished {
             u.chain = None;

@@ -119,9 +119,12 @@ impl Counter {
 pub(super) trait Tracked: Default {
     /// Holds nothing worth remembering at `now`.
     fn stale(&self, now: SystemTime, s: &LimitSettings) -> bool;
-    /// Running, waiting or locked: never evicted.
+    /// Running, waiting or locked: a locked entry goes after idle ones of its rank.
     fn busy(&self, now: SystemTime) -> bool;
-    /// Eviction order among idle entries: the smallest goes first.
+    /// Running or waiting: never evicted (their attempts will come back to it).
+    fn in_use(&self) -> bool;
+    /// Eviction order: whether the entry knows something worth keeping (known networks),
+    /// and since when it has been quiet; the smallest goes first.
     fn rank(&self, now: SystemTime, s: &LimitSettings) -> (bool, Option<SystemTime>);
 }
 
@@ -130,7 +133,10 @@ impl Tracked for Counter {
         Counter::stale(self, now, s)
     }
     fn busy(&self, now: SystemTime) -> bool {
-        self.running > 0 || self.waiting > 0 || self.blocked(now).is_some()
+        self.in_use() || self.blocked(now).is_some()
+    }
+    fn in_use(&self) -> bool {
+        self.running > 0 || self.waiting > 0
     }
     fn rank(&self, _now: SystemTime, _s: &LimitSettings) -> (bool, Option<SystemTime>) {
         (false, self.quiet_since())
@@ -160,16 +166,24 @@ fn make_room<K: Clone + Eq + Hash, V: Tracked>(
 ) {
     let cap = s.max_tracked.max(1);
     map.retain(|_, v| !v.stale(now, s));
-    if map.len() >= cap {
-        let mut by_rank: Vec<(K, (bool, Option<SystemTime>))> = map
-            .iter()
-            .filter(|(_, v)| !v.busy(now))
-            .map(|(k, v)| (k.clone(), v.rank(now, s)))
-            .collect();
-        by_rank.sort_by_key(|(_, r)| *r);
-        let excess = (map.len() + 1).saturating_sub(cap * 9 / 10);
-        for (k, _) in by_rank.into_iter().take(excess) {
-            map.remove(&k);
-        }
+    if map.len() < cap {
+        return;
+    }
+    // Never an entry with attempts running or waiting. Among the rest: what knows nothing
+    // (rank) first, idle before locked, the longest quiet first; so a flood of locked
+    // made-up keys can neither grow the table past its cap nor push out what smart
+    // lockout knows about real users.
+    let mut by_rank: Vec<(K, (bool, bool, Option<SystemTime>))> = map
+        .iter()
+        .filter(|(_, v)| !v.in_use())
+        .map(|(k, v)| {
+            let (knows, quiet) = v.rank(now, s);
+            (k.clone(), (knows, v.busy(now), quiet))
+        })
+        .collect();
+    by_rank.sort_by_key(|(_, r)| *r);
+    let excess = (map.len() + 1).saturating_sub(cap * 9 / 10);
+    for (k, _) in by_rank.into_iter().take(excess) {
+        map.remove(&k);
     }
 }

@@ -92,6 +92,9 @@ impl Tracked for UserEntry {
     fn busy(&self, now: SystemTime) -> bool {
         self.unknown.busy(now) || self.known.iter().any(|k| k.counter.busy(now))
     }
+    fn in_use(&self) -> bool {
+        self.unknown.in_use() || self.known.iter().any(|k| k.counter.in_use())
+    }
     /// Users with known networks go last: a spray of made-up names must not wipe what
     /// smart lockout knows about real users.
     fn rank(&self, now: SystemTime, s: &LimitSettings) -> (bool, Option<SystemTime>) {
@@ -375,7 +378,11 @@ impl Hold for MemoryHold {
         let Some(scope) = &self.scope else {
             return Ok(());
         };
-        let deadline = tokio::time::Instant::now() + wait;
+        // A link timeout of "forever" (Duration::MAX) must not overflow the deadline.
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(wait)
+            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
         loop {
             let notified = match self.look(scope, true) {
                 Look::Decided(done) => return done,
@@ -679,25 +686,47 @@ mod tests {
         for _ in 0..5 {
             attempt(&l, &victim, Ending::Failed).await;
         }
+        attempt(&l, &remote("alice", "192.0.2.1"), Ending::Succeeded).await;
         for i in 0..1000 {
             clock.advance(Duration::from_millis(10));
             let user = format!("spray{i}");
-            attempt(&l, &remote(&user, "10.0.0.2"), Ending::Failed).await;
-            attempt(
-                &l,
-                &remote(&user, &format!("10.1.{}.1", i % 250)),
-                Ending::Succeeded,
-            )
-            .await;
+            let from = format!("10.1.{}.{}", i / 250, i % 250 + 1);
+            attempt(&l, &remote(&user, &from), Ending::Failed).await;
         }
         let (users, addresses) = l.tracked();
         assert!(users <= 100 && addresses <= 100);
+        assert!(l.is_known("alice", "192.0.2.1".parse().unwrap()));
         assert!(
             matches!(
                 attempt(&l, &victim, Ending::Succeeded).await,
                 Some(Refusal::Locked { .. })
             ),
             "a live lock survives"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_locked_made_up_users_stays_within_the_cap() {
+        let clock = ManualClock::at_fixed_epoch();
+        let l = MemoryRateLimiter::with_clock(
+            LimitSettings {
+                max_tracked: 100,
+                address_failures: u32::MAX,
+                ..LimitSettings::default()
+            },
+            Arc::new(clock.clone()),
+        );
+        attempt(&l, &remote("alice", "192.0.2.1"), Ending::Succeeded).await;
+        for i in 0..300 {
+            let user = format!("locked{i}");
+            for _ in 0..5 {
+                attempt(&l, &remote(&user, "10.0.0.2"), Ending::Failed).await;
+            }
+        }
+        assert!(l.tracked().0 <= 100, "{:?}", l.tracked());
+        assert!(
+            l.is_known("alice", "192.0.2.1".parse().unwrap()),
+            "users with known networks go last"
         );
     }
 

@@ -195,6 +195,10 @@ pub trait RateLimiter: Send + Sync + Debug {
 
     /// Admits an attempt from `subject` before any method runs, or refuses it: a locked
     /// address or user scope, or too many attempts running from the address.
+    ///
+    /// Must be cancel-safe: the future may be dropped at any await (the client hung
+    /// up), and what it had counted by then must be given back (a shared store's script
+    /// that admitted must be undone, for example by a short expiry on the running count).
     async fn admit(&self, subject: &Subject<'_>) -> Result<Reservation, Refusal>;
 }
 
@@ -211,7 +215,8 @@ pub trait Hold: Send + Sync + Debug {
     }
 
     /// Takes a verification slot in the user's scope, waiting at most `wait` for one.
-    /// An attempt naming no user needs no slot and gets `Ok` at once.
+    /// An attempt naming no user needs no slot and gets `Ok` at once. Must be cancel-safe
+    /// like [`RateLimiter::admit`]: a slot granted to a dropped future must not stay taken.
     async fn acquire(&self, wait: Duration) -> Result<(), Refusal>;
 
     /// Gives the verification slot back (a round trip to the client begins).

@@ -157,6 +157,10 @@ pub(super) fn entry<'m, K: Clone + Eq + Hash, V: Tracked>(
     map.entry(key.clone()).or_default()
 }
 
+/// Where an entry stands in the eviction order: (knows something worth keeping, is
+/// locked, quiet since); the smallest goes first.
+type EvictionOrder = (bool, bool, Option<SystemTime>);
+
 /// Keeps `map` within `max_tracked` entries before a new key is inserted: stale entries
 /// go first, then idle ones in their rank's order.
 fn make_room<K: Clone + Eq + Hash, V: Tracked>(
@@ -173,7 +177,7 @@ fn make_room<K: Clone + Eq + Hash, V: Tracked>(
     // (rank) first, idle before locked, the longest quiet first; so a flood of locked
     // made-up keys can neither grow the table past its cap nor push out what smart
     // lockout knows about real users.
-    let mut by_rank: Vec<(K, (bool, bool, Option<SystemTime>))> = map
+    let mut by_rank: Vec<(K, EvictionOrder)> = map
         .iter()
         .filter(|(_, v)| !v.in_use())
         .map(|(k, v)| {

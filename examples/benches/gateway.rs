@@ -19,6 +19,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use auth_tests::cpu_seconds;
 use auth_tests::gateway::GatewayProcess;
 use auth_tests::kdc::{Kdc, REALM};
 use auth_tests::postgres::{Postgres, server_program};
@@ -29,28 +30,6 @@ struct PgBench {
     tps: f64,
     connect_ms: f64,
     connections: f64,
-}
-
-/// CPU seconds used by `pid`, plus its reaped children's when `children`.
-fn cpu_seconds(pid: u32, children: bool) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<f64> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| {
-            rest.split_whitespace()
-                .filter_map(|f| f.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    // After the command name: state is field 0, utime 11, stime 12, cutime 13, cstime 14.
-    let ticks = fields.get(11).unwrap_or(&0.0)
-        + fields.get(12).unwrap_or(&0.0)
-        + if children {
-            fields.get(13).unwrap_or(&0.0) + fields.get(14).unwrap_or(&0.0)
-        } else {
-            0.0
-        };
-    ticks / 100.0
 }
 
 fn pgbench(conninfo: &str, password: &str, script: &Path) -> PgBench {
@@ -288,11 +267,7 @@ fn add_user(gw: &GatewayProcess, name: &str) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let key = auth_wallet::MasterKey::from_file(&gw.data.join("master.key")).unwrap();
-        let wallet = Arc::new(auth_wallet::Wallet::new(
-            Arc::new(auth_wallet::FileStore::new(gw.data.join("wallet.db"))),
-            key,
-        ));
+        let wallet = gw.wallet().unwrap_or_else(|e| panic!("{e}"));
         auth_password::Users::new(wallet)
             .put(
                 name,

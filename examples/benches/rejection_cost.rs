@@ -19,13 +19,12 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auth_core::{CredentialStore, Key, Precondition};
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
 use auth_tests::gateway::GatewayProcess;
-use auth_wallet::{FileStore, MasterKey, Wallet};
+
 use base64::Engine;
 use secrecy::SecretString;
 
@@ -44,11 +43,7 @@ const CASES: [(&str, &str); 3] = [
 ];
 
 async fn add_users(gw: &GatewayProcess) {
-    let key = MasterKey::from_file(&gw.data.join("master.key")).unwrap();
-    let wallet = Arc::new(Wallet::new(
-        Arc::new(FileStore::new(gw.data.join("wallet.db"))),
-        key,
-    ));
+    let wallet = gw.wallet().unwrap_or_else(|e| panic!("{e}"));
     wallet
         .put(
             &Key::new("pgwire-user-walt").unwrap(),

@@ -8,9 +8,10 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use auth_tests::gateway::GatewayProcess;
+use auth_tests::eventually;
+use auth_tests::gateway::{self, GatewayProcess};
 use auth_tests::netns::TestHost;
 
 /// SCRAM for everyone; a short first lockout so "after the backoff" is seconds away.
@@ -58,26 +59,22 @@ fn text(out: &Output) -> (String, String) {
 }
 
 fn psql_command(host: &TestHost, gw: &GatewayProcess, password: &str) -> Command {
-    let mut c = host.command("psql");
-    c.env("PGPASSWORD", password)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .args(["-X", "-w", "-At", "-d"])
-        .arg(gw.conninfo("demo", "sslmode=disable"))
-        .args(["-c", "SELECT current_user"]);
-    c
+    gateway::psql_command(
+        host.command("psql"),
+        &gw.conninfo("demo", "sslmode=disable"),
+        password,
+        "SELECT current_user",
+    )
 }
 
 /// psql from `host` as demo: Ok(current_user) or Err(stderr).
 fn psql(host: &TestHost, gw: &GatewayProcess, password: &str) -> Result<String, String> {
-    let out = psql_command(host, gw, password)
-        .output()
-        .expect("psql is installed (scripts/install-deps.sh)");
-    let (stdout, stderr) = text(&out);
-    if out.status.success() {
-        Ok(stdout)
-    } else {
-        Err(stderr)
-    }
+    gateway::psql(
+        host.command("psql"),
+        &gw.conninfo("demo", "sslmode=disable"),
+        password,
+        "SELECT current_user",
+    )
 }
 
 /// curl from `host`: the HTTP status of GET /whoami with Basic credentials.
@@ -101,13 +98,10 @@ fn curl(host: &TestHost, gw: &GatewayProcess, password: &str) -> String {
     text(&out).0
 }
 
-/// `tests/python/preauth.py` from `host` with the test venv's Python.
+/// `tests/python/preauth.py` from `host`; what it printed.
 fn preauth(host: &TestHost, args: &[String]) -> String {
-    let python = auth_tests::venv_python("the pre-auth clients (grpcio)").unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/preauth.py");
-    let out = host
-        .command(python.to_str().unwrap())
-        .arg(script)
+    let out = gateway::preauth_client(host)
+        .unwrap_or_else(|e| panic!("{e}"))
         .args(args)
         .output()
         .unwrap();
@@ -129,27 +123,6 @@ fn grpc(host: &TestHost, gw: &GatewayProcess, password: &str) -> String {
     )
 }
 
-/// Retries `f` until it succeeds, for at most `limit`: how a client outwaits a lockout.
-fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
-    let until = Instant::now() + limit;
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) if Instant::now() > until => panic!("still failing after {limit:?}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(250)),
-        }
-    }
-}
-
-fn audit_lines(gw: &GatewayProcess, event: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(gw.data.join("audit.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == event)
-        .collect()
-}
-
 #[test]
 fn ten_simultaneous_psql_logins_from_one_address_all_succeed() {
     let s = setup();
@@ -168,7 +141,7 @@ fn ten_simultaneous_psql_logins_from_one_address_all_succeed() {
         assert!(out.status.success(), "{stderr}");
         assert_eq!(stdout, "demo");
     }
-    let successes = audit_lines(&s.gw, "attempt_succeeded");
+    let successes = s.gw.audit("attempt_succeeded");
     assert_eq!(successes.len(), 10);
     assert!(
         successes[0]["source"]
@@ -226,7 +199,7 @@ fn abandoned_exchanges_hang_ups_and_cancelled_calls_never_lock_the_user() {
         }
         // Each front door saw clients walk away (over HTTP and gRPC, a hang-up 10 ms in
         // lands mid-verification for most of fifty), and none of it was a failed login.
-        let abandoned = audit_lines(&s.gw, "abandoned");
+        let abandoned = s.gw.audit("abandoned");
         let doors: &[&str] = if count < 20 {
             &["postgres"]
         } else {
@@ -238,7 +211,7 @@ fn abandoned_exchanges_hang_ups_and_cancelled_calls_never_lock_the_user() {
                 "no abandonment audited over {protocol}: {abandoned:?}"
             );
         }
-        assert!(audit_lines(&s.gw, "attempt_failed").is_empty());
+        assert!(s.gw.audit("attempt_failed").is_empty());
         // Another address, at once, on every front door.
         let demo = &s.gw.demo_password;
         assert_eq!(psql(&s.third, &s.gw, demo).unwrap(), "demo");
@@ -252,7 +225,7 @@ fn abandoned_exchanges_hang_ups_and_cancelled_calls_never_lock_the_user() {
         } else {
             let refused = psql(pg_stranger, &s.gw, demo).unwrap_err();
             assert!(refused.contains(REFUSED), "{refused}");
-            let lock = audit_lines(&s.gw, "lockout");
+            let lock = s.gw.audit("lockout");
             assert!(
                 lock.iter()
                     .any(|e| e["detail"].as_str().unwrap().starts_with("address locked")),
@@ -308,7 +281,7 @@ fn smart_lockout_keeps_the_known_address_working() {
     );
     let refused = psql(&s.third, &s.gw, demo).unwrap_err();
     assert!(refused.contains(REFUSED), "a third address: {refused}");
-    let lock = audit_lines(&s.gw, "lockout");
+    let lock = s.gw.audit("lockout");
     assert!(
         lock.iter().any(|e| e["detail"]
             .as_str()

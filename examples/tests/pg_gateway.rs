@@ -8,13 +8,14 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::{CredentialStore, Key, Precondition};
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, UserRecord, Users};
-use auth_tests::gateway::{GatewayProcess, printed_line, run_printed, run_printed_grpcurl};
-use auth_wallet::{FileStore, MasterKey, Wallet};
+use auth_tests::gateway::{
+    GatewayProcess, printed_line, run_printed, run_printed_grpcurl, startup_packet,
+};
+
 use secrecy::SecretString;
 
 const RULES: &str = r#"
@@ -48,16 +49,8 @@ impl Gateway {
         Self(GatewayProcess::start(binary, auth_timeout, RULES).unwrap_or_else(|e| panic!("{e}")))
     }
 
-    fn wallet(&self) -> Arc<Wallet> {
-        let key = MasterKey::from_file(&self.data.join("master.key")).unwrap();
-        Arc::new(Wallet::new(
-            Arc::new(FileStore::new(self.data.join("wallet.db"))),
-            key,
-        ))
-    }
-
     async fn add_users(&self) {
-        let wallet = self.wallet();
+        let wallet = self.wallet().unwrap_or_else(|e| panic!("{e}"));
         wallet
             .put(
                 &Key::new("pgwire-user-clara").unwrap(),
@@ -393,7 +386,7 @@ async fn a_verifier_imported_from_a_real_postgresql_logs_in_to_the_gateway() {
         .psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'rita'")
         .unwrap();
     let gw = Gateway::start("60s");
-    let users = Users::new(gw.wallet());
+    let users = Users::new(gw.wallet().unwrap_or_else(|e| panic!("{e}")));
     users
         .put(
             "rita",
@@ -423,23 +416,6 @@ fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
     all
 }
 
-fn startup(user: &str) -> Vec<u8> {
-    let mut body = vec![0, 3, 0, 0];
-    for (k, v) in [("user", user), ("database", user)] {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut msg = u32::try_from(body.len() + 4)
-        .unwrap()
-        .to_be_bytes()
-        .to_vec();
-    msg.extend_from_slice(&body);
-    msg
-}
-
 #[tokio::test]
 async fn hostile_and_broken_connections_end_cleanly() {
     let gw = Gateway::start("2s");
@@ -448,7 +424,7 @@ async fn hostile_and_broken_connections_end_cleanly() {
     // Plaintext injected after an SSLRequest (CVE-2021-23214 class): 08P01, no TLS.
     let mut s = connect();
     let mut request = vec![0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
-    request.extend_from_slice(&startup("demo"));
+    request.extend_from_slice(&startup_packet("demo"));
     s.write_all(&request).unwrap();
     let reply = read_to_close(&mut s);
     assert_eq!(reply.first(), Some(&b'E'), "{reply:?}");
@@ -460,7 +436,7 @@ async fn hostile_and_broken_connections_end_cleanly() {
     let mut n = [0u8; 1];
     s.read_exact(&mut n).unwrap();
     assert_eq!(&n, b"N");
-    s.write_all(&startup("demo")).unwrap();
+    s.write_all(&startup_packet("demo")).unwrap();
     let mut r = [0u8; 1];
     s.read_exact(&mut r).unwrap();
     assert_eq!(&r, b"R", "an authentication request follows");
@@ -478,7 +454,7 @@ async fn hostile_and_broken_connections_end_cleanly() {
 
     // A client that stalls after the SASL request is cut off by the auth timeout (2s).
     let mut s = connect();
-    s.write_all(&startup("demo")).unwrap();
+    s.write_all(&startup_packet("demo")).unwrap();
     let started = std::time::Instant::now();
     let reply = read_to_close(&mut s);
     assert_eq!(reply.first(), Some(&b'R'));
@@ -489,7 +465,7 @@ async fn hostile_and_broken_connections_end_cleanly() {
 
     // A client that disconnects mid-exchange.
     let mut s = connect();
-    s.write_all(&startup("demo")).unwrap();
+    s.write_all(&startup_packet("demo")).unwrap();
     s.read_exact(&mut [0u8; 1]).unwrap();
     drop(s);
 

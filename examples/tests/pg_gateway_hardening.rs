@@ -9,9 +9,10 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use auth_tests::gateway::GatewayProcess;
+use auth_tests::cpu_seconds;
+use auth_tests::gateway::{self, GatewayProcess, startup_packet};
 use auth_tests::netns::TestHost;
 
 const RULES: &str = "[[rule]]\nname = \"scram\"\nmethod = \"scram\"\n";
@@ -63,7 +64,7 @@ impl Raw {
     /// Sends the startup packet for `demo` and reads AuthenticationSASL.
     fn started(port: u16) -> Self {
         let mut raw = Self::connect(port);
-        raw.send(&startup("demo"));
+        raw.send(&startup_packet("demo"));
         let (kind, body) = raw.next().unwrap();
         assert_eq!((kind, &body[..4]), (b'R', &10u32.to_be_bytes()[..]));
         raw
@@ -77,23 +78,6 @@ impl Raw {
         assert_eq!((kind, &body[..4]), (b'R', &11u32.to_be_bytes()[..]));
         raw
     }
-}
-
-fn startup(user: &str) -> Vec<u8> {
-    let mut body = 196_608u32.to_be_bytes().to_vec();
-    for (k, v) in [("user", user), ("database", user)] {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut packet = u32::try_from(body.len() + 4)
-        .unwrap()
-        .to_be_bytes()
-        .to_vec();
-    packet.extend_from_slice(&body);
-    packet
 }
 
 fn sasl_initial(client_first: &[u8]) -> Vec<u8> {
@@ -110,33 +94,15 @@ fn psql(gw: &GatewayProcess, password: &str) -> Result<String, String> {
     psql_at(Command::new("psql"), gw, password)
 }
 
-fn psql_at(mut cmd: Command, gw: &GatewayProcess, password: &str) -> Result<String, String> {
-    let out = cmd
-        .env("PGPASSWORD", password)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .args(["-X", "-w", "-At", "-d"])
-        .arg(gw.conninfo("demo", "sslmode=disable"))
-        .args(["-c", "SELECT current_user"])
-        .output()
-        .expect("psql is installed (scripts/install-deps.sh)");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-    }
+fn psql_at(cmd: Command, gw: &GatewayProcess, password: &str) -> Result<String, String> {
+    let conninfo = gw.conninfo("demo", "sslmode=disable");
+    gateway::psql(cmd, &conninfo, password, "SELECT current_user")
 }
 
-/// Retries `f` until it succeeds, for at most 20 s (a closed connection frees its place
-/// when the server notices).
-fn eventually(mut f: impl FnMut() -> Result<String, String>) -> String {
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        match f() {
-            Ok(v) => return v,
-            Err(e) if Instant::now() > until => panic!("still failing: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
+/// Retries `f` for at most 20 s (a closed connection frees its place when the server
+/// notices).
+fn eventually(f: impl FnMut() -> Result<String, String>) -> String {
+    auth_tests::eventually(Duration::from_secs(20), f)
 }
 
 const TOO_MANY: &str = "sorry, too many clients already";
@@ -169,7 +135,7 @@ fn short_and_oversized_frames_at_every_stage_end_with_08p01_and_panic_nothing() 
     // Found by fuzzing: a startup packet whose parameters end before its length does (the
     // rest would be decoded as a frame of length 0), and a message other than a password
     // before authentication (pgwire would decode a Bind).
-    let mut packet = startup("demo");
+    let mut packet = startup_packet("demo");
     packet.extend_from_slice(b"p\0\0\0\0");
     let len = u32::try_from(packet.len()).unwrap();
     packet[..4].copy_from_slice(&len.to_be_bytes());
@@ -220,11 +186,8 @@ fn scram_refuses_an_authorization_identity_even_the_users_own() {
 /// Starts `preauth.py hold` from `host`: `count` connections the gateway has taken (each
 /// SSLRequest answered), held until the returned child's stdin closes.
 fn hold(host: &TestHost, gw: &GatewayProcess, count: usize) -> std::process::Child {
-    let python = auth_tests::venv_python("the pre-auth clients").unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/preauth.py");
-    let mut holder = host
-        .command(python.to_str().unwrap())
-        .arg(script)
+    let mut holder = gateway::preauth_client(host)
+        .unwrap_or_else(|e| panic!("{e}"))
         .args([
             "hold",
             &gw.ip.to_string(),
@@ -243,6 +206,11 @@ fn hold(host: &TestHost, gw: &GatewayProcess, count: usize) -> std::process::Chi
     holder
 }
 
+fn two_hosts() -> (TestHost, TestHost) {
+    let host = || TestHost::create().unwrap_or_else(|e| panic!("{e}"));
+    (host(), host())
+}
+
 fn gateway_on(host: &TestHost, settings: &str) -> GatewayProcess {
     GatewayProcess::start_at(
         binary(),
@@ -256,10 +224,7 @@ fn gateway_on(host: &TestHost, settings: &str) -> GatewayProcess {
 
 #[test]
 fn the_unauthenticated_connection_cap_answers_53300_and_frees_up() {
-    let (holder_host, client) = (
-        TestHost::create().unwrap_or_else(|e| panic!("{e}")),
-        TestHost::create().unwrap_or_else(|e| panic!("{e}")),
-    );
+    let (holder_host, client) = two_hosts();
     let gw = gateway_on(&holder_host, "max_unauthenticated_connections = 4");
     let mut holder = hold(&holder_host, &gw, 4);
     let demo = &gw.demo_password;
@@ -275,10 +240,7 @@ fn the_unauthenticated_connection_cap_answers_53300_and_frees_up() {
 
 #[test]
 fn the_per_address_cap_holds_one_host_back_and_not_the_others() {
-    let (host, other) = (
-        TestHost::create().unwrap_or_else(|e| panic!("{e}")),
-        TestHost::create().unwrap_or_else(|e| panic!("{e}")),
-    );
+    let (host, other) = two_hosts();
     let gw = gateway_on(&host, "max_unauthenticated_per_address = 3");
     let mut holder = hold(&host, &gw, 3);
     let demo = &gw.demo_password;
@@ -291,20 +253,6 @@ fn the_per_address_cap_holds_one_host_back_and_not_the_others() {
         eventually(|| psql_at(host.command("psql"), &gw, demo)),
         "demo"
     );
-}
-
-/// CPU seconds `pid` has used.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<f64> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    // After the command name: utime is field 11, stime 12 (clock ticks).
-    (fields[11] + fields[12]) / 100.0
 }
 
 #[test]
@@ -324,10 +272,10 @@ fn running_out_of_file_descriptors_backs_off_instead_of_spinning() {
     let flood: Vec<TcpStream> = (0..100)
         .map(|_| TcpStream::connect(("127.0.0.1", gw.port)).unwrap())
         .collect();
-    let before = cpu_seconds(pid);
+    let before = cpu_seconds(pid, false);
     let window = Duration::from_secs(2);
     std::thread::sleep(window);
-    let used = cpu_seconds(pid) - before;
+    let used = cpu_seconds(pid, false) - before;
     assert!(
         used < 0.05 * window.as_secs_f64(),
         "{used:.2} s of CPU in {window:?}: accept errors are retried in a loop"

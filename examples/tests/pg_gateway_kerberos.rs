@@ -6,13 +6,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use auth_core::Precondition;
 use auth_password::{UserRecord, Users};
 use auth_tests::gateway::GatewayProcess;
 use auth_tests::kdc::{Kdc, REALM};
-use auth_wallet::{FileStore, MasterKey, Wallet};
 
 struct Setup {
     kdc: Kdc,
@@ -36,12 +34,7 @@ async fn setup() -> Setup {
     let gw = GatewayProcess::start_with_env(binary, "10s", &rules, &kdc.env())
         .unwrap_or_else(|e| panic!("{e}"));
     // alice and carol are users of the gateway; bob has a principal but no user.
-    let key = MasterKey::from_file(&gw.data.join("master.key")).unwrap();
-    let wallet = Arc::new(Wallet::new(
-        Arc::new(FileStore::new(gw.data.join("wallet.db"))),
-        key,
-    ));
-    let users = Users::new(wallet);
+    let users = Users::new(gw.wallet().unwrap_or_else(|e| panic!("{e}")));
     for user in ["alice", "carol"] {
         users
             .put(user, &UserRecord::default(), Precondition::Absent)

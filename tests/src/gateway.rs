@@ -190,3 +190,76 @@ pub fn run_printed_grpcurl(line: &str) -> Result<GrpcurlRun, HarnessError> {
         code: out.status.code(),
     })
 }
+
+impl GatewayProcess {
+    /// The gateway's wallet (its data directory's master key and wallet file), where tests
+    /// add users and secrets; the running gateway sees them at the next login.
+    pub fn wallet(&self) -> Result<std::sync::Arc<auth_wallet::Wallet>, HarnessError> {
+        let key =
+            auth_wallet::MasterKey::from_file(&self.data.join("master.key")).map_err(|e| {
+                HarnessError::io("read the gateway's master key")(std::io::Error::other(e))
+            })?;
+        Ok(std::sync::Arc::new(auth_wallet::Wallet::new(
+            std::sync::Arc::new(auth_wallet::FileStore::new(self.data.join("wallet.db"))),
+            key,
+        )))
+    }
+
+    /// The audit log's events of kind `event` (`attempt_failed`, `lockout`, ...).
+    pub fn audit(&self, event: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.data.join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == event)
+            .collect()
+    }
+}
+
+/// `cmd` (`Command::new("psql")`, or a test host's `psql`) set up to run `sql` against
+/// `conninfo` with `password`, without prompting and with a 10 s connect timeout.
+pub fn psql_command(mut cmd: Command, conninfo: &str, password: &str, sql: &str) -> Command {
+    cmd.env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args(["-X", "-w", "-At", "-d", conninfo, "-c", sql]);
+    cmd
+}
+
+/// Runs [`psql_command`]: what psql printed (trimmed) on success, its error output
+/// otherwise (or why it could not run).
+pub fn psql(cmd: Command, conninfo: &str, password: &str, sql: &str) -> Result<String, String> {
+    let out = psql_command(cmd, conninfo, password, sql)
+        .output()
+        .map_err(|e| format!("psql did not run ({e}); run scripts/install-deps.sh"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// `tests/python/preauth.py` (clients that begin a login and walk away, or hold
+/// connections) run from `host` with the test venv's Python; add its arguments.
+pub fn preauth_client(host: &crate::netns::TestHost) -> Result<Command, HarnessError> {
+    let python = crate::venv_python("the pre-auth clients (grpcio)")?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/preauth.py");
+    let mut cmd = host.command(&python.display().to_string());
+    cmd.arg(script);
+    Ok(cmd)
+}
+
+/// A protocol 3.0 startup packet for `user` on the database of the same name.
+pub fn startup_packet(user: &str) -> Vec<u8> {
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for (k, v) in [("user", user), ("database", user)] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let len = u32::try_from(body.len() + 4).unwrap_or(u32::MAX);
+    let mut packet = len.to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    packet
+}

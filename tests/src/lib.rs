@@ -29,4 +29,6 @@ mod process;
 pub mod redis;
 pub mod scram_client;
 
-pub use process::{HarnessError, ServiceProcess, free_port, process_alive, venv_python};
+pub use process::{
+    HarnessError, ServiceProcess, cpu_seconds, eventually, free_port, process_alive, venv_python,
+};

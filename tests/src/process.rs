@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The script that installs every system package the tests need.
 pub(crate) const INSTALL_SCRIPT: &str = "scripts/install-deps.sh";
@@ -255,6 +255,40 @@ pub fn process_alive(pid: u32) -> bool {
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
+}
+
+/// Retries `f` every 200 ms until it succeeds, for at most `limit`, and panics with its
+/// last error after that: how a test outwaits a lockout or a connection slot freeing up.
+pub fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let until = Instant::now() + limit;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() > until => panic!("still failing after {limit:?}: {e}"),
+            Err(_) => thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// CPU seconds process `pid` has used, plus its reaped children's when `children`; 0 when
+/// it cannot be read.
+pub fn cpu_seconds(pid: u32, children: bool) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the parenthesized command name (which may contain spaces): state is field 0,
+    // utime 11, stime 12, cutime 13, cstime 14, in clock ticks of 1/100 s. Fields are
+    // counted before parsing: the state is a letter, and skipping it shifts the rest.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let ticks = field(11) + field(12) + if children { field(13) + field(14) } else { 0.0 };
+    ticks / 100.0
 }
 
 /// Waits until process `pid` has exited (or is a zombie), checking every 10 ms for at

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -26,7 +27,13 @@ pub struct ConnectionLimits {
     max_total: usize,
     max_per_address: usize,
     counts: Mutex<Counts>,
+    /// Connections being answered "too many clients" right now.
+    refusing: AtomicUsize,
 }
+
+/// How many over-cap connections are answered at once; beyond it they are closed
+/// without an answer, so a flood of them holds neither tasks nor file descriptors.
+const MAX_REFUSING: usize = 64;
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -51,6 +58,7 @@ impl ConnectionLimits {
             max_total,
             max_per_address,
             counts: Mutex::new(Counts::default()),
+            refusing: AtomicUsize::new(0),
         }
     }
 
@@ -76,6 +84,16 @@ impl ConnectionLimits {
         })
     }
 
+    /// A place to answer one over-cap connection, or `None` when too many are being
+    /// answered already; dropping it gives the place back.
+    pub(crate) fn refusal(&self) -> Option<Refusing<'_>> {
+        if self.refusing.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
+            self.refusing.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Refusing(&self.refusing))
+    }
+
     /// Unauthenticated connections now: (in all, from `ip`'s address).
     pub fn count(&self, ip: IpAddr) -> (usize, usize) {
         let c = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
@@ -83,6 +101,15 @@ impl ConnectionLimits {
             c.total,
             c.per_address.get(&address_key(ip)).copied().unwrap_or(0),
         )
+    }
+}
+
+/// A place among the over-cap connections being answered.
+pub(crate) struct Refusing<'a>(&'a AtomicUsize);
+
+impl Drop for Refusing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, FramedParts};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::frames::{DEFAULT_MAX_PRE_AUTH_FRAME, FrameCheck, FrameGuard};
 use crate::limits::ConnectionLimits;
@@ -162,20 +162,14 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Result<
 /// The client's first packet (startup or SSLRequest) is read first, briefly, so that
 /// closing does not reset the connection before the client reads the answer; libpq
 /// reports an error answer to its SSLRequest as the server's message.
-async fn refuse_busy(mut tcp: TcpStream) -> io::Result<()> {
-    // Refusals in progress are bounded too: beyond it a refused connection is closed at
-    // once, so a flood of them holds neither tasks nor file descriptors.
-    static REFUSING: AtomicUsize = AtomicUsize::new(0);
-    const MAX_REFUSING: usize = 64;
-    if REFUSING.fetch_add(1, Ordering::AcqRel) >= MAX_REFUSING {
-        REFUSING.fetch_sub(1, Ordering::AcqRel);
+async fn refuse_busy(mut tcp: TcpStream, limits: &ConnectionLimits) -> io::Result<()> {
+    // Refusals in progress are bounded too (see `ConnectionLimits::refusal`).
+    let Some(_refusing) = limits.refusal() else {
         return Ok(());
-    }
+    };
     let mut first = [0u8; 1024];
     let _ = tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut first)).await;
-    let refused = refuse(tcp, "53300", "sorry, too many clients already").await;
-    REFUSING.fetch_sub(1, Ordering::AcqRel);
-    refused
+    refuse(tcp, "53300", "sorry, too many clients already").await
 }
 
 /// Serves one client connection with `handlers` (whose startup handler is usually a
@@ -188,7 +182,7 @@ pub async fn serve<H: PgWireServerHandlers>(
     let addr = tcp.peer_addr()?;
     let Some(permit) = config.limits.enter(addr.ip()) else {
         tracing::info!(peer = %addr, "too many unauthenticated connections");
-        return refuse_busy(tcp).await;
+        return refuse_busy(tcp, &config.limits).await;
     };
     let deadline = tokio::time::sleep(config.auth_timeout);
     tokio::pin!(deadline);

@@ -478,8 +478,9 @@ impl Authenticator for Chain {
         };
         // Audits the attempt if it is dropped before it ends (the reservation itself
         // tells the limiter).
-        let mut unfinished = (reservation.is_limited() && self.audit.enabled())
-            .then(|| Unfinished::new(self, attempt));
+        let mut unfinished = started
+            .filter(|_| reservation.is_limited())
+            .map(|started| Unfinished::new(self, attempt, started));
         if let Some(shared) = reservation.shared() {
             // The credential has arrived: its verification takes a slot.
             let wait = self.slot_wait(&attempt.credential);
@@ -584,10 +585,10 @@ struct Unfinished<'c> {
 }
 
 impl<'c> Unfinished<'c> {
-    fn new(chain: &'c Chain, attempt: &Attempt) -> Self {
+    fn new(chain: &'c Chain, attempt: &Attempt, started: Instant) -> Self {
         Self {
             chain: Some(chain),
-            started: Instant::now(),
+            started,
             peer: attempt.connection.peer.clone(),
             user: attempt.user().map(str::to_owned),
             connection_id: attempt.connection.id,

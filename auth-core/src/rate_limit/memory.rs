@@ -456,11 +456,24 @@ mod tests {
     use crate::clock::ManualClock;
 
     fn limiter() -> (MemoryRateLimiter, ManualClock) {
+        limiter_with(LimitSettings::default())
+    }
+
+    fn limiter_with(settings: LimitSettings) -> (MemoryRateLimiter, ManualClock) {
         let clock = ManualClock::at_fixed_epoch();
         (
-            MemoryRateLimiter::with_clock(LimitSettings::default(), Arc::new(clock.clone())),
+            MemoryRateLimiter::with_clock(settings, Arc::new(clock.clone())),
             clock,
         )
+    }
+
+    /// A limiter tracking 100 keys per table, with no address limit in the way.
+    fn small_limiter() -> (MemoryRateLimiter, ManualClock) {
+        limiter_with(LimitSettings {
+            max_tracked: 100,
+            address_failures: u32::MAX,
+            ..LimitSettings::default()
+        })
     }
 
     fn remote<'a>(user: &'a str, ip: &str) -> Subject<'a> {
@@ -673,15 +686,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_spray_of_user_names_stays_within_the_cap_and_keeps_locks() {
-        let clock = ManualClock::at_fixed_epoch();
-        let l = MemoryRateLimiter::with_clock(
-            LimitSettings {
-                max_tracked: 100,
-                address_failures: u32::MAX,
-                ..LimitSettings::default()
-            },
-            Arc::new(clock.clone()),
-        );
+        let (l, clock) = small_limiter();
         let victim = remote("victim", "10.0.0.1");
         for _ in 0..5 {
             attempt(&l, &victim, Ending::Failed).await;
@@ -707,15 +712,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flood_of_locked_made_up_users_stays_within_the_cap() {
-        let clock = ManualClock::at_fixed_epoch();
-        let l = MemoryRateLimiter::with_clock(
-            LimitSettings {
-                max_tracked: 100,
-                address_failures: u32::MAX,
-                ..LimitSettings::default()
-            },
-            Arc::new(clock.clone()),
-        );
+        let (l, _clock) = small_limiter();
         attempt(&l, &remote("alice", "192.0.2.1"), Ending::Succeeded).await;
         for i in 0..300 {
             let user = format!("locked{i}");

@@ -34,11 +34,12 @@ const DUMMY_RECORD: &[u8] = br#"{"principal":"","roles":[],"scopes":[],"sha256":
 /// What a key grants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyGrant {
-    /// The principal the key authenticates as.
+    /// The user the key authenticates as (with an account stage, an account in the
+    /// directory, whose state and roles then apply too).
     pub principal: String,
-    /// Granted roles.
+    /// Roles the key itself grants (on top of the account's).
     #[serde(default)]
-    pub roles: Vec<String>,
+    pub roles: Vec<Role>,
     /// Granted scopes.
     #[serde(default)]
     pub scopes: Vec<String>,
@@ -130,6 +131,45 @@ impl ApiKeyAuthenticator {
     }
 }
 
+/// One registered key, as [`ApiKeyAuthenticator::list`] shows it (never its digest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    /// The public id.
+    pub id: String,
+    /// What the key grants.
+    pub grant: ApiKeyGrant,
+    /// When it was registered (or last replaced).
+    pub updated: std::time::SystemTime,
+}
+
+impl ApiKeyAuthenticator {
+    /// Every registered key, ordered by id (for the keys of one user, filter on
+    /// `grant.principal`).
+    pub async fn list(store: &dyn CredentialStore) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        let metas = store.list("api-key/").await?;
+        let keys: Vec<Key> = metas.iter().map(|m| m.key.clone()).collect();
+        let records = store.read_many(&keys).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (meta, record) in metas.into_iter().zip(records) {
+            let Some(record) = record else { continue };
+            let stored: StoredKey = serde_json::from_slice(record.value.expose_secret())
+                .map_err(|e| StoreError::Corrupted(format!("{}: {e}", meta.key)))?;
+            out.push(ApiKeyInfo {
+                id: meta.key.as_str().trim_start_matches("api-key/").to_owned(),
+                grant: stored.grant,
+                updated: meta.updated,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Revokes the key `id`: it stops working at its next use. Returns whether it existed.
+    pub async fn revoke(store: &dyn CredentialStore, id: &str) -> Result<bool, RegisterError> {
+        let key = record_key(id).ok_or(RegisterError::InvalidId)?;
+        Ok(store.delete(&key, Precondition::None).await?)
+    }
+}
+
 #[async_trait]
 impl Authenticator for ApiKeyAuthenticator {
     fn name(&self) -> &str {
@@ -192,11 +232,7 @@ impl Authenticator for ApiKeyAuthenticator {
                 format!("wrong secret for API key `{id}`"),
             );
         }
-        let roles = stored
-            .grant
-            .roles
-            .iter()
-            .filter_map(|r| r.parse::<Role>().ok());
+        let roles = stored.grant.roles;
         Outcome::Authenticated(
             StandardSession::new(stored.grant.principal, "api_key", self.clock.now())
                 .with_roles(roles)

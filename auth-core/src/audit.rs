@@ -39,6 +39,12 @@ pub enum AuditEventKind {
     PolicyReject,
     /// A stored secret was read, written or deleted (wallet backends).
     SecretAccess,
+    /// A session opened after a successful attempt (the PAM session stage).
+    SessionStarted,
+    /// A session ended (connection or request over); the duration is the session's.
+    SessionEnded,
+    /// An administrator changed an account (`authctl user disable`, `apikey revoke`).
+    AccountChanged,
 }
 
 impl AuditEventKind {
@@ -54,6 +60,9 @@ impl AuditEventKind {
             Self::Abandoned => "abandoned",
             Self::PolicyReject => "policy_reject",
             Self::SecretAccess => "secret_access",
+            Self::SessionStarted => "session_started",
+            Self::SessionEnded => "session_ended",
+            Self::AccountChanged => "account_changed",
         }
     }
 }

@@ -57,6 +57,21 @@ impl FromStr for Role {
     }
 }
 
+impl serde::Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Stored roles are read case-insensitively, as the command line takes them; an unknown
+/// name is an error, never silently dropped.
+impl<'de> serde::Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Whether any of `held` grants `required` (a role grants itself and every lower role).
 pub fn role_grants(held: &[Role], required: Role) -> bool {
     held.iter().any(|r| *r >= required)

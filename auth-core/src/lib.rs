@@ -36,6 +36,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod api_key;
 mod attempt;
 pub mod audit;
@@ -48,6 +49,7 @@ mod connection;
 pub mod conversation;
 mod credential;
 mod error;
+mod open_session;
 mod outcome;
 pub mod policy;
 pub mod rate_limit;
@@ -57,7 +59,8 @@ pub mod store;
 #[cfg(feature = "contract")]
 pub mod contract;
 
-pub use api_key::{ApiKeyAuthenticator, ApiKeyGrant, RegisterError};
+pub use account::{Account, AccountStage, Accounts, Directory};
+pub use api_key::{ApiKeyAuthenticator, ApiKeyGrant, ApiKeyInfo, RegisterError};
 pub use attempt::Attempt;
 pub use audit::{AuditEvent, AuditEventKind, AuditSink, MemoryAuditSink, TracingAuditSink};
 pub use authenticator::{Authenticator, kinds_include};
@@ -71,10 +74,13 @@ pub use conversation::{
 };
 pub use credential::{Credential, CredentialKind};
 pub use error::{Error, Failure, GrpcCode, ProtocolMapping};
+pub use open_session::{OpenSession, SessionOver};
 pub use outcome::{AccountStatus, Outcome, OutcomeClass};
 pub use policy::Policy;
 pub use rate_limit::{MemoryRateLimiter, RateLimiter};
-pub use session::{Evidence, IllegalTransition, Session, SessionState, StandardSession};
+pub use session::{
+    Evidence, IllegalTransition, Session, SessionEnd, SessionState, StandardSession,
+};
 pub use store::{CredentialStore, Key, MemoryStore, Precondition, Record, RecordMeta, StoreError};
 
 /// Re-exported so implementers name the same `secrecy` types.

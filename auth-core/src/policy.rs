@@ -267,6 +267,22 @@ impl Policy {
         Err(Failure::new(Error::Denied, detail))
     }
 
+    /// Opens the session a chain returned (the session stage), auditing to the policy's
+    /// sink: adapters call it after OK, touch the session on every query or request and
+    /// close it when the connection or request ends.
+    pub fn open_session(
+        &self,
+        session: Box<dyn crate::session::Session>,
+        connection: &ConnectionInfo,
+    ) -> crate::open_session::OpenSession {
+        crate::open_session::OpenSession::open(
+            session,
+            connection,
+            self.audit.clone(),
+            self.clock.clone(),
+        )
+    }
+
     /// Selects the chain for the attempt and runs it. A reject or no match is an
     /// [`Error::Denied`] rejection, audited as a policy reject.
     pub async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {

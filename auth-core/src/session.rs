@@ -1,9 +1,14 @@
 //! Who authenticated, how and when, and the session's life cycle.
 
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::SystemTime;
 
 use crate::authz::{Forbidden, Role, ScopeRules, role_grants};
+
+/// What a backend does when its session ends (see [`Session::end`]).
+pub type SessionEnd = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// The life-cycle state of a session.
 ///
@@ -127,6 +132,17 @@ pub trait Session: Send + Sync + Debug {
     fn transition(&mut self, to: SessionState) -> Result<(), IllegalTransition>;
     /// Records activity at `now`; an idle session becomes active again.
     fn touch(&mut self, now: SystemTime) -> Result<(), IllegalTransition>;
+
+    /// Ends the session (the close of Linux-PAM's session stage): moves it to
+    /// [`SessionState::Disconnected`] and returns the work its backend does when a session
+    /// ends, such as revoking the token the password grant obtained (RFC 7009), for the
+    /// caller to await or spawn. Whoever opened the session calls it once, when the
+    /// connection or request ends; [`crate::OpenSession`] does so. The default has nothing
+    /// to do.
+    fn end(&mut self) -> Option<SessionEnd> {
+        let _ = self.transition(SessionState::Disconnected);
+        None
+    }
 
     /// Whether the session has expired at `now`.
     fn is_expired(&self, now: SystemTime) -> bool {

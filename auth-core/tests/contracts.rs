@@ -93,7 +93,7 @@ async fn api_key_setup() -> (
         &SecretString::from(SECRET.to_owned()),
         ApiKeyGrant {
             principal: "ci-runner".into(),
-            roles: vec!["service".into()],
+            roles: vec![auth_core::Role::Service],
             scopes: vec!["kms:encrypt".into()],
         },
     )

@@ -228,7 +228,8 @@ impl Authenticator for GssAuthenticator {
             Ok(p) => p,
             Err(e) => return Outcome::rejected(Error::InvalidCredentials, format!("{e}: {name}")),
         };
-        let user = match self.mapper.map(&principal) {
+        let service_realm = target.rsplit_once('@').map(|(_, realm)| realm);
+        let user = match self.mapper.map_for_service(&principal, service_realm) {
             Ok(u) => u,
             Err(e) => {
                 return Outcome::rejected(

@@ -79,21 +79,42 @@ pub struct PrincipalMapper {
     pub strip_instance: bool,
     /// Case folding of the result.
     pub case: CaseFold,
-    /// Realms accepted; empty accepts any.
+    /// Realms accepted. Empty accepts only the realm of the service the ticket was for
+    /// (the keytab's realm), unless `any_realm` is set.
     pub realms: Vec<String>,
+    /// Accept principals of every realm when `realms` is empty. Trusting every realm
+    /// the KDC trusts lets `alice@OTHER.REALM` log in as `alice` (PostgreSQL changed its
+    /// `include_realm` default for this reason); set it only with `include_realm` or
+    /// maps that keep realms apart.
+    pub any_realm: bool,
     /// Regex maps, first match wins; when there are any, an unmatched principal is refused.
     pub rules: Vec<MapRule>,
 }
 
 impl PrincipalMapper {
-    /// The local user for `principal`.
+    /// The local user for `principal`, as if its service were in the principal's own
+    /// realm (see [`map_for_service`](Self::map_for_service)).
     pub fn map(&self, principal: &Principal) -> Result<String, MapError> {
+        self.map_for_service(principal, principal.realm.as_deref())
+    }
+
+    /// The local user for `principal`, who presented a ticket for a service in
+    /// `service_realm`: with no realm list, only that realm is accepted (unless
+    /// `any_realm`).
+    pub fn map_for_service(
+        &self,
+        principal: &Principal,
+        service_realm: Option<&str>,
+    ) -> Result<String, MapError> {
         let full = principal.to_string();
-        if !self.realms.is_empty() {
-            let realm = principal.realm.clone().unwrap_or_default();
-            if !self.realms.contains(&realm) {
-                return Err(MapError::Realm(realm));
-            }
+        let realm = principal.realm.as_deref().unwrap_or_default();
+        let accepted = if !self.realms.is_empty() {
+            self.realms.iter().any(|r| r == realm)
+        } else {
+            self.any_realm || service_realm == Some(realm)
+        };
+        if !accepted {
+            return Err(MapError::Realm(realm.to_owned()));
         }
         let mut name = match (&principal.instance, self.strip_instance) {
             (Some(_), true) => principal.primary.clone(),
@@ -130,6 +151,27 @@ mod tests {
 
     fn p(s: &str) -> Principal {
         Principal::parse(s).unwrap()
+    }
+
+    #[test]
+    fn foreign_realms_need_a_list_or_the_opt_in() {
+        let m = PrincipalMapper::default();
+        let alice = p("alice@OTHER.REALM");
+        assert_eq!(
+            m.map_for_service(&alice, Some("TEST.REALM")),
+            Err(MapError::Realm("OTHER.REALM".into()))
+        );
+        assert_eq!(m.map_for_service(&p("alice@TEST.REALM"), Some("TEST.REALM")), Ok("alice".into()));
+        let listed = PrincipalMapper {
+            realms: vec!["OTHER.REALM".into()],
+            ..PrincipalMapper::default()
+        };
+        assert_eq!(listed.map_for_service(&alice, Some("TEST.REALM")), Ok("alice".into()));
+        let any = PrincipalMapper {
+            any_realm: true,
+            ..PrincipalMapper::default()
+        };
+        assert_eq!(any.map_for_service(&alice, Some("TEST.REALM")), Ok("alice".into()));
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl Authenticator for PasswordAuthenticator {
         Outcome::Authenticated(
             StandardSession::new(user, "password", self.clock.now())
                 .with_evidence(Evidence::Password)
-                .with_roles(record.roles.iter().filter_map(|r| r.parse().ok()))
+                .with_roles(record.roles.iter().copied())
                 .with_scopes(record.scopes)
                 .boxed(),
         )

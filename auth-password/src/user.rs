@@ -1,100 +1,28 @@
-//! User records in a [`CredentialStore`]: the password hash, the SCRAM verifier and the
-//! account status, under `user/<name>` (prefix configurable).
+//! Users' passwords in the shared user directory ([`auth_core::account::Directory`]):
+//! the password hash and SCRAM verifier live in the account record under `user/<name>`.
 
-use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
+use auth_core::account::{Directory, DirectoryError};
 use auth_core::{CredentialStore, Key, Precondition, StoreError};
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use secrecy::SecretString;
+
+pub use auth_core::account::{UserRecord, UserStatus};
 
 use crate::hasher::{HashFailure, Hasher};
 use crate::policy::{PasswordPolicy, WeakPassword};
-
-/// An account's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UserStatus {
-    /// Usable.
-    #[default]
-    Active,
-    /// Disabled by an administrator.
-    Disabled,
-    /// Locked.
-    Locked,
-    /// Soft-deleted: treated exactly like an unknown user.
-    Deleted,
-}
-
-/// What is stored for one user.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserRecord {
-    /// argon2 PHC string or legacy bcrypt hash.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_hash: Option<String>,
-    /// PostgreSQL-format SCRAM-SHA-256 verifier.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scram: Option<String>,
-    /// Account status.
-    #[serde(default)]
-    pub status: UserStatus,
-    /// When the password stops being accepted (seconds since the Unix epoch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_expires: Option<u64>,
-    /// Role names (`user`, `service`, `dba`, `system`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<String>,
-    /// Scopes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scopes: Vec<String>,
-}
-
-impl fmt::Debug for UserRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UserRecord")
-            .field(
-                "password_hash",
-                &self.password_hash.as_ref().map(|_| "[REDACTED]"),
-            )
-            .field("scram", &self.scram.as_ref().map(|_| "[REDACTED]"))
-            .field("status", &self.status)
-            .field("password_expires", &self.password_expires)
-            .field("roles", &self.roles)
-            .field("scopes", &self.scopes)
-            .finish()
-    }
-}
-
-impl UserRecord {
-    /// Why the account cannot be used at `now`, if it cannot (checked only after the
-    /// credential was verified, so a wrong password never learns it).
-    pub fn account_status(&self, now: SystemTime) -> Option<auth_core::AccountStatus> {
-        match self.status {
-            UserStatus::Disabled | UserStatus::Deleted => Some(auth_core::AccountStatus::Disabled),
-            UserStatus::Locked => Some(auth_core::AccountStatus::Locked),
-            UserStatus::Active if self.password_expired(now) => {
-                Some(auth_core::AccountStatus::Expired)
-            }
-            UserStatus::Active => None,
-        }
-    }
-
-    /// Whether the password has expired at `now`.
-    pub fn password_expired(&self, now: SystemTime) -> bool {
-        self.password_expires
-            .is_some_and(|at| now >= SystemTime::UNIX_EPOCH + Duration::from_secs(at))
-    }
-}
 
 /// Why a user operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UserError {
-    /// The user name cannot be stored (characters outside the store's key set).
+    /// The name cannot be a user name.
     #[error("invalid user name: use letters, digits and -_.@ only, at most 200 bytes")]
     InvalidName,
-    /// The password policy refused the password.
+    /// The user has no account.
+    #[error("no user `{0}`")]
+    UnknownUser(String),
+    /// The password breaks the policy.
     #[error(transparent)]
     Weak(#[from] WeakPassword),
     /// The store failed.
@@ -103,7 +31,7 @@ pub enum UserError {
     /// Hashing failed.
     #[error(transparent)]
     Hash(#[from] HashFailure),
-    /// The stored record is not valid JSON of the expected shape.
+    /// The stored record cannot be read.
     #[error("the stored record for this user is corrupted: {0}")]
     Corrupt(String),
     /// Concurrent writers kept changing the record.
@@ -111,95 +39,81 @@ pub enum UserError {
     Contended,
 }
 
-/// The users in a [`CredentialStore`].
+impl From<DirectoryError> for UserError {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::InvalidName | DirectoryError::InvalidIdentity => Self::InvalidName,
+            DirectoryError::UnknownUser(name) => Self::UnknownUser(name),
+            DirectoryError::Store(e) => Self::Store(e),
+            DirectoryError::Contended => Self::Contended,
+            other => Self::Corrupt(other.to_string()),
+        }
+    }
+}
+
+/// The users of the directory, as the password methods see them.
 #[derive(Debug, Clone)]
 pub struct Users {
-    store: Arc<dyn CredentialStore>,
-    prefix: String,
+    directory: Directory,
 }
 
 impl Users {
-    /// Users under `user/` in `store`.
+    /// The users in `store`, under `user/`.
     pub fn new(store: Arc<dyn CredentialStore>) -> Self {
         Self {
-            store,
-            prefix: "user/".to_owned(),
+            directory: Directory::new(store),
         }
     }
 
-    /// Uses `prefix` for keys instead of `user/`.
+    /// Uses another prefix for user records.
     #[must_use]
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        self.directory = self.directory.with_prefix(prefix);
         self
+    }
+
+    /// The directory the users live in (accounts, identities).
+    pub fn directory(&self) -> &Directory {
+        &self.directory
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn CredentialStore> {
-        &self.store
+        self.directory.store()
     }
 
-    /// The key of `name`, or `None` for a name that cannot be a key (treated as unknown).
+    /// The key of `name`'s record, or `None` if `name` cannot be a user name.
     pub fn key(&self, name: &str) -> Option<Key> {
-        let valid = !name.is_empty()
-            && name.len() <= 200
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
-        if !valid {
-            return None;
-        }
-        Key::new(format!("{}{name}", self.prefix)).ok()
+        self.directory.key(name)
     }
 
     /// The record of `name` and its version.
     pub async fn get(&self, name: &str) -> Result<Option<(UserRecord, u64)>, UserError> {
-        let Some(key) = self.key(name) else {
-            return Ok(None);
-        };
-        let Some(record) = self.store.get(&key).await? else {
-            return Ok(None);
-        };
-        let user: UserRecord = serde_json::from_slice(record.value.expose_secret())
-            .map_err(|e| UserError::Corrupt(e.to_string()))?;
-        Ok(Some((user, record.meta.version)))
+        Ok(self.directory.get(name).await?)
     }
 
-    /// Writes `record` for `name` if `precondition` holds.
+    /// Writes the record if `precondition` holds; returns the new version.
     pub async fn put(
         &self,
         name: &str,
         record: &UserRecord,
         precondition: Precondition,
     ) -> Result<u64, UserError> {
-        let key = self.key(name).ok_or(UserError::InvalidName)?;
-        let bytes = serde_json::to_vec(record).map_err(|e| UserError::Corrupt(e.to_string()))?;
-        Ok(self.store.put(&key, bytes.into(), precondition).await?)
+        Ok(self.directory.put(name, record, precondition).await?)
     }
 
-    /// Applies `change` to the current record of `name` (a default one if absent) with
-    /// compare-and-set, retrying when a concurrent writer got there first.
+    /// Reads, changes and writes the record (creating it if absent), retrying on write
+    /// conflicts.
     pub async fn update(
         &self,
         name: &str,
-        mut change: impl FnMut(&mut UserRecord),
+        change: impl FnMut(&mut UserRecord),
     ) -> Result<u64, UserError> {
-        for _ in 0..16 {
-            let (mut record, precondition) = match self.get(name).await? {
-                Some((r, v)) => (r, Precondition::Version(v)),
-                None => (UserRecord::default(), Precondition::Absent),
-            };
-            change(&mut record);
-            match self.put(name, &record, precondition).await {
-                Err(UserError::Store(StoreError::Conflict { .. })) => continue,
-                other => return other,
-            }
-        }
-        Err(UserError::Contended)
+        Ok(self.directory.update(name, change).await?)
     }
 
-    /// Sets `name`'s password after checking it against `policy`: stores a new argon2id
-    /// hash and SCRAM verifier, keeping the rest of the record.
+    /// Sets `name`'s password (creating the user if needed, reviving a deleted one):
+    /// checks the policy, then stores an argon2id hash and a SCRAM verifier.
     pub async fn set_password(
         &self,
         hasher: &Hasher,

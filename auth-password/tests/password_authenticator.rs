@@ -74,7 +74,7 @@ async fn a_legacy_bcrypt_hash_is_replaced_by_argon2id_on_login() {
     let (users, hasher) = users_with(&[], cheap()).await;
     let legacy = UserRecord {
         password_hash: Some(bcrypt::hash("legacy password", 4).unwrap()),
-        roles: vec!["dba".into()],
+        roles: vec![auth_core::Role::Dba],
         ..UserRecord::default()
     };
     users

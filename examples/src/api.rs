@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth_core::policy::{Rule, Target};
-use auth_core::{AuditSink, Chain, Policy};
+use auth_core::{ApiKeyAuthenticator, AuditSink, Chain, Policy};
 use auth_oauth::{IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey};
 use auth_password::{Argon2Settings, Hasher, PasswordAuthenticator, Users};
 use auth_wallet::WalletAuthenticator;
@@ -118,13 +118,17 @@ impl ApiAuth {
         .map_err(GatewayError)?;
         let hasher = Hasher::new(Argon2Settings::default())
             .map_err(|e| GatewayError(format!("hasher: {e}")))?;
-        // Bearer tokens go to the JWT validator; Basic credentials to the wallet's secrets,
-        // then to the users' password hashes. Each method declines what it cannot judge.
+        // Bearer tokens go to the JWT validator, API keys to their digests; Basic
+        // credentials to the wallet's secrets, then to the users' password hashes. Each
+        // method declines what it cannot judge; every success then passes the account
+        // stage (disabled, locked and expired accounts are refused by every method).
         let chain = Chain::builder()
             .name("api")
             .audit(audit.clone())
             .rate_limiter(prepared.limiter.clone())
+            .accounts(prepared.accounts.clone())
             .link(Arc::new(jwt))
+            .link(Arc::new(ApiKeyAuthenticator::new(prepared.wallet.clone())))
             .link(Arc::new(
                 WalletAuthenticator::new(prepared.wallet.clone()).with_equal_cost(hasher.clone()),
             ))

@@ -1,20 +1,20 @@
 //! The authenticated session, available to the host's query handlers.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use auth_core::Session;
+use auth_core::{OpenSession, Session, SessionOver};
 use pgwire::api::ClientInfo;
 
 /// The session of an authenticated connection, kept in pgwire's per-connection
-/// extensions.
+/// extensions: open from AuthenticationOk until the connection ends (the session stage),
+/// touched by the serve loop on every message.
 #[derive(Debug)]
-pub struct AuthenticatedSession(pub(crate) Mutex<Box<dyn Session>>);
+pub struct AuthenticatedSession(pub(crate) OpenSession);
 
 impl AuthenticatedSession {
     /// Runs `f` with the session.
     pub fn with<R>(&self, f: impl FnOnce(&mut dyn Session) -> R) -> R {
-        let mut guard = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        f(guard.as_mut())
+        self.0.with(f)
     }
 
     /// The mapped local user (what `CURRENT_USER` and `SESSION_USER` answer).
@@ -30,6 +30,17 @@ impl AuthenticatedSession {
     /// The method that authenticated the connection.
     pub fn method(&self) -> String {
         self.with(|s| s.method().to_owned())
+    }
+
+    /// Marks activity; refused once the session has expired or ended.
+    pub fn touch(&self) -> Result<(), SessionOver> {
+        self.0.touch()
+    }
+
+    /// Ends the session and waits for its backend (a revocation); the serve loop calls
+    /// it when the connection ends.
+    pub async fn close(&self) {
+        self.0.close_and_wait().await;
     }
 }
 

@@ -189,6 +189,10 @@ impl PgAuthenticator {
         let (pid, key) = PIDS.generate(client);
         client.set_pid_and_secret_key(pid, key);
         let connection = self.connection_info(client, startup);
+        let kept = connection.clone();
+        client
+            .session_extensions()
+            .get_or_insert_with(|| Connection(kept));
         let Some(user) = connection.user.clone() else {
             return Err(fatal(
                 "28000",
@@ -280,7 +284,7 @@ impl PgAuthenticator {
     {
         match outcome {
             Outcome::Authenticated(session) => {
-                keep_session(client, session);
+                self.keep_session(client, session);
                 finish_authentication(client, &DefaultServerParameterProvider::default()).await?;
                 Ok(Phase::Over)
             }
@@ -323,7 +327,7 @@ impl PgAuthenticator {
         let outcome = exchange_outcome(task).await;
         match outcome {
             Outcome::Authenticated(session) => {
-                keep_session(client, session);
+                self.keep_session(client, session);
                 // AuthenticationOk must follow the raw frames: the serve loop sends it.
                 Outbox::of(client).finish();
                 Ok(Phase::Over)
@@ -532,15 +536,26 @@ impl StartupHandler for PgAuthenticator {
     }
 }
 
-/// Makes the authenticated session the connection's: the mapped user is who the
-/// connection is from now on, and query handlers find the session in its extensions.
-fn keep_session<C: ClientInfo>(client: &mut C, session: Box<dyn auth_core::Session>) {
-    client
-        .metadata_mut()
-        .insert(METADATA_USER.to_owned(), session.user().to_owned());
-    client
-        .session_extensions()
-        .get_or_insert_with(|| AuthenticatedSession(Mutex::new(session)));
+/// The connection as the startup packet described it, for the session stage.
+struct Connection(ConnectionInfo);
+
+impl PgAuthenticator {
+    /// Makes the authenticated session the connection's: the mapped user is who the
+    /// connection is from now on, query handlers find the session in its extensions, and
+    /// the session is open (audited) until the connection ends.
+    fn keep_session<C: ClientInfo>(&self, client: &mut C, session: Box<dyn auth_core::Session>) {
+        client
+            .metadata_mut()
+            .insert(METADATA_USER.to_owned(), session.user().to_owned());
+        let connection = match client.session_extensions().get::<Connection>() {
+            Some(c) => c.0.clone(),
+            None => ConnectionInfo::tcp(Protocol::Postgres, client.socket_addr()),
+        };
+        let open = self.config.policy.open_session(session, &connection);
+        client
+            .session_extensions()
+            .get_or_insert_with(|| AuthenticatedSession(open));
+    }
 }
 
 /// What the authentication task of a multi-round exchange decided.

@@ -68,10 +68,12 @@ use async_trait::async_trait;
 pub use control::{Action, Control};
 use control::{Effect, Evaluator, Flow};
 
+use crate::account::AccountStage;
 use crate::attempt::Attempt;
 use crate::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
 use crate::authenticator::Authenticator;
 use crate::clock::{SharedClock, system_clock};
+use crate::connection::ConnectionInfo;
 use crate::credential::{Credential, CredentialKind};
 use crate::error::{Error, Failure};
 use crate::outcome::{Outcome, OutcomeClass};
@@ -130,6 +132,7 @@ pub struct Chain {
     links: Vec<Link>,
     audit: Arc<dyn AuditSink>,
     limiter: Option<Arc<dyn RateLimiter>>,
+    accounts: Option<Arc<AccountStage>>,
     clock: SharedClock,
 }
 
@@ -139,6 +142,7 @@ impl fmt::Debug for Chain {
             .field("name", &self.name)
             .field("links", &self.links)
             .field("rate_limited", &self.limiter.is_some())
+            .field("account_stage", &self.accounts.is_some())
             .finish()
     }
 }
@@ -190,6 +194,16 @@ impl ChainBuilder {
         self
     }
 
+    /// Runs the account stage on every success before the chain reports it: whether the
+    /// proved identity may act as the requested user, and whether that account may log
+    /// in now (see [`crate::account`]). Without it, the chain still refuses an identity
+    /// that is not the requested user.
+    #[must_use]
+    pub fn accounts(mut self, stage: Arc<AccountStage>) -> Self {
+        self.chain.accounts = Some(stage);
+        self
+    }
+
     /// Reads audit timestamps from `clock`.
     #[must_use]
     pub fn clock(mut self, clock: SharedClock) -> Self {
@@ -220,6 +234,7 @@ impl Chain {
                 links: Vec::new(),
                 audit: Arc::new(TracingAuditSink),
                 limiter: None,
+                accounts: None,
                 clock: system_clock(),
             },
         }
@@ -459,7 +474,7 @@ impl Authenticator for Chain {
         // A limited chain nested in another limited chain leaves the limiting to it.
         let Some(limiter) = self.limiter.as_ref().filter(|_| !attempt.limited) else {
             let (outcome, link) = self.run_links(attempt).await;
-            let outcome = acting_as_requested(attempt, outcome);
+            let outcome = self.account_stage(&attempt.connection, outcome).await;
             self.audit_attempt(attempt, &outcome, link, started, false);
             return outcome;
         };
@@ -498,7 +513,7 @@ impl Authenticator for Chain {
         let (outcome, link) = self.run_links(attempt).await;
         attempt.pace(None);
         attempt.limited = false;
-        let outcome = acting_as_requested(attempt, outcome);
+        let outcome = self.account_stage(&attempt.connection, outcome).await;
         if let Some(u) = &mut unfinished {
             u.chain = None;
         }
@@ -525,6 +540,16 @@ impl Authenticator for Chain {
 }
 
 impl Chain {
+    /// A success as the account stage judges it (only the identity check without one).
+    async fn account_stage(&self, connection: &ConnectionInfo, outcome: Outcome) -> Outcome {
+        match (outcome, &self.accounts) {
+            (Outcome::Authenticated(session), Some(stage)) => {
+                stage.admit(connection, session).await
+            }
+            (outcome, _) => acting_as_requested(connection, outcome),
+        }
+    }
+
     /// The attempt's audit event: succeeded, failed or abandoned.
     fn audit_attempt(
         &self,
@@ -623,8 +648,8 @@ impl Drop for Unfinished<'_> {
 /// the user the connection asked for (pg_ident semantics with the method's mapping as the
 /// identity map): alice's ticket on a connection for `bob` is refused, before the limiter
 /// could count it as bob's success.
-fn acting_as_requested(attempt: &Attempt, outcome: Outcome) -> Outcome {
-    match (&outcome, attempt.connection.user.as_deref()) {
+fn acting_as_requested(connection: &ConnectionInfo, outcome: Outcome) -> Outcome {
+    match (&outcome, connection.user.as_deref()) {
         (Outcome::Authenticated(session), Some(requested)) if session.user() != requested => {
             Outcome::rejected(
                 Error::InvalidCredentials,

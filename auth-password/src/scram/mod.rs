@@ -263,7 +263,7 @@ impl Authenticator for ScramAuthenticator {
         Outcome::Authenticated(
             StandardSession::new(user, "scram", self.clock.now())
                 .with_evidence(Evidence::Sasl { mechanism })
-                .with_roles(record.roles.iter().filter_map(|r| r.parse().ok()))
+                .with_roles(record.roles.iter().copied())
                 .with_scopes(record.scopes)
                 .boxed(),
         )

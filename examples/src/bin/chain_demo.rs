@@ -40,7 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &fresh_secret(),
         ApiKeyGrant {
             principal: "ci-runner".into(),
-            roles: vec!["service".into()],
+            roles: vec![auth_core::Role::Service],
             scopes: vec!["kms:encrypt".into()],
         },
     )

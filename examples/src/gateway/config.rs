@@ -38,9 +38,12 @@ pub struct KerberosConfig {
     /// `keep` (default), `lower` or `upper`.
     #[serde(default)]
     pub case: Option<String>,
-    /// Accepted realms; empty accepts any.
+    /// Accepted realms; empty accepts only the service's own realm (the keytab's).
     #[serde(default)]
     pub realms: Vec<String>,
+    /// With no `realms`, accept principals of every realm the KDC trusts.
+    #[serde(default)]
+    pub any_realm: bool,
     /// pg_ident-style maps: `[[kerberos.map]] pattern = "^(.*)@TEST\\.REALM$", user = "\\1"`.
     #[serde(default, rename = "map")]
     pub maps: Vec<MapConfig>,
@@ -83,6 +86,7 @@ impl KerberosConfig {
             strip_instance: self.strip_instance,
             case,
             realms: self.realms.clone(),
+            any_realm: self.any_realm,
             rules,
         })
     }
@@ -207,6 +211,37 @@ pub struct GatewayConfig {
     /// Rate limiting and lockout, shared by every front door (`auth_core::rate_limit`).
     #[serde(default)]
     pub rate_limit: auth_core::config::RateLimitSection,
+    /// Identities that may act as other users (pg_ident): `[[identity_map]] method =
+    /// "kerberos", identity = "/^(.*)/admin@TEST\\.REALM$", user = "\\1_admin"`.
+    #[serde(rename = "identity_map", default)]
+    pub identity_map: Vec<IdentityMapConfig>,
+}
+
+/// One identity map entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityMapConfig {
+    /// The method that proves the identity (`kerberos`, `oauth`, ...); any when absent.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// The identity, or with a leading `/` a regular expression over the whole identity.
+    pub identity: String,
+    /// The user it may act as (`\1` for the first group).
+    pub user: String,
+}
+
+impl GatewayConfig {
+    /// The identity map of `[[identity_map]]`.
+    pub fn identity_map(&self) -> Result<auth_core::account::IdentityMap, String> {
+        self.identity_map
+            .iter()
+            .map(|e| {
+                auth_core::account::MapEntry::new(e.method.as_deref(), &e.identity, e.user.clone())
+                    .map_err(|err| format!("[[identity_map]] identity `{}`: {err}", e.identity))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(auth_core::account::IdentityMap::new)
+    }
 }
 
 fn default_listen() -> SocketAddr {

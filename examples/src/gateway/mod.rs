@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use auth_core::account::{AccountStage, Directory, Migration};
 use auth_core::audit::JsonLinesAuditSink;
 use auth_core::policy::{Rule, Target};
 use auth_core::rate_limit::LimitSettings;
@@ -67,6 +68,13 @@ pub fn write_banner(out: &mut impl std::io::Write, prepared: &Prepared) -> std::
             password.expose_secret()
         )?;
     }
+    if !prepared.migration.accounts_created.is_empty() {
+        writeln!(
+            out,
+            "user directory migrated: accounts created for wallet users {}",
+            prepared.migration.accounts_created.join(", ")
+        )?;
+    }
     writeln!(out, "data directory: {}", prepared.data_dir.display())
 }
 
@@ -97,6 +105,10 @@ pub struct Prepared {
     /// Failure counts, shared by every front door: a password guessed over pgwire and
     /// over HTTP counts against one budget.
     pub limiter: Arc<dyn RateLimiter>,
+    /// The account stage every chain of every front door runs.
+    pub accounts: Arc<AccountStage>,
+    /// What this start's migration of the data directory did.
+    pub migration: Migration,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -197,7 +209,17 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         .open(&audit_path)
         .map_err(|e| GatewayError(format!("audit log {}: {e}", audit_path.display())))?;
     let limiter = limiter(&config)?;
+    let directory = Directory::new(wallet.clone());
+    let migration = directory
+        .migrate(auth_wallet::DEFAULT_USER_PREFIX)
+        .await
+        .map_err(|e| err("migrate the user directory")(&e))?;
+    let accounts = Arc::new(
+        AccountStage::new(Arc::new(directory)).with_identity_map(config.identity_map().map_err(GatewayError)?),
+    );
     Ok(Prepared {
+        accounts,
+        migration,
         config,
         wallet,
         tls,
@@ -265,7 +287,8 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
         let builder = Chain::builder()
             .name(name)
             .audit(audit.clone())
-            .rate_limiter(limiter.clone());
+            .rate_limiter(limiter.clone())
+            .accounts(prepared.accounts.clone());
         match method {
             Method::Reject => Target::Reject,
             Method::Scram => Target::Chain(Arc::new(

@@ -1,0 +1,166 @@
+//! The account stage itself: identity, account state, grants.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::{Account, AccountSession, Accounts, IdentityMap, UserStatus};
+use crate::clock::{SharedClock, system_clock};
+use crate::connection::ConnectionInfo;
+use crate::error::Error;
+use crate::outcome::{AccountStatus, Outcome};
+use crate::session::{Evidence, Session};
+
+/// Decides, after a method succeeded, whether its identity may log in as the requested
+/// user now (see the [module documentation](super)). Give it to every chain with
+/// [`ChainBuilder::accounts`](crate::chain::ChainBuilder::accounts).
+///
+/// ```
+/// use std::sync::Arc;
+/// use auth_core::account::{AccountStage, Directory, UserStatus};
+/// use auth_core::{ConnectionInfo, MemoryStore, Outcome, Protocol, StandardSession};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let dir = Directory::new(Arc::new(MemoryStore::new()));
+/// dir.update("alice", |r| r.status = UserStatus::Disabled).await.unwrap();
+/// let stage = AccountStage::new(Arc::new(dir));
+/// let connection = ConnectionInfo::tcp(Protocol::Http, "10.0.0.5:40000".parse().unwrap());
+/// let proved = StandardSession::new("alice", "wallet", std::time::SystemTime::now()).boxed();
+/// let outcome = stage.admit(&connection, proved).await;
+/// assert!(matches!(outcome, Outcome::AccountStatus { .. }), "disabled: refused");
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AccountStage {
+    accounts: Arc<dyn Accounts>,
+    map: IdentityMap,
+    clock: SharedClock,
+}
+
+impl AccountStage {
+    /// A stage reading `accounts`, with an empty identity map.
+    pub fn new(accounts: Arc<dyn Accounts>) -> Self {
+        Self {
+            accounts,
+            map: IdentityMap::default(),
+            clock: system_clock(),
+        }
+    }
+
+    /// Lets the identities in `map` act as other users.
+    #[must_use]
+    pub fn with_identity_map(mut self, map: IdentityMap) -> Self {
+        self.map = map;
+        self
+    }
+
+    /// Reads the time (for validity) from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The account stage for `session` on `connection`: the session as the account sees
+    /// it, or the refusal.
+    pub async fn admit(&self, connection: &ConnectionInfo, session: Box<dyn Session>) -> Outcome {
+        let requested = connection
+            .user
+            .clone()
+            .unwrap_or_else(|| session.user().to_owned());
+        if session.user() != requested {
+            match self.may_act_as(session.as_ref(), &requested).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Outcome::rejected(
+                        Error::InvalidCredentials,
+                        format!(
+                            "identity `{}` ({}) may not act as the requested user `{requested}`",
+                            session.principal(),
+                            session.method()
+                        ),
+                    );
+                }
+                Err(outcome) => return outcome,
+            }
+        }
+        let account = match self.accounts.account(&requested).await {
+            Ok(Some(account)) => account,
+            Ok(None) => {
+                return Outcome::rejected(
+                    Error::InvalidCredentials,
+                    format!(
+                        "`{requested}` has no account (identity `{}`, {})",
+                        session.principal(),
+                        session.method()
+                    ),
+                );
+            }
+            Err(e) => return Outcome::unavailable(e.to_string()),
+        };
+        if let Some((status, detail)) = refusal(&account, connection, session.as_ref(), self.clock.now()) {
+            return Outcome::AccountStatus {
+                status,
+                detail: detail.into(),
+            };
+        }
+        Outcome::Authenticated(Box::new(AccountSession::new(session, account)))
+    }
+
+    async fn may_act_as(&self, session: &dyn Session, requested: &str) -> Result<bool, Outcome> {
+        let (method, identity) = (session.method(), session.principal());
+        if self.map.allows(method, identity, requested) {
+            return Ok(true);
+        }
+        match self.accounts.mapped_user(method, identity).await {
+            Ok(mapped) => Ok(mapped.as_deref() == Some(requested)),
+            Err(e) => Err(Outcome::unavailable(e.to_string())),
+        }
+    }
+}
+
+/// Why `account` may not log in now, if it may not.
+fn refusal(
+    account: &Account,
+    connection: &ConnectionInfo,
+    session: &dyn Session,
+    now: SystemTime,
+) -> Option<(AccountStatus, String)> {
+    let name = &account.name;
+    match account.status {
+        UserStatus::Active => {}
+        UserStatus::Disabled | UserStatus::Deleted => {
+            return Some((AccountStatus::Disabled, format!("account `{name}` is disabled")));
+        }
+        UserStatus::Locked => {
+            return Some((AccountStatus::Locked, format!("account `{name}` is locked")));
+        }
+    }
+    if let Some(until) = account.valid_until
+        && now >= until
+    {
+        let at = humantime::format_rfc3339_seconds(until);
+        return Some((AccountStatus::Expired, format!("account `{name}` expired at {at}")));
+    }
+    if account.system && !connection.is_localhost() {
+        if !account.remote_login {
+            return Some((
+                AccountStatus::Disabled,
+                format!("system account `{name}` may not log in from another machine"),
+            ));
+        }
+        let password = matches!(
+            session.evidence(),
+            Evidence::Password | Evidence::Sasl { .. } | Evidence::WalletKey(_)
+        );
+        if !password {
+            return Some((
+                AccountStatus::Disabled,
+                format!(
+                    "system account `{name}` logs in from another machine only with a password, not {}",
+                    session.method()
+                ),
+            ));
+        }
+    }
+    None
+}

@@ -1,0 +1,171 @@
+//! The session stage (Linux-PAM's "session"): a session opened after OK, touched on use
+//! and closed when its connection or request ends.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::audit::{AuditEvent, AuditEventKind, AuditSink};
+use crate::clock::SharedClock;
+use crate::connection::{ConnectionInfo, Peer};
+use crate::session::{Session, SessionEnd, SessionState};
+
+/// Why a session can no longer be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionOver {
+    /// Its expiry (a token's `exp`, the account's validity) has passed.
+    #[error("the session has expired")]
+    Expired,
+    /// It was closed, or its state does not allow use.
+    #[error("the session has ended")]
+    Ended,
+}
+
+/// An authenticated session in use: opened (audited `session_started`) when the adapter
+/// says OK, [`touch`](Self::touch)ed on every query or request, and
+/// [`close`](Self::close)d (audited `session_ended`, with its duration) when the
+/// connection or request ends, which lets the backend act ([`Session::end`]). Dropped
+/// without a close, it closes itself and spawns the backend's work.
+///
+/// ```
+/// use std::sync::Arc;
+/// use auth_core::{ConnectionInfo, MemoryAuditSink, OpenSession, Protocol, StandardSession};
+/// use auth_core::clock::system_clock;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let audit = Arc::new(MemoryAuditSink::default());
+/// let connection = ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.5:40000".parse().unwrap());
+/// let mut proved = StandardSession::new("alice", "scram", std::time::SystemTime::now());
+/// auth_core::Session::transition(&mut proved, auth_core::SessionState::Active).unwrap();
+/// let open = OpenSession::open(Box::new(proved), &connection, audit.clone(), system_clock());
+/// open.touch().unwrap();
+/// open.close_and_wait().await;
+/// assert!(open.touch().is_err());
+/// let kinds: Vec<_> = audit.events().iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect();
+/// assert_eq!(kinds, ["session_started", "session_ended"]);
+/// # }
+/// ```
+pub struct OpenSession {
+    session: Mutex<Box<dyn Session>>,
+    closed: AtomicBool,
+    audit: Arc<dyn AuditSink>,
+    clock: SharedClock,
+    peer: Peer,
+    connection_id: u64,
+    protocol: &'static str,
+    started: Instant,
+}
+
+impl std::fmt::Debug for OpenSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenSession")
+            .field("session", &self.session)
+            .field("closed", &self.closed)
+            .field("peer", &self.peer)
+            .field("connection_id", &self.connection_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenSession {
+    /// Opens `session` for `connection`, auditing `session_started` to `audit`.
+    pub fn open(
+        session: Box<dyn Session>,
+        connection: &ConnectionInfo,
+        audit: Arc<dyn AuditSink>,
+        clock: SharedClock,
+    ) -> Self {
+        let open = Self {
+            session: Mutex::new(session),
+            closed: AtomicBool::new(false),
+            audit,
+            clock,
+            peer: connection.peer.clone(),
+            connection_id: connection.id,
+            protocol: connection.protocol.as_str(),
+            started: Instant::now(),
+        };
+        open.record(AuditEventKind::SessionStarted, Duration::ZERO);
+        open
+    }
+
+    fn record(&self, kind: AuditEventKind, duration: Duration) {
+        if !self.audit.enabled() {
+            return;
+        }
+        self.with(|s| {
+            self.audit.record(&AuditEvent {
+                timestamp: self.clock.now(),
+                event: kind,
+                method: Some(s.method()),
+                username: Some(s.user()),
+                source: &self.peer,
+                connection_id: self.connection_id,
+                protocol: self.protocol,
+                duration,
+                outcome: if kind == AuditEventKind::SessionEnded {
+                    "ended"
+                } else {
+                    "started"
+                },
+                action: None,
+                error: None,
+                detail: None,
+            });
+        });
+    }
+
+    /// Runs `f` with the session.
+    pub fn with<R>(&self, f: impl FnOnce(&mut dyn Session) -> R) -> R {
+        let mut guard = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        f(guard.as_mut())
+    }
+
+    /// Marks activity now; refused once the session has expired or ended, when the
+    /// adapter should end the connection.
+    pub fn touch(&self) -> Result<(), SessionOver> {
+        let now = self.clock.now();
+        self.with(|s| {
+            if s.is_expired(now) {
+                return Err(SessionOver::Expired);
+            }
+            s.touch(now).map_err(|_| SessionOver::Ended)
+        })
+    }
+
+    /// Closes the session, once: [`Session::end`], then the `session_ended` audit event.
+    /// Returns the backend's work (revoking a token) for the caller to await or spawn.
+    pub fn close(&self) -> Option<SessionEnd> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let work = self.with(|s| {
+            let work = s.end();
+            // A session whose `end` forgot the transition still ends here.
+            if s.state() != SessionState::Disconnected {
+                let _ = s.transition(SessionState::Disconnected);
+            }
+            work
+        });
+        self.record(AuditEventKind::SessionEnded, self.started.elapsed());
+        work
+    }
+
+    /// Closes the session and waits for the backend's work.
+    pub async fn close_and_wait(&self) {
+        if let Some(work) = self.close() {
+            work.await;
+        }
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        if let Some(work) = self.close()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(work);
+        }
+    }
+}

@@ -226,3 +226,42 @@ impl Authenticator for Enumerating {
         }
     }
 }
+
+#[tokio::test]
+async fn the_directory_over_the_memory_store_passes_the_accounts_suite() {
+    use auth_core::account::Directory;
+    use auth_core::contract::accounts::{AccountsFixture, run_all, seed_directory};
+    let directory = Directory::new(Arc::new(MemoryStore::new()));
+    let fixture = AccountsFixture::standard("acct-");
+    seed_directory(&directory, &fixture).await.unwrap();
+    run_all(Arc::new(directory), &fixture).await;
+}
+
+/// Accounts that forget a state: the suite must notice.
+#[derive(Debug)]
+struct EveryoneActive(auth_core::account::Directory);
+
+#[async_trait]
+impl auth_core::Accounts for EveryoneActive {
+    async fn account(
+        &self,
+        user: &str,
+    ) -> Result<Option<auth_core::Account>, auth_core::account::AccountsError> {
+        Ok(auth_core::Accounts::account(&self.0, user).await?.map(|a| {
+            auth_core::Account::active(a.name)
+                .with_roles(a.roles)
+                .with_scopes(a.scopes)
+        }))
+    }
+}
+
+#[tokio::test]
+#[should_panic(expected = "contract property `reads_what_was_stored` broken")]
+async fn the_accounts_suite_catches_a_directory_that_forgets_states() {
+    use auth_core::account::Directory;
+    use auth_core::contract::accounts::{AccountsFixture, run_all, seed_directory};
+    let directory = Directory::new(Arc::new(MemoryStore::new()));
+    let fixture = AccountsFixture::standard("acct-");
+    seed_directory(&directory, &fixture).await.unwrap();
+    run_all(Arc::new(EveryoneActive(directory)), &fixture).await;
+}

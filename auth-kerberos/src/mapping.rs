@@ -161,17 +161,26 @@ mod tests {
             m.map_for_service(&alice, Some("TEST.REALM")),
             Err(MapError::Realm("OTHER.REALM".into()))
         );
-        assert_eq!(m.map_for_service(&p("alice@TEST.REALM"), Some("TEST.REALM")), Ok("alice".into()));
+        assert_eq!(
+            m.map_for_service(&p("alice@TEST.REALM"), Some("TEST.REALM")),
+            Ok("alice".into())
+        );
         let listed = PrincipalMapper {
             realms: vec!["OTHER.REALM".into()],
             ..PrincipalMapper::default()
         };
-        assert_eq!(listed.map_for_service(&alice, Some("TEST.REALM")), Ok("alice".into()));
+        assert_eq!(
+            listed.map_for_service(&alice, Some("TEST.REALM")),
+            Ok("alice".into())
+        );
         let any = PrincipalMapper {
             any_realm: true,
             ..PrincipalMapper::default()
         };
-        assert_eq!(any.map_for_service(&alice, Some("TEST.REALM")), Ok("alice".into()));
+        assert_eq!(
+            any.map_for_service(&alice, Some("TEST.REALM")),
+            Ok("alice".into())
+        );
     }
 
     #[test]

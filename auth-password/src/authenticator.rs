@@ -120,11 +120,10 @@ impl Authenticator for PasswordAuthenticator {
                 format!("wrong password for user `{user}`"),
             );
         }
-        let status = record.account_status(self.clock.now());
-        if let Some(status) = status {
+        if let Some((status, detail)) = record.refusal(&user, self.clock.now()) {
             return Outcome::AccountStatus {
                 status,
-                detail: format!("user `{user}`: account {status:?}").into(),
+                detail: detail.into(),
             };
         }
         if verification.needs_rehash {

@@ -97,7 +97,7 @@ async fn a_legacy_bcrypt_hash_is_replaced_by_argon2id_on_login() {
     );
     assert_eq!(
         after.roles,
-        vec!["dba".to_owned()],
+        vec![auth_core::Role::Dba],
         "the rest of the record is kept"
     );
     assert_eq!(version, 2);

@@ -164,7 +164,8 @@ async fn backup_wipe_restore_round_trip_and_a_foreign_bundle_is_refused() {
     );
     assert!(
         ok(&authctl(&env, &["import", bundle.to_str().unwrap()], None))
-            .contains("imported 3 secrets")
+            // the three secrets and the accounts `secret set` made for alice and bob
+            .contains("imported 5 secrets")
     );
     let wallet = wallet_of(&env);
     let bob = wallet

@@ -4,6 +4,10 @@
 
 use std::sync::Arc;
 
+use auth_core::account::Directory;
+use auth_core::contract::accounts::{
+    AccountsFixture, run_all as run_accounts_suite, seed_directory,
+};
 use auth_core::contract::authenticator::{AuthenticatorCapabilities, AuthenticatorFixture};
 use auth_core::contract::store::{StoreFixture, run_all};
 use auth_core::{
@@ -49,6 +53,24 @@ async fn postgres_passes_bare_and_under_the_wallet() {
     run_all(&wallet, &StoreFixture::new("wallet/")).await;
     let raw = pg.psql("SELECT count(*) FROM auth_wallet_records WHERE value IS NOT NULL AND position('s3cret' in convert_from(value, 'SQL_ASCII')) > 0").unwrap();
     assert_eq!(raw, "0", "no plaintext in the table");
+    // The user directory on the shared backend keeps the accounts contract.
+    let directory = Directory::new(Arc::new(wallet));
+    let fixture = AccountsFixture::standard("pg-");
+    seed_directory(&directory, &fixture).await.unwrap();
+    run_accounts_suite(Arc::new(directory), &fixture).await;
+}
+
+#[tokio::test]
+async fn the_directory_in_a_wallet_file_passes_the_accounts_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let wallet = Wallet::new(
+        Arc::new(FileStore::new(dir.path().join("wallet"))),
+        MasterKey::generate().unwrap(),
+    );
+    let directory = Directory::new(Arc::new(wallet));
+    let fixture = AccountsFixture::standard("file-");
+    seed_directory(&directory, &fixture).await.unwrap();
+    run_accounts_suite(Arc::new(directory), &fixture).await;
 }
 
 fn attempt(user: &str, password: &str) -> Attempt {

@@ -122,13 +122,33 @@ impl ApiAuth {
         // credentials to the wallet's secrets, then to the users' password hashes. Each
         // method declines what it cannot judge; every success then passes the account
         // stage (disabled, locked and expired accounts are refused by every method).
-        let chain = Chain::builder()
+        let builder = Chain::builder()
             .name("api")
             .audit(audit.clone())
             .rate_limiter(prepared.limiter.clone())
             .accounts(prepared.accounts.clone())
             .link(Arc::new(jwt))
-            .link(Arc::new(ApiKeyAuthenticator::new(prepared.wallet.clone())))
+            .link(Arc::new(ApiKeyAuthenticator::new(prepared.wallet.clone())));
+        // SPNEGO (`Authorization: Negotiate`) when the data directory names a keytab.
+        #[cfg(feature = "kerberos")]
+        let builder = match &prepared.config.kerberos.keytab {
+            Some(keytab) => builder.link(Arc::new(
+                auth_kerberos::GssAuthenticator::new(
+                    Some(keytab.clone()),
+                    prepared.config.kerberos.mapper().map_err(GatewayError)?,
+                )
+                .with_service(
+                    prepared
+                        .config
+                        .kerberos
+                        .http_service
+                        .clone()
+                        .unwrap_or_else(|| "HTTP".into()),
+                ),
+            )),
+            None => builder,
+        };
+        let chain = builder
             .link(Arc::new(
                 WalletAuthenticator::new(prepared.wallet.clone()).with_equal_cost(hasher.clone()),
             ))

@@ -60,6 +60,8 @@ impl Gateway {
             .await
             .unwrap();
         let users = Users::new(wallet);
+        // A wallet secret is a credential, not an account: clara gets one too.
+        users.update("clara", |_| {}).await.unwrap();
         let hasher = Hasher::new(Argon2Settings::default()).unwrap();
         for (name, password) in [
             ("paul", "paul long password"),

@@ -84,6 +84,62 @@ impl GatewayProcess {
             format!("listen = \"{ip}:{port}\"\nauth_timeout = \"{auth_timeout}\"\n{rules}"),
         )
         .map_err(HarnessError::io("write gateway.toml"))?;
+        Self::spawn(
+            wrapper,
+            binary,
+            dir,
+            data,
+            ip,
+            [port, http_port, grpc_port],
+            env,
+            true,
+        )
+    }
+
+    /// Starts `binary` on a copy of the data directory `source` (one an earlier version
+    /// made, say), with its `listen` line moved to a free port on 127.0.0.1. The demo
+    /// password is empty: the directory already has the demo user.
+    pub fn start_on_copy(
+        binary: &Path,
+        source: &Path,
+        env: &[(String, String)],
+    ) -> Result<Self, HarnessError> {
+        let dir = tempfile::Builder::new()
+            .prefix("auth-gateway-")
+            .tempdir()
+            .map_err(HarnessError::io("create the gateway directory"))?;
+        let data = dir.path().join("data");
+        copy_dir(source, &data)?;
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let ports = [free_port()?, free_port()?, free_port()?];
+        let config = data.join("gateway.toml");
+        let text =
+            std::fs::read_to_string(&config).map_err(HarnessError::io("read gateway.toml"))?;
+        let text: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("listen =") {
+                    format!("listen = \"{ip}:{}\"\n", ports[0])
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        std::fs::write(&config, text).map_err(HarnessError::io("write gateway.toml"))?;
+        Self::spawn(&[], binary, dir, data, ip, ports, env, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        wrapper: &[&str],
+        binary: &Path,
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        ip: IpAddr,
+        [port, http_port, grpc_port]: [u16; 3],
+        env: &[(String, String)],
+        fresh: bool,
+    ) -> Result<Self, HarnessError> {
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -101,15 +157,21 @@ impl GatewayProcess {
             .envs(env.iter().cloned());
         let process = ServiceProcess::spawn("pg-gateway", &mut cmd, "listening on")?;
         let output = process.output();
-        let demo_password = output
+        let printed = output
             .split("password: ")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
-            .map(str::to_owned)
-            .ok_or(HarnessError::NotReady {
-                service: "pg-gateway (no demo password printed)",
-                output,
-            })?;
+            .map(str::to_owned);
+        let demo_password = match printed {
+            Some(p) => p,
+            None if !fresh => String::new(),
+            None => {
+                return Err(HarnessError::NotReady {
+                    service: "pg-gateway (no demo password printed)",
+                    output,
+                });
+            }
+        };
         Ok(Self {
             _dir: dir,
             ip,
@@ -129,6 +191,25 @@ impl GatewayProcess {
             self.ip, self.port
         )
     }
+}
+
+/// Copies the directory `from` to `to`, every file private (0600) as the gateway makes
+/// them: git does not keep the modes of a committed data directory.
+fn copy_dir(from: &Path, to: &Path) -> Result<(), HarnessError> {
+    std::fs::create_dir_all(to).map_err(HarnessError::io("create a directory"))?;
+    for entry in std::fs::read_dir(from).map_err(HarnessError::io("read a directory"))? {
+        let entry = entry.map_err(HarnessError::io("read a directory"))?;
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::copy(entry.path(), &target).map_err(HarnessError::io("copy a file"))?;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
+                .map_err(HarnessError::io("make a copied file private"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The rest of the line in `output` that starts with `label`, trimmed.

@@ -262,12 +262,18 @@ impl Directory {
             key: key.as_str().to_owned(),
             reason: e.to_string(),
         })?;
-        self.store.put(&key, value.into(), Precondition::None).await?;
+        self.store
+            .put(&key, value.into(), Precondition::None)
+            .await?;
         Ok(())
     }
 
     /// Removes a mapping; returns whether there was one.
-    pub async fn unmap_identity(&self, method: &str, identity: &str) -> Result<bool, DirectoryError> {
+    pub async fn unmap_identity(
+        &self,
+        method: &str,
+        identity: &str,
+    ) -> Result<bool, DirectoryError> {
         let key = Self::identity_key(method, identity)?;
         Ok(self.store.delete(&key, Precondition::None).await?)
     }
@@ -284,10 +290,12 @@ impl Directory {
         let Some(record) = self.store.get(&key).await? else {
             return Ok(None);
         };
-        let mapped: MappedIdentity = serde_json::from_slice(record.value.expose_secret())
-            .map_err(|e| DirectoryError::Corrupt {
-                key: key.as_str().to_owned(),
-                reason: e.to_string(),
+        let mapped: MappedIdentity =
+            serde_json::from_slice(record.value.expose_secret()).map_err(|e| {
+                DirectoryError::Corrupt {
+                    key: key.as_str().to_owned(),
+                    reason: e.to_string(),
+                }
             })?;
         Ok(Some(mapped.user))
     }
@@ -299,7 +307,13 @@ impl Directory {
     /// account; they get an active account with no roles, so they keep logging in.
     pub async fn migrate(&self, wallet_prefix: &str) -> Result<Migration, DirectoryError> {
         let layout_key = Key::new(LAYOUT_KEY).map_err(StoreError::from)?;
-        let from = match self.store.read_many(std::slice::from_ref(&layout_key)).await?.pop().flatten() {
+        let from = match self
+            .store
+            .read_many(std::slice::from_ref(&layout_key))
+            .await?
+            .pop()
+            .flatten()
+        {
             None => 1,
             Some(r) => {
                 serde_json::from_slice::<Layout>(r.value.expose_secret())
@@ -324,7 +338,11 @@ impl Directory {
             let Some(key) = self.key(name) else {
                 continue;
             };
-            match self.store.put(&key, b"{}".to_vec().into(), Precondition::Absent).await {
+            match self
+                .store
+                .put(&key, b"{}".to_vec().into(), Precondition::Absent)
+                .await
+            {
                 Ok(_) => migration.accounts_created.push(name.to_owned()),
                 Err(StoreError::Conflict { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -337,7 +355,9 @@ impl Directory {
             key: LAYOUT_KEY.to_owned(),
             reason: e.to_string(),
         })?;
-        self.store.put(&layout_key, marker.into(), Precondition::None).await?;
+        self.store
+            .put(&layout_key, marker.into(), Precondition::None)
+            .await?;
         Ok(migration)
     }
 }
@@ -365,7 +385,11 @@ impl Accounts for Directory {
         }
     }
 
-    async fn mapped_user(&self, method: &str, identity: &str) -> Result<Option<String>, AccountsError> {
+    async fn mapped_user(
+        &self,
+        method: &str,
+        identity: &str,
+    ) -> Result<Option<String>, AccountsError> {
         Directory::mapped_user(self, method, identity)
             .await
             .map_err(|e| AccountsError(e.to_string()))
@@ -378,7 +402,10 @@ mod tests {
 
     #[test]
     fn identities_become_key_segments() {
-        assert_eq!(identity_segment("alice/admin@R").as_deref(), Some("alice/admin@R"));
+        assert_eq!(
+            identity_segment("alice/admin@R").as_deref(),
+            Some("alice/admin@R")
+        );
         assert_eq!(identity_segment("CN=a b").as_deref(), Some("CN:3Da:20b"));
         assert_eq!(identity_segment(""), None);
         assert_eq!(identity_segment(&"x".repeat(201)), None);

@@ -83,18 +83,49 @@ pub(crate) fn epoch_seconds(at: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(at)
 }
 
-impl UserRecord {
-    /// Why a password login is refused at `now`, if it is: the account's state, its
-    /// validity, then the password's expiry.
-    pub fn account_status(&self, now: SystemTime) -> Option<AccountStatus> {
-        match self.status {
-            UserStatus::Disabled | UserStatus::Deleted => Some(AccountStatus::Disabled),
-            UserStatus::Locked => Some(AccountStatus::Locked),
-            UserStatus::Active if self.expired(now) || self.password_expired(now) => {
-                Some(AccountStatus::Expired)
-            }
-            UserStatus::Active => None,
+/// Why an account in `status` valid until `valid_until` may not log in at `now`: the
+/// wording every refusal of the account stage and of the password methods shares.
+pub(crate) fn state_refusal(
+    name: &str,
+    status: UserStatus,
+    valid_until: Option<SystemTime>,
+    now: SystemTime,
+) -> Option<(AccountStatus, String)> {
+    match status {
+        UserStatus::Active => {}
+        UserStatus::Disabled | UserStatus::Deleted => {
+            return Some((
+                AccountStatus::Disabled,
+                format!("account `{name}` is disabled"),
+            ));
         }
+        UserStatus::Locked => {
+            return Some((AccountStatus::Locked, format!("account `{name}` is locked")));
+        }
+    }
+    let until = valid_until.filter(|until| now >= *until)?;
+    let at = humantime::format_rfc3339_seconds(until);
+    Some((
+        AccountStatus::Expired,
+        format!("account `{name}` expired at {at}"),
+    ))
+}
+
+impl UserRecord {
+    /// Why `name` may not log in with a password at `now`, with the audit detail: the
+    /// account's state and validity, then the password's expiry.
+    pub fn refusal(&self, name: &str, now: SystemTime) -> Option<(AccountStatus, String)> {
+        state_refusal(name, self.status, self.valid_until.map(epoch_seconds), now).or_else(|| {
+            let at = self
+                .password_expires
+                .map(epoch_seconds)
+                .filter(|at| now >= *at)?;
+            let at = humantime::format_rfc3339_seconds(at);
+            Some((
+                AccountStatus::Expired,
+                format!("the password of `{name}` expired at {at}"),
+            ))
+        })
     }
 
     /// Whether the account's validity has ended at `now`.
@@ -115,9 +146,10 @@ mod tests {
 
     #[test]
     fn records_of_the_previous_layout_read_and_unknown_roles_do_not() {
-        let old: UserRecord =
-            serde_json::from_str(r#"{"password_hash":"$argon2id$x","status":"active","roles":["DBA","user"]}"#)
-                .unwrap();
+        let old: UserRecord = serde_json::from_str(
+            r#"{"password_hash":"$argon2id$x","status":"active","roles":["DBA","user"]}"#,
+        )
+        .unwrap();
         assert_eq!(old.roles, vec![Role::Dba, Role::User]);
         assert!(!old.system && old.valid_until.is_none());
         let bad = serde_json::from_str::<UserRecord>(r#"{"roles":["root"]}"#).unwrap_err();
@@ -132,8 +164,29 @@ mod tests {
         };
         assert!(!r.expired(epoch_seconds(99)));
         assert!(r.expired(epoch_seconds(100)));
-        assert_eq!(r.account_status(epoch_seconds(100)), Some(AccountStatus::Expired));
-        let debug = format!("{:?}", UserRecord { password_hash: Some("$argon2id$secret".into()), ..r });
+        assert_eq!(
+            r.refusal("ann", epoch_seconds(100)),
+            Some((
+                AccountStatus::Expired,
+                "account `ann` expired at 1970-01-01T00:01:40Z".to_owned()
+            ))
+        );
+        let password = UserRecord {
+            password_expires: Some(50),
+            ..UserRecord::default()
+        };
+        assert_eq!(
+            password.refusal("ann", epoch_seconds(60)).map(|(s, _)| s),
+            Some(AccountStatus::Expired)
+        );
+        assert_eq!(password.refusal("ann", epoch_seconds(40)), None);
+        let debug = format!(
+            "{:?}",
+            UserRecord {
+                password_hash: Some("$argon2id$secret".into()),
+                ..r
+            }
+        );
         assert!(!debug.contains("secret"), "{debug}");
     }
 }

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{Account, AccountSession, Accounts, IdentityMap, UserStatus};
+use super::record::state_refusal;
+use super::{Account, AccountSession, Accounts, IdentityMap};
 use crate::clock::{SharedClock, system_clock};
 use crate::connection::ConnectionInfo;
 use crate::error::Error;
@@ -97,7 +98,9 @@ impl AccountStage {
             }
             Err(e) => return Outcome::unavailable(e.to_string()),
         };
-        if let Some((status, detail)) = refusal(&account, connection, session.as_ref(), self.clock.now()) {
+        if let Some((status, detail)) =
+            refusal(&account, connection, session.as_ref(), self.clock.now())
+        {
             return Outcome::AccountStatus {
                 status,
                 detail: detail.into(),
@@ -126,20 +129,8 @@ fn refusal(
     now: SystemTime,
 ) -> Option<(AccountStatus, String)> {
     let name = &account.name;
-    match account.status {
-        UserStatus::Active => {}
-        UserStatus::Disabled | UserStatus::Deleted => {
-            return Some((AccountStatus::Disabled, format!("account `{name}` is disabled")));
-        }
-        UserStatus::Locked => {
-            return Some((AccountStatus::Locked, format!("account `{name}` is locked")));
-        }
-    }
-    if let Some(until) = account.valid_until
-        && now >= until
-    {
-        let at = humantime::format_rfc3339_seconds(until);
-        return Some((AccountStatus::Expired, format!("account `{name}` expired at {at}")));
+    if let Some(refused) = state_refusal(name, account.status, account.valid_until, now) {
+        return Some(refused);
     }
     if account.system && !connection.is_localhost() {
         if !account.remote_login {

@@ -12,6 +12,7 @@
 //! Each property is also a `pub async fn` of its own. A broken property panics with a
 //! message that starts `contract property `<name>` broken:` and says what was seen.
 
+pub mod accounts;
 pub mod authenticator;
 pub mod store;
 

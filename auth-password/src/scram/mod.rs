@@ -250,11 +250,10 @@ impl Authenticator for ScramAuthenticator {
         let Some(record) = record else {
             return Outcome::rejected(Error::InvalidCredentials, "unknown user");
         };
-        let status = record.account_status(self.clock.now());
-        if let Some(status) = status {
+        if let Some((status, detail)) = record.refusal(&user, self.clock.now()) {
             return Outcome::AccountStatus {
                 status,
-                detail: format!("user `{user}`: account {status:?}").into(),
+                detail: detail.into(),
             };
         }
         if let Err(e) = conversation.complete(server_final.into_bytes()).await {

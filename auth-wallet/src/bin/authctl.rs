@@ -8,11 +8,15 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use auth_core::{CredentialStore, Key, Precondition, StoreError};
+use auth_core::account::{Directory, UserStatus};
+use auth_core::audit::{AuditEvent, AuditEventKind, AuditSink, JsonLinesAuditSink};
+use auth_core::{
+    ApiKeyAuthenticator, ApiKeyGrant, CredentialStore, Key, Peer, Precondition, Role, StoreError,
+};
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
-use auth_wallet::{FileStore, MasterKey, PostgresStore, Wallet};
+use auth_wallet::{DEFAULT_USER_PREFIX, FileStore, MasterKey, PostgresStore, Wallet};
 use clap::{Args, Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
@@ -51,6 +55,10 @@ struct StoreArgs {
     /// The environment variable holding the master key (base64 or hex).
     #[arg(long, env = "AUTH_WALLET_KEY_ENV", global = true)]
     key_env: Option<String>,
+    /// The audit log (JSON lines) that account changes are appended to; default:
+    /// `audit.jsonl` next to a wallet file (the gateway's), none for PostgreSQL.
+    #[arg(long, env = "AUTH_AUDIT_LOG", global = true)]
+    audit_log: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -61,9 +69,16 @@ enum Command {
     /// Secrets in the wallet.
     #[command(subcommand)]
     Secret(SecretCommand),
-    /// Users (argon2id password hashes and SCRAM verifiers) in the wallet.
+    /// Users (accounts, argon2id password hashes and SCRAM verifiers) in the wallet.
     #[command(subcommand)]
     User(UserCommand),
+    /// API keys (`<id>.<secret>`) that act as a user.
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
+    /// Identities (Kerberos principals, certificate subjects, token subjects) mapped to
+    /// users.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
     /// Write every secret (or those under --prefix) to an encrypted, authenticated bundle.
     Export {
         /// The bundle file to create.
@@ -148,6 +163,90 @@ enum UserCommand {
         /// The user name.
         name: String,
     },
+    /// Refuse every login of the user, by every method, from the next attempt on.
+    Disable {
+        /// The user name.
+        name: String,
+    },
+    /// Allow the user to log in again (also clears a lock).
+    Enable {
+        /// The user name.
+        name: String,
+    },
+    /// End the account's validity: refused by every method from then on.
+    Expire {
+        /// The user name.
+        name: String,
+        /// When: RFC 3339 (`2027-01-31T00:00:00Z`) or `now`.
+        #[arg(long)]
+        at: String,
+    },
+    /// Add or remove roles (user, service, dba, system).
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Show a user's account (never its password).
+    Show {
+        /// The user name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoleCommand {
+    /// Grant a role.
+    Add {
+        /// The user name.
+        name: String,
+        /// The role.
+        role: String,
+    },
+    /// Take a role away.
+    Remove {
+        /// The user name.
+        name: String,
+        /// The role.
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create a key for a user; prints the key once.
+    Create {
+        /// The user the key acts as (an existing account).
+        #[arg(long)]
+        user: String,
+        /// Scopes the key grants (narrowing the account's); repeatable.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// List keys (ids, users, scopes; never secrets).
+    List,
+    /// Revoke a key; it stops working at its next use.
+    Revoke {
+        /// The key id (the part before the dot).
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum IdentityCommand {
+    /// Let an identity proved by a method act as a user.
+    Map {
+        /// The method: kerberos, certificate, oauth.
+        method: String,
+        /// The identity (`alice/admin@EXAMPLE.COM`, a certificate subject).
+        identity: String,
+        /// The user.
+        user: String,
+    },
+    /// Remove a mapping.
+    Unmap {
+        /// The method.
+        method: String,
+        /// The identity.
+        identity: String,
+    },
 }
 
 /// An error with what to do about it.
@@ -209,6 +308,58 @@ fn read_secret(what: &str, confirm: bool) -> Result<SecretString, Failure> {
     Ok(SecretString::from(trimmed.to_owned()))
 }
 
+fn hasher() -> Result<Hasher, Failure> {
+    Ok(Hasher::new(Argon2Settings::default())?)
+}
+
+/// `bytes` random bytes as URL-safe text.
+fn random_text(bytes: usize) -> Result<String, Failure> {
+    use base64::Engine;
+    let mut random = vec![0u8; bytes];
+    getrandom::fill(&mut random).map_err(|e| Failure(format!("randomness: {e}")))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random))
+}
+
+/// Where account changes are audited: the gateway's JSON-lines log, or nowhere.
+struct ChangeLog(Option<JsonLinesAuditSink>);
+
+impl ChangeLog {
+    fn open(args: &StoreArgs) -> Result<Self, Failure> {
+        let path = args.audit_log.clone().or_else(|| {
+            let wallet = args.wallet.as_ref()?;
+            let path = wallet.parent()?.join("audit.jsonl");
+            path.exists().then_some(path)
+        });
+        let Some(path) = path else {
+            return Ok(Self(None));
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Failure(format!("audit log {}: {e}", path.display())))?;
+        Ok(Self(Some(JsonLinesAuditSink::new(file))))
+    }
+
+    fn changed(&self, user: &str, detail: &str) {
+        let Some(sink) = &self.0 else { return };
+        sink.record(&AuditEvent {
+            timestamp: SystemTime::now(),
+            event: AuditEventKind::AccountChanged,
+            method: Some("authctl"),
+            username: (!user.is_empty()).then_some(user),
+            source: &Peer::Unknown,
+            connection_id: 0,
+            protocol: "authctl",
+            duration: Duration::ZERO,
+            outcome: "changed",
+            action: None,
+            error: None,
+            detail: Some(detail),
+        });
+    }
+}
+
 fn when(t: Option<SystemTime>) -> String {
     t.map_or_else(
         || "never".into(),
@@ -231,6 +382,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     let key = master_key(&cli.store)?;
     let wallet = Wallet::new(backend(&cli.store).await?, key);
+    let audit = ChangeLog::open(&cli.store)?;
     match cli.command {
         Command::Key(_) => {}
         Command::Secret(SecretCommand::Set { key }) => {
@@ -244,6 +396,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 )
                 .await?;
             writeln!(out, "stored {key} (version {v})")?;
+            // A wallet secret for a user makes an account, so the user can log in (the
+            // account stage refuses users without one).
+            if let Some(user) = key.strip_prefix(DEFAULT_USER_PREFIX) {
+                let directory = Directory::new(Arc::new(wallet));
+                if directory.key(user).is_some() && directory.get(user).await?.is_none() {
+                    directory.update(user, |_| {}).await?;
+                    writeln!(out, "created account {user}")?;
+                    audit.changed(user, "account created for a wallet secret");
+                }
+            }
         }
         Command::Secret(SecretCommand::Rotate { key }) => {
             let k = key_of(&key)?;
@@ -330,7 +492,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::User(cmd) => {
             let users = Users::new(Arc::new(wallet));
-            let hasher = Hasher::new(Argon2Settings::default())?;
+            let directory = users.directory();
             match cmd {
                 UserCommand::Add { name, roles } => {
                     if users.get(&name).await?.is_some() {
@@ -338,15 +500,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                             "user {name} exists; use `user passwd` to change the password"
                         )));
                     }
-                    for r in &roles {
-                        r.parse::<auth_core::Role>()?;
-                    }
+                    let roles = roles
+                        .iter()
+                        .map(|r| r.parse::<Role>())
+                        .collect::<Result<Vec<_>, _>>()?;
                     let password = read_secret("password", true)?;
                     users
-                        .set_password(&hasher, &PasswordPolicy::default(), &name, &password)
+                        .set_password(&hasher()?, &PasswordPolicy::default(), &name, &password)
                         .await?;
                     users.update(&name, |rec| rec.roles = roles.clone()).await?;
                     writeln!(out, "created user {name}")?;
+                    audit.changed(&name, "user created");
                 }
                 UserCommand::Passwd { name } => {
                     if users.get(&name).await?.is_none() {
@@ -354,9 +518,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     }
                     let password = read_secret("new password", true)?;
                     users
-                        .set_password(&hasher, &PasswordPolicy::default(), &name, &password)
+                        .set_password(&hasher()?, &PasswordPolicy::default(), &name, &password)
                         .await?;
                     writeln!(out, "changed the password of {name}")?;
+                    audit.changed(&name, "password changed");
                 }
                 UserCommand::Del { name } => {
                     let k = users
@@ -366,6 +531,164 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         return Err(Failure(format!("no user {name}")));
                     }
                     writeln!(out, "deleted user {name}")?;
+                    audit.changed(&name, "user deleted");
+                }
+                UserCommand::Disable { name } => {
+                    directory
+                        .modify(&name, |r| r.status = UserStatus::Disabled)
+                        .await?;
+                    writeln!(out, "disabled {name}: every login is refused from now on")?;
+                    audit.changed(&name, "account disabled");
+                }
+                UserCommand::Enable { name } => {
+                    directory
+                        .modify(&name, |r| r.status = UserStatus::Active)
+                        .await?;
+                    writeln!(out, "enabled {name}")?;
+                    audit.changed(&name, "account enabled");
+                }
+                UserCommand::Expire { name, at } => {
+                    let at = if at == "now" {
+                        SystemTime::now()
+                    } else {
+                        humantime::parse_rfc3339_weak(&at).map_err(|_| {
+                            Failure(format!(
+                                "`{at}` is not a time like 2027-01-31T00:00:00Z (or `now`)"
+                            ))
+                        })?
+                    };
+                    let secs = at
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    directory
+                        .modify(&name, |r| r.valid_until = Some(secs))
+                        .await?;
+                    let at = humantime::format_rfc3339_seconds(at);
+                    writeln!(out, "{name} expires at {at}")?;
+                    audit.changed(&name, &format!("account expires at {at}"));
+                }
+                UserCommand::Role(RoleCommand::Add { name, role }) => {
+                    let role: Role = role.parse()?;
+                    directory
+                        .modify(&name, |r| {
+                            if !r.roles.contains(&role) {
+                                r.roles.push(role);
+                            }
+                        })
+                        .await?;
+                    writeln!(out, "granted {role} to {name}")?;
+                    audit.changed(&name, &format!("role {role} granted"));
+                }
+                UserCommand::Role(RoleCommand::Remove { name, role }) => {
+                    let role: Role = role.parse()?;
+                    directory
+                        .modify(&name, |r| r.roles.retain(|x| *x != role))
+                        .await?;
+                    writeln!(out, "took {role} from {name}")?;
+                    audit.changed(&name, &format!("role {role} removed"));
+                }
+                UserCommand::Show { name } => {
+                    let Some((r, _)) = directory.get(&name).await? else {
+                        return Err(Failure(format!("no user {name}")));
+                    };
+                    let roles: Vec<&str> = r.roles.iter().map(|x| x.as_str()).collect();
+                    writeln!(out, "user: {name}\nstatus: {:?}", r.status)?;
+                    writeln!(
+                        out,
+                        "valid until: {}",
+                        when(
+                            r.valid_until
+                                .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+                        )
+                    )?;
+                    writeln!(
+                        out,
+                        "roles: {}\nscopes: {}",
+                        roles.join(" "),
+                        r.scopes.join(" ")
+                    )?;
+                    writeln!(
+                        out,
+                        "password: {}",
+                        if r.password_hash.is_some() {
+                            "set"
+                        } else {
+                            "none"
+                        }
+                    )?;
+                }
+            }
+        }
+        Command::Apikey(cmd) => {
+            let store: Arc<dyn CredentialStore> = Arc::new(wallet);
+            match cmd {
+                ApiKeyCommand::Create { user, scopes } => {
+                    let directory = Directory::new(store.clone());
+                    if directory.get(&user).await?.is_none() {
+                        return Err(Failure(format!("no user {user}; create it first")));
+                    }
+                    let id = random_text(9)?;
+                    let secret = SecretString::from(random_text(30)?);
+                    let grant = ApiKeyGrant {
+                        principal: user.clone(),
+                        roles: Vec::new(),
+                        scopes,
+                    };
+                    let key =
+                        ApiKeyAuthenticator::register(store.as_ref(), &id, &secret, grant).await?;
+                    writeln!(out, "{}", key.expose_secret())?;
+                    writeln!(out, "created API key {id} for {user} (shown once)")?;
+                    audit.changed(&user, &format!("API key {id} created"));
+                }
+                ApiKeyCommand::List => {
+                    for k in ApiKeyAuthenticator::list(store.as_ref()).await? {
+                        writeln!(
+                            out,
+                            "{}\tuser {}\tscopes {}\tupdated {}",
+                            k.id,
+                            k.grant.principal,
+                            k.grant.scopes.join(" "),
+                            when(Some(k.updated))
+                        )?;
+                    }
+                }
+                ApiKeyCommand::Revoke { id } => {
+                    let user = ApiKeyAuthenticator::list(store.as_ref())
+                        .await?
+                        .into_iter()
+                        .find(|k| k.id == id)
+                        .map(|k| k.grant.principal);
+                    if !ApiKeyAuthenticator::revoke(store.as_ref(), &id).await? {
+                        return Err(Failure(format!("no API key {id}")));
+                    }
+                    writeln!(out, "revoked API key {id}")?;
+                    audit.changed(
+                        user.as_deref().unwrap_or(""),
+                        &format!("API key {id} revoked"),
+                    );
+                }
+            }
+        }
+        Command::Identity(cmd) => {
+            let directory = Directory::new(Arc::new(wallet));
+            match cmd {
+                IdentityCommand::Map {
+                    method,
+                    identity,
+                    user,
+                } => {
+                    directory.map_identity(&method, &identity, &user).await?;
+                    writeln!(out, "{method} identity {identity} may act as {user}")?;
+                    audit.changed(&user, &format!("{method} identity {identity} mapped"));
+                }
+                IdentityCommand::Unmap { method, identity } => {
+                    if !directory.unmap_identity(&method, &identity).await? {
+                        return Err(Failure(format!(
+                            "no mapping for {method} identity {identity}"
+                        )));
+                    }
+                    writeln!(out, "removed the mapping of {method} identity {identity}")?;
+                    audit.changed("", &format!("{method} identity {identity} unmapped"));
                 }
             }
         }

@@ -29,6 +29,10 @@ pub struct KerberosConfig {
     /// The service name tickets must be for (default `postgres`).
     #[serde(default)]
     pub service: Option<String>,
+    /// The service the HTTP API accepts SPNEGO (`Negotiate`) tickets for, when a keytab
+    /// is configured (default `HTTP`, matching `HTTP/<host>`).
+    #[serde(default)]
+    pub http_service: Option<String>,
     /// Keep the realm in the mapped user name.
     #[serde(default)]
     pub include_realm: bool,

@@ -215,7 +215,8 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         .await
         .map_err(|e| err("migrate the user directory")(&e))?;
     let accounts = Arc::new(
-        AccountStage::new(Arc::new(directory)).with_identity_map(config.identity_map().map_err(GatewayError)?),
+        AccountStage::new(Arc::new(directory))
+            .with_identity_map(config.identity_map().map_err(GatewayError)?),
     );
     Ok(Prepared {
         accounts,

@@ -18,16 +18,25 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(&format!("realms = [\"{REALM}\"]\n")).await
+}
+
+/// The realm with alice, bob, carol and `alice/admin`; the gateway's `[kerberos]` section
+/// ends with `kerberos` (realms, maps) and the file with `extra`.
+async fn setup_with(kerberos: &str) -> Setup {
     let kdc = Kdc::start().unwrap_or_else(|e| panic!("{e}"));
-    for user in ["alice", "bob", "carol"] {
-        kdc.add_user(user, &format!("{user}-kerberos-password"))
-            .unwrap();
+    for user in ["alice", "bob", "carol", "alice/admin"] {
+        kdc.add_user(
+            user,
+            &format!("{}-kerberos-password", user.replace('/', "-")),
+        )
+        .unwrap();
     }
     kdc.add_service("postgres/localhost", None).unwrap();
     let rules = format!(
-        "[[rule]]\nname = \"kerberos\"\nusers = [\"alice\", \"bob\", \"carol\"]\nmethod = \"gss\"\n\
+        "[[rule]]\nname = \"kerberos\"\nusers = [\"alice\", \"bob\", \"carol\", \"alice_admin\"]\nmethod = \"gss\"\n\
          [[rule]]\nname = \"scram\"\nmethod = \"scram\"\n\
-         [kerberos]\nkeytab = \"{}\"\nrealms = [\"{REALM}\"]\n",
+         [kerberos]\nkeytab = \"{}\"\n{kerberos}",
         kdc.keytab().display()
     );
     let binary = Path::new(env!("CARGO_BIN_EXE_pg-gateway"));
@@ -35,7 +44,7 @@ async fn setup() -> Setup {
         .unwrap_or_else(|e| panic!("{e}"));
     // alice and carol are users of the gateway; bob has a principal but no user.
     let users = Users::new(gw.wallet().unwrap_or_else(|e| panic!("{e}")));
-    for user in ["alice", "carol"] {
+    for user in ["alice", "carol", "alice_admin"] {
         users
             .put(user, &UserRecord::default(), Precondition::Absent)
             .await
@@ -297,4 +306,92 @@ async fn the_jdbc_driver_logs_in_with_gssapi() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(text, "OK alice", "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn admin_instances_map_per_the_rules_and_identity_maps_let_a_principal_act_as_another_user() {
+    // `alice/admin` becomes `alice_admin`; plain principals keep their name; alice may
+    // also act as carol (pg_ident), nobody else may.
+    let s = setup_with(&format!(
+        "include_realm = true\n[[kerberos.map]]\npattern = '^([^/@]+)/admin@TEST\\.REALM$'\nuser = '\\1_admin'\n\
+         [[kerberos.map]]\npattern = '^([^/@]+)@TEST\\.REALM$'\nuser = '\\1'\n\
+         [[identity_map]]\nmethod = \"kerberos\"\nidentity = \"alice@{REALM}\"\nuser = \"carol\"\n"
+    ))
+    .await;
+    let admin = ccache(&s, "alice-admin.cc");
+    s.kdc
+        .kinit(
+            "alice/admin",
+            "alice-admin-kerberos-password",
+            Some(&admin),
+            None,
+        )
+        .unwrap();
+    let (ok, out, err) = psql(&s, "alice_admin", &admin);
+    assert!(ok, "{err}");
+    assert_eq!(out, "alice_admin|alice_admin");
+    let (ok, _, err) = psql(&s, "alice", &admin);
+    assert!(
+        !ok && err.contains("GSSAPI authentication failed for user \"alice\""),
+        "{err}"
+    );
+
+    let alice = ccache(&s, "alice.cc");
+    s.kdc
+        .kinit("alice", "alice-kerberos-password", Some(&alice), None)
+        .unwrap();
+    let (ok, out, err) = psql(&s, "carol", &alice);
+    assert!(ok, "{err}");
+    assert_eq!(out, "carol|carol");
+    let (ok, _, err) = psql(&s, "bob", &alice);
+    assert!(!ok, "{err}");
+    let refused = audit(&s)
+        .into_iter()
+        .rfind(|e| e["event"] == "attempt_failed")
+        .unwrap();
+    assert!(
+        refused["detail"].as_str().unwrap().contains(
+            "identity `alice@TEST.REALM` (kerberos) may not act as the requested user `bob`"
+        ),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn a_realm_outside_the_configured_list_is_refused_with_28000_and_audited() {
+    // The gateway trusts only OTHER.REALM: TEST.REALM's alice is from a foreign realm.
+    let s = setup_with("realms = [\"OTHER.REALM\"]\n").await;
+    let cache = ccache(&s, "alice.cc");
+    s.kdc
+        .kinit("alice", "alice-kerberos-password", Some(&cache), None)
+        .unwrap();
+    let (ok, _, err) = psql(&s, "alice", &cache);
+    assert!(
+        !ok && err.contains("GSSAPI authentication failed for user \"alice\""),
+        "{err}"
+    );
+    let refused = audit(&s)
+        .into_iter()
+        .rfind(|e| e["event"] == "attempt_failed")
+        .unwrap();
+    assert_eq!(refused["error"], "invalid_credentials", "{refused}");
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("realm `TEST.REALM` is not accepted"),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
+async fn with_no_realm_list_the_services_own_realm_is_accepted() {
+    let s = setup_with("").await;
+    let cache = ccache(&s, "alice.cc");
+    s.kdc
+        .kinit("alice", "alice-kerberos-password", Some(&cache), None)
+        .unwrap();
+    let (ok, out, err) = psql(&s, "alice", &cache);
+    assert!(ok, "{err}");
+    assert_eq!(out, "alice|alice");
 }

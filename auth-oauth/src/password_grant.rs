@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use auth_core::clock::{SharedClock, system_clock};
 use auth_core::{
     Attempt, Authenticator, Credential, CredentialKind, Error, Evidence, IllegalTransition,
-    Outcome, Role, Session, SessionState, StandardSession,
+    Outcome, Role, Session, SessionEnd, SessionState, StandardSession,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -241,30 +241,46 @@ impl OAuthSession {
         Ok(())
     }
 
-    /// Ends the session: revokes the refresh and access tokens (RFC 7009) and moves to
-    /// `Disconnected`.
-    pub async fn end(mut self) -> Result<(), String> {
+    /// Ends the session now: moves it to `Disconnected` and revokes the refresh and access
+    /// tokens (RFC 7009), saying whether the server accepted that. [`Session::end`] does
+    /// the same for whoever holds the session as `dyn Session`.
+    pub async fn revoke(&mut self) -> Result<(), String> {
         let _ = self.session.transition(SessionState::Disconnected);
-        let Some(url) = self.client.config.revocation_endpoint.clone() else {
-            return Ok(());
-        };
-        let mut tokens = vec![
-            ("refresh_token", self.refresh.take()),
-            ("access_token", Some(self.access.clone())),
-        ];
-        for (hint, token) in tokens.drain(..) {
-            if let Some(t) = token {
+        match self.revocation() {
+            Some(revocation) => revocation.await,
+            None => Ok(()),
+        }
+    }
+
+    /// The revocation of the session's tokens, taken out of the session (so it runs at
+    /// most once), or `None` when there is no revocation endpoint or nothing to revoke.
+    fn revocation(
+        &mut self,
+    ) -> Option<impl std::future::Future<Output = Result<(), String>> + Send + 'static> {
+        let url = self.client.config.revocation_endpoint.clone()?;
+        let refresh = self.refresh.take();
+        let access = std::mem::replace(&mut self.access, SecretString::from(String::new()));
+        if access.expose_secret().is_empty() && refresh.is_none() {
+            return None;
+        }
+        let client = self.client.clone();
+        Some(async move {
+            let tokens = [("refresh_token", refresh), ("access_token", Some(access))];
+            for (hint, token) in tokens {
+                let Some(t) = token.filter(|t| !t.expose_secret().is_empty()) else {
+                    continue;
+                };
                 let form = vec![
                     ("token", t.expose_secret().to_owned()),
                     ("token_type_hint", hint.to_owned()),
                 ];
-                match self.client.post(&url, form).await? {
+                match client.post(&url, form).await? {
                     Answer::Tokens(_) => {}
                     Answer::Refused(why) => return Err(format!("revocation refused: {why}")),
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -304,6 +320,17 @@ impl Session for OAuthSession {
     }
     fn touch(&mut self, now: SystemTime) -> Result<(), IllegalTransition> {
         self.session.touch(now)
+    }
+    /// Revokes the session's tokens at the provider (RFC 7009): the connection that
+    /// obtained them is gone, so nobody may use them any more.
+    fn end(&mut self) -> Option<SessionEnd> {
+        let _ = self.session.transition(SessionState::Disconnected);
+        let revocation = self.revocation()?;
+        Some(Box::pin(async move {
+            if let Err(e) = revocation.await {
+                tracing::warn!(error = %e, "revoking the tokens of an ended session failed");
+            }
+        }))
     }
 }
 

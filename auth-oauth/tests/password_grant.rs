@@ -3,11 +3,14 @@
 //! is down or never answers, all within the time limit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use auth_core::clock::system_clock;
 use auth_core::secrecy::{ExposeSecret, SecretString};
 use auth_core::{
-    Attempt, Authenticator, ConnectionInfo, Credential, Error, OutcomeClass, Protocol, Session,
+    Attempt, Authenticator, ConnectionInfo, Credential, Error, MemoryAuditSink, OpenSession,
+    OutcomeClass, Protocol, Session, SessionState,
 };
 use auth_oauth::{ClientAuth, PasswordGrantAuthenticator, PasswordGrantConfig};
 use auth_tests::oauth_server::{CLIENT_SECRET, DjangoOAuth};
@@ -83,12 +86,33 @@ async fn login_refresh_rotation_and_revocation() {
     // Ending the session revokes its tokens: the server says they are no longer active.
     let current = session.access_token().await.unwrap();
     assert!(active(&server.url(), current.expose_secret()).await);
-    session.end().await.unwrap();
+    session.revoke().await.unwrap();
     assert!(
         !active(&server.url(), current.expose_secret()).await,
         "revoked"
     );
-    again.end().await.unwrap();
+
+    // The session stage: an adapter holds the session as `dyn Session` and closes it when
+    // the connection ends; the close revokes the token at the provider.
+    let token = again.access_token().await.unwrap();
+    assert!(active(&server.url(), token.expose_secret()).await);
+    let audit = Arc::new(MemoryAuditSink::default());
+    let connection = ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.9:5000".parse().unwrap());
+    let mut held: Box<dyn Session> = Box::new(again);
+    held.transition(SessionState::Active).unwrap();
+    let open = OpenSession::open(held, &connection, audit.clone(), system_clock());
+    open.touch().unwrap();
+    open.close_and_wait().await;
+    assert!(
+        !active(&server.url(), token.expose_secret()).await,
+        "closing the session revoked its token"
+    );
+    let events: Vec<String> = audit
+        .events()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(events, ["session_started", "session_ended"]);
 }
 
 /// RFC 7662 introspection at the server, as client `gateway`.

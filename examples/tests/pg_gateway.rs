@@ -516,3 +516,88 @@ async fn the_same_gateway_answers_curl_and_grpcurl_with_the_lines_it_printed() {
         );
     }
 }
+
+/// The session stage over pgwire: a login opens a session (audited once, with the
+/// connection's id), queries keep it alive, and the end of the connection closes it
+/// (audited with its duration). An account whose validity ends while connected ends the
+/// connection at its next query.
+#[tokio::test]
+async fn a_connection_is_a_session_from_ok_to_close_and_ends_when_the_account_expires() {
+    let gw = Gateway::start("60s");
+    let conninfo = format!(
+        "{} password='{}' connect_timeout=10",
+        gw.conninfo("demo", "sslmode=disable"),
+        gw.demo_password
+    );
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let driver = tokio::spawn(connection);
+    for _ in 0..3 {
+        client.simple_query("SELECT current_user").await.unwrap();
+    }
+    let started = gw.0.audit("session_started");
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert_eq!(started[0]["username"], "demo");
+    assert_eq!(started[0]["method"], "scram");
+    assert!(gw.0.audit("session_ended").is_empty());
+    drop(client);
+    driver.await.unwrap().unwrap();
+    let ended = auth_tests::eventually(std::time::Duration::from_secs(10), || {
+        match gw.0.audit("session_ended").pop() {
+            Some(e) => Ok(e),
+            None => Err("no session_ended yet".to_owned()),
+        }
+    });
+    assert_eq!(ended["connection_id"], started[0]["connection_id"]);
+    assert_eq!(ended["username"], "demo");
+    assert!(ended["duration_us"].as_u64().unwrap() > 0, "{ended}");
+
+    // The account expires while a connection is open: the next query ends it.
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client.simple_query("SELECT 1").await.unwrap();
+    // Validity is kept in whole seconds.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let in_two_seconds = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now.as_secs() + 2);
+    let users = Users::new(gw.wallet().unwrap());
+    // Validity is read at login: the open connection keeps the one it logged in with, so
+    // a new login sees the change and the old connection does not (yet).
+    users
+        .update("demo", |r| {
+            r.valid_until = Some(
+                in_two_seconds
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs(),
+            );
+        })
+        .await
+        .unwrap();
+    let (client2, connection2) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection2);
+    client2.simple_query("SELECT 1").await.unwrap();
+    // Once the validity has passed, the connection that logged in with it is ended at
+    // its next query; the one from before the change goes on.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let error = loop {
+        match client2.simple_query("SELECT 1").await {
+            Ok(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Ok(_) => panic!("the connection outlived its account's validity"),
+            Err(e) => break e,
+        }
+    };
+    let text = format!("{error:?}");
+    assert!(text.contains("the session has expired"), "{text}");
+    assert!(std::time::SystemTime::now() >= in_two_seconds);
+    client.simple_query("SELECT 1").await.unwrap();
+    drop(client);
+}

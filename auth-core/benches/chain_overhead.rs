@@ -116,6 +116,22 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn chain(audit: Arc<dyn auth_core::AuditSink>, limited: bool) -> Chain {
+    chain_with(audit, limited, None)
+}
+
+/// The account stage over the store-backed directory, with alice's account in memory.
+fn accounts(rt: &tokio::runtime::Runtime) -> Arc<auth_core::AccountStage> {
+    let directory = auth_core::Directory::new(Arc::new(auth_core::MemoryStore::new()));
+    rt.block_on(directory.update("alice", |r| r.roles = vec![auth_core::Role::User]))
+        .unwrap();
+    Arc::new(auth_core::AccountStage::new(Arc::new(directory)))
+}
+
+fn chain_with(
+    audit: Arc<dyn auth_core::AuditSink>,
+    limited: bool,
+    accounts: Option<Arc<auth_core::AccountStage>>,
+) -> Chain {
     let mut b = Chain::builder()
         .audit(audit)
         .link(Arc::new(Abstains("oauth")))
@@ -124,6 +140,9 @@ fn chain(audit: Arc<dyn auth_core::AuditSink>, limited: bool) -> Chain {
         .link(Arc::new(Accepts));
     if limited {
         b = b.rate_limiter(Arc::new(MemoryRateLimiter::new(LimitSettings::default())));
+    }
+    if let Some(stage) = accounts {
+        b = b.accounts(stage);
     }
     b.build()
 }
@@ -134,7 +153,7 @@ fn main() {
         .build()
         .unwrap();
     let direct = measure(&rt, &Accepts);
-    let variants: [(&str, Chain); 4] = [
+    let variants: [(&str, Chain); 5] = [
         (
             "4-link chain, null audit (events skipped)",
             chain(Arc::new(NullAuditSink), false),
@@ -150,6 +169,10 @@ fn main() {
         (
             "4-link chain, events built + rate limiter",
             chain(Arc::new(CountingSink::default()), true),
+        ),
+        (
+            "  + account stage (directory in memory)",
+            chain_with(Arc::new(CountingSink::default()), true, Some(accounts(&rt))),
         ),
     ];
     println!("chain overhead: ns per attempt ({SAMPLES} samples of {BATCH} attempts)");

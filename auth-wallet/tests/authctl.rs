@@ -421,3 +421,229 @@ fn authctl_works_on_the_postgres_backend() {
     let raw = pg.psql("SELECT count(*) FROM auth_wallet_records WHERE position('wallet secret' in encode(value, 'escape')) > 0").unwrap();
     assert_eq!(raw, "0", "stored sealed");
 }
+
+/// A login through a chain with the account stage over the wallet `env` names (another
+/// process's view of what authctl writes): the session, or the outcome.
+async fn login(env: &Env, credential: auth_core::Credential) -> auth_core::Outcome {
+    use auth_core::account::{AccountStage, Directory};
+    use auth_core::{ApiKeyAuthenticator, Attempt, Chain, ConnectionInfo, Protocol};
+    let wallet: Arc<dyn CredentialStore> = Arc::new(wallet_of(env));
+    let users = Users::new(wallet.clone());
+    let chain = Chain::builder()
+        .accounts(Arc::new(AccountStage::new(Arc::new(Directory::new(
+            wallet.clone(),
+        )))))
+        .link(Arc::new(ApiKeyAuthenticator::new(wallet)))
+        .link(Arc::new(PasswordAuthenticator::new(
+            users,
+            Hasher::new(Argon2Settings::default()).unwrap(),
+        )))
+        .build();
+    let peer = "192.0.2.10:5000".parse().unwrap();
+    chain
+        .decide(&mut Attempt::new(
+            ConnectionInfo::tcp(Protocol::Http, peer),
+            credential,
+        ))
+        .await
+}
+
+#[tokio::test]
+async fn account_commands_take_effect_at_the_next_login_and_are_audited() {
+    use auth_core::{Credential, Outcome, Role};
+    let env = env();
+    let audit = env.wallet.with_file_name("audit.jsonl");
+    std::fs::write(&audit, "").unwrap();
+    let alice = || Credential::password("alice", "alice long password");
+    ok(&authctl(
+        &env,
+        &["user", "add", "alice"],
+        Some("alice long password"),
+    ));
+    assert!(login(&env, alice()).await.is_authenticated());
+
+    ok(&authctl(&env, &["user", "disable", "alice"], None));
+    assert!(matches!(
+        login(&env, alice()).await,
+        Outcome::AccountStatus { .. }
+    ));
+    ok(&authctl(&env, &["user", "enable", "alice"], None));
+    assert!(login(&env, alice()).await.is_authenticated());
+
+    ok(&authctl(
+        &env,
+        &["user", "expire", "alice", "--at", "2001-02-03T04:05:06Z"],
+        None,
+    ));
+    let expired = login(&env, alice()).await;
+    assert_eq!(
+        expired.failure().map(|f| f.detail.into_owned()).as_deref(),
+        Some("account `alice` expired at 2001-02-03T04:05:06Z")
+    );
+    assert!(
+        err(&authctl(
+            &env,
+            &["user", "expire", "alice", "--at", "soon"],
+            None
+        ))
+        .contains("is not a time like 2027-01-31T00:00:00Z")
+    );
+    ok(&authctl(
+        &env,
+        &["user", "expire", "alice", "--at", "2999-01-01T00:00:00Z"],
+        None,
+    ));
+    assert!(login(&env, alice()).await.is_authenticated());
+
+    ok(&authctl(
+        &env,
+        &["user", "role", "add", "alice", "dba"],
+        None,
+    ));
+    let session = login(&env, alice()).await.into_session().unwrap();
+    assert_eq!(session.roles(), [Role::Dba]);
+    ok(&authctl(
+        &env,
+        &["user", "role", "remove", "alice", "dba"],
+        None,
+    ));
+    assert!(
+        login(&env, alice())
+            .await
+            .into_session()
+            .unwrap()
+            .roles()
+            .is_empty()
+    );
+    assert!(
+        err(&authctl(
+            &env,
+            &["user", "role", "add", "alice", "root"],
+            None
+        ))
+        .contains("unknown role `root`")
+    );
+    assert!(err(&authctl(&env, &["user", "disable", "nobody"], None)).contains("no user `nobody`"));
+    let shown = ok(&authctl(&env, &["user", "show", "alice"], None));
+    assert!(
+        shown.contains("status: Active") && shown.contains("valid until: 2999-01-01T00:00:00Z"),
+        "{shown}"
+    );
+    assert!(!shown.contains("argon2"), "{shown}");
+
+    // API keys act as their user, with its account's state.
+    let created = ok(&authctl(
+        &env,
+        &["apikey", "create", "--user", "alice", "--scope", "read"],
+        None,
+    ));
+    let key = created.lines().next().unwrap().to_owned();
+    let id = key.split('.').next().unwrap().to_owned();
+    let session = login(&env, Credential::ApiKey(key.clone().into()))
+        .await
+        .into_session()
+        .unwrap();
+    assert_eq!(
+        (session.user(), session.scopes()),
+        ("alice", &["read".to_owned()][..])
+    );
+    let listed = ok(&authctl(&env, &["apikey", "list"], None));
+    assert!(
+        listed.contains(&id) && listed.contains("user alice") && !listed.contains(&key),
+        "{listed}"
+    );
+    ok(&authctl(&env, &["user", "disable", "alice"], None));
+    assert!(
+        !login(&env, Credential::ApiKey(key.clone().into()))
+            .await
+            .is_authenticated()
+    );
+    ok(&authctl(&env, &["user", "enable", "alice"], None));
+    ok(&authctl(&env, &["apikey", "revoke", &id], None));
+    assert!(
+        !login(&env, Credential::ApiKey(key.clone().into()))
+            .await
+            .is_authenticated()
+    );
+    assert!(err(&authctl(&env, &["apikey", "revoke", &id], None)).contains("no API key"));
+    assert!(
+        err(&authctl(
+            &env,
+            &["apikey", "create", "--user", "nobody"],
+            None
+        ))
+        .contains("no user nobody")
+    );
+
+    // Identities mapped to users.
+    ok(&authctl(
+        &env,
+        &[
+            "identity",
+            "map",
+            "kerberos",
+            "alice/admin@EXAMPLE.COM",
+            "alice",
+        ],
+        None,
+    ));
+    let directory = auth_core::account::Directory::new(Arc::new(wallet_of(&env)));
+    assert_eq!(
+        directory
+            .mapped_user("kerberos", "alice/admin@EXAMPLE.COM")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("alice")
+    );
+    assert!(
+        err(&authctl(
+            &env,
+            &["identity", "map", "kerberos", "x@EXAMPLE.COM", "nobody"],
+            None
+        ))
+        .contains("no user `nobody`")
+    );
+    ok(&authctl(
+        &env,
+        &["identity", "unmap", "kerberos", "alice/admin@EXAMPLE.COM"],
+        None,
+    ));
+    assert_eq!(
+        directory
+            .mapped_user("kerberos", "alice/admin@EXAMPLE.COM")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Every change is in the audit log, by user, with what changed; no secret.
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let changes: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let details: Vec<&str> = changes
+        .iter()
+        .filter(|e| e["event"] == "account_changed")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "user created",
+        "account disabled",
+        "account enabled",
+        "account expires at 2001-02-03T04:05:06Z",
+        "role dba granted",
+        "role dba removed",
+        "API key",
+        "kerberos identity alice/admin@EXAMPLE.COM mapped",
+    ] {
+        assert!(
+            details.iter().any(|d| d.contains(expected)),
+            "{expected} not in {details:?}"
+        );
+    }
+    assert!(
+        !text.contains("alice long password") && !text.contains(key.split('.').nth(1).unwrap())
+    );
+}

@@ -180,7 +180,10 @@ pub async fn stage_admits_only_usable_accounts(
     const P: &str = "stage_admits_only_usable_accounts";
     let clock = Arc::new(ManualClock::new(fixture.now));
     let stage = AccountStage::new(accounts).with_clock(clock);
-    let remote = ConnectionInfo::tcp(Protocol::Postgres, "192.0.2.7:5000".parse().expect("addr"));
+    let remote = ConnectionInfo::tcp(
+        Protocol::Postgres,
+        std::net::SocketAddr::from(([192, 0, 2, 7], 5000)),
+    );
     let as_user = |user: &str| {
         let mut c = remote.clone();
         c.user = Some(user.to_owned());

@@ -312,12 +312,16 @@ fn hasher() -> Result<Hasher, Failure> {
     Ok(Hasher::new(Argon2Settings::default())?)
 }
 
+fn random_bytes(n: usize) -> Result<Vec<u8>, Failure> {
+    let mut random = vec![0u8; n];
+    getrandom::fill(&mut random).map_err(|e| Failure(format!("randomness: {e}")))?;
+    Ok(random)
+}
+
 /// `bytes` random bytes as URL-safe text.
 fn random_text(bytes: usize) -> Result<String, Failure> {
     use base64::Engine;
-    let mut random = vec![0u8; bytes];
-    getrandom::fill(&mut random).map_err(|e| Failure(format!("randomness: {e}")))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random))
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(bytes)?))
 }
 
 /// Where account changes are audited: the gateway's JSON-lines log, or nowhere.
@@ -627,7 +631,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     if directory.get(&user).await?.is_none() {
                         return Err(Failure(format!("no user {user}; create it first")));
                     }
-                    let id = random_text(9)?;
+                    // Hex, so that an id never starts with `-` on a command line.
+                    let id: String = random_bytes(8)?
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect();
                     let secret = SecretString::from(random_text(30)?);
                     let grant = ApiKeyGrant {
                         principal: user.clone(),

@@ -362,27 +362,49 @@ impl Directory {
     }
 }
 
-fn account_of(name: &str, record: UserRecord) -> Account {
-    Account {
-        name: name.to_owned(),
-        status: record.status,
-        valid_until: record.valid_until.map(epoch_seconds),
-        roles: record.roles,
-        scopes: record.scopes,
-        system: record.system,
-        remote_login: record.remote_login,
-    }
+/// The account fields of a [`UserRecord`]: the account stage reads these on every login
+/// and skips the password verifiers without copying them.
+#[derive(Deserialize)]
+struct AccountFields {
+    #[serde(default)]
+    status: UserStatus,
+    #[serde(default)]
+    valid_until: Option<u64>,
+    #[serde(default)]
+    roles: Vec<crate::authz::Role>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    system: bool,
+    #[serde(default)]
+    remote_login: bool,
 }
 
 #[async_trait]
 impl Accounts for Directory {
     async fn account(&self, user: &str) -> Result<Option<Account>, AccountsError> {
-        match self.get(user).await {
-            Ok(Some((record, _))) if record.status == UserStatus::Deleted => Ok(None),
-            Ok(Some((record, _))) => Ok(Some(account_of(user, record))),
-            Ok(None) => Ok(None),
-            Err(e) => Err(AccountsError(e.to_string())),
+        let Some(key) = self.key(user) else {
+            return Ok(None);
+        };
+        let record = match self.store.get(&key).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(AccountsError(e.to_string())),
+        };
+        let fields: AccountFields = serde_json::from_slice(record.value.expose_secret())
+            .map_err(|e| AccountsError(format!("the stored record `{key}` is corrupted: {e}")))?;
+        if fields.status == UserStatus::Deleted {
+            return Ok(None);
         }
+        Ok(Some(Account {
+            name: user.to_owned(),
+            status: fields.status,
+            valid_until: fields.valid_until.map(epoch_seconds),
+            roles: fields.roles,
+            scopes: fields.scopes,
+            system: fields.system,
+            remote_login: fields.remote_login,
+        }))
     }
 
     async fn mapped_user(

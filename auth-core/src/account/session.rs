@@ -24,10 +24,10 @@ pub struct AccountSession {
 impl AccountSession {
     /// `inner` admitted as `account`.
     pub fn new(inner: Box<dyn Session>, account: Account) -> Self {
-        let mut roles = inner.roles().to_vec();
-        for role in account.roles {
-            if !roles.contains(&role) {
-                roles.push(role);
+        let mut roles = account.roles;
+        for role in inner.roles() {
+            if !roles.contains(role) {
+                roles.push(*role);
             }
         }
         let scopes = inner.scopes().is_empty().then_some(account.scopes);

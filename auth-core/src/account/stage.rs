@@ -64,12 +64,9 @@ impl AccountStage {
     /// The account stage for `session` on `connection`: the session as the account sees
     /// it, or the refusal.
     pub async fn admit(&self, connection: &ConnectionInfo, session: Box<dyn Session>) -> Outcome {
-        let requested = connection
-            .user
-            .clone()
-            .unwrap_or_else(|| session.user().to_owned());
+        let requested = connection.user.as_deref().unwrap_or(session.user());
         if session.user() != requested {
-            match self.may_act_as(session.as_ref(), &requested).await {
+            match self.may_act_as(session.as_ref(), requested).await {
                 Ok(true) => {}
                 Ok(false) => {
                     return Outcome::rejected(
@@ -84,7 +81,7 @@ impl AccountStage {
                 Err(outcome) => return outcome,
             }
         }
-        let account = match self.accounts.account(&requested).await {
+        let account = match self.accounts.account(requested).await {
             Ok(Some(account)) => account,
             Ok(None) => {
                 return Outcome::rejected(

@@ -3,6 +3,8 @@
 //! signing key is picked up with one refetch; tokens for another resource are refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use auth_core::{Attempt, Authenticator, ConnectionInfo, Credential, Error, Protocol};
@@ -230,4 +232,72 @@ async fn client_credentials_tokens_are_cached_refreshed_and_valid() {
     let second = eager.token().await.unwrap();
     assert_ne!(first.expose_secret(), second.expose_secret());
     assert!(!format!("{source:?}").contains(auth_tests::oidc::CLIENT_SECRET));
+}
+
+/// The fixture of the authenticator contract for bearer-token authenticators: `valid`
+/// is `token`, `wrong` a token the authenticator must refuse for its proof, `unknown` one
+/// it cannot verify at all, `foreign` a password.
+fn token_fixture(
+    valid: String,
+    wrong: String,
+    unknown: String,
+    principal: &str,
+) -> auth_core::contract::authenticator::AuthenticatorFixture {
+    use std::sync::Arc;
+    let bearer = |t: String| -> auth_core::contract::authenticator::AttemptFactory {
+        Arc::new(move || attempt(&t))
+    };
+    auth_core::contract::authenticator::AuthenticatorFixture {
+        secrets: vec![valid.clone(), wrong.clone(), unknown.clone()],
+        valid: bearer(valid),
+        wrong_secret: bearer(wrong),
+        unknown_principal: bearer(unknown),
+        foreign: Arc::new(|| {
+            Attempt::new(
+                ConnectionInfo::tcp(Protocol::Http, "10.0.0.1:1".parse().unwrap()),
+                Credential::password("svc", "a password"),
+            )
+        }),
+        principal: principal.to_owned(),
+    }
+}
+
+fn token_caps() -> auth_core::contract::authenticator::AuthenticatorCapabilities {
+    auth_core::contract::authenticator::AuthenticatorCapabilities {
+        concurrency: 8,
+        credential_names_principal: true,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jwt_and_introspection_authenticators_pass_the_authenticator_suite() {
+    let provider =
+        tokio::task::spawn_blocking(|| OidcProvider::start().unwrap_or_else(|e| panic!("{e}")))
+            .await
+            .unwrap();
+    let jwt = JwtAuthenticator::new(
+        vec![IssuerConfig::discovery(provider.issuer(), "urn:api")],
+        ValidationSettings::default(),
+    )
+    .unwrap();
+    let token = provider.token("urn:api", "read").unwrap();
+    // The same token with its signature's last characters changed; and a token from an
+    // issuer the authenticator does not trust (another resource's audience).
+    let mut forged = token.clone();
+    let tail = if forged.ends_with('A') { "B" } else { "A" };
+    forged.replace_range(forged.len() - 4.., &tail.repeat(4));
+    let elsewhere = common::TestKey::new("elsewhere", jsonwebtoken::Algorithm::ES256)
+        .sign(&common::claims("https://elsewhere.example"));
+    let fixture = token_fixture(token, forged, elsewhere, "svc");
+    auth_core::contract::authenticator::run_all(&jwt, &fixture, &token_caps()).await;
+
+    let introspection = introspection(&provider, Duration::ZERO);
+    let opaque = provider.token("urn:opaque", "read").unwrap();
+    let made_up = "Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5".to_owned();
+    // A token the provider issued and then revoked; and one it never issued.
+    let revoked = provider.token("urn:opaque", "read").unwrap();
+    provider.revoke(&revoked).unwrap();
+    let fixture = token_fixture(opaque, revoked, made_up, "svc");
+    auth_core::contract::authenticator::run_all(&introspection, &fixture, &token_caps()).await;
 }

@@ -155,3 +155,39 @@ async fn an_endpoint_that_is_down_or_silent_is_unavailable_within_the_limit() {
     );
     drop(silent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_password_grant_passes_the_authenticator_suite() {
+    use auth_core::contract::authenticator::{
+        AuthenticatorCapabilities, AuthenticatorFixture, run_all,
+    };
+    let server = tokio::task::spawn_blocking(|| {
+        DjangoOAuth::start("alice", "alice long password").unwrap_or_else(|e| panic!("{e}"))
+    })
+    .await
+    .unwrap();
+    let auth =
+        PasswordGrantAuthenticator::new(config(&server.url(), Duration::from_secs(5))).unwrap();
+    let fixture = AuthenticatorFixture {
+        valid: Arc::new(|| attempt("alice", "alice long password")),
+        wrong_secret: Arc::new(|| attempt("alice", "not alice's password")),
+        unknown_principal: Arc::new(|| attempt("nobody", "alice long password")),
+        foreign: Arc::new(|| {
+            Attempt::new(
+                ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.1:1".parse().unwrap()),
+                Credential::bearer("a-token"),
+            )
+        }),
+        principal: "alice".into(),
+        secrets: vec![
+            "alice long password".into(),
+            "not alice's password".into(),
+            CLIENT_SECRET.into(),
+        ],
+    };
+    let caps = AuthenticatorCapabilities {
+        concurrency: 4,
+        ..AuthenticatorCapabilities::default()
+    };
+    run_all(&auth, &fixture, &caps).await;
+}

@@ -65,6 +65,7 @@ async fn passes_the_authenticator_contract_with_owasp_parameters() {
     let caps = AuthenticatorCapabilities {
         io_counter: Some(Arc::new(move || ops.load(Ordering::SeqCst))),
         concurrency: 8,
+        ..AuthenticatorCapabilities::default()
     };
     run_all(&auth, &fixture, &caps).await;
 }

@@ -37,6 +37,12 @@ pub struct AuthenticatorCapabilities {
     pub io_counter: Option<Arc<dyn Fn() -> u64 + Send + Sync>>,
     /// How many attempts the concurrency property runs at once.
     pub concurrency: usize,
+    /// The credential itself names and proves its principal (a signed token, an
+    /// introspected token, a Kerberos ticket): no user list is consulted, so the fixture's
+    /// "unknown principal" is a credential the authenticator cannot verify (another
+    /// issuer, another realm), whose error may differ from a wrong signature's without
+    /// revealing which users exist. The suite then only requires both to fail.
+    pub credential_names_principal: bool,
 }
 
 impl Default for AuthenticatorCapabilities {
@@ -44,6 +50,7 @@ impl Default for AuthenticatorCapabilities {
         Self {
             io_counter: None,
             concurrency: 16,
+            credential_names_principal: false,
         }
     }
 }
@@ -57,7 +64,11 @@ pub async fn run_all(
     name_is_stable(auth).await;
     declines_foreign_credential(auth, fixture, caps).await;
     accepts_valid_credential(auth, fixture).await;
-    wrong_secret_and_unknown_principal_look_alike(auth, fixture).await;
+    if caps.credential_names_principal {
+        wrong_secret_and_unknown_principal_both_fail(auth, fixture).await;
+    } else {
+        wrong_secret_and_unknown_principal_look_alike(auth, fixture).await;
+    }
     secrets_never_in_debug_or_display(auth, fixture).await;
     concurrent_attempts_are_independent(auth, fixture, caps).await;
 }
@@ -165,6 +176,21 @@ pub async fn wrong_secret_and_unknown_principal_look_alike(
     check(w == u, P, || {
         format!("the client can tell them apart: {w:?} ({wrong:?}) vs {u:?} ({unknown:?})")
     });
+}
+
+/// For credentials that name their principal: a wrong secret and an unverifiable
+/// principal both fail (neither authenticates nor is declined).
+pub async fn wrong_secret_and_unknown_principal_both_fail(
+    auth: &dyn Authenticator,
+    fixture: &AuthenticatorFixture,
+) {
+    const P: &str = "wrong_secret_and_unknown_principal_both_fail";
+    for make in [&fixture.wrong_secret, &fixture.unknown_principal] {
+        let outcome = auth.authenticate(&mut make()).await;
+        check(outcome.class() == OutcomeClass::Rejected, P, || {
+            format!("expected a rejection, got {outcome:?}")
+        });
+    }
 }
 
 /// No secret of the fixture appears in the `Debug` of the authenticator, the attempts, the

@@ -35,6 +35,46 @@ fn attempt() -> Attempt {
     .with_conversation(Box::new(Initiator(client)))
 }
 
+/// The first token of a fresh handshake, changed by `change`.
+fn tampered(change: fn(&mut Vec<u8>)) -> Attempt {
+    let mut a = attempt();
+    if let Credential::GssToken(t) = &mut a.credential {
+        change(t);
+    }
+    a
+}
+
+async fn contract(auth: &GssAuthenticator) {
+    use auth_core::contract::authenticator::{
+        AuthenticatorCapabilities, AuthenticatorFixture, run_all,
+    };
+    use std::sync::Arc;
+    let fixture = AuthenticatorFixture {
+        valid: Arc::new(attempt),
+        wrong_secret: Arc::new(|| {
+            tampered(|t| {
+                let i = t.len() - 20;
+                t[i] ^= 0x55;
+            })
+        }),
+        unknown_principal: Arc::new(|| tampered(|t| t.truncate(t.len() / 2))),
+        foreign: Arc::new(|| {
+            Attempt::new(
+                ConnectionInfo::tcp(Protocol::Postgres, "127.0.0.1:5000".parse().unwrap()),
+                Credential::password("alice", "a password"),
+            )
+        }),
+        principal: format!("alice/admin@{REALM}"),
+        secrets: Vec::new(),
+    };
+    let caps = AuthenticatorCapabilities {
+        concurrency: 4,
+        credential_names_principal: true,
+        ..AuthenticatorCapabilities::default()
+    };
+    run_all(auth, &fixture, &caps).await;
+}
+
 async fn as_child() {
     let keytab = std::env::var("AUTH_KERBEROS_TEST_KEYTAB").unwrap();
     let mapper = PrincipalMapper {
@@ -110,6 +150,10 @@ async fn as_child() {
     );
     let out = missing.authenticate(&mut attempt()).await;
     assert_eq!(out.class(), auth_core::OutcomeClass::Unavailable, "{out:?}");
+
+    // The authenticator contract, with real tickets: a ticket whose encrypted part was
+    // tampered with, and a truncated one, both fail.
+    contract(&auth).await;
     println!("child: all checks passed");
 }
 

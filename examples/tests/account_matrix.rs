@@ -324,6 +324,22 @@ async fn every_method_of_every_front_door_refuses_disabled_and_expired_accounts(
         }
     }
     assert_eq!(cases, 36);
+    // The session stage on the HTTP and gRPC front doors: each request that got in is a
+    // session, audited from OK to the response.
+    let ended = s.gw.audit("session_ended");
+    for (user, protocol) in [
+        ("hactive", "http"),
+        ("wactive", "http"),
+        ("kactive", "http"),
+        ("hactive", "grpc"),
+    ] {
+        assert!(
+            ended
+                .iter()
+                .any(|e| e["username"] == user && e["protocol"] == protocol),
+            "no {protocol} session_ended for {user}: {ended:?}"
+        );
+    }
     assert!(
         failures.is_empty(),
         "{} of 36 cases wrong:\n{}",

@@ -18,7 +18,11 @@ use crate::credential::{API_KEY_HEADER, credential_from_headers, presented_beare
 use crate::negotiate::MutualToken;
 use crate::reuse::SessionReuse;
 
+/// Where a request's session is: the peer, the connection id and the protocol.
+pub(crate) type SessionAt = (auth_core::Peer, u64, &'static str);
+
 /// What the gate decided about one request.
+
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Verdict {
@@ -244,6 +248,68 @@ impl Gate {
             }
             refused => Err(refused),
         }
+    }
+
+    /// Audits the start of a request's session; the time it started.
+    pub(crate) fn session_started(
+        &self,
+        session: &dyn Session,
+        at: &SessionAt,
+    ) -> std::time::Instant {
+        self.audit_session(AuditEventKind::SessionStarted, session, at, Duration::ZERO);
+        std::time::Instant::now()
+    }
+
+    /// Ends a request's session: audits it with its duration and, when nothing else holds
+    /// the session any more, lets its backend act ([`Session::end`]).
+    pub(crate) fn session_ended(
+        &self,
+        session: &mut Arc<dyn Session>,
+        at: &SessionAt,
+        started: std::time::Instant,
+    ) {
+        self.audit_session(
+            AuditEventKind::SessionEnded,
+            session.as_ref(),
+            at,
+            started.elapsed(),
+        );
+        if let Some(owned) = Arc::get_mut(session)
+            && let Some(work) = owned.end()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(work);
+        }
+    }
+
+    fn audit_session(
+        &self,
+        kind: AuditEventKind,
+        session: &dyn Session,
+        (peer, connection_id, protocol): &SessionAt,
+        duration: Duration,
+    ) {
+        if !self.audit.enabled() {
+            return;
+        }
+        self.audit.record(&AuditEvent {
+            timestamp: self.clock.now(),
+            event: kind,
+            method: Some(session.method()),
+            username: Some(session.user()),
+            source: peer,
+            connection_id: *connection_id,
+            protocol,
+            duration,
+            outcome: if kind == AuditEventKind::SessionEnded {
+                "ended"
+            } else {
+                "started"
+            },
+            action: None,
+            error: None,
+            detail: None,
+        });
     }
 
     fn audit_refusal(&self, connection: &ConnectionInfo, failure: &Failure) {

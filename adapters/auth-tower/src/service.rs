@@ -161,10 +161,21 @@ where
         let gate = self.gate.clone();
         let mapping = self.mapping.clone();
         let future = Box::pin(async move {
+            let at = (
+                connection.peer.clone(),
+                connection.id,
+                connection.protocol.as_str(),
+            );
             match gate.check_unreused(request.headers(), connection).await {
                 Verdict::Granted { session, mutual } => {
+                    // The session stage: the request is the session, audited from OK to
+                    // the response, then ended.
+                    let started = gate.session_started(session.as_ref(), &at);
+                    let mut session_end = session.clone();
                     mapping.grant(session, request.extensions_mut());
-                    let mut response = inner.call(request).await?;
+                    let response = inner.call(request).await;
+                    gate.session_ended(&mut session_end, &at, started);
+                    let mut response = response?;
                     if let Some(token) = mutual {
                         mapping.mutual(&token, &mut response);
                     }

@@ -116,6 +116,43 @@ fn micros<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
+/// Where a session is, for its `session_started` and `session_ended` events: the peer,
+/// the connection id and the protocol.
+pub type SessionPlace = (crate::connection::Peer, u64, &'static str);
+
+/// Records a `session_started` or `session_ended` event for `session` at `place` (the
+/// session stage's two events, whichever adapter runs it).
+pub fn record_session_event(
+    audit: &dyn AuditSink,
+    kind: AuditEventKind,
+    session: &dyn crate::session::Session,
+    (peer, connection_id, protocol): &SessionPlace,
+    clock: &dyn crate::clock::Clock,
+    duration: Duration,
+) {
+    if !audit.enabled() {
+        return;
+    }
+    audit.record(&AuditEvent {
+        timestamp: clock.now(),
+        event: kind,
+        method: Some(session.method()),
+        username: Some(session.user()),
+        source: peer,
+        connection_id: *connection_id,
+        protocol,
+        duration,
+        outcome: if kind == AuditEventKind::SessionEnded {
+            "ended"
+        } else {
+            "started"
+        },
+        action: None,
+        error: None,
+        detail: None,
+    });
+}
+
 impl AuditEvent<'_> {
     /// The event as one JSON object.
     pub fn to_json(&self) -> serde_json::Value {

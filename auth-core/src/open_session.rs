@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::audit::{AuditEvent, AuditEventKind, AuditSink};
+use crate::audit::{AuditEventKind, AuditSink, SessionPlace, record_session_event};
 use crate::clock::SharedClock;
-use crate::connection::{ConnectionInfo, Peer};
+use crate::connection::ConnectionInfo;
 use crate::session::{Session, SessionEnd, SessionState};
 
 /// Why a session can no longer be used.
@@ -51,9 +51,7 @@ pub struct OpenSession {
     closed: AtomicBool,
     audit: Arc<dyn AuditSink>,
     clock: SharedClock,
-    peer: Peer,
-    connection_id: u64,
-    protocol: &'static str,
+    place: SessionPlace,
     started: Instant,
 }
 
@@ -62,8 +60,7 @@ impl std::fmt::Debug for OpenSession {
         f.debug_struct("OpenSession")
             .field("session", &self.session)
             .field("closed", &self.closed)
-            .field("peer", &self.peer)
-            .field("connection_id", &self.connection_id)
+            .field("place", &self.place)
             .finish_non_exhaustive()
     }
 }
@@ -81,9 +78,11 @@ impl OpenSession {
             closed: AtomicBool::new(false),
             audit,
             clock,
-            peer: connection.peer.clone(),
-            connection_id: connection.id,
-            protocol: connection.protocol.as_str(),
+            place: (
+                connection.peer.clone(),
+                connection.id,
+                connection.protocol.as_str(),
+            ),
             started: Instant::now(),
         };
         open.record(AuditEventKind::SessionStarted, Duration::ZERO);
@@ -91,28 +90,9 @@ impl OpenSession {
     }
 
     fn record(&self, kind: AuditEventKind, duration: Duration) {
-        if !self.audit.enabled() {
-            return;
-        }
+        let clock = self.clock.as_ref();
         self.with(|s| {
-            self.audit.record(&AuditEvent {
-                timestamp: self.clock.now(),
-                event: kind,
-                method: Some(s.method()),
-                username: Some(s.user()),
-                source: &self.peer,
-                connection_id: self.connection_id,
-                protocol: self.protocol,
-                duration,
-                outcome: if kind == AuditEventKind::SessionEnded {
-                    "ended"
-                } else {
-                    "started"
-                },
-                action: None,
-                error: None,
-                detail: None,
-            });
+            record_session_event(self.audit.as_ref(), kind, s, &self.place, clock, duration);
         });
     }
 

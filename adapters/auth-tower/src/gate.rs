@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime};
 
 use auth_core::secrecy::ExposeSecret;
 
-use auth_core::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
+use auth_core::audit::{
+    AuditEvent, AuditEventKind, AuditSink, SessionPlace, TracingAuditSink, record_session_event,
+};
 use auth_core::clock::system_clock;
 use auth_core::policy::Selection;
 use auth_core::{
@@ -17,9 +19,6 @@ use http::{HeaderMap, HeaderName};
 use crate::credential::{API_KEY_HEADER, credential_from_headers, presented_bearer};
 use crate::negotiate::MutualToken;
 use crate::reuse::SessionReuse;
-
-/// Where a request's session is: the peer, the connection id and the protocol.
-pub(crate) type SessionAt = (auth_core::Peer, u64, &'static str);
 
 /// What the gate decided about one request.
 
@@ -254,9 +253,16 @@ impl Gate {
     pub(crate) fn session_started(
         &self,
         session: &dyn Session,
-        at: &SessionAt,
+        at: &SessionPlace,
     ) -> std::time::Instant {
-        self.audit_session(AuditEventKind::SessionStarted, session, at, Duration::ZERO);
+        record_session_event(
+            self.audit.as_ref(),
+            AuditEventKind::SessionStarted,
+            session,
+            at,
+            self.clock.as_ref(),
+            Duration::ZERO,
+        );
         std::time::Instant::now()
     }
 
@@ -265,13 +271,15 @@ impl Gate {
     pub(crate) fn session_ended(
         &self,
         session: &mut Arc<dyn Session>,
-        at: &SessionAt,
+        at: &SessionPlace,
         started: std::time::Instant,
     ) {
-        self.audit_session(
+        record_session_event(
+            self.audit.as_ref(),
             AuditEventKind::SessionEnded,
             session.as_ref(),
             at,
+            self.clock.as_ref(),
             started.elapsed(),
         );
         if let Some(owned) = Arc::get_mut(session)
@@ -280,36 +288,6 @@ impl Gate {
         {
             runtime.spawn(work);
         }
-    }
-
-    fn audit_session(
-        &self,
-        kind: AuditEventKind,
-        session: &dyn Session,
-        (peer, connection_id, protocol): &SessionAt,
-        duration: Duration,
-    ) {
-        if !self.audit.enabled() {
-            return;
-        }
-        self.audit.record(&AuditEvent {
-            timestamp: self.clock.now(),
-            event: kind,
-            method: Some(session.method()),
-            username: Some(session.user()),
-            source: peer,
-            connection_id: *connection_id,
-            protocol,
-            duration,
-            outcome: if kind == AuditEventKind::SessionEnded {
-                "ended"
-            } else {
-                "started"
-            },
-            action: None,
-            error: None,
-            detail: None,
-        });
     }
 
     fn audit_refusal(&self, connection: &ConnectionInfo, failure: &Failure) {

@@ -56,6 +56,14 @@ pub enum DirectoryError {
     Contended,
 }
 
+/// A stored record under `key` that cannot be read or written as JSON.
+fn corrupt(key: &str, e: &serde_json::Error) -> DirectoryError {
+    DirectoryError::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
 /// What [`Directory::migrate`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Migration {
@@ -161,13 +169,8 @@ impl Directory {
         let Some(record) = self.store.get(&key).await? else {
             return Ok(None);
         };
-        let user: UserRecord =
-            serde_json::from_slice(record.value.expose_secret()).map_err(|e| {
-                DirectoryError::Corrupt {
-                    key: key.as_str().to_owned(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let user: UserRecord = serde_json::from_slice(record.value.expose_secret())
+            .map_err(|e| corrupt(key.as_str(), &e))?;
         Ok(Some((user, record.meta.version)))
     }
 
@@ -179,10 +182,7 @@ impl Directory {
         precondition: Precondition,
     ) -> Result<u64, DirectoryError> {
         let key = self.key(name).ok_or(DirectoryError::InvalidName)?;
-        let bytes = serde_json::to_vec(record).map_err(|e| DirectoryError::Corrupt {
-            key: key.as_str().to_owned(),
-            reason: e.to_string(),
-        })?;
+        let bytes = serde_json::to_vec(record).map_err(|e| corrupt(key.as_str(), &e))?;
         Ok(self.store.put(&key, bytes.into(), precondition).await?)
     }
 
@@ -258,10 +258,7 @@ impl Directory {
         let value = serde_json::to_vec(&MappedIdentity {
             user: user.to_owned(),
         })
-        .map_err(|e| DirectoryError::Corrupt {
-            key: key.as_str().to_owned(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| corrupt(key.as_str(), &e))?;
         self.store
             .put(&key, value.into(), Precondition::None)
             .await?;
@@ -290,13 +287,8 @@ impl Directory {
         let Some(record) = self.store.get(&key).await? else {
             return Ok(None);
         };
-        let mapped: MappedIdentity =
-            serde_json::from_slice(record.value.expose_secret()).map_err(|e| {
-                DirectoryError::Corrupt {
-                    key: key.as_str().to_owned(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let mapped: MappedIdentity = serde_json::from_slice(record.value.expose_secret())
+            .map_err(|e| corrupt(key.as_str(), &e))?;
         Ok(Some(mapped.user))
     }
 
@@ -317,10 +309,7 @@ impl Directory {
             None => 1,
             Some(r) => {
                 serde_json::from_slice::<Layout>(r.value.expose_secret())
-                    .map_err(|e| DirectoryError::Corrupt {
-                        key: LAYOUT_KEY.to_owned(),
-                        reason: e.to_string(),
-                    })?
+                    .map_err(|e| corrupt(LAYOUT_KEY, &e))?
                     .version
             }
         };
@@ -351,10 +340,7 @@ impl Directory {
         let marker = serde_json::to_vec(&Layout {
             version: LAYOUT_VERSION,
         })
-        .map_err(|e| DirectoryError::Corrupt {
-            key: LAYOUT_KEY.to_owned(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| corrupt(LAYOUT_KEY, &e))?;
         self.store
             .put(&layout_key, marker.into(), Precondition::None)
             .await?;
@@ -392,7 +378,7 @@ impl Accounts for Directory {
             Err(e) => return Err(AccountsError(e.to_string())),
         };
         let fields: AccountFields = serde_json::from_slice(record.value.expose_secret())
-            .map_err(|e| AccountsError(format!("the stored record `{key}` is corrupted: {e}")))?;
+            .map_err(|e| AccountsError(corrupt(key.as_str(), &e).to_string()))?;
         if fields.status == UserStatus::Deleted {
             return Ok(None);
         }

@@ -68,16 +68,7 @@ impl AccountStage {
         if session.user() != requested {
             match self.may_act_as(session.as_ref(), requested).await {
                 Ok(true) => {}
-                Ok(false) => {
-                    return Outcome::rejected(
-                        Error::InvalidCredentials,
-                        format!(
-                            "identity `{}` ({}) may not act as the requested user `{requested}`",
-                            session.principal(),
-                            session.method()
-                        ),
-                    );
-                }
+                Ok(false) => return not_acting_as(session.as_ref(), requested),
                 Err(outcome) => return outcome,
             }
         }
@@ -116,6 +107,19 @@ impl AccountStage {
             Err(e) => Err(Outcome::unavailable(e.to_string())),
         }
     }
+}
+
+/// The refusal of an identity that may not act as the `requested` user: alice's
+/// Kerberos ticket on a connection for `bob` (the chain makes it too, without a stage).
+pub(crate) fn not_acting_as(session: &dyn Session, requested: &str) -> Outcome {
+    Outcome::rejected(
+        Error::InvalidCredentials,
+        format!(
+            "identity `{}` ({}) may not act as the requested user `{requested}`",
+            session.principal(),
+            session.method()
+        ),
+    )
 }
 
 /// Why `account` may not log in now, if it may not.

@@ -651,14 +651,7 @@ impl Drop for Unfinished<'_> {
 fn acting_as_requested(connection: &ConnectionInfo, outcome: Outcome) -> Outcome {
     match (&outcome, connection.user.as_deref()) {
         (Outcome::Authenticated(session), Some(requested)) if session.user() != requested => {
-            Outcome::rejected(
-                Error::InvalidCredentials,
-                format!(
-                    "identity `{}` ({}) may not act as the requested user `{requested}`",
-                    session.user(),
-                    session.method()
-                ),
-            )
+            crate::account::not_acting_as(session.as_ref(), requested)
         }
         _ => outcome,
     }

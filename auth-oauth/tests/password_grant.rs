@@ -28,6 +28,15 @@ fn config(base: &str, timeout: Duration) -> PasswordGrantConfig {
     }
 }
 
+/// django-oauth-toolkit with the user alice, started off the runtime.
+async fn alices_server() -> DjangoOAuth {
+    tokio::task::spawn_blocking(|| {
+        DjangoOAuth::start("alice", "alice long password").unwrap_or_else(|e| panic!("{e}"))
+    })
+    .await
+    .unwrap()
+}
+
 fn attempt(user: &str, password: &str) -> Attempt {
     Attempt::new(
         ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.1:1".parse().unwrap()),
@@ -37,11 +46,7 @@ fn attempt(user: &str, password: &str) -> Attempt {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_refresh_rotation_and_revocation() {
-    let server = tokio::task::spawn_blocking(|| {
-        DjangoOAuth::start("alice", "alice long password").unwrap_or_else(|e| panic!("{e}"))
-    })
-    .await
-    .unwrap();
+    let server = alices_server().await;
     let auth =
         PasswordGrantAuthenticator::new(config(&server.url(), Duration::from_secs(5))).unwrap();
     let out = auth
@@ -161,11 +166,7 @@ async fn the_password_grant_passes_the_authenticator_suite() {
     use auth_core::contract::authenticator::{
         AuthenticatorCapabilities, AuthenticatorFixture, run_all,
     };
-    let server = tokio::task::spawn_blocking(|| {
-        DjangoOAuth::start("alice", "alice long password").unwrap_or_else(|e| panic!("{e}"))
-    })
-    .await
-    .unwrap();
+    let server = alices_server().await;
     let auth =
         PasswordGrantAuthenticator::new(config(&server.url(), Duration::from_secs(5))).unwrap();
     let fixture = AuthenticatorFixture {

@@ -15,7 +15,7 @@ use auth_core::account::{Directory, UserStatus};
 use auth_core::{ApiKeyAuthenticator, ApiKeyGrant, CredentialStore, Key, Precondition};
 use auth_examples::api::LocalIssuer;
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
-use auth_tests::gateway::{GatewayProcess, run_printed_grpcurl};
+use auth_tests::gateway::{self, GatewayProcess, run_printed_grpcurl};
 use auth_tests::kdc::{Kdc, REALM};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -137,14 +137,13 @@ async fn disable_and_expire(s: &Setup) {
     }
 }
 
-fn seen(out: &std::process::Output, ok: bool, shown: impl FnOnce(&str) -> String) -> Seen {
-    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-    if ok {
-        Seen::In(shown(&stdout))
-    } else {
-        Seen::Refused(format!("{stdout} {stderr}").trim().to_owned())
+/// `program` in the realm's environment, with `cache` as its credential cache if given.
+fn in_realm(s: &Setup, program: &str, cache: Option<&Path>) -> std::process::Command {
+    let mut cmd = s.kdc.command(program);
+    if let Some(cache) = cache {
+        cmd.env("KRB5CCNAME", format!("FILE:{}", cache.display()));
     }
+    cmd
 }
 
 fn psql(s: &Setup, user: &str, extra: &str, cache: Option<&Path>) -> Seen {
@@ -154,35 +153,18 @@ fn psql(s: &Setup, user: &str, extra: &str, cache: Option<&Path>) -> Seen {
         "127.0.0.1"
     };
     let conninfo = format!(
-        "host={host} port={} user={user} {extra} gssencmode=disable connect_timeout=10",
+        "host={host} port={} user={user} {extra} gssencmode=disable",
         s.gw.port
     );
-    let mut cmd = s.kdc.command("psql");
-    if let Some(cache) = cache {
-        cmd.env("KRB5CCNAME", format!("FILE:{}", cache.display()));
+    let cmd = in_realm(s, "psql", cache);
+    match gateway::psql(cmd, &conninfo, &password(user), "SELECT current_user") {
+        Ok(who) => Seen::In(who),
+        Err(why) => Seen::Refused(why),
     }
-    let out = cmd
-        .env("PGPASSWORD", password(user))
-        .args([
-            "-X",
-            "-w",
-            "-At",
-            "-d",
-            &conninfo,
-            "-c",
-            "SELECT current_user",
-        ])
-        .output()
-        .unwrap();
-    seen(&out, out.status.success(), str::to_owned)
 }
 
 fn curl(s: &Setup, args: &[&str], cache: Option<&Path>) -> Seen {
-    let mut cmd = s.kdc.command("curl");
-    if let Some(cache) = cache {
-        cmd.env("KRB5CCNAME", format!("FILE:{}", cache.display()));
-    }
-    let out = cmd
+    let out = in_realm(s, "curl", cache)
         .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
         .args(args)
         .arg(format!("http://localhost:{}/whoami", s.gw.http_port))

@@ -79,23 +79,11 @@ fn psql(host: &TestHost, gw: &GatewayProcess, password: &str) -> Result<String, 
 
 /// curl from `host`: the HTTP status of GET /whoami with Basic credentials.
 fn curl(host: &TestHost, gw: &GatewayProcess, password: &str) -> String {
-    let out = host
-        .command("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "10",
-        ])
-        .arg("-u")
-        .arg(format!("demo:{password}"))
-        .arg(format!("http://{}:{}/whoami", gw.ip, gw.http_port))
-        .output()
-        .expect("curl is installed (scripts/install-deps.sh)");
-    text(&out).0
+    gateway::http_status(
+        host.command("curl"),
+        &["-u", &format!("demo:{password}")],
+        &format!("http://{}:{}/whoami", gw.ip, gw.http_port),
+    )
 }
 
 /// `tests/python/preauth.py` from `host`; what it printed.

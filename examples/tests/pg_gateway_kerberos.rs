@@ -93,6 +93,13 @@ fn audit(s: &Setup) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The newest `attempt_failed` audit event.
+fn last_refusal(s: &Setup) -> serde_json::Value {
+    s.gw.audit("attempt_failed")
+        .pop()
+        .expect("a refusal was audited")
+}
+
 #[tokio::test]
 async fn psql_logs_in_with_a_ticket_and_the_identity_is_kept_apart_from_the_user() {
     let s = setup().await;
@@ -121,10 +128,7 @@ async fn psql_logs_in_with_a_ticket_and_the_identity_is_kept_apart_from_the_user
         !ok && err.contains("GSSAPI authentication failed for user \"bob\""),
         "ok={ok} out={out} err={err}"
     );
-    let refused = audit(&s)
-        .into_iter()
-        .rfind(|e| e["event"] == "attempt_failed")
-        .unwrap();
+    let refused = last_refusal(&s);
     assert!(
         refused["detail"].as_str().unwrap().contains(
             "identity `alice@TEST.REALM` (kerberos) may not act as the requested user `bob`"
@@ -345,10 +349,7 @@ async fn admin_instances_map_per_the_rules_and_identity_maps_let_a_principal_act
     assert_eq!(out, "carol|carol");
     let (ok, _, err) = psql(&s, "bob", &alice);
     assert!(!ok, "{err}");
-    let refused = audit(&s)
-        .into_iter()
-        .rfind(|e| e["event"] == "attempt_failed")
-        .unwrap();
+    let refused = last_refusal(&s);
     assert!(
         refused["detail"].as_str().unwrap().contains(
             "identity `alice@TEST.REALM` (kerberos) may not act as the requested user `bob`"
@@ -370,10 +371,7 @@ async fn a_realm_outside_the_configured_list_is_refused_with_28000_and_audited()
         !ok && err.contains("GSSAPI authentication failed for user \"alice\""),
         "{err}"
     );
-    let refused = audit(&s)
-        .into_iter()
-        .rfind(|e| e["event"] == "attempt_failed")
-        .unwrap();
+    let refused = last_refusal(&s);
     assert_eq!(refused["error"], "invalid_credentials", "{refused}");
     assert!(
         refused["detail"]

@@ -32,23 +32,16 @@ fn psql(gw: &GatewayProcess, user: &str, password: &str, extra: &str) -> Result<
 async fn a_data_directory_of_the_previous_layout_keeps_working() {
     // The fixture's policy is SCRAM only; walt, who has only a wallet secret, logs in
     // with a cleartext password over TLS, so a rule for him goes first.
-    let copy = tempfile::tempdir().unwrap();
-    let source = copy.path().join("data");
-    std::fs::create_dir(&source).unwrap();
-    for entry in std::fs::read_dir(FIXTURE).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), source.join(entry.file_name())).unwrap();
-    }
-    let config = source.join("gateway.toml");
-    let text = std::fs::read_to_string(&config).unwrap().replacen(
-        "[[rule]]",
-        "[[rule]]\nname = \"walt\"\ntype = \"hostssl\"\nusers = [\"walt\"]\nmethod = \"password\"\n\n[[rule]]",
-        1,
-    );
-    std::fs::write(&config, text).unwrap();
-
+    let walt_first = |config: String| {
+        config.replacen(
+            "[[rule]]",
+            "[[rule]]\nname = \"walt\"\ntype = \"hostssl\"\nusers = [\"walt\"]\nmethod = \"password\"\n\n[[rule]]",
+            1,
+        )
+    };
     let binary = Path::new(env!("CARGO_BIN_EXE_pg-gateway"));
-    let gw = GatewayProcess::start_on_copy(binary, &source, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let gw = GatewayProcess::start_on_copy(binary, Path::new(FIXTURE), walt_first, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
     let banner = gw.process.output();
     assert!(
         banner.contains("user directory migrated: accounts created for wallet users walt"),
@@ -79,22 +72,12 @@ async fn a_data_directory_of_the_previous_layout_keeps_working() {
         .unwrap()
         .issue("hana", "read", std::time::Duration::from_secs(60))
         .unwrap();
-    let out = std::process::Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "10",
-            "-H",
-        ])
-        .arg(format!("Authorization: Bearer {token}"))
-        .arg(format!("http://127.0.0.1:{}/whoami", gw.http_port))
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    let status = gateway::http_status(
+        std::process::Command::new("curl"),
+        &["-H", &format!("Authorization: Bearer {token}")],
+        &format!("http://127.0.0.1:{}/whoami", gw.http_port),
+    );
+    assert_eq!(status, "200");
 
     // Roles written as strings by the old code read as roles; the layout is current.
     let directory = Directory::new(gw.wallet().unwrap_or_else(|e| panic!("{e}")));

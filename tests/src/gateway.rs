@@ -70,11 +70,7 @@ impl GatewayProcess {
         rules: &str,
         env: &[(String, String)],
     ) -> Result<Self, HarnessError> {
-        let dir = tempfile::Builder::new()
-            .prefix("auth-gateway-")
-            .tempdir()
-            .map_err(HarnessError::io("create the gateway directory"))?;
-        let data = dir.path().join("data");
+        let (dir, data) = workdir()?;
         std::fs::create_dir_all(&data).map_err(HarnessError::io("create the data directory"))?;
         let port = free_port()?;
         let http_port = free_port()?;
@@ -97,18 +93,16 @@ impl GatewayProcess {
     }
 
     /// Starts `binary` on a copy of the data directory `source` (one an earlier version
-    /// made, say), with its `listen` line moved to a free port on 127.0.0.1. The demo
-    /// password is empty: the directory already has the demo user.
+    /// made, say), with its `listen` line moved to a free port on 127.0.0.1 and then its
+    /// `gateway.toml` changed by `edit`. The demo password is empty: the directory already
+    /// has the demo user.
     pub fn start_on_copy(
         binary: &Path,
         source: &Path,
+        edit: impl FnOnce(String) -> String,
         env: &[(String, String)],
     ) -> Result<Self, HarnessError> {
-        let dir = tempfile::Builder::new()
-            .prefix("auth-gateway-")
-            .tempdir()
-            .map_err(HarnessError::io("create the gateway directory"))?;
-        let data = dir.path().join("data");
+        let (dir, data) = workdir()?;
         copy_dir(source, &data)?;
         let ip = IpAddr::from([127, 0, 0, 1]);
         let ports = [free_port()?, free_port()?, free_port()?];
@@ -125,7 +119,7 @@ impl GatewayProcess {
                 }
             })
             .collect();
-        std::fs::write(&config, text).map_err(HarnessError::io("write gateway.toml"))?;
+        std::fs::write(&config, edit(text)).map_err(HarnessError::io("write gateway.toml"))?;
         Self::spawn(&[], binary, dir, data, ip, ports, env, false)
     }
 
@@ -191,6 +185,16 @@ impl GatewayProcess {
             self.ip, self.port
         )
     }
+}
+
+/// A fresh temporary directory for one gateway, and the path of its data directory.
+fn workdir() -> Result<(tempfile::TempDir, PathBuf), HarnessError> {
+    let dir = tempfile::Builder::new()
+        .prefix("auth-gateway-")
+        .tempdir()
+        .map_err(HarnessError::io("create the gateway directory"))?;
+    let data = dir.path().join("data");
+    Ok((dir, data))
 }
 
 /// Copies the directory `from` to `to`, every file private (0600) as the gateway makes
@@ -316,6 +320,28 @@ pub fn psql(cmd: Command, conninfo: &str, password: &str, sql: &str) -> Result<S
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     } else {
         Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// curl (`cmd`: `Command::new("curl")`, or a test host's) fetching `url` with `args`
+/// within 10 s: the HTTP status it got (`000` when none, or why curl did not run).
+pub fn http_status(mut cmd: Command, args: &[&str], url: &str) -> String {
+    let out = cmd
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(args)
+        .arg(url)
+        .output();
+    match out {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        Err(e) => format!("curl did not run ({e}); run scripts/install-deps.sh"),
     }
 }
 

@@ -32,12 +32,23 @@ pub trait Authenticator: Send + Sync + Debug {
     /// Judges the attempt. Must return [`Outcome::NotApplicable`] for a credential that
     /// [`supports`](Self::supports) declines.
     async fn authenticate(&self, attempt: &mut Attempt) -> Outcome;
+
+    /// Whether this method proves nothing a remote client could not fake, so it is safe
+    /// only for clients on this machine (`trust`, `peer`). A [`Policy`](crate::Policy)
+    /// refuses to be built with such a method behind a rule that can match a connection
+    /// from another machine. Default `false`.
+    fn local_only(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]
 impl<T: Authenticator + ?Sized> Authenticator for Box<T> {
     fn name(&self) -> &str {
         (**self).name()
+    }
+    fn local_only(&self) -> bool {
+        (**self).local_only()
     }
     fn accepts(&self) -> Vec<CredentialKind> {
         (**self).accepts()
@@ -54,6 +65,9 @@ impl<T: Authenticator + ?Sized> Authenticator for Box<T> {
 impl<T: Authenticator + ?Sized> Authenticator for Arc<T> {
     fn name(&self) -> &str {
         (**self).name()
+    }
+    fn local_only(&self) -> bool {
+        (**self).local_only()
     }
     fn accepts(&self) -> Vec<CredentialKind> {
         (**self).accepts()

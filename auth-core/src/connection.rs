@@ -11,13 +11,45 @@ use std::path::PathBuf;
 pub enum Peer {
     /// A TCP connection from this address.
     Tcp(SocketAddr),
-    /// A Unix-domain socket connection (the path of the server's socket, when known).
-    Unix(Option<PathBuf>),
+    /// A Unix-domain socket connection.
+    Unix {
+        /// The path of the server's socket, when known.
+        path: Option<PathBuf>,
+        /// Who the connecting process runs as, as the kernel says (`SO_PEERCRED`); only
+        /// an adapter sets it, from the socket, so a client cannot claim it.
+        credentials: Option<PeerCredentials>,
+    },
     /// Nothing is known about the peer (a transport that does not say).
     Unknown,
 }
 
+/// The connecting process of a Unix-domain socket, as the kernel reports it when the
+/// connection is made (`SO_PEERCRED`). [`PeerAuthenticator`](crate::local::PeerAuthenticator)
+/// turns the user id into an OS user name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerCredentials {
+    /// The process's effective user id.
+    pub uid: u32,
+    /// The process's effective group id.
+    pub gid: u32,
+    /// The process id, where the platform reports it.
+    pub pid: Option<i32>,
+}
+
 impl Peer {
+    /// A Unix-domain socket peer at the server socket `path`, running as `credentials`.
+    pub fn unix(path: Option<PathBuf>, credentials: Option<PeerCredentials>) -> Self {
+        Self::Unix { path, credentials }
+    }
+
+    /// The peer's credentials, for Unix-domain socket peers whose adapter read them.
+    pub fn credentials(&self) -> Option<PeerCredentials> {
+        match self {
+            Self::Unix { credentials, .. } => *credentials,
+            _ => None,
+        }
+    }
+
     /// The client's IP address, for TCP peers. IPv4-mapped IPv6 addresses are returned as
     /// IPv4, so `::ffff:10.0.0.1` matches the rule for `10.0.0.0/8`.
     pub fn ip(&self) -> Option<IpAddr> {
@@ -32,8 +64,16 @@ impl fmt::Display for Peer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Tcp(addr) => write!(f, "{addr}"),
-            Self::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
-            Self::Unix(None) => f.write_str("unix"),
+            Self::Unix { path, credentials } => {
+                f.write_str("unix")?;
+                if let Some(path) = path {
+                    write!(f, ":{}", path.display())?;
+                }
+                if let Some(c) = credentials {
+                    write!(f, " uid={}", c.uid)?;
+                }
+                Ok(())
+            }
             Self::Unknown => f.write_str("unknown"),
         }
     }
@@ -162,7 +202,7 @@ impl ConnectionInfo {
     /// `127.0.0.0/8`, `::1`, or an IPv4-mapped loopback address (`::ffff:127.0.0.1`).
     pub fn is_localhost(&self) -> bool {
         match &self.peer {
-            Peer::Unix(_) => true,
+            Peer::Unix { .. } => true,
             Peer::Tcp(_) => self.peer.ip().is_some_and(|ip| ip.is_loopback()),
             Peer::Unknown => false,
         }
@@ -194,7 +234,7 @@ mod tests {
         ] {
             assert!(tcp(local).is_localhost(), "{local} should be localhost");
         }
-        assert!(ConnectionInfo::new(Protocol::Postgres, Peer::Unix(None)).is_localhost());
+        assert!(ConnectionInfo::new(Protocol::Postgres, Peer::unix(None, None)).is_localhost());
     }
 
     #[test]
@@ -210,6 +250,23 @@ mod tests {
             assert!(!tcp(remote).is_localhost(), "{remote} is not localhost");
         }
         assert!(!ConnectionInfo::new(Protocol::Http, Peer::Unknown).is_localhost());
+    }
+
+    #[test]
+    fn a_unix_peer_shows_its_socket_and_uid_and_only_it_has_credentials() {
+        let cred = PeerCredentials {
+            uid: 1000,
+            gid: 1000,
+            pid: Some(42),
+        };
+        let peer = Peer::unix(Some("/run/pg/.s.PGSQL.5432".into()), Some(cred));
+        assert_eq!(peer.to_string(), "unix:/run/pg/.s.PGSQL.5432 uid=1000");
+        assert_eq!(peer.credentials(), Some(cred));
+        assert_eq!(Peer::unix(None, None).to_string(), "unix");
+        assert_eq!(
+            Peer::Tcp("127.0.0.1:1".parse().unwrap()).credentials(),
+            None
+        );
     }
 
     #[test]

@@ -37,6 +37,11 @@ pub enum Credential {
     GssToken(Vec<u8>),
     /// A TLS client certificate chain (DER), leaf first, already verified by the TLS layer.
     ClientCertificate(Vec<Vec<u8>>),
+    /// "Judge me by what the operating system says about my process": on a Unix-domain
+    /// socket, the peer credentials the adapter read from the socket
+    /// ([`Peer::credentials`](crate::Peer::credentials)). Carries nothing itself, so a
+    /// client cannot forge what it stands for.
+    Peer,
 }
 
 /// The kind of a [`Credential`], without its content: what an authenticator accepts and
@@ -58,6 +63,8 @@ pub enum CredentialKind {
     Gss,
     /// [`Credential::ClientCertificate`].
     ClientCertificate,
+    /// [`Credential::Peer`].
+    Peer,
 }
 
 impl Credential {
@@ -91,6 +98,7 @@ impl Credential {
             Self::Sasl { .. } => CredentialKind::Sasl(""),
             Self::GssToken(_) => CredentialKind::Gss,
             Self::ClientCertificate(_) => CredentialKind::ClientCertificate,
+            Self::Peer => CredentialKind::Peer,
         }
     }
 
@@ -125,6 +133,7 @@ impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Absent => f.write_str("Absent"),
+            Self::Peer => f.write_str("Peer"),
             Self::Password { user, .. } => f
                 .debug_struct("Password")
                 .field("user", user)

@@ -49,6 +49,7 @@ mod connection;
 pub mod conversation;
 mod credential;
 mod error;
+pub mod local;
 mod open_session;
 mod outcome;
 pub mod policy;
@@ -68,7 +69,7 @@ pub use authz::{Forbidden, Role, ScopeRules};
 pub use chain::{Action, Chain, Control, Link};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{Config, ConfigError};
-pub use connection::{ConnectionInfo, Peer, Protocol, TlsInfo};
+pub use connection::{ConnectionInfo, Peer, PeerCredentials, Protocol, TlsInfo};
 pub use conversation::{
     ChannelConversation, Conversation, ConversationError, ConversationPeer, ServerMessage,
 };
@@ -76,7 +77,7 @@ pub use credential::{Credential, CredentialKind};
 pub use error::{Error, Failure, GrpcCode, ProtocolMapping};
 pub use open_session::{OpenSession, SessionOver};
 pub use outcome::{AccountStatus, Outcome, OutcomeClass};
-pub use policy::Policy;
+pub use policy::{Policy, PolicyError};
 pub use rate_limit::{MemoryRateLimiter, RateLimiter};
 pub use session::{
     Evidence, IllegalTransition, Session, SessionEnd, SessionState, StandardSession,

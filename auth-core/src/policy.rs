@@ -42,7 +42,7 @@ impl ConnectionType {
         let tcp = matches!(c.peer, Peer::Tcp(_));
         match self {
             Self::Any => true,
-            Self::Local => matches!(c.peer, Peer::Unix(_)),
+            Self::Local => matches!(c.peer, Peer::Unix { .. }),
             Self::Host => tcp,
             Self::HostSsl => tcp && c.is_tls(),
             Self::HostNoSsl => tcp && !c.is_tls(),
@@ -163,6 +163,23 @@ impl Rule {
         self
     }
 
+    /// Whether every connection the rule can match is from this machine: a Unix-domain
+    /// socket (`local`), or addresses limited to loopback. Only such rules may run a
+    /// [local-only](crate::Authenticator::local_only) method.
+    pub fn local_only(&self) -> bool {
+        if self.connection == ConnectionType::Local {
+            return true;
+        }
+        match &self.addresses {
+            AddressMatch::All => false,
+            AddressMatch::Localhost => true,
+            AddressMatch::Networks(nets) => nets.iter().all(|n| {
+                n.network().to_canonical().is_loopback()
+                    && n.broadcast().to_canonical().is_loopback()
+            }),
+        }
+    }
+
     /// Whether the rule covers a connection for `user`.
     pub fn matches(&self, connection: &ConnectionInfo, user: Option<&str>) -> bool {
         self.connection.matches(connection)
@@ -198,14 +215,53 @@ impl fmt::Debug for Policy {
     }
 }
 
+/// Why a [`Policy`] cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A rule that can match a connection from another machine runs a method that is
+    /// safe only for local clients (`trust`, `peer`).
+    #[error(
+        "policy rule `{rule}` runs `{method}`, which proves nothing about a client on another \
+         machine, but the rule can match connections from other machines; restrict it to \
+         Unix-domain sockets (ConnectionType::Local) or loopback (AddressMatch::Localhost)"
+    )]
+    LocalOnlyMethod {
+        /// The rule's name.
+        rule: String,
+        /// The local-only method (its authenticator name).
+        method: String,
+    },
+}
+
 impl Policy {
-    /// A policy of `rules`, auditing rejects to `tracing`.
-    pub fn new(rules: Vec<Rule>) -> Self {
-        Self {
+    /// A policy of `rules`, auditing rejects to `tracing`. Refused when a rule that can
+    /// match a connection from another machine runs a
+    /// [local-only](crate::Authenticator::local_only) method.
+    pub fn new(rules: Vec<Rule>) -> Result<Self, PolicyError> {
+        for rule in &rules {
+            let Target::Chain(chain) = &rule.target else {
+                continue;
+            };
+            if rule.local_only() {
+                continue;
+            }
+            if let Some(link) = chain
+                .links()
+                .iter()
+                .find(|l| l.authenticator().local_only())
+            {
+                return Err(PolicyError::LocalOnlyMethod {
+                    rule: rule.name.clone(),
+                    method: link.authenticator().name().to_owned(),
+                });
+            }
+        }
+        Ok(Self {
             rules,
             audit: Arc::new(TracingAuditSink),
             clock: system_clock(),
-        }
+        })
     }
 
     /// Sends policy-reject audit events to `sink`.

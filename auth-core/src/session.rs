@@ -98,6 +98,17 @@ pub enum Evidence {
         /// The key's public id (never the secret part).
         key_id: String,
     },
+    /// The kernel's word on a Unix-domain socket: the connecting process runs as this OS
+    /// user (peer authentication).
+    OsUser {
+        /// The user id.
+        uid: u32,
+        /// The user name it resolved to.
+        name: String,
+    },
+    /// Nothing was proved: a `trust` rule let a local connection in as the user it asked
+    /// to be.
+    LocalTrust,
     /// A verified TLS client certificate with this subject.
     Certificate {
         /// The certificate subject.

@@ -41,6 +41,7 @@ fn policy() -> Policy {
         Rule::new("loopback", Target::Chain(chain("local")))
             .with_addresses(AddressMatch::Localhost),
     ])
+    .unwrap()
 }
 
 fn tcp(addr: &str, user: &str, db: &str) -> ConnectionInfo {
@@ -60,7 +61,8 @@ fn chosen(p: &Policy, c: &ConnectionInfo) -> String {
 #[test]
 fn first_matching_rule_wins() {
     let p = policy();
-    let mut local = ConnectionInfo::new(Protocol::Postgres, Peer::Unix(None)).with_user("system");
+    let mut local =
+        ConnectionInfo::new(Protocol::Postgres, Peer::unix(None, None)).with_user("system");
     assert_eq!(chosen(&p, &local), "local-system");
     local.user = Some("alice".into());
     assert_eq!(chosen(&p, &local), "loopback", "unix sockets are localhost");
@@ -101,11 +103,12 @@ fn first_matching_rule_wins() {
 fn hostnossl_matches_only_plaintext_tcp() {
     let p = Policy::new(vec![
         Rule::new("plain", Target::Reject).with_connection(ConnectionType::HostNoSsl),
-    ]);
+    ])
+    .unwrap();
     assert_eq!(chosen(&p, &tcp("10.0.0.1:1", "a", "b")), "reject:plain");
     let tls = tcp("10.0.0.1:1", "a", "b").with_tls(TlsInfo::default());
     assert_eq!(chosen(&p, &tls), "no-match");
-    let unix = ConnectionInfo::new(Protocol::Postgres, Peer::Unix(None));
+    let unix = ConnectionInfo::new(Protocol::Postgres, Peer::unix(None, None));
     assert_eq!(chosen(&p, &unix), "no-match");
 }
 

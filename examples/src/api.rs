@@ -158,6 +158,7 @@ impl ApiAuth {
             )))
             .build();
         let policy = Policy::new(vec![Rule::new("api", Target::Chain(Arc::new(chain)))])
+            .map_err(|e| GatewayError(e.to_string()))?
             .with_audit(audit.clone());
         Ok(Self {
             policy: Arc::new(policy),

@@ -29,7 +29,8 @@ async fn serve() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let chain = Arc::new(Chain::builder().link(Arc::new(jwt)).build());
     let policy = Policy::new(vec![
         Rule::new("local", Target::Chain(chain)).with_addresses(AddressMatch::Localhost),
-    ]);
+    ])
+    .unwrap();
     let app = Router::new()
         .route(
             "/whoami",

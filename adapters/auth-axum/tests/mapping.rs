@@ -35,10 +35,7 @@ fn policy() -> Arc<Policy> {
     };
     let jwt = JwtAuthenticator::new(vec![local, down], ValidationSettings::default()).unwrap();
     let chain = Chain::builder().link(Arc::new(jwt)).build();
-    Arc::new(Policy::new(vec![Rule::new(
-        "all",
-        Target::Chain(Arc::new(chain)),
-    )]))
+    Arc::new(Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap())
 }
 
 async fn whoami(auth: Authenticated) -> String {
@@ -223,7 +220,8 @@ async fn hostssl_rules_see_the_tls_info_a_tls_acceptor_inserts() {
     // Only encrypted TCP connections; the peer must be TCP, as ConnectInfo gives it.
     let tls_only = Policy::new(vec![
         Rule::new("https", Target::Chain(chain)).with_connection(ConnectionType::HostSsl),
-    ]);
+    ])
+    .unwrap();
     let app = app(AuthLayer::new(Arc::new(tls_only)));
     let good = format!("Bearer {}", token(ISS, "read", SECRET));
     let request = |tls: bool| {

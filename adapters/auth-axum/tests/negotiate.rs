@@ -58,7 +58,7 @@ async fn curl_negotiate_authenticates_through_the_layer_and_gets_the_mutual_toke
         .link(Arc::new(gss))
         .audit(audit.clone())
         .build();
-    let policy = Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]);
+    let policy = Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap();
     let app = Router::new()
         .route("/", get(hello))
         .layer(AuthLayer::new(Arc::new(policy)));

@@ -7,7 +7,10 @@
 //!
 //! - SCRAM-SHA-256 (and SCRAM-SHA-256-PLUS first under TLS with channel binding), run by
 //!   auth-password's SCRAM through a channel-backed `Conversation`;
-//! - a cleartext password, only over TLS unless allowed.
+//! - a cleartext password, only over TLS unless allowed;
+//! - Kerberos (GSSAPI);
+//! - on a Unix socket, the connecting process's OS user (`peer`), and on local
+//!   connections no credential at all (`trust`), both run without asking the client.
 //!
 //! [`serve`] owns each connection's loop: TLS on SSLRequest (plaintext bytes sent after
 //! the SSLRequest abort the connection with 08P01, the CVE-2021-23214 class), GSSENCRequest
@@ -16,6 +19,11 @@
 //! ([`frames`]) and unauthenticated connections are capped in all and per address
 //! ([`limits`], FATAL 53300); [`accept`] backs off when accepting fails. Query handlers
 //! reach the session with [`session()`].
+//!
+//! [`serve_unix`] serves a [`unix::UnixSocket`] (`.s.PGSQL.<port>`, so `psql -h DIR`
+//! connects): its connections are `local` to the policy and carry the kernel's peer
+//! credentials, for `peer` authentication. A chain that accepts no credential (`trust`)
+//! or the peer credential is run at once, with no request to the client.
 
 #![forbid(unsafe_code)]
 
@@ -27,8 +35,9 @@ mod serve;
 mod session;
 mod startup;
 pub mod tls;
+pub mod unix;
 
 pub use limits::{ConnectionLimits, accept};
-pub use serve::{ServeConfig, serve};
+pub use serve::{ServeConfig, serve, serve_unix};
 pub use session::{AuthenticatedSession, session};
 pub use startup::{PgAuthConfig, PgAuthenticator};

@@ -16,16 +16,20 @@ use pgwire::error::ErrorInfo;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::TlsAcceptor;
 use pgwire::tokio::server::{MaybeTls, PgWireMessageServerCodec, process_error, process_message};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
 use tokio_util::codec::{Framed, FramedParts};
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::frames::{DEFAULT_MAX_PRE_AUTH_FRAME, FrameCheck, FrameGuard};
-use crate::limits::ConnectionLimits;
+use crate::limits::{ConnectionLimits, PreAuthPermit};
 use crate::startup::Outbox;
+use crate::unix::{UnixTransport, peer_credentials};
 
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
@@ -70,10 +74,18 @@ impl Default for ServeConfig {
 
 enum Negotiated {
     /// Plaintext; the startup packet's first 8 bytes, already read; its declared length.
-    Plain(TcpStream, Vec<u8>, u32),
+    Plain(TcpStream, [u8; 8], u32),
     Tls(Box<pgwire::tokio::tokio_rustls::server::TlsStream<TcpStream>>),
     /// Refused (plaintext after SSLRequest); the error was sent.
     Refused,
+}
+
+/// How a client opens the protocol, after any requests the server declined.
+enum Opening {
+    /// The startup packet's first 8 bytes and its declared length.
+    Startup([u8; 8], u32),
+    /// An SSLRequest, when TLS is offered (the caller answers it).
+    SslRequest,
 }
 
 /// Whether bytes are already waiting on the socket, without waiting for any.
@@ -89,23 +101,43 @@ fn has_pending_bytes(tcp: &TcpStream) -> io::Result<bool> {
     }
 }
 
-async fn refuse_plaintext(tcp: TcpStream) -> io::Result<()> {
-    refuse(tcp, "08P01", "received unencrypted data after SSL request").await
-}
-
 /// Sends FATAL `code` `message` on a connection that has not started the protocol yet,
 /// and closes it.
-async fn refuse(mut tcp: TcpStream, code: &str, message: &str) -> io::Result<()> {
+async fn refuse<S: AsyncWrite + Unpin>(
+    mut io: S,
+    addr: SocketAddr,
+    code: &str,
+    message: &str,
+) -> io::Result<()> {
     let error = ErrorInfo::new("FATAL".to_owned(), code.to_owned(), message.to_owned());
-    let codec =
-        PgWireMessageServerCodec::<String>::new(DefaultClient::new(tcp.peer_addr()?, false));
-    let mut framed = Framed::new(&mut tcp, codec);
+    let codec = PgWireMessageServerCodec::<String>::new(DefaultClient::new(addr, false));
+    let mut framed = Framed::new(&mut io, codec);
     framed
         .send(PgWireBackendMessage::ErrorResponse(error.into()))
         .await?;
     framed.flush().await?;
     drop(framed);
-    tcp.shutdown().await
+    io.shutdown().await
+}
+
+/// Reads the client's opening packets, answering `N` to a GSSENCRequest (we do not
+/// encrypt with GSSAPI; what the client asked for changes nothing: a `hostgss` rule
+/// matches only GSS-encrypted connections) and to an SSLRequest when TLS is not offered.
+async fn read_opening<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    tls_offered: bool,
+) -> io::Result<Opening> {
+    loop {
+        let mut head = [0u8; 8];
+        io.read_exact(&mut head).await?;
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let code = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        match (len, code) {
+            (8, SSL_REQUEST) if tls_offered => return Ok(Opening::SslRequest),
+            (8, SSL_REQUEST | GSSENC_REQUEST) => io.write_all(b"N").await?,
+            _ => return Ok(Opening::Startup(head, len)),
+        }
+    }
 }
 
 async fn negotiate(mut tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Result<Negotiated> {
@@ -130,31 +162,27 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Result<
         }
         return Ok(Negotiated::Tls(Box::new(stream)));
     }
-    loop {
-        let mut head = [0u8; 8];
-        tcp.read_exact(&mut head).await?;
-        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-        let code = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-        match (len, code) {
-            (8, SSL_REQUEST) => match tls {
-                Some(acceptor) => {
-                    // Anything the client sent after the SSLRequest and before our answer
-                    // would be read as if it came over TLS: refuse it.
-                    if has_pending_bytes(&tcp)? {
-                        refuse_plaintext(tcp).await?;
-                        return Ok(Negotiated::Refused);
-                    }
-                    tcp.write_all(b"S").await?;
-                    let stream = acceptor.accept(tcp).await?;
-                    return Ok(Negotiated::Tls(Box::new(stream)));
-                }
-                None => tcp.write_all(b"N").await?,
-            },
-            // We do not encrypt with GSSAPI; what the client asked for changes nothing
-            // (a `hostgss` rule matches only GSS-encrypted connections).
-            (8, GSSENC_REQUEST) => tcp.write_all(b"N").await?,
-            _ => return Ok(Negotiated::Plain(tcp, head.to_vec(), len)),
+    match (read_opening(&mut tcp, tls.is_some()).await?, tls) {
+        (Opening::Startup(head, len), _) => Ok(Negotiated::Plain(tcp, head, len)),
+        (Opening::SslRequest, Some(acceptor)) => {
+            // Anything the client sent after the SSLRequest and before our answer would be
+            // read as if it came over TLS: refuse it.
+            if has_pending_bytes(&tcp)? {
+                let addr = tcp.peer_addr()?;
+                refuse(
+                    tcp,
+                    addr,
+                    "08P01",
+                    "received unencrypted data after SSL request",
+                )
+                .await?;
+                return Ok(Negotiated::Refused);
+            }
+            tcp.write_all(b"S").await?;
+            let stream = acceptor.accept(tcp).await?;
+            Ok(Negotiated::Tls(Box::new(stream)))
         }
+        (Opening::SslRequest, None) => Err(io::ErrorKind::InvalidData.into()),
     }
 }
 
@@ -162,14 +190,18 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Result<
 /// The client's first packet (startup or SSLRequest) is read first, briefly, so that
 /// closing does not reset the connection before the client reads the answer; libpq
 /// reports an error answer to its SSLRequest as the server's message.
-async fn refuse_busy(mut tcp: TcpStream, limits: &ConnectionLimits) -> io::Result<()> {
+async fn refuse_busy<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: S,
+    addr: SocketAddr,
+    limits: &ConnectionLimits,
+) -> io::Result<()> {
     // Refusals in progress are bounded too (see `ConnectionLimits::refusal`).
     let Some(_refusing) = limits.refusal() else {
         return Ok(());
     };
     let mut first = [0u8; 1024];
-    let _ = tokio::time::timeout(Duration::from_millis(500), tcp.read(&mut first)).await;
-    refuse(tcp, "53300", "sorry, too many clients already").await
+    let _ = tokio::time::timeout(Duration::from_millis(500), io.read(&mut first)).await;
+    refuse(io, addr, "53300", "sorry, too many clients already").await
 }
 
 /// Serves one client connection with `handlers` (whose startup handler is usually a
@@ -182,7 +214,7 @@ pub async fn serve<H: PgWireServerHandlers>(
     let addr = tcp.peer_addr()?;
     let Some(permit) = config.limits.enter(addr.ip()) else {
         tracing::info!(peer = %addr, "too many unauthenticated connections");
-        return refuse_busy(tcp, &config.limits).await;
+        return refuse_busy(tcp, addr, &config.limits).await;
     };
     let deadline = tokio::time::sleep(config.auth_timeout);
     tokio::pin!(deadline);
@@ -192,35 +224,136 @@ pub async fn serve<H: PgWireServerHandlers>(
         n = negotiate(tcp, config.tls.as_ref()) => n?,
     };
     let max_frame = config.max_pre_auth_frame;
-    let (io, client, prefix) = match negotiated {
+    let (io, tls, prefix) = match negotiated {
         Negotiated::Refused => return Ok(()),
         Negotiated::Plain(tcp, prefix, len) => {
             let code = u32::from_be_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
             let Ok(check) = FrameCheck::after_startup_header(len, code, max_frame) else {
-                return refuse(tcp, "08P01", "invalid length of startup packet").await;
+                return refuse(tcp, addr, "08P01", "invalid length of startup packet").await;
             };
             (
                 FrameGuard::new(MaybeTls::Plain(tcp), check),
-                DefaultClient::new(addr, false),
-                prefix,
+                None,
+                prefix.to_vec(),
             )
         }
         Negotiated::Tls(stream) => {
-            let mut client = DefaultClient::new(addr, true);
-            client.sni_server_name = stream.get_ref().1.server_name().map(str::to_owned);
+            let sni = stream.get_ref().1.server_name().map(str::to_owned);
             (
                 FrameGuard::new(MaybeTls::Tls(stream), FrameCheck::at_startup(max_frame)),
-                client,
+                Some(sni),
                 Vec::new(),
             )
         }
     };
+    let opened = Opened {
+        io,
+        addr,
+        tls,
+        prefix,
+        permit,
+        label: addr.to_string(),
+        transport: None,
+    };
+    run(opened, deadline, handlers).await
+}
+
+/// Serves one connection accepted on a [`UnixSocket`](crate::unix::UnixSocket) at
+/// `socket` (its path, for the audit log) with `handlers` until it ends. The connection
+/// carries the kernel's peer credentials; it has no TLS (an SSLRequest is answered `N`);
+/// under [`ConnectionLimits`] it counts as a loopback client.
+pub async fn serve_unix<H: PgWireServerHandlers>(
+    mut stream: UnixStream,
+    socket: Option<PathBuf>,
+    config: &ServeConfig,
+    handlers: &H,
+) -> io::Result<()> {
+    let transport = UnixTransport {
+        path: socket,
+        credentials: peer_credentials(&stream),
+    };
+    let Some(permit) = config.limits.enter(UNIX_PLACEHOLDER.ip()) else {
+        tracing::info!("too many unauthenticated connections on the Unix socket");
+        return refuse_busy(stream, UNIX_PLACEHOLDER, &config.limits).await;
+    };
+    let deadline = tokio::time::sleep(config.auth_timeout);
+    tokio::pin!(deadline);
+    let opening = tokio::select! {
+        _ = &mut deadline => return Ok(()),
+        o = read_opening(&mut stream, false) => o?,
+    };
+    let Opening::Startup(prefix, len) = opening else {
+        return Ok(());
+    };
+    let code = u32::from_be_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
+    let Ok(check) = FrameCheck::after_startup_header(len, code, config.max_pre_auth_frame) else {
+        return refuse(
+            stream,
+            UNIX_PLACEHOLDER,
+            "08P01",
+            "invalid length of startup packet",
+        )
+        .await;
+    };
+    let label = auth_core::Peer::unix(transport.path.clone(), transport.credentials).to_string();
+    let opened = Opened {
+        io: FrameGuard::new(MaybeTls::Unix(stream), check),
+        addr: UNIX_PLACEHOLDER,
+        tls: None,
+        prefix: prefix.to_vec(),
+        permit,
+        label,
+        transport: Some(transport),
+    };
+    run(opened, deadline, handlers).await
+}
+
+/// What pgwire is told a Unix-socket client's address is (it needs one; so does pgwire's
+/// own Unix serve loop). The authenticator reads the real peer from [`UnixTransport`].
+const UNIX_PLACEHOLDER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+/// A connection whose opening was read, ready for pgwire's message loop.
+struct Opened {
+    io: FrameGuard<MaybeTls>,
+    /// The address pgwire is told.
+    addr: SocketAddr,
+    /// With TLS, the server name the client asked for.
+    tls: Option<Option<String>>,
+    /// Bytes of the startup packet already read.
+    prefix: Vec<u8>,
+    permit: PreAuthPermit,
+    /// The peer, for logs.
+    label: String,
+    transport: Option<UnixTransport>,
+}
+
+/// pgwire's message loop behind the frame guard, with the authentication deadline.
+async fn run<H: PgWireServerHandlers>(
+    opened: Opened,
+    mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+    handlers: &H,
+) -> io::Result<()> {
+    let Opened {
+        io,
+        addr: socket_addr,
+        tls,
+        prefix,
+        permit,
+        label: addr,
+        transport,
+    } = opened;
+    let mut client = DefaultClient::new(socket_addr, tls.is_some());
+    client.sni_server_name = tls.flatten();
     let authenticated = io.authenticated();
     let mut permit = Some(permit);
     let mut parts = FramedParts::new(io, PgWireMessageServerCodec::new(client));
     parts.read_buf = BytesMut::from(prefix.as_slice());
     let mut socket = Framed::from_parts(parts);
     socket.set_state(PgWireConnectionState::AwaitingStartup);
+    if let Some(transport) = transport {
+        socket.session_extensions().get_or_insert_with(|| transport);
+    }
 
     let startup = handlers.startup_handler();
     let simple = handlers.simple_query_handler();

@@ -10,8 +10,8 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use async_trait::async_trait;
 use auth_core::conversation::{ConversationPeer, ServerMessage, channel};
 use auth_core::{
-    Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind, Outcome, Policy,
-    Protocol, TlsInfo,
+    Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind, Outcome, Peer,
+    Policy, Protocol, TlsInfo,
 };
 use futures::{Sink, SinkExt};
 use pgwire::api::auth::{
@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use crate::errors::{auth_failed, fatal, policy_reject, protocol};
 use crate::messages::sasl_initial_response;
 use crate::session::AuthenticatedSession;
+use crate::unix::UnixTransport;
 
 const SCRAM: &str = "SCRAM-SHA-256";
 const SCRAM_PLUS: &str = "SCRAM-SHA-256-PLUS";
@@ -153,7 +154,11 @@ impl PgAuthenticator {
     }
 
     fn connection_info<C: ClientInfo>(&self, client: &C, startup: &Startup) -> ConnectionInfo {
-        let mut info = ConnectionInfo::tcp(Protocol::Postgres, client.socket_addr())
+        let peer = match client.session_extensions().get::<UnixTransport>() {
+            Some(unix) => Peer::unix(unix.path.clone(), unix.credentials),
+            None => Peer::Tcp(client.socket_addr()),
+        };
+        let mut info = ConnectionInfo::new(Protocol::Postgres, peer)
             .with_id(self.next_connection.fetch_add(1, Ordering::Relaxed));
         if client.is_secure() {
             info = info.with_tls(TlsInfo {
@@ -201,8 +206,12 @@ impl PgAuthenticator {
         };
         let probe = Attempt::new(connection.clone(), Credential::Absent);
         let chain = self.config.policy.choose(&probe).map_err(|_| {
+            let host = match connection.peer.ip() {
+                Some(ip) => ip.to_string(),
+                None => "[local]".to_owned(),
+            };
             policy_reject(
-                &client.socket_addr().ip().to_string(),
+                &host,
                 &user,
                 connection.database.as_deref().unwrap_or(&user),
                 client.is_secure(),
@@ -214,8 +223,23 @@ impl PgAuthenticator {
             connection,
             user,
         };
-        // A chain the policy picked for Kerberos speaks GSSAPI first: the wire allows one
-        // method per connection.
+        // What the operating system says (peer) or nothing at all (trust) needs no request:
+        // the chain runs now. Then a chain the policy picked for Kerberos speaks GSSAPI
+        // first: the wire allows one method per connection.
+        let immediate = if kinds.contains(&CredentialKind::Peer)
+            && pending.connection.peer.credentials().is_some()
+        {
+            Some((Credential::Peer, "peer"))
+        } else if kinds.contains(&CredentialKind::Absent) {
+            Some((Credential::Absent, "trust"))
+        } else {
+            None
+        };
+        if let Some((credential, method)) = immediate {
+            let mut attempt = Attempt::new(pending.connection, credential);
+            let outcome = pending.chain.decide(&mut attempt).await;
+            return self.finish(client, outcome, &pending.user, method).await;
+        }
         let phase = if kinds.contains(&CredentialKind::Gss) {
             Outbox::of(client).push(frame(AUTH_GSS, &[]));
             Phase::GssInitial(pending)

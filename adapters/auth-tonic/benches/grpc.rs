@@ -39,10 +39,7 @@ fn policy(jwk: &serde_json::Value) -> Arc<Policy> {
     )
     .unwrap();
     let chain = Chain::builder().link(Arc::new(jwt)).build();
-    Arc::new(Policy::new(vec![Rule::new(
-        "all",
-        Target::Chain(Arc::new(chain)),
-    )]))
+    Arc::new(Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap())
 }
 
 async fn serve(layer: Option<AuthLayer>) -> String {

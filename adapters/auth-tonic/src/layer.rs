@@ -75,7 +75,7 @@ pub struct AuthLayer {
 ///
 /// ```no_run
 /// # use std::sync::Arc;
-/// # let policy = Arc::new(auth_core::Policy::new(vec![]));
+/// # let policy = Arc::new(auth_core::Policy::new(vec![]).unwrap());
 /// use tower::Layer;
 ///
 /// let (_, health) = tonic_health::server::health_reporter();

@@ -24,7 +24,7 @@
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # fn policy() -> Arc<auth_core::Policy> { Arc::new(auth_core::Policy::new(vec![])) }
+//! # fn policy() -> Arc<auth_core::Policy> { Arc::new(auth_core::Policy::new(vec![]).unwrap()) }
 //! # async fn run(routes: tonic::service::Routes) -> Result<(), tonic::transport::Error> {
 //! use auth_tonic::AuthLayer;
 //!

@@ -105,10 +105,8 @@ async fn start(anonymous: bool) -> Server {
         .link(Arc::new(ApiKeyAuthenticator::new(store)))
         .audit(audit.clone())
         .build();
-    let policy = Arc::new(Policy::new(vec![Rule::new(
-        "all",
-        Target::Chain(Arc::new(chain)),
-    )]));
+    let policy =
+        Arc::new(Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap());
     let mut layer = AuthLayer::new(policy)
         .scope_rules(ScopeRules::new())
         .audit(audit.clone());

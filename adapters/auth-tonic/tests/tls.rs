@@ -109,7 +109,7 @@ async fn client_certificates_reach_the_authenticators() {
     let chain = Chain::builder()
         .link(Arc::new(ClientCertificate(client_cert.der().to_vec())))
         .build();
-    let policy = Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]);
+    let policy = Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap();
     let port = serve(
         AuthLayer::new(Arc::new(policy)),
         Some(
@@ -167,6 +167,7 @@ async fn hostssl_rules_see_tonics_tls() {
             .with_connection(ConnectionType::HostSsl),
         Rule::new("plaintext", Target::Reject),
     ])
+    .unwrap()
     .with_audit(audit.clone());
     let layer = AuthLayer::new(Arc::new(policy));
 

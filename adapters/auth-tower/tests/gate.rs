@@ -87,7 +87,8 @@ fn setup(lifetime: Duration, max_age: Duration) -> Setup {
         Rule::new("no-admin", Target::Reject).with_users(NameMatch::Names(vec!["admin".into()])),
         Rule::new("local", chain(&local)).with_addresses(AddressMatch::Localhost),
         Rule::new("remote", chain(&remote)),
-    ]);
+    ])
+    .unwrap();
     let gate = Gate::new(Arc::new(policy))
         .clock(clock.clone())
         .reuse_sessions(100, max_age);

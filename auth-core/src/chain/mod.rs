@@ -468,6 +468,12 @@ impl Authenticator for Chain {
             .any(|l| l.authenticator.supports(credential))
     }
 
+    /// A chain with any local-only link is local-only: that link would let a remote
+    /// client in wherever the chain runs.
+    fn local_only(&self) -> bool {
+        self.links.iter().any(|l| l.authenticator.local_only())
+    }
+
     async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
         // Only the audit event needs the duration; an unaudited chain reads no clock.
         let started = self.audit.enabled().then(Instant::now);

@@ -62,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let policy = Policy::new(vec![
         Rule::new("office", Target::Chain(Arc::new(chain)))
             .with_addresses(AddressMatch::Networks(vec!["10.0.0.0/8".parse()?])),
-    ])
+    ])?
     .with_audit(audit);
 
     let office = "10.1.2.3:50000".parse()?;

@@ -87,6 +87,14 @@ fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     socket.listen(4096)
 }
 
+/// The next connection on the Unix socket; never, without one.
+async fn accept_unix(socket: Option<&auth_pgwire::unix::UnixSocket>) -> tokio::net::UnixStream {
+    match socket {
+        Some(socket) => socket.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut out = std::io::stdout();
@@ -119,6 +127,17 @@ async fn main() -> ExitCode {
         }
     };
     let addr = listener.local_addr().unwrap_or(addr);
+    let unix = match gateway::unix_socket(&prepared, addr.port()) {
+        Ok(unix) => unix,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "pg-gateway: {e}; set `unix_socket_directory` in {} (\"\" for none)",
+                dir.join("gateway.toml").display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     let cert = dir.join("server.crt");
     let _ = gateway::write_banner(&mut out, &prepared);
     let _ = writeln!(
@@ -128,6 +147,20 @@ async fn main() -> ExitCode {
         addr.port(),
         cert.display()
     );
+    if let Some(socket) = &unix {
+        let socket_dir = socket.path().parent().unwrap_or(socket.path());
+        let admin = gateway::GatewayConfig::LOCAL_ADMIN;
+        if handlers.peer_admits(admin) {
+            let _ = writeln!(
+                out,
+                "local:    psql -h {} -p {} -U {admin} -d {admin} -c 'SELECT current_user'",
+                gateway::shell_word(&socket_dir.display().to_string()),
+                addr.port(),
+            );
+        } else {
+            let _ = writeln!(out, "unix socket: {}", socket.path().display());
+        }
+    }
     let _ = writeln!(
         out,
         "audit log: {}",
@@ -149,6 +182,15 @@ async fn main() -> ExitCode {
                 let (handlers, serve) = (handlers.clone(), serve.clone());
                 tokio::spawn(async move {
                     if let Err(e) = auth_pgwire::serve(tcp, &serve, handlers.as_ref()).await {
+                        tracing::debug!(error = %e, "connection ended with an I/O error");
+                    }
+                });
+            }
+            stream = accept_unix(unix.as_ref()) => {
+                let (handlers, serve) = (handlers.clone(), serve.clone());
+                let path = unix.as_ref().map(|u| u.path().to_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = auth_pgwire::serve_unix(stream, path, &serve, handlers.as_ref()).await {
                         tracing::debug!(error = %e, "connection ended with an I/O error");
                     }
                 });

@@ -16,6 +16,11 @@ pub enum Method {
     Password,
     /// Kerberos (GSSAPI), with the `[kerberos]` settings.
     Gss,
+    /// The OS user running the client, from the Unix socket (`type = "local"` rules
+    /// only), mapped to the requested user by `[[identity_map]] method = "peer"`.
+    Peer,
+    /// No credential at all: only in rules that match nothing but this machine.
+    Trust,
     /// Refuse.
     Reject,
 }
@@ -123,7 +128,32 @@ fn default_type() -> String {
     "host".into()
 }
 
+/// `text` inside a TOML basic string.
+fn toml_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
 impl RuleConfig {
+    /// Methods that prove nothing about a remote client need a rule that matches only
+    /// this machine (auth-core's policy refuses them otherwise too; this says it in the
+    /// file's terms).
+    fn check_local_only(&self, rule: &Rule) -> Result<(), String> {
+        match self.method {
+            Method::Peer if rule.connection != ConnectionType::Local => Err(format!(
+                "rule `{}`: method = \"peer\" asks the kernel which OS user runs the client, \
+                 which only a Unix-socket connection can tell; set type = \"local\"",
+                self.name
+            )),
+            Method::Trust if !rule.local_only() => Err(format!(
+                "rule `{}`: method = \"trust\" lets clients in without any credential, so \
+                 the rule must match only this machine; set type = \"local\" (the Unix \
+                 socket) or addresses = [\"localhost\"]",
+                self.name
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The auth-core rule with `target`.
     pub fn to_rule(&self, target: Target) -> Result<Rule, String> {
         let connection = match self.kind.as_str() {
@@ -200,6 +230,14 @@ pub struct GatewayConfig {
     /// The audit log, relative to the data directory.
     #[serde(default = "default_audit")]
     pub audit_log: String,
+    /// The directory of the Unix socket `.s.PGSQL.<port>` (`psql -h DIR`), relative to
+    /// the data directory; `""` serves no socket.
+    #[serde(default = "default_socket_directory")]
+    pub unix_socket_directory: String,
+    /// The socket file's permissions (`0o777`: every local user may try; authentication
+    /// then decides).
+    #[serde(default = "default_socket_permissions")]
+    pub unix_socket_permissions: u32,
     /// The rules, first match wins.
     #[serde(rename = "rule", default)]
     pub rules: Vec<RuleConfig>,
@@ -257,6 +295,12 @@ fn default_max_unauthenticated() -> usize {
 fn default_max_unauthenticated_per_address() -> usize {
     auth_pgwire::limits::DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
 }
+fn default_socket_directory() -> String {
+    ".".into()
+}
+fn default_socket_permissions() -> u32 {
+    0o777
+}
 fn default_timeout() -> Duration {
     Duration::from_secs(60)
 }
@@ -270,8 +314,15 @@ fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error
 }
 
 impl GatewayConfig {
-    /// What a first start writes.
-    pub const DEFAULT_TOML: &'static str = r#"# auth gateway: where to listen and who may authenticate how.
+    /// The local administrator: a system account that logs in over the Unix socket as
+    /// the OS user who created the data directory, with no password.
+    pub const LOCAL_ADMIN: &'static str = "postgres";
+
+    /// What a first start writes; `os_user` (who runs this first start) may log in as
+    /// [`Self::LOCAL_ADMIN`] over the Unix socket.
+    pub fn default_toml(os_user: &str) -> String {
+        format!(
+            r#"# auth gateway: where to listen and who may authenticate how.
 # Rules are tried in order, the first match decides, no match is refused (like pg_hba.conf).
 listen = "127.0.0.1:6432"
 auth_timeout = "60s"
@@ -280,13 +331,38 @@ audit_log = "audit.jsonl"
 # Connections that have not authenticated yet (FATAL 53300 beyond these).
 max_unauthenticated_connections = 128
 max_unauthenticated_per_address = 32
+# The Unix socket .s.PGSQL.<port> (psql -h DIR), relative to this directory; "" for none.
+unix_socket_directory = "."
+unix_socket_permissions = 0o777
+
+# Local administration: the OS user named below, on the Unix socket, as `{admin}`.
+[[rule]]
+name = "local-admin"
+type = "local"
+users = ["{admin}"]
+method = "peer"
+
+# Everyone else on the Unix socket: SCRAM-SHA-256.
+[[rule]]
+name = "local"
+type = "local"
+method = "scram"
 
 # SCRAM-SHA-256 for everyone (SCRAM-SHA-256-PLUS with channel binding under TLS).
 [[rule]]
 name = "scram"
 type = "host"
 method = "scram"
-"#;
+
+[[identity_map]]
+method = "peer"
+identity = "{os_user}"
+user = "{admin}"
+"#,
+            admin = Self::LOCAL_ADMIN,
+            os_user = toml_escape(os_user),
+        )
+    }
 
     /// Parses and checks the file.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -298,7 +374,8 @@ method = "scram"
             );
         }
         for r in &config.rules {
-            r.to_rule(Target::Reject)?;
+            let rule = r.to_rule(Target::Reject)?;
+            r.check_local_only(&rule)?;
         }
         config.rate_limit.settings().map_err(|e| e.to_string())?;
         #[cfg(feature = "kerberos")]
@@ -332,9 +409,38 @@ mod tests {
 
     #[test]
     fn the_default_file_parses() {
-        let c = GatewayConfig::parse(GatewayConfig::DEFAULT_TOML).unwrap();
+        let c = GatewayConfig::parse(&GatewayConfig::default_toml("ro\"ot")).unwrap();
         assert_eq!(c.listen.port(), 6432);
-        assert_eq!(c.rules[0].method, Method::Scram);
+        assert_eq!(c.rules[0].method, Method::Peer);
+        assert_eq!(c.rules[2].method, Method::Scram);
+        assert_eq!(
+            (c.unix_socket_directory.as_str(), c.unix_socket_permissions),
+            (".", 0o777)
+        );
+        assert_eq!(c.identity_map[0].identity, "ro\"ot");
+    }
+
+    #[test]
+    fn trust_and_peer_only_where_they_prove_something() {
+        let rule = |extra: &str, method: &str| {
+            GatewayConfig::parse(&format!(
+                "[[rule]]\nname = \"r\"\n{extra}method = \"{method}\""
+            ))
+        };
+        let err = rule("", "trust").unwrap_err();
+        assert!(err.contains("must match only this machine"), "{err}");
+        let err = rule("addresses = [\"10.0.0.0/8\", \"127.0.0.1/32\"]\n", "trust").unwrap_err();
+        assert!(err.contains("must match only this machine"), "{err}");
+        for local in [
+            "type = \"local\"\n",
+            "addresses = [\"localhost\"]\n",
+            "addresses = [\"127.0.0.0/8\", \"::1/128\"]\n",
+        ] {
+            assert!(rule(local, "trust").is_ok(), "{local}");
+        }
+        let err = rule("addresses = [\"localhost\"]\n", "peer").unwrap_err();
+        assert!(err.contains("set type = \"local\""), "{err}");
+        assert!(rule("type = \"local\"\n", "peer").is_ok());
     }
 
     #[test]

@@ -11,15 +11,18 @@ use std::sync::Arc;
 
 use auth_core::account::{AccountStage, Directory, Migration};
 use auth_core::audit::JsonLinesAuditSink;
-use auth_core::policy::{Rule, Target};
+use auth_core::local::{PeerAuthenticator, SystemUsers, TrustAuthenticator};
+use auth_core::policy::{Rule, Selection, Target};
 use auth_core::rate_limit::LimitSettings;
-use auth_core::{AuditSink, Chain, MemoryRateLimiter, Policy, RateLimiter};
+use auth_core::{AuditSink, Chain, MemoryRateLimiter, Policy, RateLimiter, Role};
+use auth_core::{Authenticator, ConnectionInfo, CredentialKind, Peer, Protocol};
 #[cfg(feature = "kerberos")]
 use auth_kerberos::{GssAuthenticator, UserDirectory};
 use auth_password::{
     Argon2Settings, Hasher, PasswordAuthenticator, PasswordPolicy, ScramAuthenticator, Users,
 };
 use auth_pgwire::tls::TlsSetup;
+use auth_pgwire::unix::UnixSocket;
 use auth_pgwire::{PgAuthConfig, PgAuthenticator, ServeConfig};
 use auth_wallet::{FileStore, MasterKey, Wallet, WalletAuthenticator};
 use base64::Engine;
@@ -171,8 +174,14 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         })?;
 
     let config_path = data_dir.join("gateway.toml");
-    if !config_path.exists() {
-        std::fs::write(&config_path, GatewayConfig::DEFAULT_TOML).map_err(|e| err("config")(&e))?;
+    let first_start = !config_path.exists();
+    if first_start {
+        let os_user = SystemUsers
+            .this_process()
+            .map_err(|e| err("the OS user running the gateway")(&e))?
+            .ok_or_else(|| GatewayError("this process's user id has no OS user name".into()))?;
+        std::fs::write(&config_path, GatewayConfig::default_toml(&os_user))
+            .map_err(|e| err("config")(&e))?;
     }
     let text = std::fs::read_to_string(&config_path).map_err(|e| err("config")(&e))?;
     let config = GatewayConfig::parse(&text)
@@ -210,6 +219,22 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         .map_err(|e| GatewayError(format!("audit log {}: {e}", audit_path.display())))?;
     let limiter = limiter(&config)?;
     let directory = Directory::new(wallet.clone());
+    if first_start
+        && directory
+            .get(GatewayConfig::LOCAL_ADMIN)
+            .await
+            .map_err(|e| err("users")(&e))?
+            .is_none()
+    {
+        // The local administrator of the default rules: no password, this machine only.
+        directory
+            .update(GatewayConfig::LOCAL_ADMIN, |r| {
+                r.system = true;
+                r.roles = vec![Role::Dba, Role::System];
+            })
+            .await
+            .map_err(|e| err("the local administrator account")(&e))?;
+    }
     let migration = directory
         .migrate(auth_wallet::DEFAULT_USER_PREFIX)
         .await
@@ -256,6 +281,38 @@ pub struct Handlers {
     sql: Arc<DemoSql>,
 }
 
+impl Handlers {
+    /// Whether the policy lets `user` in on the Unix socket by the OS user alone
+    /// (`peer`), so a psql line for it needs no password.
+    pub fn peer_admits(&self, user: &str) -> bool {
+        let connection = ConnectionInfo::new(Protocol::Postgres, Peer::unix(None, None))
+            .with_user(user)
+            .with_database(user);
+        match self.auth.config().policy.select(&connection, Some(user)) {
+            Selection::Chain(_, chain) => chain.accepts().contains(&CredentialKind::Peer),
+            _ => false,
+        }
+    }
+}
+
+/// The Unix socket `.s.PGSQL.<port>` in the configured directory (relative to the data
+/// directory), or `None` when `unix_socket_directory = ""`.
+pub fn unix_socket(prepared: &Prepared, port: u16) -> Result<Option<UnixSocket>, GatewayError> {
+    let configured = &prepared.config.unix_socket_directory;
+    if configured.is_empty() {
+        return Ok(None);
+    }
+    // psql takes a host starting with `/` for a socket directory: make it absolute.
+    let dir = prepared
+        .data_dir
+        .join(configured)
+        .canonicalize()
+        .map_err(|e| GatewayError(format!("unix_socket_directory `{configured}`: {e}")))?;
+    UnixSocket::bind(&dir, port, prepared.config.unix_socket_permissions)
+        .map(Some)
+        .map_err(|e| GatewayError(format!("cannot listen on the Unix socket: {e}")))
+}
+
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
         self.sql.clone()
@@ -292,6 +349,12 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
             .accounts(prepared.accounts.clone());
         match method {
             Method::Reject => Target::Reject,
+            Method::Peer => Target::Chain(Arc::new(
+                builder.link(Arc::new(PeerAuthenticator::new())).build(),
+            )),
+            Method::Trust => Target::Chain(Arc::new(
+                builder.link(Arc::new(TrustAuthenticator::new())).build(),
+            )),
             Method::Scram => Target::Chain(Arc::new(
                 builder
                     .link(Arc::new(
@@ -339,7 +402,11 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
         .map(|r| r.to_rule(chain(&r.name, r.method)))
         .collect::<Result<_, _>>()
         .map_err(GatewayError)?;
-    let policy = Arc::new(Policy::new(rules).with_audit(audit));
+    let policy = Arc::new(
+        Policy::new(rules)
+            .map_err(|e| GatewayError(e.to_string()))?
+            .with_audit(audit),
+    );
     let auth = PgAuthConfig {
         allow_cleartext_without_tls: prepared.config.allow_cleartext_without_tls,
         channel_binding: prepared.tls.channel_binding.clone(),
@@ -366,4 +433,29 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
 /// The address to listen on.
 pub fn listen_addr(prepared: &Prepared) -> SocketAddr {
     prepared.config.listen
+}
+
+/// `word` as one shell word: as is when it is plain, else in single quotes.
+pub fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:=@,".contains(&b));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn shell_words_survive_spaces_and_quotes() {
+        assert_eq!(shell_word("/var/run/gw"), "/var/run/gw");
+        assert_eq!(shell_word("/tmp/my data"), "'/tmp/my data'");
+        assert_eq!(shell_word("/tmp/it's"), r"'/tmp/it'\''s'");
+    }
 }

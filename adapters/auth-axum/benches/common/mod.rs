@@ -46,10 +46,8 @@ pub(crate) fn layered(jwk: &serde_json::Value, cache: u64, reuse: bool) -> axum:
     )
     .unwrap();
     let chain = Chain::builder().link(Arc::new(jwt)).build();
-    let policy = Arc::new(Policy::new(vec![Rule::new(
-        "all",
-        Target::Chain(Arc::new(chain)),
-    )]));
+    let policy =
+        Arc::new(Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap());
     let layer = AuthLayer::new(policy);
     let layer = if reuse {
         layer.reuse_sessions(10_000, Duration::from_secs(60))

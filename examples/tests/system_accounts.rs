@@ -78,6 +78,22 @@ async fn a_system_account_logs_in_locally_and_remotely_only_when_allowed_and_wit
         why_refused(&gw),
         "system account `maint` may not log in from another machine"
     );
+    // The SQLSTATE is 28000, as PostgreSQL's for a role that may not log in. This client
+    // is the test process itself, connecting to the test host's link address, so its
+    // source is that address, not loopback.
+    let conninfo = format!(
+        "{} password='{PASSWORD}' connect_timeout=10",
+        gw.conninfo("maint", "sslmode=disable")
+    );
+    let refused = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION),
+        "{refused:?}"
+    );
 
     // Allowed remotely: with the password, yes; with a bearer token, no.
     system_account(&gw, true).await;

@@ -92,6 +92,34 @@ impl GatewayProcess {
         )
     }
 
+    /// Starts `binary` as a person does on a fresh machine: no data directory yet, so the
+    /// gateway writes its embedded defaults (`--listen` moves it to a free port). The work
+    /// directory is opened to every user (0755), so other OS users can reach the Unix
+    /// socket, as they could in a normal data directory.
+    pub fn start_fresh(binary: &Path) -> Result<Self, HarnessError> {
+        let (dir, data) = workdir()?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(HarnessError::io("open the work directory"))?;
+        let ports = [free_port()?, free_port()?, free_port()?];
+        Self::spawn(
+            &[],
+            binary,
+            dir,
+            data,
+            IpAddr::from([127, 0, 0, 1]),
+            ports,
+            &[],
+            true,
+        )
+    }
+
+    /// The directory of the gateway's Unix socket (the data directory, by default): the
+    /// `host` for libpq.
+    pub fn socket_dir(&self) -> &Path {
+        &self.data
+    }
+
     /// Starts `binary` on a copy of the data directory `source` (one an earlier version
     /// made, say), with its `listen` line moved to a free port on 127.0.0.1 and then its
     /// `gateway.toml` changed by `edit`. The demo password is empty: the directory already
@@ -144,6 +172,8 @@ impl GatewayProcess {
         };
         cmd.arg("--data-dir")
             .arg(&data)
+            .arg("--listen")
+            .arg(format!("{ip}:{port}"))
             .arg("--http-listen")
             .arg(format!("{ip}:{http_port}"))
             .arg("--grpc-listen")

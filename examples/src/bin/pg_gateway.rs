@@ -1,10 +1,15 @@
 //! A PostgreSQL-wire gateway on 127.0.0.1 with embedded defaults.
 //!
-//! `cargo run -p auth-examples --bin pg-gateway [-- --data-dir DIR]`
+//! `cargo run -p auth-examples --bin pg-gateway [-- --data-dir DIR] [--listen ADDR]`
 //!
 //! The first start creates the data directory (default `./gateway-data`): a master key,
 //! the wallet file with a `demo` user whose password is printed once, a self-signed TLS
 //! certificate, `gateway.toml` with the rules, and the audit log. Ctrl-C stops it.
+//!
+//! Next to the TCP listener (`listen` in `gateway.toml`, or `--listen`) it serves the Unix
+//! socket `.s.PGSQL.<port>` in the data directory, where the OS user who made the data
+//! directory logs in as the system account `postgres` with no password (`peer`); the
+//! banner prints that psql line.
 //!
 //! The same users are also served as an HTTP API (the `http-gateway` example's) on
 //! `--http-listen` (default 127.0.0.1:8080) and as a gRPC service (the `grpc-gateway`
@@ -113,7 +118,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let addr = gateway::listen_addr(&prepared);
+    let addr = match gateway::listen_addr(&prepared) {
+        Ok(addr) => addr,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "pg-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // A deep accept queue, so a burst of thousands of connections is not dropped.
     let listener = match bind(addr) {
         Ok(l) => l,

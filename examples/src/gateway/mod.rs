@@ -430,9 +430,17 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
     ))
 }
 
-/// The address to listen on.
-pub fn listen_addr(prepared: &Prepared) -> SocketAddr {
-    prepared.config.listen
+/// The pgwire address: `--listen` on the command line, else `GATEWAY_LISTEN`, else
+/// `listen` in `gateway.toml`.
+pub fn listen_addr(prepared: &Prepared) -> Result<SocketAddr, GatewayError> {
+    match cli_arg("--listen").or_else(|| std::env::var("GATEWAY_LISTEN").ok()) {
+        Some(text) => text.parse().map_err(|_| {
+            GatewayError(format!(
+                "--listen `{text}` is not an address like 127.0.0.1:6432"
+            ))
+        }),
+        None => Ok(prepared.config.listen),
+    }
 }
 
 /// `word` as one shell word: as is when it is plain, else in single quotes.

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::Command;
 
 use auth_core::account::Directory;
+use auth_tests::HarnessError;
 use auth_tests::gateway::{self, GatewayProcess, printed_line};
 use auth_tests::netns::TestHost;
-use auth_tests::HarnessError;
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_pg-gateway"))

@@ -173,6 +173,11 @@ impl Postgres {
         .map(drop)
     }
 
+    /// The directory of the server's Unix socket (`host` for libpq).
+    pub fn socket_dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
     /// The port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

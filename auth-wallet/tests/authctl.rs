@@ -530,6 +530,41 @@ async fn account_commands_take_effect_at_the_next_login_and_are_audited() {
         "{shown}"
     );
     assert!(!shown.contains("argon2"), "{shown}");
+    assert!(shown.contains("system account: no"), "{shown}");
+
+    // System accounts: alice from another machine (this test's client is 192.0.2.10).
+    ok(&authctl(&env, &["user", "system", "alice"], None));
+    assert_eq!(
+        login(&env, alice())
+            .await
+            .failure()
+            .map(|f| f.detail.into_owned())
+            .as_deref(),
+        Some("system account `alice` may not log in from another machine")
+    );
+    ok(&authctl(
+        &env,
+        &["user", "system", "alice", "--remote-login"],
+        None,
+    ));
+    assert!(
+        login(&env, alice()).await.is_authenticated(),
+        "with a password"
+    );
+    let shown = ok(&authctl(&env, &["user", "show", "alice"], None));
+    assert!(
+        shown.contains("system account: yes, from other machines only with a password"),
+        "{shown}"
+    );
+    ok(&authctl(&env, &["user", "system", "alice", "--off"], None));
+    assert!(ok(&authctl(&env, &["user", "show", "alice"], None)).contains("system account: no"));
+    // A system account for peer or trust rules has no password.
+    ok(&authctl(&env, &["user", "system", "maint"], None));
+    let shown = ok(&authctl(&env, &["user", "show", "maint"], None));
+    assert!(
+        shown.contains("password: none") && shown.contains("from this machine only"),
+        "{shown}"
+    );
 
     // API keys act as their user, with its account's state.
     let created = ok(&authctl(
@@ -637,6 +672,9 @@ async fn account_commands_take_effect_at_the_next_login_and_are_audited() {
         "role dba removed",
         "API key",
         "kerberos identity alice/admin@EXAMPLE.COM mapped",
+        "now a system account, logging in only from this machine",
+        "now a system account, logging in from other machines only with a password",
+        "now an ordinary account",
     ] {
         assert!(
             details.iter().any(|d| d.contains(expected)),

@@ -107,7 +107,10 @@ async fn main() {
     let binary = Path::new(env!("CARGO_BIN_EXE_pg-gateway"));
     let gw = GatewayProcess::start_fresh(binary).unwrap_or_else(|e| panic!("{e}"));
     let socket = gw.socket_dir().display().to_string();
-    let peer = format!("host={socket} port={} user=postgres dbname=postgres", gw.port);
+    let peer = format!(
+        "host={socket} port={} user=postgres dbname=postgres",
+        gw.port
+    );
 
     // PostgreSQL with peer for this OS user and trust for `maint`, on its socket; its own
     // administrator (trusted) creates the roles.
@@ -143,7 +146,8 @@ async fn main() {
 
     // Trust: restart the gateway with a local trust rule for `maint`.
     drop(gw);
-    let rules = "[[rule]]\nname = \"maint\"\ntype = \"local\"\nusers = [\"maint\"]\nmethod = \"trust\"\n";
+    let rules =
+        "[[rule]]\nname = \"maint\"\ntype = \"local\"\nusers = [\"maint\"]\nmethod = \"trust\"\n";
     let gw = GatewayProcess::start(binary, "60s", rules).unwrap_or_else(|e| panic!("{e}"));
     let users = auth_password::Users::new(gw.wallet().unwrap());
     auth_core::account::Directory::new(users.store().clone())
@@ -164,6 +168,9 @@ async fn main() {
         "== trust over the Unix socket: connect + authenticate + SELECT 1 + close, {LOGINS} in a row"
     );
     let (ours, theirs) = (logins(&trust).await, logins(&pg_trust).await);
-    let tps = (pgbench_tps(&trust, &script), pgbench_tps(&pg_trust, &script));
+    let tps = (
+        pgbench_tps(&trust, &script),
+        pgbench_tps(&pg_trust, &script),
+    );
     compare("trust", &ours, &theirs, tps);
 }

@@ -181,6 +181,20 @@ enum UserCommand {
         #[arg(long)]
         at: String,
     },
+    /// Make a user a system account (local maintenance): it logs in only from this
+    /// machine, or with `--remote-login` also from others but then only with a password.
+    /// Creates the account, without a password, if there is none (for `peer` or
+    /// `trust` rules).
+    System {
+        /// The user name.
+        name: String,
+        /// Also from other machines, with a password.
+        #[arg(long, conflicts_with = "off")]
+        remote_login: bool,
+        /// Make it an ordinary account again.
+        #[arg(long)]
+        off: bool,
+    },
     /// Add or remove roles (user, service, dba, system).
     #[command(subcommand)]
     Role(RoleCommand),
@@ -571,6 +585,27 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     writeln!(out, "{name} expires at {at}")?;
                     audit.changed(&name, &format!("account expires at {at}"));
                 }
+                UserCommand::System {
+                    name,
+                    remote_login,
+                    off,
+                } => {
+                    directory
+                        .update(&name, |r| {
+                            r.system = !off;
+                            r.remote_login = remote_login;
+                        })
+                        .await?;
+                    let what = match (off, remote_login) {
+                        (true, _) => "an ordinary account",
+                        (false, false) => "a system account, logging in only from this machine",
+                        (false, true) => {
+                            "a system account, logging in from other machines only with a password"
+                        }
+                    };
+                    writeln!(out, "{name} is {what}")?;
+                    audit.changed(&name, &format!("now {what}"));
+                }
                 UserCommand::Role(RoleCommand::Add { name, role }) => {
                     let role: Role = role.parse()?;
                     directory
@@ -611,6 +646,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         roles.join(" "),
                         r.scopes.join(" ")
                     )?;
+                    let system = match (r.system, r.remote_login) {
+                        (false, _) => "no",
+                        (true, false) => "yes, from this machine only",
+                        (true, true) => "yes, from other machines only with a password",
+                    };
+                    writeln!(out, "system account: {system}")?;
                     writeln!(
                         out,
                         "password: {}",

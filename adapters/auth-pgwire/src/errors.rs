@@ -30,6 +30,22 @@ pub(crate) fn auth_failed(failure: &Failure, user: &str, method: &str) -> PgWire
     fatal(code, message)
 }
 
+/// The ErrorResponse for a failed authentication by a method that is not a password
+/// (GSSAPI, peer, trust): PostgreSQL reports these with 28000, never the password
+/// SQLSTATE, unless the failure is the service's (unavailable, timed out, rate limited) or
+/// the client's malformed input.
+pub(crate) fn method_failed(failure: &Failure, user: &str, method: &str) -> PgWireError {
+    match failure.error {
+        Error::Unavailable | Error::Timeout | Error::RateLimited | Error::Malformed => {
+            auth_failed(failure, user, method)
+        }
+        _ => fatal(
+            "28000",
+            format!("{method} authentication failed for user \"{user}\""),
+        ),
+    }
+}
+
 /// The message PostgreSQL sends when pg_hba.conf has no entry (policy reject).
 pub(crate) fn policy_reject(host: &str, user: &str, database: &str, tls: bool) -> PgWireError {
     let encryption = if tls {

@@ -28,7 +28,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use secrecy::SecretString;
 use tokio::task::JoinHandle;
 
-use crate::errors::{auth_failed, fatal, policy_reject, protocol};
+use crate::errors::{auth_failed, fatal, method_failed, policy_reject, protocol};
 use crate::messages::sasl_initial_response;
 use crate::session::AuthenticatedSession;
 use crate::unix::UnixTransport;
@@ -226,8 +226,11 @@ impl PgAuthenticator {
         // What the operating system says (peer) or nothing at all (trust) needs no request:
         // the chain runs now. Then a chain the policy picked for Kerberos speaks GSSAPI
         // first: the wire allows one method per connection.
+        // A peer-only chain on a connection without peer credentials (loopback TCP) runs
+        // too, so the method's refusal is audited.
+        let peer_only = kinds == [CredentialKind::Peer];
         let immediate = if kinds.contains(&CredentialKind::Peer)
-            && pending.connection.peer.credentials().is_some()
+            && (pending.connection.peer.credentials().is_some() || peer_only)
         {
             Some((Credential::Peer, "peer"))
         } else if kinds.contains(&CredentialKind::Absent) {
@@ -316,7 +319,11 @@ impl PgAuthenticator {
                 let failure = other
                     .failure()
                     .unwrap_or_else(|| auth_core::Error::Denied.into());
-                Err(auth_failed(&failure, user, method))
+                Err(if method == "password" {
+                    auth_failed(&failure, user, method)
+                } else {
+                    method_failed(&failure, user, method)
+                })
             }
         }
     }
@@ -360,7 +367,7 @@ impl PgAuthenticator {
                 let failure = other
                     .failure()
                     .unwrap_or_else(|| auth_core::Error::Denied.into());
-                Err(gss_failed(&failure, &user))
+                Err(method_failed(&failure, &user, "GSSAPI"))
             }
         }
     }
@@ -512,20 +519,6 @@ fn raw_token(m: PasswordMessageFamily, limit: usize) -> PgWireResult<Vec<u8>> {
         return Err(protocol("GSSResponse empty or too large"));
     }
     Ok(bytes.to_vec())
-}
-
-/// PostgreSQL reports GSSAPI failures with 28000, never the password SQLSTATE.
-fn gss_failed(failure: &auth_core::Failure, user: &str) -> PgWireError {
-    match failure.error {
-        auth_core::Error::Unavailable
-        | auth_core::Error::Timeout
-        | auth_core::Error::RateLimited
-        | auth_core::Error::Malformed => auth_failed(failure, user, "GSSAPI"),
-        _ => fatal(
-            "28000",
-            format!("GSSAPI authentication failed for user \"{user}\""),
-        ),
-    }
 }
 
 fn password_of(m: PasswordMessageFamily) -> PgWireResult<SecretString> {

@@ -48,6 +48,9 @@ impl UnixSocket {
     /// `unix_socket_permissions`; connecting needs write permission, so `0o770` admits
     /// the owner and group only and `0o777` everyone, whom authentication then judges).
     ///
+    /// The mode is set right after the socket is bound, as PostgreSQL does; until then
+    /// the process umask decides (with the usual 022, only the owner may connect).
+    ///
     /// A socket file left by a server that is gone is replaced; one that a live server
     /// answers on is an [`io::ErrorKind::AddrInUse`] error, and any other file at the
     /// path is refused rather than deleted.

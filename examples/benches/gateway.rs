@@ -15,22 +15,15 @@
 )]
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auth_tests::cpu_seconds;
 use auth_tests::gateway::GatewayProcess;
 use auth_tests::kdc::{Kdc, REALM};
-use auth_tests::postgres::{Postgres, server_program};
+use auth_tests::postgres::{PgBench, Postgres, pgbench_connections};
 
 const RULES: &str = "[[rule]]\nname = \"scram\"\nmethod = \"scram\"\n";
-
-struct PgBench {
-    tps: f64,
-    connect_ms: f64,
-    connections: f64,
-}
 
 fn pgbench(conninfo: &str, password: &str, script: &Path) -> PgBench {
     pgbench_with(
@@ -41,31 +34,7 @@ fn pgbench(conninfo: &str, password: &str, script: &Path) -> PgBench {
 }
 
 fn pgbench_with(conninfo: &str, env: &[(String, String)], script: &Path) -> PgBench {
-    let out = Command::new(server_program("pgbench").unwrap())
-        .envs(env.iter().cloned())
-        .args(["-C", "-n", "-c", "8", "-j", "2", "-T", "10", "-f"])
-        .arg(script)
-        .arg(conninfo)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "pgbench failed: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let number = |prefix: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(prefix))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no `{prefix}` in pgbench output:\n{text}"))
-    };
-    PgBench {
-        tps: number("tps = "),
-        connect_ms: number("average connection time = "),
-        connections: number("number of transactions actually processed: "),
-    }
+    pgbench_connections(conninfo, env, 10, script).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {

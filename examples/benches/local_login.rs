@@ -20,11 +20,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use auth_tests::gateway::GatewayProcess;
-use auth_tests::postgres::{Postgres, server_program};
+use auth_tests::postgres::{Postgres, pgbench_connections};
 
 const LOGINS: usize = 2_000;
 
@@ -51,23 +50,9 @@ async fn logins(conninfo: &str) -> Vec<Duration> {
 }
 
 fn pgbench_tps(conninfo: &str, script: &Path) -> f64 {
-    let out = Command::new(server_program("pgbench").unwrap())
-        .args(["-C", "-n", "-c", "8", "-j", "2", "-T", "5", "-f"])
-        .arg(script)
-        .arg(conninfo)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "pgbench failed: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("tps = "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no tps in pgbench output:\n{text}"))
+    pgbench_connections(conninfo, &[], 5, script)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .tps
 }
 
 fn row(name: &str, sorted: &[Duration]) {

@@ -265,3 +265,56 @@ impl Drop for Postgres {
         self.stop();
     }
 }
+
+/// What `pgbench -C` measured: every transaction on a new connection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PgBench {
+    /// Transactions (so connections) per second.
+    pub tps: f64,
+    /// The average time to connect and authenticate, in milliseconds.
+    pub connect_ms: f64,
+    /// Transactions processed.
+    pub connections: f64,
+}
+
+/// Runs `pgbench -C -n -c 8 -j 2 -T seconds -f script conninfo` with `env` (a password,
+/// Kerberos settings): a new connection for every transaction.
+pub fn pgbench_connections(
+    conninfo: &str,
+    env: &[(String, String)],
+    seconds: u32,
+    script: &Path,
+) -> Result<PgBench, HarnessError> {
+    let mut cmd = Command::new(server_program("pgbench")?);
+    cmd.envs(env.iter().cloned())
+        .args([
+            "-C",
+            "-n",
+            "-c",
+            "8",
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+            "-f",
+        ])
+        .arg(script)
+        .arg(conninfo);
+    let out = run(&mut cmd, None)?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let number = |prefix: &str| -> Result<f64, HarnessError> {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| HarnessError::NotReady {
+                service: "pgbench (an unexpected report)",
+                output: text.clone(),
+            })
+    };
+    Ok(PgBench {
+        tps: number("tps = ")?,
+        connect_ms: number("average connection time = ")?,
+        connections: number("number of transactions actually processed: ")?,
+    })
+}

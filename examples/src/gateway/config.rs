@@ -377,6 +377,13 @@ user = "{admin}"
             let rule = r.to_rule(Target::Reject)?;
             r.check_local_only(&rule)?;
         }
+        if config.unix_socket_permissions > 0o777 {
+            return Err(format!(
+                "unix_socket_permissions = {}: a mode is at most 0o777; write it as a TOML \
+                 octal number such as 0o770 (770 without 0o is decimal)",
+                config.unix_socket_permissions
+            ));
+        }
         config.rate_limit.settings().map_err(|e| e.to_string())?;
         #[cfg(feature = "kerberos")]
         config.kerberos.mapper()?;
@@ -438,6 +445,12 @@ mod tests {
         ] {
             assert!(rule(local, "trust").is_ok(), "{local}");
         }
+        let err = GatewayConfig::parse(&format!(
+            "unix_socket_permissions = 770\n{}",
+            "[[rule]]\nname = \"r\"\nmethod = \"scram\""
+        ))
+        .unwrap_err();
+        assert!(err.contains("such as 0o770"), "{err}");
         let err = rule("addresses = [\"localhost\"]\n", "peer").unwrap_err();
         assert!(err.contains("set type = \"local\""), "{err}");
         assert!(rule("type = \"local\"\n", "peer").is_ok());

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 pub enum Peer {
     /// A TCP connection from this address.
     Tcp(SocketAddr),
-    /// A Unix-domain socket connection.
+    /// A Unix-domain socket connection (build it with [`Peer::unix`]).
+    #[non_exhaustive]
     Unix {
         /// The path of the server's socket, when known.
         path: Option<PathBuf>,

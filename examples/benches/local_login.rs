@@ -87,8 +87,7 @@ async fn main() {
     let script = script_dir.path().join("select1.sql");
     std::fs::write(&script, "SELECT 1;\n").unwrap();
 
-    // The gateway as a person first runs it (peer for `postgres`), plus a local trust rule
-    // for `maint`, put first.
+    // The gateway as a person first runs it (peer for `postgres`).
     let binary = Path::new(env!("CARGO_BIN_EXE_pg-gateway"));
     let gw = GatewayProcess::start_fresh(binary).unwrap_or_else(|e| panic!("{e}"));
     let socket = gw.socket_dir().display().to_string();
@@ -131,8 +130,8 @@ async fn main() {
 
     // Trust: restart the gateway with a local trust rule for `maint`.
     drop(gw);
-    let rules =
-        "[[rule]]\nname = \"maint\"\ntype = \"local\"\nusers = [\"maint\"]\nmethod = \"trust\"\n";
+    let rules = "unix_socket_directory = \".\"\n\
+        [[rule]]\nname = \"maint\"\ntype = \"local\"\nusers = [\"maint\"]\nmethod = \"trust\"\n";
     let gw = GatewayProcess::start(binary, "60s", rules).unwrap_or_else(|e| panic!("{e}"));
     let users = auth_password::Users::new(gw.wallet().unwrap());
     auth_core::account::Directory::new(users.store().clone())

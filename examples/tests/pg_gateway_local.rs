@@ -108,10 +108,14 @@ async fn a_fresh_gateway_lets_its_os_user_in_over_the_unix_socket_as_printed_and
     let tcp = gateway::psql(
         Command::new("psql"),
         &gw.conninfo("postgres", "sslmode=disable"),
-        "",
+        "a guess",
         "SELECT 1",
     );
-    assert!(tcp.is_err(), "{tcp:?}");
+    let err = tcp.unwrap_err();
+    assert!(
+        err.contains("password authentication failed for user \"postgres\""),
+        "{err}"
+    );
 
     // Everyone else on the socket logs in with a password (the `local` SCRAM rule), as
     // any OS user.
@@ -130,7 +134,7 @@ async fn a_fresh_gateway_lets_its_os_user_in_over_the_unix_socket_as_printed_and
 async fn peer_follows_the_identity_map() {
     let me = this_os_user();
     let rules = format!(
-        "[[rule]]\nname = \"local-peer\"\ntype = \"local\"\nmethod = \"peer\"\n\
+        "unix_socket_directory = \".\"\n[[rule]]\nname = \"local-peer\"\ntype = \"local\"\nmethod = \"peer\"\n\
          [[identity_map]]\nmethod = \"peer\"\nidentity = \"nobody\"\nuser = \"demo\"\n\
          [[identity_map]]\nmethod = \"peer\"\nidentity = \"/^{me}$\"\nuser = \"maint\"\n"
     );
@@ -194,8 +198,9 @@ async fn trust_starts_only_behind_a_local_rule_and_then_admits_only_this_machine
 
     // Local-only trust for a system account, SCRAM for the rest, listening on a test
     // host's address (so a client there is not on this machine).
-    let rules = "[[rule]]\nname = \"maint-local\"\ntype = \"all\"\naddresses = [\"localhost\"]\n\
+    let rules = "unix_socket_directory = \".\"\n[[rule]]\nname = \"maint-local\"\ntype = \"all\"\naddresses = [\"localhost\"]\n\
                  users = [\"maint\"]\nmethod = \"trust\"\n\
+                 [[rule]]\nname = \"local-password\"\ntype = \"local\"\nmethod = \"password\"\n\
                  [[rule]]\nname = \"scram\"\nmethod = \"scram\"\n";
     let host = TestHost::create().unwrap_or_else(|e| panic!("{e}"));
     let gw = GatewayProcess::start_at(binary(), host.gateway.into(), "10s", rules, &[])
@@ -217,6 +222,16 @@ async fn trust_starts_only_behind_a_local_rule_and_then_admits_only_this_machine
     let started = gw.audit("session_started").pop().unwrap();
     assert_eq!(started["method"], "trust");
 
+    // A cleartext password needs no TLS on the socket: the kernel carries it.
+    let demo = format!(
+        "PGPASSWORD='{}' psql -h {} -p {} -U demo -d demo -c 'SELECT current_user'",
+        gw.demo_password,
+        gw.socket_dir().display(),
+        gw.port
+    );
+    let (ok, out, err) = run_as(false, &demo);
+    assert!(ok && out == "demo", "{err}");
+
     // From the test host: the trust rule does not match; the SCRAM rule finds no
     // password for maint.
     let remote = gateway::psql(
@@ -230,5 +245,9 @@ async fn trust_starts_only_behind_a_local_rule_and_then_admits_only_this_machine
         err.contains("password authentication failed for user \"maint\""),
         "{err}"
     );
-    assert!(gw.audit("session_started").len() == 1, "no second session");
+    assert_eq!(
+        gw.audit("session_started").len(),
+        2,
+        "no session from the test host"
+    );
 }

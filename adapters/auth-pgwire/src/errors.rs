@@ -46,8 +46,22 @@ pub(crate) fn method_failed(failure: &Failure, user: &str, method: &str) -> PgWi
     }
 }
 
-/// The message PostgreSQL sends when pg_hba.conf has no entry (policy reject).
-pub(crate) fn policy_reject(host: &str, user: &str, database: &str, tls: bool) -> PgWireError {
+/// The message PostgreSQL sends when pg_hba.conf has no entry (policy reject); a Unix
+/// socket client (no `host` address) is `[local]`, with no encryption clause.
+pub(crate) fn policy_reject(
+    host: Option<std::net::IpAddr>,
+    user: &str,
+    database: &str,
+    tls: bool,
+) -> PgWireError {
+    let Some(host) = host else {
+        return fatal(
+            "28000",
+            format!(
+                "no pg_hba.conf entry for host \"[local]\", user \"{user}\", database \"{database}\""
+            ),
+        );
+    };
     let encryption = if tls {
         "SSL encryption"
     } else {

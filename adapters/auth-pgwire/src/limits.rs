@@ -38,7 +38,17 @@ const MAX_REFUSING: usize = 64;
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,
-    per_address: HashMap<IpAddr, usize>,
+    per_address: HashMap<Client, usize>,
+}
+
+/// Whom a per-address count is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Client {
+    /// A TCP client's address (IPv6 by /64).
+    Address(IpAddr),
+    /// A Unix-socket client running as this user id (unknown: `None`), so one local user
+    /// cannot take the places of another, or of loopback TCP.
+    Unix(Option<u32>),
 }
 
 impl Default for ConnectionLimits {
@@ -67,7 +77,16 @@ impl ConnectionLimits {
     /// strangers filling the total cap never lock a local administrator out.
     pub fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<PreAuthPermit> {
         let key = address_key(ip);
-        let local = key.is_loopback();
+        self.enter_as(Client::Address(key), key.is_loopback())
+    }
+
+    /// A permit for a new Unix-socket connection from a process running as `uid`: counted
+    /// per user id (each its own "address"), and, being local, not against the total.
+    pub fn enter_unix(self: &Arc<Self>, uid: Option<u32>) -> Option<PreAuthPermit> {
+        self.enter_as(Client::Unix(uid), true)
+    }
+
+    fn enter_as(self: &Arc<Self>, key: Client, local: bool) -> Option<PreAuthPermit> {
         let mut c = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let from = c.per_address.get(&key).copied().unwrap_or(0);
         if (!local && c.total >= self.max_total) || from >= self.max_per_address {
@@ -99,7 +118,10 @@ impl ConnectionLimits {
         let c = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         (
             c.total,
-            c.per_address.get(&address_key(ip)).copied().unwrap_or(0),
+            c.per_address
+                .get(&Client::Address(address_key(ip)))
+                .copied()
+                .unwrap_or(0),
         )
     }
 }
@@ -117,7 +139,7 @@ impl Drop for Refusing<'_> {
 #[derive(Debug)]
 pub struct PreAuthPermit {
     limits: Arc<ConnectionLimits>,
-    key: IpAddr,
+    key: Client,
     local: bool,
 }
 
@@ -182,6 +204,12 @@ mod tests {
             .enter(local)
             .expect("loopback is not held back by the total");
         assert_eq!(limits.count(local), (2, 1));
+        // Unix-socket clients: per user id, apart from loopback TCP and from each other.
+        let limits2 = Arc::new(ConnectionLimits::new(1, 1));
+        let _root = limits2.enter_unix(Some(0)).unwrap();
+        assert!(limits2.enter_unix(Some(0)).is_none(), "one per uid here");
+        let _other = limits2.enter_unix(Some(1000)).unwrap();
+        let _tcp = limits2.enter(local).unwrap();
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         let limits = Arc::new(ConnectionLimits::new(10, 1));
         let _p = limits.enter(v6).unwrap();

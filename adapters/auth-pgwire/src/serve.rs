@@ -261,7 +261,7 @@ pub async fn serve<H: PgWireServerHandlers>(
 /// Serves one connection accepted on a [`UnixSocket`](crate::unix::UnixSocket) at
 /// `socket` (its path, for the audit log) with `handlers` until it ends. The connection
 /// carries the kernel's peer credentials; it has no TLS (an SSLRequest is answered `N`);
-/// under [`ConnectionLimits`] it counts as a loopback client.
+/// under [`ConnectionLimits`] it counts per user id, as a local client.
 pub async fn serve_unix<H: PgWireServerHandlers>(
     mut stream: UnixStream,
     socket: Option<PathBuf>,
@@ -272,7 +272,8 @@ pub async fn serve_unix<H: PgWireServerHandlers>(
         path: socket,
         credentials: peer_credentials(&stream),
     };
-    let Some(permit) = config.limits.enter(UNIX_PLACEHOLDER.ip()) else {
+    let uid = transport.credentials.map(|c| c.uid);
+    let Some(permit) = config.limits.enter_unix(uid) else {
         tracing::info!("too many unauthenticated connections on the Unix socket");
         return refuse_busy(stream, UNIX_PLACEHOLDER, &config.limits).await;
     };

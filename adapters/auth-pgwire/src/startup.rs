@@ -154,11 +154,7 @@ impl PgAuthenticator {
     }
 
     fn connection_info<C: ClientInfo>(&self, client: &C, startup: &Startup) -> ConnectionInfo {
-        let peer = match client.session_extensions().get::<UnixTransport>() {
-            Some(unix) => Peer::unix(unix.path.clone(), unix.credentials),
-            None => Peer::Tcp(client.socket_addr()),
-        };
-        let mut info = ConnectionInfo::new(Protocol::Postgres, peer)
+        let mut info = ConnectionInfo::new(Protocol::Postgres, peer_of(client))
             .with_id(self.next_connection.fetch_add(1, Ordering::Relaxed));
         if client.is_secure() {
             info = info.with_tls(TlsInfo {
@@ -206,12 +202,8 @@ impl PgAuthenticator {
         };
         let probe = Attempt::new(connection.clone(), Credential::Absent);
         let chain = self.config.policy.choose(&probe).map_err(|_| {
-            let host = match connection.peer.ip() {
-                Some(ip) => ip.to_string(),
-                None => "[local]".to_owned(),
-            };
             policy_reject(
-                &host,
+                connection.peer.ip(),
                 &user,
                 connection.database.as_deref().unwrap_or(&user),
                 client.is_secure(),
@@ -272,7 +264,9 @@ impl PgAuthenticator {
                 .await?;
             Phase::SaslInitial(pending, offered)
         } else if kinds.contains(&CredentialKind::Password) {
-            if !client.is_secure() && !self.config.allow_cleartext_without_tls {
+            // On a Unix socket the kernel carries the bytes: no path to read them on.
+            let unix = client.session_extensions().get::<UnixTransport>().is_some();
+            if !client.is_secure() && !unix && !self.config.allow_cleartext_without_tls {
                 return Err(fatal(
                     "28000",
                     "password authentication requires an encrypted connection; connect with sslmode=require".into(),
@@ -553,6 +547,14 @@ impl StartupHandler for PgAuthenticator {
     }
 }
 
+/// Where the client is: the Unix socket's peer when the serve loop said so, else TCP.
+fn peer_of<C: ClientInfo>(client: &C) -> Peer {
+    match client.session_extensions().get::<UnixTransport>() {
+        Some(unix) => Peer::unix(unix.path.clone(), unix.credentials),
+        None => Peer::Tcp(client.socket_addr()),
+    }
+}
+
 /// The connection as the startup packet described it, for the session stage.
 struct Connection(ConnectionInfo);
 
@@ -566,7 +568,7 @@ impl PgAuthenticator {
             .insert(METADATA_USER.to_owned(), session.user().to_owned());
         let connection = match client.session_extensions().get::<Connection>() {
             Some(c) => c.0.clone(),
-            None => ConnectionInfo::tcp(Protocol::Postgres, client.socket_addr()),
+            None => ConnectionInfo::new(Protocol::Postgres, peer_of(client)),
         };
         let open = self.config.policy.open_session(session, &connection);
         client

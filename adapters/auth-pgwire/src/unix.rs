@@ -49,7 +49,9 @@ impl UnixSocket {
     /// the owner and group only and `0o777` everyone, whom authentication then judges).
     ///
     /// The mode is set right after the socket is bound, as PostgreSQL does; until then
-    /// the process umask decides (with the usual 022, only the owner may connect).
+    /// the process umask decides (with the usual 022, only the owner may connect). Keep
+    /// `dir` unwritable by other users (or sticky): someone who may write it could swap
+    /// the socket between its creation and its `chmod`.
     ///
     /// A socket file left by a server that is gone is replaced; one that a live server
     /// answers on is an [`io::ErrorKind::AddrInUse`] error, and any other file at the
@@ -127,16 +129,31 @@ fn remove_stale(path: &Path) -> io::Result<()> {
             ),
         ));
     }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(io::Error::new(
+    if answers(path)? {
+        return Err(io::Error::new(
             io::ErrorKind::AddrInUse,
             format!(
                 "another server is listening on {}; stop it or use another port",
                 path.display()
             ),
-        )),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
-        Err(e) => Err(e),
+        ));
+    }
+    std::fs::remove_file(path)
+}
+
+/// Whether a server answers on the socket at `path`. The probe runs on its own thread
+/// with a deadline: connecting to a live listener whose backlog is full blocks, and such
+/// a listener is alive.
+fn answers(path: &Path) -> io::Result<bool> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let target = path.to_owned();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::os::unix::net::UnixStream::connect(target));
+    });
+    match rx.recv_timeout(Duration::from_secs(1)) {
+        Ok(Ok(_)) | Err(_) => Ok(true),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(false),
+        Ok(Err(e)) => Err(e),
     }
 }
 

@@ -59,6 +59,7 @@ mod control;
 
 use std::fmt;
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
@@ -73,7 +74,7 @@ use crate::attempt::Attempt;
 use crate::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
 use crate::authenticator::Authenticator;
 use crate::clock::{SharedClock, system_clock};
-use crate::connection::ConnectionInfo;
+use crate::connection::{ConnectionInfo, Peer};
 use crate::credential::{Credential, CredentialKind};
 use crate::error::{Error, Failure};
 use crate::outcome::{Outcome, OutcomeClass};
@@ -486,7 +487,12 @@ impl Authenticator for Chain {
         };
         let subject = Subject {
             user: attempt.user(),
-            address: attempt.connection.peer.ip(),
+            // A Unix-socket client is on this machine: with `exempt_localhost` off it is
+            // limited under the loopback address, not unlimited for want of an IP.
+            address: match &attempt.connection.peer {
+                Peer::Unix { .. } => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                peer => peer.ip(),
+            },
             localhost: attempt.connection.is_localhost(),
         };
         let admitted = match limiter.try_admit(&subject) {

@@ -14,7 +14,9 @@ use crate::session::{Evidence, StandardSession};
 /// (PostgreSQL's `trust`), for local system users such as a maintenance job. It refuses
 /// any connection that is not [local](crate::ConnectionInfo::is_localhost), and a
 /// [`Policy`](crate::Policy) refuses it behind a rule that could match one. The account
-/// stage still applies: a disabled or expired account is refused.
+/// stage still applies: a disabled or expired account is refused. As with PostgreSQL,
+/// trust on loopback TCP also admits whatever a local proxy (an SSH tunnel, a pooler)
+/// forwards from elsewhere: prefer a Unix-socket rule.
 ///
 /// ```
 /// use auth_core::local::TrustAuthenticator;
@@ -43,7 +45,7 @@ impl Default for TrustAuthenticator {
 }
 
 impl TrustAuthenticator {
-    /// The method.
+    /// Trust, reading session timestamps from the system clock.
     pub fn new() -> Self {
         Self {
             clock: system_clock(),

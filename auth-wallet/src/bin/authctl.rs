@@ -590,12 +590,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     remote_login,
                     off,
                 } => {
-                    directory
-                        .update(&name, |r| {
-                            r.system = !off;
-                            r.remote_login = remote_login;
-                        })
-                        .await?;
+                    let change = |r: &mut auth_core::account::UserRecord| {
+                        r.system = !off;
+                        r.remote_login = remote_login;
+                    };
+                    // Turning it off never creates an account (a typo stays an error).
+                    if off {
+                        directory.modify(&name, change).await?;
+                    } else {
+                        directory.update(&name, change).await?;
+                    }
                     let what = match (off, remote_login) {
                         (true, _) => "an ordinary account",
                         (false, false) => "a system account, logging in only from this machine",

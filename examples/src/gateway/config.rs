@@ -231,8 +231,11 @@ pub struct GatewayConfig {
     #[serde(default = "default_audit")]
     pub audit_log: String,
     /// The directory of the Unix socket `.s.PGSQL.<port>` (`psql -h DIR`), relative to
-    /// the data directory; `""` serves no socket.
-    #[serde(default = "default_socket_directory")]
+    /// the data directory; `""` (the default when absent, so a file from before sockets
+    /// keeps starting where a socket cannot be made) serves none. A first start writes
+    /// `"."`, the data directory. Keep the directory unwritable by other users: they
+    /// could otherwise replace the socket between its creation and its `chmod`.
+    #[serde(default)]
     pub unix_socket_directory: String,
     /// The socket file's permissions (`0o777`: every local user may try; authentication
     /// then decides).
@@ -294,9 +297,6 @@ fn default_max_unauthenticated() -> usize {
 }
 fn default_max_unauthenticated_per_address() -> usize {
     auth_pgwire::limits::DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
-}
-fn default_socket_directory() -> String {
-    ".".into()
 }
 fn default_socket_permissions() -> u32 {
     0o777
@@ -454,6 +454,11 @@ mod tests {
         let err = rule("addresses = [\"localhost\"]\n", "peer").unwrap_err();
         assert!(err.contains("set type = \"local\""), "{err}");
         assert!(rule("type = \"local\"\n", "peer").is_ok());
+        let old_file = rule("", "scram").unwrap();
+        assert_eq!(
+            old_file.unix_socket_directory, "",
+            "no socket unless asked for"
+        );
     }
 
     #[test]

@@ -85,41 +85,26 @@ fn ccache(s: &Setup, name: &str) -> PathBuf {
     s.kdc.dir().join(name)
 }
 
-fn audit(s: &Setup) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(s.gw.data.join("audit.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// The newest `attempt_failed` audit event.
-fn last_refusal(s: &Setup) -> serde_json::Value {
-    s.gw.audit("attempt_failed")
-        .pop()
-        .expect("a refusal was audited")
+/// A fresh ticket for alice in the cache file `name`.
+fn alice_ticket(s: &Setup, name: &str) -> PathBuf {
+    let cache = ccache(s, name);
+    s.kdc
+        .kinit("alice", "alice-kerberos-password", Some(&cache), None)
+        .unwrap();
+    cache
 }
 
 #[tokio::test]
 async fn psql_logs_in_with_a_ticket_and_the_identity_is_kept_apart_from_the_user() {
     let s = setup().await;
-    let cache = ccache(&s, "alice.cc");
-    s.kdc
-        .kinit("alice", "alice-kerberos-password", Some(&cache), None)
-        .unwrap();
+    let cache = alice_ticket(&s, "alice.cc");
     let (ok, out, err) = psql(&s, "alice", &cache);
     assert!(ok, "{err}");
     assert_eq!(out, "alice|alice");
-    let success = audit(&s)
-        .into_iter()
-        .find(|e| e["event"] == "attempt_succeeded")
-        .unwrap();
+    let success = s.gw.audit("attempt_succeeded").into_iter().next().unwrap();
     assert_eq!(success["method"], "kerberos");
     // psql connected as `alice`; the session's principal is the full identity.
-    let step = audit(&s)
-        .into_iter()
-        .find(|e| e["event"] == "step")
-        .unwrap();
+    let step = s.gw.audit("step").into_iter().next().unwrap();
     assert_eq!(step["outcome"], "success");
 
     // alice's ticket on a connection for `bob` proves alice, not bob: 28000.
@@ -128,7 +113,7 @@ async fn psql_logs_in_with_a_ticket_and_the_identity_is_kept_apart_from_the_user
         !ok && err.contains("GSSAPI authentication failed for user \"bob\""),
         "ok={ok} out={out} err={err}"
     );
-    let refused = last_refusal(&s);
+    let refused = s.gw.newest_refusal();
     assert!(
         refused["detail"].as_str().unwrap().contains(
             "identity `alice@TEST.REALM` (kerberos) may not act as the requested user `bob`"
@@ -154,10 +139,7 @@ async fn no_ticket_expired_ticket_and_unmapped_principal_fail_cleanly() {
         !ok && err.contains("GSSAPI authentication failed for user \"bob\""),
         "{err}"
     );
-    let failed = audit(&s)
-        .into_iter()
-        .find(|e| e["event"] == "attempt_failed")
-        .unwrap();
+    let failed = s.gw.audit("attempt_failed").into_iter().next().unwrap();
     assert!(
         failed["detail"]
             .as_str()
@@ -197,17 +179,14 @@ async fn no_ticket_expired_ticket_and_unmapped_principal_fail_cleanly() {
     assert!(
         !ok && err.contains("GSSAPI"),
         "ok={ok} out={out} err={err} audit={:?}",
-        audit(&s).last()
+        s.gw.audit_events().last()
     );
 }
 
 #[tokio::test]
 async fn a_stopped_kdc_fails_fast_and_a_rotated_key_needs_no_restart() {
     let mut s = setup().await;
-    let cache = ccache(&s, "alice.cc");
-    s.kdc
-        .kinit("alice", "alice-kerberos-password", Some(&cache), None)
-        .unwrap();
+    let cache = alice_ticket(&s, "alice.cc");
     s.kdc.stop();
     // Only a TGT in the cache: psql must reach the KDC for a service ticket, and cannot.
     let started = std::time::Instant::now();
@@ -241,10 +220,7 @@ async fn a_stopped_kdc_fails_fast_and_a_rotated_key_needs_no_restart() {
     assert!(out.status.success());
     let (ok, _, _) = psql(&s, "alice", &cache);
     assert!(!ok, "a ticket for the removed key is refused");
-    let fresh = ccache(&s, "alice-new.cc");
-    s.kdc
-        .kinit("alice", "alice-kerberos-password", Some(&fresh), None)
-        .unwrap();
+    let fresh = alice_ticket(&s, "alice-new.cc");
     let (ok, out, err) = psql(&s, "alice", &fresh);
     assert!(ok && out == "alice|alice", "{err}");
 }
@@ -261,10 +237,7 @@ except psycopg.OperationalError as e:
 #[tokio::test]
 async fn psycopg_logs_in_with_a_ticket() {
     let s = setup().await;
-    let cache = ccache(&s, "alice.cc");
-    s.kdc
-        .kinit("alice", "alice-kerberos-password", Some(&cache), None)
-        .unwrap();
+    let cache = alice_ticket(&s, "alice.cc");
     let python = auth_tests::venv_python("psycopg").unwrap_or_else(|e| panic!("{e}"));
     let conninfo = format!(
         "host=localhost port={} user=alice dbname=alice gssencmode=disable sslmode=disable",
@@ -286,10 +259,7 @@ async fn psycopg_logs_in_with_a_ticket() {
 async fn the_jdbc_driver_logs_in_with_gssapi() {
     let probe = auth_tests::jdbc::JdbcProbe::compile().unwrap_or_else(|e| panic!("{e}"));
     let s = setup().await;
-    let cache = ccache(&s, "alice.cc");
-    s.kdc
-        .kinit("alice", "alice-kerberos-password", Some(&cache), None)
-        .unwrap();
+    let cache = alice_ticket(&s, "alice.cc");
     let url = format!(
         "jdbc:postgresql://localhost:{}/alice?gsslib=gssapi&jaasLogin=false&sslmode=disable",
         s.gw.port
@@ -340,16 +310,13 @@ async fn admin_instances_map_per_the_rules_and_identity_maps_let_a_principal_act
         "{err}"
     );
 
-    let alice = ccache(&s, "alice.cc");
-    s.kdc
-        .kinit("alice", "alice-kerberos-password", Some(&alice), None)
-        .unwrap();
+    let alice = alice_ticket(&s, "alice.cc");
     let (ok, out, err) = psql(&s, "carol", &alice);
     assert!(ok, "{err}");
     assert_eq!(out, "carol|carol");
     let (ok, _, err) = psql(&s, "bob", &alice);
     assert!(!ok, "{err}");
-    let refused = last_refusal(&s);
+    let refused = s.gw.newest_refusal();
     assert!(
         refused["detail"].as_str().unwrap().contains(
             "identity `alice@TEST.REALM` (kerberos) may not act as the requested user `bob`"
@@ -362,16 +329,13 @@ async fn admin_instances_map_per_the_rules_and_identity_maps_let_a_principal_act
 async fn a_realm_outside_the_configured_list_is_refused_with_28000_and_audited() {
     // The gateway trusts only OTHER.REALM: TEST.REALM's alice is from a foreign realm.
     let s = setup_with("realms = [\"OTHER.REALM\"]\n").await;
-    let cache = ccache(&s, "alice.cc");
-    s.kdc
-        .kinit("alice", "alice-kerberos-password", Some(&cache), None)
-        .unwrap();
+    let cache = alice_ticket(&s, "alice.cc");
     let (ok, _, err) = psql(&s, "alice", &cache);
     assert!(
         !ok && err.contains("GSSAPI authentication failed for user \"alice\""),
         "{err}"
     );
-    let refused = last_refusal(&s);
+    let refused = s.gw.newest_refusal();
     assert_eq!(refused["error"], "invalid_credentials", "{refused}");
     assert!(
         refused["detail"]
@@ -385,10 +349,7 @@ async fn a_realm_outside_the_configured_list_is_refused_with_28000_and_audited()
 #[tokio::test]
 async fn with_no_realm_list_the_services_own_realm_is_accepted() {
     let s = setup_with("").await;
-    let cache = ccache(&s, "alice.cc");
-    s.kdc
-        .kinit("alice", "alice-kerberos-password", Some(&cache), None)
-        .unwrap();
+    let cache = alice_ticket(&s, "alice.cc");
     let (ok, out, err) = psql(&s, "alice", &cache);
     assert!(ok, "{err}");
     assert_eq!(out, "alice|alice");

@@ -46,14 +46,6 @@ fn run_as(nobody: bool, line: &str) -> (bool, String, String) {
     )
 }
 
-fn newest_refusal(gw: &GatewayProcess) -> String {
-    let refused = gw
-        .audit("attempt_failed")
-        .pop()
-        .expect("a refusal was audited");
-    refused["detail"].as_str().unwrap_or_default().to_owned()
-}
-
 fn this_os_user() -> String {
     auth_core::local::SystemUsers
         .this_process()
@@ -99,7 +91,7 @@ async fn a_fresh_gateway_lets_its_os_user_in_over_the_unix_socket_as_printed_and
         "{err}"
     );
     assert_eq!(
-        newest_refusal(&gw),
+        gw.newest_refusal()["detail"],
         "identity `nobody` (peer) may not act as the requested user `postgres`"
     );
 
@@ -165,7 +157,7 @@ async fn peer_follows_the_identity_map() {
     let (ok, _, _) = run_as(false, &line("demo"));
     assert!(!ok, "{me} is not demo");
     assert_eq!(
-        newest_refusal(&gw),
+        gw.newest_refusal()["detail"],
         format!("identity `{me}` (peer) may not act as the requested user `demo`")
     );
     // A disabled account is refused by peer too.
@@ -178,7 +170,7 @@ async fn peer_follows_the_identity_map() {
     let (ok, _, err) = run_as(true, &line("demo"));
     assert!(!ok, "disabled");
     assert!(err.contains("peer authentication failed"), "{err}");
-    assert_eq!(newest_refusal(&gw), "account `demo` is disabled");
+    assert_eq!(gw.newest_refusal()["detail"], "account `demo` is disabled");
 }
 
 #[tokio::test]

@@ -44,14 +44,6 @@ fn psql(cmd: std::process::Command, gw: &GatewayProcess) -> Result<String, Strin
     )
 }
 
-fn why_refused(gw: &GatewayProcess) -> String {
-    let refused = gw
-        .audit("attempt_failed")
-        .pop()
-        .expect("a refusal was audited");
-    refused["detail"].as_str().unwrap_or_default().to_owned()
-}
-
 #[tokio::test]
 async fn a_system_account_logs_in_locally_and_remotely_only_when_allowed_and_with_a_password() {
     let binary = Path::new(env!("CARGO_BIN_EXE_pg-gateway"));
@@ -75,7 +67,7 @@ async fn a_system_account_logs_in_locally_and_remotely_only_when_allowed_and_wit
         "{err}"
     );
     assert_eq!(
-        why_refused(&gw),
+        gw.newest_refusal()["detail"],
         "system account `maint` may not log in from another machine"
     );
     // The SQLSTATE is 28000, as PostgreSQL's for a role that may not log in. This client
@@ -109,7 +101,7 @@ async fn a_system_account_logs_in_locally_and_remotely_only_when_allowed_and_wit
     );
     assert_eq!(status, "401");
     assert_eq!(
-        why_refused(&gw),
+        gw.newest_refusal()["detail"],
         "system account `maint` logs in from another machine only with a password, not oauth"
     );
 }

@@ -320,14 +320,26 @@ impl GatewayProcess {
         )))
     }
 
-    /// The audit log's events of kind `event` (`attempt_failed`, `lockout`, ...).
-    pub fn audit(&self, event: &str) -> Vec<serde_json::Value> {
+    /// Every event in the audit log, oldest first.
+    pub fn audit_events(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.data.join("audit.jsonl"))
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["event"] == event)
             .collect()
+    }
+
+    /// The audit log's events of kind `event` (`attempt_failed`, `lockout`, ...).
+    pub fn audit(&self, event: &str) -> Vec<serde_json::Value> {
+        let mut events = self.audit_events();
+        events.retain(|v| v["event"] == event);
+        events
+    }
+
+    /// The newest refusal (`attempt_failed`) in the audit log; `Null` when there is none,
+    /// so a test's `["detail"]` comparison fails with what it found.
+    pub fn newest_refusal(&self) -> serde_json::Value {
+        self.audit("attempt_failed").pop().unwrap_or_default()
     }
 }
 

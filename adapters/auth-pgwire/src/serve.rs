@@ -224,7 +224,7 @@ pub async fn serve<H: PgWireServerHandlers>(
         n = negotiate(tcp, config.tls.as_ref()) => n?,
     };
     let max_frame = config.max_pre_auth_frame;
-    let (io, tls, prefix) = match negotiated {
+    let (io, (secure, sni), prefix) = match negotiated {
         Negotiated::Refused => return Ok(()),
         Negotiated::Plain(tcp, prefix, len) => {
             let code = u32::from_be_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
@@ -233,7 +233,7 @@ pub async fn serve<H: PgWireServerHandlers>(
             };
             (
                 FrameGuard::new(MaybeTls::Plain(tcp), check),
-                None,
+                (false, None),
                 prefix.to_vec(),
             )
         }
@@ -241,7 +241,7 @@ pub async fn serve<H: PgWireServerHandlers>(
             let sni = stream.get_ref().1.server_name().map(str::to_owned);
             (
                 FrameGuard::new(MaybeTls::Tls(stream), FrameCheck::at_startup(max_frame)),
-                Some(sni),
+                (true, sni),
                 Vec::new(),
             )
         }
@@ -249,7 +249,8 @@ pub async fn serve<H: PgWireServerHandlers>(
     let opened = Opened {
         io,
         addr,
-        tls,
+        secure,
+        sni,
         prefix,
         permit,
         label: addr.to_string(),
@@ -300,7 +301,8 @@ pub async fn serve_unix<H: PgWireServerHandlers>(
     let opened = Opened {
         io: FrameGuard::new(MaybeTls::Unix(stream), check),
         addr: UNIX_PLACEHOLDER,
-        tls: None,
+        secure: false,
+        sni: None,
         prefix: prefix.to_vec(),
         permit,
         label,
@@ -319,8 +321,10 @@ struct Opened {
     io: FrameGuard<MaybeTls>,
     /// The address pgwire is told.
     addr: SocketAddr,
-    /// With TLS, the server name the client asked for.
-    tls: Option<Option<String>>,
+    /// Whether the connection has TLS.
+    secure: bool,
+    /// The server name the client asked for (SNI), under TLS.
+    sni: Option<String>,
     /// Bytes of the startup packet already read.
     prefix: Vec<u8>,
     permit: PreAuthPermit,
@@ -338,14 +342,15 @@ async fn run<H: PgWireServerHandlers>(
     let Opened {
         io,
         addr: socket_addr,
-        tls,
+        secure,
+        sni,
         prefix,
         permit,
         label: addr,
         transport,
     } = opened;
-    let mut client = DefaultClient::new(socket_addr, tls.is_some());
-    client.sni_server_name = tls.flatten();
+    let mut client = DefaultClient::new(socket_addr, secure);
+    client.sni_server_name = sni;
     let authenticated = io.authenticated();
     let mut permit = Some(permit);
     let mut parts = FramedParts::new(io, PgWireMessageServerCodec::new(client));

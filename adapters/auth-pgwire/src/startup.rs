@@ -233,7 +233,10 @@ impl PgAuthenticator {
         if let Some((credential, method)) = immediate {
             let mut attempt = Attempt::new(pending.connection, credential);
             let outcome = pending.chain.decide(&mut attempt).await;
-            return self.finish(client, outcome, &pending.user, method).await;
+            let user = pending.user;
+            return self
+                .finish(client, outcome, |f| method_failed(f, &user, method))
+                .await;
         }
         let phase = if kinds.contains(&CredentialKind::Gss) {
             Outbox::of(client).push(frame(AUTH_GSS, &[]));
@@ -265,7 +268,7 @@ impl PgAuthenticator {
             Phase::SaslInitial(pending, offered)
         } else if kinds.contains(&CredentialKind::Password) {
             // On a Unix socket the kernel carries the bytes: no path to read them on.
-            let unix = client.session_extensions().get::<UnixTransport>().is_some();
+            let unix = matches!(pending.connection.peer, Peer::Unix { .. });
             if !client.is_secure() && !unix && !self.config.allow_cleartext_without_tls {
                 return Err(fatal(
                     "28000",
@@ -291,12 +294,12 @@ impl PgAuthenticator {
         Ok(phase)
     }
 
+    /// AuthenticationOk for a success; otherwise the error `refuse` words for the failure.
     async fn finish<C>(
         &self,
         client: &mut C,
         outcome: Outcome,
-        user: &str,
-        method: &str,
+        refuse: impl FnOnce(&auth_core::Failure) -> PgWireError,
     ) -> PgWireResult<Phase>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
@@ -313,11 +316,7 @@ impl PgAuthenticator {
                 let failure = other
                     .failure()
                     .unwrap_or_else(|| auth_core::Error::Denied.into());
-                Err(if method == "password" {
-                    auth_failed(&failure, user, method)
-                } else {
-                    method_failed(&failure, user, method)
-                })
+                Err(refuse(&failure))
             }
         }
     }
@@ -400,7 +399,8 @@ impl PgAuthenticator {
             }
         }
         let outcome = exchange_outcome(task).await;
-        self.finish(client, outcome, &user, "password").await
+        self.finish(client, outcome, |f| auth_failed(f, &user, "password"))
+            .await
     }
 
     async fn step<C>(
@@ -426,7 +426,8 @@ impl PgAuthenticator {
                 };
                 let mut attempt = Attempt::new(p.connection, credential);
                 let outcome = p.chain.decide(&mut attempt).await;
-                self.finish(client, outcome, &p.user, "password").await
+                self.finish(client, outcome, |f| auth_failed(f, &p.user, "password"))
+                    .await
             }
             (Phase::SaslInitial(p, offered), PgWireFrontendMessage::PasswordMessageFamily(m)) => {
                 let PasswordMessageFamily::Raw(body) = m else {

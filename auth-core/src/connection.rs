@@ -116,7 +116,11 @@ pub struct TlsInfo {
     /// `tls-server-end-point` channel-binding data (RFC 5929): the hash of the server's
     /// certificate, used by SCRAM-SHA-256-PLUS.
     pub server_end_point: Option<Vec<u8>>,
-    /// The client's certificate chain (DER, leaf first) when it presented one.
+    /// The client's certificate chain (DER, leaf first) when it presented one, as
+    /// presented: the handshake proved the client holds the leaf's key, but whether the
+    /// chain is trusted, valid and unrevoked is for
+    /// [`CertificateAuthenticator`](crate::certificate::CertificateAuthenticator) or
+    /// [`CertificateCheck`](crate::certificate::CertificateCheck) to say.
     pub client_certificates: Vec<Vec<u8>>,
 }
 

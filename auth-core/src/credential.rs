@@ -35,8 +35,11 @@ pub enum Credential {
     },
     /// The first GSSAPI (Kerberos) or SPNEGO token from the client.
     GssToken(Vec<u8>),
-    /// A TLS client certificate chain (DER), leaf first, already verified by the TLS layer.
-    ClientCertificate(Vec<Vec<u8>>),
+    /// "Judge me by the certificate I presented in the TLS handshake": the chain itself is
+    /// in the connection's [`TlsInfo`](crate::TlsInfo), where only an adapter puts it, from
+    /// the handshake that proved the client holds its key. Carries nothing itself, so a
+    /// client cannot forge what it stands for.
+    ClientCertificate,
     /// "Judge me by what the operating system says about my process": on a Unix-domain
     /// socket, the peer credentials the adapter read from the socket
     /// ([`Peer::credentials`](crate::Peer::credentials)). Carries nothing itself, so a
@@ -97,7 +100,7 @@ impl Credential {
             Self::ApiKey(_) => CredentialKind::ApiKey,
             Self::Sasl { .. } => CredentialKind::Sasl(""),
             Self::GssToken(_) => CredentialKind::Gss,
-            Self::ClientCertificate(_) => CredentialKind::ClientCertificate,
+            Self::ClientCertificate => CredentialKind::ClientCertificate,
             Self::Peer => CredentialKind::Peer,
         }
     }
@@ -150,9 +153,7 @@ impl fmt::Debug for Credential {
                 )
                 .finish(),
             Self::GssToken(token) => write!(f, "GssToken({} bytes)", token.len()),
-            Self::ClientCertificate(chain) => {
-                write!(f, "ClientCertificate({} certificates)", chain.len())
-            }
+            Self::ClientCertificate => f.write_str("ClientCertificate"),
         }
     }
 }

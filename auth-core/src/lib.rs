@@ -42,6 +42,7 @@ mod attempt;
 pub mod audit;
 mod authenticator;
 pub mod authz;
+pub mod certificate;
 pub mod chain;
 pub mod clock;
 pub mod config;

@@ -64,7 +64,15 @@ impl AccountStage {
     /// The account stage for `session` on `connection`: the session as the account sees
     /// it, or the refusal.
     pub async fn admit(&self, connection: &ConnectionInfo, session: Box<dyn Session>) -> Outcome {
-        let requested = connection.user.as_deref().unwrap_or(session.user());
+        let mapped = match self.certificate_user(connection, session.as_ref()).await {
+            Ok(mapped) => mapped,
+            Err(outcome) => return outcome,
+        };
+        let requested = connection
+            .user
+            .as_deref()
+            .or(mapped.as_deref())
+            .unwrap_or(session.user());
         if session.user() != requested {
             match self.may_act_as(session.as_ref(), requested).await {
                 Ok(true) => {}
@@ -97,8 +105,36 @@ impl AccountStage {
         Outcome::Authenticated(Box::new(AccountSession::new(session, account)))
     }
 
+    /// A certificate on a front door where the client names no user (HTTP, gRPC) is the
+    /// user the directory maps it to (`authctl identity map cert ...`), if it maps it.
+    async fn certificate_user(
+        &self,
+        connection: &ConnectionInfo,
+        session: &dyn Session,
+    ) -> Result<Option<String>, Outcome> {
+        if connection.user.is_some() || !matches!(session.evidence(), Evidence::Certificate { .. })
+        {
+            return Ok(None);
+        }
+        self.accounts
+            .mapped_user(session.method(), session.principal())
+            .await
+            .map_err(|e| Outcome::unavailable(e.to_string()))
+    }
+
     async fn may_act_as(&self, session: &dyn Session, requested: &str) -> Result<bool, Outcome> {
-        let (method, identity) = (session.method(), session.principal());
+        self.identity_may_act_as(session.method(), session.principal(), requested)
+            .await
+    }
+
+    /// Whether `identity`, proved by `method`, may act as `requested`: the configured map,
+    /// then the directory's mapped identities.
+    pub(crate) async fn identity_may_act_as(
+        &self,
+        method: &str,
+        identity: &str,
+        requested: &str,
+    ) -> Result<bool, Outcome> {
         if self.map.allows(method, identity, requested) {
             return Ok(true);
         }

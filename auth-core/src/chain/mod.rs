@@ -73,6 +73,7 @@ use crate::account::AccountStage;
 use crate::attempt::Attempt;
 use crate::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
 use crate::authenticator::Authenticator;
+use crate::certificate::{CertificateCheck, METHOD, not_named};
 use crate::clock::{SharedClock, system_clock};
 use crate::connection::{ConnectionInfo, Peer};
 use crate::credential::{Credential, CredentialKind};
@@ -134,6 +135,7 @@ pub struct Chain {
     audit: Arc<dyn AuditSink>,
     limiter: Option<Arc<dyn RateLimiter>>,
     accounts: Option<Arc<AccountStage>>,
+    certificate: Option<Arc<CertificateCheck>>,
     clock: SharedClock,
 }
 
@@ -144,6 +146,10 @@ impl fmt::Debug for Chain {
             .field("links", &self.links)
             .field("rate_limited", &self.limiter.is_some())
             .field("account_stage", &self.accounts.is_some())
+            .field(
+                "certificate",
+                &self.certificate.as_ref().map(|c| c.requirement()),
+            )
             .finish()
     }
 }
@@ -205,7 +211,17 @@ impl ChainBuilder {
         self
     }
 
-    /// Reads audit timestamps from `clock`.
+    /// Requires a verified client certificate of every attempt, before any link runs
+    /// (PostgreSQL's `clientcert=verify-ca|verify-full` on a rule of another method);
+    /// with [`Requirement::VerifyFull`](crate::certificate::Requirement::VerifyFull) the
+    /// certificate must also name the user a link authenticated (or be mapped to it).
+    #[must_use]
+    pub fn client_certificate(mut self, check: CertificateCheck) -> Self {
+        self.chain.certificate = Some(Arc::new(check));
+        self
+    }
+
+    /// Reads audit timestamps (and certificate validity) from `clock`.
     #[must_use]
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.chain.clock = clock;
@@ -236,6 +252,7 @@ impl Chain {
                 audit: Arc::new(TracingAuditSink),
                 limiter: None,
                 accounts: None,
+                certificate: None,
                 clock: system_clock(),
             },
         }
@@ -304,6 +321,12 @@ impl Chain {
     }
 
     async fn run_links(&self, attempt: &mut Attempt) -> (Outcome, Option<usize>) {
+        // A rule that requires a certificate refuses before asking for anything else.
+        if let Some(check) = &self.certificate
+            && let Err(failure) = check.verify(&attempt.connection, self.clock.now())
+        {
+            return (Outcome::Rejected(failure), None);
+        }
         let mut eval = Evaluator::new();
         let mut session = None;
         let mut session_link = None;
@@ -554,11 +577,42 @@ impl Authenticator for Chain {
 impl Chain {
     /// A success as the account stage judges it (only the identity check without one).
     async fn account_stage(&self, connection: &ConnectionInfo, outcome: Outcome) -> Outcome {
+        let outcome = self.certificate_names_user(connection, outcome).await;
         match (outcome, &self.accounts) {
             (Outcome::Authenticated(session), Some(stage)) => {
                 stage.admit(connection, session).await
             }
             (outcome, _) => acting_as_requested(connection, outcome),
+        }
+    }
+
+    /// Under `clientcert=verify-full`, a success stands only if the certificate names the
+    /// user (the requested one, else the method's), directly or through the identity map.
+    async fn certificate_names_user(
+        &self,
+        connection: &ConnectionInfo,
+        outcome: Outcome,
+    ) -> Outcome {
+        let (Outcome::Authenticated(session), Some(check)) = (&outcome, &self.certificate) else {
+            return outcome;
+        };
+        let identity = match check.full_identity(connection, self.clock.now()) {
+            None => return outcome,
+            Some(Ok(identity)) => identity,
+            Some(Err(failure)) => return Outcome::Rejected(failure),
+        };
+        let user = connection.user.as_deref().unwrap_or(session.user());
+        if identity == user {
+            return outcome;
+        }
+        let allowed = match &self.accounts {
+            Some(stage) => stage.identity_may_act_as(METHOD, &identity, user).await,
+            None => Ok(false),
+        };
+        match allowed {
+            Ok(true) => outcome,
+            Ok(false) => Outcome::Rejected(not_named(&identity, user)),
+            Err(refusal) => refusal,
         }
     }
 

@@ -1,0 +1,312 @@
+//! Client certificates: the `cert` method and a chain's `clientcert` requirement, with
+//! certificates from a throwaway CA and the time from a manual clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use auth_core::account::{AccountStage, Directory, UserStatus};
+use auth_core::certificate::{
+    CertificateAuthenticator, CertificateCheck, CertificateRefusal, ClientName, Requirement,
+    TrustedIssuers,
+};
+use auth_core::{
+    Attempt, Authenticator, Chain, ConnectionInfo, Credential, Error, ManualClock, MemoryStore,
+    Outcome, OutcomeClass, Protocol, TlsInfo,
+};
+use common::Scripted;
+
+struct Ca {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+/// 2027-01-01, inside every certificate's validity below.
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_798_761_600)
+}
+
+impl Ca {
+    fn new(name: &str) -> Self {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let issuer =
+            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        Self { issuer }
+    }
+
+    fn trust(&self) -> TrustedIssuers {
+        TrustedIssuers::from_pem(self.issuer.pem().as_bytes()).unwrap()
+    }
+
+    /// A client certificate for `cn`, serial `serial`, valid through 2027.
+    fn client(&self, cn: &str, serial: u64) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.serial_number = Some(serial.into());
+        params.not_before = rcgen::date_time_ymd(2026, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2028, 1, 1);
+        params
+            .signed_by(&rcgen::KeyPair::generate().unwrap(), &self.issuer)
+            .unwrap()
+            .der()
+            .to_vec()
+    }
+
+    /// A CRL revoking `serials`, next update `next`.
+    fn crl(&self, serials: &[u64], next: (i32, u8, u8)) -> String {
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(2026, 6, 1),
+            next_update: rcgen::date_time_ymd(next.0, next.1, next.2),
+            crl_number: 1u64.into(),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| rcgen::RevokedCertParams {
+                    serial_number: (*s).into(),
+                    revocation_time: rcgen::date_time_ymd(2026, 6, 1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).unwrap().pem().unwrap()
+    }
+}
+
+fn over_tls(chain: Vec<Vec<u8>>, user: Option<&str>) -> ConnectionInfo {
+    let c = ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.7:50000".parse().unwrap()).with_tls(
+        TlsInfo {
+            client_certificates: chain,
+            ..TlsInfo::default()
+        },
+    );
+    match user {
+        Some(u) => c.with_user(u),
+        None => c,
+    }
+}
+
+fn method(trust: TrustedIssuers, clock: &Arc<ManualClock>) -> CertificateAuthenticator {
+    CertificateAuthenticator::new(Arc::new(trust)).with_clock(clock.clone())
+}
+
+async fn run(method: &dyn Authenticator, connection: ConnectionInfo) -> Outcome {
+    let mut attempt = Attempt::new(connection, Credential::ClientCertificate);
+    method.authenticate(&mut attempt).await
+}
+
+fn detail(outcome: &Outcome) -> String {
+    outcome
+        .error_and_detail()
+        .map(|(_, d)| d.to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_certificate_of_the_ca_names_its_holder_and_others_say_why_not() {
+    let (ca, other) = (Ca::new("Test CA"), Ca::new("Other CA"));
+    let clock = Arc::new(ManualClock::new(now()));
+    let cert = method(ca.trust(), &clock);
+
+    let ok = run(&cert, over_tls(vec![ca.client("alice", 1)], None)).await;
+    let session = ok.session().expect("alice's certificate authenticates");
+    assert_eq!((session.principal(), session.method()), ("alice", "cert"));
+
+    let foreign = run(&cert, over_tls(vec![other.client("alice", 1)], None)).await;
+    assert_eq!(
+        foreign.error_and_detail().unwrap().0,
+        Error::UntrustedIssuer
+    );
+    assert!(detail(&foreign).contains("not issued by a trusted CA"));
+
+    clock.set(SystemTime::UNIX_EPOCH + Duration::from_secs(1_830_384_000)); // 2028-01-02
+    let expired = run(&cert, over_tls(vec![ca.client("alice", 1)], None)).await;
+    assert_eq!(expired.error_and_detail().unwrap().0, Error::Expired);
+    assert!(
+        detail(&expired).contains("expired at 2028-01-01T00:00:00Z"),
+        "{}",
+        detail(&expired)
+    );
+    clock.set(SystemTime::UNIX_EPOCH + Duration::from_secs(1_735_689_600)); // 2025-01-01
+    let early = run(&cert, over_tls(vec![ca.client("alice", 1)], None)).await;
+    assert!(detail(&early).contains("not valid before 2026-01-01"));
+
+    clock.set(now());
+    let none = run(&cert, over_tls(Vec::new(), None)).await;
+    assert_eq!(
+        none.error_and_detail().unwrap().0,
+        Error::MissingCredentials
+    );
+    let plain = ConnectionInfo::tcp(Protocol::Http, "10.0.0.7:1".parse().unwrap());
+    assert!(!run(&cert, plain).await.is_authenticated());
+    let garbage = run(&cert, over_tls(vec![b"garbage".to_vec()], None)).await;
+    assert_eq!(garbage.error_and_detail().unwrap().0, Error::Malformed);
+    let password = Credential::password("alice", "x");
+    assert!(!cert.supports(&password), "only the certificate credential");
+}
+
+#[tokio::test]
+async fn revoked_certificates_and_stale_revocation_lists_are_refused() {
+    let ca = Ca::new("Test CA");
+    let clock = Arc::new(ManualClock::new(now()));
+    let trust = ca
+        .trust()
+        .with_crls_pem(ca.crl(&[2], (2027, 6, 1)).as_bytes())
+        .unwrap();
+    let cert = method(trust, &clock);
+    assert!(
+        run(&cert, over_tls(vec![ca.client("alice", 1)], None))
+            .await
+            .is_authenticated()
+    );
+    let revoked = run(&cert, over_tls(vec![ca.client("bob", 2)], None)).await;
+    assert_eq!(detail(&revoked), CertificateRefusal::Revoked.to_string());
+
+    clock.set(SystemTime::UNIX_EPOCH + Duration::from_secs(1_814_400_000)); // mid-2027
+    let stale = run(&cert, over_tls(vec![ca.client("alice", 1)], None)).await;
+    assert!(
+        detail(&stale).contains("revocation list expired at 2027-06-01"),
+        "{}",
+        detail(&stale)
+    );
+    assert!(
+        TrustedIssuers::from_pem(b"").is_err() && ca.trust().with_crls_pem(b"nope").is_err(),
+        "empty bundles and garbage CRLs are configuration errors"
+    );
+}
+
+#[tokio::test]
+async fn names_go_through_the_identity_map_and_the_account_stage() {
+    let ca = Ca::new("Test CA");
+    let clock = Arc::new(ManualClock::new(now()));
+    let dir = Directory::new(Arc::new(MemoryStore::new()));
+    dir.update("billing", |_| {}).await.unwrap();
+    dir.map_identity("cert", "CN=svc-billing", "billing")
+        .await
+        .unwrap();
+    let stage = Arc::new(AccountStage::new(Arc::new(dir)).with_clock(clock.clone()));
+    let chain = Chain::builder()
+        .accounts(stage)
+        .clock(clock.clone())
+        .link(Arc::new(
+            method(ca.trust(), &clock).with_name(ClientName::DistinguishedName),
+        ))
+        .build();
+    let svc = ca.client("svc-billing", 3);
+
+    // HTTP names no user: the directory's mapping says who the certificate is.
+    let mut http = Attempt::new(
+        over_tls(vec![svc.clone()], None),
+        Credential::ClientCertificate,
+    );
+    let outcome = chain.decide(&mut http).await;
+    assert_eq!(outcome.session().map(|s| s.user()), Some("billing"));
+    // pgwire names one: the mapped user, and no other.
+    let mut as_billing = Attempt::new(
+        over_tls(vec![svc.clone()], Some("billing")),
+        Credential::ClientCertificate,
+    );
+    assert!(chain.decide(&mut as_billing).await.is_authenticated());
+    let mut as_alice = Attempt::new(
+        over_tls(vec![svc], Some("alice")),
+        Credential::ClientCertificate,
+    );
+    let refused = chain.decide(&mut as_alice).await;
+    assert!(detail(&refused).contains("may not act as the requested user `alice`"));
+    // A disabled account is refused whatever its certificate says.
+    let chain_cn = Chain::builder()
+        .accounts(Arc::new(
+            AccountStage::new(Arc::new({
+                let d = Directory::new(Arc::new(MemoryStore::new()));
+                d.update("mallory", |r| r.status = UserStatus::Disabled)
+                    .await
+                    .unwrap();
+                d
+            }))
+            .with_clock(clock.clone()),
+        ))
+        .link(Arc::new(method(ca.trust(), &clock)))
+        .build();
+    let mut mallory = Attempt::new(
+        over_tls(vec![ca.client("mallory", 4)], Some("mallory")),
+        Credential::ClientCertificate,
+    );
+    let outcome = chain_cn.decide(&mut mallory).await;
+    assert_eq!(outcome.class(), OutcomeClass::AccountStatus);
+    assert!(detail(&outcome).contains("account `mallory` is disabled"));
+}
+
+#[tokio::test]
+async fn clientcert_requirements_guard_another_method() {
+    let (ca, other) = (Ca::new("Test CA"), Ca::new("Other CA"));
+    let clock = Arc::new(ManualClock::new(now()));
+    let trust = Arc::new(ca.trust());
+    let password = Scripted::new("password", OutcomeClass::Success);
+    let chain = |requirement| {
+        Chain::builder()
+            .clock(clock.clone())
+            .client_certificate(CertificateCheck::new(trust.clone(), requirement))
+            .link(password.clone())
+            .build()
+    };
+    let attempt = |chain: Vec<Vec<u8>>| {
+        Attempt::new(
+            over_tls(chain, Some("alice")),
+            Credential::password("alice", "right"),
+        )
+    };
+    let verify_ca = chain(Requirement::VerifyCa);
+    // Any certificate of the CA, whoever it names, with the password.
+    assert!(
+        verify_ca
+            .decide(&mut attempt(vec![ca.client("bob", 1)]))
+            .await
+            .is_authenticated()
+    );
+    // Without one (or with another CA's) the password is never asked for.
+    let calls = password.calls();
+    let refused = verify_ca.decide(&mut attempt(Vec::new())).await;
+    assert!(detail(&refused).contains("the rule requires a client certificate"));
+    let foreign = verify_ca
+        .decide(&mut attempt(vec![other.client("alice", 1)]))
+        .await;
+    assert_eq!(
+        foreign.error_and_detail().unwrap().0,
+        Error::UntrustedIssuer
+    );
+    assert_eq!(password.calls(), calls, "refused before the method ran");
+
+    let verify_full = chain(Requirement::VerifyFull);
+    assert!(
+        verify_full
+            .decide(&mut attempt(vec![ca.client("alice", 2)]))
+            .await
+            .is_authenticated()
+    );
+    let bob = verify_full
+        .decide(&mut attempt(vec![ca.client("bob", 3)]))
+        .await;
+    assert!(
+        detail(&bob).contains("names `bob`, which may not act as `alice`"),
+        "{}",
+        detail(&bob)
+    );
+    assert_eq!(
+        Requirement::parse("verify-full"),
+        Some(Requirement::VerifyFull)
+    );
+    assert_eq!(Requirement::parse("1"), None);
+}

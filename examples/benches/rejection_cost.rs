@@ -29,6 +29,8 @@ use base64::Engine;
 use secrecy::SecretString;
 
 const RULES: &str = r#"allow_cleartext_without_tls = true
+# Both sides in plaintext, so the comparison is of the rejection, not of TLS.
+api_tls = false
 
 [[rule]]
 name = "passwords"

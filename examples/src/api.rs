@@ -2,10 +2,11 @@
 //! data directory, and one policy (bearer tokens, then wallet secrets, then password
 //! hashes) over the pg-gateway's wallet, auditing to its audit log.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use auth_core::certificate::CertificateAuthenticator;
 use auth_core::policy::{Rule, Target};
 use auth_core::{ApiKeyAuthenticator, AuditSink, Chain, Policy};
 use auth_oauth::{IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey};
@@ -81,6 +82,40 @@ impl LocalIssuer {
     }
 }
 
+/// TLS for the APIs: one acceptor each (their ALPN differs) and the certificate file
+/// clients verify the server with (the printed `--cacert`).
+#[derive(Clone)]
+pub struct ApiTls {
+    /// For the HTTP API (`h2`, `http/1.1`).
+    pub http: tokio_rustls::TlsAcceptor,
+    /// For the gRPC API (`h2`).
+    pub grpc: tokio_rustls::TlsAcceptor,
+    /// The data directory's `server.crt`.
+    pub ca_file: PathBuf,
+}
+
+impl std::fmt::Debug for ApiTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiTls")
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiTls {
+    /// The acceptors for `prepared`'s certificate, unless `api_tls = false`.
+    pub fn new(prepared: &Prepared) -> Result<Option<Self>, GatewayError> {
+        if !prepared.config.api_tls {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            http: crate::tls::acceptor(prepared, &[b"h2", b"http/1.1"])?,
+            grpc: crate::tls::acceptor(prepared, &[b"h2"])?,
+            ca_file: prepared.data_dir.join("server.crt"),
+        }))
+    }
+}
+
 /// The policy and audit sink the API gateways authenticate with.
 #[derive(Clone)]
 pub struct ApiAuth {
@@ -90,6 +125,8 @@ pub struct ApiAuth {
     pub audit: Arc<dyn AuditSink>,
     /// The local issuer, to print tokens and serve its public key.
     pub issuer: Arc<LocalIssuer>,
+    /// TLS, unless `api_tls = false`.
+    pub tls: Option<ApiTls>,
 }
 
 impl std::fmt::Debug for ApiAuth {
@@ -129,6 +166,14 @@ impl ApiAuth {
             .accounts(prepared.accounts.clone())
             .link(Arc::new(jwt))
             .link(Arc::new(ApiKeyAuthenticator::new(prepared.wallet.clone())));
+        // A client certificate (a request without Authorization over TLS) when the data
+        // directory names client CAs: the name it gives, mapped by the directory.
+        let builder = match &prepared.client_cas {
+            Some(cas) => builder.link(Arc::new(
+                CertificateAuthenticator::new(cas.clone()).with_name(prepared.client_name),
+            )),
+            None => builder,
+        };
         // SPNEGO (`Authorization: Negotiate`) when the data directory names a keytab.
         #[cfg(feature = "kerberos")]
         let builder = match &prepared.config.kerberos.keytab {
@@ -164,6 +209,7 @@ impl ApiAuth {
             policy: Arc::new(policy),
             audit,
             issuer: Arc::new(issuer),
+            tls: ApiTls::new(prepared)?,
         })
     }
 
@@ -242,23 +288,17 @@ impl Standalone {
         match self {
             Self::Http => {
                 let started = crate::http::start(&auth, &listen, "--listen").await?;
-                let _ =
-                    crate::http::write_curl_lines(&mut out, started.addr, &started.token, password);
+                let _ = started.write_curl_lines(&mut out, password);
                 let _ = writeln!(out, "listening on {}", started.addr);
                 let _ = out.flush();
-                crate::http::serve(started.listener, started.app, stop)
+                crate::http::serve(started, stop)
                     .await
                     .map_err(|e| GatewayError(e.to_string()))
             }
             Self::Grpc => {
                 let started = crate::grpc::start(&auth, &listen, "--listen").await?;
                 let _ = writeln!(out, "token (scope read, 1 hour): {}", started.token);
-                let _ = crate::grpc::write_grpcurl_lines(
-                    &mut out,
-                    started.addr,
-                    &started.token,
-                    password,
-                );
+                let _ = started.write_grpcurl_lines(&mut out, password);
                 let _ = writeln!(out, "listening on {}", started.addr);
                 let _ = out.flush();
                 crate::grpc::serve(started, stop).await

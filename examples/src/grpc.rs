@@ -71,6 +71,8 @@ pub struct Started {
     pub addr: SocketAddr,
     /// A one-hour token for `demo` with scope `read`.
     pub token: String,
+    /// TLS, unless `api_tls = false`.
+    pub tls: Option<crate::api::ApiTls>,
 }
 
 /// Binds `listen` (`flag` names the option that sets it, for the error) and prepares the
@@ -86,33 +88,44 @@ pub async fn start(auth: &ApiAuth, listen: &str, flag: &str) -> Result<Started, 
         layer,
         addr,
         token: auth.demo_token()?,
+        tls: auth.tls.clone(),
     })
 }
 
-/// Writes the grpcurl lines for a server on `addr`.
-pub fn write_grpcurl_lines(
-    out: &mut impl std::io::Write,
-    addr: SocketAddr,
-    token: &str,
-    password: Option<&str>,
-) -> std::io::Result<()> {
-    let basic = B64.encode(format!("demo:{}", password.unwrap_or("PASSWORD")));
-    let call = |header: &str, method: &str| {
-        format!("grpcurl -plaintext -H '{header}' {addr} {SERVICE}/{method}")
-    };
-    let bearer = format!("authorization: Bearer {token}");
-    writeln!(out, "grpc bearer: {}", call(&bearer, "WhoAmI"))?;
-    writeln!(
-        out,
-        "grpc basic: {}",
-        call(&format!("authorization: Basic {basic}"), "WhoAmI")
-    )?;
-    writeln!(
-        out,
-        "grpc forbidden (needs scope admin): {}",
-        call(&bearer, "Admin")
-    )?;
-    writeln!(out, "grpc list: grpcurl -plaintext {addr} list {SERVICE}")
+impl Started {
+    /// Writes the grpcurl lines that work against this server as printed (`-cacert`
+    /// under TLS, `-plaintext` without); `password` is the demo user's, when known.
+    pub fn write_grpcurl_lines(
+        &self,
+        out: &mut impl std::io::Write,
+        password: Option<&str>,
+    ) -> std::io::Result<()> {
+        let addr = self.addr;
+        let basic = B64.encode(format!("demo:{}", password.unwrap_or("PASSWORD")));
+        let security = match &self.tls {
+            Some(tls) => format!(
+                "-cacert {}",
+                crate::gateway::shell_word(&tls.ca_file.display().to_string())
+            ),
+            None => "-plaintext".to_owned(),
+        };
+        let call = |header: &str, method: &str| {
+            format!("grpcurl {security} -H '{header}' {addr} {SERVICE}/{method}")
+        };
+        let bearer = format!("authorization: Bearer {}", self.token);
+        writeln!(out, "grpc bearer: {}", call(&bearer, "WhoAmI"))?;
+        writeln!(
+            out,
+            "grpc basic: {}",
+            call(&format!("authorization: Basic {basic}"), "WhoAmI")
+        )?;
+        writeln!(
+            out,
+            "grpc forbidden (needs scope admin): {}",
+            call(&bearer, "Admin")
+        )?;
+        writeln!(out, "grpc list: grpcurl {security} {addr} list {SERVICE}")
+    }
 }
 
 /// Serves the Demo service behind the layer, and reflection (v1 and v1alpha) open to
@@ -128,19 +141,34 @@ pub async fn serve(
     let bad = |e: tonic_reflection::server::Error| GatewayError(format!("reflection: {e}"));
     let v1 = reflection().build_v1().map_err(bad)?;
     let v1alpha = reflection().build_v1alpha().map_err(bad)?;
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .add_service(
             started
                 .layer
                 .layer(pb::demo_server::DemoServer::new(DemoService)),
         )
         .add_service(v1)
-        .add_service(v1alpha)
+        .add_service(v1alpha);
+    let served = match started.tls {
+        // tonic reads the client's certificates from the TLS stream (`TlsConnectInfo`),
+        // and auth-tonic hands them to the policy.
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(
+                    crate::tls::incoming(started.listener, tls.grpc),
+                    shutdown,
+                )
+                .await
+        }
         // TCP_NODELAY: without it small gRPC replies wait on delayed ACKs (40 ms stalls).
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(started.listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await
-        .map_err(|e| GatewayError(format!("gRPC server: {e}")))
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(started.listener).with_nodelay(Some(true)),
+                    shutdown,
+                )
+                .await
+        }
+    };
+    served.map_err(|e| GatewayError(format!("gRPC server: {e}")))
 }

@@ -21,6 +21,8 @@ pub struct Started {
     pub addr: std::net::SocketAddr,
     /// A one-hour token for `demo` with scope `read`.
     pub token: String,
+    /// TLS, unless `api_tls = false`.
+    pub tls: Option<crate::api::ApiTls>,
 }
 
 /// Binds `listen` (`flag` names the option that sets it, for the error) and builds the
@@ -37,46 +39,70 @@ pub async fn start(auth: &ApiAuth, listen: &str, flag: &str) -> Result<Started, 
         app,
         addr,
         token,
+        tls: auth.tls.clone(),
     })
 }
 
-/// Writes the token and the curl lines for an API on `addr`.
-pub fn write_curl_lines(
-    out: &mut impl std::io::Write,
-    addr: std::net::SocketAddr,
-    token: &str,
-    password: Option<&str>,
-) -> std::io::Result<()> {
-    let password = password.unwrap_or("PASSWORD");
-    writeln!(out, "token (scope read, 1 hour): {token}")?;
-    writeln!(
-        out,
-        "bearer:   curl -H 'Authorization: Bearer {token}' http://{addr}/whoami"
-    )?;
-    writeln!(
-        out,
-        "basic:    curl -u 'demo:{password}' http://{addr}/whoami"
-    )?;
-    writeln!(
-        out,
-        "forbidden (needs scope admin): curl -H 'Authorization: Bearer {token}' http://{addr}/admin"
-    )?;
-    writeln!(out, "keys:     curl http://{addr}/.well-known/jwks.json")
+impl Started {
+    /// Writes the token and the curl lines that work against this API as printed
+    /// (`https` with `--cacert` under TLS); `password` is the demo user's, when known.
+    pub fn write_curl_lines(
+        &self,
+        out: &mut impl std::io::Write,
+        password: Option<&str>,
+    ) -> std::io::Result<()> {
+        let (token, addr) = (&self.token, self.addr);
+        let password = password.unwrap_or("PASSWORD");
+        let (curl, scheme) = match &self.tls {
+            Some(tls) => (
+                format!(
+                    "curl --cacert {}",
+                    crate::gateway::shell_word(&tls.ca_file.display().to_string())
+                ),
+                "https",
+            ),
+            None => ("curl".to_owned(), "http"),
+        };
+        writeln!(out, "token (scope read, 1 hour): {token}")?;
+        writeln!(
+            out,
+            "bearer:   {curl} -H 'Authorization: Bearer {token}' {scheme}://{addr}/whoami"
+        )?;
+        writeln!(
+            out,
+            "basic:    {curl} -u 'demo:{password}' {scheme}://{addr}/whoami"
+        )?;
+        writeln!(
+            out,
+            "forbidden (needs scope admin): {curl} -H 'Authorization: Bearer {token}' {scheme}://{addr}/admin"
+        )?;
+        writeln!(
+            out,
+            "keys:     {curl} {scheme}://{addr}/.well-known/jwks.json"
+        )
+    }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, with peer addresses for the
-/// policy.
+/// Serves the API until `shutdown` completes, over TLS unless `api_tls = false`, with
+/// peer addresses (and under TLS client certificates) for the policy.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
-    app: Router,
+    started: Started,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let Started {
+        listener, app, tls, ..
+    } = started;
+    match tls {
+        Some(tls) => crate::tls::serve_http(listener, tls.http, app, shutdown).await,
+        None => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+    }
 }
 
 async fn whoami(auth: Authenticated) -> axum::Json<serde_json::Value> {

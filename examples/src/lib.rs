@@ -9,3 +9,4 @@ pub mod api;
 pub mod gateway;
 pub mod grpc;
 pub mod http;
+pub mod tls;

@@ -164,10 +164,12 @@ fn psql(s: &Setup, user: &str, extra: &str, cache: Option<&Path>) -> Seen {
 }
 
 fn curl(s: &Setup, args: &[&str], cache: Option<&Path>) -> Seen {
+    let (tls, url) = s.gw.https("/whoami");
     let out = in_realm(s, "curl", cache)
         .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(tls)
         .args(args)
-        .arg(format!("http://localhost:{}/whoami", s.gw.http_port))
+        .arg(url)
         .output()
         .expect("curl is installed (scripts/install-deps.sh)");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -182,7 +184,8 @@ fn curl(s: &Setup, args: &[&str], cache: Option<&Path>) -> Seen {
 
 fn grpcurl(s: &Setup, header: &str) -> Seen {
     let line = format!(
-        "grpcurl -plaintext -H '{header}' 127.0.0.1:{} auth.demo.v1.Demo/WhoAmI",
+        "grpcurl -cacert {} -H '{header}' 127.0.0.1:{} auth.demo.v1.Demo/WhoAmI",
+        s.gw.ca_file().display(),
         s.gw.grpc_port
     );
     let run = run_printed_grpcurl(&line).unwrap_or_else(|e| panic!("{e}"));

@@ -79,11 +79,10 @@ fn psql(host: &TestHost, gw: &GatewayProcess, password: &str) -> Result<String, 
 
 /// curl from `host`: the HTTP status of GET /whoami with Basic credentials.
 fn curl(host: &TestHost, gw: &GatewayProcess, password: &str) -> String {
-    gateway::http_status(
-        host.command("curl"),
-        &["-u", &format!("demo:{password}")],
-        &format!("http://{}:{}/whoami", gw.ip, gw.http_port),
-    )
+    let (mut args, url) = gw.https("/whoami");
+    args.extend(["-u".to_owned(), format!("demo:{password}")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    gateway::http_status(host.command("curl"), &args, &url)
 }
 
 /// `tests/python/preauth.py` from `host`; what it printed.

@@ -12,10 +12,13 @@ use auth_tests::{ServiceProcess, free_port};
 use base64::Engine;
 use tonic::Code;
 use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 struct GrpcGateway {
     _dir: tempfile::TempDir,
     audit: std::path::PathBuf,
+    /// The certificate the gateway serves TLS with.
+    ca: std::path::PathBuf,
     port: u16,
     output: String,
     _process: ServiceProcess,
@@ -32,6 +35,7 @@ fn start() -> GrpcGateway {
     let process = ServiceProcess::spawn("grpc-gateway", &mut cmd, "listening on").unwrap();
     GrpcGateway {
         audit: dir.path().join("audit.jsonl"),
+        ca: dir.path().join("server.crt"),
         _dir: dir,
         port,
         output: process.output(),
@@ -86,14 +90,15 @@ fn printed_grpcurl_lines_work_as_printed() {
     // The same call without a credential, and with a wrong password: UNAUTHENTICATED
     // (64 + 16), with a generic message.
     let addr = format!("127.0.0.1:{}", gw.port);
+    let ca = gw.ca.display();
     let anonymous = run_printed_grpcurl(&format!(
-        "grpcurl -plaintext {addr} auth.demo.v1.Demo/WhoAmI"
+        "grpcurl -cacert {ca} {addr} auth.demo.v1.Demo/WhoAmI"
     ))
     .unwrap();
     assert_eq!(anonymous.code, Some(80), "{anonymous:?}");
     let wrong = base64::engine::general_purpose::STANDARD.encode("demo:wrong-password");
     let refused = run_printed_grpcurl(&format!(
-        "grpcurl -plaintext -H 'authorization: Basic {wrong}' {addr} auth.demo.v1.Demo/WhoAmI"
+        "grpcurl -cacert {ca} -H 'authorization: Basic {wrong}' {addr} auth.demo.v1.Demo/WhoAmI"
     ))
     .unwrap();
     assert_eq!(refused.code, Some(80), "{refused:?}");
@@ -119,9 +124,17 @@ async fn tonic_client_gets_identity_and_the_right_statuses() {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap()
         .to_owned();
-    let mut client = DemoClient::connect(format!("http://127.0.0.1:{}", gw.port))
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(&gw.ca).unwrap()))
+        .domain_name("localhost");
+    let channel = Endpoint::from_shared(format!("https://127.0.0.1:{}", gw.port))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
         .await
         .unwrap();
+    let mut client = DemoClient::new(channel);
     let with = |value: &str| {
         let mut request = tonic::Request::new(WhoAmIRequest {});
         if !value.is_empty() {

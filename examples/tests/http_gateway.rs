@@ -42,13 +42,17 @@ fn printed_curl_lines_work_and_failures_are_refused() {
     let (_, status) = run_printed(&printed(&output, "forbidden (needs scope admin):")).unwrap();
     assert_eq!(status, "403");
 
-    let url = format!("http://127.0.0.1:{port}/whoami");
+    let url = format!("https://127.0.0.1:{port}/whoami");
+    let cacert = dir.path().join("server.crt");
+    let cacert = cacert.to_str().unwrap();
     let wrong = Command::new("curl")
         .args([
             "-s",
             "-i",
             "--max-time",
             "10",
+            "--cacert",
+            cacert,
             "-u",
             "demo:wrong-password",
             &url,
@@ -56,7 +60,11 @@ fn printed_curl_lines_work_and_failures_are_refused() {
         .output()
         .unwrap();
     let wrong = String::from_utf8_lossy(&wrong.stdout).to_lowercase();
-    assert!(wrong.starts_with("http/1.1 401"), "{wrong}");
+    // HTTP/2 by ALPN, or 1.1 from a curl without it.
+    assert!(
+        wrong.starts_with("http/2 401") || wrong.starts_with("http/1.1 401"),
+        "{wrong}"
+    );
     assert!(
         wrong.contains("www-authenticate: bearer realm=\"demo\""),
         "{wrong}"
@@ -68,7 +76,7 @@ fn printed_curl_lines_work_and_failures_are_refused() {
     assert!(!wrong.contains("wrong-password"));
 
     let (_, status) = run_printed(&format!(
-        "curl -H 'Authorization: Bearer {}x' {url}",
+        "curl --cacert {cacert} -H 'Authorization: Bearer {}x' {url}",
         printed(&output, "token (scope read, 1 hour):")
     ))
     .unwrap();

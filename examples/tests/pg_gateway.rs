@@ -484,7 +484,7 @@ async fn the_same_gateway_answers_curl_and_grpcurl_with_the_lines_it_printed() {
     let line = |label: &str| {
         printed_line(&output, label).unwrap_or_else(|| panic!("no `{label}` line in:\n{output}"))
     };
-    let expected_url = format!("http://127.0.0.1:{}/whoami", gw.http_port);
+    let expected_url = format!("https://127.0.0.1:{}/whoami", gw.http_port);
     let bearer = line("bearer:");
     assert!(bearer.ends_with(&expected_url), "{bearer}");
     let (body, status) = run_printed(&bearer).unwrap();

@@ -72,11 +72,11 @@ async fn a_data_directory_of_the_previous_layout_keeps_working() {
         .unwrap()
         .issue("hana", "read", std::time::Duration::from_secs(60))
         .unwrap();
-    let status = gateway::http_status(
-        std::process::Command::new("curl"),
-        &["-H", &format!("Authorization: Bearer {token}")],
-        &format!("http://127.0.0.1:{}/whoami", gw.http_port),
-    );
+    // The old data directory's certificate serves HTTPS now too.
+    let (mut args, url) = gw.https("/whoami");
+    args.extend(["-H".to_owned(), format!("Authorization: Bearer {token}")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let status = gateway::http_status(std::process::Command::new("curl"), &args, &url);
     assert_eq!(status, "200");
 
     // Roles written as strings by the old code read as roles; the layout is current.

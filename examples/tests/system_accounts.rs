@@ -94,11 +94,10 @@ async fn a_system_account_logs_in_locally_and_remotely_only_when_allowed_and_wit
         .unwrap()
         .issue("maint", "read", Duration::from_secs(60))
         .unwrap();
-    let status = gateway::http_status(
-        host.command("curl"),
-        &["-H", &format!("Authorization: Bearer {token}")],
-        &format!("http://{}:{}/whoami", gw.ip, gw.http_port),
-    );
+    let (mut args, url) = gw.https("/whoami");
+    args.extend(["-H".to_owned(), format!("Authorization: Bearer {token}")]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let status = gateway::http_status(host.command("curl"), &args, &url);
     assert_eq!(status, "401");
     assert_eq!(
         gw.newest_refusal()["detail"],

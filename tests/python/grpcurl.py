@@ -1,8 +1,10 @@
 """The subset of grpcurl the gateways' printed lines use, on grpcio (the gRPC C core
 client) with server reflection, for machines without grpcurl:
 
-    grpcurl.py -plaintext [-H 'key: value']... [-d JSON] ADDRESS list [SERVICE]
-    grpcurl.py -plaintext [-H 'key: value']... [-d JSON] ADDRESS SERVICE/METHOD
+    grpcurl.py (-plaintext | -cacert CA [-cert CRT -key KEY]) [-H 'key: value']...
+               [-d JSON] ADDRESS (list [SERVICE] | SERVICE/METHOD)
+
+Under TLS the server's name is checked against ADDRESS's host, as grpcurl does.
 
 Like grpcurl, reflection requests carry the -H headers too; a reply is printed as JSON;
 a failed call prints the code and message and exits with 64 + the gRPC code; a failure
@@ -20,11 +22,16 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 def parse(argv):
     headers, data, plaintext, rest = [], "{}", False, []
+    files = {}
     i = 0
     while i < len(argv):
         arg = argv[i]
         if arg == "-plaintext":
             plaintext = True
+        elif arg in ("-cacert", "-cert", "-key"):
+            i += 1
+            with open(argv[i], "rb") as f:
+                files[arg[1:]] = f.read()
         elif arg == "-H":
             i += 1
             key, _, value = argv[i].partition(":")
@@ -37,11 +44,22 @@ def parse(argv):
         else:
             rest.append(arg)
         i += 1
-    if not plaintext:
-        sys.exit("grpcurl.py: only -plaintext is supported")
+    if plaintext == ("cacert" in files):
+        sys.exit("grpcurl.py: give -plaintext or -cacert")
     if len(rest) < 2:
         sys.exit(__doc__)
-    return headers, data, rest[0], rest[1:]
+    return headers, data, files, rest[0], rest[1:]
+
+
+def open_channel(address, files):
+    if not files:
+        return grpc.insecure_channel(address)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=files["cacert"],
+        private_key=files.get("key"),
+        certificate_chain=files.get("cert"),
+    )
+    return grpc.secure_channel(address, credentials)
 
 
 class Headers(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
@@ -80,8 +98,8 @@ def fail(error):
 
 
 def main():
-    headers, data, address, command = parse(sys.argv[1:])
-    channel = grpc.intercept_channel(grpc.insecure_channel(address), Headers(headers))
+    headers, data, files, address, command = parse(sys.argv[1:])
+    channel = grpc.intercept_channel(open_channel(address, files), Headers(headers))
     database = ProtoReflectionDescriptorDatabase(channel)
     if command[0] == "list":
         try:

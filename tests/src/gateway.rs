@@ -208,6 +208,27 @@ impl GatewayProcess {
         })
     }
 
+    /// The certificate clients verify the gateway's TLS with (all its front doors).
+    pub fn ca_file(&self) -> PathBuf {
+        self.data.join("server.crt")
+    }
+
+    /// curl arguments and the URL of `path` on the HTTP API, over TLS verified with
+    /// [`Self::ca_file`]: the name checked is `localhost` (in the certificate) whatever
+    /// address the gateway listens on (`--connect-to`).
+    pub fn https(&self, path: &str) -> (Vec<String>, String) {
+        let port = self.http_port;
+        (
+            vec![
+                "--cacert".into(),
+                self.ca_file().display().to_string(),
+                "--connect-to".into(),
+                format!("localhost:{port}:{}:{port}", self.ip),
+            ],
+            format!("https://localhost:{port}{path}"),
+        )
+    }
+
     /// A libpq connection string for `user` (database of the same name) plus `extra`.
     pub fn conninfo(&self, user: &str, extra: &str) -> String {
         format!(

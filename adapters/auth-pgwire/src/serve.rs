@@ -30,6 +30,7 @@ use crate::frames::{DEFAULT_MAX_PRE_AUTH_FRAME, FrameCheck, FrameGuard};
 use crate::limits::{ConnectionLimits, PreAuthPermit};
 use crate::startup::Outbox;
 use crate::unix::{UnixTransport, peer_credentials};
+use auth_core::TlsInfo;
 
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
@@ -224,7 +225,7 @@ pub async fn serve<H: PgWireServerHandlers>(
         n = negotiate(tcp, config.tls.as_ref()) => n?,
     };
     let max_frame = config.max_pre_auth_frame;
-    let (io, (secure, sni), prefix) = match negotiated {
+    let (io, (secure, tls), prefix) = match negotiated {
         Negotiated::Refused => return Ok(()),
         Negotiated::Plain(tcp, prefix, len) => {
             let code = u32::from_be_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
@@ -238,10 +239,10 @@ pub async fn serve<H: PgWireServerHandlers>(
             )
         }
         Negotiated::Tls(stream) => {
-            let sni = stream.get_ref().1.server_name().map(str::to_owned);
+            let facts = auth_core::certificate::tls::tls_info(stream.get_ref().1);
             (
                 FrameGuard::new(MaybeTls::Tls(stream), FrameCheck::at_startup(max_frame)),
-                (true, sni),
+                (true, Some(facts)),
                 Vec::new(),
             )
         }
@@ -250,7 +251,7 @@ pub async fn serve<H: PgWireServerHandlers>(
         io,
         addr,
         secure,
-        sni,
+        tls,
         prefix,
         permit,
         label: addr.to_string(),
@@ -302,7 +303,7 @@ pub async fn serve_unix<H: PgWireServerHandlers>(
         io: FrameGuard::new(MaybeTls::Unix(stream), check),
         addr: UNIX_PLACEHOLDER,
         secure: false,
-        sni: None,
+        tls: None,
         prefix: prefix.to_vec(),
         permit,
         label,
@@ -316,6 +317,10 @@ pub async fn serve_unix<H: PgWireServerHandlers>(
 const UNIX_PLACEHOLDER: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
+/// What the TLS handshake established, for the authenticator: pgwire's own accessor for
+/// client certificates cannot see through the frame guard.
+pub(crate) struct TlsFacts(pub(crate) TlsInfo);
+
 /// A connection whose opening was read, ready for pgwire's message loop.
 struct Opened {
     io: FrameGuard<MaybeTls>,
@@ -323,8 +328,8 @@ struct Opened {
     addr: SocketAddr,
     /// Whether the connection has TLS.
     secure: bool,
-    /// The server name the client asked for (SNI), under TLS.
-    sni: Option<String>,
+    /// What the TLS handshake established (SNI, the client's certificates).
+    tls: Option<TlsInfo>,
     /// Bytes of the startup packet already read.
     prefix: Vec<u8>,
     permit: PreAuthPermit,
@@ -343,14 +348,14 @@ async fn run<H: PgWireServerHandlers>(
         io,
         addr: socket_addr,
         secure,
-        sni,
+        tls,
         prefix,
         permit,
         label: addr,
         transport,
     } = opened;
     let mut client = DefaultClient::new(socket_addr, secure);
-    client.sni_server_name = sni;
+    client.sni_server_name = tls.as_ref().and_then(|t| t.server_name.clone());
     let authenticated = io.authenticated();
     let mut permit = Some(permit);
     let mut parts = FramedParts::new(io, PgWireMessageServerCodec::new(client));
@@ -359,6 +364,11 @@ async fn run<H: PgWireServerHandlers>(
     socket.set_state(PgWireConnectionState::AwaitingStartup);
     if let Some(transport) = transport {
         socket.session_extensions().get_or_insert_with(|| transport);
+    }
+    if let Some(tls) = tls {
+        socket
+            .session_extensions()
+            .get_or_insert_with(|| TlsFacts(tls));
     }
 
     let startup = handlers.startup_handler();

@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::errors::{auth_failed, fatal, method_failed, policy_reject, protocol};
 use crate::messages::sasl_initial_response;
+use crate::serve::TlsFacts;
 use crate::session::AuthenticatedSession;
 use crate::unix::UnixTransport;
 
@@ -157,11 +158,13 @@ impl PgAuthenticator {
         let mut info = ConnectionInfo::new(Protocol::Postgres, peer_of(client))
             .with_id(self.next_connection.fetch_add(1, Ordering::Relaxed));
         if client.is_secure() {
+            let facts = client.session_extensions().get::<TlsFacts>();
             info = info.with_tls(TlsInfo {
-                version: None,
-                server_name: client.sni_server_name().map(str::to_owned),
                 server_end_point: self.config.channel_binding.clone(),
-                client_certificates: Vec::new(),
+                ..facts.map(|f| f.0.clone()).unwrap_or_else(|| TlsInfo {
+                    server_name: client.sni_server_name().map(str::to_owned),
+                    ..TlsInfo::default()
+                })
             });
         }
         info.user = client.metadata().get(METADATA_USER).cloned();
@@ -219,12 +222,23 @@ impl PgAuthenticator {
         // the chain runs now. Then a chain the policy picked for Kerberos speaks GSSAPI
         // first: the wire allows one method per connection.
         // A peer-only chain on a connection without peer credentials (loopback TCP) runs
-        // too, so the method's refusal is audited.
+        // too, so the method's refusal is audited; so does a certificate-only chain
+        // without a certificate. A certificate the TLS handshake received is judged now.
         let peer_only = kinds == [CredentialKind::Peer];
+        let certificate_only = kinds == [CredentialKind::ClientCertificate];
+        let presented = pending
+            .connection
+            .tls
+            .as_ref()
+            .is_some_and(|t| !t.client_certificates.is_empty());
         let immediate = if kinds.contains(&CredentialKind::Peer)
             && (pending.connection.peer.credentials().is_some() || peer_only)
         {
             Some((Credential::Peer, "peer"))
+        } else if kinds.contains(&CredentialKind::ClientCertificate)
+            && (presented || certificate_only)
+        {
+            Some((Credential::ClientCertificate, "certificate"))
         } else if kinds.contains(&CredentialKind::Absent) {
             Some((Credential::Absent, "trust"))
         } else {

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
+use auth_core::certificate::TrustedIssuers;
+use auth_core::certificate::tls::server_config;
 use pgwire::tokio::TlsAcceptor;
 use pgwire::tokio::tokio_rustls::rustls;
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 /// A certificate or key that cannot be used.
@@ -91,27 +93,36 @@ fn end_point_hash(cert: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl TlsSetup {
-    /// From a PEM certificate chain (leaf first) and a PEM private key.
+    /// From a PEM certificate chain (leaf first) and a PEM private key. Every client is
+    /// asked for a certificate, optionally: the handshake proves a presented one's key,
+    /// and the rules that use certificates (`cert`, `clientcert`) judge the chain after
+    /// startup, when user and database are known (see [`auth_core::certificate`]).
     pub fn from_pem(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_chain_pem)
-            .collect::<Result<_, _>>()
+        Self::build(cert_chain_pem, key_pem, None)
+    }
+
+    /// As [`Self::from_pem`], naming the CAs of `client_cas` in the certificate request, so
+    /// a client holding several certificates picks one of theirs.
+    pub fn from_pem_with_client_cas(
+        cert_chain_pem: &[u8],
+        key_pem: &[u8],
+        client_cas: &TrustedIssuers,
+    ) -> Result<Self, TlsError> {
+        Self::build(cert_chain_pem, key_pem, Some(client_cas))
+    }
+
+    fn build(
+        cert_chain_pem: &[u8],
+        key_pem: &[u8],
+        client_cas: Option<&TrustedIssuers>,
+    ) -> Result<Self, TlsError> {
+        let leaf = CertificateDer::pem_slice_iter(cert_chain_pem)
+            .next()
+            .ok_or_else(|| TlsError("no certificate in the PEM".into()))?
             .map_err(|e| TlsError(format!("certificate PEM: {e}")))?;
-        let leaf = certs
-            .first()
-            .ok_or_else(|| TlsError("no certificate in the PEM".into()))?;
         let channel_binding = end_point_hash(leaf.as_ref());
-        let key = PrivateKeyDer::from_pem_slice(key_pem)
-            .map_err(|e| TlsError(format!("private key PEM: {e}")))?;
-        // An explicit provider: no process-wide default needed, whichever crypto crates
-        // the host links.
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| TlsError(e.to_string()))?;
-        config.alpn_protocols = vec![b"postgresql".to_vec()];
+        let config = server_config(cert_chain_pem, key_pem, client_cas, &[b"postgresql"])
+            .map_err(|e| TlsError(e.0))?;
         Ok(Self {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             channel_binding,

@@ -176,6 +176,16 @@ impl Gate {
                 return Verdict::Refused(failure.error);
             }
         };
+        // No header, but a certificate from the TLS handshake: that is the credential.
+        let presented = connection
+            .tls
+            .as_ref()
+            .is_some_and(|t| !t.client_certificates.is_empty());
+        let credential = match credential {
+            Credential::Absent if presented => Credential::ClientCertificate,
+            other => other,
+        };
+        let certificate_only = matches!(credential, Credential::ClientCertificate);
         let absent = matches!(credential, Credential::Absent);
         if absent && self.anonymous {
             return Verdict::Anonymous;
@@ -207,9 +217,12 @@ impl Gate {
                 session: Arc::from(session),
                 mutual: mutual.and_then(|m| m.take()),
             },
+            // A certificate the policy does not take leaves an open route open.
+            _ if certificate_only && self.anonymous => Verdict::Anonymous,
             refused => Verdict::Refused(match refused.failure().map(|f| f.error) {
-                // Nothing presented is a challenge, whatever the chain made of it.
-                _ if absent => Error::MissingCredentials,
+                // Nothing presented (in a header) is a challenge, whatever the chain made
+                // of it; why a certificate was refused is in the audit log.
+                _ if absent || certificate_only => Error::MissingCredentials,
                 // The header was readable, so the token itself is bad: RFC 6750 3.1 calls
                 // a malformed token `invalid_token`, keeping `invalid_request` for a
                 // malformed request.

@@ -49,11 +49,9 @@ async fn start_apis(prepared: &gateway::Prepared, out: &mut impl Write) {
         match http::start(&auth, &listen, "--http-listen").await {
             Ok(started) => {
                 let _ = writeln!(out, "http api on {}:", started.addr);
-                let _ = http::write_curl_lines(out, started.addr, &started.token, password);
+                let _ = started.write_curl_lines(out, password);
                 tokio::spawn(async move {
-                    if let Err(e) =
-                        http::serve(started.listener, started.app, std::future::pending()).await
-                    {
+                    if let Err(e) = http::serve(started, std::future::pending()).await {
                         tracing::warn!(error = %e, "the HTTP API stopped");
                     }
                 });
@@ -67,7 +65,7 @@ async fn start_apis(prepared: &gateway::Prepared, out: &mut impl Write) {
         match grpc::start(&auth, &listen, "--grpc-listen").await {
             Ok(started) => {
                 let _ = writeln!(out, "grpc api on {}:", started.addr);
-                let _ = grpc::write_grpcurl_lines(out, started.addr, &started.token, password);
+                let _ = started.write_grpcurl_lines(out, password);
                 tokio::spawn(async move {
                     if let Err(e) = grpc::serve(started, std::future::pending()).await {
                         tracing::warn!(error = %e, "the gRPC API stopped");

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use auth_core::certificate::{ClientName, Requirement};
 use auth_core::policy::{AddressMatch, ConnectionType, NameMatch, Rule, Target};
 use serde::Deserialize;
 
@@ -21,6 +22,10 @@ pub enum Method {
     Peer,
     /// No credential at all: only in rules that match nothing but this machine.
     Trust,
+    /// A TLS client certificate of the `[client_certificates]` CAs (`type = "hostssl"`
+    /// rules only); the name it gives is mapped to the requested user by
+    /// `[[identity_map]] method = "cert"`.
+    Cert,
     /// Refuse.
     Reject,
 }
@@ -122,6 +127,10 @@ pub struct RuleConfig {
     pub addresses: Vec<String>,
     /// How to authenticate.
     pub method: Method,
+    /// Also require a client certificate of the `[client_certificates]` CAs (PostgreSQL's
+    /// `clientcert`): `verify-ca` (any valid one) or `verify-full` (one naming the user).
+    #[serde(default)]
+    pub client_certificate: Option<String>,
 }
 
 fn default_type() -> String {
@@ -152,6 +161,42 @@ impl RuleConfig {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// `client_certificate`, checked.
+    pub fn requirement(&self) -> Result<Option<Requirement>, String> {
+        let Some(text) = &self.client_certificate else {
+            return Ok(None);
+        };
+        Requirement::parse(text).map(Some).ok_or_else(|| {
+            format!(
+                "rule `{}`: client_certificate = \"{text}\"; use \"verify-ca\" or \"verify-full\"",
+                self.name
+            )
+        })
+    }
+
+    /// Certificates come with TLS: rules that use them must match only TLS connections,
+    /// and need the CAs.
+    fn check_certificates(&self, cas: bool) -> Result<(), String> {
+        let uses = self.method == Method::Cert || self.requirement()?.is_some();
+        if !uses {
+            return Ok(());
+        }
+        if self.kind != "hostssl" {
+            return Err(format!(
+                "rule `{}`: client certificates come with TLS; set type = \"hostssl\"",
+                self.name
+            ));
+        }
+        if !cas {
+            return Err(format!(
+                "rule `{}` uses client certificates: name their CAs in [client_certificates] \
+                 ca_file = \"client-ca.crt\" (PEM, relative to the data directory)",
+                self.name
+            ));
+        }
+        Ok(())
     }
 
     /// The auth-core rule with `target`.
@@ -256,10 +301,48 @@ pub struct GatewayConfig {
     /// Rate limiting and lockout, shared by every front door (`auth_core::rate_limit`).
     #[serde(default)]
     pub rate_limit: auth_core::config::RateLimitSection,
+    /// The CAs whose client certificates `cert` rules and `client_certificate`
+    /// requirements accept.
+    #[serde(default)]
+    pub client_certificates: ClientCertificatesConfig,
+    /// Serve the HTTP and gRPC APIs over TLS with the data directory's certificate (the
+    /// default); `false` for plain HTTP/2 behind a TLS-terminating proxy on this machine.
+    #[serde(default = "yes")]
+    pub api_tls: bool,
     /// Identities that may act as other users (pg_ident): `[[identity_map]] method =
     /// "kerberos", identity = "/^(.*)/admin@TEST\\.REALM$", user = "\\1_admin"`.
     #[serde(rename = "identity_map", default)]
     pub identity_map: Vec<IdentityMapConfig>,
+}
+
+/// The `[client_certificates]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertificatesConfig {
+    /// The CA bundle (PEM), relative to the data directory (PostgreSQL's `ssl_ca_file`).
+    pub ca_file: Option<String>,
+    /// Revocation lists of those CAs (PEM), relative to the data directory
+    /// (`ssl_crl_file`). Re-read at start; an expired list refuses its CA's certificates.
+    pub crl_file: Option<String>,
+    /// Which name is the client: `cn` (default), `dn`, or the first SAN of kind `dns`,
+    /// `email` or `uri` (PostgreSQL's `clientname`).
+    pub name: Option<String>,
+}
+
+impl ClientCertificatesConfig {
+    /// `name`, checked.
+    pub fn client_name(&self) -> Result<ClientName, String> {
+        match &self.name {
+            None => Ok(ClientName::CommonName),
+            Some(text) => ClientName::parse(text).ok_or_else(|| {
+                format!("[client_certificates] name = \"{text}\"; use cn, dn, dns, email or uri")
+            }),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One identity map entry.
@@ -373,10 +456,13 @@ user = "{admin}"
                     .into(),
             );
         }
+        let cas = config.client_certificates.ca_file.is_some();
         for r in &config.rules {
             let rule = r.to_rule(Target::Reject)?;
             r.check_local_only(&rule)?;
+            r.check_certificates(cas)?;
         }
+        config.client_certificates.client_name()?;
         if config.unix_socket_permissions > 0o777 {
             return Err(format!(
                 "unix_socket_permissions = {}: a mode is at most 0o777; write it as a TOML \

@@ -11,6 +11,9 @@ use std::sync::Arc;
 
 use auth_core::account::{AccountStage, Directory, Migration};
 use auth_core::audit::JsonLinesAuditSink;
+use auth_core::certificate::{
+    CertificateAuthenticator, CertificateCheck, ClientName, TrustedIssuers,
+};
 use auth_core::local::{PeerAuthenticator, SystemUsers, TrustAuthenticator};
 use auth_core::policy::{Rule, Selection, Target};
 use auth_core::rate_limit::LimitSettings;
@@ -29,7 +32,9 @@ use base64::Engine;
 use pgwire::api::PgWireServerHandlers;
 use secrecy::SecretString;
 
-pub use config::{GatewayConfig, KerberosConfig, MapConfig, Method, RuleConfig};
+pub use config::{
+    ClientCertificatesConfig, GatewayConfig, KerberosConfig, MapConfig, Method, RuleConfig,
+};
 pub use sql::DemoSql;
 
 /// Why the gateway cannot start.
@@ -112,6 +117,10 @@ pub struct Prepared {
     pub accounts: Arc<AccountStage>,
     /// What this start's migration of the data directory did.
     pub migration: Migration,
+    /// The CAs of `[client_certificates]`, when configured.
+    pub client_cas: Option<Arc<TrustedIssuers>>,
+    /// Which certificate name is the client.
+    pub client_name: ClientName,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -155,7 +164,6 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
     }
     let cert = std::fs::read(&cert_path).map_err(|e| err("certificate")(&e))?;
     let tls_key = std::fs::read(&tls_key_path).map_err(|e| err("TLS key")(&e))?;
-    let tls = TlsSetup::from_pem(&cert, &tls_key).map_err(|e| err("TLS")(&e))?;
 
     let mock_path = data_dir.join("scram-mock.secret");
     if !mock_path.exists() {
@@ -186,6 +194,17 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
     let text = std::fs::read_to_string(&config_path).map_err(|e| err("config")(&e))?;
     let config = GatewayConfig::parse(&text)
         .map_err(|e| GatewayError(format!("{}: {e}", config_path.display())))?;
+
+    let client_cas = client_cas(data_dir, &config.client_certificates)?;
+    let tls = match &client_cas {
+        Some(cas) => TlsSetup::from_pem_with_client_cas(&cert, &tls_key, cas),
+        None => TlsSetup::from_pem(&cert, &tls_key),
+    }
+    .map_err(|e| err("TLS")(&e))?;
+    let client_name = config
+        .client_certificates
+        .client_name()
+        .map_err(GatewayError)?;
 
     let wallet = Arc::new(Wallet::new(
         Arc::new(FileStore::new(data_dir.join("wallet.db"))),
@@ -246,6 +265,8 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
     Ok(Prepared {
         accounts,
         migration,
+        client_cas,
+        client_name,
         config,
         wallet,
         tls,
@@ -259,6 +280,34 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
 
 /// The one limiter every front door shares, as `[rate_limit]` says; with limiting
 /// disabled, a limiter that limits nothing.
+/// The `[client_certificates]` CAs and CRLs, read from the data directory.
+fn client_cas(
+    data_dir: &Path,
+    section: &ClientCertificatesConfig,
+) -> Result<Option<Arc<TrustedIssuers>>, GatewayError> {
+    let Some(ca_file) = &section.ca_file else {
+        return Ok(None);
+    };
+    let read = |file: &str| {
+        let path = data_dir.join(file);
+        std::fs::read(&path)
+            .map_err(|e| GatewayError(format!("[client_certificates] {}: {e}", path.display())))
+    };
+    let mut cas = TrustedIssuers::from_pem(&read(ca_file)?).map_err(|e| {
+        GatewayError(format!(
+            "[client_certificates] ca_file = \"{ca_file}\": {e}"
+        ))
+    })?;
+    if let Some(crl_file) = &section.crl_file {
+        cas = cas.with_crls_pem(&read(crl_file)?).map_err(|e| {
+            GatewayError(format!(
+                "[client_certificates] crl_file = \"{crl_file}\": {e}"
+            ))
+        })?;
+    }
+    Ok(Some(Arc::new(cas)))
+}
+
 fn limiter(config: &GatewayConfig) -> Result<Arc<dyn RateLimiter>, GatewayError> {
     let settings = config
         .rate_limit
@@ -341,14 +390,35 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
         .service
         .clone()
         .unwrap_or_else(|| "postgres".into());
-    let chain = |name: &str, method: Method| -> Target {
-        let builder = Chain::builder()
-            .name(name)
+    let client_name = prepared.client_name;
+    let chain = |rule: &RuleConfig| -> Result<Target, String> {
+        let mut builder = Chain::builder()
+            .name(rule.name.as_str())
             .audit(audit.clone())
             .rate_limiter(limiter.clone())
             .accounts(prepared.accounts.clone());
-        match method {
+        let cas = || {
+            prepared.client_cas.clone().ok_or_else(|| {
+                format!(
+                    "rule `{}` uses client certificates without [client_certificates]",
+                    rule.name
+                )
+            })
+        };
+        if let Some(requirement) = rule.requirement()? {
+            builder = builder.client_certificate(
+                CertificateCheck::new(cas()?, requirement).with_name(client_name),
+            );
+        }
+        Ok(match rule.method {
             Method::Reject => Target::Reject,
+            Method::Cert => Target::Chain(Arc::new(
+                builder
+                    .link(Arc::new(
+                        CertificateAuthenticator::new(cas()?).with_name(client_name),
+                    ))
+                    .build(),
+            )),
             Method::Peer => Target::Chain(Arc::new(
                 builder.link(Arc::new(PeerAuthenticator::new())).build(),
             )),
@@ -393,13 +463,13 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
                     )))
                     .build(),
             )),
-        }
+        })
     };
     let rules: Vec<Rule> = prepared
         .config
         .rules
         .iter()
-        .map(|r| r.to_rule(chain(&r.name, r.method)))
+        .map(|r| r.to_rule(chain(r)?))
         .collect::<Result<_, _>>()
         .map_err(GatewayError)?;
     let policy = Arc::new(

@@ -1,8 +1,9 @@
 //! CORE-13 end to end: an active, a disabled and an expired user on every method of every
-//! front door of the real gateway (12 cells, 36 cases), with real clients: psql (SCRAM,
-//! cleartext against a hash and against a wallet secret, a Kerberos ticket), curl (Basic
-//! against a hash and a wallet secret, a bearer token, an API key, Negotiate) and grpcurl
-//! (Basic, bearer, API key). Accounts are disabled and expired while the gateway runs,
+//! front door of the real gateway (15 cells, 45 cases), with real clients: psql (SCRAM,
+//! cleartext against a hash and against a wallet secret, a Kerberos ticket, a client
+//! certificate), curl (Basic against a hash and a wallet secret, a bearer token, an API
+//! key, Negotiate, a client certificate) and grpcurl (Basic, bearer, API key, a client
+//! certificate). Accounts are disabled and expired while the gateway runs,
 //! so a change takes effect at the next login without a restart. Each refusal looks like
 //! any failed login to the client, and the audit log says why.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,6 +18,7 @@ use auth_examples::api::LocalIssuer;
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
 use auth_tests::gateway::{self, GatewayProcess, run_printed_grpcurl};
 use auth_tests::kdc::{Kdc, REALM};
+use auth_tests::pki::{ClientFiles, TestCa};
 use secrecy::{ExposeSecret, SecretString};
 
 const STATES: [&str; 3] = ["active", "disabled", "expired"];
@@ -36,6 +38,9 @@ struct Setup {
     /// A bearer token and an API key per hash user.
     tokens: Vec<(String, String)>,
     keys: Vec<(String, String)>,
+    /// A client certificate per certificate user, from `_pki`'s CA.
+    certs: Vec<(String, ClientFiles)>,
+    _pki: tempfile::TempDir,
 }
 
 fn password(user: &str) -> String {
@@ -46,12 +51,18 @@ async fn setup() -> Setup {
     let kdc = Kdc::start().unwrap_or_else(|e| panic!("{e}"));
     kdc.add_service("postgres/localhost", None).unwrap();
     kdc.add_service("HTTP/localhost", None).unwrap();
+    let pki = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Matrix Client CA", pki.path()).unwrap();
+    let ca_file = ca.write_ca("client-ca.crt").unwrap();
     let rules = format!(
-        "[[rule]]\nname = \"kerberos\"\nusers = [\"kactive\", \"kdisabled\", \"kexpired\"]\nmethod = \"gss\"\n\
+        "[[rule]]\nname = \"certificate\"\ntype = \"hostssl\"\nusers = [\"cactive\", \"cdisabled\", \"cexpired\"]\nmethod = \"cert\"\n\
+         [[rule]]\nname = \"kerberos\"\nusers = [\"kactive\", \"kdisabled\", \"kexpired\"]\nmethod = \"gss\"\n\
          [[rule]]\nname = \"cleartext\"\ntype = \"hostssl\"\ndatabases = [\"clear\"]\nmethod = \"password\"\n\
          [[rule]]\nname = \"scram\"\nmethod = \"scram\"\n\
-         [kerberos]\nkeytab = \"{}\"\nrealms = [\"{REALM}\"]\n",
-        kdc.keytab().display()
+         [kerberos]\nkeytab = \"{}\"\nrealms = [\"{REALM}\"]\n\
+         [client_certificates]\nca_file = \"{}\"\n",
+        kdc.keytab().display(),
+        ca_file.display()
     );
     let binary = Path::new(env!("CARGO_BIN_EXE_pg-gateway"));
     let gw = GatewayProcess::start_with_env(binary, "10s", &rules, &kdc.env())
@@ -61,7 +72,12 @@ async fn setup() -> Setup {
     let hasher = Hasher::new(Argon2Settings::default()).unwrap();
     let issuer = LocalIssuer::load_or_create(&gw.data).unwrap();
     let (mut caches, mut tokens, mut keys) = (Vec::new(), Vec::new(), Vec::new());
-    for state in STATES {
+    let mut certs = Vec::new();
+    for (serial, state) in (1..).zip(STATES) {
+        let c = format!("c{state}");
+        users.update(&c, |_| {}).await.unwrap();
+        certs.push((c.clone(), ca.client(&c, &c, serial).unwrap()));
+
         let h = format!("h{state}");
         users
             .set_password(
@@ -112,6 +128,8 @@ async fn setup() -> Setup {
         caches,
         tokens,
         keys,
+        certs,
+        _pki: pki,
     }
 }
 
@@ -123,7 +141,7 @@ async fn disable_and_expire(s: &Setup) {
         .unwrap()
         .as_secs()
         - 60;
-    for prefix in ["h", "w", "k"] {
+    for prefix in ["h", "w", "k", "c"] {
         directory
             .modify(&format!("{prefix}disabled"), |r| {
                 r.status = UserStatus::Disabled
@@ -182,9 +200,10 @@ fn curl(s: &Setup, args: &[&str], cache: Option<&Path>) -> Seen {
     }
 }
 
-fn grpcurl(s: &Setup, header: &str) -> Seen {
+/// grpcurl with `flags` (`-H '...'`, or `-cert .. -key ..`) over verified TLS.
+fn grpcurl(s: &Setup, flags: &str) -> Seen {
     let line = format!(
-        "grpcurl -cacert {} -H '{header}' 127.0.0.1:{} auth.demo.v1.Demo/WhoAmI",
+        "grpcurl -cacert {} {flags} 127.0.0.1:{} auth.demo.v1.Demo/WhoAmI",
         s.gw.ca_file().display(),
         s.gw.grpc_port
     );
@@ -201,9 +220,13 @@ fn basic(user: &str) -> String {
     use base64::Engine;
     let pair = format!("{user}:{}", password(user));
     format!(
-        "authorization: Basic {}",
+        "-H 'authorization: Basic {}'",
         base64::engine::general_purpose::STANDARD.encode(pair)
     )
+}
+
+fn cert<'a>(s: &'a Setup, user: &str) -> &'a ClientFiles {
+    &s.certs.iter().find(|(c, _)| c == user).unwrap().1
 }
 
 /// The refusals in the audit log whose detail says why `user` was refused in `state`.
@@ -227,7 +250,29 @@ async fn every_method_of_every_front_door_refuses_disabled_and_expired_accounts(
     let s = setup().await;
     disable_and_expire(&s).await;
     type Cell = (&'static str, &'static str, fn(&Setup, &str) -> Seen);
-    let cells: [Cell; 12] = [
+    let cells: [Cell; 15] = [
+        ("psql certificate", "c", |s, u| {
+            let f = cert(s, u);
+            let extra = format!(
+                "dbname={u} sslmode=verify-full sslrootcert={} sslcert={} sslkey={}",
+                s.gw.ca_file().display(),
+                f.cert.display(),
+                f.key.display()
+            );
+            psql(s, u, &extra, None)
+        }),
+        ("HTTP certificate", "c", |s, u| {
+            let f = cert(s, u);
+            let (crt, key) = (f.cert.display().to_string(), f.key.display().to_string());
+            curl(s, &["--cert", &crt, "--key", &key], None)
+        }),
+        ("gRPC certificate", "c", |s, u| {
+            let f = cert(s, u);
+            grpcurl(
+                s,
+                &format!("-cert {} -key {}", f.cert.display(), f.key.display()),
+            )
+        }),
         ("psql SCRAM", "h", |s, u| {
             psql(s, u, &format!("dbname={u} sslmode=disable"), None)
         }),
@@ -272,11 +317,11 @@ async fn every_method_of_every_front_door_refuses_disabled_and_expired_accounts(
         ("gRPC bearer", "h", |s, u| {
             grpcurl(
                 s,
-                &format!("authorization: Bearer {}", lookup(&s.tokens, u)),
+                &format!("-H 'authorization: Bearer {}'", lookup(&s.tokens, u)),
             )
         }),
         ("gRPC API key", "h", |s, u| {
-            grpcurl(s, &format!("x-api-key: {}", lookup(&s.keys, u)))
+            grpcurl(s, &format!("-H 'x-api-key: {}'", lookup(&s.keys, u)))
         }),
     ];
     let mut failures = Vec::new();
@@ -308,7 +353,7 @@ async fn every_method_of_every_front_door_refuses_disabled_and_expired_accounts(
             }
         }
     }
-    assert_eq!(cases, 36);
+    assert_eq!(cases, 45);
     // The session stage on the HTTP and gRPC front doors: each request that got in is a
     // session, audited from OK to the response.
     let ended = s.gw.audit("session_ended");
@@ -327,7 +372,7 @@ async fn every_method_of_every_front_door_refuses_disabled_and_expired_accounts(
     }
     assert!(
         failures.is_empty(),
-        "{} of 36 cases wrong:\n{}",
+        "{} of 45 cases wrong:\n{}",
         failures.len(),
         failures.join("\n")
     );

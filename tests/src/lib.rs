@@ -24,6 +24,7 @@ pub mod kdc;
 pub mod netns;
 pub mod oauth_server;
 pub mod oidc;
+pub mod pki;
 pub mod postgres;
 mod process;
 pub mod redis;

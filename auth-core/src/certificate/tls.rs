@@ -43,7 +43,7 @@ impl AskForClientCertificate {
                 .map(|t| {
                     t.subjects()
                         .iter()
-                        .map(|s| DistinguishedName::from(s.clone()))
+                        .map(|s| DistinguishedName::in_sequence(s))
                         .collect()
                 })
                 .unwrap_or_default(),

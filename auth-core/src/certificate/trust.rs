@@ -55,6 +55,13 @@ pub enum CertificateRefusal {
     /// A CRL that would say whether it is revoked is past its next update.
     #[error("the certificate revocation list expired at {0}; publish a fresh one")]
     CrlExpired(String),
+    /// A trusted CA has its issuer's name but did not sign it: an impostor CA of the
+    /// same name, or a tampered certificate.
+    #[error(
+        "the client certificate's signature does not verify against the trusted CA of its \
+         issuer's name (another CA of the same name?)"
+    )]
+    BadSignature,
     /// Its extended key usage excludes client authentication.
     #[error("the client certificate is not for client authentication")]
     WrongUsage,
@@ -72,7 +79,7 @@ impl CertificateRefusal {
             Self::UnknownIssuer => Error::UntrustedIssuer,
             Self::Expired(_) | Self::NotYetValid(_) => Error::Expired,
             Self::Revoked | Self::WrongUsage | Self::CrlExpired(_) => Error::InvalidCredentials,
-            Self::Invalid(_) => Error::InvalidSignature,
+            Self::BadSignature | Self::Invalid(_) => Error::InvalidSignature,
         };
         Failure::new(error, self.to_string())
     }
@@ -92,6 +99,7 @@ fn refusal_of(e: webpki::Error) -> CertificateRefusal {
             CertificateRefusal::NotYetValid(rfc3339(not_before))
         }
         webpki::Error::CertRevoked => CertificateRefusal::Revoked,
+        webpki::Error::InvalidSignatureForPublicKey => CertificateRefusal::BadSignature,
         webpki::Error::CrlExpired { next_update, .. } => {
             CertificateRefusal::CrlExpired(rfc3339(next_update))
         }
@@ -127,7 +135,8 @@ fn refusal_of(e: webpki::Error) -> CertificateRefusal {
 /// ```
 pub struct TrustedIssuers {
     anchors: Vec<TrustAnchor<'static>>,
-    /// The CAs' subjects (DER), which a TLS server may send as hints.
+    /// The CAs' subjects (the DER contents of each Name, without its SEQUENCE header, as
+    /// webpki keeps them), which a TLS server may send as hints.
     subjects: Vec<Vec<u8>>,
     crls: Vec<CertRevocationList<'static>>,
 }
@@ -185,7 +194,8 @@ impl TrustedIssuers {
         Ok(self)
     }
 
-    /// The CAs' subject names (DER), for a TLS server's certificate request.
+    /// The CAs' subject names (DER contents without the outer SEQUENCE header; rustls's
+    /// `DistinguishedName::in_sequence` adds it), for a TLS server's certificate request.
     pub fn subjects(&self) -> &[Vec<u8>] {
         &self.subjects
     }

@@ -548,6 +548,41 @@ mod tests {
     }
 
     #[test]
+    fn certificate_rules_need_tls_and_their_cas() {
+        let cas = "[client_certificates]\nca_file = \"client-ca.crt\"\n";
+        let rule = |kind: &str, extra: &str| {
+            format!("[[rule]]\nname = \"c\"\ntype = \"{kind}\"\n{extra}\n")
+        };
+        let cert = rule("hostssl", "method = \"cert\"");
+        let err = GatewayConfig::parse(&cert).unwrap_err();
+        assert!(err.contains("[client_certificates]"), "{err}");
+        let ok = GatewayConfig::parse(&format!("{cas}{cert}")).unwrap();
+        assert_eq!(ok.rules[0].method, Method::Cert);
+        assert!(ok.api_tls, "HTTPS by default");
+        let err = GatewayConfig::parse(&format!("{cas}{}", rule("host", "method = \"cert\"")))
+            .unwrap_err();
+        assert!(err.contains("type = \"hostssl\""), "{err}");
+        let both = rule(
+            "hostssl",
+            "method = \"scram\"\nclient_certificate = \"verify-full\"",
+        );
+        let parsed = GatewayConfig::parse(&format!("{cas}{both}")).unwrap();
+        assert_eq!(
+            parsed.rules[0].requirement(),
+            Ok(Some(Requirement::VerifyFull))
+        );
+        let typo = rule(
+            "hostssl",
+            "method = \"scram\"\nclient_certificate = \"verify\"",
+        );
+        let err = GatewayConfig::parse(&format!("{cas}{typo}")).unwrap_err();
+        assert!(err.contains("\"verify-ca\" or \"verify-full\""), "{err}");
+        let bad_name = format!("{cas}name = \"subject\"\n{cert}");
+        let err = GatewayConfig::parse(&bad_name).unwrap_err();
+        assert!(err.contains("cn, dn, dns, email or uri"), "{err}");
+    }
+
+    #[test]
     fn mistakes_are_explained() {
         assert!(
             GatewayConfig::parse("listen = \"127.0.0.1:1\"")

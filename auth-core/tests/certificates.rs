@@ -151,7 +151,11 @@ async fn a_certificate_of_the_ca_names_its_holder_and_others_say_why_not() {
         Error::MissingCredentials
     );
     let plain = ConnectionInfo::tcp(Protocol::Http, "10.0.0.7:1".parse().unwrap());
-    assert!(!run(&cert, plain).await.is_authenticated());
+    let without_tls = run(&cert, plain).await;
+    assert_eq!(
+        without_tls.error_and_detail().unwrap().0,
+        Error::MissingCredentials
+    );
     let garbage = run(&cert, over_tls(vec![b"garbage".to_vec()], None)).await;
     assert_eq!(garbage.error_and_detail().unwrap().0, Error::Malformed);
     let password = Credential::password("alice", "x");
@@ -177,6 +181,11 @@ async fn revoked_certificates_and_stale_revocation_lists_are_refused() {
 
     clock.set(SystemTime::UNIX_EPOCH + Duration::from_secs(1_814_400_000)); // mid-2027
     let stale = run(&cert, over_tls(vec![ca.client("alice", 1)], None)).await;
+    assert_eq!(
+        stale.class(),
+        OutcomeClass::Unavailable,
+        "the operator's stale list is no failed login to count"
+    );
     assert!(
         detail(&stale).contains("revocation list expired at 2027-06-01"),
         "{}",
@@ -186,6 +195,9 @@ async fn revoked_certificates_and_stale_revocation_lists_are_refused() {
         TrustedIssuers::from_pem(b"").is_err() && ca.trust().with_crls_pem(b"nope").is_err(),
         "empty bundles and garbage CRLs are configuration errors"
     );
+    let leaf = rcgen::generate_simple_self_signed(vec!["alice".into()]).unwrap();
+    let err = TrustedIssuers::from_pem(leaf.cert.pem().as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("not a CA certificate"), "{err}");
 }
 
 #[tokio::test]

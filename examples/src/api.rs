@@ -166,13 +166,15 @@ impl ApiAuth {
             .accounts(prepared.accounts.clone())
             .link(Arc::new(jwt))
             .link(Arc::new(ApiKeyAuthenticator::new(prepared.wallet.clone())));
-        // A client certificate (a request without Authorization over TLS) when the data
-        // directory names client CAs: the name it gives, mapped by the directory.
+        // A client certificate (a request without Authorization over TLS) when
+        // `[client_certificates] api_login = true`: the name it gives, or the user the
+        // directory maps it to.
+        let api_login = prepared.config.client_certificates.api_login;
         let builder = match &prepared.client_cas {
-            Some(cas) => builder.link(Arc::new(
+            Some(cas) if api_login => builder.link(Arc::new(
                 CertificateAuthenticator::new(cas.clone()).with_name(prepared.client_name),
             )),
-            None => builder,
+            _ => builder,
         };
         // SPNEGO (`Authorization: Negotiate`) when the data directory names a keytab.
         #[cfg(feature = "kerberos")]

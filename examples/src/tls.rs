@@ -9,7 +9,7 @@ use std::time::Duration;
 use auth_core::certificate::tls::{server_config, tls_info};
 use axum::Router;
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
@@ -24,6 +24,11 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once; connections beyond wait in the kernel's backlog, so a
 /// flood of clients that never finish costs bounded memory.
 const MAX_HANDSHAKES: usize = 512;
+/// Handshakes in progress at once from one address: beyond, its connections are closed,
+/// so one host that stalls its handshakes cannot take every place.
+const MAX_HANDSHAKES_PER_ADDRESS: usize = 32;
+/// How long an HTTP/1 client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The acceptor for an API: `server.crt`/`server.key` of the data directory, the client
 /// CAs as hints, and the ALPN protocols `alpn`.
@@ -51,6 +56,10 @@ pub fn incoming(
 ) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
     let (tx, rx) = mpsc::channel(64);
     let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let per_address = Arc::new(auth_pgwire::ConnectionLimits::new(
+        MAX_HANDSHAKES,
+        MAX_HANDSHAKES_PER_ADDRESS,
+    ));
     tokio::spawn(async move {
         loop {
             let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -60,20 +69,24 @@ pub fn incoming(
                 tcp = auth_pgwire::accept(&listener) => tcp,
                 () = tx.closed() => return,
             };
+            let Some(permit) = tcp.peer_addr().ok().and_then(|a| per_address.enter(a.ip())) else {
+                continue;
+            };
             // Without TCP_NODELAY small replies wait on delayed ACKs (40 ms stalls).
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
                 let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
-                let accepted = handshake.await;
-                drop(slot);
-                match accepted {
+                match handshake.await {
+                    // The places are held until the server took the connection, so
+                    // finished handshakes cannot pile up either.
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }
                     Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 }
+                drop((permit, slot));
             });
         }
     });
@@ -114,7 +127,17 @@ pub async fn serve_http(
                 request.extensions_mut().insert(tls.clone());
                 app.clone().oneshot(request)
             });
-            let served = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // A client that never finishes its headers does not keep the connection.
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(Duration::from_secs(30)));
+            let served = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
             if let Err(e) = served {

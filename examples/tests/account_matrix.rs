@@ -60,7 +60,7 @@ async fn setup() -> Setup {
          [[rule]]\nname = \"cleartext\"\ntype = \"hostssl\"\ndatabases = [\"clear\"]\nmethod = \"password\"\n\
          [[rule]]\nname = \"scram\"\nmethod = \"scram\"\n\
          [kerberos]\nkeytab = \"{}\"\nrealms = [\"{REALM}\"]\n\
-         [client_certificates]\nca_file = \"{}\"\n",
+         [client_certificates]\nca_file = \"{}\"\napi_login = true\n",
         kdc.keytab().display(),
         ca_file.display()
     );

@@ -47,6 +47,7 @@ async fn setup() -> Setup {
         r#"[client_certificates]
 ca_file = "{}"
 crl_file = "{}"
+api_login = true
 
 [[rule]]
 name = "certificates"

@@ -86,9 +86,10 @@ fn curl(host: &TestHost, gw: &GatewayProcess, password: &str) -> String {
 }
 
 /// `tests/python/preauth.py` from `host`; what it printed.
-fn preauth(host: &TestHost, args: &[String]) -> String {
+fn preauth(host: &TestHost, gw: &GatewayProcess, args: &[String]) -> String {
     let out = gateway::preauth_client(host)
         .unwrap_or_else(|e| panic!("{e}"))
+        .env("AUTH_TEST_CA", gw.ca_file())
         .args(args)
         .output()
         .unwrap();
@@ -100,6 +101,7 @@ fn preauth(host: &TestHost, args: &[String]) -> String {
 fn grpc(host: &TestHost, gw: &GatewayProcess, password: &str) -> String {
     preauth(
         host,
+        gw,
         &[
             "grpc-call".into(),
             gw.ip.to_string(),
@@ -154,6 +156,7 @@ fn abandoned_exchanges_hang_ups_and_cancelled_calls_never_lock_the_user() {
         let (ip, n) = (s.gw.ip.to_string(), count.to_string());
         let out = preauth(
             pg_stranger,
+            &s.gw,
             &[
                 "pg-abandon".into(),
                 ip.clone(),
@@ -172,6 +175,7 @@ fn abandoned_exchanges_hang_ups_and_cancelled_calls_never_lock_the_user() {
         ] {
             let out = preauth(
                 host,
+                &s.gw,
                 &[
                     door.into(),
                     ip.clone(),

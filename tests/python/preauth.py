@@ -22,6 +22,7 @@ and keeps them until its standard input closes.
 import base64
 import os
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -89,14 +90,33 @@ def pg_abandon(host, port, user, count):
     print(f"done {count}")
 
 
+def tls_context():
+    """TLS to the gateway's APIs when AUTH_TEST_CA names its certificate."""
+    ca = os.environ.get("AUTH_TEST_CA")
+    return ssl.create_default_context(cafile=ca) if ca else None
+
+
+def grpc_channel(grpc, host, port):
+    ca = os.environ.get("AUTH_TEST_CA")
+    if not ca:
+        return grpc.insecure_channel(f"{host}:{port}")
+    with open(ca, "rb") as f:
+        credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+    # The certificate names localhost; the gateway listens on a test host's address.
+    options = [("grpc.ssl_target_name_override", "localhost")]
+    return grpc.secure_channel(f"{host}:{port}", credentials, options=options)
+
+
 def http_hangup(host, port, user, password, count, after_ms):
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     request = (
         f"GET /whoami HTTP/1.1\r\nHost: {host}:{port}\r\n"
         f"Authorization: Basic {token}\r\n\r\n"
     ).encode()
+    context = tls_context()
     for _ in range(count):
-        with socket.create_connection((host, port), timeout=30) as sock:
+        with socket.create_connection((host, port), timeout=30) as raw:
+            sock = context.wrap_socket(raw, server_hostname="localhost") if context else raw
             sock.sendall(request)
             time.sleep(after_ms / 1000)
     print(f"done {count}")
@@ -106,7 +126,7 @@ def grpc_cancel(host, port, user, password, count, after_ms):
     import grpc
 
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    with grpc.insecure_channel(f"{host}:{port}") as channel:
+    with grpc_channel(grpc, host, port) as channel:
         grpc.channel_ready_future(channel).result(timeout=30)
         call = channel.unary_unary(
             "/auth.demo.v1.Demo/WhoAmI",
@@ -125,7 +145,7 @@ def grpc_call(host, port, user, password):
     import grpc
 
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    with grpc.insecure_channel(f"{host}:{port}") as channel:
+    with grpc_channel(grpc, host, port) as channel:
         call = channel.unary_unary(
             "/auth.demo.v1.Demo/WhoAmI",
             request_serializer=lambda m: m,

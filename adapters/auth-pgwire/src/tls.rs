@@ -93,16 +93,16 @@ fn end_point_hash(cert: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl TlsSetup {
-    /// From a PEM certificate chain (leaf first) and a PEM private key. Every client is
-    /// asked for a certificate, optionally: the handshake proves a presented one's key,
-    /// and the rules that use certificates (`cert`, `clientcert`) judge the chain after
-    /// startup, when user and database are known (see [`auth_core::certificate`]).
+    /// From a PEM certificate chain (leaf first) and a PEM private key; clients are not
+    /// asked for certificates.
     pub fn from_pem(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Self, TlsError> {
         Self::build(cert_chain_pem, key_pem, None)
     }
 
-    /// As [`Self::from_pem`], naming the CAs of `client_cas` in the certificate request, so
-    /// a client holding several certificates picks one of theirs.
+    /// As [`Self::from_pem`], and every client is asked for a certificate of `client_cas`,
+    /// optionally: the handshake proves a presented one's key, and the rules that use
+    /// certificates (`cert`, `clientcert`) judge the chain after startup, when user and
+    /// database are known (see [`auth_core::certificate`]).
     pub fn from_pem_with_client_cas(
         cert_chain_pem: &[u8],
         key_pem: &[u8],

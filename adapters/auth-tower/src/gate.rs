@@ -176,13 +176,19 @@ impl Gate {
                 return Verdict::Refused(failure.error);
             }
         };
-        // No header, but a certificate from the TLS handshake: that is the credential.
-        let presented = connection
-            .tls
-            .as_ref()
-            .is_some_and(|t| !t.client_certificates.is_empty());
+        // No header, but a certificate from the TLS handshake: that is the credential
+        // when the connection's chain takes certificates. Not on a route open to anyone,
+        // where a browser's stray certificate must neither count as a failed login nor
+        // close the route.
+        let presented = !self.anonymous
+            && connection
+                .tls
+                .as_ref()
+                .is_some_and(|t| !t.client_certificates.is_empty());
         let credential = match credential {
-            Credential::Absent if presented => Credential::ClientCertificate,
+            Credential::Absent if presented && self.takes_certificates(&connection) => {
+                Credential::ClientCertificate
+            }
             other => other,
         };
         let certificate_only = matches!(credential, Credential::ClientCertificate);
@@ -217,9 +223,9 @@ impl Gate {
                 session: Arc::from(session),
                 mutual: mutual.and_then(|m| m.take()),
             },
-            // A certificate the policy does not take leaves an open route open.
-            _ if certificate_only && self.anonymous => Verdict::Anonymous,
             refused => Verdict::Refused(match refused.failure().map(|f| f.error) {
+                // Busy, locked out or down say so (429, 503), whatever was presented.
+                Some(e @ (Error::RateLimited | Error::Unavailable | Error::Timeout)) => e,
                 // Nothing presented (in a header) is a challenge, whatever the chain made
                 // of it; why a certificate was refused is in the audit log.
                 _ if absent || certificate_only => Error::MissingCredentials,
@@ -230,6 +236,17 @@ impl Gate {
                 Some(error) => error,
                 None => Error::Denied,
             }),
+        }
+    }
+
+    /// Whether the chain the policy picks for `connection` has a method for client
+    /// certificates.
+    fn takes_certificates(&self, connection: &ConnectionInfo) -> bool {
+        match self.policy.select(connection, None) {
+            Selection::Chain(_, chain) => {
+                auth_core::Authenticator::supports(chain.as_ref(), &Credential::ClientCertificate)
+            }
+            _ => false,
         }
     }
 

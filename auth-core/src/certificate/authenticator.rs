@@ -17,6 +17,16 @@ use crate::session::{Evidence, StandardSession};
 /// The method name sessions and identity maps use (PostgreSQL's `cert`).
 pub const METHOD: &str = "cert";
 
+/// The outcome for a certificate's failure: unavailable for a stale CRL (the operator's
+/// to fix, and not counted toward a lockout), else rejected.
+pub(crate) fn refused(failure: Failure) -> Outcome {
+    if failure.error == Error::Unavailable {
+        Outcome::Unavailable(failure)
+    } else {
+        Outcome::Rejected(failure)
+    }
+}
+
 /// The chain the connection's TLS handshake received, verified against `trust` at `now`,
 /// and the names it gives its holder.
 pub(crate) fn certified(
@@ -141,7 +151,7 @@ impl Authenticator for CertificateAuthenticator {
                     .with_evidence(Evidence::Certificate { subject })
                     .boxed(),
             ),
-            Err(failure) => Outcome::Rejected(failure),
+            Err(failure) => refused(failure),
         }
     }
 }

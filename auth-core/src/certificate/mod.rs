@@ -19,6 +19,7 @@ mod requirement;
 pub mod tls;
 mod trust;
 
+pub(crate) use authenticator::refused;
 pub use authenticator::{CertificateAuthenticator, METHOD};
 pub use name::{CertificateNames, ClientName};
 pub(crate) use requirement::not_named;

@@ -14,7 +14,8 @@ pub enum ClientName {
     #[default]
     CommonName,
     /// The whole subject in RFC 4514 form, most specific first, as PostgreSQL's
-    /// `clientname=DN` and OpenSSL's RFC 2253 output write it (`CN=alice,O=Example`).
+    /// `clientname=DN` writes it for the usual attributes (`CN=alice,O=Example`; see
+    /// [`CertificateNames`] for the rest).
     DistinguishedName,
     /// The first `dNSName` subject alternative name.
     Dns,
@@ -52,7 +53,8 @@ impl ClientName {
 /// The names a certificate gives its holder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateNames {
-    /// The subject, RFC 4514 (`CN=alice,O=Example`).
+    /// The subject, RFC 4514 (`CN=alice,O=Example`): the usual attributes by their short
+    /// names, any other as `<dotted OID>=#<hex of the value's content>`.
     pub subject: String,
     /// The name [`ClientName`] chose; `None` when the certificate has no such name.
     pub identity: Option<String>,
@@ -119,8 +121,10 @@ fn short_name(oid: &str) -> Option<&'static str> {
 
 /// A name in RFC 4514 form: relative names from the most specific (last) to the first,
 /// joined by `,`; attributes of one relative name by `+`; special characters escaped.
-/// Attributes without a short name, or whose value is not text, are written
-/// `<dotted OID>=#<hex of the DER value>`, as the RFC says.
+/// This matches OpenSSL's RFC 2253 output for the usual attributes (CN, O, OU, C, L, ST,
+/// STREET, DC, UID, emailAddress) in UTF8, Printable, IA5 or Numeric strings; any other
+/// attribute or string type is written `<dotted OID>=#<hex of the value's content>`, so
+/// map such names by what the audit log shows.
 fn rfc4514(name: &X509Name<'_>) -> String {
     let rdns: Vec<String> = name
         .iter_rdn()

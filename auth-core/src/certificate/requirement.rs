@@ -33,9 +33,10 @@ impl Requirement {
 
 /// A client certificate a chain requires before any of its methods runs
 /// ([`ChainBuilder::client_certificate`](crate::chain::ChainBuilder::client_certificate)):
-/// without a verified certificate the attempt is refused before the client is asked for
-/// anything else, and with [`Requirement::VerifyFull`] a success whose user the
-/// certificate does not name is refused too.
+/// without a verified certificate the attempt is refused before a method judges any
+/// secret (on pgwire the client has answered the method's first request by then), and
+/// with [`Requirement::VerifyFull`] a success whose user the certificate does not name is
+/// refused too.
 #[derive(Debug, Clone)]
 pub struct CertificateCheck {
     trust: Arc<TrustedIssuers>,

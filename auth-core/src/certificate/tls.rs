@@ -98,12 +98,13 @@ impl ClientCertVerifier for AskForClientCertificate {
 }
 
 /// A rustls server configuration (aws-lc-rs, safe default versions) for a PEM
-/// certificate chain (leaf first) and PEM key, asking clients for certificates as
-/// [`AskForClientCertificate`] does, with the ALPN protocols `alpn`.
+/// certificate chain (leaf first) and PEM key, with the ALPN protocols `alpn`. With
+/// `client_cas`, clients are asked for certificates as [`AskForClientCertificate`] does
+/// (naming those CAs); without, they are not asked.
 pub fn server_config(
     cert_chain_pem: &[u8],
     key_pem: &[u8],
-    hints: Option<&TrustedIssuers>,
+    client_cas: Option<&TrustedIssuers>,
     alpn: &[&[u8]],
 ) -> Result<rustls::ServerConfig, TlsSetupError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_chain_pem)
@@ -117,11 +118,19 @@ pub fn server_config(
     // An explicit provider: no process-wide default needed, whichever crypto crates the
     // host links.
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = Arc::new(AskForClientCertificate::new(&provider, hints));
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsSetupError(e.to_string()))?
-        .with_client_cert_verifier(verifier)
+        .map_err(|e| TlsSetupError(e.to_string()))?;
+    // Without CAs nothing could judge a certificate: do not ask (browsers would show a
+    // certificate picker for nothing).
+    let builder = match client_cas {
+        Some(cas) => builder.with_client_cert_verifier(Arc::new(AskForClientCertificate::new(
+            &provider,
+            Some(cas),
+        ))),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| TlsSetupError(e.to_string()))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();

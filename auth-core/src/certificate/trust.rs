@@ -78,7 +78,10 @@ impl CertificateRefusal {
             Self::Malformed(_) => Error::Malformed,
             Self::UnknownIssuer => Error::UntrustedIssuer,
             Self::Expired(_) | Self::NotYetValid(_) => Error::Expired,
-            Self::Revoked | Self::WrongUsage | Self::CrlExpired(_) => Error::InvalidCredentials,
+            Self::Revoked | Self::WrongUsage => Error::InvalidCredentials,
+            // The operator's list went stale, not the client's certificate: not a failed
+            // login that counts toward a lockout.
+            Self::CrlExpired(_) => Error::Unavailable,
             Self::BadSignature | Self::Invalid(_) => Error::InvalidSignature,
         };
         Failure::new(error, self.to_string())
@@ -162,6 +165,16 @@ impl TrustedIssuers {
         let mut anchors = Vec::with_capacity(certs.len());
         let mut subjects = Vec::with_capacity(certs.len());
         for (i, cert) in certs.iter().enumerate() {
+            // A leaf in the bundle would let its holder issue certificates for any name.
+            let is_ca = x509_parser::parse_x509_certificate(cert.as_ref())
+                .ok()
+                .and_then(|(_, c)| c.basic_constraints().ok().flatten().map(|b| b.value.ca));
+            if is_ca != Some(true) {
+                return Err(TrustError::Bundle(format!(
+                    "certificate {} is not a CA certificate (basicConstraints cA=true)",
+                    i + 1
+                )));
+            }
             let anchor = webpki::anchor_from_trusted_cert(cert)
                 .map_err(|e| TrustError::Bundle(format!("certificate {}: {e:?}", i + 1)))?
                 .to_owned();

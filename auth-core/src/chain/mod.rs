@@ -321,11 +321,11 @@ impl Chain {
     }
 
     async fn run_links(&self, attempt: &mut Attempt) -> (Outcome, Option<usize>) {
-        // A rule that requires a certificate refuses before asking for anything else.
+        // A rule that requires a certificate refuses before any method judges a secret.
         if let Some(check) = &self.certificate
             && let Err(failure) = check.verify(&attempt.connection, self.clock.now())
         {
-            return (Outcome::Rejected(failure), None);
+            return (crate::certificate::refused(failure), None);
         }
         let mut eval = Evaluator::new();
         let mut session = None;
@@ -599,7 +599,7 @@ impl Chain {
         let identity = match check.full_identity(connection, self.clock.now()) {
             None => return outcome,
             Some(Ok(identity)) => identity,
-            Some(Err(failure)) => return Outcome::Rejected(failure),
+            Some(Err(failure)) => return crate::certificate::refused(failure),
         };
         let user = connection.user.as_deref().unwrap_or(session.user());
         if identity == user {

@@ -327,6 +327,11 @@ pub struct ClientCertificatesConfig {
     /// Which name is the client: `cn` (default), `dn`, or the first SAN of kind `dns`,
     /// `email` or `uri` (PostgreSQL's `clientname`).
     pub name: Option<String>,
+    /// Whether a certificate alone logs in to the HTTP and gRPC APIs (a request without
+    /// `Authorization`). Off by default: CAs named for `verify-ca` second factors or for
+    /// pgwire `cert` rules do not thereby open the APIs.
+    #[serde(default)]
+    pub api_login: bool,
 }
 
 impl ClientCertificatesConfig {

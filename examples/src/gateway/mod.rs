@@ -278,8 +278,6 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
     })
 }
 
-/// The one limiter every front door shares, as `[rate_limit]` says; with limiting
-/// disabled, a limiter that limits nothing.
 /// The `[client_certificates]` CAs and CRLs, read from the data directory.
 fn client_cas(
     data_dir: &Path,
@@ -308,6 +306,8 @@ fn client_cas(
     Ok(Some(Arc::new(cas)))
 }
 
+/// The one limiter every front door shares, as `[rate_limit]` says; with limiting
+/// disabled, a limiter that limits nothing.
 fn limiter(config: &GatewayConfig) -> Result<Arc<dyn RateLimiter>, GatewayError> {
     let settings = config
         .rate_limit

@@ -121,6 +121,7 @@ fn refusal_of(e: webpki::Error) -> CertificateRefusal {
 /// use auth_core::certificate::{CertificateRefusal, TrustedIssuers};
 ///
 /// let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+/// ca.distinguished_name.push(rcgen::DnType::CommonName, "Example CA");
 /// ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
 /// let ca = rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap()).unwrap();
 /// let key = rcgen::KeyPair::generate().unwrap();

@@ -80,16 +80,6 @@ impl CertificateCheck {
                 Failure::new(f.error, detail)
             })
     }
-
-    /// The identity that [`Requirement::VerifyFull`] holds a success to, if the
-    /// requirement is that.
-    pub(crate) fn full_identity(
-        &self,
-        connection: &ConnectionInfo,
-        now: SystemTime,
-    ) -> Option<Result<String, Failure>> {
-        (self.requirement == Requirement::VerifyFull).then(|| self.verify(connection, now))
-    }
 }
 
 /// The refusal of a success whose user the certificate does not name.

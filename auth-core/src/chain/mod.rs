@@ -73,7 +73,7 @@ use crate::account::AccountStage;
 use crate::attempt::Attempt;
 use crate::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
 use crate::authenticator::Authenticator;
-use crate::certificate::{CertificateCheck, METHOD, not_named};
+use crate::certificate::{CertificateCheck, METHOD, Requirement, not_named};
 use crate::clock::{SharedClock, system_clock};
 use crate::connection::{ConnectionInfo, Peer};
 use crate::credential::{Credential, CredentialKind};
@@ -321,12 +321,17 @@ impl Chain {
     }
 
     async fn run_links(&self, attempt: &mut Attempt) -> (Outcome, Option<usize>) {
-        // A rule that requires a certificate refuses before any method judges a secret.
-        if let Some(check) = &self.certificate
-            && let Err(failure) = check.verify(&attempt.connection, self.clock.now())
-        {
-            return (crate::certificate::refused(failure), None);
-        }
+        // A rule that requires a certificate refuses before any method judges a secret;
+        // under verify-full the name it gives is kept for the success (verified once).
+        let named = match &self.certificate {
+            None => None,
+            Some(check) => match check.verify(&attempt.connection, self.clock.now()) {
+                Err(failure) => return (crate::certificate::refused(failure), None),
+                Ok(identity) => {
+                    (check.requirement() == Requirement::VerifyFull).then_some(identity)
+                }
+            },
+        };
         let mut eval = Evaluator::new();
         let mut session = None;
         let mut session_link = None;
@@ -423,7 +428,14 @@ impl Chain {
             // The authenticator hands over a session still authenticating; if it was
             // already active, leave it so.
             let _ = s.transition(SessionState::Active);
-            return (Outcome::Authenticated(s), session_link);
+            let outcome = match named {
+                Some(identity) => {
+                    self.certificate_names_user(&attempt.connection, s, &identity)
+                        .await
+                }
+                None => Outcome::Authenticated(s),
+            };
+            return (outcome, session_link);
         }
         let decisive_exists = seen.iter().any(|s| s.decisive);
         let best = seen
@@ -577,7 +589,6 @@ impl Authenticator for Chain {
 impl Chain {
     /// A success as the account stage judges it (only the identity check without one).
     async fn account_stage(&self, connection: &ConnectionInfo, outcome: Outcome) -> Outcome {
-        let outcome = self.certificate_names_user(connection, outcome).await;
         match (outcome, &self.accounts) {
             (Outcome::Authenticated(session), Some(stage)) => {
                 stage.admit(connection, session).await
@@ -586,32 +597,26 @@ impl Chain {
         }
     }
 
-    /// Under `clientcert=verify-full`, a success stands only if the certificate names the
-    /// user (the requested one, else the method's), directly or through the identity map.
+    /// Under `clientcert=verify-full`, a success stands only if the certificate's name
+    /// `identity` is the user (the requested one, else the method's), directly or through
+    /// the identity map.
     async fn certificate_names_user(
         &self,
         connection: &ConnectionInfo,
-        outcome: Outcome,
+        session: Box<dyn crate::session::Session>,
+        identity: &str,
     ) -> Outcome {
-        let (Outcome::Authenticated(session), Some(check)) = (&outcome, &self.certificate) else {
-            return outcome;
-        };
-        let identity = match check.full_identity(connection, self.clock.now()) {
-            None => return outcome,
-            Some(Ok(identity)) => identity,
-            Some(Err(failure)) => return crate::certificate::refused(failure),
-        };
         let user = connection.user.as_deref().unwrap_or(session.user());
         if identity == user {
-            return outcome;
+            return Outcome::Authenticated(session);
         }
         let allowed = match &self.accounts {
-            Some(stage) => stage.identity_may_act_as(METHOD, &identity, user).await,
+            Some(stage) => stage.identity_may_act_as(METHOD, identity, user).await,
             None => Ok(false),
         };
         match allowed {
-            Ok(true) => outcome,
-            Ok(false) => Outcome::Rejected(not_named(&identity, user)),
+            Ok(true) => Outcome::Authenticated(session),
+            Ok(false) => Outcome::Rejected(not_named(identity, user)),
             Err(refusal) => refusal,
         }
     }

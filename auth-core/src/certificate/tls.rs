@@ -34,19 +34,16 @@ pub struct AskForClientCertificate {
 }
 
 impl AskForClientCertificate {
-    /// With `provider`'s signature algorithms; `hints` (the trusted CAs' subjects) help
-    /// clients holding several certificates pick one.
-    pub fn new(provider: &CryptoProvider, hints: Option<&TrustedIssuers>) -> Self {
+    /// With `provider`'s signature algorithms, naming the CAs of `cas` in the request so
+    /// that clients holding several certificates pick one of theirs.
+    pub fn new(provider: &CryptoProvider, cas: &TrustedIssuers) -> Self {
         Self {
             algorithms: provider.signature_verification_algorithms,
-            hints: hints
-                .map(|t| {
-                    t.subjects()
-                        .iter()
-                        .map(|s| DistinguishedName::in_sequence(s))
-                        .collect()
-                })
-                .unwrap_or_default(),
+            hints: cas
+                .subjects()
+                .iter()
+                .map(|s| DistinguishedName::in_sequence(s))
+                .collect(),
         }
     }
 }
@@ -124,10 +121,8 @@ pub fn server_config(
     // Without CAs nothing could judge a certificate: do not ask (browsers would show a
     // certificate picker for nothing).
     let builder = match client_cas {
-        Some(cas) => builder.with_client_cert_verifier(Arc::new(AskForClientCertificate::new(
-            &provider,
-            Some(cas),
-        ))),
+        Some(cas) => builder
+            .with_client_cert_verifier(Arc::new(AskForClientCertificate::new(&provider, cas))),
         None => builder.with_no_client_auth(),
     };
     let mut config = builder

@@ -183,17 +183,11 @@ fn psql(s: &Setup, user: &str, extra: &str, cache: Option<&Path>) -> Seen {
 
 fn curl(s: &Setup, args: &[&str], cache: Option<&Path>) -> Seen {
     let (tls, url) = s.gw.https("/whoami");
-    let out = in_realm(s, "curl", cache)
-        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
-        .args(tls)
-        .args(args)
-        .arg(url)
-        .output()
-        .expect("curl is installed (scripts/install-deps.sh)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let mut cmd = in_realm(s, "curl", cache);
+    cmd.args(tls).args(args).arg(url);
+    let (body, status) = gateway::curl_reply(cmd).unwrap_or_else(|e| panic!("{e}"));
     if status == "200" {
-        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         Seen::In(json["user"].as_str().unwrap_or_default().to_owned())
     } else {
         Seen::Refused(format!("HTTP {status}"))

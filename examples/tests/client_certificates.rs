@@ -132,21 +132,17 @@ fn psql(
 /// curl GET /whoami presenting `files`, plus `args`: (status, body).
 fn curl(s: &Setup, files: &ClientFiles, args: &[&str]) -> (String, serde_json::Value) {
     let (tls, url) = s.gw.https("/whoami");
-    let out = std::process::Command::new("curl")
-        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
-        .args(tls)
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(tls)
         .arg("--cert")
         .arg(&files.cert)
         .arg("--key")
         .arg(&files.key)
         .args(args)
-        .arg(url)
-        .output()
-        .expect("curl is installed (scripts/install-deps.sh)");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-    let json = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
-    (status.to_owned(), json)
+        .arg(url);
+    let (body, status) = gateway::curl_reply(cmd).unwrap_or_else(|e| panic!("{e}"));
+    let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    (status, json)
 }
 
 fn newest_detail(s: &Setup) -> String {

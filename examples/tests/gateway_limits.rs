@@ -81,7 +81,6 @@ fn psql(host: &TestHost, gw: &GatewayProcess, password: &str) -> Result<String, 
 fn curl(host: &TestHost, gw: &GatewayProcess, password: &str) -> String {
     let (mut args, url) = gw.https("/whoami");
     args.extend(["-u".to_owned(), format!("demo:{password}")]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     gateway::http_status(host.command("curl"), &args, &url)
 }
 

@@ -75,7 +75,6 @@ async fn a_data_directory_of_the_previous_layout_keeps_working() {
     // The old data directory's certificate serves HTTPS now too.
     let (mut args, url) = gw.https("/whoami");
     args.extend(["-H".to_owned(), format!("Authorization: Bearer {token}")]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let status = gateway::http_status(std::process::Command::new("curl"), &args, &url);
     assert_eq!(status, "200");
 

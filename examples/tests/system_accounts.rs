@@ -96,7 +96,6 @@ async fn a_system_account_logs_in_locally_and_remotely_only_when_allowed_and_wit
         .unwrap();
     let (mut args, url) = gw.https("/whoami");
     args.extend(["-H".to_owned(), format!("Authorization: Bearer {token}")]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let status = gateway::http_status(host.command("curl"), &args, &url);
     assert_eq!(status, "401");
     assert_eq!(

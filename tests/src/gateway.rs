@@ -283,9 +283,26 @@ pub fn run_printed(line: &str) -> Result<(String, String), HarnessError> {
         .arg(format!("{line} -s --max-time 10 -w '\\n%{{http_code}}'"))
         .output()
         .map_err(HarnessError::io("run sh (curl)"))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok(body_and_status(&out.stdout))
+}
+
+/// Runs curl (`cmd`: `Command::new("curl")` or a test host's, with its arguments and URL)
+/// quiet, within 10 s, printing the HTTP status after the body; returns (body, status).
+pub fn curl_reply(mut cmd: Command) -> Result<(String, String), HarnessError> {
+    let out = cmd
+        .args(["-s", "--max-time", "10", "-w", "\n%{http_code}"])
+        .output()
+        .map_err(HarnessError::io(
+            "run curl (scripts/install-deps.sh installs it)",
+        ))?;
+    Ok(body_and_status(&out.stdout))
+}
+
+/// curl's output with `-w '\n%{http_code}'`: (body, status).
+fn body_and_status(stdout: &[u8]) -> (String, String) {
+    let text = String::from_utf8_lossy(stdout);
     let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
-    Ok((body.to_owned(), status.to_owned()))
+    (body.to_owned(), status.to_owned())
 }
 
 /// What a grpcurl line printed.
@@ -388,7 +405,7 @@ pub fn psql(cmd: Command, conninfo: &str, password: &str, sql: &str) -> Result<S
 
 /// curl (`cmd`: `Command::new("curl")`, or a test host's) fetching `url` with `args`
 /// within 10 s: the HTTP status it got (`000` when none, or why curl did not run).
-pub fn http_status(mut cmd: Command, args: &[&str], url: &str) -> String {
+pub fn http_status<S: AsRef<std::ffi::OsStr>>(mut cmd: Command, args: &[S], url: &str) -> String {
     let out = cmd
         .args([
             "-s",

@@ -26,7 +26,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HANDSHAKES: usize = 512;
 /// Handshakes in progress at once from one address: beyond, its connections are closed,
 /// so one host that stalls its handshakes cannot take every place.
-const MAX_HANDSHAKES_PER_ADDRESS: usize = 32;
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 32;
 /// How long an HTTP/1 client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -284,6 +284,49 @@ fn smart_lockout_keeps_the_known_address_working() {
 }
 
 #[test]
+fn one_address_stalling_tls_handshakes_takes_only_its_own_places() {
+    use std::io::{BufRead, BufReader};
+    let s = setup();
+    let stalled = auth_examples::tls::MAX_HANDSHAKES_PER_ADDRESS;
+    let mut staller = gateway::preauth_client(&s.stranger)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .args([
+            "stall".into(),
+            s.gw.ip.to_string(),
+            s.gw.http_port.to_string(),
+            stalled.to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(staller.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), format!("stalled {stalled}"));
+    // The gateway takes connections in order: the stranger's next one finds its places
+    // full and is closed; another address is served.
+    let demo = &s.gw.demo_password;
+    assert_eq!(
+        curl(&s.stranger, &s.gw, demo),
+        "000",
+        "over the stranger's places"
+    );
+    assert_eq!(curl(&s.known, &s.gw, demo), "200", "another address");
+    // Gone, the stalled handshakes give their places back.
+    drop(staller.stdin.take());
+    assert!(staller.wait().unwrap().success());
+    let status = eventually(Duration::from_secs(20), || {
+        match curl(&s.stranger, &s.gw, demo).as_str() {
+            "200" => Ok("200".to_owned()),
+            other => Err(other.to_owned()),
+        }
+    });
+    assert_eq!(status, "200");
+}
+
+#[test]
 fn failures_over_http_count_for_pgwire_and_grpc() {
     let s = setup();
     for _ in 0..5 {

@@ -5,6 +5,7 @@
     preauth.py grpc-cancel HOST PORT USER PASSWORD COUNT AFTER_MS
     preauth.py grpc-call HOST PORT USER PASSWORD
     preauth.py hold HOST PORT COUNT
+    preauth.py stall HOST PORT COUNT
 
 pg-abandon opens COUNT pgwire connections for USER and leaves each SCRAM exchange at one of
 four stages in turn: a Flush frame instead of the client-final message, a hang-up after
@@ -16,7 +17,8 @@ Basic credentials and a deadline of AFTER_MS (the client cancels the stream). Pr
 grpc-cancel) is needed. grpc-call makes one such call to the end and prints its status
 code's name (`OK`, `RESOURCE_EXHAUSTED`, ...). hold opens COUNT connections that send
 nothing but an SSLRequest (answered, so the server has taken each), prints `held COUNT`,
-and keeps them until its standard input closes.
+and keeps them until its standard input closes. stall does the same with connections that
+send nothing at all (a TLS handshake never begun), in order, printing `stalled COUNT`.
 """
 
 import base64
@@ -172,6 +174,14 @@ def hold(host, port, count):
         s.close()
 
 
+def stall(host, port, count):
+    sockets = [socket.create_connection((host, port), timeout=30) for _ in range(count)]
+    print(f"stalled {len(sockets)}", flush=True)
+    sys.stdin.read()
+    for s in sockets:
+        s.close()
+
+
 def main(argv):
     what, args = argv[1], argv[2:]
     if what == "pg-abandon":
@@ -182,6 +192,8 @@ def main(argv):
         grpc_cancel(args[0], int(args[1]), args[2], args[3], int(args[4]), int(args[5]))
     elif what == "hold":
         hold(args[0], int(args[1]), int(args[2]))
+    elif what == "stall":
+        stall(args[0], int(args[1]), int(args[2]))
     elif what == "grpc-call":
         grpc_call(args[0], int(args[1]), args[2], args[3])
     else:

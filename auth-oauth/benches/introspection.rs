@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use auth_core::secrecy::SecretString;
 use auth_core::{Attempt, Authenticator, ConnectionInfo, Credential, Protocol};
-use auth_oauth::{ClientAuth, IntrospectionAuthenticator, IntrospectionConfig};
+use auth_oauth::{ClientAuth, ClientSecret, IntrospectionAuthenticator, IntrospectionConfig};
 use serde_json::json;
 
 const SECRET: &str = "bench-client-secret-0123456789abcdef";
@@ -55,18 +55,23 @@ fn main() {
         let endpoint = format!("http://{}/introspect", listener.local_addr().unwrap());
         let app = axum::Router::new().route("/introspect", axum::routing::post(introspect));
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let secret = ClientSecret::new(SecretString::from(SECRET.to_owned())).unwrap();
         let config = |recheck| IntrospectionConfig {
-            endpoint: endpoint.clone(),
-            client_id: "svc".into(),
-            client_secret: SecretString::from(SECRET.to_owned()),
-            auth: ClientAuth::Basic,
             audience: Some("api".into()),
             timeout: Duration::from_secs(2),
             cache_max: Duration::from_secs(300),
             recheck,
+            ..IntrospectionConfig::new(
+                endpoint.clone(),
+                "svc",
+                ClientAuth::SecretBasic(secret.clone()),
+            )
         };
         let every_time = IntrospectionAuthenticator::new(config(Duration::ZERO)).unwrap();
         let cached = IntrospectionAuthenticator::new(config(Duration::from_secs(60))).unwrap();
+        // reqwest is built without a default crypto provider (one provider, aws-lc-rs,
+        // handed over explicitly); the bare client takes the process default.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let bare = reqwest::Client::new();
         let n = 3000;
         let token = "opaque-token-0123456789abcdefghijklmnopqrstuvwxyz";

@@ -45,6 +45,13 @@ impl IssuerConfig {
         }
     }
 
+    /// The same issuer, its keys fetched with `http` (its CAs and client identity).
+    #[must_use]
+    pub fn with_http(mut self, http: crate::HttpClient) -> Self {
+        self.fetch.http = http;
+        self
+    }
+
     /// An issuer with an explicit JWKS URL.
     pub fn jwks(
         issuer: impl Into<String>,
@@ -63,10 +70,14 @@ impl IssuerConfig {
 pub struct ValidationSettings {
     /// Allowed clock difference for `exp`, `nbf` and `iat` (default 60 s).
     pub leeway: Duration,
-    /// The longest `exp - iat` accepted, if any.
+    /// The longest `exp - iat` accepted, if any (default 24 hours). While it is set, a
+    /// token without `iat` is refused: its lifetime could not be known.
     pub max_lifetime: Option<Duration>,
-    /// The claim naming the local user (default `preferred_username`, else `sub`).
-    pub username_claim: String,
+    /// The claim naming the local user, when not `sub` (the default). `sub` is the one
+    /// identifier an issuer promises to keep unique and never reassign; OpenID Connect
+    /// says `preferred_username` is neither, so name it here only for an issuer you
+    /// control. A token without the configured claim is refused.
+    pub username_claim: Option<String>,
     /// The claim holding role names (default `roles`).
     pub roles_claim: String,
     /// The most validated tokens cached.
@@ -78,7 +89,7 @@ impl Default for ValidationSettings {
         Self {
             leeway: Duration::from_secs(60),
             max_lifetime: Some(Duration::from_secs(24 * 3600)),
-            username_claim: "preferred_username".into(),
+            username_claim: None,
             roles_claim: "roles".into(),
             cache_capacity: 100_000,
         }
@@ -126,11 +137,14 @@ impl JwtAuthenticator {
     pub fn new(issuers: Vec<IssuerConfig>, settings: ValidationSettings) -> Result<Self, String> {
         let mut map = HashMap::new();
         for config in issuers {
-            let keys = Arc::new(KeySet::new(
-                config.issuer.clone(),
-                config.keys.clone(),
-                config.fetch.clone(),
-            )?);
+            let keys = Arc::new(
+                KeySet::new(
+                    config.issuer.clone(),
+                    config.keys.clone(),
+                    config.fetch.clone(),
+                )
+                .map_err(|e| format!("issuer `{}`: {e}", config.issuer))?,
+            );
             map.insert(config.issuer.clone(), (config, keys));
         }
         let cache = moka::sync::Cache::builder()
@@ -201,10 +215,16 @@ impl JwtAuthenticator {
                 format!("issued in the future ({iat})"),
             ));
         }
-        if let (Some(max), Some(iat)) = (self.settings.max_lifetime, iat)
-            && exp.saturating_sub(iat) > i64::try_from(max.as_secs()).unwrap_or(i64::MAX)
-        {
-            return Err(reject(Error::MissingClaim, "lifetime longer than allowed"));
+        if let Some(max) = self.settings.max_lifetime {
+            let Some(iat) = iat else {
+                return Err(reject(
+                    Error::MissingClaim,
+                    "token without `iat` while a maximum lifetime is set",
+                ));
+            };
+            if exp.saturating_sub(iat) > i64::try_from(max.as_secs()).unwrap_or(i64::MAX) {
+                return Err(reject(Error::MissingClaim, "lifetime longer than allowed"));
+            }
         }
         let audiences = token::strings(claims, "aud").map_err(malformed)?;
         if !audiences.contains(&config.audience) {
@@ -216,9 +236,18 @@ impl JwtAuthenticator {
         let Some(subject) = token::string(claims, "sub").filter(|s| !s.is_empty()) else {
             return Err(reject(Error::MissingClaim, "token without `sub`"));
         };
-        let user = token::string(claims, &self.settings.username_claim)
-            .unwrap_or(Cow::Borrowed(&subject))
-            .into_owned();
+        let user = match self.settings.username_claim.as_deref() {
+            None | Some("sub") => subject.clone().into_owned(),
+            Some(claim) => match token::string(claims, claim).filter(|u| !u.is_empty()) {
+                Some(user) => user.into_owned(),
+                None => {
+                    return Err(reject(
+                        Error::MissingClaim,
+                        format!("token without `{claim}`"),
+                    ));
+                }
+            },
+        };
         let mut scopes: Vec<String> = token::string(claims, "scope")
             .map(|s| s.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default();
@@ -271,10 +300,13 @@ impl JwtAuthenticator {
             }
         }
         let kid = token::string(&header, "kid");
-        let key = keys.key(kid.as_deref(), alg).await.map_err(|e| match e {
-            LookupError::UnknownKey(_) => reject(Error::InvalidSignature, e.to_string()),
-            LookupError::Unavailable(_) => Outcome::unavailable(e.to_string()),
-        })?;
+        let key = keys
+            .key(kid.as_deref(), alg, now)
+            .await
+            .map_err(|e| match e {
+                LookupError::UnknownKey(_) => reject(Error::InvalidSignature, e.to_string()),
+                LookupError::Unavailable(_) => Outcome::unavailable(e.to_string()),
+            })?;
         if key.alg != alg {
             return Err(reject(
                 Error::InvalidSignature,

@@ -3,10 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
-use crate::client_auth::{ClientAuth, post_form};
-use crate::introspection::SecretError;
+use auth_core::clock::system_clock;
+use oauth2::TokenResponse;
+
+use crate::client_auth::ClientAuth;
+use crate::endpoint::Endpoints;
+use crate::http::HttpClient;
+use crate::introspection::ConfigError;
 
 /// Why no token could be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -16,14 +21,17 @@ pub struct TokenSourceError(String);
 /// Settings of a [`ClientCredentials`] token source.
 #[derive(Debug, Clone)]
 pub struct ClientCredentialsConfig {
-    /// The token endpoint.
+    /// The token endpoint (`https://`; plain `http://` only to loopback).
     pub token_endpoint: String,
+    /// The provider's issuer identifier, the audience of our client assertions (else
+    /// the token endpoint is).
+    pub issuer: Option<String>,
     /// Our client id.
     pub client_id: String,
-    /// Our client secret (at least 32 characters).
-    pub client_secret: SecretString,
     /// How we authenticate.
     pub auth: ClientAuth,
+    /// The HTTP client (its CAs and client identity).
+    pub http: HttpClient,
     /// Requested scope, if any.
     pub scope: Option<String>,
     /// RFC 8707 resource indicator, if any.
@@ -34,6 +42,28 @@ pub struct ClientCredentialsConfig {
     pub timeout: Duration,
 }
 
+impl ClientCredentialsConfig {
+    /// Settings for `token_endpoint` as `client_id` with `auth`: no scope or resource,
+    /// refreshed 30 s before expiry, a 5 s time limit.
+    pub fn new(
+        token_endpoint: impl Into<String>,
+        client_id: impl Into<String>,
+        auth: ClientAuth,
+    ) -> Self {
+        Self {
+            token_endpoint: token_endpoint.into(),
+            issuer: None,
+            client_id: client_id.into(),
+            auth,
+            http: HttpClient::default(),
+            scope: None,
+            resource: None,
+            refresh_before: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 struct Cached {
     token: SecretString,
     refresh_at: Instant,
@@ -42,7 +72,7 @@ struct Cached {
 /// A cached, self-refreshing client-credentials access token.
 pub struct ClientCredentials {
     config: ClientCredentialsConfig,
-    http: reqwest::Client,
+    endpoints: Endpoints,
     cached: tokio::sync::Mutex<Option<Cached>>,
 }
 
@@ -56,22 +86,20 @@ impl std::fmt::Debug for ClientCredentials {
 }
 
 impl ClientCredentials {
-    /// A token source; refuses a short client secret.
-    pub fn new(config: ClientCredentialsConfig) -> Result<Self, SecretError> {
-        if config.client_secret.expose_secret().chars().count()
-            < crate::introspection::MIN_CLIENT_SECRET
-        {
-            return Err(crate::introspection::short_secret());
-        }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|_| crate::introspection::short_secret())?;
+    /// A token source; refuses a non-https endpoint off loopback.
+    pub fn new(config: ClientCredentialsConfig) -> Result<Self, ConfigError> {
+        let endpoints = Endpoints::new(
+            &config.client_id,
+            config.auth.clone(),
+            config.http.clone(),
+            config.timeout,
+            system_clock(),
+        )
+        .with_token(&config.token_endpoint)?
+        .with_audience(config.issuer.as_deref());
         Ok(Self {
             config,
-            http,
+            endpoints,
             cached: tokio::sync::Mutex::new(None),
         })
     }
@@ -92,43 +120,15 @@ impl ClientCredentials {
 
     async fn fetch(&self) -> Result<Cached, TokenSourceError> {
         let c = &self.config;
-        let mut form = vec![("grant_type", "client_credentials".to_owned())];
-        if let Some(s) = &c.scope {
-            form.push(("scope", s.clone()));
-        }
-        if let Some(r) = &c.resource {
-            form.push(("resource", r.clone()));
-        }
         let started = Instant::now();
-        let response = post_form(
-            &self.http,
-            &c.token_endpoint,
-            c.auth,
-            &c.client_id,
-            &c.client_secret,
-            &form,
-        )
-        .send()
-        .await
-        .map_err(|e| TokenSourceError(e.without_url().to_string()))?;
-        if !response.status().is_success() {
-            return Err(TokenSourceError(format!("HTTP {}", response.status())));
-        }
-        let body: serde_json::Value = response
-            .json()
+        let answer = self
+            .endpoints
+            .client_credentials(c.scope.as_deref(), c.resource.as_deref())
             .await
-            .map_err(|e| TokenSourceError(e.without_url().to_string()))?;
-        let token = body
-            .get("access_token")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| TokenSourceError("answer without access_token".into()))?;
-        let lifetime = Duration::from_secs(
-            body.get("expires_in")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(60),
-        );
+            .map_err(|e| TokenSourceError(e.to_string()))?;
+        let lifetime = answer.expires_in().unwrap_or(Duration::from_secs(60));
         Ok(Cached {
-            token: SecretString::from(token.to_owned()),
+            token: SecretString::from(answer.access_token().secret().clone()),
             refresh_at: started + lifetime.saturating_sub(c.refresh_before),
         })
     }

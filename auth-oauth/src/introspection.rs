@@ -13,7 +13,12 @@ use auth_core::{
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::client_auth::{ClientAuth, post_form};
+use oauth2::TokenIntrospectionResponse;
+use oauth2::basic::BasicTokenIntrospectionResponse;
+
+use crate::client_auth::ClientAuth;
+use crate::endpoint::Endpoints;
+use crate::http::{HttpClient, HttpError};
 
 /// The shortest client secret accepted.
 pub const MIN_CLIENT_SECRET: usize = 32;
@@ -27,11 +32,15 @@ pub(crate) fn short_secret() -> SecretError {
     SecretError(format!("shorter than {MIN_CLIENT_SECRET} characters"))
 }
 
-fn checked(secret: SecretString) -> Result<SecretString, SecretError> {
+impl SecretError {
+    pub(crate) fn new(why: impl Into<String>) -> Self {
+        Self(why.into())
+    }
+}
+
+pub(crate) fn checked(secret: SecretString) -> Result<SecretString, SecretError> {
     if secret.expose_secret().chars().count() < MIN_CLIENT_SECRET {
-        return Err(SecretError(format!(
-            "shorter than {MIN_CLIENT_SECRET} characters"
-        )));
+        return Err(short_secret());
     }
     Ok(secret)
 }
@@ -62,16 +71,26 @@ pub async fn client_secret_from_store(
 /// Introspection settings.
 #[derive(Debug, Clone)]
 pub struct IntrospectionConfig {
-    /// The introspection endpoint.
+    /// The introspection endpoint (`https://`; plain `http://` only to loopback).
     pub endpoint: String,
+    /// The provider's issuer identifier. When set, an answer naming another `iss` is
+    /// refused, and it is the audience of our client assertions.
+    pub issuer: Option<String>,
     /// Our client id.
     pub client_id: String,
-    /// Our client secret (at least 32 characters).
-    pub client_secret: SecretString,
-    /// How we authenticate.
+    /// How we authenticate to the endpoint.
     pub auth: ClientAuth,
+    /// The HTTP client (its CAs and client identity).
+    pub http: HttpClient,
     /// The audience active tokens must name, if any.
     pub audience: Option<String>,
+    /// The answer's member naming the local user; `None` (the default) takes `sub`, the
+    /// stable identifier. RFC 7662's `username` is for display and may be reassigned.
+    pub username_member: Option<String>,
+    /// Whether a token without `sub` (a client-credentials token) is the user its
+    /// `client_id` names. Off by default: a client id is not a user name, and a client
+    /// named like a user would otherwise log in as that user.
+    pub client_id_as_user: bool,
     /// Time limit of one request.
     pub timeout: Duration,
     /// The longest an answer is cached (also bounded by the token's `exp`).
@@ -79,6 +98,30 @@ pub struct IntrospectionConfig {
     /// How often a cached token is introspected again to notice revocation
     /// (`Duration::ZERO`: on every request).
     pub recheck: Duration,
+}
+
+impl IntrospectionConfig {
+    /// Settings for `endpoint`, authenticating as `client_id` with `auth`: user from
+    /// `sub`, a 3 s time limit, answers cached up to 5 minutes and re-checked every 30 s.
+    pub fn new(
+        endpoint: impl Into<String>,
+        client_id: impl Into<String>,
+        auth: ClientAuth,
+    ) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            issuer: None,
+            client_id: client_id.into(),
+            auth,
+            http: HttpClient::default(),
+            audience: None,
+            username_member: None,
+            client_id_as_user: false,
+            timeout: Duration::from_secs(3),
+            cache_max: Duration::from_secs(300),
+            recheck: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -95,39 +138,52 @@ struct Active {
 #[derive(Debug)]
 pub struct IntrospectionAuthenticator {
     config: IntrospectionConfig,
-    http: reqwest::Client,
+    endpoints: Endpoints,
     cache: moka::sync::Cache<[u8; 32], Arc<Active>>,
     clock: SharedClock,
 }
 
+/// Why an introspection authenticator could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// An endpoint URL is refused, or the TLS settings are unusable.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The client secret or key is unusable.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
 impl IntrospectionAuthenticator {
-    /// An authenticator with `config`; refuses a short client secret.
-    pub fn new(config: IntrospectionConfig) -> Result<Self, SecretError> {
-        let config = IntrospectionConfig {
-            client_secret: checked(config.client_secret.clone())?,
-            ..config
-        };
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| SecretError(e.to_string()))?;
+    /// An authenticator with `config`; refuses a non-https endpoint off loopback.
+    pub fn new(config: IntrospectionConfig) -> Result<Self, ConfigError> {
+        let clock = system_clock();
+        let endpoints = Endpoints::new(
+            &config.client_id,
+            config.auth.clone(),
+            config.http.clone(),
+            config.timeout,
+            clock.clone(),
+        )
+        .with_introspection(&config.endpoint)?
+        .with_audience(config.issuer.as_deref());
         let cache = moka::sync::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(config.cache_max.max(Duration::from_millis(1)))
             .build();
         Ok(Self {
             config,
-            http,
+            endpoints,
             cache,
-            clock: system_clock(),
+            clock,
         })
     }
 
     /// Reads time from `clock`.
     #[must_use]
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.endpoints.clock = clock.clone();
         self.clock = clock;
         self
     }
@@ -137,7 +193,7 @@ impl IntrospectionAuthenticator {
             .with_user(a.user.clone())
             .with_scopes(a.scopes.iter().cloned())
             .with_evidence(Evidence::Token {
-                issuer: None,
+                issuer: self.config.issuer.clone(),
                 token_id: None,
             });
         if let Some(e) = a.expires {
@@ -147,79 +203,106 @@ impl IntrospectionAuthenticator {
     }
 
     async fn introspect(&self, token: &str) -> Result<Option<Active>, Outcome> {
-        let c = &self.config;
-        let response = post_form(
-            &self.http,
-            &c.endpoint,
-            c.auth,
-            &c.client_id,
-            &c.client_secret,
-            &[("token", token), ("token_type_hint", "access_token")],
-        )
-        .send()
-        .await
-        .map_err(|e| Outcome::unavailable(format!("introspection: {}", e.without_url())))?;
-        if !response.status().is_success() {
-            return Err(Outcome::unavailable(format!(
-                "introspection: HTTP {}",
-                response.status()
-            )));
-        }
-        let body = response.bytes().await.map_err(|e| {
-            Outcome::unavailable(format!("introspection answer: {}", e.without_url()))
-        })?;
-        read_answer(&body, self.config.audience.as_deref(), self.clock.now())
+        let answer = self
+            .endpoints
+            .introspect(token)
+            .await
+            .map_err(|e| Outcome::unavailable(format!("introspection: {e}")))?;
+        read_answer(&answer, &self.config, self.clock.now())
     }
 }
 
-/// Reads `body` as the authenticator reads an introspection answer (audience `api`);
-/// whether it describes an active token. For fuzzing the parser.
+/// Reads `body` as the authenticator reads an introspection answer (audience `api`,
+/// issuer `https://idp`); whether it describes an active token. For fuzzing the parser.
 #[cfg(feature = "fuzzing")]
 pub fn read_answer_for_fuzzing(body: &[u8]) -> bool {
-    read_answer(body, Some("api"), SystemTime::UNIX_EPOCH).is_ok_and(|a| a.is_some())
+    let Ok(answer) = serde_json::from_slice::<BasicTokenIntrospectionResponse>(body) else {
+        return false;
+    };
+    let Ok(secret) = crate::ClientSecret::new(SecretString::from("f".repeat(MIN_CLIENT_SECRET)))
+    else {
+        return false;
+    };
+    let mut config = IntrospectionConfig::new(
+        "https://idp/introspect",
+        "fuzz",
+        ClientAuth::SecretBasic(secret),
+    );
+    config.audience = Some("api".into());
+    config.issuer = Some("https://idp".into());
+    read_answer(&answer, &config, SystemTime::UNIX_EPOCH).is_ok_and(|a| a.is_some())
 }
 
 /// What an RFC 7662 answer says: `Ok(None)` for an inactive token, the active token's
-/// facts, or the refusal (an audience without ours, no subject).
+/// facts, or the refusal (another issuer, a refresh token, an audience without ours, no
+/// subject).
 fn read_answer(
-    body: &[u8],
-    audience: Option<&str>,
+    answer: &BasicTokenIntrospectionResponse,
+    config: &IntrospectionConfig,
     checked: SystemTime,
 ) -> Result<Option<Active>, Outcome> {
-    let body: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| Outcome::unavailable(format!("introspection answer: {e}")))?;
-    if body.get("active").and_then(serde_json::Value::as_bool) != Some(true) {
+    if !answer.active() {
         return Ok(None);
     }
-    let text = |k: &str| body.get(k).and_then(serde_json::Value::as_str);
-    if let Some(aud) = audience {
-        let listed = match body.get("aud") {
-            Some(serde_json::Value::String(s)) => s == aud,
-            Some(serde_json::Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(aud)),
-            _ => false,
-        };
-        if !listed {
-            return Err(Outcome::rejected(
-                Error::MissingClaim,
-                format!("audience lacks `{aud}`"),
-            ));
-        }
+    let refuse = |error, why: String| Err(Outcome::rejected(error, why));
+    if let (Some(expected), Some(iss)) = (&config.issuer, answer.iss())
+        && iss != expected
+    {
+        return refuse(
+            Error::UntrustedIssuer,
+            format!("issuer `{iss}` is not `{expected}`"),
+        );
     }
-    let Some(subject) = text("sub").or_else(|| text("client_id")) else {
-        return Err(Outcome::rejected(
-            Error::MissingClaim,
-            "active token without sub or client_id",
-        ));
+    // A refresh token is a credential for the token endpoint, never for an API.
+    if answer
+        .token_type()
+        .is_some_and(|t| t.as_ref().eq_ignore_ascii_case("refresh_token"))
+    {
+        return refuse(
+            Error::InvalidCredentials,
+            "a refresh token is not an access token".into(),
+        );
+    }
+    if let Some(aud) = &config.audience
+        && !answer
+            .aud()
+            .is_some_and(|list| list.iter().any(|a| a == aud))
+    {
+        return refuse(Error::MissingClaim, format!("audience lacks `{aud}`"));
+    }
+    let subject = match (answer.sub(), answer.client_id()) {
+        (Some(sub), _) if !sub.is_empty() => sub.to_owned(),
+        (_, Some(client)) if config.client_id_as_user => client.as_str().to_owned(),
+        _ => {
+            return refuse(
+                Error::MissingClaim,
+                "active token without sub (a client's token; `client_id_as_user` is off)".into(),
+            );
+        }
     };
-    let expires = body
-        .get("exp")
-        .and_then(serde_json::Value::as_u64)
+    let user = match config.username_member.as_deref() {
+        None | Some("sub") => subject.clone(),
+        Some("username") => match answer.username() {
+            Some(u) if !u.is_empty() => u.to_owned(),
+            _ => return refuse(Error::MissingClaim, "answer without `username`".into()),
+        },
+        Some(other) => {
+            return refuse(
+                Error::MissingClaim,
+                format!("member `{other}` is not read from introspection answers"),
+            );
+        }
+    };
+    let expires = answer
+        .exp()
+        .and_then(|t| u64::try_from(t.timestamp()).ok())
         .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)));
     Ok(Some(Active {
-        subject: subject.to_owned(),
-        user: text("username").unwrap_or(subject).to_owned(),
-        scopes: text("scope")
-            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+        subject,
+        user,
+        scopes: answer
+            .scopes()
+            .map(|s| s.iter().map(|s| s.to_string()).collect())
             .unwrap_or_default(),
         expires,
         checked,

@@ -1,13 +1,15 @@
-//! A trusted issuer's keys: fetched from its JWKS (directly or through discovery), cached
-//! for the TTL the issuer's Cache-Control gives, refetched on an unknown `kid` at most
-//! once per interval however many requests ask (single flight), and kept when the issuer
-//! is down (stale-if-error).
+//! A trusted issuer's keys: fetched from its JWKS (directly or through OpenID or RFC 8414
+//! discovery), cached for the TTL the issuer's Cache-Control gives, refetched on an
+//! unknown `kid` at most once per interval however many requests ask (single flight), and
+//! kept when the issuer is down (stale-if-error) up to a maximum age. Time is the
+//! caller's (the authenticator's injected clock).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
+use crate::http::{HttpClient, HttpError, MAX_DOCUMENT, check_url};
 use crate::key::{Alg, VerifyingKey, parse_jwks};
 
 /// Where an issuer's keys come from.
@@ -15,15 +17,14 @@ use crate::key::{Alg, VerifyingKey, parse_jwks};
 pub enum KeySource {
     /// An explicit JWKS URL.
     Jwks(String),
-    /// OpenID / RFC 8414 discovery from the issuer URL; the document's `issuer` must equal
-    /// the configured issuer exactly.
+    /// Discovery from the issuer URL: OpenID (`/.well-known/openid-configuration`), and
+    /// when the issuer has none, RFC 8414 (`/.well-known/oauth-authorization-server`,
+    /// before the issuer's path). The document's `issuer` must equal the configured issuer
+    /// exactly, and its `jwks_uri` must be `https://` (or loopback).
     Discovery,
     /// Keys configured locally (HMAC secrets, pinned public keys); never fetched.
     Static(Arc<Vec<Arc<VerifyingKey>>>),
 }
-
-/// The largest JWKS or discovery document read.
-const MAX_DOCUMENT: usize = 1024 * 1024;
 
 /// Why no key could be found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,7 +41,7 @@ pub enum LookupError {
 struct Keys {
     by_kid: HashMap<String, Arc<VerifyingKey>>,
     unkeyed: Vec<Arc<VerifyingKey>>,
-    fetched: Option<Instant>,
+    fetched: Option<SystemTime>,
     ttl: Duration,
 }
 
@@ -63,8 +64,19 @@ impl Keys {
         }
     }
 
-    fn fresh(&self) -> bool {
-        self.ttl == Duration::MAX || self.fetched.is_some_and(|t| t.elapsed() < self.ttl)
+    /// How long ago the keys were fetched (zero for a clock that went backwards).
+    fn age(&self, now: SystemTime) -> Option<Duration> {
+        self.fetched
+            .map(|t| now.duration_since(t).unwrap_or(Duration::ZERO))
+    }
+
+    /// Whether the keys were fetched, less than `max` ago.
+    fn young_enough(&self, now: SystemTime, max: Duration) -> bool {
+        self.age(now).is_some_and(|age| age < max)
+    }
+
+    fn fresh(&self, now: SystemTime) -> bool {
+        self.ttl == Duration::MAX || self.age(now).is_some_and(|age| age < self.ttl)
     }
 }
 
@@ -77,14 +89,24 @@ pub struct FetchSettings {
     pub refetch_interval: Duration,
     /// Time limit of one HTTP request.
     pub timeout: Duration,
+    /// The longest keys are used after they were fetched when the issuer cannot be
+    /// reached to refresh them (stale-if-error has a limit: a key the issuer withdrew
+    /// must not verify tokens forever because its JWKS is down).
+    pub stale_max_age: Duration,
+    /// The HTTP client (its CAs and client identity).
+    pub http: HttpClient,
 }
 
 impl Default for FetchSettings {
+    /// TTL 5 minutes, refetch at most every 30 s, 3 s per request, stale keys at most a
+    /// day old, the platform's and the webpki roots.
     fn default() -> Self {
         Self {
             ttl: Duration::from_secs(300),
             refetch_interval: Duration::from_secs(30),
             timeout: Duration::from_secs(3),
+            stale_max_age: Duration::from_secs(24 * 3600),
+            http: HttpClient::default(),
         }
     }
 }
@@ -94,13 +116,12 @@ pub(crate) struct KeySet {
     issuer: String,
     source: KeySource,
     settings: FetchSettings,
-    http: reqwest::Client,
     keys: RwLock<Arc<Keys>>,
     /// Serializes fetches; holds when the last fetch for an unknown key id was attempted.
-    fetch: tokio::sync::Mutex<Option<Instant>>,
+    fetch: tokio::sync::Mutex<Option<SystemTime>>,
     fetches: AtomicU64,
     /// When the last background refresh of stale keys started.
-    background: std::sync::Mutex<Option<Instant>>,
+    background: std::sync::Mutex<Option<SystemTime>>,
 }
 
 impl std::fmt::Debug for KeySet {
@@ -126,16 +147,15 @@ impl KeySet {
         issuer: String,
         source: KeySource,
         settings: FetchSettings,
-    ) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| e.to_string())?;
+    ) -> Result<Self, HttpError> {
+        match &source {
+            KeySource::Jwks(url) => drop(check_url(url)?),
+            KeySource::Discovery => drop(check_url(&issuer)?),
+            KeySource::Static(_) => {}
+        }
         let mut initial = Keys::default();
         if let KeySource::Static(keys) = &source {
-            initial.fetched = Some(Instant::now());
+            initial.fetched = Some(SystemTime::UNIX_EPOCH);
             initial.ttl = Duration::MAX;
             for k in keys.iter() {
                 match &k.kid {
@@ -150,7 +170,6 @@ impl KeySet {
             issuer,
             source,
             settings,
-            http,
             keys: RwLock::new(Arc::new(initial)),
             fetch: tokio::sync::Mutex::new(None),
             fetches: AtomicU64::new(0),
@@ -170,57 +189,72 @@ impl KeySet {
             .clone()
     }
 
-    async fn get(&self, url: &str) -> Result<(Vec<u8>, reqwest::header::HeaderMap), String> {
-        let response = self
+    /// `GET url`, at most [`MAX_DOCUMENT`] bytes; `Ok(None)` for 404.
+    async fn get(
+        &self,
+        url: &str,
+    ) -> Result<Option<(Vec<u8>, reqwest::header::HeaderMap)>, String> {
+        let answer = self
+            .settings
             .http
-            .get(url)
-            .send()
+            .get(url, self.settings.timeout, MAX_DOCUMENT)
             .await
             .map_err(|e| format!("GET {url}: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("GET {url}: HTTP {}", response.status()));
+        if answer.status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
         }
-        let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        if body.len() > MAX_DOCUMENT {
-            return Err(format!("GET {url}: larger than 1 MiB"));
+        if !answer.status.is_success() {
+            return Err(format!("GET {url}: HTTP {}", answer.status));
         }
-        Ok((body.to_vec(), headers))
+        Ok(Some((answer.body, answer.headers)))
     }
 
-    async fn download(&self) -> Result<Keys, String> {
+    /// The `jwks_uri` of the issuer's discovery document: OpenID's, else RFC 8414's.
+    async fn discover(&self) -> Result<String, String> {
+        let openid = format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        );
+        let doc = match self.get(&openid).await? {
+            Some((doc, _)) => doc,
+            None => {
+                let rfc8414 = rfc8414_url(&self.issuer)?;
+                self.get(&rfc8414)
+                    .await?
+                    .ok_or_else(|| format!("no discovery document at {openid} nor {rfc8414}"))?
+                    .0
+            }
+        };
+        let doc: serde_json::Value =
+            serde_json::from_slice(&doc).map_err(|e| format!("discovery document: {e}"))?;
+        if doc.get("issuer").and_then(serde_json::Value::as_str) != Some(self.issuer.as_str()) {
+            return Err("the discovery document names another issuer".into());
+        }
+        let jwks_uri = doc
+            .get("jwks_uri")
+            .and_then(serde_json::Value::as_str)
+            .ok_or("the discovery document has no jwks_uri")?;
+        check_url(jwks_uri).map_err(|e| format!("discovery document: {e}"))?;
+        Ok(jwks_uri.to_owned())
+    }
+
+    async fn download(&self, now: SystemTime) -> Result<Keys, String> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let jwks_url = match &self.source {
             KeySource::Static(_) => return Err("static keys are never fetched".into()),
             KeySource::Jwks(url) => url.clone(),
-            KeySource::Discovery => {
-                let base = self.issuer.trim_end_matches('/');
-                let (doc, _) = self
-                    .get(&format!("{base}/.well-known/openid-configuration"))
-                    .await?;
-                let doc: serde_json::Value =
-                    serde_json::from_slice(&doc).map_err(|e| format!("discovery document: {e}"))?;
-                if doc.get("issuer").and_then(serde_json::Value::as_str)
-                    != Some(self.issuer.as_str())
-                {
-                    return Err("the discovery document names another issuer".into());
-                }
-                doc.get("jwks_uri")
-                    .and_then(serde_json::Value::as_str)
-                    .ok_or("the discovery document has no jwks_uri")?
-                    .to_owned()
-            }
+            KeySource::Discovery => self.discover().await?,
         };
-        let (body, headers) = self.get(&jwks_url).await?;
+        let (body, headers) = self
+            .get(&jwks_url)
+            .await?
+            .ok_or_else(|| format!("GET {jwks_url}: HTTP 404 Not Found"))?;
         let (usable, refused) = parse_jwks(&body).map_err(|e| e.to_string())?;
         for e in refused {
             tracing::warn!(issuer = %self.issuer, error = %e, "a key in the JWKS was skipped");
         }
         let mut keys = Keys {
-            fetched: Some(Instant::now()),
+            fetched: Some(now),
             ttl: max_age(&headers).unwrap_or(self.settings.ttl),
             ..Keys::default()
         };
@@ -238,82 +272,126 @@ impl KeySet {
 
     /// Fetches unless another caller just did, or (for an unknown kid) one was already
     /// made for an unknown kid within the refetch interval.
-    async fn refresh(&self, seen: &Arc<Keys>, for_unknown_kid: bool) -> Result<(), String> {
+    async fn refresh(
+        &self,
+        seen: &Arc<Keys>,
+        for_unknown_kid: bool,
+        now: SystemTime,
+    ) -> Result<(), String> {
         let mut last_kid_fetch = self.fetch.lock().await;
         if !Arc::ptr_eq(seen, &self.current()) {
             return Ok(()); // someone fetched while we waited: single flight
         }
         if for_unknown_kid {
-            if last_kid_fetch.is_some_and(|t| t.elapsed() < self.settings.refetch_interval) {
+            if last_kid_fetch.is_some_and(|t| within(t, now, self.settings.refetch_interval)) {
                 return Ok(());
             }
-            *last_kid_fetch = Some(Instant::now());
+            *last_kid_fetch = Some(now);
         }
-        let keys = self.download().await?;
+        let keys = self.download(now).await?;
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
         Ok(())
     }
 
     /// Starts one refresh task unless one is running or one started within the
     /// refetch interval (a down issuer is retried at that pace, not per request).
-    fn refresh_in_background(self: &Arc<Self>, seen: &Arc<Keys>) {
+    fn refresh_in_background(self: &Arc<Self>, seen: &Arc<Keys>, now: SystemTime) {
         {
             let mut last = self
                 .background
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if last.is_some_and(|t| t.elapsed() < self.settings.refetch_interval) {
+            if last.is_some_and(|t| within(t, now, self.settings.refetch_interval)) {
                 return;
             }
-            *last = Some(Instant::now());
+            *last = Some(now);
         }
         let me = Arc::clone(self);
         let seen = Arc::clone(seen);
         tokio::spawn(async move {
-            if let Err(e) = me.refresh(&seen, false).await {
+            if let Err(e) = me.refresh(&seen, false, now).await {
                 tracing::warn!(issuer = %me.issuer, error = %e, "could not refresh the issuer's keys; the cached keys stay in use");
             }
         });
     }
 
-    /// The key for `kid` (or the only key for `alg` when there is no kid).
+    /// The key for `kid` (or the only key for `alg` when there is no kid) at `now`.
     pub(crate) async fn key(
         self: &Arc<Self>,
         kid: Option<&str>,
         alg: Alg,
+        now: SystemTime,
     ) -> Result<Arc<VerifyingKey>, LookupError> {
         let mut keys = self.current();
         let mut fetch_error = None;
-        if !keys.fresh() {
-            if keys.fetched.is_some() {
+        if !keys.fresh(now) {
+            if keys.young_enough(now, self.settings.stale_max_age) {
                 // Stale keys keep serving while one background task refreshes them, so a
                 // slow or down issuer never stalls requests (stale-while-revalidate and
                 // stale-if-error).
-                self.refresh_in_background(&keys);
+                self.refresh_in_background(&keys, now);
             } else {
-                if let Err(e) = self.refresh(&keys, false).await {
+                if let Err(e) = self.refresh(&keys, false, now).await {
                     tracing::warn!(issuer = %self.issuer, error = %e, "could not fetch the issuer's keys");
                     fetch_error = Some(e);
                 }
                 keys = self.current();
+                if !keys.young_enough(now, self.settings.stale_max_age) {
+                    let why = fetch_error.unwrap_or_else(|| "never fetched".into());
+                    return Err(LookupError::Unavailable(match keys.fetched {
+                        Some(_) => format!(
+                            "the cached keys are older than the maximum age and a refresh failed: {why}"
+                        ),
+                        None => why,
+                    }));
+                }
             }
         }
         if let Some(k) = keys.find(kid, alg) {
             return Ok(k);
         }
-        if keys.fetched.is_none() {
-            return Err(LookupError::Unavailable(
-                fetch_error.unwrap_or_else(|| "never fetched".into()),
-            ));
-        }
         // An unknown kid may mean the issuer rotated its keys: look again, rate limited.
         if fetch_error.is_none()
-            && let Err(e) = self.refresh(&keys, true).await
+            && let Err(e) = self.refresh(&keys, true, now).await
         {
             tracing::warn!(issuer = %self.issuer, error = %e, "could not refetch the issuer's keys");
         }
         self.current()
             .find(kid, alg)
             .ok_or_else(|| LookupError::UnknownKey(kid.unwrap_or("(none)").to_owned()))
+    }
+}
+
+/// Whether `now` is less than `interval` after `then` (a clock gone backwards counts as
+/// within).
+fn within(then: SystemTime, now: SystemTime, interval: Duration) -> bool {
+    now.duration_since(then).map_or(true, |d| d < interval)
+}
+
+/// RFC 8414 section 3.1: the well-known segment goes between the host and the issuer's
+/// path (`https://as/tenant` -> `https://as/.well-known/oauth-authorization-server/tenant`).
+fn rfc8414_url(issuer: &str) -> Result<String, String> {
+    let url = url::Url::parse(issuer).map_err(|e| format!("issuer `{issuer}`: {e}"))?;
+    let path = url.path().trim_end_matches('/');
+    let mut out = url.clone();
+    out.set_path(&format!("/.well-known/oauth-authorization-server{path}"));
+    out.set_query(None);
+    Ok(out.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc8414_puts_the_well_known_segment_before_the_path() {
+        assert_eq!(
+            rfc8414_url("https://as.example.com").unwrap(),
+            "https://as.example.com/.well-known/oauth-authorization-server"
+        );
+        assert_eq!(
+            rfc8414_url("https://as.example.com/tenant/1/").unwrap(),
+            "https://as.example.com/.well-known/oauth-authorization-server/tenant/1"
+        );
     }
 }

@@ -9,12 +9,20 @@
 //! outbound calls; [`PasswordGrantAuthenticator`] exchanges a password for tokens (the
 //! bridge from database logins to an OAuth server), refreshes them and revokes them when
 //! the session ends.
+//!
+//! Every call to a provider goes through one [`HttpClient`]: HTTPS on rustls (aws-lc-rs),
+//! the platform's and the webpki roots plus the CAs you add, an optional client
+//! certificate, no redirects, and answers capped while they are read. Plain `http://` is
+//! refused for every issuer, JWKS, introspection, token and revocation URL except on
+//! loopback, including a `jwks_uri` found by discovery.
 
 #![forbid(unsafe_code)]
 
 mod authenticator;
 mod client_auth;
 mod client_credentials;
+mod endpoint;
+pub mod http;
 mod introspection;
 pub mod key;
 mod keyset;
@@ -22,10 +30,11 @@ mod password_grant;
 pub mod token;
 
 pub use authenticator::{IssuerConfig, JwtAuthenticator, ValidationSettings};
-pub use client_auth::ClientAuth;
+pub use client_auth::{AssertionKey, ClientAuth, ClientSecret};
 pub use client_credentials::{ClientCredentials, ClientCredentialsConfig, TokenSourceError};
+pub use http::{HttpClient, HttpError};
 pub use introspection::{
-    IntrospectionAuthenticator, IntrospectionConfig, MIN_CLIENT_SECRET, SecretError,
+    ConfigError, IntrospectionAuthenticator, IntrospectionConfig, MIN_CLIENT_SECRET, SecretError,
     client_secret_from_env, client_secret_from_store,
 };
 pub use key::{Alg, KeyError, VerifyingKey};

@@ -13,22 +13,30 @@ use auth_core::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::client_auth::{ClientAuth, post_form};
-use crate::introspection::{MIN_CLIENT_SECRET, SecretError, short_secret};
+use oauth2::basic::BasicTokenResponse;
+use oauth2::{AccessToken, RefreshToken, StandardRevocableToken, TokenResponse};
+
+use crate::client_auth::ClientAuth;
+use crate::endpoint::{EndpointError, Endpoints};
+use crate::http::HttpClient;
+use crate::introspection::ConfigError;
 
 /// Settings of a [`PasswordGrantAuthenticator`].
 #[derive(Debug, Clone)]
 pub struct PasswordGrantConfig {
-    /// The token endpoint.
+    /// The token endpoint (`https://`; plain `http://` only to loopback).
     pub token_endpoint: String,
     /// The RFC 7009 revocation endpoint, if the server has one.
     pub revocation_endpoint: Option<String>,
+    /// The provider's issuer identifier, the audience of our client assertions (else
+    /// the token endpoint is) and the issuer sessions name.
+    pub issuer: Option<String>,
     /// Our client id.
     pub client_id: String,
-    /// Our client secret (at least 32 characters).
-    pub client_secret: SecretString,
     /// How we authenticate.
     pub auth: ClientAuth,
+    /// The HTTP client (its CAs and client identity).
+    pub http: HttpClient,
     /// Requested scope, if any.
     pub scope: Option<String>,
     /// Time limit of one request (default 5 s).
@@ -37,48 +45,32 @@ pub struct PasswordGrantConfig {
     pub refresh_before: Duration,
 }
 
+impl PasswordGrantConfig {
+    /// Settings for `token_endpoint` as `client_id` with `auth`: no revocation endpoint
+    /// or scope, a 5 s time limit, refreshed 30 s before expiry.
+    pub fn new(
+        token_endpoint: impl Into<String>,
+        client_id: impl Into<String>,
+        auth: ClientAuth,
+    ) -> Self {
+        Self {
+            token_endpoint: token_endpoint.into(),
+            revocation_endpoint: None,
+            issuer: None,
+            client_id: client_id.into(),
+            auth,
+            http: HttpClient::default(),
+            scope: None,
+            timeout: Duration::from_secs(5),
+            refresh_before: Duration::from_secs(30),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Client {
     config: PasswordGrantConfig,
-    http: reqwest::Client,
-}
-
-enum Answer {
-    Tokens(serde_json::Value),
-    Refused(String),
-}
-
-impl Client {
-    async fn post(&self, url: &str, form: Vec<(&'static str, String)>) -> Result<Answer, String> {
-        let c = &self.config;
-        let response = post_form(
-            &self.http,
-            url,
-            c.auth,
-            &c.client_id,
-            &c.client_secret,
-            &form,
-        )
-        .send()
-        .await
-        .map_err(|e| e.without_url().to_string())?;
-        let status = response.status();
-        let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
-        if status.is_success() {
-            return Ok(Answer::Tokens(body));
-        }
-        // RFC 6749 5.2: a refused grant is 400 invalid_grant; anything else is the server's
-        // (or our client registration's) problem.
-        match body.get("error").and_then(serde_json::Value::as_str) {
-            Some("invalid_grant") => Ok(Answer::Refused(
-                body.get("error_description")
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or("invalid_grant")
-                    .to_owned(),
-            )),
-            other => Err(format!("HTTP {status} {}", other.unwrap_or(""))),
-        }
-    }
+    endpoints: Endpoints,
 }
 
 /// Authenticates [`Credential::Password`] by the password grant against an OAuth server.
@@ -107,49 +99,37 @@ impl std::fmt::Debug for OAuthSession {
     }
 }
 
+/// The access token, refresh token, lifetime and scopes of a token answer.
 fn tokens(
-    body: &serde_json::Value,
-) -> Result<(SecretString, Option<SecretString>, Duration, Vec<String>), String> {
-    let access = body
-        .get("access_token")
-        .and_then(serde_json::Value::as_str)
-        .ok_or("answer without access_token")?;
-    let refresh = body
-        .get("refresh_token")
-        .and_then(serde_json::Value::as_str)
-        .map(|r| SecretString::from(r.to_owned()));
-    let lifetime = Duration::from_secs(
-        body.get("expires_in")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(300),
-    );
-    let scopes = body
-        .get("scope")
-        .and_then(serde_json::Value::as_str)
-        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+    answer: &BasicTokenResponse,
+) -> (SecretString, Option<SecretString>, Duration, Vec<String>) {
+    let access = SecretString::from(answer.access_token().secret().clone());
+    let refresh = answer
+        .refresh_token()
+        .map(|r| SecretString::from(r.secret().clone()));
+    let lifetime = answer.expires_in().unwrap_or(Duration::from_secs(300));
+    let scopes = answer
+        .scopes()
+        .map(|s| s.iter().map(|s| s.to_string()).collect())
         .unwrap_or_default();
-    Ok((
-        SecretString::from(access.to_owned()),
-        refresh,
-        lifetime,
-        scopes,
-    ))
+    (access, refresh, lifetime, scopes)
 }
 
 impl PasswordGrantAuthenticator {
-    /// An authenticator with `config`; refuses a short client secret.
-    pub fn new(config: PasswordGrantConfig) -> Result<Self, SecretError> {
-        if config.client_secret.expose_secret().chars().count() < MIN_CLIENT_SECRET {
-            return Err(short_secret());
-        }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|_| short_secret())?;
+    /// An authenticator with `config`; refuses a non-https endpoint off loopback.
+    pub fn new(config: PasswordGrantConfig) -> Result<Self, ConfigError> {
+        let endpoints = Endpoints::new(
+            &config.client_id,
+            config.auth.clone(),
+            config.http.clone(),
+            config.timeout,
+            system_clock(),
+        )
+        .with_token(&config.token_endpoint)?
+        .with_revocation(config.revocation_endpoint.as_deref())?
+        .with_audience(config.issuer.as_deref());
         Ok(Self {
-            client: std::sync::Arc::new(Client { config, http }),
+            client: std::sync::Arc::new(Client { config, endpoints }),
             clock: system_clock(),
         })
     }
@@ -157,6 +137,9 @@ impl PasswordGrantAuthenticator {
     /// Reads time from `clock`.
     #[must_use]
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        if let Some(client) = std::sync::Arc::get_mut(&mut self.client) {
+            client.endpoints.clock = clock.clone();
+        }
         self.clock = clock;
         self
     }
@@ -168,18 +151,15 @@ impl PasswordGrantAuthenticator {
         password: &SecretString,
     ) -> Result<OAuthSession, Outcome> {
         let c = &self.client.config;
-        let mut form = vec![
-            ("grant_type", "password".to_owned()),
-            ("username", user.to_owned()),
-            ("password", password.expose_secret().to_owned()),
-        ];
-        if let Some(s) = &c.scope {
-            form.push(("scope", s.clone()));
-        }
         let started = Instant::now();
-        let body = match self.client.post(&c.token_endpoint, form).await {
-            Ok(Answer::Tokens(body)) => body,
-            Ok(Answer::Refused(why)) => {
+        let answer = match self
+            .client
+            .endpoints
+            .password(user, password, c.scope.as_deref())
+            .await
+        {
+            Ok(answer) => answer,
+            Err(EndpointError::Refused(why)) => {
                 return Err(Outcome::rejected(
                     Error::InvalidCredentials,
                     format!("password grant for `{user}`: {why}"),
@@ -187,14 +167,14 @@ impl PasswordGrantAuthenticator {
             }
             Err(e) => return Err(Outcome::unavailable(format!("token endpoint: {e}"))),
         };
-        let (access, refresh, lifetime, scopes) = tokens(&body).map_err(Outcome::unavailable)?;
+        let (access, refresh, lifetime, scopes) = tokens(&answer);
         let expires = self.clock.now() + lifetime;
         Ok(OAuthSession {
             session: StandardSession::new(user.to_owned(), "oauth-password", self.clock.now())
                 .with_scopes(scopes)
                 .with_expiry(expires)
                 .with_evidence(Evidence::Token {
-                    issuer: Some(c.token_endpoint.clone()),
+                    issuer: Some(c.issuer.clone().unwrap_or_else(|| c.token_endpoint.clone())),
                     token_id: None,
                 }),
             access,
@@ -219,16 +199,14 @@ impl OAuthSession {
     pub async fn refresh(&mut self) -> Result<(), String> {
         let refresh = self.refresh.as_ref().ok_or("no refresh token")?;
         let c = &self.client.config;
-        let form = vec![
-            ("grant_type", "refresh_token".to_owned()),
-            ("refresh_token", refresh.expose_secret().to_owned()),
-        ];
         let started = Instant::now();
-        let body = match self.client.post(&c.token_endpoint, form).await? {
-            Answer::Tokens(body) => body,
-            Answer::Refused(why) => return Err(format!("refresh refused: {why}")),
-        };
-        let (access, new_refresh, lifetime, _) = tokens(&body)?;
+        let answer = self
+            .client
+            .endpoints
+            .refresh(refresh)
+            .await
+            .map_err(|e| format!("refresh: {e}"))?;
+        let (access, new_refresh, lifetime, _) = tokens(&answer);
         self.access = access;
         if new_refresh.is_some() {
             self.refresh = new_refresh;
@@ -257,7 +235,7 @@ impl OAuthSession {
     fn revocation(
         &mut self,
     ) -> Option<impl std::future::Future<Output = Result<(), String>> + Send + 'static> {
-        let url = self.client.config.revocation_endpoint.clone()?;
+        self.client.endpoints.revocation.as_ref()?;
         let refresh = self.refresh.take();
         let access = std::mem::replace(&mut self.access, SecretString::from(String::new()));
         if access.expose_secret().is_empty() && refresh.is_none() {
@@ -265,19 +243,24 @@ impl OAuthSession {
         }
         let client = self.client.clone();
         Some(async move {
-            let tokens = [("refresh_token", refresh), ("access_token", Some(access))];
-            for (hint, token) in tokens {
-                let Some(t) = token.filter(|t| !t.expose_secret().is_empty()) else {
-                    continue;
-                };
-                let form = vec![
-                    ("token", t.expose_secret().to_owned()),
-                    ("token_type_hint", hint.to_owned()),
-                ];
-                match client.post(&url, form).await? {
-                    Answer::Tokens(_) => {}
-                    Answer::Refused(why) => return Err(format!("revocation refused: {why}")),
-                }
+            let refresh = refresh.filter(|t| !t.expose_secret().is_empty()).map(|t| {
+                StandardRevocableToken::RefreshToken(RefreshToken::new(
+                    t.expose_secret().to_owned(),
+                ))
+            });
+            let access = Some(access)
+                .filter(|t| !t.expose_secret().is_empty())
+                .map(|t| {
+                    StandardRevocableToken::AccessToken(AccessToken::new(
+                        t.expose_secret().to_owned(),
+                    ))
+                });
+            for token in [refresh, access].into_iter().flatten() {
+                client
+                    .endpoints
+                    .revoke(token)
+                    .await
+                    .map_err(|e| format!("revocation: {e}"))?;
             }
             Ok(())
         })

@@ -60,13 +60,37 @@ async fn every_algorithm_verifies_and_the_session_carries_the_claims() {
             .unwrap_or_else(|| panic!("{:?}: {out:?}", k.alg));
         assert_eq!(
             (s.principal(), s.user(), s.method()),
-            ("user-123", "alice", "oauth")
+            ("user-123", "user-123", "oauth"),
+            "the user is `sub` unless another claim is configured"
         );
         assert_eq!(s.scopes(), ["kms:encrypt", "read"]);
         assert_eq!(s.roles(), [auth_core::Role::Service]);
         assert!(s.expires().is_some());
     }
     assert_eq!(issuer.requests(), 1, "one fetch served every key");
+
+    // `preferred_username` when configured: then a token without it is refused.
+    let named = JwtAuthenticator::new(
+        vec![config(&issuer)],
+        ValidationSettings {
+            username_claim: Some("preferred_username".into()),
+            ..ValidationSettings::default()
+        },
+    )
+    .unwrap();
+    let out = named
+        .authenticate(&mut attempt(&keys[0].sign(&claims(&issuer.url))))
+        .await;
+    assert_eq!(out.session().unwrap().user(), "alice");
+    let mut nameless = claims(&issuer.url);
+    nameless
+        .as_object_mut()
+        .unwrap()
+        .remove("preferred_username");
+    assert_eq!(
+        error_of(&named, &keys[0].sign(&nameless)).await,
+        Error::MissingClaim
+    );
 }
 
 #[tokio::test]
@@ -423,4 +447,155 @@ async fn stale_keys_serve_while_one_background_refresh_runs() {
     }
     assert_eq!(issuer.requests(), 2);
     assert_eq!(auth.key_fetches(&issuer.url), 2);
+}
+
+#[tokio::test]
+async fn a_maximum_lifetime_requires_iat() {
+    let good = TestKey::new("k1", Algorithm::ES256);
+    let issuer = Issuer::start(vec![good.jwk.clone()]).await;
+    let mut no_iat = claims(&issuer.url);
+    no_iat.as_object_mut().unwrap().remove("iat");
+    let token = good.sign(&no_iat);
+    let bounded =
+        JwtAuthenticator::new(vec![config(&issuer)], ValidationSettings::default()).unwrap();
+    assert_eq!(error_of(&bounded, &token).await, Error::MissingClaim);
+    let unbounded = JwtAuthenticator::new(
+        vec![config(&issuer)],
+        ValidationSettings {
+            max_lifetime: None,
+            ..ValidationSettings::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        unbounded
+            .authenticate(&mut attempt(&token))
+            .await
+            .is_authenticated()
+    );
+}
+
+/// Serves `doc` at `path` and the JWKS `keys` at `/jwks` on loopback; the base URL.
+async fn serve_document(
+    path: &'static str,
+    doc: serde_json::Value,
+    keys: Vec<serde_json::Value>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let doc =
+        serde_json::from_str::<serde_json::Value>(&doc.to_string().replace("BASE", &base)).unwrap();
+    let app = axum::Router::new()
+        .route(
+            path,
+            axum::routing::get(move || async move { axum::Json(doc) }),
+        )
+        .route(
+            "/jwks",
+            axum::routing::get(move || async move { axum::Json(json!({ "keys": keys })) }),
+        );
+    let handle = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (base, handle)
+}
+
+#[tokio::test]
+async fn rfc8414_discovery_when_there_is_no_openid_configuration() {
+    let good = TestKey::new("k1", Algorithm::ES256);
+    // An authorization server whose issuer has a path: the RFC 8414 document lives at
+    // /.well-known/oauth-authorization-server/tenant (and no OpenID document exists).
+    let (base, server) = serve_document(
+        "/.well-known/oauth-authorization-server/tenant",
+        json!({"issuer": "BASE/tenant", "jwks_uri": "BASE/jwks", "token_endpoint": "BASE/token"}),
+        vec![good.jwk.clone()],
+    )
+    .await;
+    let iss = format!("{base}/tenant");
+    let auth = JwtAuthenticator::new(
+        vec![IssuerConfig::discovery(iss.clone(), "api")],
+        ValidationSettings::default(),
+    )
+    .unwrap();
+    let out = auth
+        .authenticate(&mut attempt(&good.sign(&claims(&iss))))
+        .await;
+    assert!(out.is_authenticated(), "{out:?}");
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_plain_http_jwks_uri_off_loopback_from_discovery_is_refused() {
+    let good = TestKey::new("k1", Algorithm::ES256);
+    let (base, server) = serve_document(
+        "/.well-known/openid-configuration",
+        json!({"issuer": "BASE", "jwks_uri": "http://jwks.example.com/keys"}),
+        vec![good.jwk.clone()],
+    )
+    .await;
+    let auth = JwtAuthenticator::new(
+        vec![IssuerConfig::discovery(base.clone(), "api")],
+        ValidationSettings::default(),
+    )
+    .unwrap();
+    let out = auth
+        .authenticate(&mut attempt(&good.sign(&claims(&base))))
+        .await;
+    assert_eq!(out.class(), OutcomeClass::Unavailable, "{out:?}");
+    let text = format!("{out:?}");
+    assert!(
+        text.contains("plain http is allowed only to loopback"),
+        "{text}"
+    );
+    server.abort();
+}
+
+#[tokio::test]
+async fn stale_keys_stop_serving_after_their_maximum_age() {
+    let good = TestKey::new("k1", Algorithm::ES256);
+    let issuer = Issuer::start(vec![good.jwk.clone()]).await;
+    let clock = auth_core::ManualClock::new(std::time::SystemTime::now());
+    let auth = JwtAuthenticator::new(
+        vec![IssuerConfig {
+            fetch: FetchSettings {
+                ttl: Duration::from_secs(300),
+                stale_max_age: Duration::from_secs(3600),
+                timeout: Duration::from_millis(500),
+                ..FetchSettings::default()
+            },
+            ..config(&issuer)
+        }],
+        ValidationSettings {
+            cache_capacity: 0,
+            max_lifetime: None,
+            ..ValidationSettings::default()
+        },
+    )
+    .unwrap()
+    .with_clock(Arc::new(clock.clone()));
+    // Tokens whose own times do not matter here: valid for a day around the test.
+    let mut long = claims(&issuer.url);
+    long["exp"] = json!(now() + 2 * 86_400);
+    let token = good.sign(&long);
+    assert!(
+        auth.authenticate(&mut attempt(&token))
+            .await
+            .is_authenticated()
+    );
+    issuer.stop().await;
+    // Past the TTL, within the maximum age: the cached keys still serve.
+    clock.advance(Duration::from_secs(1800));
+    assert!(
+        auth.authenticate(&mut attempt(&token))
+            .await
+            .is_authenticated()
+    );
+    // Past the maximum age, with the issuer still down: no key is trusted any more.
+    clock.advance(Duration::from_secs(1900));
+    let out = auth.authenticate(&mut attempt(&token)).await;
+    assert_eq!(out.class(), OutcomeClass::Unavailable, "{out:?}");
+    assert!(
+        format!("{out:?}").contains("older than the maximum age"),
+        "{out:?}"
+    );
 }

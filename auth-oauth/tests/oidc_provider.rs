@@ -7,8 +7,11 @@ mod common;
 
 use std::time::Duration;
 
+use auth_core::secrecy::SecretString;
 use auth_core::{Attempt, Authenticator, ConnectionInfo, Credential, Error, Protocol};
-use auth_oauth::{FetchSettings, IssuerConfig, JwtAuthenticator, ValidationSettings};
+use auth_oauth::{
+    ClientAuth, ClientSecret, FetchSettings, IssuerConfig, JwtAuthenticator, ValidationSettings,
+};
 use auth_tests::oidc::OidcProvider;
 
 fn attempt(token: &str) -> Attempt {
@@ -29,6 +32,7 @@ async fn rfc9068_tokens_from_oidc_provider_validate_and_rotation_costs_one_refet
         require_at_jwt: true,
         fetch: FetchSettings {
             refetch_interval: Duration::from_secs(30),
+            http: https(&provider),
             ..FetchSettings::default()
         },
         ..IssuerConfig::discovery(issuer.clone(), "urn:api")
@@ -69,7 +73,7 @@ async fn rfc9068_tokens_from_oidc_provider_validate_and_rotation_costs_one_refet
     );
     // Old tokens, signed by the retired key, now fail.
     let again = JwtAuthenticator::new(
-        vec![IssuerConfig::discovery(issuer.clone(), "urn:api")],
+        vec![IssuerConfig::discovery(issuer.clone(), "urn:api").with_http(https(&provider))],
         ValidationSettings::default(),
     )
     .unwrap();
@@ -165,28 +169,40 @@ async fn opaque_tokens_are_introspected_and_revocation_is_noticed() {
     assert!(started.elapsed() < Duration::from_millis(600));
 
     // Short secrets are refused at construction, and the secret never shows in Debug.
-    let err = auth_oauth::IntrospectionAuthenticator::new(auth_oauth::IntrospectionConfig {
-        client_secret: auth_core::secrecy::SecretString::from("short".to_owned()),
-        ..every_time_config(&provider)
-    })
-    .unwrap_err();
+    let err = auth_oauth::ClientSecret::new(SecretString::from("short".to_owned())).unwrap_err();
     assert!(err.to_string().contains("shorter than 32"));
     assert!(!format!("{every_time:?}").contains(auth_tests::oidc::CLIENT_SECRET));
 }
 
 fn every_time_config(provider: &OidcProvider) -> auth_oauth::IntrospectionConfig {
     auth_oauth::IntrospectionConfig {
-        endpoint: format!("{}/token/introspection", provider.issuer()),
-        client_id: "svc".into(),
-        client_secret: auth_core::secrecy::SecretString::from(
-            auth_tests::oidc::CLIENT_SECRET.to_owned(),
-        ),
-        auth: auth_oauth::ClientAuth::Basic,
-        audience: None,
+        issuer: Some(provider.issuer()),
+        http: https(provider),
         timeout: Duration::from_millis(500),
         cache_max: Duration::from_secs(60),
         recheck: Duration::ZERO,
+        client_id_as_user: true,
+        ..auth_oauth::IntrospectionConfig::new(
+            format!("{}/token/introspection", provider.issuer()),
+            "svc",
+            basic_secret(),
+        )
     }
+}
+
+/// Client `svc`'s secret, sent in HTTP Basic.
+fn basic_secret() -> ClientAuth {
+    ClientAuth::SecretBasic(
+        ClientSecret::new(SecretString::from(
+            auth_tests::oidc::CLIENT_SECRET.to_owned(),
+        ))
+        .unwrap(),
+    )
+}
+
+/// An HTTP client trusting only the provider's CA.
+fn https(provider: &OidcProvider) -> auth_oauth::HttpClient {
+    common::trusting(&provider.ca_pem().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,16 +212,16 @@ async fn client_credentials_tokens_are_cached_refreshed_and_valid() {
             .await
             .unwrap();
     let config = |refresh_before: Duration| auth_oauth::ClientCredentialsConfig {
-        token_endpoint: format!("{}/token", provider.issuer()),
-        client_id: "svc".into(),
-        client_secret: auth_core::secrecy::SecretString::from(
-            auth_tests::oidc::CLIENT_SECRET.to_owned(),
-        ),
-        auth: auth_oauth::ClientAuth::Basic,
+        http: https(&provider),
         scope: Some("read".into()),
         resource: Some("urn:api".into()),
         refresh_before,
         timeout: Duration::from_secs(3),
+        ..auth_oauth::ClientCredentialsConfig::new(
+            format!("{}/token", provider.issuer()),
+            "svc",
+            basic_secret(),
+        )
     };
     use auth_core::secrecy::ExposeSecret;
     let source = auth_oauth::ClientCredentials::new(config(Duration::from_secs(30))).unwrap();
@@ -217,7 +233,7 @@ async fn client_credentials_tokens_are_cached_refreshed_and_valid() {
         "one token for concurrent callers, then cached"
     );
     let auth = JwtAuthenticator::new(
-        vec![IssuerConfig::discovery(provider.issuer(), "urn:api")],
+        vec![IssuerConfig::discovery(provider.issuer(), "urn:api").with_http(https(&provider))],
         ValidationSettings::default(),
     )
     .unwrap();
@@ -277,7 +293,7 @@ async fn the_jwt_and_introspection_authenticators_pass_the_authenticator_suite()
             .await
             .unwrap();
     let jwt = JwtAuthenticator::new(
-        vec![IssuerConfig::discovery(provider.issuer(), "urn:api")],
+        vec![IssuerConfig::discovery(provider.issuer(), "urn:api").with_http(https(&provider))],
         ValidationSettings::default(),
     )
     .unwrap();

@@ -12,19 +12,28 @@ use auth_core::{
     Attempt, Authenticator, ConnectionInfo, Credential, Error, MemoryAuditSink, OpenSession,
     OutcomeClass, Protocol, Session, SessionState,
 };
-use auth_oauth::{ClientAuth, PasswordGrantAuthenticator, PasswordGrantConfig};
+use auth_oauth::{ClientAuth, ClientSecret, PasswordGrantAuthenticator, PasswordGrantConfig};
 use auth_tests::oauth_server::{CLIENT_SECRET, DjangoOAuth};
 
+/// Client `gateway` at the server on `base`, over HTTPS trusting only the run CA.
 fn config(base: &str, timeout: Duration) -> PasswordGrantConfig {
+    let ca = auth_tests::pki::run_ca().unwrap().pem();
     PasswordGrantConfig {
-        token_endpoint: format!("{base}/o/token/"),
         revocation_endpoint: Some(format!("{base}/o/revoke_token/")),
-        client_id: "gateway".into(),
-        client_secret: SecretString::from(CLIENT_SECRET.to_owned()),
-        auth: ClientAuth::Basic,
-        scope: None,
+        http: auth_oauth::HttpClient::builder()
+            .add_ca_pem(ca.as_bytes())
+            .unwrap()
+            .only_added_roots()
+            .build()
+            .unwrap(),
         timeout,
-        refresh_before: Duration::from_secs(30),
+        ..PasswordGrantConfig::new(
+            format!("{base}/o/token/"),
+            "gateway",
+            ClientAuth::SecretBasic(
+                ClientSecret::new(SecretString::from(CLIENT_SECRET.to_owned())).unwrap(),
+            ),
+        )
     }
 }
 
@@ -120,18 +129,22 @@ async fn login_refresh_rotation_and_revocation() {
     assert_eq!(events, ["session_started", "session_ended"]);
 }
 
-/// RFC 7662 introspection at the server, as client `gateway`.
+/// RFC 7662 introspection at the server, as client `gateway` (curl, trusting the run CA).
 async fn active(base: &str, token: &str) -> bool {
-    let body: serde_json::Value = reqwest::Client::new()
-        .post(format!("{base}/o/introspect/"))
-        .basic_auth("gateway", Some(CLIENT_SECRET))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca.path(), auth_tests::pki::run_ca().unwrap().pem()).unwrap();
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", "--cacert"])
+        .arg(ca.path())
+        .args(["-u", &format!("gateway:{CLIENT_SECRET}")])
+        .arg("--data-urlencode")
+        .arg(format!("token={token}"))
+        .arg(format!("{base}/o/introspect/"))
+        .output()
         .await
         .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     body["active"].as_bool().unwrap_or_else(|| panic!("{body}"))
 }
 

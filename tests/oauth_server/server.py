@@ -1,11 +1,12 @@
 """A real OAuth 2.0 server for the password-grant tests: django-oauth-toolkit with one
 confidential client `gateway` (password and refresh_token grants, rotating refresh
-tokens) and one user. Usage: python server.py <port> <data-dir> <client-secret> <user> <password>
+tokens) and one user, served over HTTPS with a certificate from the harness's run CA.
+Usage: python server.py <port> <data-dir> <client-secret> <user> <password> <cert> <key>
 """
 import os
 import sys
 
-port, data_dir, client_secret, username, password = sys.argv[1:6]
+port, data_dir, client_secret, username, password, cert_file, key_file = sys.argv[1:8]
 
 import django
 from django.conf import settings
@@ -54,7 +55,9 @@ if not Application.objects.filter(client_id="gateway").exists():
         authorization_grant_type=Application.GRANT_PASSWORD,
     )
 
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+import socketserver
+import ssl
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from django.core.wsgi import get_wsgi_application
 
@@ -64,6 +67,39 @@ class Quiet(WSGIRequestHandler):
         pass
 
 
-server = make_server("127.0.0.1", int(port), get_wsgi_application(), handler_class=Quiet)
-print(f"oauth server listening on http://127.0.0.1:{port}", flush=True)
+class Server(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class Tls(Quiet):
+    # The handshake runs in the request's own thread, so a client that never completes
+    # one holds only its own thread.
+    def setup(self):
+        self.request.settimeout(10)
+        self.request = context.wrap_socket(self.request, server_side=True)
+        super().setup()
+
+
+def with_length(app):
+    # Python's TLS sockets close without close_notify, so a body that ends at the close
+    # is indistinguishable from a truncated one (rustls rightly refuses it): say its
+    # length instead.
+    def wrapped(environ, start_response):
+        seen = {}
+
+        def capture(status, headers, exc_info=None):
+            seen["status"], seen["headers"] = status, headers
+
+        body = b"".join(app(environ, capture))
+        headers = [(k, v) for k, v in seen["headers"] if k.lower() != "content-length"]
+        start_response(seen["status"], headers + [("Content-Length", str(len(body)))])
+        return [body]
+
+    return wrapped
+
+
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert_file, key_file)
+server = make_server("127.0.0.1", int(port), with_length(get_wsgi_application()), server_class=Server, handler_class=Tls)
+print(f"oauth server listening on https://127.0.0.1:{port}", flush=True)
 server.serve_forever()

@@ -1,5 +1,6 @@
 //! A real OAuth 2.0 server with the password grant: django-oauth-toolkit (in the venv made
-//! by scripts/install-deps.sh), client `gateway`, refresh-token rotation, revocation.
+//! by scripts/install-deps.sh) over HTTPS (a certificate from [`crate::pki::run_ca`]),
+//! client `gateway`, refresh-token rotation, revocation.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -33,6 +34,7 @@ impl DjangoOAuth {
             .map_err(HarnessError::io("create the server directory"))?;
         std::fs::write(dir.path().join("server.py"), SERVER)
             .map_err(HarnessError::io("write server.py"))?;
+        crate::pki::run_ca()?.server_in(dir.path(), "server")?;
         let mut server = Self {
             dir,
             port: free_port()?,
@@ -59,7 +61,9 @@ impl DjangoOAuth {
             .arg(self.dir.path())
             .arg(CLIENT_SECRET)
             .arg(&self.user.0)
-            .arg(&self.user.1);
+            .arg(&self.user.1)
+            .arg(self.dir.path().join("server.crt"))
+            .arg(self.dir.path().join("server.key"));
         self.process = Some(ServiceProcess::spawn(
             "django-oauth-toolkit",
             &mut cmd,
@@ -68,8 +72,13 @@ impl DjangoOAuth {
         Ok(())
     }
 
-    /// The base URL.
+    /// The base URL (`https://127.0.0.1:<port>`).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA that issued the server's certificate (PEM).
+    pub fn ca_pem(&self) -> Result<String, HarnessError> {
+        Ok(crate::pki::run_ca()?.pem())
     }
 }

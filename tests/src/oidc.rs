@@ -1,6 +1,8 @@
 //! A real OpenID provider: node `oidc-provider` (installed by scripts/install-deps.sh)
-//! with a `client_credentials` client `svc`, RFC 9068 JWT access tokens for resource
-//! `urn:api`, opaque tokens for `urn:opaque`, introspection and revocation.
+//! over HTTPS (a certificate from [`crate::pki::run_ca`]) with `client_credentials`
+//! clients `svc` (client_secret_basic), `svc-post`, `svc-hs` (client_secret_jwt) and
+//! `svc-key` (private_key_jwt), RFC 9068 JWT access tokens for resource `urn:api`, opaque
+//! tokens for `urn:opaque`, introspection and revocation.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -13,14 +15,12 @@ const PROVIDER: &str = include_str!("../oidc/provider.mjs");
 /// HTTP Basic credentials (RFC 6749 2.3.1), which oidc-provider insists on.
 pub const CLIENT_SECRET: &str = "0123456789abcdef0123456789abcdef+svc/secret:%";
 
-/// [`CLIENT_SECRET`] form-encoded, as it goes into Basic credentials.
-const CLIENT_SECRET_FORM_ENCODED: &str = "0123456789abcdef0123456789abcdef%2Bsvc%2Fsecret%3A%25";
-
 /// A running provider. Dropping it stops the process.
 #[derive(Debug)]
 pub struct OidcProvider {
     dir: tempfile::TempDir,
     port: u16,
+    secret: String,
     process: Option<ServiceProcess>,
 }
 
@@ -49,9 +49,18 @@ impl OidcProvider {
             .map_err(HarnessError::io("link node_modules"))?;
         std::fs::write(dir.path().join("provider.mjs"), PROVIDER)
             .map_err(HarnessError::io("write provider.mjs"))?;
+        crate::pki::run_ca()?.server_in(dir.path(), "server")?;
+        // The key client `svc-key` signs its private_key_jwt assertions with.
+        let key = rcgen::KeyPair::generate()
+            .map_err(|e| HarnessError::io("assertion key")(std::io::Error::other(e.to_string())))?;
+        std::fs::write(dir.path().join("assertion.key"), key.serialize_pem())
+            .map_err(HarnessError::io("write the assertion key"))?;
+        std::fs::write(dir.path().join("assertion.pub"), key.public_key_pem())
+            .map_err(HarnessError::io("write the assertion public key"))?;
         let mut provider = Self {
             dir,
             port: free_port()?,
+            secret: CLIENT_SECRET.to_owned(),
             process: None,
         };
         provider.restart()?;
@@ -72,7 +81,8 @@ impl OidcProvider {
         cmd.current_dir(self.dir.path())
             .arg("provider.mjs")
             .arg(self.port.to_string())
-            .arg(CLIENT_SECRET);
+            .arg(&self.secret)
+            .args(["server.crt", "server.key", "assertion.pub"]);
         self.process = Some(ServiceProcess::spawn(
             "oidc-provider",
             &mut cmd,
@@ -81,21 +91,38 @@ impl OidcProvider {
         Ok(())
     }
 
-    /// The issuer URL.
+    /// Starts it again with `secret` as the clients' secret (a rotation at the provider).
+    pub fn restart_with_secret(&mut self, secret: &str) -> Result<(), HarnessError> {
+        secret.clone_into(&mut self.secret);
+        self.restart()
+    }
+
+    /// The issuer URL (`https://127.0.0.1:<port>`).
     pub fn issuer(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// The CA that issued the provider's certificate (PEM): trust this and nothing else.
+    pub fn ca_pem(&self) -> Result<String, HarnessError> {
+        Ok(crate::pki::run_ca()?.pem())
+    }
+
+    /// The private key (PKCS#8 PEM) client `svc-key` authenticates with; the provider
+    /// knows its public half as kid `svc-key-1`.
+    pub fn assertion_key_pem(&self) -> Result<Vec<u8>, HarnessError> {
+        std::fs::read(self.dir.path().join("assertion.key"))
+            .map_err(HarnessError::io("read the assertion key"))
     }
 
     /// Runs curl against the provider as client `svc`; returns the body.
     fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<String, HarnessError> {
+        let ca = self.dir.path().join("ca.crt");
+        std::fs::write(&ca, self.ca_pem()?).map_err(HarnessError::io("write ca.crt"))?;
+        let encoded: String = form_urlencoded::byte_serialize(self.secret.as_bytes()).collect();
         let mut cmd = Command::new("curl");
-        cmd.args([
-            "-s",
-            "--max-time",
-            "10",
-            "-u",
-            &format!("svc:{CLIENT_SECRET_FORM_ENCODED}"),
-        ]);
+        cmd.args(["-s", "--max-time", "10", "--cacert"])
+            .arg(&ca)
+            .args(["-u", &format!("svc:{encoded}")]);
         for (k, v) in form {
             cmd.arg("--data-urlencode").arg(format!("{k}={v}"));
         }

@@ -1,8 +1,11 @@
 //! A throwaway certificate authority for client certificates: valid, expired, revoked
 //! and foreign certificates as files a real client (psql's `sslcert`, curl's `--cert`,
-//! grpcurl's `-cert`) reads, and the CRL the gateway reads.
+//! grpcurl's `-cert`) reads, and the CRL the gateway reads. [`run_ca`] is the one CA of a
+//! test process that issues the server certificates of every TLS peer the harness starts
+//! (oidc-provider, django-oauth-toolkit, PostgreSQL).
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::process::HarnessError;
 
@@ -53,6 +56,41 @@ impl TestCa {
             dir: dir.to_owned(),
             name: name.to_owned(),
         })
+    }
+
+    /// The CA certificate (PEM).
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server certificate for `localhost`, 127.0.0.1 and ::1, written into `dir` as
+    /// `<stem>.crt` and `<stem>.key` (mode 0600).
+    pub fn server_in(&self, dir: &Path, stem: &str) -> Result<ClientFiles, HarnessError> {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .map_err(failed("server parameters"))?;
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress([127, 0, 0, 1].into()));
+        params.subject_alt_names.push(rcgen::SanType::IpAddress(
+            std::net::Ipv6Addr::LOCALHOST.into(),
+        ));
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2099, 1, 1);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().map_err(failed("server key"))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(failed("server certificate"))?;
+        let files = ClientFiles {
+            cert: dir.join(format!("{stem}.crt")),
+            key: dir.join(format!("{stem}.key")),
+        };
+        std::fs::write(&files.cert, cert.pem()).map_err(HarnessError::io("write a cert"))?;
+        write_private(&files.key, key.serialize_pem().as_bytes())?;
+        Ok(files)
     }
 
     /// The CA certificate, written as `<file>` in the directory.
@@ -145,4 +183,16 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), HarnessError> {
         .map_err(HarnessError::io("write a private key"))?;
     file.write_all(contents)
         .map_err(HarnessError::io("write a private key"))
+}
+
+/// The throwaway CA of this test process (made at first use, never written to disk by
+/// itself): it issues the server certificate of every TLS peer the harness starts, so a
+/// test trusts exactly [`TestCa::pem`] of it and nothing else.
+pub fn run_ca() -> Result<&'static TestCa, HarnessError> {
+    static CA: OnceLock<Result<TestCa, String>> = OnceLock::new();
+    CA.get_or_init(|| {
+        TestCa::new("auth-tests run CA", &std::env::temp_dir()).map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| HarnessError::io("create the run CA")(std::io::Error::other(e.clone())))
 }

@@ -76,6 +76,25 @@ impl Postgres {
         method: &str,
         settings: &[(&str, &str)],
     ) -> Result<Self, HarnessError> {
+        Self::create(method, settings, false)
+    }
+
+    /// As [`Postgres::start_with_host_auth`], with `ssl = on` and a server certificate
+    /// (for `localhost` and 127.0.0.1) from [`crate::pki::run_ca`]; clients verify it with
+    /// [`Postgres::ca_file`].
+    pub fn start_with_tls(method: &str) -> Result<Self, HarnessError> {
+        Self::create(method, &[], true)
+    }
+
+    /// The run CA's certificate as a file in the cluster's directory (`sslrootcert`).
+    pub fn ca_file(&self) -> Result<PathBuf, HarnessError> {
+        let path = self.dir.path().join("root.crt");
+        std::fs::write(&path, crate::pki::run_ca()?.pem())
+            .map_err(HarnessError::io("write root.crt"))?;
+        Ok(path)
+    }
+
+    fn create(method: &str, settings: &[(&str, &str)], tls: bool) -> Result<Self, HarnessError> {
         let bindir = bindir()?;
         let psql = find_program(
             "psql",
@@ -96,6 +115,27 @@ impl Postgres {
                 None,
             )?;
         }
+        let mut settings: String = settings
+            .iter()
+            .map(|(k, v)| format!(" -c {k}={v}"))
+            .collect();
+        if tls {
+            let files = crate::pki::run_ca()?.server_in(dir.path(), "server")?;
+            if as_postgres_user {
+                run(
+                    Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(&files.cert)
+                        .arg(&files.key),
+                    None,
+                )?;
+            }
+            settings.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                files.cert.display(),
+                files.key.display()
+            ));
+        }
         let mut pg = Self {
             dir,
             port: 0,
@@ -103,10 +143,7 @@ impl Postgres {
             psql,
             as_postgres_user,
             running: false,
-            settings: settings
-                .iter()
-                .map(|(k, v)| format!(" -c {k}={v}"))
-                .collect(),
+            settings,
         };
         let data = pg.data_dir();
         run(

@@ -56,6 +56,9 @@ async fn reqwest_and_curl_authenticate_through_the_layer() {
     let url = format!("http://{addr}/whoami");
     let token = token(ISS, "read", SECRET);
 
+    // reqwest is built with rustls but no default crypto provider (auth-oauth hands
+    // aws-lc-rs over explicitly); a bare client takes the process default.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client = reqwest::Client::new();
     let ok = client.get(&url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(ok.status(), 200);

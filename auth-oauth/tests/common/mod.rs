@@ -211,3 +211,15 @@ impl Issuer {
         self.requests.load(Ordering::SeqCst)
     }
 }
+
+/// A client that trusts only `ca_pem` (the harness's run CA): a test proves the provider's
+/// certificate is verified, not merely that some public root happens to match.
+#[allow(dead_code)]
+pub fn trusting(ca_pem: &str) -> auth_oauth::HttpClient {
+    auth_oauth::HttpClient::builder()
+        .add_ca_pem(ca_pem.as_bytes())
+        .unwrap()
+        .only_added_roots()
+        .build()
+        .unwrap()
+}

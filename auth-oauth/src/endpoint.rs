@@ -1,0 +1,384 @@
+//! Our calls to an authorization server's token, introspection and revocation endpoints,
+//! made with the `oauth2` crate over our [`HttpClient`] (TLS settings, time limit, capped
+//! answers). The `oauth2` crate knows client secrets in Basic or in the body; the RFC 7523
+//! assertions (`client_secret_jwt`, `private_key_jwt`) go in as extra parameters. When the
+//! provider answers `invalid_client` and our secret comes from a store, the secret is read
+//! again and the request made once more: a rotated secret needs no restart.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use auth_core::clock::SharedClock;
+use oauth2::basic::{BasicClient, BasicTokenIntrospectionResponse, BasicTokenResponse};
+use oauth2::{
+    AccessToken, AuthType, ClientId, EndpointMaybeSet, EndpointNotSet, ErrorResponseType,
+    IntrospectionUrl, RefreshToken, RequestTokenError, ResourceOwnerPassword,
+    ResourceOwnerUsername, RevocationUrl, Scope, StandardErrorResponse, StandardRevocableToken,
+    TokenUrl,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::client_auth::{ClientAuth, assertion};
+use crate::http::{HttpClient, HttpError, MAX_ENDPOINT_ANSWER, check_url};
+
+/// Why an endpoint call gave no answer to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EndpointError {
+    /// The server refused the grant (`invalid_grant`: a wrong password, a spent refresh
+    /// token) or the token type (`unsupported_token_type`).
+    Refused(String),
+    /// The server or the way to it failed, or it refused us as a client: not the user's
+    /// doing, so a chain may fall back.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Refused(why) => write!(f, "refused: {why}"),
+            Self::Unavailable(why) => f.write_str(why),
+        }
+    }
+}
+
+type Client = BasicClient<
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+type Failure<T> = RequestTokenError<HttpError, StandardErrorResponse<T>>;
+
+/// Whether to try once more (with a re-read secret) or what the failure is.
+enum Next {
+    Retry,
+    Fail(EndpointError),
+}
+
+/// Our registration at one authorization server and the endpoints we call.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoints {
+    pub(crate) client_id: String,
+    pub(crate) auth: ClientAuth,
+    pub(crate) http: HttpClient,
+    pub(crate) timeout: Duration,
+    pub(crate) token: Option<TokenUrl>,
+    pub(crate) introspection: Option<IntrospectionUrl>,
+    pub(crate) revocation: Option<RevocationUrl>,
+    /// The `aud` of our assertions: the issuer when known, else the token endpoint.
+    pub(crate) audience: String,
+    pub(crate) clock: SharedClock,
+}
+
+/// Checks `url` ([`check_url`]) for an endpoint of kind `what`.
+pub(crate) fn endpoint_url(url: &str) -> Result<url::Url, HttpError> {
+    check_url(url)
+}
+
+impl Endpoints {
+    /// Endpoints for `client_id` with `auth`; URLs are checked by [`check_url`].
+    pub(crate) fn new(
+        client_id: &str,
+        auth: ClientAuth,
+        http: HttpClient,
+        timeout: Duration,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            client_id: client_id.to_owned(),
+            auth,
+            http,
+            timeout,
+            token: None,
+            introspection: None,
+            revocation: None,
+            audience: String::new(),
+            clock,
+        }
+    }
+
+    pub(crate) fn with_token(mut self, url: &str) -> Result<Self, HttpError> {
+        let url = endpoint_url(url)?;
+        if self.audience.is_empty() {
+            self.audience = url.to_string();
+        }
+        self.token = Some(TokenUrl::from_url(url));
+        Ok(self)
+    }
+
+    pub(crate) fn with_introspection(mut self, url: &str) -> Result<Self, HttpError> {
+        let url = endpoint_url(url)?;
+        if self.audience.is_empty() {
+            self.audience = url.to_string();
+        }
+        self.introspection = Some(IntrospectionUrl::from_url(url));
+        Ok(self)
+    }
+
+    pub(crate) fn with_revocation(mut self, url: Option<&str>) -> Result<Self, HttpError> {
+        self.revocation = url
+            .map(endpoint_url)
+            .transpose()?
+            .map(RevocationUrl::from_url);
+        Ok(self)
+    }
+
+    /// Names `audience` (the provider's issuer identifier) as our assertions' `aud`.
+    pub(crate) fn with_audience(mut self, audience: Option<&str>) -> Self {
+        if let Some(a) = audience {
+            self.audience = a.to_owned();
+        }
+        self
+    }
+
+    /// The oauth2 client and the extra parameters for one request.
+    async fn prepare(&self) -> Result<(Client, Vec<(&'static str, String)>), EndpointError> {
+        let mut client = BasicClient::new(ClientId::new(self.client_id.clone()))
+            .set_token_uri_option(self.token.clone())
+            .set_introspection_url_option(self.introspection.clone())
+            .set_revocation_url_option(self.revocation.clone());
+        let mut extra = Vec::new();
+        match &self.auth {
+            ClientAuth::SecretBasic(s) | ClientAuth::SecretPost(s) => {
+                let secret = s.current().await;
+                client = client
+                    .set_client_secret(oauth2::ClientSecret::new(secret.expose_secret().to_owned()))
+                    .set_auth_type(match &self.auth {
+                        ClientAuth::SecretBasic(_) => AuthType::BasicAuth,
+                        _ => AuthType::RequestBody,
+                    });
+            }
+            ClientAuth::SecretJwt(_) | ClientAuth::PrivateKeyJwt(_) => {
+                let jwt = assertion(
+                    &self.auth,
+                    &self.client_id,
+                    &self.audience,
+                    self.clock.now(),
+                )
+                .await
+                .map_err(|e| EndpointError::Unavailable(e.to_string()))?
+                .ok_or_else(|| EndpointError::Unavailable("no client assertion".into()))?;
+                client = client.set_auth_type(AuthType::RequestBody);
+                extra.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+                ));
+                extra.push(("client_assertion", jwt.to_string()));
+            }
+        }
+        Ok((client, extra))
+    }
+
+    /// What to do after `failure` on try `tries` (0 or 1).
+    async fn judge<T: ErrorResponseType + AsRef<str> + std::fmt::Display>(
+        &self,
+        failure: Failure<T>,
+        tries: u8,
+    ) -> Next {
+        let text = match failure {
+            RequestTokenError::ServerResponse(answer) => {
+                let code = answer.error().as_ref();
+                let why = answer
+                    .error_description()
+                    .map_or_else(|| code.to_owned(), |d| format!("{code}: {d}"));
+                match code {
+                    "invalid_grant" | "unsupported_token_type" => {
+                        return Next::Fail(EndpointError::Refused(why));
+                    }
+                    "invalid_client" if tries == 0 => {
+                        if let Some(secret) = self.auth.secret() {
+                            match secret.reread().await {
+                                Ok(true) => {
+                                    tracing::info!(
+                                        "the provider refused our client secret; the rotated one from the store is used"
+                                    );
+                                    return Next::Retry;
+                                }
+                                Ok(false) => {}
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "could not re-read the client secret")
+                                }
+                            }
+                        }
+                        format!("the provider refused our client authentication ({why})")
+                    }
+                    _ => format!("the provider refused the request ({why})"),
+                }
+            }
+            RequestTokenError::Request(e) => e.to_string(),
+            RequestTokenError::Parse(e, _) => format!("unreadable answer: {e}"),
+            RequestTokenError::Other(e) => e,
+        };
+        Next::Fail(EndpointError::Unavailable(text))
+    }
+
+    fn caller(
+        &self,
+    ) -> impl Fn(
+        oauth2::HttpRequest,
+    ) -> std::pin::Pin<
+        Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send>,
+    > + use<> {
+        let http = self.http.clone();
+        let timeout = self.timeout;
+        move |request| {
+            let http = http.clone();
+            Box::pin(async move { http.execute(request, timeout, MAX_ENDPOINT_ANSWER).await })
+        }
+    }
+
+    fn missing(what: &str) -> EndpointError {
+        EndpointError::Unavailable(format!("no {what} endpoint is configured"))
+    }
+
+    /// The password grant for `user`.
+    pub(crate) async fn password(
+        &self,
+        user: &str,
+        password: &SecretString,
+        scope: Option<&str>,
+    ) -> Result<BasicTokenResponse, EndpointError> {
+        let user = ResourceOwnerUsername::new(user.to_owned());
+        let password = ResourceOwnerPassword::new(password.expose_secret().to_owned());
+        let call = self.caller();
+        for tries in 0..2 {
+            let (client, extra) = self.prepare().await?;
+            let mut request = client
+                .exchange_password(&user, &password)
+                .map_err(|_| Self::missing("token"))?;
+            for (k, v) in extra {
+                request = request.add_extra_param(k, v);
+            }
+            if let Some(s) = scope {
+                request = request.add_scope(Scope::new(s.to_owned()));
+            }
+            match request.request_async(&call).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => match self.judge(e, tries).await {
+                    Next::Retry => {}
+                    Next::Fail(e) => return Err(e),
+                },
+            }
+        }
+        Err(EndpointError::Unavailable(
+            "client authentication failed".into(),
+        ))
+    }
+
+    /// The refresh grant.
+    pub(crate) async fn refresh(
+        &self,
+        refresh: &SecretString,
+    ) -> Result<BasicTokenResponse, EndpointError> {
+        let token = RefreshToken::new(refresh.expose_secret().to_owned());
+        let call = self.caller();
+        for tries in 0..2 {
+            let (client, extra) = self.prepare().await?;
+            let mut request = client
+                .exchange_refresh_token(&token)
+                .map_err(|_| Self::missing("token"))?;
+            for (k, v) in extra {
+                request = request.add_extra_param(k, v);
+            }
+            match request.request_async(&call).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => match self.judge(e, tries).await {
+                    Next::Retry => {}
+                    Next::Fail(e) => return Err(e),
+                },
+            }
+        }
+        Err(EndpointError::Unavailable(
+            "client authentication failed".into(),
+        ))
+    }
+
+    /// The client-credentials grant.
+    pub(crate) async fn client_credentials(
+        &self,
+        scope: Option<&str>,
+        resource: Option<&str>,
+    ) -> Result<BasicTokenResponse, EndpointError> {
+        let call = self.caller();
+        for tries in 0..2 {
+            let (client, extra) = self.prepare().await?;
+            let mut request = client
+                .exchange_client_credentials()
+                .map_err(|_| Self::missing("token"))?;
+            for (k, v) in extra {
+                request = request.add_extra_param(k, v);
+            }
+            if let Some(s) = scope {
+                request = request.add_scope(Scope::new(s.to_owned()));
+            }
+            if let Some(r) = resource {
+                request = request.add_extra_param("resource", r.to_owned());
+            }
+            match request.request_async(&call).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => match self.judge(e, tries).await {
+                    Next::Retry => {}
+                    Next::Fail(e) => return Err(e),
+                },
+            }
+        }
+        Err(EndpointError::Unavailable(
+            "client authentication failed".into(),
+        ))
+    }
+
+    /// Introspects `token` (RFC 7662) with the hint `access_token`.
+    pub(crate) async fn introspect(
+        &self,
+        token: &str,
+    ) -> Result<BasicTokenIntrospectionResponse, EndpointError> {
+        let token = AccessToken::new(token.to_owned());
+        let call = self.caller();
+        for tries in 0..2 {
+            let (client, extra) = self.prepare().await?;
+            let mut request = client
+                .introspect(&token)
+                .map_err(|_| Self::missing("introspection"))?
+                .set_token_type_hint("access_token");
+            for (k, v) in extra {
+                request = request.add_extra_param(k, v);
+            }
+            match request.request_async(&call).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => match self.judge(e, tries).await {
+                    Next::Retry => {}
+                    Next::Fail(e) => return Err(e),
+                },
+            }
+        }
+        Err(EndpointError::Unavailable(
+            "client authentication failed".into(),
+        ))
+    }
+
+    /// Revokes `token` (RFC 7009).
+    pub(crate) async fn revoke(&self, token: StandardRevocableToken) -> Result<(), EndpointError> {
+        let call = self.caller();
+        for tries in 0..2 {
+            let (client, extra) = self.prepare().await?;
+            let mut request = client
+                .revoke_token(token.clone())
+                .map_err(|e| EndpointError::Unavailable(e.to_string()))?;
+            for (k, v) in extra {
+                request = request.add_extra_param(Cow::Borrowed(k), v);
+            }
+            match request.request_async(&call).await {
+                Ok(()) => return Ok(()),
+                Err(e) => match self.judge(e, tries).await {
+                    Next::Retry => {}
+                    Next::Fail(e) => return Err(e),
+                },
+            }
+        }
+        Err(EndpointError::Unavailable(
+            "client authentication failed".into(),
+        ))
+    }
+}

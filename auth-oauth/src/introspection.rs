@@ -368,3 +368,75 @@ impl Authenticator for IntrospectionAuthenticator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> IntrospectionConfig {
+        let secret = crate::ClientSecret::new(SecretString::from("s".repeat(40))).unwrap();
+        IntrospectionConfig {
+            issuer: Some("https://idp".into()),
+            audience: Some("api".into()),
+            ..IntrospectionConfig::new(
+                "https://idp/introspect",
+                "rs",
+                ClientAuth::SecretBasic(secret),
+            )
+        }
+    }
+
+    fn read(
+        body: serde_json::Value,
+        config: &IntrospectionConfig,
+    ) -> Result<Option<Active>, Outcome> {
+        let answer: BasicTokenIntrospectionResponse = serde_json::from_value(body).unwrap();
+        read_answer(&answer, config, UNIX_EPOCH)
+    }
+
+    fn refusal(out: Result<Option<Active>, Outcome>) -> Error {
+        out.unwrap_err().failure().unwrap().error
+    }
+
+    #[test]
+    fn the_user_is_sub_unless_configured() {
+        let body = serde_json::json!({"active": true, "sub": "u-1", "username": "alice",
+            "aud": "api", "iss": "https://idp", "token_type": "Bearer"});
+        let active = read(body.clone(), &config()).unwrap().unwrap();
+        assert_eq!(
+            (active.subject.as_str(), active.user.as_str()),
+            ("u-1", "u-1")
+        );
+        let named = IntrospectionConfig {
+            username_member: Some("username".into()),
+            ..config()
+        };
+        assert_eq!(read(body, &named).unwrap().unwrap().user, "alice");
+        let nameless = serde_json::json!({"active": true, "sub": "u-1", "aud": "api"});
+        assert_eq!(refusal(read(nameless, &named)), Error::MissingClaim);
+    }
+
+    #[test]
+    fn another_issuer_a_refresh_token_and_a_clients_token_are_refused() {
+        let other =
+            serde_json::json!({"active": true, "sub": "u", "aud": "api", "iss": "https://evil"});
+        assert_eq!(refusal(read(other, &config())), Error::UntrustedIssuer);
+        let refresh = serde_json::json!({"active": true, "sub": "u", "aud": "api",
+            "token_type": "refresh_token"});
+        assert_eq!(refusal(read(refresh, &config())), Error::InvalidCredentials);
+        let client = serde_json::json!({"active": true, "client_id": "alice", "aud": "api"});
+        assert_eq!(
+            refusal(read(client.clone(), &config())),
+            Error::MissingClaim
+        );
+        let allowed = IntrospectionConfig {
+            client_id_as_user: true,
+            ..config()
+        };
+        assert_eq!(read(client, &allowed).unwrap().unwrap().user, "alice");
+        let inactive = serde_json::json!({"active": false, "sub": "u"});
+        assert!(read(inactive, &config()).unwrap().is_none());
+        let no_aud = serde_json::json!({"active": true, "sub": "u", "aud": ["other"]});
+        assert_eq!(refusal(read(no_aud, &config())), Error::MissingClaim);
+    }
+}

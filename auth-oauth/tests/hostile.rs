@@ -599,3 +599,41 @@ async fn stale_keys_stop_serving_after_their_maximum_age() {
         "{out:?}"
     );
 }
+
+#[tokio::test]
+async fn oversized_documents_are_refused_while_they_are_read() {
+    let good = TestKey::new("k1", Algorithm::ES256);
+    // A JWKS of 2 MiB streamed without a length: reading stops at the 1 MiB cap.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let app = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(|| async {
+            let chunks = futures::stream::iter(
+                (0..64).map(|_| Ok::<_, std::io::Error>(vec![b' '; 32 * 1024])),
+            );
+            axum::body::Body::from_stream(chunks)
+        }),
+    );
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let auth = JwtAuthenticator::new(
+        vec![IssuerConfig::jwks(
+            base.clone(),
+            format!("{base}/jwks"),
+            "api",
+        )],
+        ValidationSettings::default(),
+    )
+    .unwrap();
+    let out = auth
+        .authenticate(&mut attempt(&good.sign(&claims(&base))))
+        .await;
+    assert_eq!(out.class(), OutcomeClass::Unavailable, "{out:?}");
+    assert!(
+        format!("{out:?}").contains("answer larger than 1048576 bytes"),
+        "{out:?}"
+    );
+    server.abort();
+}

@@ -9,7 +9,10 @@ use auth_core::store::RecordMeta;
 use auth_core::{CredentialStore, Key, Precondition, Record, StoreError};
 use secrecy::{ExposeSecret, SecretSlice};
 use sqlx::Row;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -74,11 +77,32 @@ fn meta(key: &Key, row: &PgRow) -> Result<RecordMeta, StoreError> {
 
 impl PostgresStore {
     /// Connects to `url` (a libpq URL) and applies the migrations.
+    ///
+    /// TLS follows the URL's `sslmode` and `sslrootcert`, as libpq's do: `sslmode=verify-full`
+    /// verifies the server's certificate and that it names the host. Without `sslmode`, the
+    /// default (`prefer`) encrypts when the server offers TLS but verifies nothing, so any
+    /// machine on the path could answer; across a network use
+    /// [`PostgresStore::connect_verified`] or `sslmode=verify-full` in the URL.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(db)?;
+        Self::connect_with(options).await
+    }
+
+    /// Connects to `url` over TLS with `sslmode=verify-full`: the server's certificate
+    /// must chain to a CA in `ca_file` (PEM) and name the host, whatever the URL says.
+    pub async fn connect_verified(url: &str, ca_file: &Path) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(db)?
+            .ssl_mode(PgSslMode::VerifyFull)
+            .ssl_root_cert(ca_file);
+        Self::connect_with(options).await
+    }
+
+    async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(db)?;
         Self::from_pool(pool).await

@@ -685,3 +685,49 @@ async fn account_commands_take_effect_at_the_next_login_and_are_audited() {
         !text.contains("alice long password") && !text.contains(key.split('.').nth(1).unwrap())
     );
 }
+
+#[test]
+fn authctl_reaches_postgres_over_tls_with_the_ca_it_is_given() {
+    let pg =
+        auth_tests::postgres::Postgres::start_with_tls("trust").unwrap_or_else(|e| panic!("{e}"));
+    let ca = pg.ca_file().unwrap();
+    let env = env();
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port());
+    let run = |ca: &std::path::Path, args: &[&str], stdin: Option<&str>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_authctl"))
+            .env_clear()
+            .args(["--postgres", &url, "--postgres-ca"])
+            .arg(ca)
+            .args(["--key-file", env.key.to_str().unwrap()])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        if let Some(input) = stdin {
+            let _ = pipe.write_all(input.as_bytes());
+        }
+        drop(pipe);
+        child.wait_with_output().unwrap()
+    };
+    ok(&run(
+        &ca,
+        &["secret", "set", "tls-secret"],
+        Some("kept over TLS"),
+    ));
+    assert!(
+        ok(&run(
+            &ca,
+            &["secret", "get", "tls-secret", "--reveal"],
+            None
+        ))
+        .contains("value: kept over TLS")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let other = auth_tests::pki::TestCa::new("another CA", dir.path()).unwrap();
+    let wrong = other.write_ca("other.crt").unwrap();
+    let refused = err(&run(&wrong, &["secret", "list"], None));
+    assert!(refused.contains("UnknownIssuer"), "{refused}");
+}

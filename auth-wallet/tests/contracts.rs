@@ -186,3 +186,52 @@ async fn a_failing_backend_makes_the_wallet_authenticator_unavailable() {
     let out = auth.authenticate(&mut attempt("alice", "pw")).await;
     assert_eq!(out.class(), auth_core::OutcomeClass::Unavailable, "{out:?}");
 }
+
+#[tokio::test]
+async fn the_wallet_reaches_postgres_over_tls_with_verify_full_and_refuses_another_ca() {
+    let pg = Postgres::start_with_tls("trust").unwrap_or_else(|e| panic!("{e}"));
+    let ca = pg.ca_file().unwrap();
+    let base = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port());
+    // The libpq URL parameters, and the CA as an argument: both verify the certificate
+    // and the host name (127.0.0.1 is in the certificate).
+    let by_url = format!("{base}?sslmode=verify-full&sslrootcert={}", ca.display());
+    let store = PostgresStore::connect(&by_url).await.unwrap();
+    let verified = PostgresStore::connect_verified(&base, &ca).await.unwrap();
+    let wallet = Wallet::new(Arc::new(verified), MasterKey::generate().unwrap());
+    run_all(&wallet, &StoreFixture::new("tls/")).await;
+    let key = Key::new("tls-probe").unwrap();
+    store
+        .put(
+            &key,
+            auth_core::secrecy::SecretSlice::from(b"over tls".to_vec()),
+            Precondition::None,
+        )
+        .await
+        .unwrap();
+    assert!(store.get(&key).await.unwrap().is_some());
+    // The server sees the pools' connections as TLS.
+    let tls = pg
+        .psql("SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.client_addr IS NOT NULL")
+        .unwrap();
+    assert!(tls.parse::<u32>().unwrap() >= 2, "TLS connections: {tls}");
+
+    // A CA that did not sign the server's certificate: refused, saying why.
+    let dir = tempfile::tempdir().unwrap();
+    let other = auth_tests::pki::TestCa::new("another CA", dir.path()).unwrap();
+    let wrong = other.write_ca("other.crt").unwrap();
+    let err = PostgresStore::connect_verified(&base, &wrong)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("certificate") && err.contains("UnknownIssuer"),
+        "the refusal names the certificate: {err}"
+    );
+    // verify-full checks the name: `localhost` is in the certificate, another name is not.
+    let named = format!(
+        "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
+        pg.port(),
+        ca.display()
+    );
+    assert!(PostgresStore::connect(&named).await.is_ok());
+}

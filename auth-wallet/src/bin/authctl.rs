@@ -41,9 +41,19 @@ struct StoreArgs {
         conflicts_with = "postgres"
     )]
     wallet: Option<PathBuf>,
-    /// A PostgreSQL URL for the shared backend, e.g. postgres://user@host/db.
+    /// A PostgreSQL URL for the shared backend, e.g. postgres://user@host/db
+    /// (`?sslmode=verify-full&sslrootcert=FILE` for TLS, as libpq reads it).
     #[arg(long, env = "AUTH_WALLET_POSTGRES_URL", global = true)]
     postgres: Option<String>,
+    /// The CA (PEM) that signed the PostgreSQL server's certificate: connects over TLS
+    /// with sslmode=verify-full (the certificate must also name the host).
+    #[arg(
+        long,
+        env = "AUTH_WALLET_POSTGRES_CA",
+        global = true,
+        requires = "postgres"
+    )]
+    postgres_ca: Option<PathBuf>,
     /// The master key file (mode 0600).
     #[arg(
         long,
@@ -289,7 +299,10 @@ fn master_key(args: &StoreArgs) -> Result<MasterKey, Failure> {
 async fn backend(args: &StoreArgs) -> Result<Arc<dyn CredentialStore>, Failure> {
     match (&args.wallet, &args.postgres) {
         (Some(path), _) => Ok(Arc::new(FileStore::new(path))),
-        (None, Some(url)) => Ok(Arc::new(PostgresStore::connect(url).await?)),
+        (None, Some(url)) => Ok(Arc::new(match &args.postgres_ca {
+            Some(ca) => PostgresStore::connect_verified(url, ca).await?,
+            None => PostgresStore::connect(url).await?,
+        })),
         (None, None) => Err(Failure(
             "no wallet: pass --wallet PATH (file) or --postgres URL (shared backend)".into(),
         )),

@@ -190,6 +190,28 @@ fn public_roots() -> &'static rustls::RootCertStore {
 }
 
 /// A client for identity providers; cheap to clone (one connection pool).
+///
+/// # Example
+///
+/// ```
+/// use auth_oauth::{HttpClient, IssuerConfig, JwtAuthenticator, ValidationSettings};
+///
+/// // The platform's and the webpki roots; `.add_ca_pem(..)` for a private CA,
+/// // `.identity_pem(..)` for mTLS, `.only_added_roots()` to trust nothing else.
+/// let http = HttpClient::builder().build()?;
+/// let auth = JwtAuthenticator::new(
+///     vec![IssuerConfig::discovery("https://idp.example.com", "api").with_http(http)],
+///     ValidationSettings::default(),
+/// )?;
+/// # drop(auth);
+/// // Plain http is for loopback only.
+/// assert!(JwtAuthenticator::new(
+///     vec![IssuerConfig::discovery("http://idp.example.com", "api")],
+///     ValidationSettings::default(),
+/// )
+/// .is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct HttpClient {
     client: reqwest::Client,

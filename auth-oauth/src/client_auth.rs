@@ -73,9 +73,16 @@ enum Source {
 /// without a restart.
 #[derive(Clone)]
 pub struct ClientSecret {
+    /// The secret and when it was last read (or a read was last tried).
     current: Arc<RwLock<(SecretString, SystemTime)>>,
+    /// One read of the store at a time; holds when a refusal last caused one.
+    reading: Arc<tokio::sync::Mutex<Option<SystemTime>>>,
     source: Arc<Source>,
 }
+
+/// The least time between two reads of the store caused by the provider refusing our
+/// secret: a provider that refuses everything must not turn into a query per request.
+const REFUSAL_REREAD_SPACING: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for ClientSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,6 +98,7 @@ impl ClientSecret {
     pub fn new(secret: SecretString) -> Result<Self, SecretError> {
         Ok(Self {
             current: Arc::new(RwLock::new((checked(secret)?, UNIX_EPOCH))),
+            reading: Arc::default(),
             source: Arc::new(Source::Fixed),
         })
     }
@@ -107,6 +115,7 @@ impl ClientSecret {
         let now = clock.now();
         Ok(Self {
             current: Arc::new(RwLock::new((secret, now))),
+            reading: Arc::default(),
             source: Arc::new(Source::Store {
                 store,
                 key: key.to_owned(),
@@ -122,39 +131,70 @@ impl ClientSecret {
     }
 
     /// The secret to use now; re-read first when the interval has passed. A store that
-    /// cannot be read keeps the secret we have (and says so in the log).
+    /// cannot be read keeps the secret we have (and says so in the log) until the next
+    /// interval.
     pub(crate) async fn current(&self) -> SecretString {
         let (secret, read_at) = self.read();
-        if let Source::Store { every, clock, .. } = &*self.source {
-            let due = clock
-                .now()
-                .duration_since(read_at)
-                .map_or(true, |age| age >= *every);
-            if due {
-                if let Err(e) = self.reread().await {
-                    tracing::warn!(error = %e, "could not re-read the client secret; the one in use stays");
-                }
-                return self.read().0;
+        if let Source::Store { every, clock, .. } = &*self.source
+            && due(read_at, clock.now(), *every)
+        {
+            if let Err(e) = self.reload(false).await {
+                tracing::warn!(error = %e, "could not re-read the client secret; the one in use stays");
             }
+            return self.read().0;
         }
         secret
     }
 
-    /// Reads the secret from its store again; whether it changed. A fixed secret never
-    /// changes.
+    /// Reads the secret from its store again because the provider refused it; whether
+    /// it changed. A fixed secret never changes.
     pub(crate) async fn reread(&self) -> Result<bool, SecretError> {
+        self.reload(true).await
+    }
+
+    /// One read of the store at a time: on the interval (`refused` false: skipped when
+    /// another caller just read), or after a refusal (at most one per
+    /// [`REFUSAL_REREAD_SPACING`]). A failed read also counts as a read, so a broken store
+    /// is asked once per interval.
+    async fn reload(&self, refused: bool) -> Result<bool, SecretError> {
         let Source::Store {
-            store, key, clock, ..
+            store,
+            key,
+            clock,
+            every,
         } = &*self.source
         else {
             return Ok(false);
         };
-        let fresh = crate::introspection::client_secret_from_store(store.as_ref(), key).await?;
+        let mut last_refusal = self.reading.lock().await;
+        let now = clock.now();
+        if refused {
+            if last_refusal.is_some_and(|t| !due(t, now, REFUSAL_REREAD_SPACING)) {
+                return Ok(false);
+            }
+            *last_refusal = Some(now);
+        } else if !due(self.read().1, now, *every) {
+            return Ok(false); // read by whoever held the lock before us
+        }
+        let fresh = crate::introspection::client_secret_from_store(store.as_ref(), key).await;
         let mut guard = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        let changed = fresh.expose_secret() != guard.0.expose_secret();
-        *guard = (fresh, clock.now());
-        Ok(changed)
+        match fresh {
+            Ok(fresh) => {
+                let changed = fresh.expose_secret() != guard.0.expose_secret();
+                *guard = (fresh, now);
+                Ok(changed)
+            }
+            Err(e) => {
+                guard.1 = now;
+                Err(e)
+            }
+        }
     }
+}
+
+/// Whether `interval` has passed since `then` (a clock gone backwards counts as passed).
+fn due(then: SystemTime, now: SystemTime, interval: Duration) -> bool {
+    now.duration_since(then).map_or(true, |age| age >= interval)
 }
 
 impl TryFrom<SecretString> for ClientSecret {

@@ -1,7 +1,7 @@
 //! Access tokens for outbound service-to-service calls (OAuth 2.0 client credentials),
 //! cached and refreshed before they expire; one request however many callers wait.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use secrecy::SecretString;
 
@@ -9,7 +9,7 @@ use auth_core::clock::system_clock;
 use oauth2::TokenResponse;
 
 use crate::client_auth::ClientAuth;
-use crate::endpoint::Endpoints;
+use crate::endpoint::{Endpoints, lifetime};
 use crate::http::HttpClient;
 use crate::introspection::ConfigError;
 
@@ -66,7 +66,8 @@ impl ClientCredentialsConfig {
 
 struct Cached {
     token: SecretString,
-    refresh_at: Instant,
+    /// When to fetch a new one (system time, as the endpoints' clock reads it).
+    refresh_at: SystemTime,
 }
 
 /// A cached, self-refreshing client-credentials access token.
@@ -108,7 +109,7 @@ impl ClientCredentials {
     pub async fn token(&self) -> Result<SecretString, TokenSourceError> {
         let mut cached = self.cached.lock().await;
         if let Some(c) = cached.as_ref()
-            && Instant::now() < c.refresh_at
+            && self.endpoints.clock.now() < c.refresh_at
         {
             return Ok(c.token.clone());
         }
@@ -120,13 +121,13 @@ impl ClientCredentials {
 
     async fn fetch(&self) -> Result<Cached, TokenSourceError> {
         let c = &self.config;
-        let started = Instant::now();
+        let started = self.endpoints.clock.now();
         let answer = self
             .endpoints
             .client_credentials(c.scope.as_deref(), c.resource.as_deref())
             .await
             .map_err(|e| TokenSourceError(e.to_string()))?;
-        let lifetime = answer.expires_in().unwrap_or(Duration::from_secs(60));
+        let lifetime = lifetime(&answer, Duration::from_secs(60));
         Ok(Cached {
             token: SecretString::from(answer.access_token().secret().clone()),
             refresh_at: started + lifetime.saturating_sub(c.refresh_before),

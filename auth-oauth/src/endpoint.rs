@@ -14,7 +14,7 @@ use oauth2::{
     AccessToken, AuthType, ClientId, EndpointMaybeSet, EndpointNotSet, ErrorResponseType,
     IntrospectionUrl, RefreshToken, RequestTokenError, ResourceOwnerPassword,
     ResourceOwnerUsername, RevocationUrl, Scope, StandardErrorResponse, StandardRevocableToken,
-    TokenUrl,
+    TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -51,6 +51,27 @@ type Client = BasicClient<
 
 type Failure<T> = RequestTokenError<HttpError, StandardErrorResponse<T>>;
 
+/// Makes the request `$build` builds from an oauth2 client and the extra parameters of
+/// our client authentication, and once more (with a re-read secret) when the provider
+/// answers `invalid_client` and the secret changed in its store.
+macro_rules! with_retry {
+    ($self:ident, |$client:ident, $extra:ident| $build:block) => {{
+        let call = $self.caller();
+        let mut tries = 0;
+        loop {
+            let ($client, $extra) = $self.prepare().await?;
+            let request = $build;
+            match request.request_async(&call).await {
+                Ok(answer) => break Ok(answer),
+                Err(e) => match $self.judge(e, tries).await {
+                    Next::Retry => tries += 1,
+                    Next::Fail(e) => break Err(e),
+                },
+            }
+        }
+    }};
+}
+
 /// Whether to try once more (with a re-read secret) or what the failure is.
 enum Next {
     Retry,
@@ -70,11 +91,6 @@ pub(crate) struct Endpoints {
     /// The `aud` of our assertions: the issuer when known, else the token endpoint.
     pub(crate) audience: String,
     pub(crate) clock: SharedClock,
-}
-
-/// Checks `url` ([`check_url`]) for an endpoint of kind `what`.
-pub(crate) fn endpoint_url(url: &str) -> Result<url::Url, HttpError> {
-    check_url(url)
 }
 
 impl Endpoints {
@@ -99,27 +115,28 @@ impl Endpoints {
         }
     }
 
-    pub(crate) fn with_token(mut self, url: &str) -> Result<Self, HttpError> {
-        let url = endpoint_url(url)?;
+    /// Checks `url`; the first endpoint set is also our assertions' default audience.
+    fn endpoint(&mut self, url: &str) -> Result<url::Url, HttpError> {
+        let url = check_url(url)?;
         if self.audience.is_empty() {
             self.audience = url.to_string();
         }
-        self.token = Some(TokenUrl::from_url(url));
+        Ok(url)
+    }
+
+    pub(crate) fn with_token(mut self, url: &str) -> Result<Self, HttpError> {
+        self.token = Some(TokenUrl::from_url(self.endpoint(url)?));
         Ok(self)
     }
 
     pub(crate) fn with_introspection(mut self, url: &str) -> Result<Self, HttpError> {
-        let url = endpoint_url(url)?;
-        if self.audience.is_empty() {
-            self.audience = url.to_string();
-        }
-        self.introspection = Some(IntrospectionUrl::from_url(url));
+        self.introspection = Some(IntrospectionUrl::from_url(self.endpoint(url)?));
         Ok(self)
     }
 
     pub(crate) fn with_revocation(mut self, url: Option<&str>) -> Result<Self, HttpError> {
         self.revocation = url
-            .map(endpoint_url)
+            .map(|u| self.endpoint(u))
             .transpose()?
             .map(RevocationUrl::from_url);
         Ok(self)
@@ -180,9 +197,10 @@ impl Endpoints {
         let text = match failure {
             RequestTokenError::ServerResponse(answer) => {
                 let code = answer.error().as_ref();
-                let why = answer
-                    .error_description()
-                    .map_or_else(|| code.to_owned(), |d| format!("{code}: {d}"));
+                let why = answer.error_description().map_or_else(
+                    || provider_text(code),
+                    |d| format!("{}: {}", provider_text(code), provider_text(d)),
+                );
                 match code {
                     "invalid_grant" | "unsupported_token_type" => {
                         return Next::Fail(EndpointError::Refused(why));
@@ -208,8 +226,14 @@ impl Endpoints {
                 }
             }
             RequestTokenError::Request(e) => e.to_string(),
-            RequestTokenError::Parse(e, _) => format!("unreadable answer: {e}"),
-            RequestTokenError::Other(e) => e,
+            // serde's message quotes the offending value, which may be a token: say only
+            // where and what kind of error.
+            RequestTokenError::Parse(e, _) => format!(
+                "unreadable answer at `{}` ({:?})",
+                e.path(),
+                e.inner().classify()
+            ),
+            RequestTokenError::Other(e) => provider_text(&e),
         };
         Next::Fail(EndpointError::Unavailable(text))
     }
@@ -242,9 +266,7 @@ impl Endpoints {
     ) -> Result<BasicTokenResponse, EndpointError> {
         let user = ResourceOwnerUsername::new(user.to_owned());
         let password = ResourceOwnerPassword::new(password.expose_secret().to_owned());
-        let call = self.caller();
-        for tries in 0..2 {
-            let (client, extra) = self.prepare().await?;
+        with_retry!(self, |client, extra| {
             let mut request = client
                 .exchange_password(&user, &password)
                 .map_err(|_| Self::missing("token"))?;
@@ -254,17 +276,8 @@ impl Endpoints {
             if let Some(s) = scope {
                 request = request.add_scope(Scope::new(s.to_owned()));
             }
-            match request.request_async(&call).await {
-                Ok(answer) => return Ok(answer),
-                Err(e) => match self.judge(e, tries).await {
-                    Next::Retry => {}
-                    Next::Fail(e) => return Err(e),
-                },
-            }
-        }
-        Err(EndpointError::Unavailable(
-            "client authentication failed".into(),
-        ))
+            request
+        })
     }
 
     /// The refresh grant.
@@ -273,26 +286,15 @@ impl Endpoints {
         refresh: &SecretString,
     ) -> Result<BasicTokenResponse, EndpointError> {
         let token = RefreshToken::new(refresh.expose_secret().to_owned());
-        let call = self.caller();
-        for tries in 0..2 {
-            let (client, extra) = self.prepare().await?;
+        with_retry!(self, |client, extra| {
             let mut request = client
                 .exchange_refresh_token(&token)
                 .map_err(|_| Self::missing("token"))?;
             for (k, v) in extra {
                 request = request.add_extra_param(k, v);
             }
-            match request.request_async(&call).await {
-                Ok(answer) => return Ok(answer),
-                Err(e) => match self.judge(e, tries).await {
-                    Next::Retry => {}
-                    Next::Fail(e) => return Err(e),
-                },
-            }
-        }
-        Err(EndpointError::Unavailable(
-            "client authentication failed".into(),
-        ))
+            request
+        })
     }
 
     /// The client-credentials grant.
@@ -301,9 +303,7 @@ impl Endpoints {
         scope: Option<&str>,
         resource: Option<&str>,
     ) -> Result<BasicTokenResponse, EndpointError> {
-        let call = self.caller();
-        for tries in 0..2 {
-            let (client, extra) = self.prepare().await?;
+        with_retry!(self, |client, extra| {
             let mut request = client
                 .exchange_client_credentials()
                 .map_err(|_| Self::missing("token"))?;
@@ -316,17 +316,8 @@ impl Endpoints {
             if let Some(r) = resource {
                 request = request.add_extra_param("resource", r.to_owned());
             }
-            match request.request_async(&call).await {
-                Ok(answer) => return Ok(answer),
-                Err(e) => match self.judge(e, tries).await {
-                    Next::Retry => {}
-                    Next::Fail(e) => return Err(e),
-                },
-            }
-        }
-        Err(EndpointError::Unavailable(
-            "client authentication failed".into(),
-        ))
+            request
+        })
     }
 
     /// Introspects `token` (RFC 7662) with the hint `access_token`.
@@ -335,9 +326,7 @@ impl Endpoints {
         token: &str,
     ) -> Result<BasicTokenIntrospectionResponse, EndpointError> {
         let token = AccessToken::new(token.to_owned());
-        let call = self.caller();
-        for tries in 0..2 {
-            let (client, extra) = self.prepare().await?;
+        with_retry!(self, |client, extra| {
             let mut request = client
                 .introspect(&token)
                 .map_err(|_| Self::missing("introspection"))?
@@ -345,40 +334,39 @@ impl Endpoints {
             for (k, v) in extra {
                 request = request.add_extra_param(k, v);
             }
-            match request.request_async(&call).await {
-                Ok(answer) => return Ok(answer),
-                Err(e) => match self.judge(e, tries).await {
-                    Next::Retry => {}
-                    Next::Fail(e) => return Err(e),
-                },
-            }
-        }
-        Err(EndpointError::Unavailable(
-            "client authentication failed".into(),
-        ))
+            request
+        })
     }
 
     /// Revokes `token` (RFC 7009).
     pub(crate) async fn revoke(&self, token: StandardRevocableToken) -> Result<(), EndpointError> {
-        let call = self.caller();
-        for tries in 0..2 {
-            let (client, extra) = self.prepare().await?;
+        with_retry!(self, |client, extra| {
             let mut request = client
                 .revoke_token(token.clone())
-                .map_err(|e| EndpointError::Unavailable(e.to_string()))?;
+                .map_err(|_| Self::missing("revocation"))?;
             for (k, v) in extra {
                 request = request.add_extra_param(Cow::Borrowed(k), v);
             }
-            match request.request_async(&call).await {
-                Ok(()) => return Ok(()),
-                Err(e) => match self.judge(e, tries).await {
-                    Next::Retry => {}
-                    Next::Fail(e) => return Err(e),
-                },
-            }
-        }
-        Err(EndpointError::Unavailable(
-            "client authentication failed".into(),
-        ))
+            request
+        })
     }
+}
+
+/// How long a token answer's access token lives: its `expires_in` (else `default`),
+/// between 1 second and 1 day whatever the provider says, so a hostile or broken answer
+/// can neither overflow a time nor make every call fetch a new token.
+pub(crate) fn lifetime(answer: &BasicTokenResponse, default: Duration) -> Duration {
+    answer
+        .expires_in()
+        .unwrap_or(default)
+        .clamp(Duration::from_secs(1), Duration::from_secs(86_400))
+}
+
+/// Text from the provider for our logs: at most 200 characters, control characters
+/// escaped (a provider must not be able to forge log lines or flood them).
+fn provider_text(text: &str) -> String {
+    text.chars()
+        .take(200)
+        .flat_map(char::escape_default)
+        .collect()
 }

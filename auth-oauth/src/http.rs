@@ -47,7 +47,7 @@ pub(crate) const MAX_ENDPOINT_ANSWER: usize = 64 * 1024;
 /// (`localhost`, 127.0.0.0/8, `::1`), where nobody else can read or change the traffic.
 pub fn check_url(url: &str) -> Result<url::Url, HttpError> {
     let refused = |why| HttpError::Url {
-        url: url.to_owned(),
+        url: redacted(url),
         why,
     };
     let parsed = url::Url::parse(url).map_err(|_| refused("not a URL"))?;
@@ -75,6 +75,21 @@ pub fn check_url(url: &str) -> Result<url::Url, HttpError> {
         ));
     }
     Ok(parsed)
+}
+
+/// `url` without user info, query or fragment, for error messages and logs (a URL may
+/// carry a password or an API key there).
+pub(crate) fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "(not a URL)".to_owned(),
+    }
 }
 
 /// How a [`HttpClient`] trusts servers and proves itself.
@@ -161,9 +176,13 @@ impl HttpClientBuilder {
             None => builder.with_no_client_auth(),
         };
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // No redirects (a provider cannot send us elsewhere, say to plain http) and no
+        // proxy from the environment (it would carry loopback traffic, client secrets
+        // included, to another host).
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .build()
             .map_err(|e| HttpError::Tls(e.to_string()))?;
         Ok(HttpClient { client })
@@ -252,7 +271,7 @@ impl HttpClient {
             .timeout(timeout)
             .send()
             .await
-            .map_err(|e| transport(&e))?;
+            .map_err(transport)?;
         Answer::read(response, limit).await
     }
 
@@ -273,7 +292,7 @@ impl HttpClient {
         for (name, value) in &parts.headers {
             builder = builder.header(name, value);
         }
-        let response = builder.send().await.map_err(|e| transport(&e))?;
+        let response = builder.send().await.map_err(transport)?;
         let answer = Answer::read(response, limit).await?;
         let mut http = oauth2::http::Response::builder().status(answer.status);
         for (name, value) in &answer.headers {
@@ -285,10 +304,15 @@ impl HttpClient {
 }
 
 /// The error text of a failed request, with its whole source chain (rustls says there
-/// why a certificate was refused) and without the URL's query.
-fn transport(e: &reqwest::Error) -> HttpError {
+/// why a certificate was refused) and the URL without user info or query.
+fn transport(e: reqwest::Error) -> HttpError {
+    let url = e.url().map(|u| redacted(u.as_str()));
+    let e = e.without_url();
     let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
+    if let Some(url) = url {
+        text.push_str(&format!(" ({url})"));
+    }
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         text.push_str(": ");
         text.push_str(&s.to_string());
@@ -315,7 +339,7 @@ impl Answer {
         let status = response.status();
         let headers = std::mem::take(response.headers_mut());
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport(&e))? {
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > limit {
                 return Err(HttpError::TooLarge { limit });
             }
@@ -341,6 +365,7 @@ mod tests {
             "http://127.9.9.9/token",
             "http://localhost:3000/jwks",
             "http://[::1]:3000/jwks",
+            "HTTP://LOCALHOST/jwks",
         ] {
             assert!(check_url(ok).is_ok(), "{ok}");
         }
@@ -348,6 +373,9 @@ mod tests {
             "http://idp.example.com/jwks",
             "http://10.0.0.1/jwks",
             "http://localhost.example.com/jwks",
+            "http://127.0.0.1.evil.example/jwks",
+            "http://[::ffff:127.0.0.1]/jwks",
+            "http://0.0.0.0/jwks",
             "ftp://idp.example.com/jwks",
             "https://user:pw@idp.example.com/jwks",
             "idp.example.com/jwks",
@@ -355,6 +383,14 @@ mod tests {
         ] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn refusals_never_repeat_credentials_or_queries() {
+        let err = check_url("https://user:hunter2@idp.example.com/jwks?api_key=k3y").unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("hunter2") && !text.contains("k3y"), "{text}");
+        assert!(text.contains("idp.example.com/jwks"), "{text}");
     }
 
     #[test]

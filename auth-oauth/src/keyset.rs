@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-use crate::http::{HttpClient, HttpError, MAX_DOCUMENT, check_url};
+use crate::http::{HttpClient, HttpError, MAX_DOCUMENT, check_url, redacted};
 use crate::key::{Alg, VerifyingKey, parse_jwks};
 
 /// Where an issuer's keys come from.
@@ -111,14 +111,23 @@ impl Default for FetchSettings {
     }
 }
 
+/// What the fetches so far said, kept under the fetch lock.
+#[derive(Default)]
+struct FetchState {
+    /// When the last fetch for an unknown key id was attempted.
+    for_unknown_kid: Option<SystemTime>,
+    /// The last fetch that failed, and why, until one succeeds.
+    failed: Option<(SystemTime, String)>,
+}
+
 /// One issuer's key set.
 pub(crate) struct KeySet {
     issuer: String,
     source: KeySource,
     settings: FetchSettings,
     keys: RwLock<Arc<Keys>>,
-    /// Serializes fetches; holds when the last fetch for an unknown key id was attempted.
-    fetch: tokio::sync::Mutex<Option<SystemTime>>,
+    /// Serializes fetches.
+    fetch: tokio::sync::Mutex<FetchState>,
     fetches: AtomicU64,
     /// When the last background refresh of stale keys started.
     background: std::sync::Mutex<Option<SystemTime>>,
@@ -171,7 +180,7 @@ impl KeySet {
             source,
             settings,
             keys: RwLock::new(Arc::new(initial)),
-            fetch: tokio::sync::Mutex::new(None),
+            fetch: tokio::sync::Mutex::new(FetchState::default()),
             fetches: AtomicU64::new(0),
             background: std::sync::Mutex::new(None),
         })
@@ -199,12 +208,12 @@ impl KeySet {
             .http
             .get(url, self.settings.timeout, MAX_DOCUMENT)
             .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| format!("GET {}: {e}", redacted(url)))?;
         if answer.status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !answer.status.is_success() {
-            return Err(format!("GET {url}: HTTP {}", answer.status));
+            return Err(format!("GET {}: HTTP {}", redacted(url), answer.status));
         }
         Ok(Some((answer.body, answer.headers)))
     }
@@ -248,14 +257,17 @@ impl KeySet {
         let (body, headers) = self
             .get(&jwks_url)
             .await?
-            .ok_or_else(|| format!("GET {jwks_url}: HTTP 404 Not Found"))?;
+            .ok_or_else(|| format!("GET {}: HTTP 404 Not Found", redacted(&jwks_url)))?;
         let (usable, refused) = parse_jwks(&body).map_err(|e| e.to_string())?;
         for e in refused {
             tracing::warn!(issuer = %self.issuer, error = %e, "a key in the JWKS was skipped");
         }
         let mut keys = Keys {
             fetched: Some(now),
-            ttl: max_age(&headers).unwrap_or(self.settings.ttl),
+            // Never fresher than the stale limit: keys must be refetched before then.
+            ttl: max_age(&headers)
+                .unwrap_or(self.settings.ttl)
+                .min(self.settings.stale_max_age),
             ..Keys::default()
         };
         for k in usable {
@@ -278,19 +290,37 @@ impl KeySet {
         for_unknown_kid: bool,
         now: SystemTime,
     ) -> Result<(), String> {
-        let mut last_kid_fetch = self.fetch.lock().await;
+        let mut state = self.fetch.lock().await;
         if !Arc::ptr_eq(seen, &self.current()) {
             return Ok(()); // someone fetched while we waited: single flight
         }
+        // A fetch that just failed answers everyone who queued behind it, so a down
+        // issuer costs one time limit per interval, not one per waiting request.
+        if let Some((at, why)) = &state.failed
+            && within(*at, now, self.settings.refetch_interval)
+        {
+            return Err(why.clone());
+        }
         if for_unknown_kid {
-            if last_kid_fetch.is_some_and(|t| within(t, now, self.settings.refetch_interval)) {
+            if state
+                .for_unknown_kid
+                .is_some_and(|t| within(t, now, self.settings.refetch_interval))
+            {
                 return Ok(());
             }
-            *last_kid_fetch = Some(now);
+            state.for_unknown_kid = Some(now);
         }
-        let keys = self.download(now).await?;
-        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
-        Ok(())
+        match self.download(now).await {
+            Ok(keys) => {
+                state.failed = None;
+                *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+                Ok(())
+            }
+            Err(why) => {
+                state.failed = Some((now, why.clone()));
+                Err(why)
+            }
+        }
     }
 
     /// Starts one refresh task unless one is running or one started within the

@@ -3,7 +3,7 @@
 //! the access and refresh tokens; a wrong one is `Rejected`; an endpoint that is down or
 //! slow is `Unavailable` within the time limit, so a chain can fall back.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use auth_core::clock::{SharedClock, system_clock};
@@ -17,7 +17,7 @@ use oauth2::basic::BasicTokenResponse;
 use oauth2::{AccessToken, RefreshToken, StandardRevocableToken, TokenResponse};
 
 use crate::client_auth::ClientAuth;
-use crate::endpoint::{EndpointError, Endpoints};
+use crate::endpoint::{EndpointError, Endpoints, lifetime};
 use crate::http::HttpClient;
 use crate::introspection::ConfigError;
 
@@ -86,7 +86,8 @@ pub struct OAuthSession {
     session: StandardSession,
     access: SecretString,
     refresh: Option<SecretString>,
-    refresh_at: Instant,
+    /// When to refresh, on the authenticator's clock.
+    refresh_at: SystemTime,
     client: std::sync::Arc<Client>,
 }
 
@@ -107,7 +108,7 @@ fn tokens(
     let refresh = answer
         .refresh_token()
         .map(|r| SecretString::from(r.secret().clone()));
-    let lifetime = answer.expires_in().unwrap_or(Duration::from_secs(300));
+    let lifetime = lifetime(answer, Duration::from_secs(300));
     let scopes = answer
         .scopes()
         .map(|s| s.iter().map(|s| s.to_string()).collect())
@@ -151,7 +152,7 @@ impl PasswordGrantAuthenticator {
         password: &SecretString,
     ) -> Result<OAuthSession, Outcome> {
         let c = &self.client.config;
-        let started = Instant::now();
+        let started = self.client.endpoints.clock.now();
         let answer = match self
             .client
             .endpoints
@@ -188,7 +189,7 @@ impl PasswordGrantAuthenticator {
 impl OAuthSession {
     /// The current access token, refreshed first when it is about to expire.
     pub async fn access_token(&mut self) -> Result<SecretString, String> {
-        if Instant::now() >= self.refresh_at {
+        if self.client.endpoints.clock.now() >= self.refresh_at {
             self.refresh().await?;
         }
         Ok(self.access.clone())
@@ -199,7 +200,7 @@ impl OAuthSession {
     pub async fn refresh(&mut self) -> Result<(), String> {
         let refresh = self.refresh.as_ref().ok_or("no refresh token")?;
         let c = &self.client.config;
-        let started = Instant::now();
+        let started = self.client.endpoints.clock.now();
         let answer = self
             .client
             .endpoints
@@ -212,10 +213,7 @@ impl OAuthSession {
             self.refresh = new_refresh;
         }
         self.refresh_at = started + lifetime.saturating_sub(c.refresh_before);
-        self.session = self
-            .session
-            .clone()
-            .with_expiry(SystemTime::now() + lifetime);
+        self.session = self.session.clone().with_expiry(started + lifetime);
         Ok(())
     }
 
@@ -255,14 +253,16 @@ impl OAuthSession {
                         t.expose_secret().to_owned(),
                     ))
                 });
+            // Both are tried: a refusal for one must not leave the other usable.
+            let mut first_error = Ok(());
             for token in [refresh, access].into_iter().flatten() {
-                client
-                    .endpoints
-                    .revoke(token)
-                    .await
-                    .map_err(|e| format!("revocation: {e}"))?;
+                if let Err(e) = client.endpoints.revoke(token).await
+                    && first_error.is_ok()
+                {
+                    first_error = Err(format!("revocation: {e}"));
+                }
             }
-            Ok(())
+            first_error
         })
     }
 }

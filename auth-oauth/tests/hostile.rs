@@ -603,15 +603,15 @@ async fn stale_keys_stop_serving_after_their_maximum_age() {
 #[tokio::test]
 async fn oversized_documents_are_refused_while_they_are_read() {
     let good = TestKey::new("k1", Algorithm::ES256);
-    // A JWKS of 2 MiB streamed without a length: reading stops at the 1 MiB cap.
+    // A JWKS streamed without a length that never ends: reading stops at the 1 MiB cap
+    // (an implementation that read everything first would wait forever).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let app = axum::Router::new().route(
         "/jwks",
         axum::routing::get(|| async {
-            let chunks = futures::stream::iter(
-                (0..64).map(|_| Ok::<_, std::io::Error>(vec![b' '; 32 * 1024])),
-            );
+            let chunks =
+                futures::stream::repeat_with(|| Ok::<_, std::io::Error>(vec![b' '; 32 * 1024]));
             axum::body::Body::from_stream(chunks)
         }),
     );
@@ -636,4 +636,26 @@ async fn oversized_documents_are_refused_while_they_are_read() {
         "{out:?}"
     );
     server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_queued_behind_a_failed_fetch_share_its_error() {
+    let good = TestKey::new("k1", Algorithm::ES256);
+    let issuer = Issuer::start(vec![good.jwk.clone()]).await;
+    issuer.set_mode(Mode::Slow);
+    let auth = Arc::new(
+        JwtAuthenticator::new(vec![config(&issuer)], ValidationSettings::default()).unwrap(),
+    );
+    let token = good.sign(&claims(&issuer.url));
+    let started = Instant::now();
+    let outcomes = futures_join(auth.clone(), vec![token; 8]).await;
+    assert!(outcomes.iter().all(Option::is_some), "{outcomes:?}");
+    // One fetch reached the issuer and timed out (500 ms); the seven behind it got its
+    // error at once instead of a time limit each.
+    assert_eq!(issuer.requests(), 1);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -227,7 +227,7 @@ async fn the_wallet_reaches_postgres_over_tls_with_verify_full_and_refuses_anoth
         err.contains("certificate") && err.contains("UnknownIssuer"),
         "the refusal names the certificate: {err}"
     );
-    // verify-full checks the name: `localhost` is in the certificate, another name is not.
+    // By name as well: the certificate names `localhost` too.
     let named = format!(
         "postgres://postgres@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}",
         pg.port(),

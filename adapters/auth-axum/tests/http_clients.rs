@@ -23,7 +23,11 @@ const ISS: &str = "https://issuer.test";
 async fn serve() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let jwt = JwtAuthenticator::new(
         vec![local_issuer(ISS, SECRET)],
-        ValidationSettings::default(),
+        ValidationSettings {
+            // The tests' issuer is our own: its `preferred_username` names the user.
+            username_claim: Some("preferred_username".into()),
+            ..ValidationSettings::default()
+        },
     )
     .unwrap();
     let chain = Arc::new(Chain::builder().link(Arc::new(jwt)).build());

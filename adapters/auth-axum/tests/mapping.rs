@@ -33,7 +33,15 @@ fn policy() -> Arc<Policy> {
         },
         ..IssuerConfig::jwks(DOWN, "http://127.0.0.1:9/jwks", "api")
     };
-    let jwt = JwtAuthenticator::new(vec![local, down], ValidationSettings::default()).unwrap();
+    let jwt = JwtAuthenticator::new(
+        vec![local, down],
+        ValidationSettings {
+            // The tests' issuer is our own: its `preferred_username` names the user.
+            username_claim: Some("preferred_username".into()),
+            ..ValidationSettings::default()
+        },
+    )
+    .unwrap();
     let chain = Chain::builder().link(Arc::new(jwt)).build();
     Arc::new(Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap())
 }

@@ -39,14 +39,21 @@ fn env() -> Env {
 }
 
 fn authctl(env: &Env, args: &[&str], stdin: Option<&str>) -> Output {
+    authctl_on(
+        &["--wallet", env.wallet.to_str().unwrap()],
+        env,
+        args,
+        stdin,
+    )
+}
+
+/// Runs authctl on the backend `store` names (`--wallet PATH`, `--postgres URL ...`) with
+/// `env`'s key, feeding `stdin`.
+fn authctl_on(store: &[&str], env: &Env, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_authctl"))
         .env_clear()
-        .args([
-            "--wallet",
-            env.wallet.to_str().unwrap(),
-            "--key-file",
-            env.key.to_str().unwrap(),
-        ])
+        .args(store)
+        .args(["--key-file", env.key.to_str().unwrap()])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -381,23 +388,8 @@ fn authctl_works_on_the_postgres_backend() {
     let pg = auth_tests::postgres::Postgres::start().unwrap_or_else(|e| panic!("{e}"));
     let env = env();
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port());
-    let run = |args: &[&str], stdin: Option<&str>| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_authctl"))
-            .env_clear()
-            .args(["--postgres", &url, "--key-file", env.key.to_str().unwrap()])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        if let Some(input) = stdin {
-            let _ = pipe.write_all(input.as_bytes());
-        }
-        drop(pipe);
-        child.wait_with_output().unwrap()
-    };
+    let run =
+        |args: &[&str], stdin: Option<&str>| authctl_on(&["--postgres", &url], &env, args, stdin);
     ok(&run(
         &["secret", "set", "pgwire-user-pat"],
         Some("pat's wallet secret"),
@@ -694,23 +686,8 @@ fn authctl_reaches_postgres_over_tls_with_the_ca_it_is_given() {
     let env = env();
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port());
     let run = |ca: &std::path::Path, args: &[&str], stdin: Option<&str>| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_authctl"))
-            .env_clear()
-            .args(["--postgres", &url, "--postgres-ca"])
-            .arg(ca)
-            .args(["--key-file", env.key.to_str().unwrap()])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        if let Some(input) = stdin {
-            let _ = pipe.write_all(input.as_bytes());
-        }
-        drop(pipe);
-        child.wait_with_output().unwrap()
+        let store = ["--postgres", &url, "--postgres-ca", ca.to_str().unwrap()];
+        authctl_on(&store, &env, args, stdin)
     };
     ok(&run(
         &ca,

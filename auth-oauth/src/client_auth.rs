@@ -5,15 +5,73 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth_core::CredentialStore;
 use auth_core::clock::SharedClock;
+use auth_core::{CredentialStore, Key};
 use aws_lc_rs::signature::{self, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use crate::introspection::{SecretError, checked};
+use crate::http::HttpError;
+
+/// The shortest client secret accepted.
+pub const MIN_CLIENT_SECRET: usize = 32;
+
+/// A client secret that is not usable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("client secret: {0}")]
+pub struct SecretError(String);
+
+impl SecretError {
+    pub(crate) fn new(why: impl Into<String>) -> Self {
+        Self(why.into())
+    }
+}
+
+pub(crate) fn checked(secret: SecretString) -> Result<SecretString, SecretError> {
+    if secret.expose_secret().chars().count() < MIN_CLIENT_SECRET {
+        return Err(SecretError(format!(
+            "shorter than {MIN_CLIENT_SECRET} characters"
+        )));
+    }
+    Ok(secret)
+}
+
+/// The client secret from environment variable `var`.
+pub fn client_secret_from_env(var: &str) -> Result<SecretString, SecretError> {
+    let value = std::env::var(var).map_err(|_| SecretError(format!("`{var}` is not set")))?;
+    checked(SecretString::from(value))
+}
+
+/// The client secret from a store (the wallet's `pgwire-oauth-client`).
+pub async fn client_secret_from_store(
+    store: &dyn CredentialStore,
+    key: &str,
+) -> Result<SecretString, SecretError> {
+    let key = Key::new(key).map_err(|e| SecretError(e.to_string()))?;
+    let record = store
+        .get(&key)
+        .await
+        .map_err(|e| SecretError(e.to_string()))?
+        .ok_or_else(|| SecretError(format!("no secret `{key}`")))?;
+    let text = record
+        .value_str()
+        .ok_or_else(|| SecretError(format!("secret `{key}` is not text")))?;
+    checked(SecretString::from(text.to_owned()))
+}
+
+/// Why an authenticator or token source that calls a provider could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// An endpoint URL is refused, or the TLS settings are unusable.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The client secret or key is unusable.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
 
 /// How the client authenticates to the authorization server.
 #[derive(Clone)]
@@ -111,7 +169,7 @@ impl ClientSecret {
         every: Duration,
         clock: SharedClock,
     ) -> Result<Self, SecretError> {
-        let secret = crate::introspection::client_secret_from_store(store.as_ref(), key).await?;
+        let secret = client_secret_from_store(store.as_ref(), key).await?;
         let now = clock.now();
         Ok(Self {
             current: Arc::new(RwLock::new((secret, now))),
@@ -176,7 +234,7 @@ impl ClientSecret {
         } else if !due(self.read().1, now, *every) {
             return Ok(false); // read by whoever held the lock before us
         }
-        let fresh = crate::introspection::client_secret_from_store(store.as_ref(), key).await;
+        let fresh = client_secret_from_store(store.as_ref(), key).await;
         let mut guard = self.current.write().unwrap_or_else(PoisonError::into_inner);
         match fresh {
             Ok(fresh) => {

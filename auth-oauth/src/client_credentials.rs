@@ -9,9 +9,9 @@ use auth_core::clock::system_clock;
 use oauth2::TokenResponse;
 
 use crate::client_auth::ClientAuth;
+use crate::client_auth::ConfigError;
 use crate::endpoint::{Endpoints, lifetime};
 use crate::http::HttpClient;
-use crate::introspection::ConfigError;
 
 /// Why no token could be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

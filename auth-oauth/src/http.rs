@@ -264,7 +264,7 @@ impl HttpClient {
         timeout: Duration,
         limit: usize,
     ) -> Result<Answer, HttpError> {
-        check_url(url)?;
+        let url = check_url(url)?;
         let response = self
             .client
             .get(url)
@@ -282,11 +282,11 @@ impl HttpClient {
         timeout: Duration,
         limit: usize,
     ) -> Result<oauth2::HttpResponse, HttpError> {
-        check_url(&request.uri().to_string())?;
+        let url = check_url(&request.uri().to_string())?;
         let (parts, body) = request.into_parts();
         let mut builder = self
             .client
-            .request(parts.method, parts.uri.to_string())
+            .request(parts.method, url)
             .timeout(timeout)
             .body(body);
         for (name, value) in &parts.headers {

@@ -7,66 +7,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use auth_core::clock::{SharedClock, system_clock};
 use auth_core::{
-    Attempt, Authenticator, Credential, CredentialKind, CredentialStore, Error, Evidence, Key,
-    Outcome, StandardSession,
+    Attempt, Authenticator, Credential, CredentialKind, Error, Evidence, Outcome, StandardSession,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
 use oauth2::TokenIntrospectionResponse;
 use oauth2::basic::BasicTokenIntrospectionResponse;
 
-use crate::client_auth::ClientAuth;
+use crate::client_auth::{ClientAuth, ConfigError};
 use crate::endpoint::Endpoints;
-use crate::http::{HttpClient, HttpError};
-
-/// The shortest client secret accepted.
-pub const MIN_CLIENT_SECRET: usize = 32;
-
-/// A client secret that is not usable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("client secret: {0}")]
-pub struct SecretError(String);
-
-pub(crate) fn short_secret() -> SecretError {
-    SecretError(format!("shorter than {MIN_CLIENT_SECRET} characters"))
-}
-
-impl SecretError {
-    pub(crate) fn new(why: impl Into<String>) -> Self {
-        Self(why.into())
-    }
-}
-
-pub(crate) fn checked(secret: SecretString) -> Result<SecretString, SecretError> {
-    if secret.expose_secret().chars().count() < MIN_CLIENT_SECRET {
-        return Err(short_secret());
-    }
-    Ok(secret)
-}
-
-/// The client secret from environment variable `var`.
-pub fn client_secret_from_env(var: &str) -> Result<SecretString, SecretError> {
-    let value = std::env::var(var).map_err(|_| SecretError(format!("`{var}` is not set")))?;
-    checked(SecretString::from(value))
-}
-
-/// The client secret from a store (the wallet's `pgwire-oauth-client`).
-pub async fn client_secret_from_store(
-    store: &dyn CredentialStore,
-    key: &str,
-) -> Result<SecretString, SecretError> {
-    let key = Key::new(key).map_err(|e| SecretError(e.to_string()))?;
-    let record = store
-        .get(&key)
-        .await
-        .map_err(|e| SecretError(e.to_string()))?
-        .ok_or_else(|| SecretError(format!("no secret `{key}`")))?;
-    let text = record
-        .value_str()
-        .ok_or_else(|| SecretError(format!("secret `{key}` is not text")))?;
-    checked(SecretString::from(text.to_owned()))
-}
+use crate::http::HttpClient;
 
 /// Introspection settings.
 #[derive(Debug, Clone)]
@@ -140,31 +91,17 @@ pub struct IntrospectionAuthenticator {
     config: IntrospectionConfig,
     endpoints: Endpoints,
     cache: moka::sync::Cache<[u8; 32], Arc<Active>>,
-    clock: SharedClock,
-}
-
-/// Why an introspection authenticator could not be made.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// An endpoint URL is refused, or the TLS settings are unusable.
-    #[error(transparent)]
-    Http(#[from] HttpError),
-    /// The client secret or key is unusable.
-    #[error(transparent)]
-    Secret(#[from] SecretError),
 }
 
 impl IntrospectionAuthenticator {
     /// An authenticator with `config`; refuses a non-https endpoint off loopback.
     pub fn new(config: IntrospectionConfig) -> Result<Self, ConfigError> {
-        let clock = system_clock();
         let endpoints = Endpoints::new(
             &config.client_id,
             config.auth.clone(),
             config.http.clone(),
             config.timeout,
-            clock.clone(),
+            system_clock(),
         )
         .with_introspection(&config.endpoint)?
         .with_audience(config.issuer.as_deref());
@@ -176,20 +113,18 @@ impl IntrospectionAuthenticator {
             config,
             endpoints,
             cache,
-            clock,
         })
     }
 
     /// Reads time from `clock`.
     #[must_use]
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.endpoints.clock = clock.clone();
-        self.clock = clock;
+        self.endpoints.clock = clock;
         self
     }
 
     fn session(&self, a: &Active) -> Outcome {
-        let mut s = StandardSession::new(a.subject.clone(), "oauth", self.clock.now())
+        let mut s = StandardSession::new(a.subject.clone(), "oauth", self.endpoints.clock.now())
             .with_user(a.user.clone())
             .with_scopes(a.scopes.iter().cloned())
             .with_evidence(Evidence::Token {
@@ -208,7 +143,7 @@ impl IntrospectionAuthenticator {
             .introspect(token)
             .await
             .map_err(|e| Outcome::unavailable(format!("introspection: {e}")))?;
-        read_answer(&answer, &self.config, self.clock.now())
+        read_answer(&answer, &self.config, self.endpoints.clock.now())
     }
 }
 
@@ -219,8 +154,9 @@ pub fn read_answer_for_fuzzing(body: &[u8]) -> bool {
     let Ok(answer) = serde_json::from_slice::<BasicTokenIntrospectionResponse>(body) else {
         return false;
     };
-    let Ok(secret) = crate::ClientSecret::new(SecretString::from("f".repeat(MIN_CLIENT_SECRET)))
-    else {
+    let Ok(secret) = crate::ClientSecret::new(secrecy::SecretString::from(
+        "f".repeat(crate::MIN_CLIENT_SECRET),
+    )) else {
         return false;
     };
     let mut config = IntrospectionConfig::new(
@@ -335,7 +271,7 @@ impl Authenticator for IntrospectionAuthenticator {
         // With a re-check on every request nothing is cached, so skip the digest too.
         let digest: Option<[u8; 32]> =
             (!self.config.recheck.is_zero()).then(|| Sha256::digest(token.as_bytes()).into());
-        let now = self.clock.now();
+        let now = self.endpoints.clock.now();
         if let Some(digest) = &digest
             && let Some(hit) = self.cache.get(digest)
         {
@@ -374,7 +310,7 @@ mod tests {
     use super::*;
 
     fn config() -> IntrospectionConfig {
-        let secret = crate::ClientSecret::new(SecretString::from("s".repeat(40))).unwrap();
+        let secret = crate::ClientSecret::new(secrecy::SecretString::from("s".repeat(40))).unwrap();
         IntrospectionConfig {
             issuer: Some("https://idp".into()),
             audience: Some("api".into()),

@@ -30,13 +30,13 @@ mod password_grant;
 pub mod token;
 
 pub use authenticator::{IssuerConfig, JwtAuthenticator, ValidationSettings};
-pub use client_auth::{AssertionKey, ClientAuth, ClientSecret};
-pub use client_credentials::{ClientCredentials, ClientCredentialsConfig, TokenSourceError};
-pub use http::{HttpClient, HttpError};
-pub use introspection::{
-    ConfigError, IntrospectionAuthenticator, IntrospectionConfig, MIN_CLIENT_SECRET, SecretError,
+pub use client_auth::{
+    AssertionKey, ClientAuth, ClientSecret, ConfigError, MIN_CLIENT_SECRET, SecretError,
     client_secret_from_env, client_secret_from_store,
 };
+pub use client_credentials::{ClientCredentials, ClientCredentialsConfig, TokenSourceError};
+pub use http::{HttpClient, HttpError};
+pub use introspection::{IntrospectionAuthenticator, IntrospectionConfig};
 pub use key::{Alg, KeyError, VerifyingKey};
 
 /// Parsers without their network around them, for the fuzz targets in `tests/fuzz`

@@ -17,9 +17,9 @@ use oauth2::basic::BasicTokenResponse;
 use oauth2::{AccessToken, RefreshToken, StandardRevocableToken, TokenResponse};
 
 use crate::client_auth::ClientAuth;
+use crate::client_auth::ConfigError;
 use crate::endpoint::{EndpointError, Endpoints, lifetime};
 use crate::http::HttpClient;
-use crate::introspection::ConfigError;
 
 /// Settings of a [`PasswordGrantAuthenticator`].
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ impl PasswordGrantConfig {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Client {
     config: PasswordGrantConfig,
     endpoints: Endpoints,
@@ -77,7 +77,6 @@ struct Client {
 #[derive(Debug)]
 pub struct PasswordGrantAuthenticator {
     client: std::sync::Arc<Client>,
-    clock: SharedClock,
 }
 
 /// The live session of a password-grant login: the standard session view plus the tokens,
@@ -131,17 +130,13 @@ impl PasswordGrantAuthenticator {
         .with_audience(config.issuer.as_deref());
         Ok(Self {
             client: std::sync::Arc::new(Client { config, endpoints }),
-            clock: system_clock(),
         })
     }
 
     /// Reads time from `clock`.
     #[must_use]
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        if let Some(client) = std::sync::Arc::get_mut(&mut self.client) {
-            client.endpoints.clock = clock.clone();
-        }
-        self.clock = clock;
+        std::sync::Arc::make_mut(&mut self.client).endpoints.clock = clock;
         self
     }
 
@@ -169,11 +164,11 @@ impl PasswordGrantAuthenticator {
             Err(e) => return Err(Outcome::unavailable(format!("token endpoint: {e}"))),
         };
         let (access, refresh, lifetime, scopes) = tokens(&answer);
-        let expires = self.clock.now() + lifetime;
+        let now = self.client.endpoints.clock.now();
         Ok(OAuthSession {
-            session: StandardSession::new(user.to_owned(), "oauth-password", self.clock.now())
+            session: StandardSession::new(user.to_owned(), "oauth-password", now)
                 .with_scopes(scopes)
-                .with_expiry(expires)
+                .with_expiry(now + lifetime)
                 .with_evidence(Evidence::Token {
                     issuer: Some(c.issuer.clone().unwrap_or_else(|| c.token_endpoint.clone())),
                     token_id: None,

@@ -32,7 +32,7 @@ async fn rfc9068_tokens_from_oidc_provider_validate_and_rotation_costs_one_refet
         require_at_jwt: true,
         fetch: FetchSettings {
             refetch_interval: Duration::from_secs(30),
-            http: https(&provider),
+            http: common::run_ca_client(),
             ..FetchSettings::default()
         },
         ..IssuerConfig::discovery(issuer.clone(), "urn:api")
@@ -73,7 +73,7 @@ async fn rfc9068_tokens_from_oidc_provider_validate_and_rotation_costs_one_refet
     );
     // Old tokens, signed by the retired key, now fail.
     let again = JwtAuthenticator::new(
-        vec![IssuerConfig::discovery(issuer.clone(), "urn:api").with_http(https(&provider))],
+        vec![IssuerConfig::discovery(issuer.clone(), "urn:api").with_http(common::run_ca_client())],
         ValidationSettings::default(),
     )
     .unwrap();
@@ -177,7 +177,7 @@ async fn opaque_tokens_are_introspected_and_revocation_is_noticed() {
 fn every_time_config(provider: &OidcProvider) -> auth_oauth::IntrospectionConfig {
     auth_oauth::IntrospectionConfig {
         issuer: Some(provider.issuer()),
-        http: https(provider),
+        http: common::run_ca_client(),
         timeout: Duration::from_millis(500),
         cache_max: Duration::from_secs(60),
         recheck: Duration::ZERO,
@@ -200,11 +200,6 @@ fn basic_secret() -> ClientAuth {
     )
 }
 
-/// An HTTP client trusting only the provider's CA.
-fn https(provider: &OidcProvider) -> auth_oauth::HttpClient {
-    common::trusting(&provider.ca_pem().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_credentials_tokens_are_cached_refreshed_and_valid() {
     let provider =
@@ -212,7 +207,7 @@ async fn client_credentials_tokens_are_cached_refreshed_and_valid() {
             .await
             .unwrap();
     let config = |refresh_before: Duration| auth_oauth::ClientCredentialsConfig {
-        http: https(&provider),
+        http: common::run_ca_client(),
         scope: Some("read".into()),
         resource: Some("urn:api".into()),
         refresh_before,
@@ -233,7 +228,10 @@ async fn client_credentials_tokens_are_cached_refreshed_and_valid() {
         "one token for concurrent callers, then cached"
     );
     let auth = JwtAuthenticator::new(
-        vec![IssuerConfig::discovery(provider.issuer(), "urn:api").with_http(https(&provider))],
+        vec![
+            IssuerConfig::discovery(provider.issuer(), "urn:api")
+                .with_http(common::run_ca_client()),
+        ],
         ValidationSettings::default(),
     )
     .unwrap();
@@ -293,7 +291,10 @@ async fn the_jwt_and_introspection_authenticators_pass_the_authenticator_suite()
             .await
             .unwrap();
     let jwt = JwtAuthenticator::new(
-        vec![IssuerConfig::discovery(provider.issuer(), "urn:api").with_http(https(&provider))],
+        vec![
+            IssuerConfig::discovery(provider.issuer(), "urn:api")
+                .with_http(common::run_ca_client()),
+        ],
         ValidationSettings::default(),
     )
     .unwrap();

@@ -3,6 +3,8 @@
 //! is down or never answers, all within the time limit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,15 +19,9 @@ use auth_tests::oauth_server::{CLIENT_SECRET, DjangoOAuth};
 
 /// Client `gateway` at the server on `base`, over HTTPS trusting only the run CA.
 fn config(base: &str, timeout: Duration) -> PasswordGrantConfig {
-    let ca = auth_tests::pki::run_ca().unwrap().pem();
     PasswordGrantConfig {
         revocation_endpoint: Some(format!("{base}/o/revoke_token/")),
-        http: auth_oauth::HttpClient::builder()
-            .add_ca_pem(ca.as_bytes())
-            .unwrap()
-            .only_added_roots()
-            .build()
-            .unwrap(),
+        http: common::run_ca_client(),
         timeout,
         ..PasswordGrantConfig::new(
             format!("{base}/o/token/"),

@@ -39,13 +39,9 @@ fn secret(text: &str) -> ClientSecret {
     ClientSecret::new(SecretString::from(text.to_owned())).unwrap()
 }
 
-fn https(provider: &OidcProvider) -> auth_oauth::HttpClient {
-    common::trusting(&provider.ca_pem().unwrap())
-}
-
 fn source(provider: &OidcProvider, client: &str, auth: ClientAuth) -> ClientCredentials {
     ClientCredentials::new(ClientCredentialsConfig {
-        http: https(provider),
+        http: common::run_ca_client(),
         issuer: Some(provider.issuer()),
         scope: Some("read".into()),
         resource: Some("urn:api".into()),
@@ -90,7 +86,10 @@ async fn a_provider_certificate_from_another_ca_is_refused_with_a_clear_error() 
     assert!(err.contains("UnknownIssuer"), "{err}");
     // Trusting the run CA, all is well.
     let auth = JwtAuthenticator::new(
-        vec![IssuerConfig::discovery(provider.issuer(), "urn:api").with_http(https(&provider))],
+        vec![
+            IssuerConfig::discovery(provider.issuer(), "urn:api")
+                .with_http(common::run_ca_client()),
+        ],
         ValidationSettings::default(),
     )
     .unwrap();
@@ -162,7 +161,10 @@ async fn every_client_authentication_method_gets_tokens_and_introspects() {
     )
     .unwrap();
     let jwt = JwtAuthenticator::new(
-        vec![IssuerConfig::discovery(provider.issuer(), "urn:api").with_http(https(&provider))],
+        vec![
+            IssuerConfig::discovery(provider.issuer(), "urn:api")
+                .with_http(common::run_ca_client()),
+        ],
         ValidationSettings::default(),
     )
     .unwrap();
@@ -184,7 +186,7 @@ async fn every_client_authentication_method_gets_tokens_and_introspects() {
         // The same client introspects an opaque token.
         let introspection = IntrospectionAuthenticator::new(IntrospectionConfig {
             issuer: Some(provider.issuer()),
-            http: https(&provider),
+            http: common::run_ca_client(),
             client_id_as_user: true,
             ..IntrospectionConfig::new(
                 format!("{}/token/introspection", provider.issuer()),
@@ -217,7 +219,7 @@ async fn every_client_authentication_method_gets_tokens_and_introspects() {
 
     // Without `client_id_as_user`, a client's token (no `sub`) is no user.
     let strict = IntrospectionAuthenticator::new(IntrospectionConfig {
-        http: https(&provider),
+        http: common::run_ca_client(),
         ..IntrospectionConfig::new(
             format!("{}/token/introspection", provider.issuer()),
             "svc-key",
@@ -262,7 +264,7 @@ async fn a_secret_rotated_in_the_wallet_is_used_without_a_restart() {
     // refresh_before beyond any lifetime: every call goes to the provider.
     let always = |auth| {
         ClientCredentials::new(ClientCredentialsConfig {
-            http: https(&provider),
+            http: common::run_ca_client(),
             refresh_before: Duration::from_secs(100_000),
             ..ClientCredentialsConfig::new(format!("{}/token", provider.issuer()), "svc", auth)
         })

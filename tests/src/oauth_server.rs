@@ -76,9 +76,4 @@ impl DjangoOAuth {
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
     }
-
-    /// The CA that issued the server's certificate (PEM).
-    pub fn ca_pem(&self) -> Result<String, HarnessError> {
-        Ok(crate::pki::run_ca()?.pem())
-    }
 }

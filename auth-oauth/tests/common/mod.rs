@@ -212,9 +212,8 @@ impl Issuer {
     }
 }
 
-/// A client that trusts only `ca_pem` (the harness's run CA): a test proves the provider's
-/// certificate is verified, not merely that some public root happens to match.
-#[allow(dead_code)]
+/// A client that trusts only `ca_pem`: a test proves the provider's certificate is
+/// verified, not merely that some public root happens to match.
 pub fn trusting(ca_pem: &str) -> auth_oauth::HttpClient {
     auth_oauth::HttpClient::builder()
         .add_ca_pem(ca_pem.as_bytes())
@@ -222,4 +221,10 @@ pub fn trusting(ca_pem: &str) -> auth_oauth::HttpClient {
         .only_added_roots()
         .build()
         .unwrap()
+}
+
+/// A client that trusts only the harness's run CA, which issues the certificate of every
+/// TLS peer the harness starts (oidc-provider, django-oauth-toolkit).
+pub fn run_ca_client() -> auth_oauth::HttpClient {
+    trusting(&auth_tests::pki::run_ca().unwrap().pem())
 }

@@ -16,11 +16,12 @@ use auth_core::{
     Attempt, Authenticator, Chain, ConnectionInfo, Credential, Error, ManualClock, MemoryStore,
     Outcome, OutcomeClass, Protocol, TlsInfo,
 };
+use auth_tests::pki::TestCa;
 use common::Scripted;
 
-struct Ca {
-    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
-}
+/// The harness's throwaway CA, as these tests use it: certificates in memory, valid
+/// through 2027.
+struct Ca(TestCa);
 
 /// 2027-01-01, inside every certificate's validity below.
 fn now() -> SystemTime {
@@ -29,60 +30,23 @@ fn now() -> SystemTime {
 
 impl Ca {
     fn new(name: &str) -> Self {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
-        let issuer =
-            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
-                .unwrap();
-        Self { issuer }
+        Self(TestCa::in_memory(name).unwrap())
     }
 
     fn trust(&self) -> TrustedIssuers {
-        TrustedIssuers::from_pem(self.issuer.pem().as_bytes()).unwrap()
+        TrustedIssuers::from_pem(self.0.pem().as_bytes()).unwrap()
     }
 
     /// A client certificate for `cn`, serial `serial`, valid through 2027.
     fn client(&self, cn: &str, serial: u64) -> Vec<u8> {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.serial_number = Some(serial.into());
-        params.not_before = rcgen::date_time_ymd(2026, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2028, 1, 1);
-        params
-            .signed_by(&rcgen::KeyPair::generate().unwrap(), &self.issuer)
+        self.0
+            .client_der(cn, serial, (2026, 1, 1), (2028, 1, 1))
             .unwrap()
-            .der()
-            .to_vec()
     }
 
     /// A CRL revoking `serials`, next update `next`.
     fn crl(&self, serials: &[u64], next: (i32, u8, u8)) -> String {
-        let params = rcgen::CertificateRevocationListParams {
-            this_update: rcgen::date_time_ymd(2026, 6, 1),
-            next_update: rcgen::date_time_ymd(next.0, next.1, next.2),
-            crl_number: 1u64.into(),
-            issuing_distribution_point: None,
-            revoked_certs: serials
-                .iter()
-                .map(|s| rcgen::RevokedCertParams {
-                    serial_number: (*s).into(),
-                    revocation_time: rcgen::date_time_ymd(2026, 6, 1),
-                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
-                    invalidity_date: None,
-                })
-                .collect(),
-            key_identifier_method: rcgen::KeyIdMethod::Sha256,
-        };
-        params.signed_by(&self.issuer).unwrap().pem().unwrap()
+        self.0.crl_pem(serials, (2026, 6, 1), next).unwrap()
     }
 }
 

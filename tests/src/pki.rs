@@ -58,6 +58,13 @@ impl TestCa {
         })
     }
 
+    /// A CA whose certificates and CRLs stay in memory ([`Self::client_der`],
+    /// [`Self::crl_pem`]); its file-writing methods would write into the system's
+    /// temporary directory.
+    pub fn in_memory(name: &str) -> Result<Self, HarnessError> {
+        Self::new(name, &std::env::temp_dir())
+    }
+
     /// The CA certificate (PEM).
     pub fn pem(&self) -> String {
         self.issuer.pem()
@@ -123,19 +130,7 @@ impl TestCa {
         serial: u64,
         (from, to): (i32, i32),
     ) -> Result<ClientFiles, HarnessError> {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
-            .map_err(failed("client parameters"))?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.serial_number = Some(serial.into());
-        params.not_before = rcgen::date_time_ymd(from, 1, 1);
-        params.not_after = rcgen::date_time_ymd(to, 1, 1);
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let key = rcgen::KeyPair::generate().map_err(failed("client key"))?;
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .map_err(failed("client certificate"))?;
+        let (cert, key) = self.sign_client(cn, serial, (from, 1, 1), (to, 1, 1))?;
         let files = ClientFiles {
             cert: self.dir.join(format!("{stem}.crt")),
             key: self.dir.join(format!("{stem}.key")),
@@ -145,18 +140,64 @@ impl TestCa {
         Ok(files)
     }
 
-    /// A CRL revoking `serials` (current until 2099), written as `<file>`.
-    pub fn write_crl(&self, file: &str, serials: &[u64]) -> Result<PathBuf, HarnessError> {
+    /// A client certificate (DER) for common name `cn` with serial `serial`, valid from
+    /// `not_before` to `not_after` (year, month, day); its key is thrown away.
+    pub fn client_der(
+        &self,
+        cn: &str,
+        serial: u64,
+        not_before: (i32, u8, u8),
+        not_after: (i32, u8, u8),
+    ) -> Result<Vec<u8>, HarnessError> {
+        Ok(self
+            .sign_client(cn, serial, not_before, not_after)?
+            .0
+            .der()
+            .to_vec())
+    }
+
+    fn sign_client(
+        &self,
+        cn: &str,
+        serial: u64,
+        (y0, m0, d0): (i32, u8, u8),
+        (y1, m1, d1): (i32, u8, u8),
+    ) -> Result<(rcgen::Certificate, rcgen::KeyPair), HarnessError> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+            .map_err(failed("client parameters"))?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.serial_number = Some(serial.into());
+        params.not_before = rcgen::date_time_ymd(y0, m0, d0);
+        params.not_after = rcgen::date_time_ymd(y1, m1, d1);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().map_err(failed("client key"))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(failed("client certificate"))?;
+        Ok((cert, key))
+    }
+
+    /// A CRL (PEM) revoking `serials` since `this_update`, current until `next_update`
+    /// (year, month, day).
+    pub fn crl_pem(
+        &self,
+        serials: &[u64],
+        this_update: (i32, u8, u8),
+        next_update: (i32, u8, u8),
+    ) -> Result<String, HarnessError> {
+        let day = |(y, m, d): (i32, u8, u8)| rcgen::date_time_ymd(y, m, d);
         let params = rcgen::CertificateRevocationListParams {
-            this_update: rcgen::date_time_ymd(2025, 1, 1),
-            next_update: rcgen::date_time_ymd(2099, 1, 1),
+            this_update: day(this_update),
+            next_update: day(next_update),
             crl_number: 1u64.into(),
             issuing_distribution_point: None,
             revoked_certs: serials
                 .iter()
                 .map(|s| rcgen::RevokedCertParams {
                     serial_number: (*s).into(),
-                    revocation_time: rcgen::date_time_ymd(2025, 6, 1),
+                    revocation_time: day(this_update),
                     reason_code: Some(rcgen::RevocationReason::KeyCompromise),
                     invalidity_date: None,
                 })
@@ -164,8 +205,13 @@ impl TestCa {
             key_identifier_method: rcgen::KeyIdMethod::Sha256,
         };
         let crl = params.signed_by(&self.issuer).map_err(failed("CRL"))?;
+        crl.pem().map_err(failed("CRL PEM"))
+    }
+
+    /// A CRL revoking `serials` (current from 2025 until 2099), written as `<file>`.
+    pub fn write_crl(&self, file: &str, serials: &[u64]) -> Result<PathBuf, HarnessError> {
         let path = self.dir.join(file);
-        std::fs::write(&path, crl.pem().map_err(failed("CRL PEM"))?)
+        std::fs::write(&path, self.crl_pem(serials, (2025, 1, 1), (2099, 1, 1))?)
             .map_err(HarnessError::io("write the CRL"))?;
         Ok(path)
     }
@@ -190,9 +236,7 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), HarnessError> {
 /// test trusts exactly [`TestCa::pem`] of it and nothing else.
 pub fn run_ca() -> Result<&'static TestCa, HarnessError> {
     static CA: OnceLock<Result<TestCa, String>> = OnceLock::new();
-    CA.get_or_init(|| {
-        TestCa::new("auth-tests run CA", &std::env::temp_dir()).map_err(|e| e.to_string())
-    })
-    .as_ref()
-    .map_err(|e| HarnessError::io("create the run CA")(std::io::Error::other(e.clone())))
+    CA.get_or_init(|| TestCa::in_memory("auth-tests run CA").map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| HarnessError::io("create the run CA")(std::io::Error::other(e.clone())))
 }

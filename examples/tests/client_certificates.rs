@@ -145,13 +145,6 @@ fn curl(s: &Setup, files: &ClientFiles, args: &[&str]) -> (String, serde_json::V
     (status, json)
 }
 
-fn newest_detail(s: &Setup) -> String {
-    s.gw.newest_refusal()["detail"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn psql_logs_in_with_a_certificate_and_each_bad_one_is_refused_with_its_reason() {
     let s = setup().await;
@@ -195,7 +188,7 @@ async fn psql_logs_in_with_a_certificate_and_each_bad_one_is_refused_with_its_re
             "{case}: {err}"
         );
         assert!(!err.contains(reason), "{case}: the client is not told why");
-        let detail = newest_detail(&s);
+        let detail = s.gw.newest_refusal_detail();
         assert!(detail.contains(reason), "{case}: audited {detail:?}");
     }
 
@@ -206,15 +199,17 @@ async fn psql_logs_in_with_a_certificate_and_each_bad_one_is_refused_with_its_re
     );
     assert!(psql(&s, "carol", None, CAROL_PASSWORD).is_err());
     assert!(
-        newest_detail(&s).contains("the rule requires a client certificate"),
+        s.gw.newest_refusal_detail()
+            .contains("the rule requires a client certificate"),
         "{}",
-        newest_detail(&s)
+        s.gw.newest_refusal_detail()
     );
     assert!(psql(&s, "carol", Some(&s.bob), CAROL_PASSWORD).is_err());
     assert!(
-        newest_detail(&s).contains("names `bob`, which may not act as `carol`"),
+        s.gw.newest_refusal_detail()
+            .contains("names `bob`, which may not act as `carol`"),
         "{}",
-        newest_detail(&s)
+        s.gw.newest_refusal_detail()
     );
 
     // A disabled account: its valid certificate no longer logs in.
@@ -223,7 +218,7 @@ async fn psql_logs_in_with_a_certificate_and_each_bad_one_is_refused_with_its_re
         .await
         .unwrap();
     assert!(psql(&s, "alice", Some(&s.alice), "").is_err());
-    assert_eq!(newest_detail(&s), "account `alice` is disabled");
+    assert_eq!(s.gw.newest_refusal_detail(), "account `alice` is disabled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,7 +240,7 @@ async fn curl_and_a_tonic_client_present_certificates_to_the_apis() {
     ] {
         let (status, _) = curl(&s, files, &[]);
         assert_eq!(status, "401", "{case}");
-        let detail = newest_detail(&s);
+        let detail = s.gw.newest_refusal_detail();
         assert!(detail.contains(reason), "{case}: audited {detail:?}");
     }
     // A header is the credential when there is one: bob's token over alice's certificate.
@@ -282,7 +277,7 @@ async fn curl_and_a_tonic_client_present_certificates_to_the_apis() {
     let refused = whoami(&s.revoked).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     assert!(!refused.message().contains("revoked"), "{refused:?}");
-    let detail = newest_detail(&s);
+    let detail = s.gw.newest_refusal_detail();
     assert!(detail.contains("revoked"), "{detail}");
     let audited = s.gw.audit("attempt_succeeded");
     assert!(

@@ -379,6 +379,14 @@ impl GatewayProcess {
     pub fn newest_refusal(&self) -> serde_json::Value {
         self.audit("attempt_failed").pop().unwrap_or_default()
     }
+
+    /// The `detail` of [`Self::newest_refusal`] (empty when there is none).
+    pub fn newest_refusal_detail(&self) -> String {
+        self.newest_refusal()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
 }
 
 /// `cmd` (`Command::new("psql")`, or a test host's `psql`) set up to run `sql` against

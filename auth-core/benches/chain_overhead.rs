@@ -1,7 +1,8 @@
-//! Chain overhead: a 4-link chain whose last link succeeds, against calling that last
-//! authenticator directly. Cheap in-memory authenticators, so what is measured is the
-//! chain itself (supports/authenticate dispatch, control table, audit event construction,
-//! timeout wrapper). Prints ns per attempt at p50/p95/p99 and the difference.
+//! Chain overhead: an engine running a 4-link chain whose last link succeeds, against
+//! calling that last authenticator directly. Cheap in-memory authenticators, so what is
+//! measured is the engine and chain themselves (the offer, supports/authenticate dispatch,
+//! control table, audit event construction, timeout wrapper). Prints ns per attempt at
+//! p50/p95/p99 and the difference.
 //!
 //! Run: `cargo bench -p auth-core --bench chain_overhead`
 #![allow(
@@ -18,8 +19,8 @@ use async_trait::async_trait;
 use auth_core::audit::NullAuditSink;
 use auth_core::rate_limit::LimitSettings;
 use auth_core::{
-    Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind, MemoryRateLimiter,
-    Outcome, Protocol, StandardSession, TracingAuditSink,
+    Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind, Engine,
+    MemoryRateLimiter, Outcome, Policy, Protocol, StandardSession, TracingAuditSink,
 };
 
 /// Declines by answering NotApplicable after `supports()` said yes: the most expensive
@@ -32,11 +33,8 @@ impl Authenticator for Abstains {
     fn name(&self) -> &str {
         self.0
     }
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Password]
-    }
-    fn supports(&self, c: &Credential) -> bool {
-        matches!(c, Credential::Password { .. })
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Password]
     }
     async fn authenticate(&self, _: &mut Attempt) -> Outcome {
         Outcome::NotApplicable
@@ -44,7 +42,7 @@ impl Authenticator for Abstains {
 }
 
 /// Accepts every password; with a directory, it also looks alice's account up first,
-/// as a host without the chain's account stage would (the work any design does; the rest
+/// as a host without the engine's account stage would (the work any design does; the rest
 /// is overhead).
 #[derive(Debug)]
 struct Accepts(Option<Arc<auth_core::Directory>>);
@@ -54,11 +52,8 @@ impl Authenticator for Accepts {
     fn name(&self) -> &str {
         "password"
     }
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Password]
-    }
-    fn supports(&self, c: &Credential) -> bool {
-        matches!(c, Credential::Password { .. })
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Password]
     }
     async fn authenticate(&self, a: &mut Attempt) -> Outcome {
         if let Some(directory) = &self.0 {
@@ -72,7 +67,7 @@ impl Authenticator for Accepts {
     }
 }
 
-/// Receives every event (so the chain builds each one) and only counts them.
+/// Receives every event (so the engine builds each one) and only counts them.
 #[derive(Debug, Default)]
 struct CountingSink(std::sync::atomic::AtomicU64);
 
@@ -86,8 +81,17 @@ impl auth_core::AuditSink for CountingSink {
 const BATCH: usize = 64;
 const SAMPLES: usize = 4000;
 
+/// What one attempt runs through.
+#[derive(Clone, Copy)]
+enum Runs<'a> {
+    /// The authenticator alone.
+    Direct(&'a dyn Authenticator),
+    /// An engine, as an adapter calls it: the offer for the connection, then the decision.
+    Engine(&'a Engine),
+}
+
 /// ns per attempt for each of SAMPLES batches of BATCH attempts.
-fn measure(rt: &tokio::runtime::Runtime, auth: &dyn Authenticator) -> Vec<f64> {
+fn measure(rt: &tokio::runtime::Runtime, runs: Runs<'_>) -> Vec<f64> {
     let mut attempt = Attempt::new(
         ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.1:5000".parse().unwrap())
             .with_user("alice"),
@@ -96,7 +100,13 @@ fn measure(rt: &tokio::runtime::Runtime, auth: &dyn Authenticator) -> Vec<f64> {
     let mut run = |n: usize| {
         rt.block_on(async {
             for _ in 0..n {
-                let out = auth.authenticate(&mut attempt).await;
+                let out = match runs {
+                    Runs::Direct(auth) => auth.authenticate(&mut attempt).await,
+                    Runs::Engine(engine) => {
+                        let offer = engine.offer(&attempt.connection).unwrap();
+                        engine.decide(&offer, &mut attempt).await
+                    }
+                };
                 assert!(out.is_authenticated());
                 std::hint::black_box(out);
             }
@@ -122,8 +132,8 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-fn chain(audit: Arc<dyn auth_core::AuditSink>, limited: bool) -> Chain {
-    chain_with(audit, limited, None)
+fn engine(audit: Arc<dyn auth_core::AuditSink>, limited: bool) -> Engine {
+    engine_with(audit, limited, None)
 }
 
 /// The store-backed directory with alice's account, in memory.
@@ -139,17 +149,18 @@ fn accounts(rt: &tokio::runtime::Runtime) -> Arc<auth_core::AccountStage> {
     Arc::new(auth_core::AccountStage::new(directory(rt)))
 }
 
-fn chain_with(
+fn engine_with(
     audit: Arc<dyn auth_core::AuditSink>,
     limited: bool,
     accounts: Option<Arc<auth_core::AccountStage>>,
-) -> Chain {
-    let mut b = Chain::builder()
-        .audit(audit)
+) -> Engine {
+    let chain = Chain::builder()
         .link(Arc::new(Abstains("oauth")))
         .link(Arc::new(Abstains("kerberos")))
         .link(Arc::new(Abstains("wallet")))
-        .link(Arc::new(Accepts(None)));
+        .link(Arc::new(Accepts(None)))
+        .build();
+    let mut b = Engine::builder(Policy::single(chain).unwrap()).audit(audit);
     if limited {
         b = b.rate_limiter(Arc::new(MemoryRateLimiter::new(LimitSettings::default())));
     }
@@ -164,35 +175,35 @@ fn main() {
         .enable_time()
         .build()
         .unwrap();
-    let direct = measure(&rt, &Accepts(None));
-    let variants: [(&str, Chain); 7] = [
+    let direct = measure(&rt, Runs::Direct(&Accepts(None)));
+    let variants: [(&str, Engine); 7] = [
         (
             "4-link chain, null audit (events skipped)",
-            chain(Arc::new(NullAuditSink), false),
+            engine(Arc::new(NullAuditSink), false),
         ),
         (
             "4-link chain, every audit event built",
-            chain(Arc::new(CountingSink::default()), false),
+            engine(Arc::new(CountingSink::default()), false),
         ),
         (
             "4-link chain, tracing audit (no subscriber)",
-            chain(Arc::new(TracingAuditSink), false),
+            engine(Arc::new(TracingAuditSink), false),
         ),
         (
             "4-link chain, events built + rate limiter",
-            chain(Arc::new(CountingSink::default()), true),
+            engine(Arc::new(CountingSink::default()), true),
         ),
         (
             "  + account stage (directory in memory)",
-            chain_with(Arc::new(CountingSink::default()), true, Some(accounts(&rt))),
+            engine_with(Arc::new(CountingSink::default()), true, Some(accounts(&rt))),
         ),
         (
             "4-link chain, tracing audit + rate limiter",
-            chain(Arc::new(TracingAuditSink), true),
+            engine(Arc::new(TracingAuditSink), true),
         ),
         (
             "  + account stage (directory in memory)",
-            chain_with(Arc::new(TracingAuditSink), true, Some(accounts(&rt))),
+            engine_with(Arc::new(TracingAuditSink), true, Some(accounts(&rt))),
         ),
     ];
     println!("chain overhead: ns per attempt ({SAMPLES} samples of {BATCH} attempts)");
@@ -207,8 +218,8 @@ fn main() {
     };
     row("direct call to the succeeding authenticator", &direct);
     let mut worst_p50 = 0.0f64;
-    for (name, c) in &variants {
-        let s = measure(&rt, c);
+    for (name, e) in &variants {
+        let s = measure(&rt, Runs::Engine(e));
         row(name, &s);
         let d50 = pct(&s, 0.50) - pct(&direct, 0.50);
         let d99 = pct(&s, 0.99) - pct(&direct, 0.99);
@@ -223,12 +234,10 @@ fn main() {
         worst_p50 = worst_p50.max(d50);
     }
     // The account stage against a host that looks the account up itself.
-    let looked_up = measure(&rt, &Accepts(Some(directory(&rt))));
+    let looked_up = measure(&rt, Runs::Direct(&Accepts(Some(directory(&rt)))));
     row("direct call + the account lookup", &looked_up);
-    let staged = measure(
-        &rt,
-        &chain_with(Arc::new(TracingAuditSink), true, Some(accounts(&rt))),
-    );
+    let staged_engine = engine_with(Arc::new(TracingAuditSink), true, Some(accounts(&rt)));
+    let staged = measure(&rt, Runs::Engine(&staged_engine));
     let d50 = pct(&staged, 0.50) - pct(&looked_up, 0.50);
     println!(
         "{:<46} {:>8.0} {:>8} {:>8.0}   (tracing audit + limiter + account stage)",

@@ -16,7 +16,6 @@ use subtle::ConstantTimeEq;
 use crate::attempt::Attempt;
 use crate::authenticator::Authenticator;
 use crate::authz::Role;
-use crate::clock::{SharedClock, system_clock};
 use crate::credential::{Credential, CredentialKind};
 use crate::error::Error;
 use crate::outcome::Outcome;
@@ -71,7 +70,6 @@ pub enum RegisterError {
 #[derive(Debug)]
 pub struct ApiKeyAuthenticator {
     store: Arc<dyn CredentialStore>,
-    clock: SharedClock,
 }
 
 fn record_key(id: &str) -> Option<Key> {
@@ -92,17 +90,7 @@ fn digest(secret: &str) -> [u8; 32] {
 impl ApiKeyAuthenticator {
     /// An authenticator over `store`.
     pub fn new(store: Arc<dyn CredentialStore>) -> Self {
-        Self {
-            store,
-            clock: system_clock(),
-        }
-    }
-
-    /// Uses `clock` for session timestamps.
-    #[must_use]
-    pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
-        self
+        Self { store }
     }
 
     /// Stores (or replaces) key `id` with `secret`, granting `grant`. Returns the full key
@@ -176,12 +164,8 @@ impl Authenticator for ApiKeyAuthenticator {
         "api_key"
     }
 
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::ApiKey]
-    }
-
-    fn supports(&self, credential: &Credential) -> bool {
-        matches!(credential, Credential::ApiKey(_))
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::ApiKey]
     }
 
     #[tracing::instrument(skip_all)]
@@ -234,7 +218,7 @@ impl Authenticator for ApiKeyAuthenticator {
         }
         let roles = stored.grant.roles;
         Outcome::Authenticated(
-            StandardSession::new(stored.grant.principal, "api_key", self.clock.now())
+            StandardSession::new(stored.grant.principal, "api_key", attempt.now())
                 .with_roles(roles)
                 .with_scopes(stored.grant.scopes)
                 .with_evidence(Evidence::ApiKey {

@@ -2,24 +2,25 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use crate::clock::{SharedClock, system_clock};
 use crate::connection::ConnectionInfo;
 use crate::conversation::{Conversation, Paced};
 use crate::credential::Credential;
 use crate::rate_limit::reservation::Shared;
 
 /// Everything an authenticator gets to decide: the [`ConnectionInfo`], the [`Credential`]
-/// the client offered and, for multi-round mechanisms, a [`Conversation`].
+/// the client offered, for multi-round mechanisms a [`Conversation`], and the clock the
+/// attempt is judged by (the [`Engine`](crate::Engine)'s, which it sets before any method
+/// runs: methods read [`Attempt::now`] rather than keeping a clock of their own).
 pub struct Attempt {
     /// The connection.
     pub connection: ConnectionInfo,
     /// The credential the client offered.
     pub credential: Credential,
     conversation: Option<Paced>,
-    /// Whether a rate-limited chain already holds a reservation for this attempt: a
-    /// limited chain nested in it then runs without limiting, so nothing counts twice.
-    pub(crate) limited: bool,
+    clock: SharedClock,
 }
 
 impl Attempt {
@@ -29,8 +30,26 @@ impl Attempt {
             connection,
             credential,
             conversation: None,
-            limited: false,
+            clock: system_clock(),
         }
+    }
+
+    /// Judges the attempt by `clock` instead of the system clock. The engine sets its own;
+    /// this is for running an authenticator on its own (tests, contract suites).
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub(crate) fn set_clock(&mut self, clock: &SharedClock) {
+        self.clock = clock.clone();
+    }
+
+    /// The time now, by the attempt's clock: for session start times, expiry and
+    /// validity checks.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
     }
 
     /// Adds a conversation for multi-round mechanisms.

@@ -120,6 +120,102 @@ fn micros<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 /// the connection id and the protocol.
 pub type SessionPlace = (crate::connection::Peer, u64, &'static str);
 
+/// The source of events that belong to no connection (wallet reads, `authctl`).
+static NO_PEER: Peer = Peer::Unknown;
+
+impl<'a> AuditEvent<'a> {
+    /// An event about the connection of `source`, `connection_id` and `protocol`, with
+    /// `outcome`; the rest is empty until the `with_` methods fill it. Every event is built
+    /// here, so a new field has one place to be filled.
+    pub fn new(
+        event: AuditEventKind,
+        timestamp: SystemTime,
+        (source, connection_id, protocol): (&'a Peer, u64, &'static str),
+        outcome: &'a str,
+    ) -> Self {
+        Self {
+            timestamp,
+            event,
+            method: None,
+            username: None,
+            source,
+            connection_id,
+            protocol,
+            duration: Duration::ZERO,
+            outcome,
+            action: None,
+            error: None,
+            detail: None,
+        }
+    }
+
+    /// An event about `connection`.
+    pub fn on(
+        event: AuditEventKind,
+        timestamp: SystemTime,
+        connection: &'a crate::connection::ConnectionInfo,
+        outcome: &'a str,
+    ) -> Self {
+        Self::new(
+            event,
+            timestamp,
+            (
+                &connection.peer,
+                connection.id,
+                connection.protocol.as_str(),
+            ),
+            outcome,
+        )
+    }
+
+    /// An event of this process rather than of a client's connection (a wallet read, an
+    /// administrator's command): `component` names the method and the protocol.
+    pub fn local(
+        event: AuditEventKind,
+        timestamp: SystemTime,
+        component: &'static str,
+        outcome: &'a str,
+    ) -> Self {
+        Self::new(event, timestamp, (&NO_PEER, 0, component), outcome).with_method(Some(component))
+    }
+
+    /// Names the method.
+    #[must_use]
+    pub fn with_method(mut self, method: Option<&'a str>) -> Self {
+        self.method = method;
+        self
+    }
+
+    /// Names the user.
+    #[must_use]
+    pub fn with_user(mut self, username: Option<&'a str>) -> Self {
+        self.username = username;
+        self
+    }
+
+    /// Sets how long it took.
+    #[must_use]
+    pub fn with_duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+
+    /// Sets a chain step's action.
+    #[must_use]
+    pub fn with_action(mut self, action: &'static str) -> Self {
+        self.action = Some(action);
+        self
+    }
+
+    /// Sets the client-visible error code and the administrators' detail.
+    #[must_use]
+    pub fn with_failure(mut self, error: Option<&'static str>, detail: Option<&'a str>) -> Self {
+        self.error = error;
+        self.detail = detail;
+        self
+    }
+}
+
 /// Records a `session_started` or `session_ended` event for `session` at `place` (the
 /// session stage's two events, whichever adapter runs it).
 pub fn record_session_event(
@@ -133,24 +229,17 @@ pub fn record_session_event(
     if !audit.enabled() {
         return;
     }
-    audit.record(&AuditEvent {
-        timestamp: clock.now(),
-        event: kind,
-        method: Some(session.method()),
-        username: Some(session.user()),
-        source: peer,
-        connection_id: *connection_id,
-        protocol,
-        duration,
-        outcome: if kind == AuditEventKind::SessionEnded {
-            "ended"
-        } else {
-            "started"
-        },
-        action: None,
-        error: None,
-        detail: None,
-    });
+    let outcome = if kind == AuditEventKind::SessionEnded {
+        "ended"
+    } else {
+        "started"
+    };
+    audit.record(
+        &AuditEvent::new(kind, clock.now(), (peer, *connection_id, protocol), outcome)
+            .with_method(Some(session.method()))
+            .with_user(Some(session.user()))
+            .with_duration(duration),
+    );
 }
 
 impl AuditEvent<'_> {
@@ -318,20 +407,16 @@ mod tests {
     }
 
     fn sample(peer: &Peer) -> AuditEvent<'_> {
-        AuditEvent {
-            timestamp: SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
-            event: AuditEventKind::AttemptFailed,
-            method: Some("password"),
-            username: Some("alice"),
-            source: peer,
-            connection_id: 7,
-            protocol: "postgres",
-            duration: Duration::from_micros(1500),
-            outcome: "rejected",
-            action: None,
-            error: Some("invalid_credentials"),
-            detail: Some("wrong password"),
-        }
+        AuditEvent::new(
+            AuditEventKind::AttemptFailed,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
+            (peer, 7, "postgres"),
+            "rejected",
+        )
+        .with_method(Some("password"))
+        .with_user(Some("alice"))
+        .with_duration(Duration::from_micros(1500))
+        .with_failure(Some("invalid_credentials"), Some("wrong password"))
     }
 
     #[test]

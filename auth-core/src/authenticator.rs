@@ -20,14 +20,18 @@ pub trait Authenticator: Send + Sync + Debug {
     /// A short stable name for audit events and sessions (`password`, `oauth`).
     fn name(&self) -> &str;
 
-    /// The credential kinds this method can judge, so an adapter knows what to ask the
-    /// client for before any credential arrives (pgwire must pick a password or SASL
-    /// request; HTTP lists its challenges).
-    fn accepts(&self) -> Vec<CredentialKind>;
+    /// The credential kinds this method can judge, so the engine knows what to
+    /// [offer](crate::Engine::offer) a client before any credential arrives (pgwire must
+    /// pick a password or SASL request; HTTP lists its challenges).
+    fn accepts(&self) -> &[CredentialKind];
 
     /// Whether this method can judge `credential`. Cheap and free of I/O: the chain skips
-    /// the link when it returns `false`.
-    fn supports(&self, credential: &Credential) -> bool;
+    /// the link when it returns `false`. By default, whether [`accepts`](Self::accepts)
+    /// lists the credential's kind (SASL by mechanism name); override it only to decline
+    /// some credentials of an accepted kind.
+    fn supports(&self, credential: &Credential) -> bool {
+        kinds_include(self.accepts(), credential)
+    }
 
     /// Judges the attempt. Must return [`Outcome::NotApplicable`] for a credential that
     /// [`supports`](Self::supports) declines.
@@ -50,7 +54,7 @@ impl<T: Authenticator + ?Sized> Authenticator for Box<T> {
     fn local_only(&self) -> bool {
         (**self).local_only()
     }
-    fn accepts(&self) -> Vec<CredentialKind> {
+    fn accepts(&self) -> &[CredentialKind] {
         (**self).accepts()
     }
     fn supports(&self, credential: &Credential) -> bool {
@@ -69,7 +73,7 @@ impl<T: Authenticator + ?Sized> Authenticator for Arc<T> {
     fn local_only(&self) -> bool {
         (**self).local_only()
     }
-    fn accepts(&self) -> Vec<CredentialKind> {
+    fn accepts(&self) -> &[CredentialKind] {
         (**self).accepts()
     }
     fn supports(&self, credential: &Credential) -> bool {

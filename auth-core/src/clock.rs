@@ -66,7 +66,10 @@ pub type SharedClock = Arc<dyn Clock>;
 
 /// The default shared clock: the system clock.
 pub fn system_clock() -> SharedClock {
-    Arc::new(SystemClock)
+    // One shared instance: an attempt takes the clock on every request.
+    static SYSTEM: std::sync::LazyLock<SharedClock> =
+        std::sync::LazyLock::new(|| Arc::new(SystemClock));
+    SYSTEM.clone()
 }
 
 #[cfg(test)]

@@ -40,7 +40,9 @@ use std::sync::Arc;
 
 use crate::audit::JsonLinesAuditSink;
 use crate::authenticator::Authenticator;
-use crate::chain::{Chain, ChainBuilder, Control, Link};
+use crate::chain::{Chain, Control, Link};
+use crate::engine::{Engine, EngineBuilder};
+use crate::policy::Policy;
 use crate::rate_limit::{LimitSettings, MemoryRateLimiter};
 
 /// The longest per-method timeout accepted.
@@ -312,18 +314,19 @@ impl Config {
         self.fallback.contains(&method)
     }
 
-    /// The chain this configuration describes: one link per enabled method, in order,
-    /// each [`Control::CONCLUSIVE`] (falling through on an outage when the method is in
-    /// `fallback`) under its timeout; rate limited when enabled; auditing to the JSON-lines
-    /// file when one is set. `resolve` supplies the authenticator for each method; a method
-    /// it cannot supply is a configuration error. The builder is returned so the host can
-    /// still set a clock, a shared limiter or another audit sink.
-    pub fn chain_builder(
+    /// The engine this configuration describes: one rule for every connection, running
+    /// one link per enabled method, in order, each [`Control::CONCLUSIVE`] (falling
+    /// through on an outage when the method is in `fallback`) under its timeout; rate
+    /// limited when enabled; auditing to the JSON-lines file when one is set. `resolve`
+    /// supplies the authenticator for each method; a method it cannot supply is a
+    /// configuration error. The builder is returned so the host can still set a clock,
+    /// an account stage, a shared limiter or another audit sink.
+    pub fn engine_builder(
         &self,
         mut resolve: impl FnMut(Method) -> Option<Arc<dyn Authenticator>>,
-    ) -> Result<ChainBuilder, ConfigError> {
+    ) -> Result<EngineBuilder, ConfigError> {
         let mut problems = Vec::new();
-        let mut builder = Chain::builder();
+        let mut chain = Chain::builder().name("config");
         for &method in &self.methods {
             let Some(auth) = resolve(method) else {
                 problems.push(problem(
@@ -338,8 +341,19 @@ impl Config {
             } else {
                 Control::CONCLUSIVE
             };
-            builder = builder.push(Link::new(auth, control).with_timeout(self.timeout_for(method)));
+            chain = chain.push(Link::new(auth, control).with_timeout(self.timeout_for(method)));
         }
+        let mut builder = match Policy::single(chain.build()) {
+            Ok(policy) => Engine::builder(policy),
+            Err(e) => {
+                problems.push(problem(
+                    "methods / AUTH_METHODS",
+                    e.to_string(),
+                    "remove local-only methods (trust, peer) from AUTH_METHODS",
+                ));
+                return Err(ConfigError { problems });
+            }
+        };
         if let Some(limits) = &self.rate_limit {
             builder = builder.rate_limiter(Arc::new(MemoryRateLimiter::new(limits.clone())));
         }

@@ -1,21 +1,16 @@
 //! Which chain runs for a connection: ordered rules like `pg_hba.conf`.
 //!
 //! Each rule matches on connection type, database, user and client address; the first
-//! rule that matches decides, either a [`Chain`] or a rejection. No match rejects.
+//! rule that matches decides, either a [`Chain`] or a rejection. No match rejects. An
+//! [`Engine`](crate::Engine) runs a policy: it asks it which rule covers a connection.
 
-use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
 
 use ipnet::IpNet;
 
-use crate::attempt::Attempt;
-use crate::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
+use crate::certificate::CertificateCheck;
 use crate::chain::Chain;
-use crate::clock::{SharedClock, system_clock};
 use crate::connection::{ConnectionInfo, Peer};
-use crate::error::{Error, Failure};
-use crate::outcome::Outcome;
 
 /// The connection types of `pg_hba.conf`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,6 +115,9 @@ pub struct Rule {
     pub addresses: AddressMatch,
     /// What to do.
     pub target: Target,
+    /// A client certificate every attempt under the rule must present, before any method
+    /// judges a secret (PostgreSQL's `clientcert=verify-ca|verify-full`).
+    pub client_certificate: Option<Arc<CertificateCheck>>,
 }
 
 impl Rule {
@@ -132,7 +130,18 @@ impl Rule {
             users: NameMatch::All,
             addresses: AddressMatch::All,
             target,
+            client_certificate: None,
         }
+    }
+
+    /// Requires a verified client certificate of every attempt, before any method runs
+    /// (PostgreSQL's `clientcert=verify-ca|verify-full` on a rule of another method);
+    /// with [`Requirement::VerifyFull`](crate::certificate::Requirement::VerifyFull) the
+    /// certificate must also name the user a method authenticated (or be mapped to it).
+    #[must_use]
+    pub fn with_client_certificate(mut self, check: CertificateCheck) -> Self {
+        self.client_certificate = Some(Arc::new(check));
+        self
     }
 
     /// Restricts the connection type.
@@ -191,9 +200,9 @@ impl Rule {
 
 /// What the policy chose for a connection.
 #[derive(Debug, Clone, Copy)]
-pub enum Selection<'a> {
-    /// Run this chain (rule at this index matched).
-    Chain(usize, &'a Arc<Chain>),
+pub(crate) enum Selection<'a> {
+    /// The rule at this index matched and runs a chain.
+    Chain(&'a Arc<str>, &'a Rule, &'a Arc<Chain>),
     /// Rejected by the rule at this index.
     Rejected(usize),
     /// No rule matched.
@@ -201,18 +210,25 @@ pub enum Selection<'a> {
 }
 
 /// Ordered rules, first match wins.
+///
+/// ```
+/// use std::sync::Arc;
+/// use auth_core::policy::{AddressMatch, Rule, Target};
+/// use auth_core::{Chain, Policy};
+/// use auth_core::local::TrustAuthenticator;
+///
+/// let trust = Arc::new(Chain::builder().link(Arc::new(TrustAuthenticator::new())).build());
+/// // `trust` proves nothing about a remote client: only a loopback rule may run it.
+/// let everywhere = Rule::new("all", Target::Chain(trust.clone()));
+/// assert!(Policy::new(vec![everywhere]).is_err());
+/// let local = Rule::new("local", Target::Chain(trust)).with_addresses(AddressMatch::Localhost);
+/// assert_eq!(Policy::new(vec![local]).unwrap().rules().len(), 1);
+/// ```
+#[derive(Debug)]
 pub struct Policy {
     rules: Vec<Rule>,
-    audit: Arc<dyn AuditSink>,
-    clock: SharedClock,
-}
-
-impl fmt::Debug for Policy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Policy")
-            .field("rules", &self.rules)
-            .finish()
-    }
+    /// The rules' names, shared with every offer.
+    names: Vec<Arc<str>>,
 }
 
 /// Why a [`Policy`] cannot be built.
@@ -235,9 +251,8 @@ pub enum PolicyError {
 }
 
 impl Policy {
-    /// A policy of `rules`, auditing rejects to `tracing`. Refused when a rule that can
-    /// match a connection from another machine runs a
-    /// [local-only](crate::Authenticator::local_only) method.
+    /// A policy of `rules`. Refused when a rule that can match a connection from another
+    /// machine runs a [local-only](crate::Authenticator::local_only) method.
     pub fn new(rules: Vec<Rule>) -> Result<Self, PolicyError> {
         for rule in &rules {
             let Target::Chain(chain) = &rule.target else {
@@ -257,25 +272,15 @@ impl Policy {
                 });
             }
         }
-        Ok(Self {
-            rules,
-            audit: Arc::new(TracingAuditSink),
-            clock: system_clock(),
-        })
+        let names = rules.iter().map(|r| Arc::from(r.name.as_str())).collect();
+        Ok(Self { rules, names })
     }
 
-    /// Sends policy-reject audit events to `sink`.
-    #[must_use]
-    pub fn with_audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
-        self.audit = sink;
-        self
-    }
-
-    /// Reads audit timestamps from `clock`.
-    #[must_use]
-    pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
-        self
+    /// A policy of one rule that runs `chain` for every connection, named after the
+    /// chain. Refused as [`Policy::new`] refuses.
+    pub fn single(chain: Chain) -> Result<Self, PolicyError> {
+        let name = crate::Authenticator::name(&chain).to_owned();
+        Self::new(vec![Rule::new(name, Target::Chain(Arc::new(chain)))])
     }
 
     /// The rules, in order.
@@ -284,67 +289,15 @@ impl Policy {
     }
 
     /// The first rule covering `connection` for `user`.
-    pub fn select(&self, connection: &ConnectionInfo, user: Option<&str>) -> Selection<'_> {
+    pub(crate) fn select(&self, connection: &ConnectionInfo, user: Option<&str>) -> Selection<'_> {
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.matches(connection, user) {
                 return match &rule.target {
-                    Target::Chain(chain) => Selection::Chain(i, chain),
+                    Target::Chain(chain) => Selection::Chain(&self.names[i], rule, chain),
                     Target::Reject => Selection::Rejected(i),
                 };
             }
         }
         Selection::NoMatch
-    }
-
-    /// The chain for the attempt's connection, or the rejection to report (audited as a
-    /// policy reject). Adapters that must ask for a credential before they have one
-    /// (pgwire) choose first and run the chain later.
-    pub fn choose(&self, attempt: &Attempt) -> Result<Arc<Chain>, Failure> {
-        let started = Instant::now();
-        let detail = match self.select(&attempt.connection, attempt.user()) {
-            Selection::Chain(_, chain) => return Ok(chain.clone()),
-            Selection::Rejected(i) => format!("rejected by policy rule `{}`", self.rules[i].name),
-            Selection::NoMatch => "no policy rule matches the connection".to_owned(),
-        };
-        self.audit.record(&AuditEvent {
-            timestamp: self.clock.now(),
-            event: AuditEventKind::PolicyReject,
-            method: None,
-            username: attempt.user(),
-            source: &attempt.connection.peer,
-            connection_id: attempt.connection.id,
-            protocol: attempt.connection.protocol.as_str(),
-            duration: started.elapsed(),
-            outcome: "rejected",
-            action: None,
-            error: Some(Error::Denied.code()),
-            detail: Some(&detail),
-        });
-        Err(Failure::new(Error::Denied, detail))
-    }
-
-    /// Opens the session a chain returned (the session stage), auditing to the policy's
-    /// sink: adapters call it after OK, touch the session on every query or request and
-    /// close it when the connection or request ends.
-    pub fn open_session(
-        &self,
-        session: Box<dyn crate::session::Session>,
-        connection: &ConnectionInfo,
-    ) -> crate::open_session::OpenSession {
-        crate::open_session::OpenSession::open(
-            session,
-            connection,
-            self.audit.clone(),
-            self.clock.clone(),
-        )
-    }
-
-    /// Selects the chain for the attempt and runs it. A reject or no match is an
-    /// [`Error::Denied`] rejection, audited as a policy reject.
-    pub async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
-        match self.choose(attempt) {
-            Ok(chain) => chain.decide(attempt).await,
-            Err(failure) => Outcome::Rejected(failure),
-        }
     }
 }

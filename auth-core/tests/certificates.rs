@@ -1,5 +1,5 @@
-//! Client certificates: the `cert` method and a chain's `clientcert` requirement, with
-//! certificates from a throwaway CA and the time from a manual clock.
+//! Client certificates: the `cert` method and a policy rule's `clientcert` requirement,
+//! with certificates from a throwaway CA and the time from a manual clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -12,12 +12,13 @@ use auth_core::certificate::{
     CertificateAuthenticator, CertificateCheck, CertificateRefusal, ClientName, Requirement,
     TrustedIssuers,
 };
+use auth_core::policy::{Rule, Target};
 use auth_core::{
-    Attempt, Authenticator, Chain, ConnectionInfo, Credential, Error, ManualClock, MemoryStore,
-    Outcome, OutcomeClass, Protocol, TlsInfo,
+    Attempt, Authenticator, Chain, ConnectionInfo, Credential, Engine, Error, ManualClock,
+    MemoryStore, Outcome, OutcomeClass, Policy, Protocol, TlsInfo,
 };
 use auth_tests::pki::TestCa;
-use common::Scripted;
+use common::{Scripted, decide, engine};
 
 /// The harness's throwaway CA, as these tests use it: certificates in memory, valid
 /// through 2027.
@@ -63,12 +64,18 @@ fn over_tls(chain: Vec<Vec<u8>>, user: Option<&str>) -> ConnectionInfo {
     }
 }
 
-fn method(trust: TrustedIssuers, clock: &Arc<ManualClock>) -> CertificateAuthenticator {
-    CertificateAuthenticator::new(Arc::new(trust)).with_clock(clock.clone())
+fn method(trust: TrustedIssuers) -> CertificateAuthenticator {
+    CertificateAuthenticator::new(Arc::new(trust))
 }
 
-async fn run(method: &dyn Authenticator, connection: ConnectionInfo) -> Outcome {
-    let mut attempt = Attempt::new(connection, Credential::ClientCertificate);
+/// Runs `method` on its own, judged at the time of `clock`.
+async fn run(
+    method: &dyn Authenticator,
+    clock: &Arc<ManualClock>,
+    connection: ConnectionInfo,
+) -> Outcome {
+    let mut attempt =
+        Attempt::new(connection, Credential::ClientCertificate).with_clock(clock.clone());
     method.authenticate(&mut attempt).await
 }
 
@@ -83,13 +90,18 @@ fn detail(outcome: &Outcome) -> String {
 async fn a_certificate_of_the_ca_names_its_holder_and_others_say_why_not() {
     let (ca, other) = (Ca::new("Test CA"), Ca::new("Other CA"));
     let clock = Arc::new(ManualClock::new(now()));
-    let cert = method(ca.trust(), &clock);
+    let cert = method(ca.trust());
 
-    let ok = run(&cert, over_tls(vec![ca.client("alice", 1)], None)).await;
+    let ok = run(&cert, &clock, over_tls(vec![ca.client("alice", 1)], None)).await;
     let session = ok.session().expect("alice's certificate authenticates");
     assert_eq!((session.principal(), session.method()), ("alice", "cert"));
 
-    let foreign = run(&cert, over_tls(vec![other.client("alice", 1)], None)).await;
+    let foreign = run(
+        &cert,
+        &clock,
+        over_tls(vec![other.client("alice", 1)], None),
+    )
+    .await;
     assert_eq!(
         foreign.error_and_detail().unwrap().0,
         Error::UntrustedIssuer
@@ -97,7 +109,7 @@ async fn a_certificate_of_the_ca_names_its_holder_and_others_say_why_not() {
     assert!(detail(&foreign).contains("not issued by a trusted CA"));
 
     clock.set(SystemTime::UNIX_EPOCH + Duration::from_secs(1_830_384_000)); // 2028-01-02
-    let expired = run(&cert, over_tls(vec![ca.client("alice", 1)], None)).await;
+    let expired = run(&cert, &clock, over_tls(vec![ca.client("alice", 1)], None)).await;
     assert_eq!(expired.error_and_detail().unwrap().0, Error::Expired);
     assert!(
         detail(&expired).contains("expired at 2028-01-01T00:00:00Z"),
@@ -105,22 +117,22 @@ async fn a_certificate_of_the_ca_names_its_holder_and_others_say_why_not() {
         detail(&expired)
     );
     clock.set(SystemTime::UNIX_EPOCH + Duration::from_secs(1_735_689_600)); // 2025-01-01
-    let early = run(&cert, over_tls(vec![ca.client("alice", 1)], None)).await;
+    let early = run(&cert, &clock, over_tls(vec![ca.client("alice", 1)], None)).await;
     assert!(detail(&early).contains("not valid before 2026-01-01"));
 
     clock.set(now());
-    let none = run(&cert, over_tls(Vec::new(), None)).await;
+    let none = run(&cert, &clock, over_tls(Vec::new(), None)).await;
     assert_eq!(
         none.error_and_detail().unwrap().0,
         Error::MissingCredentials
     );
     let plain = ConnectionInfo::tcp(Protocol::Http, "10.0.0.7:1".parse().unwrap());
-    let without_tls = run(&cert, plain).await;
+    let without_tls = run(&cert, &clock, plain).await;
     assert_eq!(
         without_tls.error_and_detail().unwrap().0,
         Error::MissingCredentials
     );
-    let garbage = run(&cert, over_tls(vec![b"garbage".to_vec()], None)).await;
+    let garbage = run(&cert, &clock, over_tls(vec![b"garbage".to_vec()], None)).await;
     assert_eq!(garbage.error_and_detail().unwrap().0, Error::Malformed);
     let password = Credential::password("alice", "x");
     assert!(!cert.supports(&password), "only the certificate credential");
@@ -134,17 +146,17 @@ async fn revoked_certificates_and_stale_revocation_lists_are_refused() {
         .trust()
         .with_crls_pem(ca.crl(&[2], (2027, 6, 1)).as_bytes())
         .unwrap();
-    let cert = method(trust, &clock);
+    let cert = method(trust);
     assert!(
-        run(&cert, over_tls(vec![ca.client("alice", 1)], None))
+        run(&cert, &clock, over_tls(vec![ca.client("alice", 1)], None))
             .await
             .is_authenticated()
     );
-    let revoked = run(&cert, over_tls(vec![ca.client("bob", 2)], None)).await;
+    let revoked = run(&cert, &clock, over_tls(vec![ca.client("bob", 2)], None)).await;
     assert_eq!(detail(&revoked), CertificateRefusal::Revoked.to_string());
 
     clock.set(SystemTime::UNIX_EPOCH + Duration::from_secs(1_814_400_000)); // mid-2027
-    let stale = run(&cert, over_tls(vec![ca.client("alice", 1)], None)).await;
+    let stale = run(&cert, &clock, over_tls(vec![ca.client("alice", 1)], None)).await;
     assert_eq!(
         stale.class(),
         OutcomeClass::Unavailable,
@@ -173,14 +185,13 @@ async fn names_go_through_the_identity_map_and_the_account_stage() {
     dir.map_identity("cert", "CN=svc-billing", "billing")
         .await
         .unwrap();
-    let stage = Arc::new(AccountStage::new(Arc::new(dir)).with_clock(clock.clone()));
+    let stage = Arc::new(AccountStage::new(Arc::new(dir)));
     let chain = Chain::builder()
-        .accounts(stage)
-        .clock(clock.clone())
         .link(Arc::new(
-            method(ca.trust(), &clock).with_name(ClientName::DistinguishedName),
+            method(ca.trust()).with_name(ClientName::DistinguishedName),
         ))
         .build();
+    let engine_dn = engine(chain).accounts(stage).clock(clock.clone()).build();
     let svc = ca.client("svc-billing", 3);
 
     // HTTP names no user: the directory's mapping says who the certificate is.
@@ -188,39 +199,36 @@ async fn names_go_through_the_identity_map_and_the_account_stage() {
         over_tls(vec![svc.clone()], None),
         Credential::ClientCertificate,
     );
-    let outcome = chain.decide(&mut http).await;
+    let outcome = decide(&engine_dn, &mut http).await;
     assert_eq!(outcome.session().map(|s| s.user()), Some("billing"));
     // pgwire names one: the mapped user, and no other.
     let mut as_billing = Attempt::new(
         over_tls(vec![svc.clone()], Some("billing")),
         Credential::ClientCertificate,
     );
-    assert!(chain.decide(&mut as_billing).await.is_authenticated());
+    assert!(decide(&engine_dn, &mut as_billing).await.is_authenticated());
     let mut as_alice = Attempt::new(
         over_tls(vec![svc], Some("alice")),
         Credential::ClientCertificate,
     );
-    let refused = chain.decide(&mut as_alice).await;
+    let refused = decide(&engine_dn, &mut as_alice).await;
     assert!(detail(&refused).contains("may not act as the requested user `alice`"));
     // A disabled account is refused whatever its certificate says.
-    let chain_cn = Chain::builder()
-        .accounts(Arc::new(
-            AccountStage::new(Arc::new({
-                let d = Directory::new(Arc::new(MemoryStore::new()));
-                d.update("mallory", |r| r.status = UserStatus::Disabled)
-                    .await
-                    .unwrap();
-                d
-            }))
-            .with_clock(clock.clone()),
-        ))
-        .link(Arc::new(method(ca.trust(), &clock)))
+    let engine_cn = engine(Chain::builder().link(Arc::new(method(ca.trust()))).build())
+        .accounts(Arc::new(AccountStage::new(Arc::new({
+            let d = Directory::new(Arc::new(MemoryStore::new()));
+            d.update("mallory", |r| r.status = UserStatus::Disabled)
+                .await
+                .unwrap();
+            d
+        }))))
+        .clock(clock.clone())
         .build();
     let mut mallory = Attempt::new(
         over_tls(vec![ca.client("mallory", 4)], Some("mallory")),
         Credential::ClientCertificate,
     );
-    let outcome = chain_cn.decide(&mut mallory).await;
+    let outcome = decide(&engine_cn, &mut mallory).await;
     assert_eq!(outcome.class(), OutcomeClass::AccountStatus);
     assert!(detail(&outcome).contains("account `mallory` is disabled"));
 }
@@ -231,11 +239,13 @@ async fn clientcert_requirements_guard_another_method() {
     let clock = Arc::new(ManualClock::new(now()));
     let trust = Arc::new(ca.trust());
     let password = Scripted::new("password", OutcomeClass::Success);
-    let chain = |requirement| {
-        Chain::builder()
+    // The requirement is the policy rule's; the chain runs only the password.
+    let engine = |requirement| {
+        let chain = Chain::builder().link(password.clone()).build();
+        let rule = Rule::new("clientcert", Target::Chain(Arc::new(chain)))
+            .with_client_certificate(CertificateCheck::new(trust.clone(), requirement));
+        Engine::builder(Policy::new(vec![rule]).unwrap())
             .clock(clock.clone())
-            .client_certificate(CertificateCheck::new(trust.clone(), requirement))
-            .link(password.clone())
             .build()
     };
     let attempt = |chain: Vec<Vec<u8>>| {
@@ -244,37 +254,31 @@ async fn clientcert_requirements_guard_another_method() {
             Credential::password("alice", "right"),
         )
     };
-    let verify_ca = chain(Requirement::VerifyCa);
+    let verify_ca = engine(Requirement::VerifyCa);
     // Any certificate of the CA, whoever it names, with the password.
     assert!(
-        verify_ca
-            .decide(&mut attempt(vec![ca.client("bob", 1)]))
+        decide(&verify_ca, &mut attempt(vec![ca.client("bob", 1)]))
             .await
             .is_authenticated()
     );
     // Without one (or with another CA's) the password is never asked for.
     let calls = password.calls();
-    let refused = verify_ca.decide(&mut attempt(Vec::new())).await;
+    let refused = decide(&verify_ca, &mut attempt(Vec::new())).await;
     assert!(detail(&refused).contains("the rule requires a client certificate"));
-    let foreign = verify_ca
-        .decide(&mut attempt(vec![other.client("alice", 1)]))
-        .await;
+    let foreign = decide(&verify_ca, &mut attempt(vec![other.client("alice", 1)])).await;
     assert_eq!(
         foreign.error_and_detail().unwrap().0,
         Error::UntrustedIssuer
     );
     assert_eq!(password.calls(), calls, "refused before the method ran");
 
-    let verify_full = chain(Requirement::VerifyFull);
+    let verify_full = engine(Requirement::VerifyFull);
     assert!(
-        verify_full
-            .decide(&mut attempt(vec![ca.client("alice", 2)]))
+        decide(&verify_full, &mut attempt(vec![ca.client("alice", 2)]))
             .await
             .is_authenticated()
     );
-    let bob = verify_full
-        .decide(&mut attempt(vec![ca.client("bob", 3)]))
-        .await;
+    let bob = decide(&verify_full, &mut attempt(vec![ca.client("bob", 3)])).await;
     assert!(
         detail(&bob).contains("names `bob`, which may not act as `alice`"),
         "{}",

@@ -1,5 +1,5 @@
 //! The chain beyond its truth table: which failure it reports, which session it returns,
-//! what it audits, timeouts and rate limiting.
+//! what the engine running it audits, timeouts and rate limiting.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -13,7 +13,7 @@ use auth_core::{
     AuditEventKind, Authenticator, Chain, Control, Credential, Error, ManualClock, MemoryAuditSink,
     MemoryRateLimiter, Outcome, OutcomeClass, Protocol, SessionState,
 };
-use common::{Scripted, remote_password};
+use common::{Scripted, decide, engine, remote_password};
 
 use OutcomeClass::*;
 
@@ -87,15 +87,19 @@ async fn nothing_applicable_reports_missing_or_denied() {
         chain.authenticate(&mut absent).await,
         Outcome::NotApplicable
     ));
+    let engine = engine(chain).build();
     assert_eq!(
-        failure_of(&chain.decide(&mut absent).await),
+        failure_of(&decide(&engine, &mut absent).await),
         Error::MissingCredentials
     );
     let mut bearer = Attempt::new(
         ConnectionInfo::tcp(Protocol::Http, "10.0.0.1:1".parse().unwrap()),
         Credential::bearer("t"),
     );
-    assert_eq!(failure_of(&chain.decide(&mut bearer).await), Error::Denied);
+    assert_eq!(
+        failure_of(&decide(&engine, &mut bearer).await),
+        Error::Denied
+    );
 }
 
 #[tokio::test]
@@ -116,7 +120,6 @@ async fn the_first_success_supplies_the_session_and_it_becomes_active() {
 async fn every_step_is_audited_and_one_event_per_attempt() {
     let audit = MemoryAuditSink::new();
     let chain = Chain::builder()
-        .audit(Arc::new(audit.clone()))
         .link_with(
             Scripted::new("oauth", Unavailable),
             Control::CONCLUSIVE.fallback_on_unavailable(),
@@ -124,9 +127,8 @@ async fn every_step_is_audited_and_one_event_per_attempt() {
         .link(Scripted::new("kerberos", NotApplicable))
         .link(Scripted::new("password", Success))
         .build();
-    let out = chain
-        .authenticate(&mut remote_password("alice", "hunter22"))
-        .await;
+    let engine = engine(chain).audit(Arc::new(audit.clone())).build();
+    let out = decide(&engine, &mut remote_password("alice", "hunter22")).await;
     assert!(out.is_authenticated());
 
     let events = audit.events();
@@ -196,20 +198,16 @@ async fn the_rate_limiter_locks_out_before_any_link_runs() {
     ));
     let audit = MemoryAuditSink::new();
     let password = Scripted::new("password", Rejected);
-    let chain = Chain::builder()
+    let chain = Chain::builder().link(password.clone()).build();
+    let engine = engine(chain)
         .audit(Arc::new(audit.clone()))
         .rate_limiter(limiter)
-        .link(password.clone())
         .build();
     for _ in 0..5 {
-        let out = chain
-            .authenticate(&mut remote_password("alice", "guess"))
-            .await;
+        let out = decide(&engine, &mut remote_password("alice", "guess")).await;
         assert_eq!(failure_of(&out), Error::InvalidCredentials);
     }
-    let out = chain
-        .authenticate(&mut remote_password("alice", "guess"))
-        .await;
+    let out = decide(&engine, &mut remote_password("alice", "guess")).await;
     assert_eq!(failure_of(&out), Error::RateLimited);
     assert_eq!(password.calls(), 5, "a locked attempt runs no method");
     let lockouts = audit.of_kind(AuditEventKind::Lockout);
@@ -223,9 +221,7 @@ async fn the_rate_limiter_locks_out_before_any_link_runs() {
     );
 
     clock.advance(Duration::from_secs(60));
-    let out = chain
-        .authenticate(&mut remote_password("alice", "guess"))
-        .await;
+    let out = decide(&engine, &mut remote_password("alice", "guess")).await;
     assert_eq!(
         failure_of(&out),
         Error::InvalidCredentials,
@@ -236,13 +232,13 @@ async fn the_rate_limiter_locks_out_before_any_link_runs() {
 #[tokio::test]
 async fn unavailable_backends_do_not_count_towards_lockout() {
     let chain = Chain::builder()
-        .rate_limiter(Arc::new(MemoryRateLimiter::default()))
         .link(Scripted::new("oauth", Unavailable))
         .build();
+    let engine = engine(chain)
+        .rate_limiter(Arc::new(MemoryRateLimiter::default()))
+        .build();
     for _ in 0..10 {
-        let out = chain
-            .authenticate(&mut remote_password("alice", "pw"))
-            .await;
+        let out = decide(&engine, &mut remote_password("alice", "pw")).await;
         assert_eq!(failure_of(&out), Error::Unavailable);
     }
 }
@@ -272,7 +268,7 @@ async fn chains_nest_and_report_the_inner_method() {
 /// One call to the limiter: what, user, address, localhost.
 type LimiterCall = (String, Option<String>, Option<std::net::IpAddr>, bool);
 
-/// Records what the chain tells its limiter and its reservations.
+/// Records what the engine tells its limiter and its reservations.
 #[derive(Debug, Default, Clone)]
 struct RecordingLimiter {
     calls: Arc<std::sync::Mutex<Vec<LimiterCall>>>,
@@ -329,12 +325,10 @@ async fn the_limiter_hears_each_outcome_exactly_once_with_the_right_subject() {
     let limiter = Arc::new(RecordingLimiter::default());
     for class in [Rejected, Unavailable, Success, AccountStatus] {
         let chain = Chain::builder()
-            .rate_limiter(limiter.clone())
             .link(Scripted::new("password", class))
             .build();
-        chain
-            .authenticate(&mut remote_password("alice", "pw"))
-            .await;
+        let engine = engine(chain).rate_limiter(limiter.clone()).build();
+        decide(&engine, &mut remote_password("alice", "pw")).await;
     }
     let calls = limiter.calls.lock().unwrap().clone();
     let what: Vec<&str> = calls.iter().map(|c| c.0.as_str()).collect();
@@ -372,13 +366,12 @@ async fn concurrent_guesses_cannot_outrun_the_lockout() {
         delay: Some(Duration::from_millis(100)),
         calls: std::sync::atomic::AtomicUsize::new(0),
     });
-    let chain = Chain::builder()
+    let chain = Chain::builder().link(slow_wrong.clone()).build();
+    let engine = engine(chain)
         .rate_limiter(Arc::new(MemoryRateLimiter::default()))
-        .link(slow_wrong.clone())
         .build();
     let outcomes = futures::future::join_all((0..20).map(|_| async {
-        chain
-            .authenticate(&mut remote_password("alice", "guess"))
+        decide(&engine, &mut remote_password("alice", "guess"))
             .await
             .failure()
             .unwrap()
@@ -405,8 +398,8 @@ impl auth_core::Authenticator for AlicesTicket {
     fn name(&self) -> &str {
         "kerberos"
     }
-    fn accepts(&self) -> Vec<auth_core::CredentialKind> {
-        vec![auth_core::CredentialKind::Password]
+    fn accepts(&self) -> &[auth_core::CredentialKind] {
+        &[auth_core::CredentialKind::Password]
     }
     fn supports(&self, _: &auth_core::Credential) -> bool {
         true
@@ -422,13 +415,13 @@ impl auth_core::Authenticator for AlicesTicket {
 async fn an_identity_logs_in_only_as_the_user_the_connection_asked_for() {
     let limiter = Arc::new(MemoryRateLimiter::default());
     let audit = MemoryAuditSink::new();
-    let chain = Chain::builder()
+    let chain = Chain::builder().link(Arc::new(AlicesTicket)).build();
+    let engine = engine(chain)
         .audit(Arc::new(audit.clone()))
         .rate_limiter(limiter.clone())
-        .link(Arc::new(AlicesTicket))
         .build();
     let mut as_bob = remote_password("bob", "unused");
-    let out = chain.decide(&mut as_bob).await;
+    let out = decide(&engine, &mut as_bob).await;
     assert_eq!(failure_of(&out), Error::InvalidCredentials);
     let failed = audit.of_kind(AuditEventKind::AttemptFailed);
     assert!(
@@ -441,7 +434,7 @@ async fn an_identity_logs_in_only_as_the_user_the_connection_asked_for() {
     let ip = "10.0.0.7".parse().unwrap();
     assert!(!limiter.is_known("bob", ip), "not a success for bob");
 
-    let out = chain.decide(&mut remote_password("alice", "unused")).await;
+    let out = decide(&engine, &mut remote_password("alice", "unused")).await;
     assert_eq!(out.session().unwrap().user(), "alice");
     assert!(limiter.is_known("alice", ip));
 }

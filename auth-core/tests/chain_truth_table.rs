@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use auth_core::{Action, Chain, Control, OutcomeClass};
-use common::{Scripted, remote_password};
+use common::{Scripted, decide, engine, remote_password};
 
 use OutcomeClass::*;
 
@@ -77,12 +77,14 @@ fn table() -> Vec<Row> {
 }
 
 async fn run(links: &[(Arc<Scripted>, Control)]) -> Verdict {
-    let mut b = Chain::builder().audit(Arc::new(auth_core::audit::NullAuditSink));
+    let mut b = Chain::builder();
     for (a, c) in links {
         b = b.link_with(a.clone(), *c);
     }
-    let chain = b.build();
-    let outcome = chain.decide(&mut remote_password("alice", "pw")).await;
+    let engine = engine(b.build())
+        .audit(Arc::new(auth_core::audit::NullAuditSink))
+        .build();
+    let outcome = decide(&engine, &mut remote_password("alice", "pw")).await;
     if outcome.is_authenticated() {
         Verdict::Allow
     } else {

@@ -1,4 +1,4 @@
-//! A configuration becomes the chain it describes.
+//! A configuration becomes the engine (and chain) it describes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::config::Method;
+use auth_core::policy::Target;
 use auth_core::{Action, Authenticator, Config, OutcomeClass};
-use common::{Scripted, remote_password};
+use common::{Scripted, decide, remote_password};
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -32,8 +33,8 @@ async fn links_follow_methods_fallback_and_timeouts() {
         ]),
     )
     .unwrap();
-    let chain = config
-        .chain_builder(|m| -> Option<Arc<dyn Authenticator>> {
+    let engine = config
+        .engine_builder(|m| -> Option<Arc<dyn Authenticator>> {
             Some(match m {
                 Method::Wallet => Scripted::new("wallet", OutcomeClass::Unavailable),
                 _ => Scripted::new("password", OutcomeClass::Success),
@@ -41,6 +42,12 @@ async fn links_follow_methods_fallback_and_timeouts() {
         })
         .unwrap()
         .build();
+    let rules = engine.policy().rules();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].name, "config");
+    let Target::Chain(chain) = &rules[0].target else {
+        panic!("the configuration's rule runs a chain");
+    };
     let links = chain.links();
     assert_eq!(links.len(), 2);
     assert_eq!(links[0].authenticator().name(), "wallet");
@@ -49,9 +56,7 @@ async fn links_follow_methods_fallback_and_timeouts() {
     assert_eq!(links[1].control().unavailable, Action::Die);
     assert_eq!(links[1].timeout(), Duration::from_secs(3));
 
-    let out = chain
-        .authenticate(&mut remote_password("alice", "pw"))
-        .await;
+    let out = decide(&engine, &mut remote_password("alice", "pw")).await;
     assert_eq!(
         out.session().unwrap().method(),
         "password",
@@ -69,7 +74,7 @@ async fn links_follow_methods_fallback_and_timeouts() {
 fn a_method_without_an_authenticator_is_a_configuration_error() {
     let config = Config::load(None, &env(&[("AUTH_METHODS", "api_key,password")])).unwrap();
     let err = config
-        .chain_builder(|m| -> Option<Arc<dyn Authenticator>> {
+        .engine_builder(|m| -> Option<Arc<dyn Authenticator>> {
             (m == Method::Password).then(|| Scripted::new("password", OutcomeClass::Success) as _)
         })
         .unwrap_err();

@@ -167,11 +167,8 @@ impl Authenticator for BearerOnly {
     fn name(&self) -> &str {
         "bearer-only"
     }
-    fn accepts(&self) -> Vec<auth_core::CredentialKind> {
-        vec![auth_core::CredentialKind::Bearer]
-    }
-    fn supports(&self, c: &Credential) -> bool {
-        matches!(c, Credential::Bearer(_))
+    fn accepts(&self) -> &[auth_core::CredentialKind] {
+        &[auth_core::CredentialKind::Bearer]
     }
     async fn authenticate(&self, _: &mut Attempt) -> auth_core::Outcome {
         auth_core::Outcome::rejected(auth_core::Error::InvalidCredentials, "no tokens are valid")
@@ -187,8 +184,8 @@ impl Authenticator for Greedy {
     fn name(&self) -> &str {
         "greedy"
     }
-    fn accepts(&self) -> Vec<auth_core::CredentialKind> {
-        vec![
+    fn accepts(&self) -> &[auth_core::CredentialKind] {
+        &[
             auth_core::CredentialKind::Password,
             auth_core::CredentialKind::ApiKey,
         ]
@@ -210,7 +207,7 @@ impl Authenticator for Enumerating {
     fn name(&self) -> &str {
         "enumerating"
     }
-    fn accepts(&self) -> Vec<auth_core::CredentialKind> {
+    fn accepts(&self) -> &[auth_core::CredentialKind] {
         self.0.accepts()
     }
     fn supports(&self, c: &Credential) -> bool {

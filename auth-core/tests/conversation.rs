@@ -1,7 +1,9 @@
-//! CORE-3: a multi-round mechanism runs through the chain over a channel conversation,
+//! CORE-3: a multi-round mechanism runs through the engine over a channel conversation,
 //! the way a push-style adapter (pgwire) drives it; closed, oversized, silent and
 //! non-interactive clients fail cleanly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +13,9 @@ use auth_core::conversation::{ServerMessage, channel};
 use auth_core::secrecy::ExposeSecret;
 use auth_core::{
     Attempt, Authenticator, Chain, ConnectionInfo, Conversation, ConversationError, Credential,
-    CredentialKind, Error, Link, Outcome, Protocol, StandardSession,
+    CredentialKind, Engine, Error, Link, Outcome, Protocol, StandardSession,
 };
+use common::decide;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -46,11 +49,8 @@ impl Authenticator for ChallengeResponse {
     fn name(&self) -> &str {
         "demo-cr"
     }
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Sasl("DEMO-CR")]
-    }
-    fn supports(&self, c: &Credential) -> bool {
-        c.sasl_mechanism() == Some("DEMO-CR")
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Sasl("DEMO-CR")]
     }
     async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
         let user = match &attempt.credential {
@@ -89,24 +89,24 @@ fn attempt() -> Attempt {
     )
 }
 
-fn chain(timeout: Duration) -> Arc<Chain> {
-    Arc::new(
-        Chain::builder()
-            .push(
-                Link::new(Arc::new(ChallengeResponse), auth_core::Control::CONCLUSIVE)
-                    .with_timeout(timeout),
-            )
-            .build(),
-    )
+/// An engine running the mechanism under `timeout`.
+fn engine(timeout: Duration) -> Arc<Engine> {
+    let chain = Chain::builder()
+        .push(
+            Link::new(Arc::new(ChallengeResponse), auth_core::Control::CONCLUSIVE)
+                .with_timeout(timeout),
+        )
+        .build();
+    Arc::new(common::engine(chain).build())
 }
 
 #[tokio::test]
 async fn a_two_round_exchange_succeeds_over_the_channel() {
     let (server_end, mut client) = channel(1024);
-    let chain = chain(Duration::from_secs(5));
+    let engine = engine(Duration::from_secs(5));
     let task = tokio::spawn(async move {
         let mut a = attempt().with_conversation(Box::new(server_end));
-        chain.decide(&mut a).await
+        decide(&engine, &mut a).await
     });
     // The adapter's loop: forward challenges, relay answers.
     let Some(ServerMessage::Challenge(nonce)) = client.next().await else {
@@ -133,10 +133,10 @@ async fn a_two_round_exchange_succeeds_over_the_channel() {
 #[tokio::test]
 async fn a_wrong_answer_is_rejected_and_no_final_message_is_sent() {
     let (server_end, mut client) = channel(1024);
-    let chain = chain(Duration::from_secs(5));
+    let engine = engine(Duration::from_secs(5));
     let task = tokio::spawn(async move {
         let mut a = attempt().with_conversation(Box::new(server_end));
-        chain.decide(&mut a).await
+        decide(&engine, &mut a).await
     });
     assert!(matches!(
         client.next().await,
@@ -155,15 +155,15 @@ async fn a_client_that_goes_away_or_sends_too_much_fails_cleanly() {
     let (server_end, client) = channel(1024);
     drop(client);
     let mut a = attempt().with_conversation(Box::new(server_end));
-    let out = chain(Duration::from_secs(5)).decide(&mut a).await;
+    let out = decide(&engine(Duration::from_secs(5)), &mut a).await;
     assert_eq!(out.failure().unwrap().error, Error::Malformed);
     assert!(out.failure().unwrap().detail.contains("closed"));
 
     let (server_end, mut client) = channel(16);
-    let c = chain(Duration::from_secs(5));
+    let e = engine(Duration::from_secs(5));
     let task = tokio::spawn(async move {
         let mut a = attempt().with_conversation(Box::new(server_end));
-        c.decide(&mut a).await
+        decide(&e, &mut a).await
     });
     assert!(matches!(
         client.next().await,
@@ -177,10 +177,10 @@ async fn a_client_that_goes_away_or_sends_too_much_fails_cleanly() {
 #[tokio::test(start_paused = true)]
 async fn a_silent_client_is_cut_off_by_the_link_timeout() {
     let (server_end, mut client) = channel(1024);
-    let c = chain(Duration::from_secs(5));
+    let e = engine(Duration::from_secs(5));
     let task = tokio::spawn(async move {
         let mut a = attempt().with_conversation(Box::new(server_end));
-        c.decide(&mut a).await
+        decide(&e, &mut a).await
     });
     assert!(matches!(
         client.next().await,
@@ -210,7 +210,7 @@ impl Conversation for OneShot {
 #[tokio::test]
 async fn a_non_interactive_transport_gets_the_challenge_back() {
     let mut a = attempt().with_conversation(Box::new(OneShot));
-    let out = chain(Duration::from_secs(5)).decide(&mut a).await;
+    let out = decide(&engine(Duration::from_secs(5)), &mut a).await;
     assert_eq!(out.failure().unwrap().error, Error::MissingCredentials);
     let mut conv = OneShot;
     let err = conv.exchange(b"challenge".to_vec()).await.unwrap_err();

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use auth_core::{
-    ApiKeyAuthenticator, ApiKeyGrant, Attempt, Chain, ConnectionInfo, Credential, MemoryStore,
-    Protocol, TracingAuditSink,
+    ApiKeyAuthenticator, ApiKeyGrant, Attempt, Chain, ConnectionInfo, Credential, Engine,
+    MemoryStore, Outcome, Policy, Protocol, TracingAuditSink,
 };
 use secrecy::SecretString;
 
@@ -21,6 +21,13 @@ impl Write for Captured {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+async fn decide(engine: &Engine, attempt: &mut Attempt) -> Outcome {
+    match engine.offer(&attempt.connection) {
+        Ok(offer) => engine.decide(&offer, attempt).await,
+        Err(failure) => Outcome::Rejected(failure),
     }
 }
 
@@ -50,8 +57,10 @@ async fn secrets_never_reach_the_log() {
     .await
     .unwrap();
     let chain = Chain::builder()
-        .audit(Arc::new(TracingAuditSink))
         .link(Arc::new(ApiKeyAuthenticator::new(store)))
+        .build();
+    let engine = Engine::builder(Policy::single(chain).unwrap())
+        .audit(Arc::new(TracingAuditSink))
         .build();
     let conn = || ConnectionInfo::tcp(Protocol::Http, "192.0.2.1:1".parse().unwrap());
     let wrong = "0123456789abcdef-WRONG-SECRET-01234567";
@@ -65,7 +74,7 @@ async fn secrets_never_reach_the_log() {
     ] {
         let mut attempt = Attempt::new(conn(), credential);
         tracing::debug!(?attempt, "attempt received");
-        let outcome = chain.decide(&mut attempt).await;
+        let outcome = decide(&engine, &mut attempt).await;
         tracing::debug!(?outcome, "attempt decided");
     }
 

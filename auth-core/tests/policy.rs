@@ -5,12 +5,12 @@ mod common;
 
 use std::sync::Arc;
 
-use auth_core::policy::{AddressMatch, ConnectionType, NameMatch, Rule, Selection, Target};
+use auth_core::policy::{AddressMatch, ConnectionType, NameMatch, Rule, Target};
 use auth_core::{
-    Attempt, AuditEventKind, Chain, ConnectionInfo, Credential, Error, MemoryAuditSink,
+    Attempt, AuditEventKind, Chain, ConnectionInfo, Credential, Engine, Error, MemoryAuditSink,
     OutcomeClass, Peer, Policy, Protocol, TlsInfo,
 };
-use common::Scripted;
+use common::{Scripted, decide};
 
 fn chain(name: &'static str) -> Arc<Chain> {
     Arc::new(
@@ -50,17 +50,30 @@ fn tcp(addr: &str, user: &str, db: &str) -> ConnectionInfo {
         .with_database(db)
 }
 
-fn chosen(p: &Policy, c: &ConnectionInfo) -> String {
-    match p.select(c, c.user.as_deref()) {
-        Selection::Chain(i, _) => p.rules()[i].name.clone(),
-        Selection::Rejected(i) => format!("reject:{}", p.rules()[i].name),
-        Selection::NoMatch => "no-match".into(),
+/// The rule the engine's offer for `c` comes from, `reject:<rule>` for a rule that
+/// rejects, `no-match` when none matches.
+fn chosen(e: &Engine, c: &ConnectionInfo) -> String {
+    match e.offer(c) {
+        Ok(offer) => offer.rule().to_owned(),
+        Err(failure) => {
+            assert_eq!(failure.error, Error::Denied);
+            let detail = failure.detail.to_string();
+            if detail == "no policy rule matches the connection" {
+                "no-match".into()
+            } else {
+                let rule = detail
+                    .strip_prefix("rejected by policy rule `")
+                    .and_then(|r| r.strip_suffix('`'))
+                    .unwrap_or_else(|| panic!("unexpected refusal: {detail}"));
+                format!("reject:{rule}")
+            }
+        }
     }
 }
 
 #[test]
 fn first_matching_rule_wins() {
-    let p = policy();
+    let p = Engine::builder(policy()).build();
     let mut local =
         ConnectionInfo::new(Protocol::Postgres, Peer::unix(None, None)).with_user("system");
     assert_eq!(chosen(&p, &local), "local-system");
@@ -101,10 +114,13 @@ fn first_matching_rule_wins() {
 
 #[test]
 fn hostnossl_matches_only_plaintext_tcp() {
-    let p = Policy::new(vec![
-        Rule::new("plain", Target::Reject).with_connection(ConnectionType::HostNoSsl),
-    ])
-    .unwrap();
+    let p = Engine::builder(
+        Policy::new(vec![
+            Rule::new("plain", Target::Reject).with_connection(ConnectionType::HostNoSsl),
+        ])
+        .unwrap(),
+    )
+    .build();
     assert_eq!(chosen(&p, &tcp("10.0.0.1:1", "a", "b")), "reject:plain");
     let tls = tcp("10.0.0.1:1", "a", "b").with_tls(TlsInfo::default());
     assert_eq!(chosen(&p, &tls), "no-match");
@@ -115,12 +131,14 @@ fn hostnossl_matches_only_plaintext_tcp() {
 #[tokio::test]
 async fn no_match_and_reject_deny_and_are_audited() {
     let audit = MemoryAuditSink::new();
-    let p = policy().with_audit(Arc::new(audit.clone()));
+    let p = Engine::builder(policy())
+        .audit(Arc::new(audit.clone()))
+        .build();
     let mut attempt = Attempt::new(
         tcp("192.0.2.9:1", "mallory", "x"),
         Credential::password("mallory", "pw"),
     );
-    let out = p.authenticate(&mut attempt).await;
+    let out = decide(&p, &mut attempt).await;
     assert_eq!(out.failure().unwrap().error, Error::Denied);
     assert_eq!(out.failure().unwrap().error.mapping().sqlstate, "28000");
 
@@ -128,7 +146,7 @@ async fn no_match_and_reject_deny_and_are_audited() {
         tcp("10.0.0.1:1", "system", "x"),
         Credential::password("system", "pw"),
     );
-    let out = p.authenticate(&mut attempt).await;
+    let out = decide(&p, &mut attempt).await;
     assert_eq!(out.failure().unwrap().error, Error::Denied);
 
     let rejects = audit.of_kind(AuditEventKind::PolicyReject);
@@ -148,11 +166,11 @@ async fn no_match_and_reject_deny_and_are_audited() {
 
 #[tokio::test]
 async fn a_matching_rule_runs_its_chain() {
-    let p = policy();
+    let p = Engine::builder(policy()).build();
     let mut attempt = Attempt::new(
         tcp("10.0.0.1:1", "alice", "x"),
         Credential::password("alice", "pw"),
     );
-    let out = p.authenticate(&mut attempt).await;
+    let out = decide(&p, &mut attempt).await;
     assert_eq!(out.session().unwrap().method(), "password");
 }

@@ -1,4 +1,4 @@
-//! CORE-8, CORE-15: the limiter through the chain, with clients at chosen addresses.
+//! CORE-8, CORE-15: the limiter through the engine, with clients at chosen addresses.
 //! No unauthenticated client can deny service to another user: running attempts never
 //! fail a correct login, abandoned exchanges count against their address only, at most
 //! `user_failures` wrong secrets are verified however many arrive at once, and a user's
@@ -17,10 +17,10 @@ use auth_core::rate_limit::{LimitSettings, Running};
 use auth_core::secrecy::ExposeSecret;
 use auth_core::{
     Attempt, AuditEventKind, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind,
-    Error, Link, ManualClock, MemoryAuditSink, MemoryRateLimiter, Outcome, OutcomeClass, Protocol,
-    StandardSession,
+    Engine, Error, Link, ManualClock, MemoryAuditSink, MemoryRateLimiter, Outcome, OutcomeClass,
+    Protocol, StandardSession,
 };
-use common::{Scripted, t0};
+use common::{Scripted, decide, engine, t0};
 use proptest::prelude::*;
 
 /// `PROOF`: the client names the user in its first message, the server challenges, the
@@ -37,11 +37,8 @@ impl Authenticator for ProofMechanism {
     fn name(&self) -> &str {
         "proof"
     }
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Sasl("PROOF")]
-    }
-    fn supports(&self, c: &Credential) -> bool {
-        c.sasl_mechanism() == Some("PROOF")
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Sasl("PROOF")]
     }
     async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
         let user = attempt.user().unwrap_or_default().to_owned();
@@ -86,7 +83,7 @@ struct Exchange {
 
 impl Exchange {
     /// Starts an exchange and waits for the server's challenge.
-    async fn start(chain: &Arc<Chain>, ip: &str, user: &str) -> Result<Self, Outcome> {
+    async fn start(engine: &Arc<Engine>, ip: &str, user: &str) -> Result<Self, Outcome> {
         let (conversation, mut peer) = channel(1024);
         let mut attempt = Attempt::new(
             from(ip, user),
@@ -96,8 +93,8 @@ impl Exchange {
             },
         )
         .with_conversation(Box::new(conversation));
-        let chain = chain.clone();
-        let task = tokio::spawn(async move { chain.decide(&mut attempt).await });
+        let engine = engine.clone();
+        let task = tokio::spawn(async move { decide(&engine, &mut attempt).await });
         match peer.next().await {
             Some(ServerMessage::Challenge(_)) => Ok(Self { peer, task }),
             _ => Err(task.await.unwrap()),
@@ -110,8 +107,8 @@ impl Exchange {
     }
 }
 
-async fn login(chain: &Arc<Chain>, ip: &str, user: &str, answer: &str) -> Outcome {
-    match Exchange::start(chain, ip, user).await {
+async fn login(engine: &Arc<Engine>, ip: &str, user: &str, answer: &str) -> Outcome {
+    match Exchange::start(engine, ip, user).await {
         Ok(x) => x.answer(answer).await,
         Err(refused) => refused,
     }
@@ -121,28 +118,30 @@ fn error(out: &Outcome) -> Option<Error> {
     out.failure().map(|f| f.error)
 }
 
-fn proof_chain(limiter: &Arc<MemoryRateLimiter>, verify_for: Duration) -> Arc<Chain> {
-    proof_chain_audited(limiter, verify_for, &MemoryAuditSink::new()).0
+fn proof_engine(limiter: &Arc<MemoryRateLimiter>, verify_for: Duration) -> Arc<Engine> {
+    proof_engine_audited(limiter, verify_for, &MemoryAuditSink::new()).0
 }
 
-fn proof_chain_audited(
+fn proof_engine_audited(
     limiter: &Arc<MemoryRateLimiter>,
     verify_for: Duration,
     audit: &MemoryAuditSink,
-) -> (Arc<Chain>, Arc<ProofMechanism>) {
+) -> (Arc<Engine>, Arc<ProofMechanism>) {
     let mechanism = Arc::new(ProofMechanism {
         verify_for,
         verified: AtomicUsize::new(0),
     });
     let chain = Chain::builder()
-        .audit(Arc::new(audit.clone()))
-        .rate_limiter(limiter.clone())
         .push(
             Link::new(mechanism.clone(), auth_core::Control::CONCLUSIVE)
                 .with_timeout(Duration::from_secs(2)),
         )
         .build();
-    (Arc::new(chain), mechanism)
+    let engine = engine(chain)
+        .audit(Arc::new(audit.clone()))
+        .rate_limiter(limiter.clone())
+        .build();
+    (Arc::new(engine), mechanism)
 }
 
 #[tokio::test(start_paused = true)]
@@ -150,12 +149,11 @@ async fn fifty_simultaneous_correct_logins_from_one_address_all_succeed() {
     let clock = ManualClock::new(t0());
     let limiter = limiter(&clock);
     let verifier = Scripted::delayed("password", OutcomeClass::Success, Duration::from_millis(30));
-    let chain = Chain::builder()
+    let engine = engine(Chain::builder().link(verifier.clone()).build())
         .rate_limiter(limiter.clone())
-        .link(verifier.clone())
         .build();
     let outcomes = futures::future::join_all(
-        (0..50).map(|_| async { chain.decide(&mut password("10.0.0.7", "alice", "pw")).await }),
+        (0..50).map(|_| async { decide(&engine, &mut password("10.0.0.7", "alice", "pw")).await }),
     )
     .await;
     assert!(outcomes.iter().all(Outcome::is_authenticated));
@@ -163,10 +161,10 @@ async fn fifty_simultaneous_correct_logins_from_one_address_all_succeed() {
     assert_eq!(limiter.running(), Running::default());
 
     // The same through round trips: fifty exchanges all awaiting their client at once.
-    let chain = proof_chain(&limiter, Duration::from_millis(30));
+    let engine = proof_engine(&limiter, Duration::from_millis(30));
     let mut started = Vec::new();
     for _ in 0..50 {
-        started.push(Exchange::start(&chain, "10.0.0.7", "alice").await.unwrap());
+        started.push(Exchange::start(&engine, "10.0.0.7", "alice").await.unwrap());
     }
     let outcomes = futures::future::join_all(started.into_iter().map(|x| x.answer("right"))).await;
     assert!(outcomes.iter().all(Outcome::is_authenticated));
@@ -183,17 +181,16 @@ async fn a_hundred_concurrent_wrong_passwords_reach_the_verifier_five_times() {
         OutcomeClass::Rejected,
         Duration::from_millis(50),
     );
-    let chain = Chain::builder()
+    let engine = engine(Chain::builder().link(verifier.clone()).build())
         .audit(Arc::new(audit.clone()))
         .rate_limiter(limiter.clone())
-        .link(verifier.clone())
         .build();
     // From many addresses, so that no address lock cuts the test short.
     let outcomes = futures::future::join_all((0..100).map(|i| {
-        let chain = &chain;
+        let engine = &engine;
         async move {
             let ip = format!("10.1.{}.{}", i / 50, i % 50 + 1);
-            chain.decide(&mut password(&ip, "alice", "guess")).await
+            decide(engine, &mut password(&ip, "alice", "guess")).await
         }
     }))
     .await;
@@ -222,12 +219,12 @@ async fn a_hundred_concurrent_wrong_passwords_reach_the_verifier_five_times() {
 async fn a_hundred_wrong_proofs_after_a_round_trip_are_verified_five_times() {
     let clock = ManualClock::new(t0());
     let limiter = limiter(&clock);
-    let (chain, mechanism) =
-        proof_chain_audited(&limiter, Duration::from_millis(50), &MemoryAuditSink::new());
+    let (engine, mechanism) =
+        proof_engine_audited(&limiter, Duration::from_millis(50), &MemoryAuditSink::new());
     let mut started = Vec::new();
     for i in 0..100 {
         let ip = format!("10.4.{}.{}", i / 50, i % 50 + 1);
-        started.push(Exchange::start(&chain, &ip, "alice").await.unwrap());
+        started.push(Exchange::start(&engine, &ip, "alice").await.unwrap());
     }
     let outcomes = futures::future::join_all(started.into_iter().map(|x| x.answer("wrong"))).await;
     assert_eq!(mechanism.verified.load(Ordering::SeqCst), 5);
@@ -243,14 +240,14 @@ async fn a_hundred_wrong_proofs_after_a_round_trip_are_verified_five_times() {
 async fn exchanges_awaiting_their_client_hold_no_verification_slot() {
     let clock = ManualClock::new(t0());
     let limiter = limiter(&clock);
-    let chain = proof_chain(&limiter, Duration::ZERO);
+    let engine = proof_engine(&limiter, Duration::ZERO);
     let mut waiting = Vec::new();
     for _ in 0..20 {
-        waiting.push(Exchange::start(&chain, "10.0.0.9", "alice").await.unwrap());
+        waiting.push(Exchange::start(&engine, "10.0.0.9", "alice").await.unwrap());
     }
     assert_eq!(limiter.running().verifying, 0);
     assert!(
-        login(&chain, "10.0.0.10", "alice", "right")
+        login(&engine, "10.0.0.10", "alice", "right")
             .await
             .is_authenticated()
     );
@@ -260,8 +257,8 @@ async fn exchanges_awaiting_their_client_hold_no_verification_slot() {
 }
 
 /// Abandons one exchange the way `how` says.
-async fn abandon(chain: &Arc<Chain>, ip: &str, how: usize) {
-    let Ok(x) = Exchange::start(chain, ip, "alice").await else {
+async fn abandon(engine: &Arc<Engine>, ip: &str, how: usize) {
+    let Ok(x) = Exchange::start(engine, ip, "alice").await else {
         return;
     };
     match how % 4 {
@@ -296,9 +293,9 @@ async fn abandoned_exchanges_count_against_the_address_never_the_user() {
         let clock = ManualClock::new(t0());
         let limiter = limiter(&clock);
         let audit = MemoryAuditSink::new();
-        let (chain, _) = proof_chain_audited(&limiter, Duration::from_millis(50), &audit);
+        let (engine, _) = proof_engine_audited(&limiter, Duration::from_millis(50), &audit);
         for i in 0..count {
-            abandon(&chain, "10.0.0.66", i).await;
+            abandon(&engine, "10.0.0.66", i).await;
         }
         assert_eq!(
             limiter.running(),
@@ -313,12 +310,12 @@ async fn abandoned_exchanges_count_against_the_address_never_the_user() {
         assert!(audit.of_kind(AuditEventKind::AttemptFailed).is_empty());
         // Another address: at once.
         assert!(
-            login(&chain, "10.0.0.77", "alice", "right")
+            login(&engine, "10.0.0.77", "alice", "right")
                 .await
                 .is_authenticated()
         );
         // The same address: at once after 5, after the backoff after 50.
-        let out = login(&chain, "10.0.0.66", "alice", "right").await;
+        let out = login(&engine, "10.0.0.66", "alice", "right").await;
         if count < 20 {
             assert!(out.is_authenticated());
         } else {
@@ -331,7 +328,7 @@ async fn abandoned_exchanges_count_against_the_address_never_the_user() {
             );
             clock.advance(Duration::from_secs(60));
             assert!(
-                login(&chain, "10.0.0.66", "alice", "right")
+                login(&engine, "10.0.0.66", "alice", "right")
                     .await
                     .is_authenticated()
             );
@@ -344,37 +341,32 @@ async fn smart_lockout_keeps_the_known_address_working() {
     let clock = ManualClock::new(t0());
     let limiter = limiter(&clock);
     let verifier = Arc::new(PasswordIs("correct"));
-    let chain = Chain::builder()
+    let engine = engine(Chain::builder().link(verifier).build())
         .rate_limiter(limiter.clone())
-        .link(verifier)
         .build();
     let (known, unknown, third) = ("192.0.2.10", "198.51.100.20", "203.0.113.30");
     assert!(
-        chain
-            .decide(&mut password(known, "alice", "correct"))
+        decide(&engine, &mut password(known, "alice", "correct"))
             .await
             .is_authenticated()
     );
     let mut refused = 0;
     for _ in 0..50 {
-        let out = chain.decide(&mut password(unknown, "alice", "guess")).await;
+        let out = decide(&engine, &mut password(unknown, "alice", "guess")).await;
         if error(&out) == Some(Error::RateLimited) {
             refused += 1;
         }
     }
     assert_eq!(refused, 45, "five guesses, then locked");
-    let out = chain
-        .decide(&mut password(unknown, "alice", "correct"))
-        .await;
+    let out = decide(&engine, &mut password(unknown, "alice", "correct")).await;
     assert_eq!(error(&out), Some(Error::RateLimited), "U is locked");
     assert!(
-        chain
-            .decide(&mut password("192.0.2.99", "alice", "correct"))
+        decide(&engine, &mut password("192.0.2.99", "alice", "correct"))
             .await
             .is_authenticated(),
         "K's network logs in"
     );
-    let out = chain.decide(&mut password(third, "alice", "correct")).await;
+    let out = decide(&engine, &mut password(third, "alice", "correct")).await;
     assert!(
         out.failure()
             .unwrap()
@@ -384,8 +376,7 @@ async fn smart_lockout_keeps_the_known_address_working() {
     );
     clock.advance(Duration::from_secs(60));
     assert!(
-        chain
-            .decide(&mut password(third, "alice", "correct"))
+        decide(&engine, &mut password(third, "alice", "correct"))
             .await
             .is_authenticated(),
         "until the lock ends"
@@ -393,9 +384,9 @@ async fn smart_lockout_keeps_the_known_address_working() {
 
     // Failures from the known network lock the user there, and only there.
     for _ in 0..5 {
-        chain.decide(&mut password(known, "alice", "guess")).await;
+        decide(&engine, &mut password(known, "alice", "guess")).await;
     }
-    let out = chain.decide(&mut password(known, "alice", "correct")).await;
+    let out = decide(&engine, &mut password(known, "alice", "correct")).await;
     assert!(
         out.failure()
             .unwrap()
@@ -403,8 +394,7 @@ async fn smart_lockout_keeps_the_known_address_working() {
             .starts_with("user at address locked")
     );
     assert!(
-        chain
-            .decide(&mut password(third, "alice", "correct"))
+        decide(&engine, &mut password(third, "alice", "correct"))
             .await
             .is_authenticated()
     );
@@ -415,46 +405,41 @@ async fn one_limiter_counts_across_front_doors() {
     let clock = ManualClock::new(t0());
     let limiter = limiter(&clock);
     let door = |protocol: Protocol| {
-        Chain::builder()
+        let chain = Chain::builder()
             .name(protocol.as_str())
-            .rate_limiter(limiter.clone())
             .link(Arc::new(PasswordIs("correct")))
-            .build()
+            .build();
+        engine(chain).rate_limiter(limiter.clone()).build()
     };
     let (http, pg) = (door(Protocol::Http), door(Protocol::Postgres));
     for _ in 0..5 {
         let mut a = password("198.51.100.1", "alice", "guess");
         a.connection.protocol = Protocol::Http;
-        http.decide(&mut a).await;
+        decide(&http, &mut a).await;
     }
-    let out = pg
-        .decide(&mut password("198.51.100.2", "alice", "correct"))
-        .await;
+    let out = decide(&pg, &mut password("198.51.100.2", "alice", "correct")).await;
     assert_eq!(error(&out), Some(Error::RateLimited));
 }
 
 #[tokio::test]
-async fn a_limited_chain_nested_in_a_limited_chain_counts_once() {
+async fn a_chain_nested_in_a_limited_engine_counts_once() {
+    // A nested chain has no limiter of its own: the engine admits and counts the attempt
+    // once, however deep the link that judged it.
     let clock = ManualClock::new(t0());
     let limiter = limiter(&clock);
     let inner = Chain::builder()
         .name("inner")
-        .rate_limiter(limiter.clone())
         .link(Arc::new(PasswordIs("correct")))
         .build();
-    let outer = Chain::builder()
+    let outer = engine(Chain::builder().link(Arc::new(inner)).build())
         .rate_limiter(limiter.clone())
-        .link(Arc::new(inner))
         .build();
     for _ in 0..4 {
-        let out = outer
-            .decide(&mut password("198.51.100.9", "alice", "guess"))
-            .await;
+        let out = decide(&outer, &mut password("198.51.100.9", "alice", "guess")).await;
         assert_eq!(error(&out), Some(Error::InvalidCredentials));
     }
     assert!(
-        outer
-            .decide(&mut password("198.51.100.9", "alice", "correct"))
+        decide(&outer, &mut password("198.51.100.9", "alice", "correct"))
             .await
             .is_authenticated(),
         "four guesses, not eight"
@@ -474,16 +459,15 @@ async fn waiting_for_a_slot_is_bounded() {
     ));
     let audit = MemoryAuditSink::new();
     let verifier = Scripted::delayed("password", OutcomeClass::Success, Duration::from_secs(1));
-    let chain = Chain::builder()
+    let engine = engine(Chain::builder().link(verifier).build())
         .audit(Arc::new(audit.clone()))
         .rate_limiter(limiter.clone())
-        .link(verifier)
         .build();
     let outcomes = futures::future::join_all((0..10).map(|i| {
-        let chain = &chain;
+        let engine = &engine;
         async move {
             let ip = format!("10.2.0.{}", i + 1);
-            chain.decide(&mut password(&ip, "alice", "pw")).await
+            decide(engine, &mut password(&ip, "alice", "pw")).await
         }
     }))
     .await;
@@ -504,11 +488,8 @@ impl Authenticator for PasswordIs {
     fn name(&self) -> &str {
         "password"
     }
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Password]
-    }
-    fn supports(&self, c: &Credential) -> bool {
-        matches!(c, Credential::Password { .. })
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Password]
     }
     async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
         let Credential::Password { user, password } = &attempt.credential else {
@@ -565,7 +546,7 @@ proptest! {
         rt.block_on(async {
             let clock = ManualClock::new(t0());
             let limiter = limiter(&clock);
-            let chain = proof_chain(&limiter, Duration::from_millis(100));
+            let engine = proof_engine(&limiter, Duration::from_millis(100));
             let mut clients: Vec<Option<(Option<ConversationPeer>, tokio::task::JoinHandle<Outcome>)>> =
                 (0..8).map(|_| None).collect();
             for s in steps {
@@ -577,8 +558,8 @@ proptest! {
                             Credential::Sasl { mechanism: "PROOF".into(), initial: Some(b"x".to_vec().into()) },
                         )
                         .with_conversation(Box::new(conversation));
-                        let chain = chain.clone();
-                        let task = tokio::spawn(async move { chain.decide(&mut attempt).await });
+                        let engine = engine.clone();
+                        let task = tokio::spawn(async move { decide(&engine, &mut attempt).await });
                         clients[i] = Some((Some(peer), task));
                     }
                     Step::Answer(i, right) => {

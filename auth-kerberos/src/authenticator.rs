@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use auth_core::clock::{SharedClock, system_clock};
 use auth_core::{
     Attempt, Authenticator, ConversationError, Credential, CredentialKind, CredentialStore, Error,
     Evidence, Key, Outcome, StandardSession,
@@ -41,7 +40,6 @@ pub struct GssAuthenticator {
     service: Option<String>,
     mapper: PrincipalMapper,
     users: Option<UserDirectory>,
-    clock: SharedClock,
 }
 
 impl GssAuthenticator {
@@ -52,7 +50,6 @@ impl GssAuthenticator {
             service: None,
             mapper,
             users: None,
-            clock: system_clock(),
         }
     }
 
@@ -78,13 +75,6 @@ impl GssAuthenticator {
     #[must_use]
     pub fn with_users(mut self, users: UserDirectory) -> Self {
         self.users = Some(users);
-        self
-    }
-
-    /// Reads time from `clock`.
-    #[must_use]
-    pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
         self
     }
 
@@ -154,12 +144,8 @@ impl Authenticator for GssAuthenticator {
         "kerberos"
     }
 
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Gss]
-    }
-
-    fn supports(&self, credential: &Credential) -> bool {
-        matches!(credential, Credential::GssToken(_))
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Gss]
     }
 
     #[tracing::instrument(skip_all)]
@@ -258,7 +244,7 @@ impl Authenticator for GssAuthenticator {
             }
         }
         Outcome::Authenticated(
-            StandardSession::new(principal.to_string(), "kerberos", self.clock.now())
+            StandardSession::new(principal.to_string(), "kerberos", attempt.now())
                 .with_user(user)
                 .with_evidence(Evidence::KerberosPrincipal(principal.to_string()))
                 .boxed(),

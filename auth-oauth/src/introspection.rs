@@ -251,12 +251,8 @@ impl Authenticator for IntrospectionAuthenticator {
         "oauth-introspection"
     }
 
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Bearer]
-    }
-
-    fn supports(&self, credential: &Credential) -> bool {
-        matches!(credential, Credential::Bearer(_))
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Bearer]
     }
 
     #[tracing::instrument(skip_all)]

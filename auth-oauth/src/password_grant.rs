@@ -318,12 +318,8 @@ impl Authenticator for PasswordGrantAuthenticator {
         "oauth-password"
     }
 
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Password]
-    }
-
-    fn supports(&self, credential: &Credential) -> bool {
-        matches!(credential, Credential::Password { .. })
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Password]
     }
 
     #[tracing::instrument(skip_all)]

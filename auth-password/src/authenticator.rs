@@ -1,7 +1,6 @@
 //! Plain passwords (pgwire cleartext, HTTP Basic) checked against stored hashes.
 
 use async_trait::async_trait;
-use auth_core::clock::{SharedClock, system_clock};
 use auth_core::{
     Attempt, Authenticator, Credential, CredentialKind, Error, Evidence, Outcome, Precondition,
     StandardSession,
@@ -25,24 +24,12 @@ use crate::user::{UserError, UserStatus, Users};
 pub struct PasswordAuthenticator {
     users: Users,
     hasher: Hasher,
-    clock: SharedClock,
 }
 
 impl PasswordAuthenticator {
     /// An authenticator over `users`, hashing with `hasher`.
     pub fn new(users: Users, hasher: Hasher) -> Self {
-        Self {
-            users,
-            hasher,
-            clock: system_clock(),
-        }
-    }
-
-    /// Reads time from `clock`.
-    #[must_use]
-    pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
-        self
+        Self { users, hasher }
     }
 
     async fn rehash(&self, user: &str, password: SecretString, version: u64) {
@@ -75,12 +62,8 @@ impl Authenticator for PasswordAuthenticator {
         "password"
     }
 
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Password]
-    }
-
-    fn supports(&self, credential: &Credential) -> bool {
-        matches!(credential, Credential::Password { .. })
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Password]
     }
 
     #[tracing::instrument(skip_all)]
@@ -120,7 +103,7 @@ impl Authenticator for PasswordAuthenticator {
                 format!("wrong password for user `{user}`"),
             );
         }
-        if let Some((status, detail)) = record.refusal(&user, self.clock.now()) {
+        if let Some((status, detail)) = record.refusal(&user, attempt.now()) {
             return Outcome::AccountStatus {
                 status,
                 detail: detail.into(),
@@ -130,7 +113,7 @@ impl Authenticator for PasswordAuthenticator {
             self.rehash(&user, password, version).await;
         }
         Outcome::Authenticated(
-            StandardSession::new(user, "password", self.clock.now())
+            StandardSession::new(user, "password", attempt.now())
                 .with_evidence(Evidence::Password)
                 .with_roles(record.roles.iter().copied())
                 .with_scopes(record.scopes)

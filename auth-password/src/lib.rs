@@ -10,7 +10,6 @@
 //! - [`scram::ScramAuthenticator`]: SCRAM-SHA-256 and -PLUS (tls-server-end-point) from
 //!   stored keys in PostgreSQL's verifier format, constant-time proof checks, a mock
 //!   exchange for unknown users, the `y`-flag downgrade refused.
-//! - [`parse_basic`]: strict HTTP Basic (RFC 7617).
 //!
 //! ```
 //! use std::sync::Arc;
@@ -37,7 +36,6 @@
 #![forbid(unsafe_code)]
 
 mod authenticator;
-mod basic;
 pub mod hash;
 mod hasher;
 pub mod policy;
@@ -46,7 +44,6 @@ pub mod scram;
 mod user;
 
 pub use authenticator::PasswordAuthenticator;
-pub use basic::{BasicError, MAX_HEADER_LEN, parse_basic};
 pub use hash::{Argon2Settings, HashError, Verification};
 pub use hasher::{DEFAULT_SCRAM_ITERATIONS, HashFailure, Hasher};
 pub use policy::{Complexity, PasswordPolicy, Violation, WeakPassword};

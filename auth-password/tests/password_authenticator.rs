@@ -255,30 +255,25 @@ async fn account_status_comes_after_the_password_check() {
         .update("ivy", |r| r.password_expires = Some(1_000_100))
         .await
         .unwrap();
-    let auth =
-        PasswordAuthenticator::new(users.clone(), hasher).with_clock(Arc::new(clock.clone()));
+    let auth = PasswordAuthenticator::new(users.clone(), hasher);
+    // The authenticator runs on its own here: each attempt is judged by the manual clock.
+    let at = |user: &str, password: &str| {
+        password_attempt(user, password).with_clock(Arc::new(clock.clone()))
+    };
     let status = |o: &Outcome| match o {
         Outcome::AccountStatus { status, .. } => Some(*status),
         _ => None,
     };
     assert_eq!(
-        status(
-            &auth
-                .authenticate(&mut password_attempt("gina", "gina's password"))
-                .await
-        ),
+        status(&auth.authenticate(&mut at("gina", "gina's password")).await),
         Some(AccountStatus::Disabled)
     );
     assert_eq!(
-        status(
-            &auth
-                .authenticate(&mut password_attempt("hank", "hank's password"))
-                .await
-        ),
+        status(&auth.authenticate(&mut at("hank", "hank's password")).await),
         Some(AccountStatus::Locked)
     );
     assert_eq!(
-        auth.authenticate(&mut password_attempt("gina", "wrong one"))
+        auth.authenticate(&mut at("gina", "wrong one"))
             .await
             .failure()
             .unwrap()
@@ -287,17 +282,13 @@ async fn account_status_comes_after_the_password_check() {
         "a wrong password does not learn the account status"
     );
     assert!(
-        auth.authenticate(&mut password_attempt("ivy", "ivy's password"))
+        auth.authenticate(&mut at("ivy", "ivy's password"))
             .await
             .is_authenticated()
     );
     clock.advance(Duration::from_secs(100));
     assert_eq!(
-        status(
-            &auth
-                .authenticate(&mut password_attempt("ivy", "ivy's password"))
-                .await
-        ),
+        status(&auth.authenticate(&mut at("ivy", "ivy's password")).await),
         Some(AccountStatus::Expired)
     );
     users
@@ -305,7 +296,7 @@ async fn account_status_comes_after_the_password_check() {
         .await
         .unwrap();
     assert_eq!(
-        auth.authenticate(&mut password_attempt("ivy", "ivy's password"))
+        auth.authenticate(&mut at("ivy", "ivy's password"))
             .await
             .failure()
             .unwrap()

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use auth_core::clock::{SharedClock, system_clock};
 use auth_core::{
     Attempt, Authenticator, Credential, CredentialKind, CredentialStore, Error, Evidence, Key,
     Outcome, StandardSession,
@@ -20,7 +19,7 @@ use crate::wallet::DEFAULT_USER_PREFIX;
 /// `<prefix><user>` in a wallet (or any [`CredentialStore`]).
 ///
 /// A user with no secret is [`Outcome::NotApplicable`]: "not in the wallet" falls through
-/// to the next method, as the chain's control decides (and [`auth_core::Chain::decide`]
+/// to the next method, as the chain's control decides (and [`auth_core::Engine::decide`]
 /// reports it like a wrong password). A backend failure is [`Outcome::Unavailable`]. Every
 /// check reads the store, which records the access time.
 ///
@@ -32,7 +31,6 @@ use crate::wallet::DEFAULT_USER_PREFIX;
 pub struct WalletAuthenticator {
     store: Arc<dyn CredentialStore>,
     prefix: String,
-    clock: SharedClock,
     equal_cost: Option<Hasher>,
 }
 
@@ -42,7 +40,6 @@ impl WalletAuthenticator {
         Self {
             store,
             prefix: DEFAULT_USER_PREFIX.to_owned(),
-            clock: system_clock(),
             equal_cost: None,
         }
     }
@@ -62,13 +59,6 @@ impl WalletAuthenticator {
         self.prefix = prefix.into();
         self
     }
-
-    /// Reads time from `clock`.
-    #[must_use]
-    pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
-        self
-    }
 }
 
 #[async_trait]
@@ -77,12 +67,8 @@ impl Authenticator for WalletAuthenticator {
         "wallet"
     }
 
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Password]
-    }
-
-    fn supports(&self, credential: &Credential) -> bool {
-        matches!(credential, Credential::Password { .. })
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Password]
     }
 
     #[tracing::instrument(skip_all)]
@@ -111,7 +97,7 @@ impl Authenticator for WalletAuthenticator {
             );
         }
         Outcome::Authenticated(
-            StandardSession::new(user.clone(), "wallet", self.clock.now())
+            StandardSession::new(user.clone(), "wallet", attempt.now())
                 .with_evidence(Evidence::WalletKey(key.as_str().to_owned()))
                 .boxed(),
         )

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use auth_core::audit::{AuditEvent, AuditEventKind, AuditSink, TracingAuditSink};
 use auth_core::clock::{SharedClock, system_clock};
 use auth_core::store::RecordMeta;
-use auth_core::{CredentialStore, Key, Peer, Precondition, Record, StoreError};
+use auth_core::{CredentialStore, Key, Precondition, Record, StoreError};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -125,20 +125,16 @@ impl Wallet {
             return;
         }
         let detail = format!("{op} {key}");
-        self.audit.record(&AuditEvent {
-            timestamp: self.clock.now(),
-            event: AuditEventKind::SecretAccess,
-            method: Some("wallet"),
-            username: None,
-            source: &Peer::Unknown,
-            connection_id: 0,
-            protocol: "wallet",
-            duration: started.elapsed(),
-            outcome,
-            action: None,
-            error: None,
-            detail: Some(&detail),
-        });
+        self.audit.record(
+            &AuditEvent::local(
+                AuditEventKind::SecretAccess,
+                self.clock.now(),
+                "wallet",
+                outcome,
+            )
+            .with_duration(started.elapsed())
+            .with_failure(None, Some(&detail)),
+        );
     }
 
     /// Re-encrypts every record sealed under another key with `new_key`, one record at a

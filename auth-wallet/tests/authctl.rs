@@ -414,30 +414,33 @@ fn authctl_works_on_the_postgres_backend() {
     assert_eq!(raw, "0", "stored sealed");
 }
 
-/// A login through a chain with the account stage over the wallet `env` names (another
+/// A login through an engine with the account stage over the wallet `env` names (another
 /// process's view of what authctl writes): the session, or the outcome.
 async fn login(env: &Env, credential: auth_core::Credential) -> auth_core::Outcome {
     use auth_core::account::{AccountStage, Directory};
-    use auth_core::{ApiKeyAuthenticator, Attempt, Chain, ConnectionInfo, Protocol};
+    use auth_core::{
+        ApiKeyAuthenticator, Attempt, Chain, ConnectionInfo, Engine, Outcome, Policy, Protocol,
+    };
     let wallet: Arc<dyn CredentialStore> = Arc::new(wallet_of(env));
     let users = Users::new(wallet.clone());
     let chain = Chain::builder()
-        .accounts(Arc::new(AccountStage::new(Arc::new(Directory::new(
-            wallet.clone(),
-        )))))
-        .link(Arc::new(ApiKeyAuthenticator::new(wallet)))
+        .link(Arc::new(ApiKeyAuthenticator::new(wallet.clone())))
         .link(Arc::new(PasswordAuthenticator::new(
             users,
             Hasher::new(Argon2Settings::default()).unwrap(),
         )))
         .build();
+    let engine = Engine::builder(Policy::single(chain).unwrap())
+        .accounts(Arc::new(AccountStage::new(Arc::new(Directory::new(
+            wallet,
+        )))))
+        .build();
     let peer = "192.0.2.10:5000".parse().unwrap();
-    chain
-        .decide(&mut Attempt::new(
-            ConnectionInfo::tcp(Protocol::Http, peer),
-            credential,
-        ))
-        .await
+    let mut attempt = Attempt::new(ConnectionInfo::tcp(Protocol::Http, peer), credential);
+    match engine.offer(&attempt.connection) {
+        Ok(offer) => engine.decide(&offer, &mut attempt).await,
+        Err(failure) => Outcome::Rejected(failure),
+    }
 }
 
 #[tokio::test]

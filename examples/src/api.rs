@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth_core::certificate::CertificateAuthenticator;
-use auth_core::policy::{Rule, Target};
-use auth_core::{ApiKeyAuthenticator, AuditSink, Chain, Policy};
+use auth_core::{ApiKeyAuthenticator, Chain, Engine, Policy};
 use auth_oauth::{IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey};
 use auth_password::{Argon2Settings, Hasher, PasswordAuthenticator, Users};
 use auth_wallet::WalletAuthenticator;
-use base64::Engine;
+use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::json;
 
@@ -116,13 +115,11 @@ impl ApiTls {
     }
 }
 
-/// The policy and audit sink the API gateways authenticate with.
+/// The engine the API gateways authenticate with.
 #[derive(Clone)]
 pub struct ApiAuth {
     /// One rule: the chain JWT -> wallet secret -> password hash.
-    pub policy: Arc<Policy>,
-    /// The data directory's audit log.
-    pub audit: Arc<dyn AuditSink>,
+    pub engine: Arc<Engine>,
     /// The local issuer, to print tokens and serve its public key.
     pub issuer: Arc<LocalIssuer>,
     /// TLS, unless `api_tls = false`.
@@ -161,9 +158,6 @@ impl ApiAuth {
         // stage (disabled, locked and expired accounts are refused by every method).
         let builder = Chain::builder()
             .name("api")
-            .audit(audit.clone())
-            .rate_limiter(prepared.limiter.clone())
-            .accounts(prepared.accounts.clone())
             .link(Arc::new(jwt))
             .link(Arc::new(ApiKeyAuthenticator::new(prepared.wallet.clone())));
         // A client certificate (a request without Authorization over TLS) when
@@ -204,12 +198,14 @@ impl ApiAuth {
                 hasher,
             )))
             .build();
-        let policy = Policy::new(vec![Rule::new("api", Target::Chain(Arc::new(chain)))])
-            .map_err(|e| GatewayError(e.to_string()))?
-            .with_audit(audit.clone());
+        let policy = Policy::single(chain).map_err(|e| GatewayError(e.to_string()))?;
+        let engine = Engine::builder(policy)
+            .audit(audit)
+            .rate_limiter(prepared.limiter.clone())
+            .accounts(prepared.accounts.clone())
+            .build();
         Ok(Self {
-            policy: Arc::new(policy),
-            audit,
+            engine: Arc::new(engine),
             issuer: Arc::new(issuer),
             tls: ApiTls::new(prepared)?,
         })

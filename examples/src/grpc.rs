@@ -82,7 +82,7 @@ pub async fn start(auth: &ApiAuth, listen: &str, flag: &str) -> Result<Started, 
     let addr = listener
         .local_addr()
         .map_err(|e| GatewayError(e.to_string()))?;
-    let layer = AuthLayer::new(auth.policy.clone()).audit(auth.audit.clone());
+    let layer = AuthLayer::new(auth.engine.clone());
     Ok(Started {
         listener,
         layer,

@@ -123,9 +123,7 @@ async fn admin(auth: Authenticated) -> Result<&'static str, AuthRejection> {
 /// The API: `/whoami` and `/admin` (needs scope `admin`) behind the auth layer, and the
 /// issuer's public keys at `/.well-known/jwks.json` for anyone.
 pub fn app(auth: &ApiAuth) -> Router {
-    let layer = AuthLayer::new(auth.policy.clone())
-        .realm("demo")
-        .audit(auth.audit.clone());
+    let layer = AuthLayer::new(auth.engine.clone()).realm("demo");
     let jwks = json!({"keys": [auth.issuer.jwk.clone()]});
     Router::new()
         .route("/whoami", get(whoami))

@@ -3,10 +3,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use auth_core::audit::AuditSink;
 use auth_core::authz::ScopeRules;
 use auth_core::policy::Target;
-use auth_core::{ConnectionInfo, CredentialKind, Error, Peer, Policy, Protocol, Session};
+use auth_core::{ConnectionInfo, CredentialKind, Engine, Error, Peer, Policy, Protocol, Session};
 use auth_tower::{Gate, GateLayer, GateService, Mapping, connection_info};
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -110,7 +109,7 @@ impl Mapping for HttpMapping {
     }
 }
 
-/// Authenticates every request through a [`Policy`]; see the crate documentation.
+/// Authenticates every request through an [`Engine`]; see the crate documentation.
 ///
 /// Cloning it (axum does, per route) costs two reference counts.
 #[derive(Debug, Clone)]
@@ -122,15 +121,15 @@ pub struct AuthLayer {
 pub type AuthService<S> = GateService<S, HttpMapping>;
 
 impl AuthLayer {
-    /// A layer running `policy`, challenging with the schemes its chains accept, realm
-    /// `api`, API keys in `x-api-key`, the built-in scope rules, and no anonymous
-    /// requests.
-    pub fn new(policy: Arc<Policy>) -> Self {
+    /// A layer running `engine`, challenging with the schemes its policy's chains
+    /// accept, realm `api`, API keys in `x-api-key`, the built-in scope rules, and no
+    /// anonymous requests.
+    pub fn new(engine: Arc<Engine>) -> Self {
         let context = HttpContext {
-            challenges: challenges_of(&policy),
+            challenges: challenges_of(engine.policy()),
             ..HttpContext::default()
         };
-        Self::build(Gate::new(policy), context)
+        Self::build(Gate::new(engine), context)
     }
 
     fn build(gate: Gate, context: HttpContext) -> Self {
@@ -202,18 +201,6 @@ impl AuthLayer {
     #[must_use]
     pub fn reuse_sessions(self, capacity: u64, max_age: std::time::Duration) -> Self {
         self.with_gate(|g| g.reuse_sessions(capacity, max_age))
-    }
-
-    /// Reads time from `clock` (session reuse expiry).
-    #[must_use]
-    pub fn clock(self, clock: auth_core::SharedClock) -> Self {
-        self.with_gate(|g| g.clock(clock))
-    }
-
-    /// Where malformed-header refusals are audited (the chain audits everything else).
-    #[must_use]
-    pub fn audit(self, sink: Arc<dyn AuditSink>) -> Self {
-        self.with_gate(|g| g.audit(sink))
     }
 }
 

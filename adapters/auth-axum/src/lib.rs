@@ -1,9 +1,9 @@
 //! # auth-axum
 //!
 //! HTTP authentication for axum (and any tower HTTP service) through an auth-core
-//! [`Policy`](auth_core::Policy): [`AuthLayer`] reads the request's credential
-//! (`Authorization: Bearer`, `Basic` or `Negotiate`, or an API-key header), runs the
-//! policy's chain for the client's address, and either passes the request on with an
+//! [`Engine`](auth_core::Engine): [`AuthLayer`] reads the request's credential
+//! (`Authorization: Bearer`, `Basic` or `Negotiate`, or an API-key header), has the
+//! engine decide it for the client's address, and either passes the request on with an
 //! [`Authenticated`] session in its extensions or answers with the mapped failure: 401
 //! with a `WWW-Authenticate` challenge per configured method (RFC 6750, RFC 7617, RFC
 //! 4559), 400 for a malformed header, 403 with Bearer's `insufficient_scope`, 429, 503,
@@ -21,8 +21,9 @@
 //! request as encrypted by inserting an [`auth_core::TlsInfo`] into its extensions, which
 //! `hostssl` and `hostnossl` rules match on.
 //!
-//! The adapter holds no policy of its own: what a credential means is the chain's
-//! business, and the protocol mapping is auth-core's table.
+//! The adapter holds no policy of its own: what a credential means is the engine's
+//! business (its rules, chains, limiter, account stage and audit), and the protocol
+//! mapping is auth-core's table.
 
 #![forbid(unsafe_code)]
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use auth_axum::{AuthLayer, Authenticated};
 use auth_core::policy::{AddressMatch, Rule, Target};
-use auth_core::{Chain, Policy};
+use auth_core::{Chain, Engine, Policy};
 use auth_oauth::{JwtAuthenticator, ValidationSettings};
 use axum::Router;
 use axum::routing::get;
@@ -40,7 +40,7 @@ async fn serve() -> (SocketAddr, tokio::task::JoinHandle<()>) {
             "/whoami",
             get(|auth: Authenticated| async move { auth.user().to_owned() }),
         )
-        .layer(AuthLayer::new(Arc::new(policy)));
+        .layer(AuthLayer::new(Arc::new(Engine::builder(policy).build())));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use auth_axum::{AuthLayer, Authenticated, Challenge};
 use auth_core::policy::{Rule, Target};
-use auth_core::{Chain, MemoryAuditSink, Policy};
+use auth_core::{Chain, Engine, MemoryAuditSink, Policy};
 use auth_oauth::{FetchSettings, IssuerConfig, JwtAuthenticator, ValidationSettings};
 use axum::Router;
 use axum::body::Body;
@@ -23,7 +23,7 @@ const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test";
 const ISS: &str = "https://issuer.test";
 const DOWN: &str = "https://down.test";
 
-fn policy() -> Arc<Policy> {
+fn policy() -> Policy {
     let local = local_issuer(ISS, SECRET);
     // An issuer whose keys live on a port nobody listens on.
     let down = IssuerConfig {
@@ -43,7 +43,12 @@ fn policy() -> Arc<Policy> {
     )
     .unwrap();
     let chain = Chain::builder().link(Arc::new(jwt)).build();
-    Arc::new(Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap())
+    Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap()
+}
+
+/// The layer over [`policy`], on an engine with default settings.
+fn layer() -> AuthLayer {
+    AuthLayer::new(Arc::new(Engine::builder(policy()).build()))
 }
 
 async fn whoami(auth: Authenticated) -> String {
@@ -96,7 +101,7 @@ fn challenges(response: &Response<Body>) -> Vec<String> {
 
 #[tokio::test]
 async fn statuses_challenges_and_bodies() {
-    let app = app(AuthLayer::new(policy()).realm("demo"));
+    let app = app(layer().realm("demo"));
 
     // Nothing presented: a bare challenge (RFC 6750 3.1: no error code).
     let r = call(&app, "/whoami", &[]).await;
@@ -163,7 +168,7 @@ async fn statuses_challenges_and_bodies() {
 
 #[tokio::test]
 async fn anonymous_routes_and_explicit_challenges() {
-    let app = app(AuthLayer::new(policy()).allow_anonymous());
+    let app = app(layer().allow_anonymous());
     assert_eq!(body(call(&app, "/maybe", &[]).await).await, "anonymous");
     let good = format!("Bearer {}", token(ISS, "read", SECRET));
     assert_eq!(
@@ -181,11 +186,8 @@ async fn anonymous_routes_and_explicit_challenges() {
     let r = call(&app, "/whoami", &[]).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
-    let app = self::app(AuthLayer::new(policy()).challenges([
-        Challenge::Bearer,
-        Challenge::Basic,
-        Challenge::Negotiate,
-    ]));
+    let app =
+        self::app(layer().challenges([Challenge::Bearer, Challenge::Basic, Challenge::Negotiate]));
     let r = call(&app, "/whoami", &[]).await;
     assert_eq!(
         challenges(&r),
@@ -208,7 +210,8 @@ async fn anonymous_routes_and_explicit_challenges() {
 #[tokio::test]
 async fn malformed_headers_are_audited_without_secrets() {
     let audit = Arc::new(MemoryAuditSink::default());
-    let app = app(AuthLayer::new(policy()).audit(audit.clone()));
+    let engine = Engine::builder(policy()).audit(audit.clone()).build();
+    let app = app(AuthLayer::new(Arc::new(engine)));
     let r = call(&app, "/whoami", &[("authorization", "Basic !!!secret!!!")]).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let events = audit.events();
@@ -230,7 +233,7 @@ async fn hostssl_rules_see_the_tls_info_a_tls_acceptor_inserts() {
         Rule::new("https", Target::Chain(chain)).with_connection(ConnectionType::HostSsl),
     ])
     .unwrap();
-    let app = app(AuthLayer::new(Arc::new(tls_only)));
+    let app = app(AuthLayer::new(Arc::new(Engine::builder(tls_only).build())));
     let good = format!("Bearer {}", token(ISS, "read", SECRET));
     let request = |tls: bool| {
         let mut r = Request::get("/whoami")

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use auth_axum::{AuthLayer, Authenticated};
 use auth_core::audit::AuditEventKind;
-use auth_core::policy::{Rule, Target};
-use auth_core::{Chain, MemoryAuditSink, Policy};
+
+use auth_core::{Chain, Engine, MemoryAuditSink, Policy};
 use auth_kerberos::{GssAuthenticator, PrincipalMapper};
 use auth_tests::kdc::Kdc;
 use axum::Router;
@@ -54,14 +54,13 @@ async fn curl_negotiate_authenticates_through_the_layer_and_gets_the_mutual_toke
         .unwrap();
     let gss = GssAuthenticator::new(Some(kdc.keytab()), PrincipalMapper::default());
     let audit = Arc::new(MemoryAuditSink::default());
-    let chain = Chain::builder()
-        .link(Arc::new(gss))
+    let chain = Chain::builder().link(Arc::new(gss)).build();
+    let engine = Engine::builder(Policy::single(chain).unwrap())
         .audit(audit.clone())
         .build();
-    let policy = Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap();
     let app = Router::new()
         .route("/", get(hello))
-        .layer(AuthLayer::new(Arc::new(policy)));
+        .layer(AuthLayer::new(Arc::new(engine)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://localhost:{}/",

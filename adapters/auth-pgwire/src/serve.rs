@@ -29,6 +29,7 @@ use std::sync::atomic::Ordering;
 use crate::frames::{DEFAULT_MAX_PRE_AUTH_FRAME, FrameCheck, FrameGuard};
 use crate::limits::{ConnectionLimits, PreAuthPermit};
 use crate::startup::Outbox;
+use crate::tls::TlsSetup;
 use crate::unix::{UnixTransport, peer_credentials};
 use auth_core::TlsInfo;
 
@@ -39,8 +40,10 @@ const TLS_HANDSHAKE: u8 = 0x16;
 /// Connection-level settings.
 #[derive(Clone)]
 pub struct ServeConfig {
-    /// TLS for SSLRequest and direct TLS; `None` answers SSLRequest with `N`.
-    pub tls: Option<TlsAcceptor>,
+    /// TLS for SSLRequest and direct TLS, with the channel-binding data that lets the
+    /// engine offer SCRAM-SHA-256-PLUS on TLS connections; `None` answers SSLRequest with
+    /// `N`.
+    pub tls: Option<TlsSetup>,
     /// How long a client may take from connecting to finishing authentication (like
     /// PostgreSQL's `authentication_timeout`, default one minute).
     pub auth_timeout: Duration,
@@ -222,7 +225,7 @@ pub async fn serve<H: PgWireServerHandlers>(
     tcp.set_nodelay(true)?;
     let negotiated = tokio::select! {
         _ = &mut deadline => return Ok(()),
-        n = negotiate(tcp, config.tls.as_ref()) => n?,
+        n = negotiate(tcp, config.tls.as_ref().map(|t| &t.acceptor)) => n?,
     };
     let max_frame = config.max_pre_auth_frame;
     let (io, (secure, tls), prefix) = match negotiated {
@@ -239,7 +242,8 @@ pub async fn serve<H: PgWireServerHandlers>(
             )
         }
         Negotiated::Tls(stream) => {
-            let facts = auth_core::certificate::tls::tls_info(stream.get_ref().1);
+            let mut facts = auth_core::certificate::tls::tls_info(stream.get_ref().1);
+            facts.server_end_point = config.tls.as_ref().and_then(|t| t.channel_binding.clone());
             (
                 FrameGuard::new(MaybeTls::Tls(stream), FrameCheck::at_startup(max_frame)),
                 (true, Some(facts)),

@@ -1,7 +1,7 @@
-//! The startup exchange: the startup packet becomes an auth-core `Attempt`, the `Policy`
-//! picks the chain, the adapter asks for what the chain accepts, and pgwire's push-style
-//! messages are bridged to auth-core's pull-style `Conversation` (a task per exchange and
-//! a channel each way).
+//! The startup exchange: the startup packet becomes an auth-core `ConnectionInfo`, the
+//! `Engine` says what to offer it, the adapter asks for the first mechanism offered, and
+//! pgwire's push-style messages are bridged to auth-core's pull-style `Conversation` (a
+//! task per exchange and a channel each way).
 
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,8 +10,7 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use async_trait::async_trait;
 use auth_core::conversation::{ConversationPeer, ServerMessage, channel};
 use auth_core::{
-    Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind, Outcome, Peer,
-    Policy, Protocol, TlsInfo,
+    Attempt, ConnectionInfo, Credential, Engine, Mechanism, Offer, Outcome, Peer, Protocol, TlsInfo,
 };
 use futures::{Sink, SinkExt};
 use pgwire::api::auth::{
@@ -34,34 +33,28 @@ use crate::serve::TlsFacts;
 use crate::session::AuthenticatedSession;
 use crate::unix::UnixTransport;
 
-const SCRAM: &str = "SCRAM-SHA-256";
-const SCRAM_PLUS: &str = "SCRAM-SHA-256-PLUS";
-
 static PIDS: LazyLock<RandomPidSecretKeyGenerator> =
     LazyLock::new(RandomPidSecretKeyGenerator::default);
 
-/// How the adapter authenticates connections.
+/// How the adapter authenticates connections. TLS and its channel-binding data are the
+/// serve loop's ([`crate::ServeConfig::tls`]): the engine sees them on the connection.
 #[derive(Debug, Clone)]
 pub struct PgAuthConfig {
-    /// Which chain runs for which connection.
-    pub policy: Arc<Policy>,
+    /// What each connection is offered, and the decisions.
+    pub engine: Arc<Engine>,
     /// Accept cleartext passwords on connections without TLS (off by default, as a
     /// password on an unencrypted connection can be read by anyone on the path).
     pub allow_cleartext_without_tls: bool,
-    /// `tls-server-end-point` data of the server certificate, offered for
-    /// SCRAM-SHA-256-PLUS on TLS connections (see [`crate::tls::TlsSetup`]).
-    pub channel_binding: Option<Vec<u8>>,
     /// The largest SASL message accepted from a client.
     pub max_sasl_message: usize,
 }
 
 impl PgAuthConfig {
-    /// A configuration with `policy`, cleartext only over TLS, no channel binding.
-    pub fn new(policy: Arc<Policy>) -> Self {
+    /// A configuration with `engine`, cleartext only over TLS.
+    pub fn new(engine: Arc<Engine>) -> Self {
         Self {
-            policy,
+            engine,
             allow_cleartext_without_tls: false,
-            channel_binding: None,
             max_sasl_message: 8192,
         }
     }
@@ -76,7 +69,7 @@ enum Phase {
     /// AuthenticationCleartextPassword was sent.
     Cleartext(Pending),
     /// AuthenticationSASL was sent with these mechanisms.
-    SaslInitial(Pending, Vec<&'static str>),
+    SaslInitial(Pending),
     /// A SASL exchange runs in `task`; `peer` carries its messages.
     Sasl {
         peer: ConversationPeer,
@@ -96,9 +89,27 @@ enum Phase {
 }
 
 struct Pending {
-    chain: Arc<Chain>,
+    offer: Offer,
     connection: ConnectionInfo,
     user: String,
+}
+
+impl Pending {
+    /// Runs the engine's decision on `credential` in a task of its own, talking to the
+    /// client through the returned peer.
+    fn exchange(
+        self,
+        engine: &Arc<Engine>,
+        credential: Credential,
+        max_message: usize,
+    ) -> (ConversationPeer, JoinHandle<Outcome>, String) {
+        let (conversation, peer) = channel(max_message);
+        let mut attempt =
+            Attempt::new(self.connection, credential).with_conversation(Box::new(conversation));
+        let (engine, offer) = (engine.clone(), self.offer);
+        let task = tokio::spawn(async move { engine.decide(&offer, &mut attempt).await });
+        (peer, task, self.user)
+    }
 }
 
 type PhaseSlot = Mutex<Phase>;
@@ -133,7 +144,7 @@ impl Outbox {
     }
 }
 
-/// pgwire's [`StartupHandler`] that authenticates through an auth-core [`Policy`].
+/// pgwire's [`StartupHandler`] that authenticates through an auth-core [`Engine`].
 #[derive(Debug)]
 pub struct PgAuthenticator {
     config: PgAuthConfig,
@@ -159,13 +170,10 @@ impl PgAuthenticator {
             .with_id(self.next_connection.fetch_add(1, Ordering::Relaxed));
         if client.is_secure() {
             let facts = client.session_extensions().get::<TlsFacts>();
-            info = info.with_tls(TlsInfo {
-                server_end_point: self.config.channel_binding.clone(),
-                ..facts.map(|f| f.0.clone()).unwrap_or_else(|| TlsInfo {
-                    server_name: client.sni_server_name().map(str::to_owned),
-                    ..TlsInfo::default()
-                })
-            });
+            info = info.with_tls(facts.map(|f| f.0.clone()).unwrap_or_else(|| TlsInfo {
+                server_name: client.sni_server_name().map(str::to_owned),
+                ..TlsInfo::default()
+            }));
         }
         info.user = client.metadata().get(METADATA_USER).cloned();
         info.database = client
@@ -203,8 +211,7 @@ impl PgAuthenticator {
                 "no PostgreSQL user name specified in startup packet".into(),
             ));
         };
-        let probe = Attempt::new(connection.clone(), Credential::Absent);
-        let chain = self.config.policy.choose(&probe).map_err(|_| {
+        let offer = self.config.engine.offer(&connection).map_err(|_| {
             policy_reject(
                 connection.peer.ip(),
                 &user,
@@ -212,97 +219,75 @@ impl PgAuthenticator {
                 client.is_secure(),
             )
         })?;
-        let kinds = chain.accepts();
+        let first = offer.mechanisms().first().copied();
         let pending = Pending {
-            chain,
+            offer,
             connection,
             user,
         };
-        // What the operating system says (peer) or nothing at all (trust) needs no request:
-        // the chain runs now. Then a chain the policy picked for Kerberos speaks GSSAPI
-        // first: the wire allows one method per connection.
-        // A peer-only chain on a connection without peer credentials (loopback TCP) runs
-        // too, so the method's refusal is audited; so does a certificate-only chain
-        // without a certificate. A certificate the TLS handshake received is judged now.
-        let peer_only = kinds == [CredentialKind::Peer];
-        let certificate_only = kinds == [CredentialKind::ClientCertificate];
-        let presented = pending
-            .connection
-            .tls
-            .as_ref()
-            .is_some_and(|t| !t.client_certificates.is_empty());
-        let immediate = if kinds.contains(&CredentialKind::Peer)
-            && (pending.connection.peer.credentials().is_some() || peer_only)
-        {
-            Some((Credential::Peer, "peer"))
-        } else if kinds.contains(&CredentialKind::ClientCertificate)
-            && (presented || certificate_only)
-        {
-            Some((Credential::ClientCertificate, "certificate"))
-        } else if kinds.contains(&CredentialKind::Absent) {
-            Some((Credential::Absent, "trust"))
-        } else {
-            None
-        };
-        if let Some((credential, method)) = immediate {
+        // The wire allows one method per connection: the first the engine offers. One that
+        // asks the client nothing (peer, a certificate, trust) is decided now.
+        if let Some(credential) = first.and_then(Mechanism::immediate) {
+            let method = match first {
+                Some(Mechanism::Peer) => "peer",
+                Some(Mechanism::ClientCertificate) => "certificate",
+                _ => "trust",
+            };
             let mut attempt = Attempt::new(pending.connection, credential);
-            let outcome = pending.chain.decide(&mut attempt).await;
+            let outcome = self
+                .config
+                .engine
+                .decide(&pending.offer, &mut attempt)
+                .await;
             let user = pending.user;
             return self
                 .finish(client, outcome, |f| method_failed(f, &user, method))
                 .await;
         }
-        let phase = if kinds.contains(&CredentialKind::Gss) {
-            Outbox::of(client).push(frame(AUTH_GSS, &[]));
-            Phase::GssInitial(pending)
-        } else if kinds.contains(&CredentialKind::Sasl(SCRAM))
-            || kinds.contains(&CredentialKind::Sasl(SCRAM_PLUS))
-        {
-            let mut offered = Vec::new();
-            if client.is_secure()
-                && self.config.channel_binding.is_some()
-                && kinds.contains(&CredentialKind::Sasl(SCRAM_PLUS))
-            {
-                offered.push(SCRAM_PLUS);
+        let phase = match first {
+            Some(Mechanism::Gss) => {
+                Outbox::of(client).push(frame(AUTH_GSS, &[]));
+                Phase::GssInitial(pending)
             }
-            if kinds.contains(&CredentialKind::Sasl(SCRAM)) {
-                offered.push(SCRAM);
+            Some(Mechanism::Sasl { .. }) => {
+                client
+                    .send(PgWireBackendMessage::Authentication(Authentication::SASL(
+                        sasl_names(&pending.offer).map(str::to_owned).collect(),
+                    )))
+                    .await?;
+                Phase::SaslInitial(pending)
             }
-            if offered.is_empty() {
+            Some(Mechanism::Password) => {
+                // On a Unix socket the kernel carries the bytes: no path to read them on.
+                let unix = matches!(pending.connection.peer, Peer::Unix { .. });
+                if !client.is_secure() && !unix && !self.config.allow_cleartext_without_tls {
+                    return Err(fatal(
+                        "28000",
+                        "password authentication requires an encrypted connection; connect with sslmode=require".into(),
+                    ));
+                }
+                client
+                    .send(PgWireBackendMessage::Authentication(
+                        Authentication::CleartextPassword,
+                    ))
+                    .await?;
+                Phase::Cleartext(pending)
+            }
+            _ if pending.offer.needs_tls() => {
                 return Err(fatal(
                     "28000",
                     "SCRAM-SHA-256-PLUS requires an encrypted connection; connect with sslmode=require".into(),
                 ));
             }
-            client
-                .send(PgWireBackendMessage::Authentication(Authentication::SASL(
-                    offered.iter().map(|m| (*m).to_owned()).collect(),
-                )))
-                .await?;
-            Phase::SaslInitial(pending, offered)
-        } else if kinds.contains(&CredentialKind::Password) {
-            // On a Unix socket the kernel carries the bytes: no path to read them on.
-            let unix = matches!(pending.connection.peer, Peer::Unix { .. });
-            if !client.is_secure() && !unix && !self.config.allow_cleartext_without_tls {
+            _ => {
                 return Err(fatal(
                     "28000",
-                    "password authentication requires an encrypted connection; connect with sslmode=require".into(),
+                    format!(
+                        "no authentication method is available for user \"{}\"",
+                        pending.user
+                    ),
                 ));
             }
-            client
-                .send(PgWireBackendMessage::Authentication(
-                    Authentication::CleartextPassword,
-                ))
-                .await?;
-            Phase::Cleartext(pending)
-        } else {
-            return Err(fatal(
-                "28000",
-                format!(
-                    "no authentication method is available for user \"{}\"",
-                    pending.user
-                ),
-            ));
         };
         client.set_state(PgWireConnectionState::AuthenticationInProgress);
         Ok(phase)
@@ -439,16 +424,16 @@ impl PgAuthenticator {
                     password,
                 };
                 let mut attempt = Attempt::new(p.connection, credential);
-                let outcome = p.chain.decide(&mut attempt).await;
+                let outcome = self.config.engine.decide(&p.offer, &mut attempt).await;
                 self.finish(client, outcome, |f| auth_failed(f, &p.user, "password"))
                     .await
             }
-            (Phase::SaslInitial(p, offered), PgWireFrontendMessage::PasswordMessageFamily(m)) => {
+            (Phase::SaslInitial(p), PgWireFrontendMessage::PasswordMessageFamily(m)) => {
                 let PasswordMessageFamily::Raw(body) = m else {
                     return Err(protocol("expected a SASLInitialResponse message"));
                 };
                 let initial = sasl_initial_response(&body).map_err(protocol)?;
-                let Some(mechanism) = offered.iter().find(|m| **m == initial.mechanism) else {
+                let Some(mechanism) = sasl_names(&p.offer).find(|m| *m == initial.mechanism) else {
                     return Err(protocol(
                         "the client chose a SASL mechanism that was not offered",
                     ));
@@ -457,18 +442,16 @@ impl PgAuthenticator {
                 if data.len() > self.config.max_sasl_message {
                     return Err(protocol("SASL message too large"));
                 }
-                let (conversation, peer) = channel(self.config.max_sasl_message);
-                let mut attempt = Attempt::new(
-                    p.connection,
-                    Credential::Sasl {
-                        mechanism: (*mechanism).to_owned(),
-                        initial: Some(data.into()),
-                    },
-                )
-                .with_conversation(Box::new(conversation));
-                let chain = p.chain;
-                let task = tokio::spawn(async move { chain.decide(&mut attempt).await });
-                self.drive(client, peer, task, p.user).await
+                let credential = Credential::Sasl {
+                    mechanism: mechanism.to_owned(),
+                    initial: Some(data.into()),
+                };
+                let (peer, task, user) = p.exchange(
+                    &self.config.engine,
+                    credential,
+                    self.config.max_sasl_message,
+                );
+                self.drive(client, peer, task, user).await
             }
             (Phase::Sasl { peer, task, user }, PgWireFrontendMessage::PasswordMessageFamily(m)) => {
                 let response = m
@@ -481,12 +464,12 @@ impl PgAuthenticator {
             }
             (Phase::GssInitial(p), PgWireFrontendMessage::PasswordMessageFamily(m)) => {
                 let token = raw_token(m, self.config.max_sasl_message)?;
-                let (conversation, peer) = channel(self.config.max_sasl_message);
-                let mut attempt = Attempt::new(p.connection, Credential::GssToken(token))
-                    .with_conversation(Box::new(conversation));
-                let chain = p.chain;
-                let task = tokio::spawn(async move { chain.decide(&mut attempt).await });
-                self.drive_gss(client, peer, task, p.user).await
+                let (peer, task, user) = p.exchange(
+                    &self.config.engine,
+                    Credential::GssToken(token),
+                    self.config.max_sasl_message,
+                );
+                self.drive_gss(client, peer, task, user).await
             }
             (Phase::Gss { peer, task, user }, PgWireFrontendMessage::PasswordMessageFamily(m)) => {
                 let token = raw_token(m, self.config.max_sasl_message)?;
@@ -517,6 +500,14 @@ fn frame(code: i32, data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&code.to_be_bytes());
     out.extend_from_slice(data);
     out
+}
+
+/// The SASL mechanisms `offer` lists, in order.
+fn sasl_names(offer: &Offer) -> impl Iterator<Item = &'static str> + '_ {
+    offer.mechanisms().iter().filter_map(|m| match m {
+        Mechanism::Sasl { name, .. } => Some(*name),
+        _ => None,
+    })
 }
 
 /// The token of a GSSResponse message.
@@ -585,7 +576,7 @@ impl PgAuthenticator {
             Some(c) => c.0.clone(),
             None => ConnectionInfo::new(Protocol::Postgres, peer_of(client)),
         };
-        let open = self.config.policy.open_session(session, &connection);
+        let open = self.config.engine.open_session(session, &connection);
         client
             .session_extensions()
             .get_or_insert_with(|| AuthenticatedSession(open));

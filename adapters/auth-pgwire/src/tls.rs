@@ -16,12 +16,14 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 #[error("TLS setup: {0}")]
 pub struct TlsError(String);
 
-/// A TLS acceptor and the channel-binding data of its certificate.
+/// The adapter's TLS settings, one value for [`crate::ServeConfig::tls`]: the acceptor and
+/// the channel-binding data of its certificate, which the serve loop puts on every TLS
+/// connection so the engine offers SCRAM-SHA-256-PLUS there. The two cannot drift apart.
 #[derive(Clone)]
 pub struct TlsSetup {
-    /// The acceptor for [`crate::ServeConfig::tls`].
+    /// The acceptor.
     pub acceptor: TlsAcceptor,
-    /// `tls-server-end-point` for [`crate::PgAuthConfig::channel_binding`]: the leaf
+    /// `tls-server-end-point` (RFC 5929) of the acceptor's certificate: the leaf
     /// certificate hashed with its signature's hash (RFC 5929: SHA-256 for MD5, SHA-1 and
     /// SHA-256 signatures, else SHA-384 or SHA-512). `None` when the signature algorithm
     /// has no defined hash (Ed25519): SCRAM-SHA-256-PLUS is then not offered.

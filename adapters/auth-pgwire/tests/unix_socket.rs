@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use auth_core::local::{PeerAuthenticator, SystemUsers};
 use auth_core::policy::{AddressMatch, Rule, Target};
-use auth_core::{Chain, MemoryAuditSink, Policy};
+use auth_core::{Chain, Engine, MemoryAuditSink, Policy};
 use auth_pgwire::unix::UnixSocket;
 use auth_pgwire::{PgAuthConfig, PgAuthenticator, ServeConfig};
 use pgwire::api::PgWireServerHandlers;
@@ -28,7 +28,6 @@ async fn peer_on_the_socket_is_the_os_user_and_nothing_on_loopback_tcp() {
     let me = SystemUsers.this_process().unwrap().unwrap();
     let audit = Arc::new(MemoryAuditSink::default());
     let chain = Chain::builder()
-        .audit(audit.clone())
         .link(Arc::new(PeerAuthenticator::new()))
         .build();
     // Loopback or the socket: this machine only, which the policy checks.
@@ -36,8 +35,9 @@ async fn peer_on_the_socket_is_the_os_user_and_nothing_on_loopback_tcp() {
         Rule::new("local", Target::Chain(Arc::new(chain))).with_addresses(AddressMatch::Localhost),
     ])
     .unwrap();
+    let engine = Engine::builder(policy).audit(audit.clone()).build();
     let handlers = Arc::new(Handlers(Arc::new(PgAuthenticator::new(PgAuthConfig::new(
-        Arc::new(policy),
+        Arc::new(engine),
     )))));
     let config = Arc::new(ServeConfig::default());
 

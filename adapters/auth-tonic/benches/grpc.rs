@@ -14,8 +14,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auth_core::policy::{Rule, Target};
-use auth_core::{Chain, Policy};
+use auth_core::{Chain, Engine, Policy};
 use auth_oauth::{IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey};
 use auth_tonic::AuthLayer;
 use tonic::metadata::MetadataValue;
@@ -27,7 +26,7 @@ const ISS: &str = "https://issuer.bench";
 const CALLERS: usize = 16;
 const CALLS_EACH: usize = 3000;
 
-fn policy(jwk: &serde_json::Value) -> Arc<Policy> {
+fn engine(jwk: &serde_json::Value) -> Arc<Engine> {
     let jwt = JwtAuthenticator::new(
         vec![IssuerConfig {
             keys: KeySource::Static(Arc::new(vec![Arc::new(
@@ -39,7 +38,7 @@ fn policy(jwk: &serde_json::Value) -> Arc<Policy> {
     )
     .unwrap();
     let chain = Chain::builder().link(Arc::new(jwt)).build();
-    Arc::new(Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap())
+    Arc::new(Engine::builder(Policy::single(chain).unwrap()).build())
 }
 
 async fn serve(layer: Option<AuthLayer>) -> String {
@@ -128,12 +127,12 @@ fn main() {
             ("no auth", serve(None).await),
             (
                 "AuthLayer, token cache",
-                serve(Some(AuthLayer::new(policy(&jwk)))).await,
+                serve(Some(AuthLayer::new(engine(&jwk)))).await,
             ),
             (
                 "AuthLayer, session reuse",
                 serve(Some(
-                    AuthLayer::new(policy(&jwk)).reuse_sessions(10_000, Duration::from_secs(60)),
+                    AuthLayer::new(engine(&jwk)).reuse_sessions(10_000, Duration::from_secs(60)),
                 ))
                 .await,
             ),

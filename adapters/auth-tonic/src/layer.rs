@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 #[cfg(feature = "tls")]
 use auth_core::TlsInfo;
-use auth_core::audit::AuditSink;
 use auth_core::authz::ScopeRules;
-use auth_core::{ConnectionInfo, Error, Peer, Policy, Protocol, Session};
+use auth_core::{ConnectionInfo, Engine, Error, Peer, Protocol, Session};
 use auth_tower::{Gate, GateLayer, GateService, Mapping, connection_info};
 use http::{Extensions, Response};
 use tonic::body::Body;
@@ -62,7 +61,7 @@ impl Mapping for GrpcMapping {
     }
 }
 
-/// Authenticates every call through a [`Policy`]; see the crate documentation.
+/// Authenticates every call through an [`Engine`]; see the crate documentation.
 ///
 /// Cloning it costs two reference counts.
 #[derive(Debug, Clone)]
@@ -75,11 +74,11 @@ pub struct AuthLayer {
 ///
 /// ```no_run
 /// # use std::sync::Arc;
-/// # let policy = Arc::new(auth_core::Policy::new(vec![]).unwrap());
+/// # let engine = Arc::new(auth_core::Engine::builder(auth_core::Policy::new(vec![]).unwrap()).build());
 /// use tower::Layer;
 ///
 /// let (_, health) = tonic_health::server::health_reporter();
-/// let auth = auth_tonic::AuthLayer::new(policy);
+/// let auth = auth_tonic::AuthLayer::new(engine);
 /// // Behind the policy; services added without `auth.layer` (reflection) stay open.
 /// let router = tonic::transport::Server::builder().add_service(auth.layer(health));
 /// ```
@@ -111,10 +110,10 @@ impl<S: tonic::server::NamedService> tonic::server::NamedService for AuthService
 }
 
 impl AuthLayer {
-    /// A layer running `policy`, reading API keys from `x-api-key`, with the built-in
+    /// A layer running `engine`, reading API keys from `x-api-key`, with the built-in
     /// scope rules and no anonymous calls.
-    pub fn new(policy: Arc<Policy>) -> Self {
-        Self::build(Gate::new(policy), ScopeRules::default())
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self::build(Gate::new(engine), ScopeRules::default())
     }
 
     fn build(gate: Gate, scopes: ScopeRules) -> Self {
@@ -163,18 +162,6 @@ impl AuthLayer {
     #[must_use]
     pub fn reuse_sessions(self, capacity: u64, max_age: std::time::Duration) -> Self {
         Self::build(self.gate().reuse_sessions(capacity, max_age), self.scopes())
-    }
-
-    /// Reads time from `clock` (session reuse expiry).
-    #[must_use]
-    pub fn clock(self, clock: auth_core::SharedClock) -> Self {
-        Self::build(self.gate().clock(clock), self.scopes())
-    }
-
-    /// Where unreadable-metadata refusals are audited (the chain audits everything else).
-    #[must_use]
-    pub fn audit(self, sink: Arc<dyn AuditSink>) -> Self {
-        Self::build(self.gate().audit(sink), self.scopes())
     }
 }
 

@@ -1,9 +1,9 @@
 //! # auth-tonic
 //!
 //! gRPC authentication for tonic servers through an auth-core
-//! [`Policy`](auth_core::Policy). tonic's interceptors are synchronous, so this is a tower
+//! [`Engine`](auth_core::Engine). tonic's interceptors are synchronous, so this is a tower
 //! layer: [`AuthLayer`] reads the `authorization` metadata (`Bearer`, `Basic`,
-//! `Negotiate`) or an API-key entry, runs the policy's chain for the client's address, and
+//! `Negotiate`) or an API-key entry, has the engine decide it for the client's address, and
 //! either passes the call on with an [`Authenticated`] identity in its extensions or ends
 //! it with the mapped status from auth-core's table: `UNAUTHENTICATED` for missing,
 //! unreadable or bad credentials (and a policy that refuses the connection),
@@ -24,12 +24,14 @@
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # fn policy() -> Arc<auth_core::Policy> { Arc::new(auth_core::Policy::new(vec![]).unwrap()) }
+//! # fn engine() -> Arc<auth_core::Engine> {
+//! #     Arc::new(auth_core::Engine::builder(auth_core::Policy::new(vec![]).unwrap()).build())
+//! # }
 //! # async fn run(routes: tonic::service::Routes) -> Result<(), tonic::transport::Error> {
 //! use auth_tonic::AuthLayer;
 //!
 //! tonic::transport::Server::builder()
-//!     .layer(AuthLayer::new(policy()))
+//!     .layer(AuthLayer::new(engine()))
 //!     .add_routes(routes)
 //!     .serve("127.0.0.1:50051".parse().unwrap())
 //!     .await

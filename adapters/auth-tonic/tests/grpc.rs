@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use auth_core::audit::AuditEventKind;
-use auth_core::policy::{Rule, Target};
+
 use auth_core::secrecy::{ExposeSecret, SecretString};
 use auth_core::{
-    ApiKeyAuthenticator, ApiKeyGrant, Chain, MemoryAuditSink, MemoryStore, Policy, ScopeRules,
+    ApiKeyAuthenticator, ApiKeyGrant, Chain, Engine, MemoryAuditSink, MemoryStore, Policy,
+    ScopeRules,
 };
 use auth_tonic::{AuthLayer, RequestExt};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -103,13 +104,11 @@ async fn start(anonymous: bool) -> Server {
     let audit = Arc::new(MemoryAuditSink::default());
     let chain = Chain::builder()
         .link(Arc::new(ApiKeyAuthenticator::new(store)))
+        .build();
+    let engine = Engine::builder(Policy::single(chain).unwrap())
         .audit(audit.clone())
         .build();
-    let policy =
-        Arc::new(Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap());
-    let mut layer = AuthLayer::new(policy)
-        .scope_rules(ScopeRules::new())
-        .audit(audit.clone());
+    let mut layer = AuthLayer::new(Arc::new(engine)).scope_rules(ScopeRules::new());
     if anonymous {
         layer = layer.allow_anonymous();
     }

@@ -12,7 +12,7 @@ use auth_core::policy::{ConnectionType, Rule, Target};
 use auth_core::secrecy::{ExposeSecret, SecretString};
 use auth_core::{
     ApiKeyAuthenticator, ApiKeyGrant, Attempt, Authenticator, Chain, Credential, CredentialKind,
-    Error, MemoryAuditSink, MemoryStore, Outcome, Policy, StandardSession,
+    Engine, Error, MemoryAuditSink, MemoryStore, Outcome, Policy, StandardSession,
 };
 use auth_tonic::AuthLayer;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -63,8 +63,8 @@ impl Authenticator for ClientCertificate {
         "client-certificate"
     }
 
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Absent]
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Absent]
     }
 
     fn supports(&self, _: &Credential) -> bool {
@@ -109,9 +109,9 @@ async fn client_certificates_reach_the_authenticators() {
     let chain = Chain::builder()
         .link(Arc::new(ClientCertificate(client_cert.der().to_vec())))
         .build();
-    let policy = Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap();
+    let engine = Engine::builder(Policy::single(chain).unwrap()).build();
     let port = serve(
-        AuthLayer::new(Arc::new(policy)),
+        AuthLayer::new(Arc::new(engine)),
         Some(
             ServerTlsConfig::new()
                 .identity(Identity::from_pem(
@@ -167,9 +167,9 @@ async fn hostssl_rules_see_tonics_tls() {
             .with_connection(ConnectionType::HostSsl),
         Rule::new("plaintext", Target::Reject),
     ])
-    .unwrap()
-    .with_audit(audit.clone());
-    let layer = AuthLayer::new(Arc::new(policy));
+    .unwrap();
+    let engine = Engine::builder(policy).audit(audit.clone()).build();
+    let layer = AuthLayer::new(Arc::new(engine));
 
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());

@@ -105,7 +105,7 @@ pub fn credential_from_headers(
             return Ok(Credential::GssToken(bytes));
         }
         if scheme.eq_ignore_ascii_case("basic") {
-            return auth_password::parse_basic(value)
+            return crate::basic::parse_basic(value)
                 .map_err(|e| Failure::new(e.error(), e.to_string()));
         }
         return Err(Failure::new(

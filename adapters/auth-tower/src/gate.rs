@@ -2,18 +2,11 @@
 //! a [`Verdict`] out.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use auth_core::audit::{AuditEventKind, SessionPlace};
 use auth_core::secrecy::ExposeSecret;
-
-use auth_core::audit::{
-    AuditEvent, AuditEventKind, AuditSink, SessionPlace, TracingAuditSink, record_session_event,
-};
-use auth_core::clock::system_clock;
-use auth_core::policy::Selection;
-use auth_core::{
-    Attempt, ConnectionInfo, Credential, Error, Failure, Outcome, Policy, Session, SharedClock,
-};
+use auth_core::{Attempt, ConnectionInfo, Credential, Engine, Error, Mechanism, Outcome, Session};
 use http::{HeaderMap, HeaderName};
 
 use crate::credential::{API_KEY_HEADER, credential_from_headers, presented_bearer};
@@ -39,18 +32,17 @@ pub enum Verdict {
     Refused(Error),
 }
 
-/// Authenticates requests through a [`Policy`]: reads the credential from the headers,
-/// runs the policy's chain for the connection, and says what happened.
+/// Authenticates requests through an [`Engine`]: reads the credential from the headers,
+/// asks the engine what the connection is offered and for its decision, and says what
+/// happened.
 ///
-/// The failure the client sees is the mapped `error` only; the chain audits the details,
-/// and the gate audits the refusals it makes itself (unreadable headers).
+/// The failure the client sees is the mapped `error` only; the engine audits the details,
+/// including the gate's own refusals (unreadable headers).
 #[derive(Clone)]
 pub struct Gate {
-    policy: Arc<Policy>,
+    engine: Arc<Engine>,
     api_key_header: HeaderName,
     anonymous: bool,
-    audit: Arc<dyn AuditSink>,
-    clock: SharedClock,
     reuse: Option<Arc<SessionReuse>>,
 }
 
@@ -65,22 +57,20 @@ impl std::fmt::Debug for Gate {
 }
 
 impl Gate {
-    /// A gate running `policy`, reading API keys from `x-api-key`, refusing anonymous
-    /// requests, auditing its own refusals to `tracing`.
-    pub fn new(policy: Arc<Policy>) -> Self {
+    /// A gate running `engine`, reading API keys from `x-api-key`, refusing anonymous
+    /// requests.
+    pub fn new(engine: Arc<Engine>) -> Self {
         Self {
-            policy,
+            engine,
             api_key_header: HeaderName::from_static(API_KEY_HEADER),
             anonymous: false,
-            audit: Arc::new(TracingAuditSink),
-            clock: system_clock(),
             reuse: None,
         }
     }
 
-    /// The policy.
-    pub fn policy(&self) -> &Arc<Policy> {
-        &self.policy
+    /// The engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     /// The header API keys travel in.
@@ -97,14 +87,6 @@ impl Gate {
     #[must_use]
     pub fn allow_anonymous(mut self) -> Self {
         self.anonymous = true;
-        self
-    }
-
-    /// Where the gate's own refusals (unreadable headers) are audited; the chain audits
-    /// everything else to its own sink.
-    #[must_use]
-    pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
-        self.audit = sink;
         self
     }
 
@@ -126,13 +108,6 @@ impl Gate {
         self
     }
 
-    /// Reads time from `clock` (session reuse expiry).
-    #[must_use]
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
-        self
-    }
-
     /// The session reuse holds for this request: a well-formed bearer token seen before, on
     /// the chain the policy picks for this connection. Synchronous and without copying
     /// the token, so a layer can answer the hot path without a boxed future.
@@ -143,13 +118,10 @@ impl Gate {
     ) -> Option<Arc<dyn Session>> {
         let reuse = self.reuse.as_ref()?;
         let token = presented_bearer(headers)?;
-        // The user as `Policy::choose` sees it for a bearer attempt (the credential names
-        // none), so a rule for a user cannot be skipped here.
-        let user = connection.user.as_deref();
-        let Selection::Chain(_, chain) = self.policy.select(connection, user) else {
-            return None;
-        };
-        reuse.get(token, chain, connection, self.clock.now())
+        // The chain an offer for this connection would carry (a bearer credential names
+        // no user), so a rule for a user cannot be skipped here.
+        let chain = self.engine.chain_for(connection)?;
+        reuse.get(token, chain, connection, self.engine.clock().now())
     }
 
     /// Decides about a request with `headers` arriving over `connection`.
@@ -167,35 +139,50 @@ impl Gate {
     pub(crate) async fn check_unreused(
         &self,
         headers: &HeaderMap,
-        connection: ConnectionInfo,
+        mut connection: ConnectionInfo,
     ) -> Verdict {
         let credential = match credential_from_headers(headers, self.api_key_header.as_str()) {
             Ok(credential) => credential,
             Err(failure) => {
-                self.audit_refusal(&connection, &failure);
+                self.engine.refused_before_offer(&connection, &failure);
                 return Verdict::Refused(failure.error);
             }
         };
-        // No header, but a certificate from the TLS handshake: that is the credential
-        // when the connection's chain takes certificates. Not on a route open to anyone,
-        // where a browser's stray certificate must neither count as a failed login nor
-        // close the route.
+        // A certificate from the TLS handshake can be the credential of a request without
+        // an Authorization header. Not on a route open to anyone, where a browser's stray
+        // certificate must neither count as a failed login nor close the route.
         let presented = !self.anonymous
             && connection
                 .tls
                 .as_ref()
                 .is_some_and(|t| !t.client_certificates.is_empty());
+        if matches!(credential, Credential::Absent) && !presented && self.anonymous {
+            return Verdict::Anonymous;
+        }
+        // Basic names the user the request is for: the rules see it as pgwire's startup
+        // packet's.
+        if let Some(user) = credential.user() {
+            connection.user = Some(user.to_owned());
+        }
+        let offer = match self.engine.offer(&connection) {
+            Ok(offer) => offer,
+            Err(failure) => {
+                let absent = matches!(credential, Credential::Absent);
+                return Verdict::Refused(refusal(Outcome::Rejected(failure), absent));
+            }
+        };
+        // No header, but a certificate: that is the credential when the connection's
+        // chain is offered certificates.
         let credential = match credential {
-            Credential::Absent if presented && self.takes_certificates(&connection) => {
+            Credential::Absent if presented && offer.includes(Mechanism::ClientCertificate) => {
                 Credential::ClientCertificate
             }
             other => other,
         };
-        let certificate_only = matches!(credential, Credential::ClientCertificate);
-        let absent = matches!(credential, Credential::Absent);
-        if absent && self.anonymous {
-            return Verdict::Anonymous;
-        }
+        let nothing_in_headers = matches!(
+            credential,
+            Credential::Absent | Credential::ClientCertificate
+        );
         // A Negotiate header asks for Kerberos; it does not make the connection
         // GSS-encrypted, so `hostgss` rules never match HTTP.
         let gss = matches!(credential, Credential::GssToken(_));
@@ -204,78 +191,36 @@ impl Gate {
         if let Some(mutual) = &mutual {
             attempt = attempt.with_conversation(Box::new(mutual.clone()));
         }
-        let outcome = match &self.reuse {
-            Some(reuse) if matches!(attempt.credential, Credential::Bearer(_)) => {
-                match self.run_and_keep(reuse, &mut attempt).await {
-                    Ok(session) => {
+        let outcome = match (&self.reuse, &attempt.credential) {
+            (Some(reuse), Credential::Bearer(token)) => {
+                let token = token.clone();
+                let now = self.engine.clock().now();
+                match self.engine.decide(&offer, &mut attempt).await {
+                    Outcome::Authenticated(session) => {
+                        let session: Arc<dyn Session> = Arc::from(session);
+                        reuse.put(
+                            token.expose_secret(),
+                            offer.chain(),
+                            &attempt.connection,
+                            &session,
+                            now,
+                        );
                         return Verdict::Granted {
                             session,
                             mutual: None,
                         };
                     }
-                    Err(refused) => refused,
+                    refused => refused,
                 }
             }
-            _ => self.policy.authenticate(&mut attempt).await,
+            _ => self.engine.decide(&offer, &mut attempt).await,
         };
         match outcome {
             Outcome::Authenticated(session) => Verdict::Granted {
                 session: Arc::from(session),
                 mutual: mutual.and_then(|m| m.take()),
             },
-            refused => Verdict::Refused(match refused.failure().map(|f| f.error) {
-                // Busy, locked out or down say so (429, 503), whatever was presented.
-                Some(e @ (Error::RateLimited | Error::Unavailable | Error::Timeout)) => e,
-                // Nothing presented (in a header) is a challenge, whatever the chain made
-                // of it; why a certificate was refused is in the audit log.
-                _ if absent || certificate_only => Error::MissingCredentials,
-                // The header was readable, so the token itself is bad: RFC 6750 3.1 calls
-                // a malformed token `invalid_token`, keeping `invalid_request` for a
-                // malformed request.
-                Some(Error::Malformed) => Error::InvalidCredentials,
-                Some(error) => error,
-                None => Error::Denied,
-            }),
-        }
-    }
-
-    /// Whether the chain the policy picks for `connection` has a method for client
-    /// certificates.
-    fn takes_certificates(&self, connection: &ConnectionInfo) -> bool {
-        match self.policy.select(connection, None) {
-            Selection::Chain(_, chain) => {
-                auth_core::Authenticator::supports(chain.as_ref(), &Credential::ClientCertificate)
-            }
-            _ => false,
-        }
-    }
-
-    /// Runs a bearer attempt the reuse cache could not answer, and keeps the session it
-    /// earns for the next request with the same token.
-    async fn run_and_keep(
-        &self,
-        reuse: &SessionReuse,
-        attempt: &mut Attempt,
-    ) -> Result<Arc<dyn Session>, Outcome> {
-        let chain = self.policy.choose(attempt).map_err(Outcome::Rejected)?;
-        let Credential::Bearer(token) = &attempt.credential else {
-            return Err(chain.decide(attempt).await);
-        };
-        let token = token.clone();
-        let now = self.clock.now();
-        match chain.decide(attempt).await {
-            Outcome::Authenticated(session) => {
-                let session: Arc<dyn Session> = Arc::from(session);
-                reuse.put(
-                    token.expose_secret(),
-                    &chain,
-                    &attempt.connection,
-                    &session,
-                    now,
-                );
-                Ok(session)
-            }
-            refused => Err(refused),
+            refused => Verdict::Refused(refusal(refused, nothing_in_headers)),
         }
     }
 
@@ -285,14 +230,8 @@ impl Gate {
         session: &dyn Session,
         at: &SessionPlace,
     ) -> std::time::Instant {
-        record_session_event(
-            self.audit.as_ref(),
-            AuditEventKind::SessionStarted,
-            session,
-            at,
-            self.clock.as_ref(),
-            Duration::ZERO,
-        );
+        self.engine
+            .record_session(AuditEventKind::SessionStarted, session, at, Duration::ZERO);
         std::time::Instant::now()
     }
 
@@ -304,12 +243,10 @@ impl Gate {
         at: &SessionPlace,
         started: std::time::Instant,
     ) {
-        record_session_event(
-            self.audit.as_ref(),
+        self.engine.record_session(
             AuditEventKind::SessionEnded,
             session.as_ref(),
             at,
-            self.clock.as_ref(),
             started.elapsed(),
         );
         if let Some(owned) = Arc::get_mut(session)
@@ -319,23 +256,22 @@ impl Gate {
             runtime.spawn(work);
         }
     }
+}
 
-    fn audit_refusal(&self, connection: &ConnectionInfo, failure: &Failure) {
-        self.audit.record(&AuditEvent {
-            timestamp: SystemTime::now(),
-            event: AuditEventKind::AttemptFailed,
-            method: None,
-            username: None,
-            source: &connection.peer,
-            connection_id: connection.id,
-            protocol: connection.protocol.as_str(),
-            // Reading headers takes no measurable time; no clock is read for it on the
-            // path every request takes.
-            duration: Duration::ZERO,
-            outcome: "rejected",
-            action: None,
-            error: Some(failure.error.code()),
-            detail: Some(&failure.detail),
-        });
+/// The error a refused request maps to. `nothing_in_headers`: the request had no
+/// credential header (none at all, or only a TLS client certificate).
+fn refusal(outcome: Outcome, nothing_in_headers: bool) -> Error {
+    match outcome.failure().map(|f| f.error) {
+        // Busy, locked out or down say so (429, 503), whatever was presented.
+        Some(e @ (Error::RateLimited | Error::Unavailable | Error::Timeout)) => e,
+        // Nothing presented (in a header) is a challenge, whatever the engine made of it;
+        // why a certificate was refused is in the audit log.
+        _ if nothing_in_headers => Error::MissingCredentials,
+        // The header was readable, so the token itself is bad: RFC 6750 3.1 calls a
+        // malformed token `invalid_token`, keeping `invalid_request` for a malformed
+        // request.
+        Some(Error::Malformed) => Error::InvalidCredentials,
+        Some(error) => error,
+        None => Error::Denied,
     }
 }

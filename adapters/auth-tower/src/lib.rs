@@ -6,8 +6,9 @@
 //! - [`credential_from_headers`]: `Authorization: Bearer`, `Basic` and `Negotiate`, or an
 //!   API-key header, read strictly (two `Authorization` headers, non-ASCII, broken
 //!   encodings are [`Error::Malformed`](auth_core::Error::Malformed));
+//! - [`parse_basic`]: strict HTTP Basic (RFC 7617);
 //! - [`Gate`]: a request's headers and connection through an auth-core
-//!   [`Policy`](auth_core::Policy), to a [`Verdict`]; a Negotiate request gets a
+//!   [`Engine`](auth_core::Engine), to a [`Verdict`]; a Negotiate request gets a
 //!   one-round conversation whose final token comes back in the verdict, for the
 //!   mutual-authentication header;
 //! - [`public_message`]: the generic text a client sees for each failure kind;
@@ -19,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+mod basic;
 mod credential;
 mod gate;
 mod message;
@@ -26,6 +28,7 @@ mod negotiate;
 mod reuse;
 mod service;
 
+pub use basic::{BasicError, MAX_HEADER_LEN, parse_basic};
 pub use credential::{API_KEY_HEADER, MAX_NEGOTIATE_TOKEN, credential_from_headers};
 pub use gate::{Gate, Verdict};
 pub use message::public_message;

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use auth_core::policy::{AddressMatch, NameMatch, Rule, Target};
 use auth_core::secrecy::ExposeSecret;
 use auth_core::{
-    Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind, Error, ManualClock,
-    Outcome, Peer, Policy, Protocol, Session, StandardSession,
+    Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind, Engine, Error,
+    ManualClock, Outcome, Peer, Policy, Protocol, Session, StandardSession,
 };
 use auth_tower::{Gate, GateLayer, Mapping, Verdict};
 use http::{Extensions, HeaderMap, Request, Response};
@@ -35,12 +35,8 @@ impl Authenticator for Tokens {
         "tokens"
     }
 
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Bearer]
-    }
-
-    fn supports(&self, credential: &Credential) -> bool {
-        matches!(credential, Credential::Bearer(_))
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Bearer]
     }
 
     async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
@@ -89,9 +85,8 @@ fn setup(lifetime: Duration, max_age: Duration) -> Setup {
         Rule::new("remote", chain(&remote)),
     ])
     .unwrap();
-    let gate = Gate::new(Arc::new(policy))
-        .clock(clock.clone())
-        .reuse_sessions(100, max_age);
+    let engine = Engine::builder(policy).clock(clock.clone()).build();
+    let gate = Gate::new(Arc::new(engine)).reuse_sessions(100, max_age);
     Setup {
         gate,
         local,
@@ -232,7 +227,7 @@ async fn reuse_ends_when_the_session_expires() {
 #[tokio::test]
 async fn without_reuse_every_request_runs_the_chain() {
     let s = setup(Duration::from_secs(3600), Duration::from_secs(60));
-    let policy = s.gate.policy().clone();
+    let policy = s.gate.engine().clone();
     let gate = Gate::new(policy);
     for _ in 0..3 {
         user(&gate, "good-alice", LOCAL).await.unwrap();
@@ -308,7 +303,7 @@ fn inner(
 async fn refusals_never_reach_the_service_and_grants_mark_the_request() {
     let s = setup(Duration::from_secs(3600), Duration::from_secs(60));
     let calls = Arc::new(AtomicUsize::new(0));
-    let gate = Gate::new(s.gate.policy().clone());
+    let gate = Gate::new(s.gate.engine().clone());
     let mut service = GateLayer::new(gate, Plain).layer(inner(calls.clone()));
 
     for (headers, status, body) in [
@@ -350,7 +345,7 @@ async fn refusals_never_reach_the_service_and_grants_mark_the_request() {
 async fn anonymous_requests_pass_marked_only_when_allowed() {
     let s = setup(Duration::from_secs(3600), Duration::from_secs(60));
     let calls = Arc::new(AtomicUsize::new(0));
-    let gate = Gate::new(s.gate.policy().clone()).allow_anonymous();
+    let gate = Gate::new(s.gate.engine().clone()).allow_anonymous();
     let mut service = GateLayer::new(gate, Plain).layer(inner(calls.clone()));
     assert_eq!(call(&mut service, &[]).await.body(), "anonymous");
     let refused = call(&mut service, &[("authorization", "Bearer forged")]).await;

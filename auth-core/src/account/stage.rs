@@ -5,15 +5,15 @@ use std::time::SystemTime;
 
 use super::record::state_refusal;
 use super::{Account, AccountSession, Accounts, IdentityMap};
-use crate::clock::{SharedClock, system_clock};
 use crate::connection::ConnectionInfo;
 use crate::error::Error;
 use crate::outcome::{AccountStatus, Outcome};
 use crate::session::{Evidence, Session};
 
 /// Decides, after a method succeeded, whether its identity may log in as the requested
-/// user now (see the [module documentation](super)). Give it to every chain with
-/// [`ChainBuilder::accounts`](crate::chain::ChainBuilder::accounts).
+/// user now (see the [module documentation](super)). Give it to the engine with
+/// [`EngineBuilder::accounts`](crate::engine::EngineBuilder::accounts), which runs it
+/// after every success, whichever method and front door.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -26,7 +26,7 @@ use crate::session::{Evidence, Session};
 /// let stage = AccountStage::new(Arc::new(dir));
 /// let connection = ConnectionInfo::tcp(Protocol::Http, "10.0.0.5:40000".parse().unwrap());
 /// let proved = StandardSession::new("alice", "wallet", std::time::SystemTime::now()).boxed();
-/// let outcome = stage.admit(&connection, proved).await;
+/// let outcome = stage.admit(&connection, proved, std::time::SystemTime::now()).await;
 /// assert!(matches!(outcome, Outcome::AccountStatus { .. }), "disabled: refused");
 /// # }
 /// ```
@@ -34,7 +34,6 @@ use crate::session::{Evidence, Session};
 pub struct AccountStage {
     accounts: Arc<dyn Accounts>,
     map: IdentityMap,
-    clock: SharedClock,
 }
 
 impl AccountStage {
@@ -43,7 +42,6 @@ impl AccountStage {
         Self {
             accounts,
             map: IdentityMap::default(),
-            clock: system_clock(),
         }
     }
 
@@ -54,16 +52,14 @@ impl AccountStage {
         self
     }
 
-    /// Reads the time (for validity) from `clock`.
-    #[must_use]
-    pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// The account stage for `session` on `connection`: the session as the account sees
-    /// it, or the refusal.
-    pub async fn admit(&self, connection: &ConnectionInfo, session: Box<dyn Session>) -> Outcome {
+    /// The account stage for `session` on `connection` at `now` (the engine's clock):
+    /// the session as the account sees it, or the refusal.
+    pub async fn admit(
+        &self,
+        connection: &ConnectionInfo,
+        session: Box<dyn Session>,
+        now: SystemTime,
+    ) -> Outcome {
         let mapped = match self.certificate_user(connection, session.as_ref()).await {
             Ok(mapped) => mapped,
             Err(outcome) => return outcome,
@@ -94,9 +90,7 @@ impl AccountStage {
             }
             Err(e) => return Outcome::unavailable(e.to_string()),
         };
-        if let Some((status, detail)) =
-            refusal(&account, connection, session.as_ref(), self.clock.now())
-        {
+        if let Some((status, detail)) = refusal(&account, connection, session.as_ref(), now) {
             return Outcome::AccountStatus {
                 status,
                 detail: detail.into(),

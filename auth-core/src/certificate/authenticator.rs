@@ -7,9 +7,8 @@ use async_trait::async_trait;
 use super::{CertificateNames, CertificateRefusal, ClientName, TrustedIssuers};
 use crate::attempt::Attempt;
 use crate::authenticator::Authenticator;
-use crate::clock::{SharedClock, system_clock};
 use crate::connection::ConnectionInfo;
-use crate::credential::{Credential, CredentialKind};
+use crate::credential::CredentialKind;
 use crate::error::{Error, Failure};
 use crate::outcome::Outcome;
 use crate::session::{Evidence, StandardSession};
@@ -98,7 +97,6 @@ pub(crate) fn certified(
 pub struct CertificateAuthenticator {
     trust: Arc<TrustedIssuers>,
     name: ClientName,
-    clock: SharedClock,
 }
 
 impl CertificateAuthenticator {
@@ -107,7 +105,6 @@ impl CertificateAuthenticator {
         Self {
             trust,
             name: ClientName::CommonName,
-            clock: system_clock(),
         }
     }
 
@@ -115,13 +112,6 @@ impl CertificateAuthenticator {
     #[must_use]
     pub fn with_name(mut self, name: ClientName) -> Self {
         self.name = name;
-        self
-    }
-
-    /// Reads the time (validity, CRL freshness, session timestamps) from `clock`.
-    #[must_use]
-    pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
         self
     }
 }
@@ -132,19 +122,15 @@ impl Authenticator for CertificateAuthenticator {
         METHOD
     }
 
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::ClientCertificate]
-    }
-
-    fn supports(&self, credential: &Credential) -> bool {
-        matches!(credential, Credential::ClientCertificate)
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::ClientCertificate]
     }
 
     async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
         if !self.supports(&attempt.credential) {
             return Outcome::NotApplicable;
         }
-        let now = self.clock.now();
+        let now = attempt.now();
         match certified(&self.trust, self.name, &attempt.connection, now) {
             Ok((identity, subject)) => Outcome::Authenticated(
                 StandardSession::new(identity, METHOD, now)

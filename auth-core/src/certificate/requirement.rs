@@ -31,8 +31,8 @@ impl Requirement {
     }
 }
 
-/// A client certificate a chain requires before any of its methods runs
-/// ([`ChainBuilder::client_certificate`](crate::chain::ChainBuilder::client_certificate)):
+/// A client certificate a policy rule requires before any of its chain's methods runs
+/// ([`Rule::with_client_certificate`](crate::policy::Rule::with_client_certificate)):
 /// without a verified certificate the attempt is refused before a method judges any
 /// secret (on pgwire the client has answered the method's first request by then), and
 /// with [`Requirement::VerifyFull`] a success whose user the certificate does not name is

@@ -11,7 +11,6 @@ use futures::future::join_all;
 use super::{broken, check};
 use crate::account::{Account, AccountStage, Accounts, UserStatus};
 use crate::authz::Role;
-use crate::clock::ManualClock;
 use crate::connection::{ConnectionInfo, Protocol};
 use crate::error::Error;
 use crate::outcome::{AccountStatus, Outcome};
@@ -178,8 +177,7 @@ pub async fn stage_admits_only_usable_accounts(
     fixture: &AccountsFixture,
 ) {
     const P: &str = "stage_admits_only_usable_accounts";
-    let clock = Arc::new(ManualClock::new(fixture.now));
-    let stage = AccountStage::new(accounts).with_clock(clock);
+    let stage = AccountStage::new(accounts);
     let remote = ConnectionInfo::tcp(
         Protocol::Postgres,
         std::net::SocketAddr::from(([192, 0, 2, 7], 5000)),
@@ -196,6 +194,7 @@ pub async fn stage_admits_only_usable_accounts(
         .admit(
             &as_user(active),
             proved(active, "scram", Evidence::Password, now),
+            now,
         )
         .await
     {
@@ -233,6 +232,7 @@ pub async fn stage_admits_only_usable_accounts(
             .admit(
                 &as_user(user),
                 proved(user, "wallet", Evidence::Password, now),
+                now,
             )
             .await;
         let as_expected = match (&outcome, status) {
@@ -250,6 +250,7 @@ pub async fn stage_admits_only_usable_accounts(
         .admit(
             &as_user(active),
             proved("mallory", "kerberos", Evidence::None, now),
+            now,
         )
         .await;
     check(
@@ -261,7 +262,7 @@ pub async fn stage_admits_only_usable_accounts(
         let session = StandardSession::new(identity.clone(), method.clone(), now)
             .with_user("not-the-requested-user")
             .boxed();
-        let outcome = stage.admit(&as_user(user), session).await;
+        let outcome = stage.admit(&as_user(user), session, now).await;
         check(
             matches!(&outcome, Outcome::Authenticated(s) if s.user() == user),
             P,

@@ -97,7 +97,7 @@ pub async fn declines_foreign_credential(
         format!("supports() accepted {:?}", attempt.credential)
     });
     check(
-        !kinds_include(&auth.accepts(), &attempt.credential),
+        !kinds_include(auth.accepts(), &attempt.credential),
         P,
         || format!("accepts() lists the kind of {:?}", attempt.credential),
     );
@@ -126,7 +126,7 @@ pub async fn accepts_valid_credential(auth: &dyn Authenticator, fixture: &Authen
         format!("supports() declined {:?}", attempt.credential)
     });
     check(
-        kinds_include(&auth.accepts(), &attempt.credential),
+        kinds_include(auth.accepts(), &attempt.credential),
         P,
         || {
             format!(
@@ -153,7 +153,7 @@ pub async fn accepts_valid_credential(auth: &dyn Authenticator, fixture: &Authen
 }
 
 /// A wrong secret and an unknown principal look the same to the client: the error a chain
-/// would report for each ([`Chain::decide`](crate::Chain::decide) turns a
+/// would report for each ([`Engine::decide`](crate::Engine::decide) turns a
 /// not-applicable answer for a supported credential into
 /// [`Error::InvalidCredentials`](crate::Error::InvalidCredentials)) is the same kind.
 pub async fn wrong_secret_and_unknown_principal_look_alike(

@@ -7,8 +7,7 @@ use async_trait::async_trait;
 
 use crate::attempt::Attempt;
 use crate::authenticator::Authenticator;
-use crate::clock::{SharedClock, system_clock};
-use crate::credential::{Credential, CredentialKind};
+use crate::credential::CredentialKind;
 use crate::error::Error;
 use crate::outcome::Outcome;
 use crate::session::{Evidence, StandardSession};
@@ -61,7 +60,6 @@ impl OsUsers for SystemUsers {
 #[derive(Debug, Clone)]
 pub struct PeerAuthenticator {
     users: Arc<dyn OsUsers>,
-    clock: SharedClock,
 }
 
 impl Default for PeerAuthenticator {
@@ -75,7 +73,6 @@ impl PeerAuthenticator {
     pub fn new() -> Self {
         Self {
             users: Arc::new(SystemUsers),
-            clock: system_clock(),
         }
     }
 
@@ -83,13 +80,6 @@ impl PeerAuthenticator {
     #[must_use]
     pub fn with_os_users(mut self, users: Arc<dyn OsUsers>) -> Self {
         self.users = users;
-        self
-    }
-
-    /// Uses `clock` for session timestamps.
-    #[must_use]
-    pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
         self
     }
 }
@@ -100,12 +90,8 @@ impl Authenticator for PeerAuthenticator {
         "peer"
     }
 
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Peer]
-    }
-
-    fn supports(&self, credential: &Credential) -> bool {
-        matches!(credential, Credential::Peer)
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Peer]
     }
 
     fn local_only(&self) -> bool {
@@ -140,7 +126,7 @@ impl Authenticator for PeerAuthenticator {
             }
             Err(e) => return Outcome::unavailable(format!("OS user lookup failed: {e}")),
         };
-        let session = StandardSession::new(name.clone(), "peer", self.clock.now())
+        let session = StandardSession::new(name.clone(), "peer", attempt.now())
             .with_evidence(Evidence::OsUser { uid, name });
         Outcome::Authenticated(session.boxed())
     }
@@ -150,6 +136,7 @@ impl Authenticator for PeerAuthenticator {
 mod tests {
     use super::*;
     use crate::connection::{ConnectionInfo, Peer, PeerCredentials, Protocol};
+    use crate::credential::Credential;
 
     #[derive(Debug)]
     struct Table;

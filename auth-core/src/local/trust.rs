@@ -4,8 +4,7 @@ use async_trait::async_trait;
 
 use crate::attempt::Attempt;
 use crate::authenticator::Authenticator;
-use crate::clock::{SharedClock, system_clock};
-use crate::credential::{Credential, CredentialKind};
+use crate::credential::CredentialKind;
 use crate::error::Error;
 use crate::outcome::Outcome;
 use crate::session::{Evidence, StandardSession};
@@ -34,9 +33,7 @@ use crate::session::{Evidence, StandardSession};
 /// # }
 /// ```
 #[derive(Debug, Clone)]
-pub struct TrustAuthenticator {
-    clock: SharedClock,
-}
+pub struct TrustAuthenticator {}
 
 impl Default for TrustAuthenticator {
     fn default() -> Self {
@@ -45,18 +42,9 @@ impl Default for TrustAuthenticator {
 }
 
 impl TrustAuthenticator {
-    /// Trust, reading session timestamps from the system clock.
+    /// Trust (session timestamps from the attempt's clock).
     pub fn new() -> Self {
-        Self {
-            clock: system_clock(),
-        }
-    }
-
-    /// Uses `clock` for session timestamps.
-    #[must_use]
-    pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
-        self
+        Self {}
     }
 }
 
@@ -66,12 +54,8 @@ impl Authenticator for TrustAuthenticator {
         "trust"
     }
 
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Absent]
-    }
-
-    fn supports(&self, credential: &Credential) -> bool {
-        matches!(credential, Credential::Absent)
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Absent]
     }
 
     fn local_only(&self) -> bool {
@@ -97,8 +81,8 @@ impl Authenticator for TrustAuthenticator {
                 "trust needs the user the client asks to be",
             );
         };
-        let session = StandardSession::new(user, "trust", self.clock.now())
-            .with_evidence(Evidence::LocalTrust);
+        let session =
+            StandardSession::new(user, "trust", attempt.now()).with_evidence(Evidence::LocalTrust);
         Outcome::Authenticated(session.boxed())
     }
 }
@@ -107,6 +91,7 @@ impl Authenticator for TrustAuthenticator {
 mod tests {
     use super::*;
     use crate::connection::{ConnectionInfo, Peer, Protocol};
+    use crate::credential::Credential;
 
     async fn judge(connection: ConnectionInfo, credential: Credential) -> Outcome {
         TrustAuthenticator::new()

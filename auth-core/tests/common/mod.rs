@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use auth_core::engine::EngineBuilder;
 use auth_core::{
-    AccountStatus, Attempt, Authenticator, ConnectionInfo, Credential, CredentialKind, Error,
-    Outcome, OutcomeClass, Protocol, StandardSession,
+    AccountStatus, Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind,
+    Engine, Error, Outcome, OutcomeClass, Policy, Protocol, StandardSession,
 };
 
 /// An authenticator that answers every supported attempt with a fixed outcome class and
@@ -87,11 +88,8 @@ impl Authenticator for Scripted {
     fn name(&self) -> &str {
         self.name
     }
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![CredentialKind::Password]
-    }
-    fn supports(&self, credential: &Credential) -> bool {
-        matches!(credential, Credential::Password { .. })
+    fn accepts(&self) -> &[CredentialKind] {
+        &[CredentialKind::Password]
     }
     async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
         self.calls.fetch_add(1, Ordering::SeqCst);
@@ -126,4 +124,18 @@ pub fn remote_password(user: &str, password: &str) -> Attempt {
             .with_id(42),
         Credential::password(user, password),
     )
+}
+
+/// An engine builder for a policy that runs `chain` for every connection.
+pub fn engine(chain: Chain) -> EngineBuilder {
+    Engine::builder(Policy::single(chain).unwrap())
+}
+
+/// The outcome an adapter gets for `attempt`: the engine's offer for its connection, then
+/// the engine's decision (a policy refusal is the rejection).
+pub async fn decide(engine: &Engine, attempt: &mut Attempt) -> Outcome {
+    match engine.offer(&attempt.connection) {
+        Ok(offer) => engine.decide(&offer, attempt).await,
+        Err(failure) => Outcome::Rejected(failure),
+    }
 }

@@ -8,7 +8,6 @@ mod verifier;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use auth_core::clock::{SharedClock, system_clock};
 use auth_core::{
     Attempt, Authenticator, ConversationError, Credential, CredentialKind, Error, Evidence,
     Outcome, StandardSession,
@@ -57,7 +56,6 @@ pub enum ScramError {
 /// PostgreSQL does.
 pub struct ScramAuthenticator {
     users: Users,
-    clock: SharedClock,
     /// `None` when the system had no randomness for it: then nothing is authenticated.
     mock_secret: Option<Arc<[u8; 32]>>,
     mock_iterations: u32,
@@ -86,7 +84,6 @@ impl ScramAuthenticator {
             .map(|()| Arc::new(mock_secret));
         Self {
             users,
-            clock: system_clock(),
             mock_secret,
             mock_iterations: DEFAULT_SCRAM_ITERATIONS,
         }
@@ -107,13 +104,6 @@ impl ScramAuthenticator {
     #[must_use]
     pub fn with_mock_iterations(mut self, iterations: u32) -> Self {
         self.mock_iterations = iterations;
-        self
-    }
-
-    /// Reads time from `clock` (session timestamps, password expiry).
-    #[must_use]
-    pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
         self
     }
 
@@ -163,8 +153,8 @@ impl Authenticator for ScramAuthenticator {
         "scram"
     }
 
-    fn accepts(&self) -> Vec<CredentialKind> {
-        vec![
+    fn accepts(&self) -> &[CredentialKind] {
+        &[
             CredentialKind::Sasl(SCRAM_SHA_256_PLUS),
             CredentialKind::Sasl(SCRAM_SHA_256),
         ]
@@ -227,6 +217,8 @@ impl Authenticator for ScramAuthenticator {
             Err(e) => return Outcome::rejected(Error::Malformed, e.to_string()),
         };
 
+        // Validity is judged as of the start of the exchange.
+        let now = attempt.now();
         let Some(conversation) = attempt.conversation() else {
             return Outcome::unavailable("the adapter provided no conversation for SCRAM");
         };
@@ -250,7 +242,7 @@ impl Authenticator for ScramAuthenticator {
         let Some(record) = record else {
             return Outcome::rejected(Error::InvalidCredentials, "unknown user");
         };
-        if let Some((status, detail)) = record.refusal(&user, self.clock.now()) {
+        if let Some((status, detail)) = record.refusal(&user, now) {
             return Outcome::AccountStatus {
                 status,
                 detail: detail.into(),
@@ -260,7 +252,7 @@ impl Authenticator for ScramAuthenticator {
             return conversation_failure(e);
         }
         Outcome::Authenticated(
-            StandardSession::new(user, "scram", self.clock.now())
+            StandardSession::new(user, "scram", now)
                 .with_evidence(Evidence::Sasl { mechanism })
                 .with_roles(record.roles.iter().copied())
                 .with_scopes(record.scopes)

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use auth_core::account::{Directory, UserStatus};
 use auth_core::audit::{AuditEvent, AuditEventKind, AuditSink, JsonLinesAuditSink};
 use auth_core::{
-    ApiKeyAuthenticator, ApiKeyGrant, CredentialStore, Key, Peer, Precondition, Role, StoreError,
+    ApiKeyAuthenticator, ApiKeyGrant, CredentialStore, Key, Precondition, Role, StoreError,
 };
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
 use auth_wallet::{DEFAULT_USER_PREFIX, FileStore, MasterKey, PostgresStore, Wallet};
@@ -374,20 +374,16 @@ impl ChangeLog {
 
     fn changed(&self, user: &str, detail: &str) {
         let Some(sink) = &self.0 else { return };
-        sink.record(&AuditEvent {
-            timestamp: SystemTime::now(),
-            event: AuditEventKind::AccountChanged,
-            method: Some("authctl"),
-            username: (!user.is_empty()).then_some(user),
-            source: &Peer::Unknown,
-            connection_id: 0,
-            protocol: "authctl",
-            duration: Duration::ZERO,
-            outcome: "changed",
-            action: None,
-            error: None,
-            detail: Some(detail),
-        });
+        sink.record(
+            &AuditEvent::local(
+                AuditEventKind::AccountChanged,
+                SystemTime::now(),
+                "authctl",
+                "changed",
+            )
+            .with_user((!user.is_empty()).then_some(user))
+            .with_failure(None, Some(detail)),
+        );
     }
 }
 

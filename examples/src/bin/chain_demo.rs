@@ -14,8 +14,8 @@ use auth_core::audit::JsonLinesAuditSink;
 use auth_core::policy::{AddressMatch, Rule, Target};
 use auth_core::rate_limit::LimitSettings;
 use auth_core::{
-    ApiKeyAuthenticator, ApiKeyGrant, Attempt, Chain, ConnectionInfo, Credential,
-    MemoryRateLimiter, MemoryStore, Policy, Protocol,
+    ApiKeyAuthenticator, ApiKeyGrant, Attempt, Chain, ConnectionInfo, Credential, Engine,
+    MemoryRateLimiter, MemoryStore, Outcome, Policy, Protocol,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -55,15 +55,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let chain = Chain::builder()
         .name("demo")
-        .audit(audit.clone())
-        .rate_limiter(Arc::new(MemoryRateLimiter::new(limits)))
         .link(Arc::new(ApiKeyAuthenticator::new(store)))
         .build();
     let policy = Policy::new(vec![
         Rule::new("office", Target::Chain(Arc::new(chain)))
             .with_addresses(AddressMatch::Networks(vec!["10.0.0.0/8".parse()?])),
-    ])?
-    .with_audit(audit);
+    ])?;
+    let engine = Engine::builder(policy)
+        .audit(audit)
+        .rate_limiter(Arc::new(MemoryRateLimiter::new(limits)))
+        .build();
+    // HTTP-like: the credential arrives with the request, so offer and decision follow
+    // each other at once.
+    let authenticate = async |attempt: &mut Attempt| match engine.offer(&attempt.connection) {
+        Ok(offer) => engine.decide(&offer, attempt).await,
+        Err(refused) => Outcome::Rejected(refused),
+    };
 
     let office = "10.1.2.3:50000".parse()?;
     let outside = "203.0.113.9:50000".parse()?;
@@ -103,7 +110,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (label, peer, credential) in samples {
         let (label, mut attempt) = run(label.to_owned(), peer, credential);
         writeln!(out, "\n# {label}")?;
-        let outcome = policy.authenticate(&mut attempt).await;
+        let outcome = authenticate(&mut attempt).await;
         let summary = match (outcome.session(), outcome.failure()) {
             (Some(s), _) => format!(
                 "=> authenticated as {} via {} (roles {:?}, scopes {:?})",
@@ -132,7 +139,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     for i in 1..=4 {
         let (_, mut attempt) = run(String::new(), office, Credential::api_key(wrong.clone()));
-        let outcome = policy.authenticate(&mut attempt).await;
+        let outcome = authenticate(&mut attempt).await;
         let error = outcome.failure().map(|f| f.error.code()).unwrap_or("none");
         writeln!(out, "=> attempt {i}: {error}")?;
     }

@@ -15,9 +15,9 @@ use auth_core::certificate::{
     CertificateAuthenticator, CertificateCheck, ClientName, TrustedIssuers,
 };
 use auth_core::local::{PeerAuthenticator, SystemUsers, TrustAuthenticator};
-use auth_core::policy::{Rule, Selection, Target};
+use auth_core::policy::{Rule, Target};
 use auth_core::rate_limit::LimitSettings;
-use auth_core::{AuditSink, Chain, MemoryRateLimiter, Policy, RateLimiter, Role};
+use auth_core::{AuditSink, Chain, Engine, MemoryRateLimiter, Policy, RateLimiter, Role};
 use auth_core::{Authenticator, ConnectionInfo, CredentialKind, Peer, Protocol};
 #[cfg(feature = "kerberos")]
 use auth_kerberos::{GssAuthenticator, UserDirectory};
@@ -28,7 +28,7 @@ use auth_pgwire::tls::TlsSetup;
 use auth_pgwire::unix::UnixSocket;
 use auth_pgwire::{PgAuthConfig, PgAuthenticator, ServeConfig};
 use auth_wallet::{FileStore, MasterKey, Wallet, WalletAuthenticator};
-use base64::Engine;
+use base64::Engine as _;
 use pgwire::api::PgWireServerHandlers;
 use secrecy::SecretString;
 
@@ -337,10 +337,11 @@ impl Handlers {
         let connection = ConnectionInfo::new(Protocol::Postgres, Peer::unix(None, None))
             .with_user(user)
             .with_database(user);
-        match self.auth.config().policy.select(&connection, Some(user)) {
-            Selection::Chain(_, chain) => chain.accepts().contains(&CredentialKind::Peer),
-            _ => false,
-        }
+        self.auth
+            .config()
+            .engine
+            .chain_for(&connection)
+            .is_some_and(|chain| chain.accepts().contains(&CredentialKind::Peer))
     }
 }
 
@@ -391,12 +392,8 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
         .clone()
         .unwrap_or_else(|| "postgres".into());
     let client_name = prepared.client_name;
-    let chain = |rule: &RuleConfig| -> Result<Target, String> {
-        let mut builder = Chain::builder()
-            .name(rule.name.as_str())
-            .audit(audit.clone())
-            .rate_limiter(limiter.clone())
-            .accounts(prepared.accounts.clone());
+    let chain = |rule: &RuleConfig| -> Result<(Target, Option<CertificateCheck>), String> {
+        let builder = Chain::builder().name(rule.name.as_str());
         let cas = || {
             prepared.client_cas.clone().ok_or_else(|| {
                 format!(
@@ -405,12 +402,13 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
                 )
             })
         };
-        if let Some(requirement) = rule.requirement()? {
-            builder = builder.client_certificate(
-                CertificateCheck::new(cas()?, requirement).with_name(client_name),
-            );
-        }
-        Ok(match rule.method {
+        let requirement = match rule.requirement()? {
+            Some(requirement) => {
+                Some(CertificateCheck::new(cas()?, requirement).with_name(client_name))
+            }
+            None => None,
+        };
+        let target = match rule.method {
             Method::Reject => Target::Reject,
             Method::Cert => Target::Chain(Arc::new(
                 builder
@@ -463,27 +461,35 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
                     )))
                     .build(),
             )),
-        })
+        };
+        Ok((target, requirement))
     };
     let rules: Vec<Rule> = prepared
         .config
         .rules
         .iter()
-        .map(|r| r.to_rule(chain(r)?))
+        .map(|r| {
+            let (target, requirement) = chain(r)?;
+            let rule = r.to_rule(target)?;
+            Ok(match requirement {
+                Some(check) => rule.with_client_certificate(check),
+                None => rule,
+            })
+        })
         .collect::<Result<_, _>>()
         .map_err(GatewayError)?;
-    let policy = Arc::new(
-        Policy::new(rules)
-            .map_err(|e| GatewayError(e.to_string()))?
-            .with_audit(audit),
-    );
+    let policy = Policy::new(rules).map_err(|e| GatewayError(e.to_string()))?;
+    let engine = Engine::builder(policy)
+        .audit(audit)
+        .rate_limiter(limiter)
+        .accounts(prepared.accounts.clone())
+        .build();
     let auth = PgAuthConfig {
         allow_cleartext_without_tls: prepared.config.allow_cleartext_without_tls,
-        channel_binding: prepared.tls.channel_binding.clone(),
-        ..PgAuthConfig::new(policy)
+        ..PgAuthConfig::new(Arc::new(engine))
     };
     let serve = ServeConfig {
-        tls: Some(prepared.tls.acceptor.clone()),
+        tls: Some(prepared.tls.clone()),
         auth_timeout: prepared.config.auth_timeout,
         limits: Arc::new(auth_pgwire::ConnectionLimits::new(
             prepared.config.max_unauthenticated_connections,

@@ -5,6 +5,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(header) = std::str::from_utf8(data) {
-        let _ = auth_password::parse_basic(header);
+        let _ = auth_tower::parse_basic(header);
     }
 });

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_axum::{AuthLayer, Authenticated};
-use auth_core::policy::{Rule, Target};
-use auth_core::{Chain, Policy};
+
+use auth_core::{Chain, Engine, Policy};
 use auth_oauth::{IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey};
 
 /// The issuer every benchmarked verifier trusts.
@@ -46,9 +46,8 @@ pub(crate) fn layered(jwk: &serde_json::Value, cache: u64, reuse: bool) -> axum:
     )
     .unwrap();
     let chain = Chain::builder().link(Arc::new(jwt)).build();
-    let policy =
-        Arc::new(Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap());
-    let layer = AuthLayer::new(policy);
+    let engine = Engine::builder(Policy::single(chain).unwrap()).build();
+    let layer = AuthLayer::new(Arc::new(engine));
     let layer = if reuse {
         layer.reuse_sessions(10_000, Duration::from_secs(60))
     } else {

@@ -1,9 +1,9 @@
 //! HTTP Basic credentials (RFC 7617), parsed strictly.
 
 use auth_core::Credential;
+use auth_core::secrecy::SecretString;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use secrecy::SecretString;
 use zeroize::Zeroize;
 
 /// The longest `Authorization` header value accepted.
@@ -86,7 +86,7 @@ fn split(decoded: &[u8]) -> Result<Credential, BasicError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
+    use auth_core::secrecy::ExposeSecret;
 
     fn basic(raw: &[u8]) -> String {
         format!("Basic {}", B64.encode(raw))

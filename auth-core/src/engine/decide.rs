@@ -1,0 +1,340 @@
+//! One attempt, start to end: the limiter, the rule's certificate requirement, the chain,
+//! the account stage, and the audit events of all of it (built here and nowhere else).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{Engine, Offer};
+use crate::attempt::Attempt;
+use crate::audit::{AuditEvent, AuditEventKind};
+use crate::certificate::{METHOD, Requirement, not_named};
+use crate::chain::StepReport;
+use crate::connection::{ConnectionInfo, Peer};
+use crate::error::{Error, Failure};
+use crate::outcome::{Outcome, OutcomeClass};
+use crate::rate_limit::{Ending, Refusal, Subject};
+use crate::session::Session;
+
+impl Engine {
+    /// Decides `attempt` under `offer` (from [`Engine::offer`] for the same connection):
+    /// admits it past the rate limiter, checks the rule's client-certificate requirement,
+    /// runs the chain, runs the account stage on a success, and audits every step and the
+    /// attempt. Always decides: when no method applied, the refusal is
+    /// [`Error::MissingCredentials`] if the client presented nothing,
+    /// [`Error::InvalidCredentials`] if some method could judge the credential, else
+    /// [`Error::Denied`].
+    pub async fn decide(&self, offer: &Offer, attempt: &mut Attempt) -> Outcome {
+        attempt.set_clock(&self.clock);
+        // Only the audit event needs the duration; an unaudited engine reads no clock.
+        let started = self.audit.enabled().then(Instant::now);
+        let Some(limiter) = &self.limiter else {
+            let (outcome, link) = self.judge(offer, attempt).await;
+            let outcome = decided(offer, attempt, outcome);
+            self.audit_attempt(offer, attempt, &outcome, link, started, false);
+            return outcome;
+        };
+        let subject = Subject {
+            user: attempt.user(),
+            // A Unix-socket client is on this machine: with `exempt_localhost` off it is
+            // limited under the loopback address, not unlimited for want of an IP.
+            address: match &attempt.connection.peer {
+                Peer::Unix { .. } => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                peer => peer.ip(),
+            },
+            localhost: attempt.connection.is_localhost(),
+        };
+        let admitted = match limiter.try_admit(&subject) {
+            Some(answer) => answer,
+            None => limiter.admit(&subject).await,
+        };
+        let reservation = match admitted {
+            Ok(r) => r,
+            Err(refusal) => return self.refuse(attempt, refusal),
+        };
+        // Audits the attempt if it is dropped before it ends (the reservation itself
+        // tells the limiter).
+        let mut unfinished = started
+            .filter(|_| reservation.is_limited())
+            .map(|started| Unfinished::new(self, attempt, started));
+        if let Some(shared) = reservation.shared() {
+            // The credential has arrived: its verification takes a slot.
+            let wait = offer.chain.slot_wait(&attempt.credential);
+            if let Err(refusal) = reservation.verify(wait).await {
+                reservation.finish(Ending::Neutral);
+                if let Some(u) = &mut unfinished {
+                    u.engine = None;
+                }
+                return self.refuse(attempt, refusal);
+            }
+            attempt.pace(Some((shared, wait)));
+        }
+
+        let (outcome, link) = self.judge(offer, attempt).await;
+        attempt.pace(None);
+        if let Some(u) = &mut unfinished {
+            u.engine = None;
+        }
+
+        if let Some(refusal) = reservation.refusal() {
+            reservation.finish(Ending::Neutral);
+            return self.refuse(attempt, refusal);
+        }
+        let ending = if reservation.client_left() && !outcome.is_authenticated() {
+            Ending::Abandoned
+        } else {
+            ending_of(&outcome)
+        };
+        reservation.finish(ending);
+        let outcome = decided(offer, attempt, outcome);
+        self.audit_attempt(
+            offer,
+            attempt,
+            &outcome,
+            link,
+            started,
+            ending == Ending::Abandoned,
+        );
+        outcome
+    }
+
+    /// The verdict on the attempt, without the limiter: certificate requirement, chain,
+    /// account stage. The index of the link the outcome came from, if one did.
+    async fn judge(&self, offer: &Offer, attempt: &mut Attempt) -> (Outcome, Option<usize>) {
+        // A rule that requires a certificate refuses before any method judges a secret;
+        // under verify-full the name it gives is kept for the success (verified once).
+        let named = match &offer.certificate {
+            None => None,
+            Some(check) => match check.verify(&attempt.connection, self.clock.now()) {
+                Err(failure) => return (crate::certificate::refused(failure), None),
+                Ok(identity) => {
+                    (check.requirement() == Requirement::VerifyFull).then_some(identity)
+                }
+            },
+        };
+        let (outcome, link) = if self.audit.enabled() {
+            // Step timestamps come from one wall-clock reading plus monotonic time, which
+            // is cheaper than reading the (injected) wall clock at every step.
+            let (wall, mono) = (self.clock.now(), Instant::now());
+            let mut observe = |attempt: &Attempt, step: &StepReport<'_>| {
+                self.audit_step(attempt, step, wall + step.ended.duration_since(mono));
+            };
+            offer.chain.run(attempt, Some(&mut observe)).await
+        } else {
+            offer.chain.run(attempt, None).await
+        };
+        let outcome = match (outcome, named) {
+            (Outcome::Authenticated(session), Some(identity)) => {
+                self.certificate_names_user(&attempt.connection, session, &identity)
+                    .await
+            }
+            (outcome, _) => outcome,
+        };
+        (self.account_stage(&attempt.connection, outcome).await, link)
+    }
+
+    /// A success as the account stage judges it (only the identity check without one).
+    async fn account_stage(&self, connection: &ConnectionInfo, outcome: Outcome) -> Outcome {
+        match (outcome, &self.accounts) {
+            (Outcome::Authenticated(session), Some(stage)) => {
+                stage.admit(connection, session, self.clock.now()).await
+            }
+            (outcome, _) => acting_as_requested(connection, outcome),
+        }
+    }
+
+    /// Under `clientcert=verify-full`, a success stands only if the certificate's name
+    /// `identity` is the user (the requested one, else the method's), directly or through
+    /// the identity map.
+    async fn certificate_names_user(
+        &self,
+        connection: &ConnectionInfo,
+        session: Box<dyn Session>,
+        identity: &str,
+    ) -> Outcome {
+        let user = connection.user.as_deref().unwrap_or(session.user());
+        if identity == user {
+            return Outcome::Authenticated(session);
+        }
+        let allowed = match &self.accounts {
+            Some(stage) => stage.identity_may_act_as(METHOD, identity, user).await,
+            None => Ok(false),
+        };
+        match allowed {
+            Ok(true) => Outcome::Authenticated(session),
+            Ok(false) => Outcome::Rejected(not_named(identity, user)),
+            Err(refusal) => refusal,
+        }
+    }
+
+    /// Reports a limiter's refusal: a `lockout` or `busy` audit event, and the rejection.
+    fn refuse(&self, attempt: &Attempt, refusal: Refusal) -> Outcome {
+        let detail = refusal.to_string();
+        if self.audit.enabled() {
+            let kind = match refusal {
+                Refusal::Busy(_) => AuditEventKind::Busy,
+                _ => AuditEventKind::Lockout,
+            };
+            self.audit.record(
+                &AuditEvent::on(kind, self.clock.now(), &attempt.connection, "rate_limited")
+                    .with_user(attempt.user())
+                    .with_failure(Some(Error::RateLimited.code()), Some(&detail)),
+            );
+        }
+        Outcome::Rejected(Failure::new(Error::RateLimited, detail))
+    }
+
+    /// One step's event: `step`, or `fallback` when the chain goes on after a link that
+    /// did not succeed.
+    fn audit_step(&self, attempt: &Attempt, step: &StepReport<'_>, at: SystemTime) {
+        let kind = if step.continues && step.class != OutcomeClass::Success {
+            AuditEventKind::Fallback
+        } else {
+            AuditEventKind::Step
+        };
+        let failure = step.outcome.error_and_detail();
+        self.audit.record(
+            &AuditEvent::on(kind, at, &attempt.connection, step.class.as_str())
+                .with_user(attempt.user())
+                .with_method(Some(step.link.authenticator().name()))
+                .with_duration(step.took)
+                .with_action(step.action.as_str())
+                .with_failure(
+                    failure.map(|(error, _)| error.code()),
+                    failure.map(|(_, detail)| detail),
+                ),
+        );
+    }
+
+    /// The attempt's audit event: succeeded, failed or abandoned.
+    fn audit_attempt(
+        &self,
+        offer: &Offer,
+        attempt: &Attempt,
+        outcome: &Outcome,
+        link: Option<usize>,
+        started: Option<Instant>,
+        abandoned: bool,
+    ) {
+        if !self.audit.enabled() {
+            return;
+        }
+        let method = link.map(|i| offer.chain.links()[i].authenticator().name());
+        let failure = outcome.error_and_detail();
+        let kind = if outcome.is_authenticated() {
+            AuditEventKind::AttemptSucceeded
+        } else if abandoned {
+            AuditEventKind::Abandoned
+        } else {
+            AuditEventKind::AttemptFailed
+        };
+        let result = if abandoned {
+            Ending::Abandoned.as_str()
+        } else {
+            outcome.class().as_str()
+        };
+        // A bearer or GSS attempt names no user; the session says who it turned out to
+        // be, which is what an audit of a success must show.
+        let user = outcome.session().map(|s| s.user()).or(attempt.user());
+        self.audit.record(
+            &AuditEvent::on(kind, self.clock.now(), &attempt.connection, result)
+                .with_user(user)
+                .with_method(method)
+                .with_duration(started.map_or(Duration::ZERO, |s| s.elapsed()))
+                .with_failure(
+                    failure.map(|(error, _)| error.code()),
+                    failure.map(|(_, detail)| detail),
+                ),
+        );
+    }
+}
+
+/// An attempt that has not ended yet: dropped armed (the future was dropped mid-way: a
+/// client that hung up, an aborted task), it audits an `abandoned` event.
+struct Unfinished<'e> {
+    engine: Option<&'e Engine>,
+    started: Instant,
+    peer: Peer,
+    user: Option<String>,
+    connection_id: u64,
+    protocol: &'static str,
+}
+
+impl<'e> Unfinished<'e> {
+    fn new(engine: &'e Engine, attempt: &Attempt, started: Instant) -> Self {
+        Self {
+            engine: Some(engine),
+            started,
+            peer: attempt.connection.peer.clone(),
+            user: attempt.user().map(str::to_owned),
+            connection_id: attempt.connection.id,
+            protocol: attempt.connection.protocol.as_str(),
+        }
+    }
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        let Some(engine) = self.engine else {
+            return;
+        };
+        engine.audit.record(
+            &AuditEvent::new(
+                AuditEventKind::Abandoned,
+                engine.clock.now(),
+                (&self.peer, self.connection_id, self.protocol),
+                Ending::Abandoned.as_str(),
+            )
+            .with_user(self.user.as_deref())
+            .with_duration(self.started.elapsed())
+            .with_failure(
+                None,
+                Some("the attempt ended before an outcome (client gone, task aborted)"),
+            ),
+        );
+    }
+}
+
+/// The outcome an adapter reports: where no method applied, the refusal that says why
+/// (after the limiter counted it as nothing).
+fn decided(offer: &Offer, attempt: &Attempt, outcome: Outcome) -> Outcome {
+    match outcome {
+        Outcome::NotApplicable => {
+            Outcome::Rejected(offer.chain.nothing_applied(&attempt.credential))
+        }
+        decided => decided,
+    }
+}
+
+/// An identity proved by the credential (a Kerberos ticket, a token) may log in only as
+/// the user the connection asked for (pg_ident semantics with the method's mapping as the
+/// identity map): alice's ticket on a connection for `bob` is refused, before the limiter
+/// could count it as bob's success.
+fn acting_as_requested(connection: &ConnectionInfo, outcome: Outcome) -> Outcome {
+    match (&outcome, connection.user.as_deref()) {
+        (Outcome::Authenticated(session), Some(requested)) if session.user() != requested => {
+            crate::account::not_acting_as(session.as_ref(), requested)
+        }
+        _ => outcome,
+    }
+}
+
+/// How the limiter counts an outcome (the `rate_limit` module's table): only a method's
+/// judgement of the secret counts against the user; an unreadable credential counts
+/// against the address; outages and "nothing applied" count neither way.
+fn ending_of(outcome: &Outcome) -> Ending {
+    match outcome {
+        Outcome::Authenticated(_) => Ending::Succeeded,
+        Outcome::AccountStatus { .. } => Ending::Failed,
+        Outcome::Rejected(f) => match f.error {
+            Error::InvalidCredentials
+            | Error::Expired
+            | Error::InvalidSignature
+            | Error::UntrustedIssuer
+            | Error::MissingClaim
+            | Error::Locked => Ending::Failed,
+            Error::Malformed => Ending::Malformed,
+            _ => Ending::Neutral,
+        },
+        _ => Ending::Neutral,
+    }
+}

@@ -1,0 +1,249 @@
+//! The engine: one entry point for every front door.
+//!
+//! An [`Engine`] owns the [`Policy`] and everything an attempt shares with every other
+//! attempt: the audit sink, the rate limiter, the account stage and the clock, each set
+//! once. An adapter asks it two things:
+//! 1. [`Engine::offer`]: what to offer a new connection. The policy's first matching rule
+//!    picks a chain; the [`Offer`] lists its [`Mechanism`]s in the order the adapter
+//!    should ask for them (with or without channel binding), or refuses the connection.
+//! 2. [`Engine::decide`]: the outcome of the attempt the client then made. The engine
+//!    admits it past the rate limiter, checks the rule's client-certificate requirement,
+//!    runs the chain, runs the account stage on a success, tells the limiter how it
+//!    ended, and audits each step and the attempt.
+//!
+//! After a success, [`Engine::open_session`] runs the session stage.
+
+mod decide;
+mod offer;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::account::AccountStage;
+use crate::audit::{AuditEvent, AuditEventKind, AuditSink, SessionPlace, TracingAuditSink};
+use crate::chain::Chain;
+use crate::clock::{SharedClock, system_clock};
+use crate::connection::ConnectionInfo;
+use crate::error::{Error, Failure};
+use crate::open_session::OpenSession;
+use crate::policy::{Policy, Selection};
+use crate::rate_limit::RateLimiter;
+use crate::session::Session;
+
+pub use offer::{Mechanism, Offer};
+
+/// Runs a [`Policy`] for every front door: what to offer a connection, and the decision
+/// on the attempt that follows (see the [module documentation](self)).
+///
+/// ```
+/// use std::sync::Arc;
+/// use auth_core::{
+///     ApiKeyAuthenticator, ApiKeyGrant, Attempt, Chain, ConnectionInfo, Credential, Engine,
+///     MemoryAuditSink, MemoryStore, Policy, Protocol,
+/// };
+/// use auth_core::engine::Mechanism;
+/// use secrecy::SecretString;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let store = Arc::new(MemoryStore::new());
+/// let secret = SecretString::from("0123456789abcdef0123456789abcdef".to_owned());
+/// let grant = ApiKeyGrant { principal: "ci".into(), roles: vec![], scopes: vec![] };
+/// let key = ApiKeyAuthenticator::register(store.as_ref(), "ci", &secret, grant).await.unwrap();
+///
+/// let chain = Chain::builder().link(Arc::new(ApiKeyAuthenticator::new(store))).build();
+/// let audit = Arc::new(MemoryAuditSink::new());
+/// let engine = Engine::builder(Policy::single(chain).unwrap())
+///     .audit(audit.clone())
+///     .build();
+///
+/// let connection = ConnectionInfo::tcp(Protocol::Http, "10.0.0.5:40000".parse().unwrap());
+/// let offer = engine.offer(&connection).unwrap();
+/// assert_eq!(offer.mechanisms(), [Mechanism::ApiKey]);
+/// let mut attempt = Attempt::new(connection, Credential::ApiKey(key));
+/// let outcome = engine.decide(&offer, &mut attempt).await;
+/// assert_eq!(outcome.session().map(|s| s.principal()), Some("ci"));
+/// assert_eq!(audit.events().last().unwrap()["event"], "attempt_succeeded");
+/// # }
+/// ```
+pub struct Engine {
+    policy: Policy,
+    audit: Arc<dyn AuditSink>,
+    limiter: Option<Arc<dyn RateLimiter>>,
+    accounts: Option<Arc<AccountStage>>,
+    clock: SharedClock,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("policy", &self.policy)
+            .field("rate_limited", &self.limiter.is_some())
+            .field("account_stage", &self.accounts.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Engine`].
+#[derive(Debug)]
+pub struct EngineBuilder {
+    engine: Engine,
+}
+
+impl EngineBuilder {
+    /// Sends every audit event (policy rejects, steps, attempts, lockouts, sessions) to
+    /// `sink` (default: [`TracingAuditSink`]).
+    #[must_use]
+    pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.engine.audit = sink;
+        self
+    }
+
+    /// Admits every attempt through `limiter` before any method runs, and reports how it
+    /// ended (see [`crate::rate_limit`]). Without one, nothing is limited.
+    #[must_use]
+    pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.engine.limiter = Some(limiter);
+        self
+    }
+
+    /// Runs the account stage on every success before it is reported: whether the
+    /// proved identity may act as the requested user, and whether that account may log
+    /// in now (see [`crate::account`]). Without it, an identity that is not the requested
+    /// user is still refused.
+    #[must_use]
+    pub fn accounts(mut self, stage: Arc<AccountStage>) -> Self {
+        self.engine.accounts = Some(stage);
+        self
+    }
+
+    /// Reads the time from `clock`: audit timestamps, certificate and account validity,
+    /// and every method's judgement (through [`Attempt::now`](crate::Attempt::now)).
+    #[must_use]
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.engine.clock = clock;
+        self
+    }
+
+    /// The engine.
+    pub fn build(self) -> Engine {
+        self.engine
+    }
+}
+
+impl Engine {
+    /// A builder for an engine running `policy`, auditing to `tracing`, without a rate
+    /// limiter or an account stage, on the system clock.
+    pub fn builder(policy: Policy) -> EngineBuilder {
+        EngineBuilder {
+            engine: Engine {
+                policy,
+                audit: Arc::new(TracingAuditSink),
+                limiter: None,
+                accounts: None,
+                clock: system_clock(),
+            },
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// What to offer `connection` (for the user it asks for, if it names one): the
+    /// mechanisms of the first matching rule's chain, in order. A rule that rejects, or
+    /// no rule at all, is an [`Error::Denied`] refusal, audited as a policy reject.
+    pub fn offer(&self, connection: &ConnectionInfo) -> Result<Offer, Failure> {
+        let detail = match self.policy.select(connection, connection.user.as_deref()) {
+            Selection::Chain(name, rule, chain) => {
+                return Ok(Offer::new(
+                    name,
+                    chain,
+                    rule.client_certificate.as_ref(),
+                    connection,
+                ));
+            }
+            Selection::Rejected(i) => {
+                format!("rejected by policy rule `{}`", self.policy.rules()[i].name)
+            }
+            Selection::NoMatch => "no policy rule matches the connection".to_owned(),
+        };
+        if self.audit.enabled() {
+            self.audit.record(
+                &AuditEvent::on(
+                    AuditEventKind::PolicyReject,
+                    self.clock.now(),
+                    connection,
+                    "rejected",
+                )
+                .with_user(connection.user.as_deref())
+                .with_failure(Some(Error::Denied.code()), Some(&detail)),
+            );
+        }
+        Err(Failure::new(Error::Denied, detail))
+    }
+
+    /// The chain an offer for `connection` would carry, found without auditing anything:
+    /// for caches keyed on the chain (session reuse), never to run it.
+    pub fn chain_for(&self, connection: &ConnectionInfo) -> Option<&Arc<Chain>> {
+        match self.policy.select(connection, connection.user.as_deref()) {
+            Selection::Chain(_, _, chain) => Some(chain),
+            _ => None,
+        }
+    }
+
+    /// Audits a refusal an adapter made before any method could run (an unreadable
+    /// header, a malformed message) as a failed attempt on `connection`.
+    pub fn refused_before_offer(&self, connection: &ConnectionInfo, failure: &Failure) {
+        if !self.audit.enabled() {
+            return;
+        }
+        // Reading a request takes no measurable time: no duration is measured for it.
+        self.audit.record(
+            &AuditEvent::on(
+                AuditEventKind::AttemptFailed,
+                self.clock.now(),
+                connection,
+                "rejected",
+            )
+            .with_failure(Some(failure.error.code()), Some(&failure.detail)),
+        );
+    }
+
+    /// Opens the session a decision returned (the session stage), audited to the
+    /// engine's sink: adapters call it after OK, touch the session on every query or
+    /// request, and close it when the connection or request ends.
+    pub fn open_session(
+        &self,
+        session: Box<dyn Session>,
+        connection: &ConnectionInfo,
+    ) -> OpenSession {
+        OpenSession::open(session, connection, self.audit.clone(), self.clock.clone())
+    }
+
+    /// Audits the start or end of a session an adapter shares rather than owns (an HTTP
+    /// request's session, which its handler holds too): `session_started` or
+    /// `session_ended` at `place`, with the session's `duration` for the end.
+    pub fn record_session(
+        &self,
+        kind: AuditEventKind,
+        session: &dyn Session,
+        place: &SessionPlace,
+        duration: Duration,
+    ) {
+        crate::audit::record_session_event(
+            self.audit.as_ref(),
+            kind,
+            session,
+            place,
+            self.clock.as_ref(),
+            duration,
+        );
+    }
+}

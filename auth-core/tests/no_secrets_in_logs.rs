@@ -2,6 +2,8 @@
 //! sink and a JSON subscriber at the most verbose level.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -9,6 +11,7 @@ use auth_core::{
     ApiKeyAuthenticator, ApiKeyGrant, Attempt, Chain, ConnectionInfo, Credential, Engine,
     MemoryStore, Outcome, Policy, Protocol, TracingAuditSink,
 };
+use common::decide;
 use secrecy::SecretString;
 
 #[derive(Clone, Default)]
@@ -21,13 +24,6 @@ impl Write for Captured {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-async fn decide(engine: &Engine, attempt: &mut Attempt) -> Outcome {
-    match engine.offer(&attempt.connection) {
-        Ok(offer) => engine.decide(&offer, attempt).await,
-        Err(failure) => Outcome::Rejected(failure),
     }
 }
 

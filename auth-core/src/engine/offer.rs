@@ -176,3 +176,138 @@ impl Offer {
         &self.chain
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::attempt::Attempt;
+    use crate::connection::{Peer, PeerCredentials, Protocol, TlsInfo};
+    use crate::outcome::Outcome;
+
+    /// A method that accepts `kinds` and judges nothing: offers depend on kinds only.
+    #[derive(Debug)]
+    struct Accepts(&'static [CredentialKind]);
+
+    #[async_trait]
+    impl Authenticator for Accepts {
+        fn name(&self) -> &str {
+            "accepts"
+        }
+        fn accepts(&self) -> &[CredentialKind] {
+            self.0
+        }
+        async fn authenticate(&self, _: &mut Attempt) -> Outcome {
+            Outcome::NotApplicable
+        }
+    }
+
+    const PLUS: &str = "SCRAM-SHA-256-PLUS";
+    const SCRAM: &str = "SCRAM-SHA-256";
+
+    fn offer(kinds: &'static [CredentialKind], connection: &ConnectionInfo) -> Offer {
+        let chain = Arc::new(Chain::builder().link(Arc::new(Accepts(kinds))).build());
+        Offer::new(&Arc::from("rule"), &chain, None, connection)
+    }
+
+    fn tcp() -> ConnectionInfo {
+        ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.5:40000".parse().unwrap())
+    }
+
+    fn tls(end_point: Option<Vec<u8>>, client: bool) -> ConnectionInfo {
+        tcp().with_tls(TlsInfo {
+            server_end_point: end_point,
+            client_certificates: if client { vec![vec![0x30]] } else { vec![] },
+            ..TlsInfo::default()
+        })
+    }
+
+    fn sasl(name: &'static str) -> Mechanism {
+        Mechanism::Sasl {
+            name,
+            channel_binding: name.ends_with("-PLUS"),
+        }
+    }
+
+    #[test]
+    fn scram_plus_only_where_the_connection_can_bind() {
+        // Listed plain first by the method: -PLUS still comes first.
+        let kinds = &[CredentialKind::Sasl(SCRAM), CredentialKind::Sasl(PLUS)];
+        let bound = offer(kinds, &tls(Some(vec![1; 32]), false));
+        assert_eq!(bound.mechanisms(), [sasl(PLUS), sasl(SCRAM)]);
+        assert!(!bound.needs_tls());
+        // TLS without channel-binding data (an Ed25519 certificate) is like no TLS.
+        for connection in [tcp(), tls(None, false)] {
+            let plain = offer(kinds, &connection);
+            assert_eq!(plain.mechanisms(), [sasl(SCRAM)]);
+            assert!(plain.needs_tls(), "PLUS was withheld");
+        }
+        let plus_only = offer(&[CredentialKind::Sasl(PLUS)], &tcp());
+        assert!(plus_only.mechanisms().is_empty());
+        assert!(plus_only.needs_tls());
+    }
+
+    #[test]
+    fn peer_first_where_the_kernel_names_the_client() {
+        let kinds = &[CredentialKind::Password, CredentialKind::Peer];
+        let credentials = PeerCredentials {
+            uid: 1000,
+            gid: 1000,
+            pid: None,
+        };
+        let unix = ConnectionInfo::new(Protocol::Postgres, Peer::unix(None, Some(credentials)));
+        assert_eq!(
+            offer(kinds, &unix).mechanisms(),
+            [Mechanism::Peer, Mechanism::Password]
+        );
+        assert_eq!(offer(kinds, &tcp()).mechanisms(), [Mechanism::Password]);
+        // A peer-only chain is offered peer anyway, so its refusal is audited.
+        assert_eq!(
+            offer(&[CredentialKind::Peer], &tcp()).mechanisms(),
+            [Mechanism::Peer]
+        );
+    }
+
+    #[test]
+    fn a_presented_certificate_first_then_what_the_request_may_carry() {
+        let kinds = &[
+            CredentialKind::ApiKey,
+            CredentialKind::ClientCertificate,
+            CredentialKind::Bearer,
+        ];
+        assert_eq!(
+            offer(kinds, &tls(None, true)).mechanisms(),
+            [
+                Mechanism::ClientCertificate,
+                Mechanism::Bearer,
+                Mechanism::ApiKey
+            ]
+        );
+        assert_eq!(
+            offer(kinds, &tls(None, false)).mechanisms(),
+            [Mechanism::Bearer, Mechanism::ApiKey]
+        );
+        assert_eq!(
+            offer(&[CredentialKind::ClientCertificate], &tcp()).mechanisms(),
+            [Mechanism::ClientCertificate]
+        );
+    }
+
+    #[test]
+    fn at_most_one_mechanism_that_asks_nothing_then_gss() {
+        let kinds = &[
+            CredentialKind::Gss,
+            CredentialKind::Absent,
+            CredentialKind::Peer,
+        ];
+        let offered = offer(kinds, &tcp());
+        assert_eq!(offered.mechanisms(), [Mechanism::Trust, Mechanism::Gss]);
+        assert!(matches!(
+            offered.mechanisms()[0].immediate(),
+            Some(Credential::Absent)
+        ));
+        assert!(Mechanism::Gss.immediate().is_none());
+        assert_eq!(offered.rule(), "rule");
+    }
+}

@@ -96,6 +96,9 @@ impl Default for ValidationSettings {
     }
 }
 
+/// The longest a validated token is served from the cache (on the injected clock).
+const CACHE_MAX_AGE: Duration = Duration::from_secs(300);
+
 #[derive(Debug, Clone)]
 struct Validated {
     issuer: String,
@@ -120,7 +123,8 @@ pub struct JwtAuthenticator {
     issuers: HashMap<String, (IssuerConfig, Arc<KeySet>)>,
     settings: ValidationSettings,
     clock: SharedClock,
-    cache: moka::sync::Cache<[u8; 32], Arc<Validated>>,
+    /// Validated tokens by SHA-256, with when they were validated (injected clock).
+    cache: quick_cache::sync::Cache<[u8; 32], Arc<(Validated, SystemTime)>>,
 }
 
 fn now_secs(t: SystemTime) -> i64 {
@@ -147,10 +151,9 @@ impl JwtAuthenticator {
             );
             map.insert(config.issuer.clone(), (config, keys));
         }
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(settings.cache_capacity)
-            .time_to_live(Duration::from_secs(300))
-            .build();
+        let cache = quick_cache::sync::Cache::new(
+            usize::try_from(settings.cache_capacity).unwrap_or(usize::MAX),
+        );
         Ok(Self {
             issuers: map,
             settings,
@@ -350,15 +353,19 @@ impl Authenticator for JwtAuthenticator {
         }
         let digest: [u8; 32] = Sha256::digest(jwt.as_bytes()).into();
         if let Some(hit) = self.cache.get(&digest) {
-            if now < hit.expires {
-                return self.session(Validated::clone(&hit), now);
+            let (validated, at) = hit.as_ref();
+            // A validation stands until the token expires, and at most CACHE_MAX_AGE: a key
+            // the issuer withdrew stops validating its tokens by then.
+            let fresh = now.duration_since(*at).is_ok_and(|age| age < CACHE_MAX_AGE);
+            if now < validated.expires && fresh {
+                return self.session(validated.clone(), now);
             }
-            self.cache.invalidate(&digest);
+            self.cache.remove(&digest);
         }
         match self.validate(jwt, now).await {
             Ok(v) => {
                 if v.expires > now {
-                    self.cache.insert(digest, Arc::new(v.clone()));
+                    self.cache.insert(digest, Arc::new((v.clone(), now)));
                 }
                 self.session(v, now)
             }

@@ -90,7 +90,7 @@ struct Active {
 pub struct IntrospectionAuthenticator {
     config: IntrospectionConfig,
     endpoints: Endpoints,
-    cache: moka::sync::Cache<[u8; 32], Arc<Active>>,
+    cache: quick_cache::sync::Cache<[u8; 32], Arc<Active>>,
 }
 
 impl IntrospectionAuthenticator {
@@ -105,10 +105,7 @@ impl IntrospectionAuthenticator {
         )
         .with_introspection(&config.endpoint)?
         .with_audience(config.issuer.as_deref());
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(100_000)
-            .time_to_live(config.cache_max.max(Duration::from_millis(1)))
-            .build();
+        let cache = quick_cache::sync::Cache::new(100_000);
         Ok(Self {
             config,
             endpoints,
@@ -275,11 +272,11 @@ impl Authenticator for IntrospectionAuthenticator {
             // A clock that went backwards counts as due for a re-check.
             let recent = now
                 .duration_since(hit.checked)
-                .is_ok_and(|d| d < self.config.recheck);
+                .is_ok_and(|d| d < self.config.recheck.min(self.config.cache_max));
             if live && recent {
                 return self.session(&hit);
             }
-            self.cache.invalidate(digest);
+            self.cache.remove(digest);
         }
         match self.introspect(token).await {
             Ok(Some(active)) => {

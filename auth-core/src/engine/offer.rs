@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::authenticator::Authenticator;
 use crate::certificate::CertificateCheck;
 use crate::chain::Chain;
@@ -68,7 +70,8 @@ pub struct Offer {
     rule: Arc<str>,
     pub(super) chain: Arc<Chain>,
     pub(super) certificate: Option<Arc<CertificateCheck>>,
-    mechanisms: Vec<Mechanism>,
+    /// Inline: an offer is made for every request on HTTP, and few chains have more.
+    mechanisms: SmallVec<[Mechanism; 4]>,
     needs_tls: bool,
 }
 
@@ -81,7 +84,7 @@ impl Offer {
     ) -> Self {
         let kinds = chain.accepts();
         let has = |k: CredentialKind| kinds.contains(&k);
-        let mut mechanisms = Vec::with_capacity(kinds.len());
+        let mut mechanisms = SmallVec::new();
         // A peer-only chain on a connection without peer credentials (loopback TCP) is
         // offered peer anyway, so the method's refusal is audited; so is a
         // certificate-only chain without a certificate.

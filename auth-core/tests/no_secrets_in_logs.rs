@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use auth_core::{
     ApiKeyAuthenticator, ApiKeyGrant, Attempt, Chain, ConnectionInfo, Credential, Engine,
-    MemoryStore, Outcome, Policy, Protocol, TracingAuditSink,
+    MemoryStore, Policy, Protocol, TracingAuditSink,
 };
 use common::decide;
 use secrecy::SecretString;

@@ -22,6 +22,7 @@ use auth_core::{
     Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind, Engine,
     MemoryRateLimiter, Outcome, Policy, Protocol, StandardSession, TracingAuditSink,
 };
+use auth_tests::stats::percentile as pct;
 
 /// Declines by answering NotApplicable after `supports()` said yes: the most expensive
 /// way for a link to abstain.
@@ -125,11 +126,6 @@ fn measure(rt: &tokio::runtime::Runtime, runs: Runs<'_>) -> Vec<f64> {
     }
     samples.sort_by(f64::total_cmp);
     samples
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 fn engine(audit: Arc<dyn auth_core::AuditSink>, limited: bool) -> Engine {

@@ -20,14 +20,11 @@ use std::time::{Duration, Instant};
 use auth_core::{Attempt, Authenticator, ConnectionInfo, Credential, Protocol};
 use auth_kerberos::{GssAuthenticator, PrincipalMapper};
 use auth_tests::kdc::Kdc;
+use auth_tests::stats::percentile as pct;
 use common::Initiator;
 use libgssapi::context::{ClientCtx, CtxFlags};
 use libgssapi::name::Name;
 use libgssapi::oid::{GSS_MECH_KRB5, GSS_NT_HOSTBASED_SERVICE};
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn row(name: &str, mut v: Vec<Duration>) {
     v.sort();

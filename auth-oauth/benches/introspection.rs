@@ -15,14 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use auth_core::secrecy::SecretString;
 use auth_core::{Attempt, Authenticator, ConnectionInfo, Credential, Protocol};
 use auth_oauth::{ClientAuth, ClientSecret, IntrospectionAuthenticator, IntrospectionConfig};
+use auth_tests::stats::p50_p95_p99;
 use serde_json::json;
 
 const SECRET: &str = "bench-client-secret-0123456789abcdef";
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
 
 async fn introspect() -> axum::Json<serde_json::Value> {
     let exp = SystemTime::now()
@@ -37,7 +33,7 @@ async fn introspect() -> axum::Json<serde_json::Value> {
 }
 
 fn report(name: &str, v: &mut [Duration], floor: Duration) {
-    let (p50, p95, p99) = (pct(v, 0.5), pct(v, 0.95), pct(v, 0.99));
+    let (p50, p95, p99) = p50_p95_p99(v);
     println!(
         "{name:<34} p50 {p50:>10.2?} p95 {p95:>10.2?} p99 {p99:>10.2?}   {:.2}x the bare POST",
         p50.as_secs_f64() / floor.as_secs_f64()
@@ -118,7 +114,7 @@ fn main() {
             hits.push(t.elapsed());
             assert!(out.is_authenticated(), "{out:?}");
         }
-        let base = pct(&mut floor, 0.5);
+        let base = p50_p95_p99(&mut floor).0;
         report("bare reqwest POST (floor)", &mut floor, base);
         report("introspection, every request", &mut ours, base);
         report("introspection, cached answer", &mut hits, base);

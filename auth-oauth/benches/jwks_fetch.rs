@@ -20,17 +20,13 @@ use std::time::{Duration, Instant};
 use auth_core::{Attempt, Authenticator, ConnectionInfo, Credential, Protocol};
 use auth_oauth::{FetchSettings, HttpClient, IssuerConfig, JwtAuthenticator, ValidationSettings};
 use auth_tests::oidc::OidcProvider;
+use auth_tests::stats::p50_p95_p99;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
 fn report(name: &str, v: &mut [Duration], floor: &mut [Duration]) {
-    let (p50, p95, p99) = (pct(v, 0.5), pct(v, 0.95), pct(v, 0.99));
-    let (f50, f95, f99) = (pct(floor, 0.5), pct(floor, 0.95), pct(floor, 0.99));
+    let (p50, p95, p99) = p50_p95_p99(v);
+    let (f50, f95, f99) = p50_p95_p99(floor);
     println!("{name:<44} p50 {p50:>9.2?} p95 {p95:>9.2?} p99 {p99:>9.2?}");
     println!(
         "{:<44} p50 {f50:>9.2?} p95 {f95:>9.2?} p99 {f99:>9.2?}   ours/bare p50 {:.2}x",

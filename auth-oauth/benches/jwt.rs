@@ -14,21 +14,17 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use auth_core::{Attempt, Authenticator, ConnectionInfo, Credential, Protocol};
 use auth_oauth::{
     Alg, FetchSettings, IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey,
 };
+use auth_tests::stats::p50_p95_p99;
 use common::{TestKey, claims};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
 const ISS: &str = "https://issuer.example";
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn authenticator(key: VerifyingKey, cache: u64) -> JwtAuthenticator {
     let config = IssuerConfig {
@@ -113,16 +109,8 @@ fn main() {
                 assert!(d.is_ok(), "{name}: {d:?}");
             }
         });
-        let (o50, o95, o99) = (
-            pct(&mut ours, 0.5),
-            pct(&mut ours, 0.95),
-            pct(&mut ours, 0.99),
-        );
-        let (t50, t95, t99) = (
-            pct(&mut theirs, 0.5),
-            pct(&mut theirs, 0.95),
-            pct(&mut theirs, 0.99),
-        );
+        let (o50, o95, o99) = p50_p95_p99(&mut ours);
+        let (t50, t95, t99) = p50_p95_p99(&mut theirs);
         println!(
             "{name:<8} {o50:>12.2?} {o95:>12.2?} {o99:>12.2?}   {t50:>12.2?} {t95:>12.2?} {t99:>12.2?}   {:.2}x",
             o50.as_secs_f64() / t50.as_secs_f64()
@@ -144,10 +132,8 @@ fn main() {
             hits.push(t.elapsed());
         }
     });
+    let (h50, h95, h99) = p50_p95_p99(&mut hits);
     println!(
-        "validated-token cache hit: p50 {:.2?} p95 {:.2?} p99 {:.2?} (target < 1 us)",
-        pct(&mut hits, 0.5),
-        pct(&mut hits, 0.95),
-        pct(&mut hits, 0.99)
+        "validated-token cache hit: p50 {h50:.2?} p95 {h95:.2?} p99 {h99:.2?} (target < 1 us)"
     );
 }

@@ -227,14 +227,7 @@ async fn client_credentials_tokens_are_cached_refreshed_and_valid() {
         b.expose_secret(),
         "one token for concurrent callers, then cached"
     );
-    let auth = JwtAuthenticator::new(
-        vec![
-            IssuerConfig::discovery(provider.issuer(), "urn:api")
-                .with_http(common::run_ca_client()),
-        ],
-        ValidationSettings::default(),
-    )
-    .unwrap();
+    let auth = common::provider_jwt(&provider.issuer(), common::run_ca_client());
     assert!(
         auth.authenticate(&mut attempt(a.expose_secret()))
             .await
@@ -290,14 +283,7 @@ async fn the_jwt_and_introspection_authenticators_pass_the_authenticator_suite()
         tokio::task::spawn_blocking(|| OidcProvider::start().unwrap_or_else(|e| panic!("{e}")))
             .await
             .unwrap();
-    let jwt = JwtAuthenticator::new(
-        vec![
-            IssuerConfig::discovery(provider.issuer(), "urn:api")
-                .with_http(common::run_ca_client()),
-        ],
-        ValidationSettings::default(),
-    )
-    .unwrap();
+    let jwt = common::provider_jwt(&provider.issuer(), common::run_ca_client());
     let token = provider.token("urn:api", "read").unwrap();
     // The same token with its signature's last characters changed; and a token from an
     // issuer the authenticator does not trust (another resource's audience).

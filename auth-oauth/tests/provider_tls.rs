@@ -56,14 +56,7 @@ async fn a_provider_certificate_from_another_ca_is_refused_with_a_clear_error() 
     let provider = provider().await;
     let dir = tempfile::tempdir().unwrap();
     let other = auth_tests::pki::TestCa::new("another CA", dir.path()).unwrap();
-    let auth = JwtAuthenticator::new(
-        vec![
-            IssuerConfig::discovery(provider.issuer(), "urn:api")
-                .with_http(common::trusting(&other.pem())),
-        ],
-        ValidationSettings::default(),
-    )
-    .unwrap();
+    let auth = common::provider_jwt(&provider.issuer(), common::trusting(&other.pem()));
     let token = provider.token("urn:api", "read").unwrap();
     let out = auth.authenticate(&mut attempt(&token)).await;
     assert_eq!(out.class(), OutcomeClass::Unavailable, "{out:?}");
@@ -85,14 +78,7 @@ async fn a_provider_certificate_from_another_ca_is_refused_with_a_clear_error() 
     let err = cc.token().await.unwrap_err().to_string();
     assert!(err.contains("UnknownIssuer"), "{err}");
     // Trusting the run CA, all is well.
-    let auth = JwtAuthenticator::new(
-        vec![
-            IssuerConfig::discovery(provider.issuer(), "urn:api")
-                .with_http(common::run_ca_client()),
-        ],
-        ValidationSettings::default(),
-    )
-    .unwrap();
+    let auth = common::provider_jwt(&provider.issuer(), common::run_ca_client());
     assert!(
         auth.authenticate(&mut attempt(&token))
             .await
@@ -160,14 +146,7 @@ async fn every_client_authentication_method_gets_tokens_and_introspects() {
         Some("svc-key-1".into()),
     )
     .unwrap();
-    let jwt = JwtAuthenticator::new(
-        vec![
-            IssuerConfig::discovery(provider.issuer(), "urn:api")
-                .with_http(common::run_ca_client()),
-        ],
-        ValidationSettings::default(),
-    )
-    .unwrap();
+    let jwt = common::provider_jwt(&provider.issuer(), common::run_ca_client());
     let methods = [
         ("svc", ClientAuth::SecretBasic(secret(CLIENT_SECRET))),
         ("svc-post", ClientAuth::SecretPost(secret(CLIENT_SECRET))),

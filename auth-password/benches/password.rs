@@ -28,12 +28,9 @@ use auth_password::{
     Users,
 };
 use auth_tests::scram_client::{Binding, scram_attempt};
+use auth_tests::stats::percentile as pct;
 use base64::Engine;
 use secrecy::SecretString;
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn row(name: &str, mut samples: Vec<Duration>) -> Vec<Duration> {
     samples.sort();

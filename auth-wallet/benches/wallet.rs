@@ -15,11 +15,8 @@ use std::time::{Duration, Instant};
 
 use auth_core::{CredentialStore, Key, Precondition};
 use auth_tests::postgres::Postgres;
+use auth_tests::stats::percentile as pct;
 use auth_wallet::{FileStore, MasterKey, PostgresStore, Wallet};
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn row(name: &str, mut samples: Vec<Duration>) -> Duration {
     samples.sort();

@@ -16,12 +16,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use auth_tests::cpu_seconds;
 use auth_tests::gateway::GatewayProcess;
 use auth_tests::kdc::{Kdc, REALM};
 use auth_tests::postgres::{PgBench, Postgres, pgbench_connections};
+use auth_tests::stats::percentile as pct;
 
 const RULES: &str = "[[rule]]\nname = \"scram\"\nmethod = \"scram\"\n";
 
@@ -47,10 +48,6 @@ fn peak_rss_mib(pid: u32) -> f64 {
                 .and_then(|v| v.parse::<f64>().ok())
         })
         .map_or(0.0, |kib| kib / 1024.0)
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn main() {

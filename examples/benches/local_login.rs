@@ -24,12 +24,9 @@ use std::time::{Duration, Instant};
 
 use auth_tests::gateway::GatewayProcess;
 use auth_tests::postgres::{Postgres, pgbench_connections};
+use auth_tests::stats::percentile as pct;
 
 const LOGINS: usize = 2_000;
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 /// Connect + `SELECT 1` + close, `LOGINS` times: sorted latencies.
 async fn logins(conninfo: &str) -> Vec<Duration> {

@@ -25,6 +25,7 @@ use auth_core::{CredentialStore, Key, Precondition};
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
 use auth_tests::gateway::GatewayProcess;
 
+use auth_tests::stats::percentile as pct;
 use base64::Engine;
 use secrecy::SecretString;
 
@@ -95,10 +96,6 @@ async fn pg_cleartext(port: u16, user: &str) -> Duration {
         "{e}"
     );
     took
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn report(door: &str, samples: &mut [Vec<f64>; 3]) -> f64 {

@@ -29,6 +29,7 @@ pub mod postgres;
 mod process;
 pub mod redis;
 pub mod scram_client;
+pub mod stats;
 
 pub use process::{
     HarnessError, ServiceProcess, cpu_seconds, eventually, free_port, process_alive, venv_python,

@@ -13,6 +13,7 @@
 
 use std::time::Instant;
 
+use auth_tests::stats::percentile as pct;
 use axum::body::Body;
 use axum::http::Request;
 use tower::{Service, ServiceExt};
@@ -47,10 +48,6 @@ async fn measure(app: axum::Router, token: &str) -> Vec<f64> {
     }
     samples.sort_by(f64::total_cmp);
     samples
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use auth_core::{Chain, Engine, Policy};
 use auth_oauth::{IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey};
+use auth_tests::stats::percentile as pct;
 use auth_tonic::AuthLayer;
 use tonic::metadata::MetadataValue;
 use tonic::transport::server::TcpIncoming;
@@ -108,10 +109,6 @@ async fn load(url: &str, token: &str) -> (Vec<f64>, f64) {
     let rate = took.len() as f64 / started.elapsed().as_secs_f64();
     took.sort_by(f64::total_cmp);
     (took, rate)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn main() {

@@ -228,3 +228,13 @@ pub fn trusting(ca_pem: &str) -> auth_oauth::HttpClient {
 pub fn run_ca_client() -> auth_oauth::HttpClient {
     trusting(&auth_tests::pki::run_ca().unwrap().pem())
 }
+
+/// A JWT validator for tokens oidc-provider issues to the audience `urn:api`, finding its
+/// keys by discovery through `http`.
+pub fn provider_jwt(issuer: &str, http: auth_oauth::HttpClient) -> auth_oauth::JwtAuthenticator {
+    auth_oauth::JwtAuthenticator::new(
+        vec![auth_oauth::IssuerConfig::discovery(issuer, "urn:api").with_http(http)],
+        auth_oauth::ValidationSettings::default(),
+    )
+    .unwrap()
+}

@@ -104,7 +104,7 @@ fn measure(rt: &tokio::runtime::Runtime, runs: Runs<'_>) -> Vec<f64> {
                 let out = match runs {
                     Runs::Direct(auth) => auth.authenticate(&mut attempt).await,
                     Runs::Engine(engine) => {
-                        let offer = engine.offer(&attempt.connection).unwrap();
+                        let offer = engine.offer(&attempt.connection, None).unwrap();
                         engine.decide(&offer, &mut attempt).await
                     }
                 };

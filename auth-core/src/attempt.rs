@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::clock::{SharedClock, system_clock};
+use crate::clock::SharedClock;
 use crate::connection::ConnectionInfo;
 use crate::conversation::{Conversation, Paced};
 use crate::credential::Credential;
@@ -20,7 +20,8 @@ pub struct Attempt {
     /// The credential the client offered.
     pub credential: Credential,
     conversation: Option<Paced>,
-    clock: SharedClock,
+    /// `None`: the system clock (no handle is cloned for an attempt the engine will set).
+    clock: Option<SharedClock>,
 }
 
 impl Attempt {
@@ -30,7 +31,7 @@ impl Attempt {
             connection,
             credential,
             conversation: None,
-            clock: system_clock(),
+            clock: None,
         }
     }
 
@@ -38,18 +39,20 @@ impl Attempt {
     /// this is for running an authenticator on its own (tests, contract suites).
     #[must_use]
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
+        self.clock = Some(clock);
         self
     }
 
     pub(crate) fn set_clock(&mut self, clock: &SharedClock) {
-        self.clock = clock.clone();
+        self.clock = Some(clock.clone());
     }
 
     /// The time now, by the attempt's clock: for session start times, expiry and
     /// validity checks.
     pub fn now(&self) -> SystemTime {
-        self.clock.now()
+        self.clock
+            .as_ref()
+            .map_or_else(SystemTime::now, |c| c.now())
     }
 
     /// Adds a conversation for multi-round mechanisms.

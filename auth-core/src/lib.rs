@@ -58,7 +58,7 @@
 //!
 //! // Per connection: offer, credential, decision.
 //! let connection = ConnectionInfo::tcp(Protocol::Http, "10.0.0.5:40000".parse().unwrap());
-//! let offer = engine.offer(&connection).unwrap();
+//! let offer = engine.offer(&connection, None).unwrap();
 //! let mut attempt = Attempt::new(connection.clone(), Credential::ApiKey(key.clone()));
 //! let outcome = engine.decide(&offer, &mut attempt).await;
 //! assert_eq!(outcome.session().map(|s| s.principal()), Some("ci"));

@@ -53,7 +53,7 @@ fn tcp(addr: &str, user: &str, db: &str) -> ConnectionInfo {
 /// The rule the engine's offer for `c` comes from, `reject:<rule>` for a rule that
 /// rejects, `no-match` when none matches.
 fn chosen(e: &Engine, c: &ConnectionInfo) -> String {
-    match e.offer(c) {
+    match e.offer(c, None) {
         Ok(offer) => offer.rule().to_owned(),
         Err(failure) => {
             assert_eq!(failure.error, Error::Denied);

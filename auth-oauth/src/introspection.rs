@@ -261,9 +261,11 @@ impl Authenticator for IntrospectionAuthenticator {
         if token.is_empty() || token.len() > crate::token::MAX_TOKEN_LEN {
             return Outcome::rejected(Error::Malformed, "token empty or longer than 16 KiB");
         }
-        // With a re-check on every request nothing is cached, so skip the digest too.
+        // With a re-check on every request (or no caching) nothing is cached, so skip the
+        // digest too.
+        let cached_for = self.config.recheck.min(self.config.cache_max);
         let digest: Option<[u8; 32]> =
-            (!self.config.recheck.is_zero()).then(|| Sha256::digest(token.as_bytes()).into());
+            (!cached_for.is_zero()).then(|| Sha256::digest(token.as_bytes()).into());
         let now = self.endpoints.clock.now();
         if let Some(digest) = &digest
             && let Some(hit) = self.cache.get(digest)
@@ -272,7 +274,7 @@ impl Authenticator for IntrospectionAuthenticator {
             // A clock that went backwards counts as due for a re-check.
             let recent = now
                 .duration_since(hit.checked)
-                .is_ok_and(|d| d < self.config.recheck.min(self.config.cache_max));
+                .is_ok_and(|d| d < cached_for);
             if live && recent {
                 return self.session(&hit);
             }

@@ -57,9 +57,7 @@ fn challenges_of(policy: &Policy) -> Vec<Challenge> {
     let mut kinds = Vec::new();
     for rule in policy.rules() {
         if let Target::Chain(chain) = &rule.target {
-            for link in chain.links() {
-                kinds.extend(link.authenticator().accepts());
-            }
+            kinds.extend(auth_core::Authenticator::accepts(chain.as_ref()));
         }
     }
     let mut out = Vec::new();

@@ -37,7 +37,9 @@ static PIDS: LazyLock<RandomPidSecretKeyGenerator> =
     LazyLock::new(RandomPidSecretKeyGenerator::default);
 
 /// How the adapter authenticates connections. TLS and its channel-binding data are the
-/// serve loop's ([`crate::ServeConfig::tls`]): the engine sees them on the connection.
+/// serve loop's ([`crate::ServeConfig::tls`]), which puts them on each connection for the
+/// engine: a [`PgAuthenticator`] runs under [`crate::serve`] or [`crate::serve_unix`] (it
+/// needs their frame guard, TLS facts and raw GSSAPI frames).
 #[derive(Debug, Clone)]
 pub struct PgAuthConfig {
     /// What each connection is offered, and the decisions.
@@ -211,7 +213,7 @@ impl PgAuthenticator {
                 "no PostgreSQL user name specified in startup packet".into(),
             ));
         };
-        let offer = self.config.engine.offer(&connection).map_err(|_| {
+        let offer = self.config.engine.offer(&connection, None).map_err(|_| {
             policy_reject(
                 connection.peer.ip(),
                 &user,
@@ -257,7 +259,9 @@ impl PgAuthenticator {
                     .await?;
                 Phase::SaslInitial(pending)
             }
-            Some(Mechanism::Password) => {
+            // A chain whose SASL methods all need channel binding refuses the connection
+            // rather than falling back to a cleartext password.
+            Some(Mechanism::Password) if !pending.offer.needs_tls() => {
                 // On a Unix socket the kernel carries the bytes: no path to read them on.
                 let unix = matches!(pending.connection.peer, Peer::Unix { .. });
                 if !client.is_secure() && !unix && !self.config.allow_cleartext_without_tls {

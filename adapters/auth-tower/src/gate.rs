@@ -139,7 +139,7 @@ impl Gate {
     pub(crate) async fn check_unreused(
         &self,
         headers: &HeaderMap,
-        mut connection: ConnectionInfo,
+        connection: ConnectionInfo,
     ) -> Verdict {
         let credential = match credential_from_headers(headers, self.api_key_header.as_str()) {
             Ok(credential) => credential,
@@ -156,15 +156,11 @@ impl Gate {
                 .tls
                 .as_ref()
                 .is_some_and(|t| !t.client_certificates.is_empty());
-        if matches!(credential, Credential::Absent) && !presented && self.anonymous {
+        if matches!(credential, Credential::Absent) && self.anonymous {
             return Verdict::Anonymous;
         }
-        // Basic names the user the request is for: the rules see it as pgwire's startup
-        // packet's.
-        if let Some(user) = credential.user() {
-            connection.user = Some(user.to_owned());
-        }
-        let offer = match self.engine.offer(&connection) {
+        // Basic names the user the request is for: the rules match it.
+        let offer = match self.engine.offer(&connection, credential.user()) {
             Ok(offer) => offer,
             Err(failure) => {
                 let absent = matches!(credential, Credential::Absent);

@@ -58,7 +58,7 @@ pub use offer::{Mechanism, Offer};
 ///     .build();
 ///
 /// let connection = ConnectionInfo::tcp(Protocol::Http, "10.0.0.5:40000".parse().unwrap());
-/// let offer = engine.offer(&connection).unwrap();
+/// let offer = engine.offer(&connection, None).unwrap();
 /// assert_eq!(offer.mechanisms(), [Mechanism::ApiKey]);
 /// let mut attempt = Attempt::new(connection, Credential::ApiKey(key));
 /// let outcome = engine.decide(&offer, &mut attempt).await;
@@ -118,7 +118,9 @@ impl EngineBuilder {
     }
 
     /// Reads the time from `clock`: audit timestamps, certificate and account validity,
-    /// and every method's judgement (through [`Attempt::now`](crate::Attempt::now)).
+    /// and the judgement of every method that reads [`Attempt::now`](crate::Attempt::now).
+    /// Methods that keep time between attempts (key and token caches: the auth-oauth
+    /// authenticators) keep their own clock.
     #[must_use]
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.engine.clock = clock;
@@ -156,11 +158,18 @@ impl Engine {
         &self.clock
     }
 
-    /// What to offer `connection` (for the user it asks for, if it names one): the
-    /// mechanisms of the first matching rule's chain, in order. A rule that rejects, or
-    /// no rule at all, is an [`Error::Denied`] refusal, audited as a policy reject.
-    pub fn offer(&self, connection: &ConnectionInfo) -> Result<Offer, Failure> {
-        let detail = match self.policy.select(connection, connection.user.as_deref()) {
+    /// What to offer `connection`: the mechanisms of the first matching rule's chain, in
+    /// order. Rules match the user `credential_user` names (a protocol whose credential
+    /// carries the user, as HTTP Basic does, passes it; pgwire passes `None`), else the
+    /// user the connection asks for. A rule that rejects, or no rule at all, is an
+    /// [`Error::Denied`] refusal, audited as a policy reject.
+    pub fn offer(
+        &self,
+        connection: &ConnectionInfo,
+        credential_user: Option<&str>,
+    ) -> Result<Offer, Failure> {
+        let user = credential_user.or(connection.user.as_deref());
+        let detail = match self.policy.select(connection, user) {
             Selection::Chain(name, rule, chain) => {
                 return Ok(Offer::new(
                     name,
@@ -182,7 +191,7 @@ impl Engine {
                     connection,
                     "rejected",
                 )
-                .with_user(connection.user.as_deref())
+                .with_user(user)
                 .with_failure(Some(Error::Denied.code()), Some(&detail)),
             );
         }

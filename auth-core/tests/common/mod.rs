@@ -134,7 +134,7 @@ pub fn engine(chain: Chain) -> EngineBuilder {
 /// The outcome an adapter gets for `attempt`: the engine's offer for its connection, then
 /// the engine's decision (a policy refusal is the rejection).
 pub async fn decide(engine: &Engine, attempt: &mut Attempt) -> Outcome {
-    match engine.offer(&attempt.connection) {
+    match engine.offer(&attempt.connection, attempt.credential.user()) {
         Ok(offer) => engine.decide(&offer, attempt).await,
         Err(failure) => Outcome::Rejected(failure),
     }

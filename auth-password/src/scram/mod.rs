@@ -107,16 +107,6 @@ impl ScramAuthenticator {
         self
     }
 
-    /// The mechanisms to offer on a connection: PLUS first when the connection has TLS
-    /// channel-binding data.
-    pub fn mechanisms(channel_binding_available: bool) -> &'static [&'static str] {
-        if channel_binding_available {
-            &[SCRAM_SHA_256_PLUS, SCRAM_SHA_256]
-        } else {
-            &[SCRAM_SHA_256]
-        }
-    }
-
     /// The verifier an unknown user's mock exchange uses: a salt derived from the user
     /// name, so repeated attempts see the same salt, as for a real user.
     fn mock_verifier(&self, secret: &[u8; 32], user: &str) -> ScramVerifier {

@@ -67,7 +67,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build();
     // HTTP-like: the credential arrives with the request, so offer and decision follow
     // each other at once.
-    let authenticate = async |attempt: &mut Attempt| match engine.offer(&attempt.connection) {
+    let authenticate = async |attempt: &mut Attempt| match engine
+        .offer(&attempt.connection, attempt.credential.user())
+    {
         Ok(offer) => engine.decide(&offer, attempt).await,
         Err(refused) => Outcome::Rejected(refused),
     };

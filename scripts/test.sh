@@ -29,3 +29,9 @@ cargo test -p auth-examples --lib --locked
 
 echo "== doc tests"
 cargo test --workspace --all-features --locked --doc
+
+echo "== API docs: no broken intra-doc links, no rustdoc warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked
+
+echo "== every crate packages (metadata complete, path dependencies versioned)"
+cargo package --workspace --no-verify --locked --allow-dirty --quiet

@@ -58,7 +58,7 @@ pub(crate) fn certified(
     Ok((identity, names.subject))
 }
 
-/// Authenticates [`Credential::ClientCertificate`]: the certificate chain the client
+/// Authenticates [`Credential::ClientCertificate`](crate::Credential::ClientCertificate): the certificate chain the client
 /// presented in the TLS handshake (which proved the client holds its key) must lead to
 /// one of the trusted CAs, be valid now and not be revoked; the session is then the
 /// name [`ClientName`] picks (the common name by default). Which users that name may

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Each property is also a `pub async fn` of its own. A broken property panics with a
-//! message that starts `contract property `<name>` broken:` and says what was seen.
+//! message that starts `` contract property `NAME` broken: `` and says what was seen.
 
 pub mod accounts;
 pub mod authenticator;

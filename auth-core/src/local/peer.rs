@@ -37,7 +37,7 @@ impl OsUsers for SystemUsers {
     }
 }
 
-/// Authenticates [`Credential::Peer`] on a Unix-domain socket: the session is the OS user
+/// Authenticates [`Credential::Peer`](crate::Credential::Peer) on a Unix-domain socket: the session is the OS user
 /// running the connecting process (`SO_PEERCRED`, read by the adapter), named from the
 /// system's user database. Which database users that OS user may act as is the
 /// identity map's business (method `peer`, identity the OS user name), as with

@@ -17,7 +17,7 @@ use crate::attempt::Attempt;
 use crate::authenticator::Authenticator;
 use crate::authz::Role;
 use crate::credential::{Credential, CredentialKind};
-use crate::error::Error;
+use crate::error::CredentialError;
 use crate::outcome::Outcome;
 use crate::session::{Evidence, StandardSession};
 use crate::store::{CredentialStore, Key, Precondition, StoreError};
@@ -175,13 +175,16 @@ impl Authenticator for ApiKeyAuthenticator {
         };
         let presented = presented.expose_secret();
         if presented.len() > MAX_KEY_LEN {
-            return Outcome::rejected(Error::Malformed, "API key longer than 512 bytes");
+            return Outcome::rejected(CredentialError::Malformed, "API key longer than 512 bytes");
         }
         let Some((id, secret)) = presented.split_once('.') else {
-            return Outcome::rejected(Error::Malformed, "API key without an id part");
+            return Outcome::rejected(CredentialError::Malformed, "API key without an id part");
         };
         let Some(key) = record_key(id) else {
-            return Outcome::rejected(Error::Malformed, "API key id has invalid characters");
+            return Outcome::rejected(
+                CredentialError::Malformed,
+                "API key id has invalid characters",
+            );
         };
         let presented_digest = digest(secret);
         let record = match self.store.get(&key).await {
@@ -206,13 +209,13 @@ impl Authenticator for ApiKeyAuthenticator {
         let matches = bool::from(presented_digest.ct_eq(&expected));
         if !known {
             return Outcome::rejected(
-                Error::InvalidCredentials,
+                CredentialError::Invalid,
                 format!("unknown API key id `{id}`"),
             );
         }
         if !matches {
             return Outcome::rejected(
-                Error::InvalidCredentials,
+                CredentialError::Invalid,
                 format!("wrong secret for API key `{id}`"),
             );
         }

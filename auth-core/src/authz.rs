@@ -4,8 +4,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
-use crate::Error;
-
 /// A role. Roles are ordered: `User < Service < Dba < System`, and holding a role grants
 /// every lower one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -147,35 +145,6 @@ fn builtin_grants(granted: &str, required: &str) -> bool {
     }
 }
 
-/// An authorization refusal: the principal is authenticated but lacks what the operation
-/// needs. Adapters show the needed scope (RFC 6750 `scope` parameter) and map it to 403 or
-/// `PERMISSION_DENIED`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Forbidden {
-    /// A role at least this high is needed.
-    #[error("permission denied: requires role {0}")]
-    Role(Role),
-    /// These scopes are needed and not granted.
-    #[error("permission denied: requires scope {}", .0.join(" "))]
-    Scopes(Vec<String>),
-}
-
-impl Forbidden {
-    /// The client-visible error kind: always [`Error::Forbidden`].
-    pub fn error(&self) -> Error {
-        Error::Forbidden
-    }
-
-    /// The missing scopes, space-separated, for a `WWW-Authenticate` `scope` parameter.
-    pub fn scope_param(&self) -> Option<String> {
-        match self {
-            Self::Scopes(s) => Some(s.join(" ")),
-            Self::Role(_) => None,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,12 +189,5 @@ mod tests {
             .imply("kms:operator", ["kms:encrypt", "ops"]);
         assert!(rules.grants(["ops"], "kms:encrypt"));
         assert!(!rules.grants(["ops"], "kms:decrypt"));
-    }
-
-    #[test]
-    fn forbidden_reports_missing_scopes() {
-        let f = Forbidden::Scopes(vec!["kms:encrypt".into(), "kms:decrypt".into()]);
-        assert_eq!(f.scope_param().as_deref(), Some("kms:encrypt kms:decrypt"));
-        assert_eq!(f.error(), Error::Forbidden);
     }
 }

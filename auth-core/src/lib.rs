@@ -67,7 +67,7 @@
 //! accounts.update("ci", |r| r.status = UserStatus::Disabled).await.unwrap();
 //! let mut attempt = Attempt::new(connection, Credential::ApiKey(key));
 //! let outcome = engine.decide(&offer, &mut attempt).await;
-//! assert!(matches!(outcome, Outcome::AccountStatus { .. }));
+//! assert!(matches!(outcome, Outcome::AccountRefused { .. }));
 //! # }
 //! ```
 
@@ -104,7 +104,7 @@ pub use api_key::{ApiKeyAuthenticator, ApiKeyGrant, ApiKeyInfo, RegisterError};
 pub use attempt::Attempt;
 pub use audit::{AuditEvent, AuditEventKind, AuditSink, MemoryAuditSink, TracingAuditSink};
 pub use authenticator::{Authenticator, kinds_include};
-pub use authz::{Forbidden, Role, ScopeRules};
+pub use authz::{Role, ScopeRules};
 pub use chain::{Action, Chain, Control, Link};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{Config, ConfigError};
@@ -114,9 +114,12 @@ pub use conversation::{
 };
 pub use credential::{Credential, CredentialKind};
 pub use engine::{Engine, Mechanism, Offer};
-pub use error::{Error, Failure, GrpcCode, ProtocolMapping};
+pub use error::{
+    AccountError, AuthorizationError, ConfigurationError, CredentialError, Error, Failure,
+    InfrastructureError,
+};
 pub use open_session::{OpenSession, SessionOver};
-pub use outcome::{AccountStatus, Outcome, OutcomeClass};
+pub use outcome::{Outcome, OutcomeClass};
 pub use policy::{Policy, PolicyError};
 pub use rate_limit::{MemoryRateLimiter, RateLimiter};
 pub use session::{

@@ -3,35 +3,13 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::error::{Error, Failure};
+use crate::error::{AccountError, Error, Failure, InfrastructureError};
 use crate::session::Session;
-
-/// Why an account cannot be used even though the principal may be genuine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AccountStatus {
-    /// Locked by an administrator or by lockout.
-    Locked,
-    /// Disabled or soft-deleted.
-    Disabled,
-    /// The account or its password has expired.
-    Expired,
-}
-
-impl AccountStatus {
-    /// The client-visible error kind.
-    pub fn error(self) -> Error {
-        match self {
-            Self::Locked | Self::Disabled => Error::Locked,
-            Self::Expired => Error::Expired,
-        }
-    }
-}
 
 /// The result of [`Authenticator::authenticate`](crate::Authenticator::authenticate).
 ///
 /// Unknown principal and wrong secret are both [`Outcome::Rejected`] with
-/// [`Error::InvalidCredentials`]; they differ only in the audit detail.
+/// [`CredentialError::Invalid`](crate::CredentialError::Invalid); they differ only in the audit detail.
 #[non_exhaustive]
 pub enum Outcome {
     /// The credential proved an identity.
@@ -41,10 +19,10 @@ pub enum Outcome {
     NotApplicable,
     /// The method examined the credential and refused it.
     Rejected(Failure),
-    /// The identity is known but the account cannot be used.
-    AccountStatus {
+    /// The identity is proven but its account cannot be used.
+    AccountRefused {
         /// Why.
-        status: AccountStatus,
+        error: AccountError,
         /// Audit-only detail.
         detail: Cow<'static, str>,
     },
@@ -61,8 +39,8 @@ pub enum OutcomeClass {
     NotApplicable,
     /// [`Outcome::Rejected`].
     Rejected,
-    /// [`Outcome::AccountStatus`].
-    AccountStatus,
+    /// [`Outcome::AccountRefused`].
+    AccountRefused,
     /// [`Outcome::Unavailable`], including a link timeout.
     Unavailable,
 }
@@ -73,7 +51,7 @@ impl OutcomeClass {
         Self::Success,
         Self::NotApplicable,
         Self::Rejected,
-        Self::AccountStatus,
+        Self::AccountRefused,
         Self::Unavailable,
     ];
 
@@ -83,7 +61,7 @@ impl OutcomeClass {
             Self::Success => "success",
             Self::NotApplicable => "not_applicable",
             Self::Rejected => "rejected",
-            Self::AccountStatus => "account_status",
+            Self::AccountRefused => "account_refused",
             Self::Unavailable => "unavailable",
         }
     }
@@ -91,13 +69,13 @@ impl OutcomeClass {
 
 impl Outcome {
     /// A rejection with error `error` and an audit detail.
-    pub fn rejected(error: Error, detail: impl Into<Cow<'static, str>>) -> Self {
+    pub fn rejected(error: impl Into<Error>, detail: impl Into<Cow<'static, str>>) -> Self {
         Self::Rejected(Failure::new(error, detail))
     }
 
     /// An unavailable outcome with an audit detail.
     pub fn unavailable(detail: impl Into<Cow<'static, str>>) -> Self {
-        Self::Unavailable(Failure::new(Error::Unavailable, detail))
+        Self::Unavailable(Failure::new(InfrastructureError::Unavailable, detail))
     }
 
     /// The class of this outcome.
@@ -106,7 +84,7 @@ impl Outcome {
             Self::Authenticated(_) => OutcomeClass::Success,
             Self::NotApplicable => OutcomeClass::NotApplicable,
             Self::Rejected(_) => OutcomeClass::Rejected,
-            Self::AccountStatus { .. } => OutcomeClass::AccountStatus,
+            Self::AccountRefused { .. } => OutcomeClass::AccountRefused,
             Self::Unavailable(_) => OutcomeClass::Unavailable,
         }
     }
@@ -116,9 +94,7 @@ impl Outcome {
     pub fn failure(&self) -> Option<Failure> {
         match self {
             Self::Rejected(f) | Self::Unavailable(f) => Some(f.clone()),
-            Self::AccountStatus { status, detail } => {
-                Some(Failure::new(status.error(), detail.clone()))
-            }
+            Self::AccountRefused { error, detail } => Some(Failure::new(*error, detail.clone())),
             Self::Authenticated(_) | Self::NotApplicable => None,
         }
     }
@@ -127,7 +103,7 @@ impl Outcome {
     pub fn error_and_detail(&self) -> Option<(Error, &str)> {
         match self {
             Self::Rejected(f) | Self::Unavailable(f) => Some((f.error, f.detail.as_ref())),
-            Self::AccountStatus { status, detail } => Some((status.error(), detail.as_ref())),
+            Self::AccountRefused { error, detail } => Some(((*error).into(), detail.as_ref())),
             Self::Authenticated(_) | Self::NotApplicable => None,
         }
     }
@@ -160,9 +136,9 @@ impl fmt::Debug for Outcome {
             Self::Authenticated(s) => f.debug_tuple("Authenticated").field(s).finish(),
             Self::NotApplicable => f.write_str("NotApplicable"),
             Self::Rejected(x) => f.debug_tuple("Rejected").field(x).finish(),
-            Self::AccountStatus { status, detail } => f
-                .debug_struct("AccountStatus")
-                .field("status", status)
+            Self::AccountRefused { error, detail } => f
+                .debug_struct("AccountRefused")
+                .field("error", error)
                 .field("detail", detail)
                 .finish(),
             Self::Unavailable(x) => f.debug_tuple("Unavailable").field(x).finish(),
@@ -173,20 +149,24 @@ impl fmt::Debug for Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::CredentialError;
 
     #[test]
     fn classes_and_failures() {
-        let r = Outcome::rejected(Error::InvalidCredentials, "wrong password for alice");
+        let r = Outcome::rejected(CredentialError::Invalid, "wrong password for alice");
         assert_eq!(r.class(), OutcomeClass::Rejected);
         assert_eq!(
             r.failure().map(|f| f.error),
-            Some(Error::InvalidCredentials)
+            Some(Error::Credential(CredentialError::Invalid))
         );
-        let a = Outcome::AccountStatus {
-            status: AccountStatus::Disabled,
+        let a = Outcome::AccountRefused {
+            error: AccountError::Disabled,
             detail: "disabled".into(),
         };
-        assert_eq!(a.failure().map(|f| f.error), Some(Error::Locked));
+        assert_eq!(
+            a.failure().map(|f| f.error),
+            Some(Error::Account(AccountError::Disabled))
+        );
         assert_eq!(
             Outcome::unavailable("down").class(),
             OutcomeClass::Unavailable

@@ -5,7 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::SystemTime;
 
-use crate::authz::{Forbidden, Role, ScopeRules, role_grants};
+use crate::authz::{Role, ScopeRules, role_grants};
+use crate::error::{AuthorizationError, Failure};
 
 /// What a backend does when its session ends (see [`Session::end`]).
 pub type SessionEnd = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -160,17 +161,23 @@ pub trait Session: Send + Sync + Debug {
         self.expires().is_some_and(|e| now >= e)
     }
 
-    /// Requires a role at least as high as `role`.
-    fn require_role(&self, role: Role) -> Result<(), Forbidden> {
+    /// Requires a role at least as high as `role`; otherwise a
+    /// [`MissingRole`](AuthorizationError::MissingRole) failure whose detail names it.
+    fn require_role(&self, role: Role) -> Result<(), Failure> {
         if role_grants(self.roles(), role) {
             Ok(())
         } else {
-            Err(Forbidden::Role(role))
+            Err(Failure::new(
+                AuthorizationError::MissingRole,
+                format!("requires role {role}"),
+            ))
         }
     }
 
-    /// Requires every scope in `required`, as `rules` interpret implication.
-    fn require_scopes(&self, rules: &ScopeRules, required: &[&str]) -> Result<(), Forbidden> {
+    /// Requires every scope in `required`, as `rules` interpret implication; otherwise a
+    /// [`MissingScope`](AuthorizationError::MissingScope) failure whose detail names the
+    /// missing ones, space-separated.
+    fn require_scopes(&self, rules: &ScopeRules, required: &[&str]) -> Result<(), Failure> {
         let missing: Vec<String> = required
             .iter()
             .filter(|r| !rules.grants(self.scopes().iter().map(String::as_str), r))
@@ -179,7 +186,10 @@ pub trait Session: Send + Sync + Debug {
         if missing.is_empty() {
             Ok(())
         } else {
-            Err(Forbidden::Scopes(missing))
+            Err(Failure::new(
+                AuthorizationError::MissingScope,
+                format!("requires scope {}", missing.join(" ")),
+            ))
         }
     }
 }
@@ -394,12 +404,21 @@ mod tests {
         assert!(!s.is_expired(t(99)));
         assert!(s.is_expired(t(100)));
         assert!(s.require_role(Role::User).is_ok());
-        assert_eq!(s.require_role(Role::Dba), Err(Forbidden::Role(Role::Dba)));
+        assert_eq!(
+            s.require_role(Role::Dba),
+            Err(Failure::new(
+                AuthorizationError::MissingRole,
+                "requires role dba"
+            ))
+        );
         let rules = ScopeRules::new();
         assert!(s.require_scopes(&rules, &["kms:encrypt"]).is_ok());
         assert_eq!(
             s.require_scopes(&rules, &["kms:encrypt", "vault:read"]),
-            Err(Forbidden::Scopes(vec!["vault:read".into()]))
+            Err(Failure::new(
+                AuthorizationError::MissingScope,
+                "requires scope vault:read"
+            ))
         );
     }
 }

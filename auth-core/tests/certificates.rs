@@ -14,8 +14,8 @@ use auth_core::certificate::{
 };
 use auth_core::policy::{Rule, Target};
 use auth_core::{
-    Attempt, Authenticator, Chain, ConnectionInfo, Credential, Engine, Error, ManualClock,
-    MemoryStore, Outcome, OutcomeClass, Policy, Protocol, TlsInfo,
+    Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialError, Engine, Error,
+    ManualClock, MemoryStore, Outcome, OutcomeClass, Policy, Protocol, TlsInfo,
 };
 use auth_tests::pki::TestCa;
 use common::{Scripted, decide, engine};
@@ -104,13 +104,16 @@ async fn a_certificate_of_the_ca_names_its_holder_and_others_say_why_not() {
     .await;
     assert_eq!(
         foreign.error_and_detail().unwrap().0,
-        Error::UntrustedIssuer
+        Error::Credential(CredentialError::UntrustedIssuer)
     );
     assert!(detail(&foreign).contains("not issued by a trusted CA"));
 
     clock.set(SystemTime::UNIX_EPOCH + Duration::from_secs(1_830_384_000)); // 2028-01-02
     let expired = run(&cert, &clock, over_tls(vec![ca.client("alice", 1)], None)).await;
-    assert_eq!(expired.error_and_detail().unwrap().0, Error::Expired);
+    assert_eq!(
+        expired.error_and_detail().unwrap().0,
+        Error::Credential(CredentialError::Expired)
+    );
     assert!(
         detail(&expired).contains("expired at 2028-01-01T00:00:00Z"),
         "{}",
@@ -124,16 +127,19 @@ async fn a_certificate_of_the_ca_names_its_holder_and_others_say_why_not() {
     let none = run(&cert, &clock, over_tls(Vec::new(), None)).await;
     assert_eq!(
         none.error_and_detail().unwrap().0,
-        Error::MissingCredentials
+        Error::Credential(CredentialError::Missing)
     );
     let plain = ConnectionInfo::tcp(Protocol::Http, "10.0.0.7:1".parse().unwrap());
     let without_tls = run(&cert, &clock, plain).await;
     assert_eq!(
         without_tls.error_and_detail().unwrap().0,
-        Error::MissingCredentials
+        Error::Credential(CredentialError::Missing)
     );
     let garbage = run(&cert, &clock, over_tls(vec![b"garbage".to_vec()], None)).await;
-    assert_eq!(garbage.error_and_detail().unwrap().0, Error::Malformed);
+    assert_eq!(
+        garbage.error_and_detail().unwrap().0,
+        Error::Credential(CredentialError::Malformed)
+    );
     let password = Credential::password("alice", "x");
     assert!(!cert.supports(&password), "only the certificate credential");
 }
@@ -229,7 +235,7 @@ async fn names_go_through_the_identity_map_and_the_account_stage() {
         Credential::ClientCertificate,
     );
     let outcome = decide(&engine_cn, &mut mallory).await;
-    assert_eq!(outcome.class(), OutcomeClass::AccountStatus);
+    assert_eq!(outcome.class(), OutcomeClass::AccountRefused);
     assert!(detail(&outcome).contains("account `mallory` is disabled"));
 }
 
@@ -268,7 +274,7 @@ async fn clientcert_requirements_guard_another_method() {
     let foreign = decide(&verify_ca, &mut attempt(vec![other.client("alice", 1)])).await;
     assert_eq!(
         foreign.error_and_detail().unwrap().0,
-        Error::UntrustedIssuer
+        Error::Credential(CredentialError::UntrustedIssuer)
     );
     assert_eq!(password.calls(), calls, "refused before the method ran");
 

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auth_core::rate_limit::LimitSettings;
-use auth_core::{Attempt, ConnectionInfo};
+use auth_core::{
+    AccountError, Attempt, AuthorizationError, ConnectionInfo, CredentialError, InfrastructureError,
+};
 use auth_core::{
     AuditEventKind, Authenticator, Chain, Control, Credential, Error, ManualClock, MemoryAuditSink,
     MemoryRateLimiter, Outcome, OutcomeClass, Protocol, SessionState,
@@ -35,8 +37,10 @@ async fn reports_the_most_specific_failure_not_the_last() {
     let out = chain
         .authenticate(&mut remote_password("alice", "pw"))
         .await;
-    assert_eq!(failure_of(&out), Error::InvalidCredentials);
-    assert_eq!(out.failure().unwrap().error.mapping().sqlstate, "28P01");
+    assert_eq!(
+        failure_of(&out),
+        Error::Credential(CredentialError::Invalid)
+    );
 
     // Password wrong first (ignored by SUFFICIENT), then a decisive outage: the decisive
     // failure is reported even though a higher-ranked one was seen.
@@ -47,23 +51,30 @@ async fn reports_the_most_specific_failure_not_the_last() {
     let out = chain
         .authenticate(&mut remote_password("alice", "pw"))
         .await;
-    assert_eq!(failure_of(&out), Error::Unavailable);
+    assert_eq!(
+        failure_of(&out),
+        Error::Infrastructure(InfrastructureError::Unavailable)
+    );
 
     // Two decisive failures: the higher rank wins regardless of order.
     let chain = Chain::builder()
         .link_with(Scripted::new("a", Unavailable), Control::REQUIRED)
-        .link_with(Scripted::new("b", AccountStatus), Control::REQUIRED)
+        .link_with(Scripted::new("b", AccountRefused), Control::REQUIRED)
         .build();
     let out = chain
         .authenticate(&mut remote_password("alice", "pw"))
         .await;
-    assert_eq!(out.class(), OutcomeClass::AccountStatus);
-    assert_eq!(failure_of(&out), Error::Locked);
+    assert_eq!(out.class(), OutcomeClass::AccountRefused);
+    assert_eq!(failure_of(&out), Error::Account(AccountError::Locked));
 
     // Equal rank: the earliest wins.
     let chain = Chain::builder()
         .link_with(
-            Scripted::failing("jwt", Rejected, Error::InvalidSignature),
+            Scripted::failing(
+                "jwt",
+                Rejected,
+                Error::Credential(CredentialError::BadSignature),
+            ),
             Control::REQUIRED,
         )
         .link_with(Scripted::new("password", Rejected), Control::REQUIRED)
@@ -71,11 +82,14 @@ async fn reports_the_most_specific_failure_not_the_last() {
     let out = chain
         .authenticate(&mut remote_password("alice", "pw"))
         .await;
-    assert_eq!(failure_of(&out), Error::InvalidSignature);
+    assert_eq!(
+        failure_of(&out),
+        Error::Credential(CredentialError::BadSignature)
+    );
 }
 
 #[tokio::test]
-async fn nothing_applicable_reports_missing_or_denied() {
+async fn nothing_applicable_reports_missing_or_unsupported() {
     let chain = Chain::builder()
         .link(Scripted::new("password", Success))
         .build();
@@ -90,7 +104,7 @@ async fn nothing_applicable_reports_missing_or_denied() {
     let engine = engine(chain).build();
     assert_eq!(
         failure_of(&decide(&engine, &mut absent).await),
-        Error::MissingCredentials
+        Error::Credential(CredentialError::Missing)
     );
     let mut bearer = Attempt::new(
         ConnectionInfo::tcp(Protocol::Http, "10.0.0.1:1".parse().unwrap()),
@@ -98,7 +112,7 @@ async fn nothing_applicable_reports_missing_or_denied() {
     );
     assert_eq!(
         failure_of(&decide(&engine, &mut bearer).await),
-        Error::Denied
+        Error::Credential(CredentialError::Unsupported)
     );
 }
 
@@ -185,7 +199,10 @@ async fn a_slow_link_times_out_as_unavailable_and_can_fall_through() {
     let out = chain
         .authenticate(&mut remote_password("alice", "pw"))
         .await;
-    assert_eq!(failure_of(&out), Error::Timeout);
+    assert_eq!(
+        failure_of(&out),
+        Error::Infrastructure(InfrastructureError::Timeout)
+    );
     assert_eq!(started.elapsed(), auth_core::chain::DEFAULT_TIMEOUT);
 }
 
@@ -205,10 +222,16 @@ async fn the_rate_limiter_locks_out_before_any_link_runs() {
         .build();
     for _ in 0..5 {
         let out = decide(&engine, &mut remote_password("alice", "guess")).await;
-        assert_eq!(failure_of(&out), Error::InvalidCredentials);
+        assert_eq!(
+            failure_of(&out),
+            Error::Credential(CredentialError::Invalid)
+        );
     }
     let out = decide(&engine, &mut remote_password("alice", "guess")).await;
-    assert_eq!(failure_of(&out), Error::RateLimited);
+    assert_eq!(
+        failure_of(&out),
+        Error::Authorization(AuthorizationError::RateLimited)
+    );
     assert_eq!(password.calls(), 5, "a locked attempt runs no method");
     let lockouts = audit.of_kind(AuditEventKind::Lockout);
     assert_eq!(lockouts.len(), 1);
@@ -224,7 +247,7 @@ async fn the_rate_limiter_locks_out_before_any_link_runs() {
     let out = decide(&engine, &mut remote_password("alice", "guess")).await;
     assert_eq!(
         failure_of(&out),
-        Error::InvalidCredentials,
+        Error::Credential(CredentialError::Invalid),
         "the lock lifted"
     );
 }
@@ -239,7 +262,10 @@ async fn unavailable_backends_do_not_count_towards_lockout() {
         .build();
     for _ in 0..10 {
         let out = decide(&engine, &mut remote_password("alice", "pw")).await;
-        assert_eq!(failure_of(&out), Error::Unavailable);
+        assert_eq!(
+            failure_of(&out),
+            Error::Infrastructure(InfrastructureError::Unavailable)
+        );
     }
 }
 
@@ -323,7 +349,7 @@ impl RecordingLimiter {
 #[tokio::test]
 async fn the_limiter_hears_each_outcome_exactly_once_with_the_right_subject() {
     let limiter = Arc::new(RecordingLimiter::default());
-    for class in [Rejected, Unavailable, Success, AccountStatus] {
+    for class in [Rejected, Unavailable, Success, AccountRefused] {
         let chain = Chain::builder()
             .link(Scripted::new("password", class))
             .build();
@@ -362,7 +388,7 @@ async fn concurrent_guesses_cannot_outrun_the_lockout() {
     let slow_wrong = Arc::new(Scripted {
         name: "password",
         class: Rejected,
-        error: Error::InvalidCredentials,
+        error: Error::Credential(CredentialError::Invalid),
         delay: Some(Duration::from_millis(100)),
         calls: std::sync::atomic::AtomicUsize::new(0),
     });
@@ -382,7 +408,7 @@ async fn concurrent_guesses_cannot_outrun_the_lockout() {
     assert_eq!(
         outcomes
             .iter()
-            .filter(|e| **e == Error::RateLimited)
+            .filter(|e| **e == Error::Authorization(AuthorizationError::RateLimited))
             .count(),
         15
     );
@@ -422,7 +448,10 @@ async fn an_identity_logs_in_only_as_the_user_the_connection_asked_for() {
         .build();
     let mut as_bob = remote_password("bob", "unused");
     let out = decide(&engine, &mut as_bob).await;
-    assert_eq!(failure_of(&out), Error::InvalidCredentials);
+    assert_eq!(
+        failure_of(&out),
+        Error::Credential(CredentialError::Invalid)
+    );
     let failed = audit.of_kind(AuditEventKind::AttemptFailed);
     assert!(
         failed[0]["detail"]

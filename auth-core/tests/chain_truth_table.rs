@@ -55,7 +55,7 @@ fn table() -> Vec<Row> {
             if success_continues { Allow } else { NotRun },
         ));
         rows.push((name, c, NotApplicable, Action::Ignore, true, Deny, Allow));
-        for class in [Rejected, AccountStatus, Unavailable] {
+        for class in [Rejected, AccountRefused, Unavailable] {
             let then = match (fail_action, fail_continues) {
                 (Action::Bad, _) => Deny,
                 (_, false) => NotRun,

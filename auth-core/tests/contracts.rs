@@ -171,7 +171,7 @@ impl Authenticator for BearerOnly {
         &[auth_core::CredentialKind::Bearer]
     }
     async fn authenticate(&self, _: &mut Attempt) -> auth_core::Outcome {
-        auth_core::Outcome::rejected(auth_core::Error::InvalidCredentials, "no tokens are valid")
+        auth_core::Outcome::rejected(auth_core::CredentialError::Invalid, "no tokens are valid")
     }
 }
 
@@ -194,7 +194,7 @@ impl Authenticator for Greedy {
         true
     }
     async fn authenticate(&self, _: &mut Attempt) -> auth_core::Outcome {
-        auth_core::Outcome::rejected(auth_core::Error::InvalidCredentials, "")
+        auth_core::Outcome::rejected(auth_core::CredentialError::Invalid, "")
     }
 }
 
@@ -216,9 +216,10 @@ impl Authenticator for Enumerating {
     async fn authenticate(&self, a: &mut Attempt) -> auth_core::Outcome {
         let out = self.0.authenticate(a).await;
         match out.failure() {
-            Some(f) if f.detail.contains("unknown") => {
-                auth_core::Outcome::rejected(auth_core::Error::MissingClaim, "no such user")
-            }
+            Some(f) if f.detail.contains("unknown") => auth_core::Outcome::rejected(
+                auth_core::CredentialError::MissingClaim,
+                "no such user",
+            ),
             _ => out,
         }
     }

@@ -13,7 +13,8 @@ use auth_core::conversation::{ServerMessage, channel};
 use auth_core::secrecy::ExposeSecret;
 use auth_core::{
     Attempt, Authenticator, Chain, ConnectionInfo, Conversation, ConversationError, Credential,
-    CredentialKind, Engine, Error, Link, Outcome, Protocol, StandardSession,
+    CredentialError, CredentialKind, Engine, Error, InfrastructureError, Link, Outcome, Protocol,
+    StandardSession,
 };
 use common::decide;
 use sha2::{Digest, Sha256};
@@ -38,9 +39,9 @@ struct ChallengeResponse;
 fn conversation_failure(e: &ConversationError) -> Outcome {
     match e {
         ConversationError::NotInteractive { .. } => {
-            Outcome::rejected(Error::MissingCredentials, "needs another round")
+            Outcome::rejected(CredentialError::Missing, "needs another round")
         }
-        other => Outcome::rejected(Error::Malformed, other.to_string()),
+        other => Outcome::rejected(CredentialError::Malformed, other.to_string()),
     }
 }
 
@@ -57,7 +58,9 @@ impl Authenticator for ChallengeResponse {
             Credential::Sasl {
                 initial: Some(i), ..
             } => String::from_utf8_lossy(i.expose_secret()).into_owned(),
-            _ => return Outcome::rejected(Error::Malformed, "no initial response"),
+            _ => {
+                return Outcome::rejected(CredentialError::Malformed, "no initial response");
+            }
         };
         let Some(conv) = attempt.conversation() else {
             return Outcome::unavailable("the adapter provided no conversation");
@@ -68,7 +71,7 @@ impl Authenticator for ChallengeResponse {
         };
         let expected = proof(&[SHARED, NONCE]);
         if user != "alice" || !bool::from(answer.ct_eq(&expected)) {
-            return Outcome::rejected(Error::InvalidCredentials, "wrong proof");
+            return Outcome::rejected(CredentialError::Invalid, "wrong proof");
         }
         if let Err(e) = conv.complete(proof(&[NONCE, SHARED])).await {
             return conversation_failure(&e);
@@ -146,7 +149,7 @@ async fn a_wrong_answer_is_rejected_and_no_final_message_is_sent() {
     assert!(client.next().await.is_none());
     assert_eq!(
         task.await.unwrap().failure().unwrap().error,
-        Error::InvalidCredentials
+        Error::Credential(CredentialError::Invalid)
     );
 }
 
@@ -156,7 +159,10 @@ async fn a_client_that_goes_away_or_sends_too_much_fails_cleanly() {
     drop(client);
     let mut a = attempt().with_conversation(Box::new(server_end));
     let out = decide(&engine(Duration::from_secs(5)), &mut a).await;
-    assert_eq!(out.failure().unwrap().error, Error::Malformed);
+    assert_eq!(
+        out.failure().unwrap().error,
+        Error::Credential(CredentialError::Malformed)
+    );
     assert!(out.failure().unwrap().detail.contains("closed"));
 
     let (server_end, mut client) = channel(16);
@@ -188,7 +194,10 @@ async fn a_silent_client_is_cut_off_by_the_link_timeout() {
     ));
     let started = tokio::time::Instant::now();
     let out = task.await.unwrap();
-    assert_eq!(out.failure().unwrap().error, Error::Timeout);
+    assert_eq!(
+        out.failure().unwrap().error,
+        Error::Infrastructure(InfrastructureError::Timeout)
+    );
     assert_eq!(started.elapsed(), Duration::from_secs(5));
     drop(client);
 }
@@ -211,7 +220,10 @@ impl Conversation for OneShot {
 async fn a_non_interactive_transport_gets_the_challenge_back() {
     let mut a = attempt().with_conversation(Box::new(OneShot));
     let out = decide(&engine(Duration::from_secs(5)), &mut a).await;
-    assert_eq!(out.failure().unwrap().error, Error::MissingCredentials);
+    assert_eq!(
+        out.failure().unwrap().error,
+        Error::Credential(CredentialError::Missing)
+    );
     let mut conv = OneShot;
     let err = conv.exchange(b"challenge".to_vec()).await.unwrap_err();
     assert_eq!(

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use auth_core::policy::{AddressMatch, ConnectionType, NameMatch, Rule, Target};
 use auth_core::{
-    Attempt, AuditEventKind, Chain, ConnectionInfo, Credential, Engine, Error, MemoryAuditSink,
-    OutcomeClass, Peer, Policy, Protocol, TlsInfo,
+    Attempt, AuditEventKind, AuthorizationError, Chain, ConnectionInfo, Credential, Engine, Error,
+    MemoryAuditSink, OutcomeClass, Peer, Policy, Protocol, TlsInfo,
 };
 use common::{Scripted, decide};
 
@@ -56,7 +56,10 @@ fn chosen(e: &Engine, c: &ConnectionInfo) -> String {
     match e.offer(c, None) {
         Ok(offer) => offer.rule().to_owned(),
         Err(failure) => {
-            assert_eq!(failure.error, Error::Denied);
+            assert_eq!(
+                failure.error,
+                Error::Authorization(AuthorizationError::Rejected)
+            );
             let detail = failure.detail.to_string();
             if detail == "no policy rule matches the connection" {
                 "no-match".into()
@@ -139,15 +142,20 @@ async fn no_match_and_reject_deny_and_are_audited() {
         Credential::password("mallory", "pw"),
     );
     let out = decide(&p, &mut attempt).await;
-    assert_eq!(out.failure().unwrap().error, Error::Denied);
-    assert_eq!(out.failure().unwrap().error.mapping().sqlstate, "28000");
+    assert_eq!(
+        out.failure().unwrap().error,
+        Error::Authorization(AuthorizationError::Rejected)
+    );
 
     let mut attempt = Attempt::new(
         tcp("10.0.0.1:1", "system", "x"),
         Credential::password("system", "pw"),
     );
     let out = decide(&p, &mut attempt).await;
-    assert_eq!(out.failure().unwrap().error, Error::Denied);
+    assert_eq!(
+        out.failure().unwrap().error,
+        Error::Authorization(AuthorizationError::Rejected)
+    );
 
     let rejects = audit.of_kind(AuditEventKind::PolicyReject);
     assert_eq!(rejects.len(), 2);

@@ -16,9 +16,9 @@ use auth_core::conversation::{ConversationPeer, ServerMessage, channel};
 use auth_core::rate_limit::{LimitSettings, Running};
 use auth_core::secrecy::ExposeSecret;
 use auth_core::{
-    Attempt, AuditEventKind, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind,
-    Engine, Error, Link, ManualClock, MemoryAuditSink, MemoryRateLimiter, Outcome, OutcomeClass,
-    Protocol, StandardSession,
+    Attempt, AuditEventKind, Authenticator, AuthorizationError, Chain, ConnectionInfo, Credential,
+    CredentialError, CredentialKind, Engine, Error, InfrastructureError, Link, ManualClock,
+    MemoryAuditSink, MemoryRateLimiter, Outcome, OutcomeClass, Protocol, StandardSession,
 };
 use common::{Scripted, decide, engine, t0};
 use proptest::prelude::*;
@@ -47,14 +47,16 @@ impl Authenticator for ProofMechanism {
         };
         let answer = match conversation.exchange(b"challenge".to_vec()).await {
             Ok(a) => a,
-            Err(e) => return Outcome::rejected(Error::Malformed, e.to_string()),
+            Err(e) => {
+                return Outcome::rejected(CredentialError::Malformed, e.to_string());
+            }
         };
         self.verified.fetch_add(1, Ordering::SeqCst);
         if !self.verify_for.is_zero() {
             tokio::time::sleep(self.verify_for).await;
         }
         if answer != b"right" {
-            return Outcome::rejected(Error::InvalidCredentials, "wrong proof");
+            return Outcome::rejected(CredentialError::Invalid, "wrong proof");
         }
         Outcome::Authenticated(StandardSession::new(user, "proof", t0()).boxed())
     }
@@ -201,7 +203,7 @@ async fn a_hundred_concurrent_wrong_passwords_reach_the_verifier_five_times() {
     );
     let refused = outcomes
         .iter()
-        .filter(|o| error(o) == Some(Error::RateLimited))
+        .filter(|o| error(o) == Some(Error::Authorization(AuthorizationError::RateLimited)))
         .count();
     assert_eq!(refused, 95);
     assert_eq!(limiter.running(), Running::default());
@@ -230,7 +232,7 @@ async fn a_hundred_wrong_proofs_after_a_round_trip_are_verified_five_times() {
     assert_eq!(mechanism.verified.load(Ordering::SeqCst), 5);
     let refused = outcomes
         .iter()
-        .filter(|o| error(o) == Some(Error::RateLimited))
+        .filter(|o| error(o) == Some(Error::Authorization(AuthorizationError::RateLimited)))
         .count();
     assert_eq!(refused, 95, "the slot is taken again for the answer");
     assert_eq!(limiter.running(), Running::default());
@@ -282,7 +284,10 @@ async fn abandon(engine: &Arc<Engine>, ip: &str, how: usize) {
         // The client never answers: the link times out while it is awaited.
         _ => {
             let out = x.task.await.unwrap();
-            assert_eq!(error(&out), Some(Error::Timeout));
+            assert_eq!(
+                error(&out),
+                Some(Error::Infrastructure(InfrastructureError::Timeout))
+            );
         }
     }
 }
@@ -319,7 +324,10 @@ async fn abandoned_exchanges_count_against_the_address_never_the_user() {
         if count < 20 {
             assert!(out.is_authenticated());
         } else {
-            assert_eq!(error(&out), Some(Error::RateLimited));
+            assert_eq!(
+                error(&out),
+                Some(Error::Authorization(AuthorizationError::RateLimited))
+            );
             assert!(
                 out.failure()
                     .unwrap()
@@ -353,13 +361,17 @@ async fn smart_lockout_keeps_the_known_address_working() {
     let mut refused = 0;
     for _ in 0..50 {
         let out = decide(&engine, &mut password(unknown, "alice", "guess")).await;
-        if error(&out) == Some(Error::RateLimited) {
+        if error(&out) == Some(Error::Authorization(AuthorizationError::RateLimited)) {
             refused += 1;
         }
     }
     assert_eq!(refused, 45, "five guesses, then locked");
     let out = decide(&engine, &mut password(unknown, "alice", "correct")).await;
-    assert_eq!(error(&out), Some(Error::RateLimited), "U is locked");
+    assert_eq!(
+        error(&out),
+        Some(Error::Authorization(AuthorizationError::RateLimited)),
+        "U is locked"
+    );
     assert!(
         decide(&engine, &mut password("192.0.2.99", "alice", "correct"))
             .await
@@ -418,7 +430,10 @@ async fn one_limiter_counts_across_front_doors() {
         decide(&http, &mut a).await;
     }
     let out = decide(&pg, &mut password("198.51.100.2", "alice", "correct")).await;
-    assert_eq!(error(&out), Some(Error::RateLimited));
+    assert_eq!(
+        error(&out),
+        Some(Error::Authorization(AuthorizationError::RateLimited))
+    );
 }
 
 #[tokio::test]
@@ -436,7 +451,10 @@ async fn a_chain_nested_in_a_limited_engine_counts_once() {
         .build();
     for _ in 0..4 {
         let out = decide(&outer, &mut password("198.51.100.9", "alice", "guess")).await;
-        assert_eq!(error(&out), Some(Error::InvalidCredentials));
+        assert_eq!(
+            error(&out),
+            Some(Error::Credential(CredentialError::Invalid))
+        );
     }
     assert!(
         decide(&outer, &mut password("198.51.100.9", "alice", "correct"))
@@ -498,7 +516,7 @@ impl Authenticator for PasswordIs {
         if password.expose_secret() == self.0 {
             Outcome::Authenticated(StandardSession::new(user.clone(), "password", t0()).boxed())
         } else {
-            Outcome::rejected(Error::InvalidCredentials, "wrong password")
+            Outcome::rejected(CredentialError::Invalid, "wrong password")
         }
     }
 }

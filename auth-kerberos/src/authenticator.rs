@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use auth_core::{
-    Attempt, Authenticator, ConversationError, Credential, CredentialKind, CredentialStore, Error,
-    Evidence, Key, Outcome, StandardSession,
+    Attempt, Authenticator, ConversationError, Credential, CredentialError, CredentialKind,
+    CredentialStore, Evidence, Key, Outcome, StandardSession,
 };
 use libgssapi::context::{SecurityContext, ServerCtx};
 use libgssapi::error::{Error as GssError, MajorFlags};
@@ -100,21 +100,24 @@ fn failed(e: &GssError) -> Outcome {
         Outcome::unavailable(detail)
     } else if e.major.contains(MajorFlags::GSS_S_CREDENTIALS_EXPIRED) || detail.contains("expired")
     {
-        Outcome::rejected(Error::Expired, detail)
+        Outcome::rejected(CredentialError::Expired, detail)
     } else if e.major.contains(MajorFlags::GSS_S_DEFECTIVE_TOKEN) {
-        Outcome::rejected(Error::Malformed, detail)
+        Outcome::rejected(CredentialError::Malformed, detail)
     } else {
         // Wrong service key (a ticket for a rotated key), bad integrity, and the rest.
-        Outcome::rejected(Error::InvalidCredentials, detail)
+        Outcome::rejected(CredentialError::Invalid, detail)
     }
 }
 
 fn conversation_failure(e: ConversationError) -> Outcome {
     match e {
         ConversationError::NotInteractive { .. } => {
-            Outcome::rejected(Error::MissingCredentials, "GSSAPI needs another round")
+            Outcome::rejected(CredentialError::Missing, "GSSAPI needs another round")
         }
-        other => Outcome::rejected(Error::Malformed, format!("GSSAPI conversation: {other}")),
+        other => Outcome::rejected(
+            CredentialError::Malformed,
+            format!("GSSAPI conversation: {other}"),
+        ),
     }
 }
 
@@ -154,7 +157,10 @@ impl Authenticator for GssAuthenticator {
             return Outcome::NotApplicable;
         };
         if first.is_empty() || first.len() > MAX_TOKEN_LEN {
-            return Outcome::rejected(Error::Malformed, "GSSAPI token empty or larger than 64 KiB");
+            return Outcome::rejected(
+                CredentialError::Malformed,
+                "GSSAPI token empty or larger than 64 KiB",
+            );
         }
         let mut token = first.clone();
         let mut ctx = None;
@@ -173,7 +179,7 @@ impl Authenticator for GssAuthenticator {
             round += 1;
             if round >= MAX_ROUNDS {
                 return Outcome::rejected(
-                    Error::Malformed,
+                    CredentialError::Malformed,
                     "GSSAPI handshake took too many rounds",
                 );
             }
@@ -184,7 +190,7 @@ impl Authenticator for GssAuthenticator {
                 Ok(t) if !t.is_empty() && t.len() <= MAX_TOKEN_LEN => t,
                 Ok(_) => {
                     return Outcome::rejected(
-                        Error::Malformed,
+                        CredentialError::Malformed,
                         "GSSAPI token empty or larger than 64 KiB",
                     );
                 }
@@ -205,21 +211,23 @@ impl Authenticator for GssAuthenticator {
         };
         if !self.service_accepted(&target) {
             return Outcome::rejected(
-                Error::InvalidCredentials,
+                CredentialError::Invalid,
                 format!("ticket for service `{target}`, not the configured one"),
             );
         }
         drop(ctx);
         let principal = match Principal::parse(&name) {
             Ok(p) => p,
-            Err(e) => return Outcome::rejected(Error::InvalidCredentials, format!("{e}: {name}")),
+            Err(e) => {
+                return Outcome::rejected(CredentialError::Invalid, format!("{e}: {name}"));
+            }
         };
         let service_realm = target.rsplit_once('@').map(|(_, realm)| realm);
         let user = match self.mapper.map_for_service(&principal, service_realm) {
             Ok(u) => u,
             Err(e) => {
                 return Outcome::rejected(
-                    Error::InvalidCredentials,
+                    CredentialError::Invalid,
                     format!("principal `{principal}`: {e}"),
                 );
             }
@@ -228,7 +236,7 @@ impl Authenticator for GssAuthenticator {
             Ok(true) => {}
             Ok(false) => {
                 return Outcome::rejected(
-                    Error::InvalidCredentials,
+                    CredentialError::Invalid,
                     format!("principal `{principal}` maps to `{user}`, which is not a known user"),
                 );
             }

@@ -99,7 +99,10 @@ async fn as_child() {
     );
     let out = strict.authenticate(&mut attempt()).await;
     let failure = out.failure().unwrap();
-    assert_eq!(failure.error, auth_core::Error::InvalidCredentials);
+    assert_eq!(
+        failure.error,
+        auth_core::Error::Credential(auth_core::CredentialError::Invalid)
+    );
     assert!(
         failure
             .detail

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use auth_core::clock::{SharedClock, system_clock};
 use auth_core::{
-    Attempt, Authenticator, Credential, CredentialKind, Error, Evidence, Outcome, Role,
-    StandardSession,
+    Attempt, Authenticator, Credential, CredentialError, CredentialKind, Error, Evidence, Outcome,
+    Role, StandardSession,
 };
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -196,48 +196,65 @@ impl JwtAuthenticator {
         now: i64,
     ) -> Result<Validated, Outcome> {
         let leeway = i64::try_from(self.settings.leeway.as_secs()).unwrap_or(60);
-        let malformed = |e: token::TokenError| reject(Error::Malformed, e.to_string());
+        let malformed = |e: token::TokenError| {
+            reject(Error::Credential(CredentialError::Malformed), e.to_string())
+        };
         let exp = token::seconds(claims, "exp").map_err(malformed)?;
         let Some(exp) = exp else {
-            return Err(reject(Error::MissingClaim, "token without `exp`"));
+            return Err(reject(
+                Error::Credential(CredentialError::MissingClaim),
+                "token without `exp`",
+            ));
         };
         if now > exp.saturating_add(leeway) {
-            return Err(reject(Error::Expired, format!("expired at {exp}")));
+            return Err(reject(
+                Error::Credential(CredentialError::Expired),
+                format!("expired at {exp}"),
+            ));
         }
         if let Some(nbf) = token::seconds(claims, "nbf").map_err(malformed)?
             && nbf > now.saturating_add(leeway)
         {
-            return Err(reject(Error::Expired, format!("not valid before {nbf}")));
+            return Err(reject(
+                Error::Credential(CredentialError::Expired),
+                format!("not valid before {nbf}"),
+            ));
         }
         let iat = token::seconds(claims, "iat").map_err(malformed)?;
         if let Some(iat) = iat
             && iat > now.saturating_add(leeway)
         {
             return Err(reject(
-                Error::MissingClaim,
+                Error::Credential(CredentialError::MissingClaim),
                 format!("issued in the future ({iat})"),
             ));
         }
         if let Some(max) = self.settings.max_lifetime {
             let Some(iat) = iat else {
                 return Err(reject(
-                    Error::MissingClaim,
+                    Error::Credential(CredentialError::MissingClaim),
                     "token without `iat` while a maximum lifetime is set",
                 ));
             };
             if exp.saturating_sub(iat) > i64::try_from(max.as_secs()).unwrap_or(i64::MAX) {
-                return Err(reject(Error::MissingClaim, "lifetime longer than allowed"));
+                return Err(reject(
+                    Error::Credential(CredentialError::MissingClaim),
+                    "lifetime longer than allowed",
+                ));
             }
         }
         let audiences = token::strings(claims, "aud").map_err(malformed)?;
         if !audiences.contains(&config.audience) {
             return Err(reject(
-                Error::MissingClaim,
+                Error::Credential(CredentialError::MissingClaim),
                 format!("audience {audiences:?} lacks `{}`", config.audience),
             ));
         }
         let Some(subject) = token::string(claims, "sub").filter(|s| !s.is_empty()) else {
-            return Err(reject(Error::MissingClaim, "token without `sub`"));
+            return Err(reject(
+                Error::Credential(CredentialError::MissingClaim),
+                "token without `sub`",
+            ));
         };
         let user = match self.settings.username_claim.as_deref() {
             None | Some("sub") => subject.clone().into_owned(),
@@ -245,7 +262,7 @@ impl JwtAuthenticator {
                 Some(user) => user.into_owned(),
                 None => {
                     return Err(reject(
-                        Error::MissingClaim,
+                        Error::Credential(CredentialError::MissingClaim),
                         format!("token without `{claim}`"),
                     ));
                 }
@@ -272,14 +289,16 @@ impl JwtAuthenticator {
     }
 
     async fn validate(&self, jwt: &str, now: SystemTime) -> Result<Validated, Outcome> {
-        let malformed = |e: token::TokenError| reject(Error::Malformed, e.to_string());
+        let malformed = |e: token::TokenError| {
+            reject(Error::Credential(CredentialError::Malformed), e.to_string())
+        };
         let decoded = token::decode(jwt).map_err(malformed)?;
         let header = decoded.header().map_err(malformed)?;
         let claims = decoded.claims().map_err(malformed)?;
         let alg_name = token::string(&header, "alg").unwrap_or_default();
         let Some(alg) = Alg::parse(&alg_name) else {
             return Err(reject(
-                Error::InvalidSignature,
+                Error::Credential(CredentialError::BadSignature),
                 format!("algorithm `{alg_name}` is not accepted"),
             ));
         };
@@ -287,7 +306,7 @@ impl JwtAuthenticator {
         let iss = token::string(&claims, "iss").unwrap_or_default();
         let Some((config, keys)) = self.issuers.get(iss.as_ref()) else {
             return Err(reject(
-                Error::UntrustedIssuer,
+                Error::Credential(CredentialError::UntrustedIssuer),
                 format!("issuer `{iss}` is not trusted"),
             ));
         };
@@ -297,7 +316,7 @@ impl JwtAuthenticator {
                 .to_ascii_lowercase();
             if typ != "at+jwt" && typ != "application/at+jwt" {
                 return Err(reject(
-                    Error::MissingClaim,
+                    Error::Credential(CredentialError::MissingClaim),
                     format!("typ `{typ}` is not at+jwt"),
                 ));
             }
@@ -307,12 +326,15 @@ impl JwtAuthenticator {
             .key(kid.as_deref(), alg, now)
             .await
             .map_err(|e| match e {
-                LookupError::UnknownKey(_) => reject(Error::InvalidSignature, e.to_string()),
+                LookupError::UnknownKey(_) => reject(
+                    Error::Credential(CredentialError::BadSignature),
+                    e.to_string(),
+                ),
                 LookupError::Unavailable(_) => Outcome::unavailable(e.to_string()),
             })?;
         if key.alg != alg {
             return Err(reject(
-                Error::InvalidSignature,
+                Error::Credential(CredentialError::BadSignature),
                 format!(
                     "key `{}` verifies {:?}, not {alg:?}",
                     kid.as_deref().unwrap_or("(none)"),
@@ -321,7 +343,10 @@ impl JwtAuthenticator {
             ));
         }
         if !key.verify(decoded.signing_input, &decoded.signature) {
-            return Err(reject(Error::InvalidSignature, "signature does not verify"));
+            return Err(reject(
+                Error::Credential(CredentialError::BadSignature),
+                "signature does not verify",
+            ));
         }
         self.claims(config, &claims, now_secs(now))
     }

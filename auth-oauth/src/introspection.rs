@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use auth_core::clock::{SharedClock, system_clock};
 use auth_core::{
-    Attempt, Authenticator, Credential, CredentialKind, Error, Evidence, Outcome, StandardSession,
+    Attempt, Authenticator, Credential, CredentialError, CredentialKind, Error, Evidence, Outcome,
+    StandardSession,
 };
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -182,7 +183,7 @@ fn read_answer(
         && iss != expected
     {
         return refuse(
-            Error::UntrustedIssuer,
+            Error::Credential(CredentialError::UntrustedIssuer),
             format!("issuer `{iss}` is not `{expected}`"),
         );
     }
@@ -192,7 +193,7 @@ fn read_answer(
         .is_some_and(|t| t.as_ref().eq_ignore_ascii_case("refresh_token"))
     {
         return refuse(
-            Error::InvalidCredentials,
+            Error::Credential(CredentialError::Invalid),
             "a refresh token is not an access token".into(),
         );
     }
@@ -201,14 +202,17 @@ fn read_answer(
             .aud()
             .is_some_and(|list| list.iter().any(|a| a == aud))
     {
-        return refuse(Error::MissingClaim, format!("audience lacks `{aud}`"));
+        return refuse(
+            Error::Credential(CredentialError::MissingClaim),
+            format!("audience lacks `{aud}`"),
+        );
     }
     let subject = match (answer.sub(), answer.client_id()) {
         (Some(sub), _) if !sub.is_empty() => sub.to_owned(),
         (_, Some(client)) if config.client_id_as_user => client.as_str().to_owned(),
         _ => {
             return refuse(
-                Error::MissingClaim,
+                Error::Credential(CredentialError::MissingClaim),
                 "active token without sub (a client's token; `client_id_as_user` is off)".into(),
             );
         }
@@ -217,11 +221,16 @@ fn read_answer(
         None | Some("sub") => subject.clone(),
         Some("username") => match answer.username() {
             Some(u) if !u.is_empty() => u.to_owned(),
-            _ => return refuse(Error::MissingClaim, "answer without `username`".into()),
+            _ => {
+                return refuse(
+                    Error::Credential(CredentialError::MissingClaim),
+                    "answer without `username`".into(),
+                );
+            }
         },
         Some(other) => {
             return refuse(
-                Error::MissingClaim,
+                Error::Credential(CredentialError::MissingClaim),
                 format!("member `{other}` is not read from introspection answers"),
             );
         }
@@ -259,7 +268,10 @@ impl Authenticator for IntrospectionAuthenticator {
         };
         let token = token.expose_secret();
         if token.is_empty() || token.len() > crate::token::MAX_TOKEN_LEN {
-            return Outcome::rejected(Error::Malformed, "token empty or longer than 16 KiB");
+            return Outcome::rejected(
+                CredentialError::Malformed,
+                "token empty or longer than 16 KiB",
+            );
         }
         // With a re-check on every request (or no caching) nothing is cached, so skip the
         // digest too.
@@ -283,7 +295,10 @@ impl Authenticator for IntrospectionAuthenticator {
         match self.introspect(token).await {
             Ok(Some(active)) => {
                 if active.expires.is_some_and(|e| e <= now) {
-                    return Outcome::rejected(Error::Expired, "the introspected token has expired");
+                    return Outcome::rejected(
+                        CredentialError::Expired,
+                        "the introspected token has expired",
+                    );
                 }
                 let outcome = self.session(&active);
                 if let Some(digest) = digest {
@@ -292,7 +307,7 @@ impl Authenticator for IntrospectionAuthenticator {
                 outcome
             }
             Ok(None) => Outcome::rejected(
-                Error::InvalidCredentials,
+                CredentialError::Invalid,
                 "the token is not active (unknown, expired or revoked)",
             ),
             Err(outcome) => outcome,
@@ -344,21 +359,30 @@ mod tests {
         };
         assert_eq!(read(body, &named).unwrap().unwrap().user, "alice");
         let nameless = serde_json::json!({"active": true, "sub": "u-1", "aud": "api"});
-        assert_eq!(refusal(read(nameless, &named)), Error::MissingClaim);
+        assert_eq!(
+            refusal(read(nameless, &named)),
+            Error::Credential(CredentialError::MissingClaim)
+        );
     }
 
     #[test]
     fn another_issuer_a_refresh_token_and_a_clients_token_are_refused() {
         let other =
             serde_json::json!({"active": true, "sub": "u", "aud": "api", "iss": "https://evil"});
-        assert_eq!(refusal(read(other, &config())), Error::UntrustedIssuer);
+        assert_eq!(
+            refusal(read(other, &config())),
+            Error::Credential(CredentialError::UntrustedIssuer)
+        );
         let refresh = serde_json::json!({"active": true, "sub": "u", "aud": "api",
             "token_type": "refresh_token"});
-        assert_eq!(refusal(read(refresh, &config())), Error::InvalidCredentials);
+        assert_eq!(
+            refusal(read(refresh, &config())),
+            Error::Credential(CredentialError::Invalid)
+        );
         let client = serde_json::json!({"active": true, "client_id": "alice", "aud": "api"});
         assert_eq!(
             refusal(read(client.clone(), &config())),
-            Error::MissingClaim
+            Error::Credential(CredentialError::MissingClaim)
         );
         let allowed = IntrospectionConfig {
             client_id_as_user: true,
@@ -368,6 +392,9 @@ mod tests {
         let inactive = serde_json::json!({"active": false, "sub": "u"});
         assert!(read(inactive, &config()).unwrap().is_none());
         let no_aud = serde_json::json!({"active": true, "sub": "u", "aud": ["other"]});
-        assert_eq!(refusal(read(no_aud, &config())), Error::MissingClaim);
+        assert_eq!(
+            refusal(read(no_aud, &config())),
+            Error::Credential(CredentialError::MissingClaim)
+        );
     }
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use auth_core::clock::{SharedClock, system_clock};
 use auth_core::{
-    Attempt, Authenticator, Credential, CredentialKind, Error, Evidence, IllegalTransition,
-    Outcome, Role, Session, SessionEnd, SessionState, StandardSession,
+    Attempt, Authenticator, Credential, CredentialError, CredentialKind, Evidence,
+    IllegalTransition, Outcome, Role, Session, SessionEnd, SessionState, StandardSession,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -157,7 +157,7 @@ impl PasswordGrantAuthenticator {
             Ok(answer) => answer,
             Err(EndpointError::Refused(why)) => {
                 return Err(Outcome::rejected(
-                    Error::InvalidCredentials,
+                    CredentialError::Invalid,
                     format!("password grant for `{user}`: {why}"),
                 ));
             }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auth_core::{
-    Attempt, Authenticator, ConnectionInfo, Credential, Error, OutcomeClass, Protocol,
+    Attempt, Authenticator, ConnectionInfo, Credential, CredentialError, Error, OutcomeClass,
+    Protocol,
 };
 use auth_oauth::{FetchSettings, IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings};
 use base64::Engine;
@@ -89,7 +90,7 @@ async fn every_algorithm_verifies_and_the_session_carries_the_claims() {
         .remove("preferred_username");
     assert_eq!(
         error_of(&named, &keys[0].sign(&nameless)).await,
-        Error::MissingClaim
+        Error::Credential(CredentialError::MissingClaim)
     );
 }
 
@@ -120,14 +121,17 @@ async fn hostile_tokens_are_refused_with_the_right_error() {
     let none = format!("{}.{}.", enc(&json!({"alg": "none", "kid": "k1"})), enc(&c));
     assert_eq!(
         error_of(&auth, &format!("{none}eA")).await,
-        Error::InvalidSignature
+        Error::Credential(CredentialError::BadSignature)
     );
     // HS256 "signed" with the issuer's RSA public key: the key only verifies RS256.
     let mut h = Header::new(Algorithm::HS256);
     h.kid = Some("rsa".into());
     let confused =
         jsonwebtoken::encode(&h, &c, &EncodingKey::from_secret(&rsa.public_raw)).unwrap();
-    assert_eq!(error_of(&auth, &confused).await, Error::InvalidSignature);
+    assert_eq!(
+        error_of(&auth, &confused).await,
+        Error::Credential(CredentialError::BadSignature)
+    );
     // An unknown algorithm.
     let unknown = format!(
         "{}.{}.{}",
@@ -135,16 +139,19 @@ async fn hostile_tokens_are_refused_with_the_right_error() {
         enc(&c),
         B64URL.encode("sig")
     );
-    assert_eq!(error_of(&auth, &unknown).await, Error::InvalidSignature);
+    assert_eq!(
+        error_of(&auth, &unknown).await,
+        Error::Credential(CredentialError::BadSignature)
+    );
     // An untrusted issuer.
     assert_eq!(
         error_of(&auth, &good.sign(&claims("https://evil.example"))).await,
-        Error::UntrustedIssuer
+        Error::Credential(CredentialError::UntrustedIssuer)
     );
     // A trusted issuer's name, signed by another issuer's key (same kid).
     assert_eq!(
         error_of(&auth, &other.sign(&c)).await,
-        Error::InvalidSignature
+        Error::Credential(CredentialError::BadSignature)
     );
     // Wrong typ where at+jwt is required.
     let mut h = Header::new(Algorithm::ES256);
@@ -152,7 +159,7 @@ async fn hostile_tokens_are_refused_with_the_right_error() {
     h.typ = Some("JWT".into());
     assert_eq!(
         error_of(&auth, &other.sign_with(h.clone(), &claims(&second.url))).await,
-        Error::MissingClaim
+        Error::Credential(CredentialError::MissingClaim)
     );
     h.typ = Some("at+jwt".into());
     assert!(
@@ -163,14 +170,38 @@ async fn hostile_tokens_are_refused_with_the_right_error() {
     // Audience missing or foreign; lifetime and time claims.
     let t = now();
     for (patch, expected) in [
-        (json!({"aud": null}), Error::MissingClaim),
-        (json!({"aud": ["other"]}), Error::MissingClaim),
-        (json!({"exp": t - 3600}), Error::Expired),
-        (json!({"nbf": t + 3600}), Error::Expired),
-        (json!({"exp": t + 7 * 24 * 3600}), Error::MissingClaim),
-        (json!({"exp": null}), Error::MissingClaim),
-        (json!({"sub": null}), Error::MissingClaim),
-        (json!({"exp": "tomorrow"}), Error::Malformed),
+        (
+            json!({"aud": null}),
+            Error::Credential(CredentialError::MissingClaim),
+        ),
+        (
+            json!({"aud": ["other"]}),
+            Error::Credential(CredentialError::MissingClaim),
+        ),
+        (
+            json!({"exp": t - 3600}),
+            Error::Credential(CredentialError::Expired),
+        ),
+        (
+            json!({"nbf": t + 3600}),
+            Error::Credential(CredentialError::Expired),
+        ),
+        (
+            json!({"exp": t + 7 * 24 * 3600}),
+            Error::Credential(CredentialError::MissingClaim),
+        ),
+        (
+            json!({"exp": null}),
+            Error::Credential(CredentialError::MissingClaim),
+        ),
+        (
+            json!({"sub": null}),
+            Error::Credential(CredentialError::MissingClaim),
+        ),
+        (
+            json!({"exp": "tomorrow"}),
+            Error::Credential(CredentialError::Malformed),
+        ),
     ] {
         let mut claims = c.clone();
         for (k, v) in patch.as_object().unwrap() {
@@ -194,7 +225,7 @@ async fn hostile_tokens_are_refused_with_the_right_error() {
     h.x5u = Some(format!("{}/jwks", trap.url));
     assert_eq!(
         error_of(&auth, &other.sign_with(h.clone(), &c)).await,
-        Error::InvalidSignature
+        Error::Credential(CredentialError::BadSignature)
     );
     assert!(
         auth.authenticate(&mut attempt(&good.sign_with(h, &c)))
@@ -229,7 +260,11 @@ async fn hostile_tokens_are_refused_with_the_right_error() {
         format!("{}.{}.sig", B64URL.encode("not json"), enc(&c)),
         dup_claims,
     ] {
-        assert_eq!(error_of(&auth, &bad).await, Error::Malformed, "{bad:.50}");
+        assert_eq!(
+            error_of(&auth, &bad).await,
+            Error::Credential(CredentialError::Malformed),
+            "{bad:.50}"
+        );
     }
 }
 
@@ -252,7 +287,11 @@ async fn unknown_kids_cause_one_refetch_however_many_tokens() {
         })
         .collect();
     let results = futures_join(auth.clone(), tokens).await;
-    assert!(results.iter().all(|e| *e == Some(Error::InvalidSignature)));
+    assert!(
+        results
+            .iter()
+            .all(|e| *e == Some(Error::Credential(CredentialError::BadSignature)))
+    );
     assert_eq!(
         issuer.requests(),
         2,
@@ -458,7 +497,10 @@ async fn a_maximum_lifetime_requires_iat() {
     let token = good.sign(&no_iat);
     let bounded =
         JwtAuthenticator::new(vec![config(&issuer)], ValidationSettings::default()).unwrap();
-    assert_eq!(error_of(&bounded, &token).await, Error::MissingClaim);
+    assert_eq!(
+        error_of(&bounded, &token).await,
+        Error::Credential(CredentialError::MissingClaim)
+    );
     let unbounded = JwtAuthenticator::new(
         vec![config(&issuer)],
         ValidationSettings {

@@ -8,7 +8,9 @@ mod common;
 use std::time::Duration;
 
 use auth_core::secrecy::SecretString;
-use auth_core::{Attempt, Authenticator, ConnectionInfo, Credential, Error, Protocol};
+use auth_core::{
+    Attempt, Authenticator, ConnectionInfo, Credential, CredentialError, Error, Protocol,
+};
 use auth_oauth::{
     ClientAuth, ClientSecret, FetchSettings, IssuerConfig, JwtAuthenticator, ValidationSettings,
 };
@@ -55,7 +57,7 @@ async fn rfc9068_tokens_from_oidc_provider_validate_and_rotation_costs_one_refet
             .failure()
             .unwrap()
             .error,
-        Error::Malformed
+        Error::Credential(CredentialError::Malformed)
     );
 
     // The provider restarts with a new signing key: the new kid is unknown, one refetch.
@@ -84,7 +86,7 @@ async fn rfc9068_tokens_from_oidc_provider_validate_and_rotation_costs_one_refet
             .failure()
             .unwrap()
             .error,
-        Error::InvalidSignature
+        Error::Credential(CredentialError::BadSignature)
     );
 }
 
@@ -124,7 +126,7 @@ async fn opaque_tokens_are_introspected_and_revocation_is_noticed() {
     let out = every_time.authenticate(&mut attempt(&token)).await;
     assert_eq!(
         out.failure().unwrap().error,
-        Error::InvalidCredentials,
+        Error::Credential(CredentialError::Invalid),
         "revocation noticed at once"
     );
     assert!(
@@ -148,7 +150,7 @@ async fn opaque_tokens_are_introspected_and_revocation_is_noticed() {
             .failure()
             .unwrap()
             .error,
-        Error::InvalidCredentials,
+        Error::Credential(CredentialError::Invalid),
         "the re-check after the interval (on the injected clock) notices the revocation"
     );
     assert_eq!(
@@ -158,7 +160,7 @@ async fn opaque_tokens_are_introspected_and_revocation_is_noticed() {
             .failure()
             .unwrap()
             .error,
-        Error::InvalidCredentials
+        Error::Credential(CredentialError::Invalid)
     );
 
     // The provider goes away: unavailable within the timeout.

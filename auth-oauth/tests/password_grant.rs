@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use auth_core::clock::system_clock;
 use auth_core::secrecy::{ExposeSecret, SecretString};
 use auth_core::{
-    Attempt, Authenticator, ConnectionInfo, Credential, Error, MemoryAuditSink, OpenSession,
-    OutcomeClass, Protocol, Session, SessionState,
+    Attempt, Authenticator, ConnectionInfo, Credential, CredentialError, Error, MemoryAuditSink,
+    OpenSession, OutcomeClass, Protocol, Session, SessionState,
 };
 use auth_oauth::{ClientAuth, ClientSecret, PasswordGrantAuthenticator, PasswordGrantConfig};
 use auth_tests::oauth_server::{CLIENT_SECRET, DjangoOAuth};
@@ -61,11 +61,17 @@ async fn login_refresh_rotation_and_revocation() {
     let out = auth
         .authenticate(&mut attempt("alice", "wrong password"))
         .await;
-    assert_eq!(out.failure().unwrap().error, Error::InvalidCredentials);
+    assert_eq!(
+        out.failure().unwrap().error,
+        Error::Credential(CredentialError::Invalid)
+    );
     let out = auth
         .authenticate(&mut attempt("mallory", "alice long password"))
         .await;
-    assert_eq!(out.failure().unwrap().error, Error::InvalidCredentials);
+    assert_eq!(
+        out.failure().unwrap().error,
+        Error::Credential(CredentialError::Invalid)
+    );
 
     let mut session = auth
         .login(

@@ -210,7 +210,7 @@ async fn every_client_authentication_method_gets_tokens_and_introspects() {
     let out = strict.authenticate(&mut attempt(&opaque)).await;
     assert_eq!(
         out.failure().unwrap().error,
-        auth_core::Error::MissingClaim,
+        auth_core::Error::Credential(auth_core::CredentialError::MissingClaim),
         "{out:?}"
     );
 }

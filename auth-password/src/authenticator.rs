@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use auth_core::{
-    Attempt, Authenticator, Credential, CredentialKind, Error, Evidence, Outcome, Precondition,
-    StandardSession,
+    Attempt, Authenticator, Credential, CredentialError, CredentialKind, Evidence, Outcome,
+    Precondition, StandardSession,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -18,7 +18,7 @@ use crate::user::{UserError, UserStatus, Users};
 /// - A right password whose hash is outdated (bcrypt, other argon2 parameters) is
 ///   rehashed and written back with compare-and-set; a concurrent change wins.
 /// - Disabled, locked and expired accounts are reported as
-///   [`Outcome::AccountStatus`] only after the password was verified.
+///   [`Outcome::AccountRefused`] only after the password was verified.
 /// - Hashing runs on the [`Hasher`]'s bounded pool, never on the async runtime.
 #[derive(Debug)]
 pub struct PasswordAuthenticator {
@@ -73,7 +73,7 @@ impl Authenticator for PasswordAuthenticator {
         };
         // No policy at login, but no hashing of absurd input either.
         if password.expose_secret().len() > MAX_BYTES {
-            return Outcome::rejected(Error::InvalidCredentials, "password longer than 4096 bytes");
+            return Outcome::rejected(CredentialError::Invalid, "password longer than 4096 bytes");
         }
         let (user, password) = (user.clone(), password.clone());
         let found = match self.users.get(&user).await {
@@ -88,7 +88,7 @@ impl Authenticator for PasswordAuthenticator {
         let Some((record, version)) = usable else {
             self.hasher.verify_dummy(password).await;
             return Outcome::rejected(
-                Error::InvalidCredentials,
+                CredentialError::Invalid,
                 format!("unknown user `{user}` (or no password set)"),
             );
         };
@@ -99,13 +99,13 @@ impl Authenticator for PasswordAuthenticator {
         };
         if !verification.matches {
             return Outcome::rejected(
-                Error::InvalidCredentials,
+                CredentialError::Invalid,
                 format!("wrong password for user `{user}`"),
             );
         }
         if let Some((status, detail)) = record.refusal(&user, attempt.now()) {
-            return Outcome::AccountStatus {
-                status,
+            return Outcome::AccountRefused {
+                error: status,
                 detail: detail.into(),
             };
         }

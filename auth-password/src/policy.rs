@@ -136,7 +136,7 @@ impl fmt::Display for WeakPassword {
 impl WeakPassword {
     /// The client-visible error kind.
     pub fn error(&self) -> auth_core::Error {
-        auth_core::Error::WeakPassword
+        auth_core::Error::Credential(auth_core::CredentialError::WeakPassword)
     }
 }
 
@@ -302,7 +302,10 @@ mod tests {
                 .contains("add an upper-case letter; add a digit")
         );
         assert!(p.check("u", &s("Aa1!aaaa")).is_ok());
-        assert_eq!(err.error(), auth_core::Error::WeakPassword);
+        assert_eq!(
+            err.error(),
+            auth_core::Error::Credential(auth_core::CredentialError::WeakPassword)
+        );
     }
 
     #[test]

@@ -15,8 +15,8 @@ use auth_core::contract::authenticator::{
 use auth_core::secrecy::SecretSlice;
 use auth_core::store::RecordMeta;
 use auth_core::{
-    AccountStatus, Authenticator, CredentialStore, Error, Key, ManualClock, MemoryStore, Outcome,
-    Precondition, Record, StoreError,
+    AccountError, Authenticator, CredentialError, CredentialStore, Error, Key, ManualClock,
+    MemoryStore, Outcome, Precondition, Record, StoreError,
 };
 use auth_password::{
     Argon2Settings, PasswordAuthenticator, PasswordPolicy, UserError, UserRecord, UserStatus, Users,
@@ -232,7 +232,7 @@ async fn a_concurrent_change_wins_over_the_rehash() {
 }
 
 #[tokio::test]
-async fn account_status_comes_after_the_password_check() {
+async fn account_refused_comes_after_the_password_check() {
     let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000));
     let (users, hasher) = users_with(
         &[
@@ -261,16 +261,16 @@ async fn account_status_comes_after_the_password_check() {
         password_attempt(user, password).with_clock(Arc::new(clock.clone()))
     };
     let status = |o: &Outcome| match o {
-        Outcome::AccountStatus { status, .. } => Some(*status),
+        Outcome::AccountRefused { error, .. } => Some(*error),
         _ => None,
     };
     assert_eq!(
         status(&auth.authenticate(&mut at("gina", "gina's password")).await),
-        Some(AccountStatus::Disabled)
+        Some(AccountError::Disabled)
     );
     assert_eq!(
         status(&auth.authenticate(&mut at("hank", "hank's password")).await),
-        Some(AccountStatus::Locked)
+        Some(AccountError::Locked)
     );
     assert_eq!(
         auth.authenticate(&mut at("gina", "wrong one"))
@@ -278,7 +278,7 @@ async fn account_status_comes_after_the_password_check() {
             .failure()
             .unwrap()
             .error,
-        Error::InvalidCredentials,
+        Error::Credential(CredentialError::Invalid),
         "a wrong password does not learn the account status"
     );
     assert!(
@@ -289,7 +289,7 @@ async fn account_status_comes_after_the_password_check() {
     clock.advance(Duration::from_secs(100));
     assert_eq!(
         status(&auth.authenticate(&mut at("ivy", "ivy's password")).await),
-        Some(AccountStatus::Expired)
+        Some(AccountError::Expired)
     );
     users
         .update("ivy", |r| r.status = UserStatus::Deleted)
@@ -301,7 +301,7 @@ async fn account_status_comes_after_the_password_check() {
             .failure()
             .unwrap()
             .error,
-        Error::InvalidCredentials,
+        Error::Credential(CredentialError::Invalid),
         "soft-deleted is unknown"
     );
 }
@@ -315,7 +315,10 @@ async fn a_ten_megabyte_password_is_refused_without_hashing() {
     let out = auth
         .authenticate(&mut password_attempt("jack", &huge))
         .await;
-    assert_eq!(out.failure().unwrap().error, Error::InvalidCredentials);
+    assert_eq!(
+        out.failure().unwrap().error,
+        Error::Credential(CredentialError::Invalid)
+    );
     assert!(
         out.failure()
             .unwrap()
@@ -364,7 +367,10 @@ async fn set_password_enforces_the_policy_and_names_that_cannot_be_keys() {
     let out = auth
         .authenticate(&mut password_attempt("bad name/../x", "a fine password"))
         .await;
-    assert_eq!(out.failure().unwrap().error, Error::InvalidCredentials);
+    assert_eq!(
+        out.failure().unwrap().error,
+        Error::Credential(CredentialError::Invalid)
+    );
 }
 
 #[tokio::test]
@@ -397,7 +403,10 @@ async fn unknown_users_cost_about_what_wrong_passwords_cost() {
             .authenticate(&mut password_attempt(user, "not the password"))
             .await;
         list.push(started.elapsed());
-        assert_eq!(out.failure().unwrap().error, Error::InvalidCredentials);
+        assert_eq!(
+            out.failure().unwrap().error,
+            Error::Credential(CredentialError::Invalid)
+        );
     }
     wrong.sort();
     unknown.sort();

@@ -12,8 +12,8 @@ use auth_core::contract::authenticator::{
     AuthenticatorCapabilities, AuthenticatorFixture, run_all,
 };
 use auth_core::{
-    AccountStatus, Attempt, Authenticator, ConnectionInfo, Conversation, ConversationError,
-    Credential, Error, Outcome, Protocol,
+    AccountError, Attempt, Authenticator, ConnectionInfo, Conversation, ConversationError,
+    Credential, CredentialError, Error, Outcome, Protocol,
 };
 use auth_password::{ScramAuthenticator, UserStatus};
 use common::{Binding, cheap, scram_attempt, users_with};
@@ -67,7 +67,10 @@ async fn scram_sha_256_plus_binds_to_the_tls_certificate() {
         Some(CERT_HASH.to_vec()),
     );
     let out = auth.authenticate(&mut attempt).await;
-    assert_eq!(out.failure().unwrap().error, Error::Malformed);
+    assert_eq!(
+        out.failure().unwrap().error,
+        Error::Credential(CredentialError::Malformed)
+    );
     assert!(
         out.failure()
             .unwrap()
@@ -105,8 +108,14 @@ async fn wrong_password_and_unknown_user_fail_alike_and_the_server_proves_nothin
         scram_attempt("mallory", "whatever password", Binding::None, None);
     let w = auth.authenticate(&mut wrong).await;
     let u = auth.authenticate(&mut unknown).await;
-    assert_eq!(w.failure().unwrap().error, Error::InvalidCredentials);
-    assert_eq!(u.failure().unwrap().error, Error::InvalidCredentials);
+    assert_eq!(
+        w.failure().unwrap().error,
+        Error::Credential(CredentialError::Invalid)
+    );
+    assert_eq!(
+        u.failure().unwrap().error,
+        Error::Credential(CredentialError::Invalid)
+    );
     assert!(!wrong_verified.load(Ordering::SeqCst) && !unknown_verified.load(Ordering::SeqCst));
 }
 
@@ -170,7 +179,7 @@ async fn an_unknown_users_mock_salt_is_stable_and_looks_real() {
 }
 
 #[tokio::test]
-async fn account_status_is_reported_after_a_correct_proof_only() {
+async fn account_refused_is_reported_after_a_correct_proof_only() {
     let (auth, users) = scram().await;
     users
         .update("bob", |r| r.status = UserStatus::Disabled)
@@ -181,8 +190,8 @@ async fn account_status_is_reported_after_a_correct_proof_only() {
     assert!(
         matches!(
             out,
-            Outcome::AccountStatus {
-                status: AccountStatus::Disabled,
+            Outcome::AccountRefused {
+                error: AccountError::Disabled,
                 ..
             }
         ),
@@ -195,7 +204,7 @@ async fn account_status_is_reported_after_a_correct_proof_only() {
     let (mut wrong, _) = scram_attempt("bob", "wrong password!!", Binding::None, None);
     assert_eq!(
         auth.authenticate(&mut wrong).await.failure().unwrap().error,
-        Error::InvalidCredentials
+        Error::Credential(CredentialError::Invalid)
     );
     users
         .update("bob", |r| r.status = UserStatus::Deleted)
@@ -204,7 +213,7 @@ async fn account_status_is_reported_after_a_correct_proof_only() {
     let (mut right, _) = scram_attempt("bob", "bob's long password", Binding::None, None);
     assert_eq!(
         auth.authenticate(&mut right).await.failure().unwrap().error,
-        Error::InvalidCredentials
+        Error::Credential(CredentialError::Invalid)
     );
 }
 
@@ -228,7 +237,11 @@ async fn garbage_client_messages_are_protocol_errors() {
         )
         .with_conversation(Box::new(Recorder::default()));
         let out = auth.authenticate(&mut attempt).await;
-        assert_eq!(out.failure().unwrap().error, Error::Malformed, "{out:?}");
+        assert_eq!(
+            out.failure().unwrap().error,
+            Error::Credential(CredentialError::Malformed),
+            "{out:?}"
+        );
     }
 }
 

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use auth_core::{
-    Attempt, Authenticator, Credential, CredentialKind, CredentialStore, Error, Evidence, Key,
-    Outcome, StandardSession,
+    Attempt, Authenticator, Credential, CredentialError, CredentialKind, CredentialStore, Evidence,
+    Key, Outcome, StandardSession,
 };
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
@@ -92,7 +92,7 @@ impl Authenticator for WalletAuthenticator {
         let stored = Sha256::digest(record.value.expose_secret());
         if !bool::from(presented.ct_eq(&stored)) {
             return Outcome::rejected(
-                Error::InvalidCredentials,
+                CredentialError::Invalid,
                 format!("wrong password for wallet key `{key}`"),
             );
         }

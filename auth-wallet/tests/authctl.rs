@@ -460,7 +460,7 @@ async fn account_commands_take_effect_at_the_next_login_and_are_audited() {
     ok(&authctl(&env, &["user", "disable", "alice"], None));
     assert!(matches!(
         login(&env, alice()).await,
-        Outcome::AccountStatus { .. }
+        Outcome::AccountRefused { .. }
     ));
     ok(&authctl(&env, &["user", "enable", "alice"], None));
     assert!(login(&env, alice()).await.is_authenticated());

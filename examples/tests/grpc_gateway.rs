@@ -170,9 +170,9 @@ async fn tonic_client_gets_identity_and_the_right_statuses() {
         let status = client.who_am_i(with(value)).await.unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
         let expected = if value.starts_with("Bearer") {
-            auth_core::Error::InvalidCredentials
+            auth_core::Error::Credential(auth_core::CredentialError::Invalid)
         } else {
-            auth_core::Error::MissingCredentials
+            auth_core::Error::Credential(auth_core::CredentialError::Missing)
         };
         assert_eq!(
             status.message(),

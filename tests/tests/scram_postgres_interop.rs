@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use auth_core::{Authenticator, Error, MemoryStore, Precondition};
+use auth_core::{Authenticator, CredentialError, Error, MemoryStore, Precondition};
 use auth_password::{
     Argon2Settings, Hasher, HashingPool, ScramAuthenticator, ScramVerifier, UserRecord, Users,
 };
@@ -71,7 +71,7 @@ async fn verifiers_from_postgres_authenticate_through_our_server() {
             .failure()
             .unwrap()
             .error,
-        Error::InvalidCredentials
+        Error::Credential(CredentialError::Invalid)
     );
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use auth_core::{Error, Role, Session};
+use auth_core::{CredentialError, Error, Failure, Role, Session};
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -55,9 +55,9 @@ impl Authenticated {
         &self.session
     }
 
-    fn forbidden(&self, scope: Option<String>) -> AuthRejection {
+    fn forbidden(&self, failure: Failure, scope: Option<String>) -> AuthRejection {
         AuthRejection {
-            error: Error::Forbidden,
+            error: failure.error,
             scope,
             context: self.context.clone(),
         }
@@ -69,14 +69,14 @@ impl Authenticated {
     pub fn require_scope(&self, scope: &str) -> Result<(), AuthRejection> {
         self.session
             .require_scopes(&self.context.scopes, &[scope])
-            .map_err(|f| self.forbidden(f.scope_param()))
+            .map_err(|f| self.forbidden(f, Some(scope.to_owned())))
     }
 
     /// Passes when the session's roles grant `role` (roles imply the ones below them).
     pub fn require_role(&self, role: Role) -> Result<(), AuthRejection> {
         self.session
             .require_role(role)
-            .map_err(|f| self.forbidden(f.scope_param()))
+            .map_err(|f| self.forbidden(f, None))
     }
 }
 
@@ -91,7 +91,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
             .ok_or_else(|| AuthRejection {
                 // The route is not behind the layer, or the layer let an anonymous request
                 // through: either way the handler needs an identity it does not have.
-                error: Error::MissingCredentials,
+                error: Error::Credential(CredentialError::Missing),
                 scope: None,
                 context: parts
                     .extensions

@@ -34,4 +34,4 @@ mod response;
 pub use auth_tower::{API_KEY_HEADER, credential_from_headers};
 pub use extract::{AuthRejection, Authenticated};
 pub use layer::{AuthLayer, AuthService, Challenge, HttpMapping};
-pub use response::failure_response;
+pub use response::{bearer_error, failure_response, http_status};

@@ -37,6 +37,7 @@ mod startup;
 pub mod tls;
 pub mod unix;
 
+pub use errors::sqlstate;
 pub use limits::{ConnectionLimits, accept};
 pub use serve::{ServeConfig, serve, serve_unix};
 pub use session::{AuthenticatedSession, session};

@@ -316,9 +316,9 @@ impl PgAuthenticator {
                 Ok(Phase::Over)
             }
             other => {
-                let failure = other
-                    .failure()
-                    .unwrap_or_else(|| auth_core::Error::Denied.into());
+                let failure = other.failure().unwrap_or_else(|| {
+                    auth_core::Error::Authorization(auth_core::AuthorizationError::Rejected).into()
+                });
                 Err(refuse(&failure))
             }
         }
@@ -360,9 +360,9 @@ impl PgAuthenticator {
                 Ok(Phase::Over)
             }
             other => {
-                let failure = other
-                    .failure()
-                    .unwrap_or_else(|| auth_core::Error::Denied.into());
+                let failure = other.failure().unwrap_or_else(|| {
+                    auth_core::Error::Authorization(auth_core::AuthorizationError::Rejected).into()
+                });
                 Err(method_failed(&failure, &user, "GSSAPI"))
             }
         }

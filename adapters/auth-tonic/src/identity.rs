@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use auth_core::authz::ScopeRules;
-use auth_core::{Error, Role, Session};
+use auth_core::{CredentialError, Error, Role, Session};
 use tonic::Status;
 
 use crate::status::status_for;
@@ -38,7 +38,7 @@ impl Authenticated {
     pub fn require_scope(&self, scope: &str) -> Result<(), Status> {
         self.session
             .require_scopes(&self.scopes, &[scope])
-            .map_err(|_| status_for(Error::Forbidden))
+            .map_err(|f| status_for(f.error))
     }
 
     /// Passes when the session's roles grant `role` (roles imply the ones below them);
@@ -46,7 +46,7 @@ impl Authenticated {
     pub fn require_role(&self, role: Role) -> Result<(), Status> {
         self.session
             .require_role(role)
-            .map_err(|_| status_for(Error::Forbidden))
+            .map_err(|f| status_for(f.error))
     }
 }
 
@@ -63,7 +63,7 @@ pub trait RequestExt {
 impl<T> RequestExt for tonic::Request<T> {
     fn authenticated(&self) -> Result<&Authenticated, Status> {
         self.maybe_authenticated()
-            .ok_or_else(|| status_for(Error::MissingCredentials))
+            .ok_or_else(|| status_for(Error::Credential(CredentialError::Missing)))
     }
 
     fn maybe_authenticated(&self) -> Option<&Authenticated> {

@@ -61,4 +61,4 @@ mod status;
 
 pub use identity::{Authenticated, RequestExt};
 pub use layer::{AuthLayer, AuthService, GrpcMapping};
-pub use status::status_for;
+pub use status::{grpc_code, status_for};

@@ -11,8 +11,8 @@ use auth_core::audit::AuditEventKind;
 use auth_core::policy::{ConnectionType, Rule, Target};
 use auth_core::secrecy::{ExposeSecret, SecretString};
 use auth_core::{
-    ApiKeyAuthenticator, ApiKeyGrant, Attempt, Authenticator, Chain, Credential, CredentialKind,
-    Engine, Error, MemoryAuditSink, MemoryStore, Outcome, Policy, StandardSession,
+    ApiKeyAuthenticator, ApiKeyGrant, Attempt, Authenticator, Chain, Credential, CredentialError,
+    CredentialKind, Engine, MemoryAuditSink, MemoryStore, Outcome, Policy, StandardSession,
 };
 use auth_tonic::AuthLayer;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -82,10 +82,7 @@ impl Authenticator for ClientCertificate {
                 StandardSession::new("client", "client-certificate", SystemTime::now()).boxed(),
             )
         } else {
-            Outcome::rejected(
-                Error::InvalidCredentials,
-                "no or another client certificate",
-            )
+            Outcome::rejected(CredentialError::Invalid, "no or another client certificate")
         }
     }
 }

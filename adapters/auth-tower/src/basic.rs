@@ -43,7 +43,7 @@ impl BasicError {
     /// The client-visible error kind: `Malformed`, except a foreign scheme, which is not
     /// an error of this parser's at all (another method may accept it).
     pub fn error(self) -> auth_core::Error {
-        auth_core::Error::Malformed
+        auth_core::Error::Credential(auth_core::CredentialError::Malformed)
     }
 }
 
@@ -148,6 +148,9 @@ mod tests {
     fn errors_do_not_echo_input() {
         let err = parse_basic(&basic(b"secret-without-colon")).unwrap_err();
         assert!(!err.to_string().contains("secret"));
-        assert_eq!(err.error(), auth_core::Error::Malformed);
+        assert_eq!(
+            err.error(),
+            auth_core::Error::Credential(auth_core::CredentialError::Malformed)
+        );
     }
 }

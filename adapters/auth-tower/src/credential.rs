@@ -1,6 +1,6 @@
 //! The request's credential, read from its headers.
 
-use auth_core::{Credential, Error, Failure};
+use auth_core::{Credential, CredentialError, Failure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use http::HeaderMap;
@@ -43,14 +43,14 @@ fn bearer_token(value: &[u8]) -> Option<Result<&str, Failure>> {
     let token = trim_spaces(&value[space..]);
     if !is_b64token(token) {
         return Some(Err(Failure::new(
-            Error::Malformed,
+            CredentialError::Malformed,
             "Bearer token empty or not a b64token",
         )));
     }
     // b64token characters are ASCII, so this cannot fail.
     Some(
         std::str::from_utf8(token)
-            .map_err(|_| Failure::new(Error::Malformed, "Bearer token is not ASCII")),
+            .map_err(|_| Failure::new(CredentialError::Malformed, "Bearer token is not ASCII")),
     )
 }
 
@@ -73,15 +73,15 @@ pub const MAX_NEGOTIATE_TOKEN: usize = 64 * 1024;
 /// 4559, a GSS-API token), else the API-key header, else [`Credential::Absent`].
 ///
 /// A header that is present but unreadable (two `Authorization` or API-key headers,
-/// non-ASCII, an empty token, broken Basic encoding) is an [`Error::Malformed`] failure.
+/// non-ASCII, an empty token, broken Basic encoding) is an [`CredentialError::Malformed`] failure.
 /// An `Authorization` scheme no method here understands (`Digest`) is an
-/// [`Error::MissingCredentials`] failure: the client is challenged with the schemes that
+/// [`CredentialError::Missing`] failure: the client is challenged with the schemes that
 /// work, and a route open to anonymous callers does not treat it as no credential.
 pub fn credential_from_headers(
     headers: &HeaderMap,
     api_key_header: &str,
 ) -> Result<Credential, Failure> {
-    let malformed = |detail: &'static str| Failure::new(Error::Malformed, detail);
+    let malformed = |detail: &'static str| Failure::new(CredentialError::Malformed, detail);
     let mut authorization = headers.get_all(AUTHORIZATION).iter();
     if let Some(value) = authorization.next() {
         if authorization.next().is_some() {
@@ -109,7 +109,7 @@ pub fn credential_from_headers(
                 .map_err(|e| Failure::new(e.error(), e.to_string()));
         }
         return Err(Failure::new(
-            Error::MissingCredentials,
+            CredentialError::Missing,
             "unsupported Authorization scheme",
         ));
     }
@@ -132,6 +132,7 @@ pub fn credential_from_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use auth_core::Error;
     use auth_core::CredentialKind;
     use http::HeaderValue;
 
@@ -174,7 +175,7 @@ mod tests {
         assert_eq!(kind(&[("x-api-key", "k")]), Ok(CredentialKind::ApiKey));
         assert_eq!(
             kind(&[("authorization", "Digest x")]),
-            Err(Error::MissingCredentials),
+            Err(Error::Credential(CredentialError::Missing)),
             "an unknown scheme is not the absence of a credential"
         );
         assert_eq!(
@@ -207,7 +208,11 @@ mod tests {
             &[("x-api-key", "")],
             &[("x-api-key", "a"), ("x-api-key", "b")],
         ] {
-            assert_eq!(kind(bad), Err(Error::Malformed), "{bad:?}");
+            assert_eq!(
+                kind(bad),
+                Err(Error::Credential(CredentialError::Malformed)),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use auth_core::audit::{AuditEventKind, SessionPlace};
 use auth_core::secrecy::ExposeSecret;
-use auth_core::{Attempt, ConnectionInfo, Credential, Engine, Error, Mechanism, Outcome, Session};
+use auth_core::{
+    Attempt, AuthorizationError, ConnectionInfo, Credential, CredentialError, Engine, Error,
+    InfrastructureError, Mechanism, Outcome, Session,
+};
 use http::{HeaderMap, HeaderName};
 
 use crate::credential::{API_KEY_HEADER, credential_from_headers, presented_bearer};
@@ -259,15 +262,21 @@ impl Gate {
 fn refusal(outcome: Outcome, nothing_in_headers: bool) -> Error {
     match outcome.failure().map(|f| f.error) {
         // Busy, locked out or down say so (429, 503), whatever was presented.
-        Some(e @ (Error::RateLimited | Error::Unavailable | Error::Timeout)) => e,
+        Some(
+            e @ (Error::Authorization(AuthorizationError::RateLimited)
+            | Error::Infrastructure(InfrastructureError::Unavailable)
+            | Error::Infrastructure(InfrastructureError::Timeout)),
+        ) => e,
         // Nothing presented (in a header) is a challenge, whatever the engine made of it;
         // why a certificate was refused is in the audit log.
-        _ if nothing_in_headers => Error::MissingCredentials,
+        _ if nothing_in_headers => Error::Credential(CredentialError::Missing),
         // The header was readable, so the token itself is bad: RFC 6750 3.1 calls a
         // malformed token `invalid_token`, keeping `invalid_request` for a malformed
         // request.
-        Some(Error::Malformed) => Error::InvalidCredentials,
+        Some(Error::Credential(CredentialError::Malformed)) => {
+            Error::Credential(CredentialError::Invalid)
+        }
         Some(error) => error,
-        None => Error::Denied,
+        None => Error::Authorization(AuthorizationError::Rejected),
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! - [`credential_from_headers`]: `Authorization: Bearer`, `Basic` and `Negotiate`, or an
 //!   API-key header, read strictly (two `Authorization` headers, non-ASCII, broken
-//!   encodings are [`Error::Malformed`](auth_core::Error::Malformed));
+//!   encodings are [`CredentialError::Malformed`](auth_core::CredentialError::Malformed));
 //! - [`parse_basic`]: strict HTTP Basic (RFC 7617);
 //! - [`Gate`]: a request's headers and connection through an auth-core
 //!   [`Engine`](auth_core::Engine), to a [`Verdict`]; a Negotiate request gets a

@@ -1,18 +1,31 @@
 //! What a client is told about a failure, whatever the protocol.
 
-use auth_core::Error;
+use auth_core::{
+    AuthorizationError, ConfigurationError, CredentialError, Error, InfrastructureError,
+};
 
 /// The generic text a client sees for `error` (a problem+json `detail`, a gRPC status
 /// message). It never says which part of the credential was wrong or whether the user
 /// exists; the real reason is in the audit log.
 pub fn public_message(error: Error) -> &'static str {
     match error {
-        Error::MissingCredentials | Error::Denied => "authentication is required",
-        Error::Malformed => "the credentials could not be read",
-        Error::WeakPassword => "the request was refused",
-        Error::RateLimited => "too many attempts; try again later",
-        Error::Unavailable | Error::Timeout => "authentication is unavailable; try again later",
-        Error::Forbidden => "the credentials do not grant access to this resource",
+        Error::Credential(CredentialError::Missing)
+        | Error::Authorization(AuthorizationError::Rejected) => "authentication is required",
+        Error::Credential(CredentialError::Malformed) => "the credentials could not be read",
+        Error::Credential(CredentialError::WeakPassword) => "the request was refused",
+        Error::Authorization(AuthorizationError::RateLimited) => {
+            "too many attempts; try again later"
+        }
+        Error::Infrastructure(InfrastructureError::Unavailable)
+        | Error::Infrastructure(InfrastructureError::Timeout)
+        | Error::Configuration(
+            ConfigurationError::Invalid
+            | ConfigurationError::Missing
+            | ConfigurationError::Insecure,
+        ) => "authentication is unavailable; try again later",
+        Error::Authorization(
+            AuthorizationError::MissingScope | AuthorizationError::MissingRole,
+        ) => "the credentials do not grant access to this resource",
         _ => "the credentials were not accepted",
     }
 }

@@ -13,8 +13,9 @@ use async_trait::async_trait;
 use auth_core::policy::{AddressMatch, NameMatch, Rule, Target};
 use auth_core::secrecy::ExposeSecret;
 use auth_core::{
-    Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind, Engine, Error,
-    ManualClock, Outcome, Peer, Policy, Protocol, Session, StandardSession,
+    Attempt, Authenticator, AuthorizationError, Chain, ConnectionInfo, Credential, CredentialError,
+    CredentialKind, Engine, Error, ManualClock, Outcome, Peer, Policy, Protocol, Session,
+    StandardSession,
 };
 use auth_tower::{Gate, GateLayer, Mapping, Verdict};
 use http::{Extensions, HeaderMap, Request, Response};
@@ -53,7 +54,7 @@ impl Authenticator for Tokens {
                         .boxed(),
                 )
             }
-            None => Outcome::rejected(Error::InvalidCredentials, "not good"),
+            None => Outcome::rejected(CredentialError::Invalid, "not good"),
         }
     }
 }
@@ -160,7 +161,7 @@ async fn reuse_needs_the_same_user_rule_address_and_tls() {
     // A rule for the user the connection names still refuses, cached token or not.
     assert_eq!(
         user_over(&s.gate, "good-alice", from(REMOTE).with_user("admin")).await,
-        Err(Error::Denied)
+        Err(Error::Authorization(AuthorizationError::Rejected))
     );
     // Another address on the same rule, or TLS where there was none: the chain decides.
     user_over(
@@ -179,7 +180,7 @@ async fn reuse_needs_the_same_user_rule_address_and_tls() {
     // A connection that names another user is not alice's, whatever her token proves.
     assert_eq!(
         user_over(&s.gate, "good-alice", from(REMOTE).with_user("bob")).await,
-        Err(Error::InvalidCredentials)
+        Err(Error::Credential(CredentialError::Invalid))
     );
 }
 
@@ -189,7 +190,7 @@ async fn refusals_are_never_reused() {
     for _ in 0..3 {
         assert_eq!(
             user(&s.gate, "forged", LOCAL).await,
-            Err(Error::InvalidCredentials)
+            Err(Error::Credential(CredentialError::Invalid))
         );
     }
     assert_eq!(s.local.calls.load(Ordering::SeqCst), 3);
@@ -265,7 +266,11 @@ impl Mapping for Plain {
 
     fn refuse(&self, error: Error) -> Response<String> {
         Response::builder()
-            .status(error.mapping().http_status)
+            // The protocol's column of the mapping, as an adapter owns it.
+            .status(match error {
+                Error::Credential(CredentialError::Malformed) => 400,
+                _ => 401,
+            })
             .body(format!("refused: {}", error.code()))
             .unwrap()
     }

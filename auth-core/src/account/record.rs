@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::authz::Role;
-use crate::outcome::AccountStatus;
+use crate::error::AccountError;
 
 /// An account's administrative state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -90,23 +90,23 @@ pub(crate) fn state_refusal(
     status: UserStatus,
     valid_until: Option<SystemTime>,
     now: SystemTime,
-) -> Option<(AccountStatus, String)> {
+) -> Option<(AccountError, String)> {
     match status {
         UserStatus::Active => {}
         UserStatus::Disabled | UserStatus::Deleted => {
             return Some((
-                AccountStatus::Disabled,
+                AccountError::Disabled,
                 format!("account `{name}` is disabled"),
             ));
         }
         UserStatus::Locked => {
-            return Some((AccountStatus::Locked, format!("account `{name}` is locked")));
+            return Some((AccountError::Locked, format!("account `{name}` is locked")));
         }
     }
     let until = valid_until.filter(|until| now >= *until)?;
     let at = humantime::format_rfc3339_seconds(until);
     Some((
-        AccountStatus::Expired,
+        AccountError::Expired,
         format!("account `{name}` expired at {at}"),
     ))
 }
@@ -114,7 +114,7 @@ pub(crate) fn state_refusal(
 impl UserRecord {
     /// Why `name` may not log in with a password at `now`, with the audit detail: the
     /// account's state and validity, then the password's expiry.
-    pub fn refusal(&self, name: &str, now: SystemTime) -> Option<(AccountStatus, String)> {
+    pub fn refusal(&self, name: &str, now: SystemTime) -> Option<(AccountError, String)> {
         state_refusal(name, self.status, self.valid_until.map(epoch_seconds), now).or_else(|| {
             let at = self
                 .password_expires
@@ -122,7 +122,7 @@ impl UserRecord {
                 .filter(|at| now >= *at)?;
             let at = humantime::format_rfc3339_seconds(at);
             Some((
-                AccountStatus::Expired,
+                AccountError::Expired,
                 format!("the password of `{name}` expired at {at}"),
             ))
         })
@@ -167,7 +167,7 @@ mod tests {
         assert_eq!(
             r.refusal("ann", epoch_seconds(100)),
             Some((
-                AccountStatus::Expired,
+                AccountError::Expired,
                 "account `ann` expired at 1970-01-01T00:01:40Z".to_owned()
             ))
         );
@@ -177,7 +177,7 @@ mod tests {
         };
         assert_eq!(
             password.refusal("ann", epoch_seconds(60)).map(|(s, _)| s),
-            Some(AccountStatus::Expired)
+            Some(AccountError::Expired)
         );
         assert_eq!(password.refusal("ann", epoch_seconds(40)), None);
         let debug = format!(

@@ -6,8 +6,8 @@ use std::time::SystemTime;
 use super::record::state_refusal;
 use super::{Account, AccountSession, Accounts, IdentityMap};
 use crate::connection::ConnectionInfo;
-use crate::error::Error;
-use crate::outcome::{AccountStatus, Outcome};
+use crate::error::{AccountError, CredentialError};
+use crate::outcome::Outcome;
 use crate::session::{Evidence, Session};
 
 /// Decides, after a method succeeded, whether its identity may log in as the requested
@@ -27,7 +27,7 @@ use crate::session::{Evidence, Session};
 /// let connection = ConnectionInfo::tcp(Protocol::Http, "10.0.0.5:40000".parse().unwrap());
 /// let proved = StandardSession::new("alice", "wallet", std::time::SystemTime::now()).boxed();
 /// let outcome = stage.admit(&connection, proved, std::time::SystemTime::now()).await;
-/// assert!(matches!(outcome, Outcome::AccountStatus { .. }), "disabled: refused");
+/// assert!(matches!(outcome, Outcome::AccountRefused { .. }), "disabled: refused");
 /// # }
 /// ```
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ impl AccountStage {
             Ok(Some(account)) => account,
             Ok(None) => {
                 return Outcome::rejected(
-                    Error::InvalidCredentials,
+                    CredentialError::Invalid,
                     format!(
                         "`{requested}` has no account (identity `{}`, {})",
                         session.principal(),
@@ -91,8 +91,8 @@ impl AccountStage {
             Err(e) => return Outcome::unavailable(e.to_string()),
         };
         if let Some((status, detail)) = refusal(&account, connection, session.as_ref(), now) {
-            return Outcome::AccountStatus {
-                status,
+            return Outcome::AccountRefused {
+                error: status,
                 detail: detail.into(),
             };
         }
@@ -143,7 +143,7 @@ impl AccountStage {
 /// Kerberos ticket on a connection for `bob` (the chain makes it too, without a stage).
 pub(crate) fn not_acting_as(session: &dyn Session, requested: &str) -> Outcome {
     Outcome::rejected(
-        Error::InvalidCredentials,
+        CredentialError::Invalid,
         format!(
             "identity `{}` ({}) may not act as the requested user `{requested}`",
             session.principal(),
@@ -158,7 +158,7 @@ fn refusal(
     connection: &ConnectionInfo,
     session: &dyn Session,
     now: SystemTime,
-) -> Option<(AccountStatus, String)> {
+) -> Option<(AccountError, String)> {
     let name = &account.name;
     if let Some(refused) = state_refusal(name, account.status, account.valid_until, now) {
         return Some(refused);
@@ -166,7 +166,7 @@ fn refusal(
     if account.system && !connection.is_localhost() {
         if !account.remote_login {
             return Some((
-                AccountStatus::Disabled,
+                AccountError::Disabled,
                 format!("system account `{name}` may not log in from another machine"),
             ));
         }
@@ -176,7 +176,7 @@ fn refusal(
         );
         if !password {
             return Some((
-                AccountStatus::Disabled,
+                AccountError::Disabled,
                 format!(
                     "system account `{name}` logs in from another machine only with a password, not {}",
                     session.method()

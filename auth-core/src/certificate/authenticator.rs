@@ -9,7 +9,7 @@ use crate::attempt::Attempt;
 use crate::authenticator::Authenticator;
 use crate::connection::ConnectionInfo;
 use crate::credential::CredentialKind;
-use crate::error::{Error, Failure};
+use crate::error::{CredentialError, Error, Failure, InfrastructureError};
 use crate::outcome::Outcome;
 use crate::session::{Evidence, StandardSession};
 
@@ -19,7 +19,7 @@ pub const METHOD: &str = "cert";
 /// The outcome for a certificate's failure: unavailable for a stale CRL (the operator's
 /// to fix, and not counted toward a lockout), else rejected.
 pub(crate) fn refused(failure: Failure) -> Outcome {
-    if failure.error == Error::Unavailable {
+    if failure.error == Error::Infrastructure(InfrastructureError::Unavailable) {
         Outcome::Unavailable(failure)
     } else {
         Outcome::Rejected(failure)
@@ -47,7 +47,7 @@ pub(crate) fn certified(
         .map_err(|e| CertificateRefusal::Malformed(e).failure())?;
     let identity = names.identity.ok_or_else(|| {
         Failure::new(
-            Error::InvalidCredentials,
+            CredentialError::Invalid,
             format!(
                 "the client certificate `{}` has no {} name",
                 names.subject,

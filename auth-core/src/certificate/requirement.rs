@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use super::authenticator::{METHOD, certified};
 use super::{ClientName, TrustedIssuers};
 use crate::connection::ConnectionInfo;
-use crate::error::{Error, Failure};
+use crate::error::{CredentialError, Failure};
 
 /// How much a rule asks of the client certificate besides its method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +85,7 @@ impl CertificateCheck {
 /// The refusal of a success whose user the certificate does not name.
 pub(crate) fn not_named(identity: &str, user: &str) -> Failure {
     Failure::new(
-        Error::InvalidCredentials,
+        CredentialError::Invalid,
         format!(
             "the client certificate names `{identity}`, which may not act as `{user}` \
              (clientcert=verify-full; map it with an identity map entry for method `{METHOD}`)"

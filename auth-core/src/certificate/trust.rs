@@ -11,7 +11,7 @@ use webpki::{
     RevocationCheckDepth, RevocationOptionsBuilder, UnknownStatusPolicy,
 };
 
-use crate::error::{Error, Failure};
+use crate::error::{CredentialError, Error, Failure, InfrastructureError};
 
 /// The longest chain (leaf and intermediates) looked at; real ones have two or three.
 const MAX_CHAIN: usize = 8;
@@ -74,15 +74,17 @@ impl CertificateRefusal {
     /// The failure an authenticator reports for this refusal.
     pub fn failure(&self) -> Failure {
         let error = match self {
-            Self::Missing => Error::MissingCredentials,
-            Self::Malformed(_) => Error::Malformed,
-            Self::UnknownIssuer => Error::UntrustedIssuer,
-            Self::Expired(_) | Self::NotYetValid(_) => Error::Expired,
-            Self::Revoked | Self::WrongUsage => Error::InvalidCredentials,
+            Self::Missing => Error::Credential(CredentialError::Missing),
+            Self::Malformed(_) => Error::Credential(CredentialError::Malformed),
+            Self::UnknownIssuer => Error::Credential(CredentialError::UntrustedIssuer),
+            Self::Expired(_) | Self::NotYetValid(_) => Error::Credential(CredentialError::Expired),
+            Self::Revoked | Self::WrongUsage => Error::Credential(CredentialError::Invalid),
             // The operator's list went stale, not the client's certificate: not a failed
             // login that counts toward a lockout.
-            Self::CrlExpired(_) => Error::Unavailable,
-            Self::BadSignature | Self::Invalid(_) => Error::InvalidSignature,
+            Self::CrlExpired(_) => Error::Infrastructure(InfrastructureError::Unavailable),
+            Self::BadSignature | Self::Invalid(_) => {
+                Error::Credential(CredentialError::BadSignature)
+            }
         };
         Failure::new(error, self.to_string())
     }

@@ -63,8 +63,8 @@ pub struct Control {
     pub not_applicable: Action,
     /// Action for [`OutcomeClass::Rejected`].
     pub rejected: Action,
-    /// Action for [`OutcomeClass::AccountStatus`].
-    pub account_status: Action,
+    /// Action for [`OutcomeClass::AccountRefused`].
+    pub account_refused: Action,
     /// Action for [`OutcomeClass::Unavailable`] (including the link's timeout).
     pub unavailable: Action,
 }
@@ -87,7 +87,7 @@ impl Control {
             success,
             not_applicable: Action::Ignore,
             rejected: failure,
-            account_status: failure,
+            account_refused: failure,
             unavailable: failure,
         }
     }
@@ -98,7 +98,7 @@ impl Control {
             OutcomeClass::Success => self.success,
             OutcomeClass::NotApplicable => self.not_applicable,
             OutcomeClass::Rejected => self.rejected,
-            OutcomeClass::AccountStatus => self.account_status,
+            OutcomeClass::AccountRefused => self.account_refused,
             OutcomeClass::Unavailable => self.unavailable,
         }
     }
@@ -110,7 +110,7 @@ impl Control {
             OutcomeClass::Success => self.success = action,
             OutcomeClass::NotApplicable => self.not_applicable = action,
             OutcomeClass::Rejected => self.rejected = action,
-            OutcomeClass::AccountStatus => self.account_status = action,
+            OutcomeClass::AccountRefused => self.account_refused = action,
             OutcomeClass::Unavailable => self.unavailable = action,
         }
         self
@@ -141,11 +141,11 @@ impl fmt::Debug for Control {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "[success={} not_applicable={} rejected={} account_status={} unavailable={}]",
+            "[success={} not_applicable={} rejected={} account_refused={} unavailable={}]",
             self.success.as_str(),
             self.not_applicable.as_str(),
             self.rejected.as_str(),
-            self.account_status.as_str(),
+            self.account_refused.as_str(),
             self.unavailable.as_str()
         )
     }

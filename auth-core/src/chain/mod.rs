@@ -42,8 +42,8 @@
 //! nothing applied, [`Authenticator::authenticate`] answers `NotApplicable` (so an outer
 //! chain can move on) and [`Engine::decide`](crate::Engine::decide), which adapters call,
 //! answers
-//! [`Error::MissingCredentials`] when the client presented nothing and [`Error::Denied`]
-//! when no link supports the credential, and [`Error::InvalidCredentials`] when some link
+//! [`CredentialError::Missing`] when the client presented nothing and [`CredentialError::Unsupported`]
+//! when no link supports the credential, and [`CredentialError::Invalid`] when some link
 //! could judge it but none decided (so "no such user" looks like a wrong password).
 //! Either way the chain fails closed.
 //!
@@ -68,7 +68,7 @@ use control::{Effect, Evaluator, Flow};
 use crate::attempt::Attempt;
 use crate::authenticator::Authenticator;
 use crate::credential::{Credential, CredentialKind};
-use crate::error::{Error, Failure};
+use crate::error::{CredentialError, Error, Failure, InfrastructureError};
 use crate::outcome::{Outcome, OutcomeClass};
 use crate::session::SessionState;
 
@@ -257,7 +257,7 @@ impl Chain {
                     .await
                     .unwrap_or_else(|| {
                         Outcome::Unavailable(Failure::new(
-                            Error::Timeout,
+                            InfrastructureError::Timeout,
                             format!("no answer within {} ms", link.timeout.as_millis()),
                         ))
                     })
@@ -339,17 +339,17 @@ impl Chain {
         }
     }
 
-    /// The failure reported when no link decided: [`Error::MissingCredentials`] when the
-    /// client presented nothing, [`Error::InvalidCredentials`] when some link could judge
+    /// The failure reported when no link decided: [`CredentialError::Missing`] when the
+    /// client presented nothing, [`CredentialError::Invalid`] when some link could judge
     /// the credential (a "no such entry" answer must look like a wrong secret, or it
-    /// reveals which users exist), else [`Error::Denied`].
+    /// reveals which users exist), else [`CredentialError::Unsupported`].
     pub(crate) fn nothing_applied(&self, credential: &Credential) -> Failure {
         let error = if matches!(credential, Credential::Absent) {
-            Error::MissingCredentials
+            Error::Credential(CredentialError::Missing)
         } else if self.supports(credential) {
-            Error::InvalidCredentials
+            Error::Credential(CredentialError::Invalid)
         } else {
-            Error::Denied
+            Error::Credential(CredentialError::Unsupported)
         };
         Failure::new(error, "no method in the chain accepted the credential")
     }

@@ -12,8 +12,8 @@ use super::{broken, check};
 use crate::account::{Account, AccountStage, Accounts, UserStatus};
 use crate::authz::Role;
 use crate::connection::{ConnectionInfo, Protocol};
-use crate::error::Error;
-use crate::outcome::{AccountStatus, Outcome};
+use crate::error::{AccountError, CredentialError, Error};
+use crate::outcome::Outcome;
 use crate::session::{Evidence, StandardSession};
 
 /// The accounts the suite expects the implementation to hold.
@@ -221,10 +221,10 @@ pub async fn stage_admits_only_usable_accounts(
     }
 
     let refused = [
-        (&fixture.disabled.name, Some(AccountStatus::Disabled)),
-        (&fixture.locked.name, Some(AccountStatus::Locked)),
-        (&fixture.expired.name, Some(AccountStatus::Expired)),
-        (&fixture.system.name, Some(AccountStatus::Disabled)),
+        (&fixture.disabled.name, Some(AccountError::Disabled)),
+        (&fixture.locked.name, Some(AccountError::Locked)),
+        (&fixture.expired.name, Some(AccountError::Expired)),
+        (&fixture.system.name, Some(AccountError::Disabled)),
         (&fixture.unknown, None),
     ];
     for (user, status) in refused {
@@ -236,8 +236,8 @@ pub async fn stage_admits_only_usable_accounts(
             )
             .await;
         let as_expected = match (&outcome, status) {
-            (Outcome::AccountStatus { status: got, .. }, Some(want)) => *got == want,
-            (Outcome::Rejected(f), None) => f.error == Error::InvalidCredentials,
+            (Outcome::AccountRefused { error: got, .. }, Some(want)) => *got == want,
+            (Outcome::Rejected(f), None) => f.error == Error::Credential(CredentialError::Invalid),
             _ => false,
         };
         check(as_expected, P, || {
@@ -254,7 +254,7 @@ pub async fn stage_admits_only_usable_accounts(
         )
         .await;
     check(
-        matches!(&outcome, Outcome::Rejected(f) if f.error == Error::InvalidCredentials),
+        matches!(&outcome, Outcome::Rejected(f) if f.error == Error::Credential(CredentialError::Invalid)),
         P,
         || format!("mallory acting as `{active}`: {outcome:?}"),
     );

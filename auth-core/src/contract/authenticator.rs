@@ -155,14 +155,14 @@ pub async fn accepts_valid_credential(auth: &dyn Authenticator, fixture: &Authen
 /// A wrong secret and an unknown principal look the same to the client: the error a chain
 /// would report for each ([`Engine::decide`](crate::Engine::decide) turns a
 /// not-applicable answer for a supported credential into
-/// [`Error::InvalidCredentials`](crate::Error::InvalidCredentials)) is the same kind.
+/// [`CredentialError::Invalid`](crate::CredentialError::Invalid)) is the same kind.
 pub async fn wrong_secret_and_unknown_principal_look_alike(
     auth: &dyn Authenticator,
     fixture: &AuthenticatorFixture,
 ) {
     const P: &str = "wrong_secret_and_unknown_principal_look_alike";
     let visible = |o: &Outcome| match o {
-        Outcome::NotApplicable => Some(crate::Error::InvalidCredentials),
+        Outcome::NotApplicable => Some(crate::Error::Credential(crate::CredentialError::Invalid)),
         other => other.failure().map(|f| f.error),
     };
     let wrong = auth.authenticate(&mut (fixture.wrong_secret)()).await;

@@ -10,7 +10,7 @@ use crate::audit::{AuditEvent, AuditEventKind};
 use crate::certificate::{METHOD, Requirement, not_named};
 use crate::chain::StepReport;
 use crate::connection::{ConnectionInfo, Peer};
-use crate::error::{Error, Failure};
+use crate::error::{AuthorizationError, CredentialError, Error, Failure};
 use crate::outcome::{Outcome, OutcomeClass};
 use crate::rate_limit::{Ending, Refusal, Subject};
 use crate::session::Session;
@@ -20,9 +20,9 @@ impl Engine {
     /// admits it past the rate limiter, checks the rule's client-certificate requirement,
     /// runs the chain, runs the account stage on a success, and audits every step and the
     /// attempt. Always decides: when no method applied, the refusal is
-    /// [`Error::MissingCredentials`] if the client presented nothing,
-    /// [`Error::InvalidCredentials`] if some method could judge the credential, else
-    /// [`Error::Denied`].
+    /// [`CredentialError::Missing`] if the client presented nothing,
+    /// [`CredentialError::Invalid`] if some method could judge the credential, else
+    /// [`CredentialError::Unsupported`].
     pub async fn decide(&self, offer: &Offer, attempt: &mut Attempt) -> Outcome {
         attempt.set_clock(&self.clock);
         // Only the audit event needs the duration; an unaudited engine reads no clock.
@@ -177,10 +177,13 @@ impl Engine {
             self.audit.record(
                 &AuditEvent::on(kind, self.clock.now(), &attempt.connection, "rate_limited")
                     .with_user(attempt.user())
-                    .with_failure(Some(Error::RateLimited.code()), Some(&detail)),
+                    .with_failure(
+                        Some(Error::Authorization(AuthorizationError::RateLimited).code()),
+                        Some(&detail),
+                    ),
             );
         }
-        Outcome::Rejected(Failure::new(Error::RateLimited, detail))
+        Outcome::Rejected(Failure::new(AuthorizationError::RateLimited, detail))
     }
 
     /// One step's event: `step`, or `fallback` when the chain goes on after a link that
@@ -324,15 +327,17 @@ fn acting_as_requested(connection: &ConnectionInfo, outcome: Outcome) -> Outcome
 fn ending_of(outcome: &Outcome) -> Ending {
     match outcome {
         Outcome::Authenticated(_) => Ending::Succeeded,
-        Outcome::AccountStatus { .. } => Ending::Failed,
+        Outcome::AccountRefused { .. } => Ending::Failed,
         Outcome::Rejected(f) => match f.error {
-            Error::InvalidCredentials
-            | Error::Expired
-            | Error::InvalidSignature
-            | Error::UntrustedIssuer
-            | Error::MissingClaim
-            | Error::Locked => Ending::Failed,
-            Error::Malformed => Ending::Malformed,
+            Error::Credential(
+                CredentialError::Invalid
+                | CredentialError::Expired
+                | CredentialError::BadSignature
+                | CredentialError::UntrustedIssuer
+                | CredentialError::MissingClaim,
+            )
+            | Error::Account(_) => Ending::Failed,
+            Error::Credential(CredentialError::Malformed) => Ending::Malformed,
             _ => Ending::Neutral,
         },
         _ => Ending::Neutral,

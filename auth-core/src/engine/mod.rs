@@ -25,7 +25,7 @@ use crate::audit::{AuditEvent, AuditEventKind, AuditSink, SessionPlace, TracingA
 use crate::chain::Chain;
 use crate::clock::{SharedClock, system_clock};
 use crate::connection::ConnectionInfo;
-use crate::error::{Error, Failure};
+use crate::error::{AuthorizationError, Error, Failure};
 use crate::open_session::OpenSession;
 use crate::policy::{Policy, Selection};
 use crate::rate_limit::RateLimiter;
@@ -162,7 +162,7 @@ impl Engine {
     /// order. Rules match the user `credential_user` names (a protocol whose credential
     /// carries the user, as HTTP Basic does, passes it; pgwire passes `None`), else the
     /// user the connection asks for. A rule that rejects, or no rule at all, is an
-    /// [`Error::Denied`] refusal, audited as a policy reject.
+    /// [`AuthorizationError::Rejected`] refusal, audited as a policy reject.
     pub fn offer(
         &self,
         connection: &ConnectionInfo,
@@ -192,10 +192,13 @@ impl Engine {
                     "rejected",
                 )
                 .with_user(user)
-                .with_failure(Some(Error::Denied.code()), Some(&detail)),
+                .with_failure(
+                    Some(Error::Authorization(AuthorizationError::Rejected).code()),
+                    Some(&detail),
+                ),
             );
         }
-        Err(Failure::new(Error::Denied, detail))
+        Err(Failure::new(AuthorizationError::Rejected, detail))
     }
 
     /// The chain an offer for `connection` would carry, found without auditing anything:

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::attempt::Attempt;
 use crate::authenticator::Authenticator;
 use crate::credential::CredentialKind;
-use crate::error::Error;
+use crate::error::{AuthorizationError, CredentialError};
 use crate::outcome::Outcome;
 use crate::session::{Evidence, StandardSession};
 
@@ -104,7 +104,7 @@ impl Authenticator for PeerAuthenticator {
         }
         let Some(credentials) = attempt.connection.peer.credentials() else {
             return Outcome::rejected(
-                Error::Denied,
+                AuthorizationError::Rejected,
                 "peer authentication needs a Unix-domain socket connection whose peer \
                  credentials the server read",
             );
@@ -117,7 +117,7 @@ impl Authenticator for PeerAuthenticator {
             Ok(Ok(Some(name))) => name,
             Ok(Ok(None)) => {
                 return Outcome::rejected(
-                    Error::InvalidCredentials,
+                    CredentialError::Invalid,
                     format!("no OS user has uid {uid}"),
                 );
             }
@@ -135,6 +135,7 @@ impl Authenticator for PeerAuthenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use crate::connection::{ConnectionInfo, Peer, PeerCredentials, Protocol};
     use crate::credential::Credential;
 
@@ -184,15 +185,23 @@ mod tests {
         let unknown = judge(unix(4242)).await;
         assert_eq!(
             unknown.failure().map(|f| (f.error, f.detail.to_string())),
-            Some((Error::InvalidCredentials, "no OS user has uid 4242".into()))
+            Some((
+                Error::Credential(CredentialError::Invalid),
+                "no OS user has uid 4242".into()
+            ))
         );
         let tcp = ConnectionInfo::tcp(Protocol::Postgres, "127.0.0.1:5".parse().unwrap());
         assert_eq!(
             judge(tcp).await.failure().map(|f| f.error),
-            Some(Error::Denied)
+            Some(Error::Authorization(AuthorizationError::Rejected))
         );
         let down = judge(unix(13)).await;
-        assert_eq!(down.failure().map(|f| f.error), Some(Error::Unavailable));
+        assert_eq!(
+            down.failure().map(|f| f.error),
+            Some(Error::Infrastructure(
+                crate::InfrastructureError::Unavailable
+            ))
+        );
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use crate::attempt::Attempt;
 use crate::authenticator::Authenticator;
 use crate::credential::CredentialKind;
-use crate::error::Error;
+use crate::error::{AuthorizationError, CredentialError};
 use crate::outcome::Outcome;
 use crate::session::{Evidence, StandardSession};
 
@@ -68,7 +68,7 @@ impl Authenticator for TrustAuthenticator {
         }
         if !attempt.connection.is_localhost() {
             return Outcome::rejected(
-                Error::Denied,
+                AuthorizationError::Rejected,
                 format!(
                     "trust is only for clients on this machine, not {}",
                     attempt.connection.peer
@@ -77,7 +77,7 @@ impl Authenticator for TrustAuthenticator {
         }
         let Some(user) = attempt.connection.user.clone() else {
             return Outcome::rejected(
-                Error::MissingCredentials,
+                CredentialError::Missing,
                 "trust needs the user the client asks to be",
             );
         };
@@ -90,6 +90,7 @@ impl Authenticator for TrustAuthenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use crate::connection::{ConnectionInfo, Peer, Protocol};
     use crate::credential::Credential;
 
@@ -113,12 +114,15 @@ mod tests {
         let remote =
             ConnectionInfo::tcp(Protocol::Postgres, "[::ffff:10.1.1.1]:5".parse().unwrap());
         let refused = judge(remote.with_user("maint"), Credential::Absent).await;
-        assert_eq!(refused.failure().map(|f| f.error), Some(Error::Denied));
+        assert_eq!(
+            refused.failure().map(|f| f.error),
+            Some(Error::Authorization(AuthorizationError::Rejected))
+        );
         let nameless = ConnectionInfo::new(Protocol::Postgres, Peer::unix(None, None));
         let refused = judge(nameless, Credential::Absent).await;
         assert_eq!(
             refused.failure().map(|f| f.error),
-            Some(Error::MissingCredentials)
+            Some(Error::Credential(CredentialError::Missing))
         );
         let local = ConnectionInfo::new(Protocol::Postgres, Peer::unix(None, None));
         assert!(matches!(

@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use auth_core::engine::EngineBuilder;
 use auth_core::{
-    AccountStatus, Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialKind,
-    Engine, Error, Outcome, OutcomeClass, Policy, Protocol, StandardSession,
+    AccountError, Attempt, Authenticator, AuthorizationError, Chain, ConnectionInfo, Credential,
+    CredentialError, CredentialKind, Engine, Error, InfrastructureError, Outcome, OutcomeClass,
+    Policy, Protocol, StandardSession,
 };
 
 /// An authenticator that answers every supported attempt with a fixed outcome class and
@@ -48,7 +49,7 @@ impl Scripted {
         Arc::new(Self {
             name,
             class: OutcomeClass::Success,
-            error: Error::Denied,
+            error: Error::Authorization(AuthorizationError::Rejected),
             delay: Some(delay),
             calls: AtomicUsize::new(0),
         })
@@ -72,10 +73,10 @@ impl Scripted {
 
 fn default_error(class: OutcomeClass) -> Error {
     match class {
-        OutcomeClass::Rejected => Error::InvalidCredentials,
-        OutcomeClass::AccountStatus => Error::Locked,
-        OutcomeClass::Unavailable => Error::Unavailable,
-        _ => Error::Denied,
+        OutcomeClass::Rejected => Error::Credential(CredentialError::Invalid),
+        OutcomeClass::AccountRefused => Error::Account(AccountError::Locked),
+        OutcomeClass::Unavailable => Error::Infrastructure(InfrastructureError::Unavailable),
+        _ => Error::Authorization(AuthorizationError::Rejected),
     }
 }
 
@@ -105,8 +106,8 @@ impl Authenticator for Scripted {
             OutcomeClass::Rejected => {
                 Outcome::rejected(self.error, format!("{} rejected {user}", self.name))
             }
-            OutcomeClass::AccountStatus => Outcome::AccountStatus {
-                status: AccountStatus::Locked,
+            OutcomeClass::AccountRefused => Outcome::AccountRefused {
+                error: AccountError::Locked,
                 detail: format!("{} says {user} is locked", self.name).into(),
             },
             OutcomeClass::Unavailable => Outcome::Unavailable(auth_core::Failure::new(

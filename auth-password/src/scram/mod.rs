@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use auth_core::{
-    Attempt, Authenticator, ConversationError, Credential, CredentialKind, Error, Evidence,
-    Outcome, StandardSession,
+    Attempt, Authenticator, ConversationError, Credential, CredentialError, CredentialKind,
+    Evidence, Outcome, StandardSession,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -130,10 +130,13 @@ fn server_nonce() -> Option<String> {
 fn conversation_failure(e: ConversationError) -> Outcome {
     match e {
         ConversationError::NotInteractive { .. } => Outcome::rejected(
-            Error::MissingCredentials,
+            CredentialError::Missing,
             "SCRAM needs an interactive transport",
         ),
-        other => Outcome::rejected(Error::Malformed, format!("SCRAM conversation: {other}")),
+        other => Outcome::rejected(
+            CredentialError::Malformed,
+            format!("SCRAM conversation: {other}"),
+        ),
     }
 }
 
@@ -164,7 +167,10 @@ impl Authenticator for ScramAuthenticator {
         };
         let mechanism = mechanism.clone();
         let Some(client_first) = initial.as_ref().map(|i| i.expose_secret().to_vec()) else {
-            return Outcome::rejected(Error::Malformed, "SCRAM without a client-first message");
+            return Outcome::rejected(
+                CredentialError::Malformed,
+                "SCRAM without a client-first message",
+            );
         };
         let channel_binding = attempt.connection.channel_binding().map(<[u8]>::to_vec);
         // PostgreSQL clients name the user at startup and send an empty SCRAM user name.
@@ -173,8 +179,15 @@ impl Authenticator for ScramAuthenticator {
             Some(u) => u,
             None => match parse_client_first(&client_first) {
                 Ok(first) if !first.username.is_empty() => first.username,
-                Ok(_) => return Outcome::rejected(Error::Malformed, "SCRAM without a user name"),
-                Err(e) => return Outcome::rejected(Error::Malformed, e.to_string()),
+                Ok(_) => {
+                    return Outcome::rejected(
+                        CredentialError::Malformed,
+                        "SCRAM without a user name",
+                    );
+                }
+                Err(e) => {
+                    return Outcome::rejected(CredentialError::Malformed, e.to_string());
+                }
             },
         };
 
@@ -204,7 +217,9 @@ impl Authenticator for ScramAuthenticator {
             &nonce,
         ) {
             Ok(x) => x,
-            Err(e) => return Outcome::rejected(Error::Malformed, e.to_string()),
+            Err(e) => {
+                return Outcome::rejected(CredentialError::Malformed, e.to_string());
+            }
         };
 
         // Validity is judged as of the start of the exchange.
@@ -224,17 +239,19 @@ impl Authenticator for ScramAuthenticator {
                 } else {
                     format!("SCRAM for user `{user}` failed: {why_not}")
                 };
-                return Outcome::rejected(Error::InvalidCredentials, detail);
+                return Outcome::rejected(CredentialError::Invalid, detail);
             }
-            Err(e) => return Outcome::rejected(Error::Malformed, e.to_string()),
+            Err(e) => {
+                return Outcome::rejected(CredentialError::Malformed, e.to_string());
+            }
         };
         // Only a genuine verifier can verify, so the record exists.
         let Some(record) = record else {
-            return Outcome::rejected(Error::InvalidCredentials, "unknown user");
+            return Outcome::rejected(CredentialError::Invalid, "unknown user");
         };
         if let Some((status, detail)) = record.refusal(&user, now) {
-            return Outcome::AccountStatus {
-                status,
+            return Outcome::AccountRefused {
+                error: status,
                 detail: detail.into(),
             };
         }

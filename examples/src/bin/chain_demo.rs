@@ -124,8 +124,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (None, Some(f)) => format!(
                 "=> refused: \"{}\" (SQLSTATE {}, HTTP {})",
                 f.error,
-                f.error.mapping().sqlstate,
-                f.error.mapping().http_status
+                auth_pgwire::sqlstate(f.error),
+                auth_axum::http_status(f.error).as_u16()
             ),
             (None, None) => "=> refused".to_owned(),
         };

@@ -93,3 +93,16 @@ pub fn kinds_include(kinds: &[CredentialKind], credential: &Credential) -> bool 
         other => kinds.contains(&other.kind()),
     }
 }
+
+/// Work that makes a cheap secret check cost what a password-hash check costs.
+///
+/// A method that compares a stored secret in microseconds, next to one that verifies a
+/// password hash in tens of milliseconds, tells its users from the others by timing, and
+/// lets them be guessed at no cost. Such a method runs this work on every check; a password
+/// hasher implements it by verifying against a hash that matches nothing
+/// (`auth_password::Hasher` does).
+#[async_trait]
+pub trait EqualCost: Send + Sync + Debug {
+    /// Does the work of verifying `password`, and discards the answer.
+    async fn verify_dummy(&self, password: secrecy::SecretString);
+}

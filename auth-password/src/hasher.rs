@@ -121,3 +121,10 @@ impl Hasher {
             .await??)
     }
 }
+
+#[async_trait::async_trait]
+impl auth_core::EqualCost for Hasher {
+    async fn verify_dummy(&self, password: SecretString) {
+        Hasher::verify_dummy(self, password).await;
+    }
+}

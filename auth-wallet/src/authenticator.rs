@@ -4,14 +4,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use auth_core::{
-    Attempt, Authenticator, Credential, CredentialError, CredentialKind, CredentialStore, Evidence,
-    Key, Outcome, StandardSession,
+    Attempt, Authenticator, Credential, CredentialError, CredentialKind, CredentialStore,
+    EqualCost, Evidence, Key, Outcome, StandardSession,
 };
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-
-use auth_password::Hasher;
 
 use crate::wallet::DEFAULT_USER_PREFIX;
 
@@ -31,7 +29,7 @@ use crate::wallet::DEFAULT_USER_PREFIX;
 pub struct WalletAuthenticator {
     store: Arc<dyn CredentialStore>,
     prefix: String,
-    equal_cost: Option<Hasher>,
+    equal_cost: Option<Arc<dyn EqualCost>>,
 }
 
 impl WalletAuthenticator {
@@ -44,12 +42,12 @@ impl WalletAuthenticator {
         }
     }
 
-    /// Verifies a dummy password hash with `hasher` on every check of a wallet user,
+    /// Runs `work` (a dummy password-hash verification) on every check of a wallet user,
     /// right or wrong, so that a wallet user costs what a password-hash user and an
-    /// unknown user cost (use the hasher of the chain's password method).
+    /// unknown user cost: pass the `auth_password::Hasher` of the chain's password method.
     #[must_use]
-    pub fn with_equal_cost(mut self, hasher: Hasher) -> Self {
-        self.equal_cost = Some(hasher);
+    pub fn with_equal_cost(mut self, work: impl EqualCost + 'static) -> Self {
+        self.equal_cost = Some(Arc::new(work));
         self
     }
 
@@ -84,8 +82,8 @@ impl Authenticator for WalletAuthenticator {
             Ok(None) => return Outcome::NotApplicable,
             Err(e) => return Outcome::unavailable(format!("wallet: {e}")),
         };
-        if let Some(hasher) = &self.equal_cost {
-            hasher.verify_dummy(password.clone()).await;
+        if let Some(work) = &self.equal_cost {
+            work.verify_dummy(password.clone()).await;
         }
         // Digests first, so the comparison takes the same time whatever the lengths.
         let presented = Sha256::digest(password.expose_secret().as_bytes());

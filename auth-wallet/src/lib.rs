@@ -11,7 +11,7 @@
 //! - Backends: [`FileStore`] (embedded default; crash-safe, locked, checksummed) and
 //!   [`PostgresStore`] (several instances; migrations, compare-and-set on a version).
 //! - [`WalletAuthenticator`]: passwords checked against `pgwire-user-<name>` secrets.
-//! - `authctl`: the administrators' command line.
+//! - The administrators' command line is the `authctl` crate (`adapters/authctl`).
 //!
 //! ```
 //! use std::sync::Arc;

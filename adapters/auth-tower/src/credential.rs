@@ -132,8 +132,8 @@ pub fn credential_from_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use auth_core::Error;
     use auth_core::CredentialKind;
+    use auth_core::Error;
     use http::HeaderValue;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

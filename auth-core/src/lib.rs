@@ -105,7 +105,7 @@ pub use attempt::Attempt;
 pub use audit::{AuditEvent, AuditEventKind, AuditSink, MemoryAuditSink, TracingAuditSink};
 pub use authenticator::{Authenticator, EqualCost, kinds_include};
 pub use authz::{Role, ScopeRules};
-pub use chain::{Action, Chain, Control, Link};
+pub use chain::{Action, Chain, Control, DangerousControl, Link};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{Config, ConfigError};
 pub use connection::{ConnectionInfo, Peer, PeerCredentials, Protocol, TlsInfo};

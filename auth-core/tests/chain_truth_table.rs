@@ -231,7 +231,7 @@ async fn all_abstain_fails_closed() {
 #[tokio::test]
 async fn ok_on_a_failure_makes_the_status_a_failure() {
     // [success=ok rejected=ok]: PAM's `ok` lets a failure code become the stack's status.
-    let c = Control::REQUIRED.on(Rejected, Action::Ok);
+    let c = Control::REQUIRED.dangerous().on(Rejected, Action::Ok);
     let r = run(&[
         (Scripted::new("a", Rejected), c),
         (Scripted::new("b", Success), Control::REQUIRED),
@@ -242,7 +242,7 @@ async fn ok_on_a_failure_makes_the_status_a_failure() {
 
 #[tokio::test]
 async fn reset_forgets_earlier_failures() {
-    let reset_on_success = Control::OPTIONAL.on(Success, Action::Reset);
+    let reset_on_success = Control::OPTIONAL.dangerous().on(Success, Action::Reset);
     let r = run(&[
         (Scripted::new("a", Rejected), Control::REQUIRED),
         (Scripted::new("b", Success), reset_on_success),

@@ -269,7 +269,7 @@ fn timing_equality() {
             .await
             .unwrap();
         let password = PasswordAuthenticator::new(users.clone(), hasher);
-        let scram = ScramAuthenticator::new(users);
+        let scram = ScramAuthenticator::new(users, [0x5A; 32]);
         for (label, is_scram) in [("password", false), ("SCRAM", true)] {
             let mut wrong = Vec::new();
             let mut unknown = Vec::new();

@@ -29,7 +29,7 @@ async fn scram() -> (ScramAuthenticator, auth_password::Users) {
         cheap(),
     )
     .await;
-    (ScramAuthenticator::new(users.clone()), users)
+    (ScramAuthenticator::new(users.clone(), [0x5A; 32]), users)
 }
 
 #[tokio::test]
@@ -267,7 +267,7 @@ async fn scram_passes_the_authenticator_contract() {
 async fn the_mock_secret_never_shows_in_debug_output() {
     let (users, _) = users_with(&[], cheap()).await;
     let secret = [0xAB_u8; 32];
-    let auth = ScramAuthenticator::new(users).with_mock_secret(secret);
+    let auth = ScramAuthenticator::new(users, secret);
     let shown = format!("{auth:?} {auth:#?}");
     assert!(shown.contains("[redacted]"), "{shown}");
     for needle in [

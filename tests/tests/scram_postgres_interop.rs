@@ -53,7 +53,7 @@ async fn verifiers_from_postgres_authenticate_through_our_server() {
             .await
             .unwrap();
     }
-    let auth = ScramAuthenticator::new(users);
+    let auth = ScramAuthenticator::new(users, [0x5A; 32]);
     for (user, password) in [("bob", "bob secret 123"), ("tricky", TRICKY)] {
         let (mut attempt, verified) = scram_attempt(user, password, Binding::None, None);
         let out = auth.authenticate(&mut attempt).await;

@@ -194,11 +194,27 @@ impl AuthLayer {
         self.with_gate(Gate::allow_anonymous)
     }
 
+    /// The options of this layer that weaken what each request proves, as rustls keeps its
+    /// own behind `dangerous()`: each says why on [`DangerousAuthLayer`].
+    pub fn dangerous(self) -> DangerousAuthLayer {
+        DangerousAuthLayer(self)
+    }
+}
+
+/// The risky options of an [`AuthLayer`], reached through [`AuthLayer::dangerous`].
+#[derive(Debug)]
+pub struct DangerousAuthLayer(AuthLayer);
+
+impl DangerousAuthLayer {
     /// Reuses the session a bearer token earned for the next requests with the same token,
-    /// for up to `max_age`; see [`Gate::reuse_sessions`] for what a reused request skips.
+    /// for up to `max_age`.
+    ///
+    /// Dangerous because a reused request skips the chain, the audit, the rate limiter and
+    /// the account stage; see [`DangerousGate::reuse_sessions`](auth_tower::DangerousGate::reuse_sessions).
     #[must_use]
-    pub fn reuse_sessions(self, capacity: u64, max_age: std::time::Duration) -> Self {
-        self.with_gate(|g| g.reuse_sessions(capacity, max_age))
+    pub fn reuse_sessions(self, capacity: u64, max_age: std::time::Duration) -> AuthLayer {
+        self.0
+            .with_gate(|g| g.dangerous().reuse_sessions(capacity, max_age))
     }
 }
 

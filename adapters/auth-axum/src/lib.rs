@@ -13,7 +13,7 @@
 //! check roles and scopes with [`Authenticated::require_scope`] and
 //! [`Authenticated::require_role`].
 //!
-//! For busy APIs, [`AuthLayer::reuse_sessions`] lets a repeated bearer token skip the
+//! For busy APIs, [`AuthLayer::dangerous`]`().reuse_sessions(..)` lets a repeated bearer token skip the
 //! chain for a bounded time (see its documentation for what that gives up).
 //!
 //! The peer address comes from axum's `ConnectInfo<SocketAddr>` (serve with
@@ -33,5 +33,5 @@ mod response;
 
 pub use auth_tower::{API_KEY_HEADER, credential_from_headers};
 pub use extract::{AuthRejection, Authenticated};
-pub use layer::{AuthLayer, AuthService, Challenge, HttpMapping};
+pub use layer::{AuthLayer, AuthService, Challenge, DangerousAuthLayer, HttpMapping};
 pub use response::{bearer_error, failure_response, http_status};

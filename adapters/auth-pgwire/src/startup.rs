@@ -44,9 +44,8 @@ static PIDS: LazyLock<RandomPidSecretKeyGenerator> =
 pub struct PgAuthConfig {
     /// What each connection is offered, and the decisions.
     pub engine: Arc<Engine>,
-    /// Accept cleartext passwords on connections without TLS (off by default, as a
-    /// password on an unencrypted connection can be read by anyone on the path).
-    pub allow_cleartext_without_tls: bool,
+    /// Set only through [`DangerousPgAuthConfig::allow_cleartext_without_tls`].
+    allow_cleartext_without_tls: bool,
     /// The largest SASL message accepted from a client.
     pub max_sasl_message: usize,
 }
@@ -59,6 +58,35 @@ impl PgAuthConfig {
             allow_cleartext_without_tls: false,
             max_sasl_message: 8192,
         }
+    }
+
+    /// The options that weaken what a connection proves, as rustls keeps its own behind
+    /// `dangerous()`: each says why on [`DangerousPgAuthConfig`].
+    pub fn dangerous(self) -> DangerousPgAuthConfig {
+        DangerousPgAuthConfig(self)
+    }
+
+    /// Whether cleartext passwords are accepted on connections without TLS.
+    pub fn allows_cleartext_without_tls(&self) -> bool {
+        self.allow_cleartext_without_tls
+    }
+}
+
+/// The risky options of a [`PgAuthConfig`], reached through [`PgAuthConfig::dangerous`].
+#[derive(Debug, Clone)]
+pub struct DangerousPgAuthConfig(PgAuthConfig);
+
+impl DangerousPgAuthConfig {
+    /// Accepts cleartext passwords (`method = "password"`) on TCP connections without TLS.
+    ///
+    /// Dangerous because the password then crosses the network readable by anyone on the
+    /// path, and a man in the middle can replay it. Unix-domain sockets never need this.
+    /// Only behind a TLS-terminating proxy on the same machine.
+    #[must_use]
+    pub fn allow_cleartext_without_tls(self) -> PgAuthConfig {
+        let mut config = self.0;
+        config.allow_cleartext_without_tls = true;
+        config
     }
 }
 

@@ -129,7 +129,9 @@ fn main() {
             (
                 "AuthLayer, session reuse",
                 serve(Some(
-                    AuthLayer::new(engine(&jwk)).reuse_sessions(10_000, Duration::from_secs(60)),
+                    AuthLayer::new(engine(&jwk))
+                        .dangerous()
+                        .reuse_sessions(10_000, Duration::from_secs(60)),
                 ))
                 .await,
             ),

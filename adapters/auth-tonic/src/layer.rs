@@ -157,11 +157,30 @@ impl AuthLayer {
         Self::build(self.gate().allow_anonymous(), self.scopes())
     }
 
+    /// The options of this layer that weaken what each call proves, as rustls keeps its
+    /// own behind `dangerous()`: each says why on [`DangerousAuthLayer`].
+    pub fn dangerous(self) -> DangerousAuthLayer {
+        DangerousAuthLayer(self)
+    }
+}
+
+/// The risky options of an [`AuthLayer`], reached through [`AuthLayer::dangerous`].
+#[derive(Debug)]
+pub struct DangerousAuthLayer(AuthLayer);
+
+impl DangerousAuthLayer {
     /// Reuses the session a bearer token earned for the next calls with the same token,
-    /// for up to `max_age`; see [`Gate::reuse_sessions`] for what a reused call skips.
+    /// for up to `max_age`.
+    ///
+    /// Dangerous because a reused call skips the chain, the audit, the rate limiter and
+    /// the account stage; see [`DangerousGate::reuse_sessions`](auth_tower::DangerousGate::reuse_sessions).
     #[must_use]
-    pub fn reuse_sessions(self, capacity: u64, max_age: std::time::Duration) -> Self {
-        Self::build(self.gate().reuse_sessions(capacity, max_age), self.scopes())
+    pub fn reuse_sessions(self, capacity: u64, max_age: std::time::Duration) -> AuthLayer {
+        let layer = self.0;
+        AuthLayer::build(
+            layer.gate().dangerous().reuse_sessions(capacity, max_age),
+            layer.scopes(),
+        )
     }
 }
 

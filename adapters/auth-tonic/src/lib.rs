@@ -60,5 +60,5 @@ mod layer;
 mod status;
 
 pub use identity::{Authenticated, RequestExt};
-pub use layer::{AuthLayer, AuthService, GrpcMapping};
+pub use layer::{AuthLayer, AuthService, DangerousAuthLayer, GrpcMapping};
 pub use status::{grpc_code, status_for};

@@ -93,22 +93,10 @@ impl Gate {
         self
     }
 
-    /// Reuses the session a bearer token earned for later requests that present the same
-    /// token over a like connection (the chain the policy picks for it, the client's
-    /// address, TLS and client certificate all the same), for up to `max_age` (capped at
-    /// a year) and never past the session's expiry; sessions without one are not reused.
-    /// Up to `capacity` tokens are remembered, by their SHA-256 only.
-    ///
-    /// Off by default, because a reused session skips the chain. The request gets no
-    /// audit event and no rate-limiter update or lockout check (the request that earned
-    /// the session had all three, and a client locked out later keeps what it earned
-    /// before for up to `max_age`), and an authenticator's own revocation checks
-    /// (introspection re-checked every request) are not consulted again within
-    /// `max_age`. Keep `max_age` at or below the revocation delay you accept.
-    #[must_use]
-    pub fn reuse_sessions(mut self, capacity: u64, max_age: Duration) -> Self {
-        self.reuse = Some(Arc::new(SessionReuse::new(capacity, max_age)));
-        self
+    /// The options of this gate that weaken what each request proves, as rustls keeps its
+    /// own behind `dangerous()`: each says why on [`DangerousGate`].
+    pub fn dangerous(self) -> DangerousGate {
+        DangerousGate(self)
     }
 
     /// The session reuse holds for this request: a well-formed bearer token seen before, on
@@ -278,5 +266,30 @@ fn refusal(outcome: Outcome, nothing_in_headers: bool) -> Error {
         }
         Some(error) => error,
         None => Error::Authorization(AuthorizationError::Rejected),
+    }
+}
+
+/// The risky options of a [`Gate`], reached through [`Gate::dangerous`].
+#[derive(Debug)]
+pub struct DangerousGate(Gate);
+
+impl DangerousGate {
+    /// Reuses the session a bearer token earned for later requests that present the same
+    /// token over a like connection (the chain the policy picks for it, the client's
+    /// address, TLS and client certificate all the same), for up to `max_age` (capped at
+    /// a year) and never past the session's expiry; sessions without one are not reused.
+    /// Up to `capacity` tokens are remembered, by their SHA-256 only.
+    ///
+    /// Dangerous because a reused session skips the chain. The request gets no audit
+    /// event and no rate-limiter update or lockout check (the request that earned the
+    /// session had all three, and a client locked out or disabled later keeps what it
+    /// earned before for up to `max_age`), and an authenticator's own revocation checks
+    /// (introspection re-checked every request) are not consulted again within
+    /// `max_age`. Keep `max_age` at or below the revocation delay you accept.
+    #[must_use]
+    pub fn reuse_sessions(self, capacity: u64, max_age: Duration) -> Gate {
+        let mut gate = self.0;
+        gate.reuse = Some(Arc::new(SessionReuse::new(capacity, max_age)));
+        gate
     }
 }

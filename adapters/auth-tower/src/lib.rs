@@ -30,7 +30,7 @@ mod service;
 
 pub use basic::{BasicError, MAX_HEADER_LEN, parse_basic};
 pub use credential::{API_KEY_HEADER, MAX_NEGOTIATE_TOKEN, credential_from_headers};
-pub use gate::{Gate, Verdict};
+pub use gate::{DangerousGate, Gate, Verdict};
 pub use message::public_message;
 pub use negotiate::negotiate_header;
 pub use service::{GateFuture, GateLayer, GateService, Mapping, connection_info};

@@ -87,7 +87,9 @@ fn setup(lifetime: Duration, max_age: Duration) -> Setup {
     ])
     .unwrap();
     let engine = Engine::builder(policy).clock(clock.clone()).build();
-    let gate = Gate::new(Arc::new(engine)).reuse_sessions(100, max_age);
+    let gate = Gate::new(Arc::new(engine))
+        .dangerous()
+        .reuse_sessions(100, max_age);
     Setup {
         gate,
         local,

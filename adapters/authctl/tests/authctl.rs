@@ -323,7 +323,7 @@ async fn users_added_with_authctl_log_in_by_password_and_scram() {
     assert_eq!(out.session().unwrap().roles(), [auth_core::Role::Dba]);
     let (mut attempt, _) = scram_attempt("dana", "dana's long password", Binding::None, None);
     assert!(
-        ScramAuthenticator::new(users)
+        ScramAuthenticator::new(users, [0x5A; 32])
             .authenticate(&mut attempt)
             .await
             .is_authenticated()

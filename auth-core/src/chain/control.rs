@@ -103,9 +103,10 @@ impl Control {
         }
     }
 
-    /// This table with `class` mapped to `action`.
+    /// This table with `class` mapped to `action`: the raw PAM table, which can let a wrong
+    /// secret through, so users reach it only through [`dangerous`](Self::dangerous).
     #[must_use]
-    pub fn on(mut self, class: OutcomeClass, action: Action) -> Self {
+    pub(crate) fn on(mut self, class: OutcomeClass, action: Action) -> Self {
         match class {
             OutcomeClass::Success => self.success = action,
             OutcomeClass::NotApplicable => self.not_applicable = action,
@@ -123,11 +124,47 @@ impl Control {
         self.on(OutcomeClass::Unavailable, Action::Ignore)
     }
 
-    /// Lets a wrong secret fall through to the next link. Only for policies that really
-    /// mean it (two stores holding different passwords for the same user).
+    /// The options of this control that can let an attacker in, as rustls keeps its own
+    /// behind `dangerous()`: each says why on [`DangerousControl`].
+    pub fn dangerous(self) -> DangerousControl {
+        DangerousControl(self)
+    }
+}
+
+/// The risky options of a [`Control`], reached through [`Control::dangerous`].
+///
+/// ```
+/// use auth_core::{Action, Control, OutcomeClass};
+///
+/// // Two stores that hold different passwords for the same user: a wrong password in the
+/// // first must not end the attempt.
+/// let control = Control::SUFFICIENT.dangerous().fallback_on_rejected();
+/// assert_eq!(control.action(OutcomeClass::Rejected), Action::Ignore);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct DangerousControl(Control);
+
+impl DangerousControl {
+    /// Lets a wrong secret fall through to the next link.
+    ///
+    /// Dangerous because every link after this one then gets a guess at the same secret:
+    /// an attacker's wrong password is tried against each store, and a weaker later
+    /// method (or a store with a stale password) decides. Only for policies that really
+    /// mean it, such as two stores holding different passwords for the same user.
     #[must_use]
-    pub fn fallback_on_rejected(self) -> Self {
-        self.on(OutcomeClass::Rejected, Action::Ignore)
+    pub fn fallback_on_rejected(self) -> Control {
+        self.0.on(OutcomeClass::Rejected, Action::Ignore)
+    }
+
+    /// This table with `class` mapped to `action`, any action, as a PAM stack line would.
+    ///
+    /// Dangerous because a table can make a rejection or a refused account count as a
+    /// pass (`rejected=ok`). The presets and
+    /// [`fallback_on_unavailable`](Control::fallback_on_unavailable) cover what a policy
+    /// normally needs.
+    #[must_use]
+    pub fn on(self, class: OutcomeClass, action: Action) -> Control {
+        self.0.on(class, action)
     }
 }
 

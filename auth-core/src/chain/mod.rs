@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-pub use control::{Action, Control};
+pub use control::{Action, Control, DangerousControl};
 use control::{Effect, Evaluator, Flow};
 
 use crate::attempt::Attempt;

@@ -56,8 +56,8 @@ pub enum ScramError {
 /// PostgreSQL does.
 pub struct ScramAuthenticator {
     users: Users,
-    /// `None` when the system had no randomness for it: then nothing is authenticated.
-    mock_secret: Option<Arc<[u8; 32]>>,
+    /// Derives unknown users' mock salts and keys; zeroed when the last clone goes.
+    mock_secret: Arc<zeroize::Zeroizing<[u8; 32]>>,
     mock_iterations: u32,
 }
 
@@ -66,37 +66,38 @@ impl std::fmt::Debug for ScramAuthenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScramAuthenticator")
             .field("users", &self.users)
-            .field(
-                "mock_secret",
-                &self.mock_secret.as_ref().map(|_| "[redacted]"),
-            )
+            .field("mock_secret", &"[redacted]")
             .field("mock_iterations", &self.mock_iterations)
             .finish_non_exhaustive()
     }
 }
 
 impl ScramAuthenticator {
-    /// An authenticator over `users`.
-    pub fn new(users: Users) -> Self {
-        let mut mock_secret = [0u8; 32];
-        let mock_secret = getrandom::fill(&mut mock_secret)
-            .ok()
-            .map(|()| Arc::new(mock_secret));
+    /// An authenticator over `users`, deriving unknown users' mock salts from
+    /// `mock_secret`.
+    ///
+    /// Give every instance of a deployment the same persistent, random secret (keep it in
+    /// the wallet, for instance). It must not change across restarts: an unknown user's
+    /// mock salt would change with it while a real user's salt stays, which tells them
+    /// apart, and a client could then probe which users exist.
+    ///
+    /// ```
+    /// use auth_password::{ScramAuthenticator, Users};
+    /// use auth_core::MemoryStore;
+    /// use std::sync::Arc;
+    ///
+    /// let users = Users::new(Arc::new(MemoryStore::new()));
+    /// // In a deployment: 32 random bytes read from where every instance finds them.
+    /// let mock_secret = [7u8; 32];
+    /// let scram = ScramAuthenticator::new(users, mock_secret);
+    /// # let _ = scram;
+    /// ```
+    pub fn new(users: Users, mock_secret: [u8; 32]) -> Self {
         Self {
             users,
-            mock_secret,
+            mock_secret: Arc::new(zeroize::Zeroizing::new(mock_secret)),
             mock_iterations: DEFAULT_SCRAM_ITERATIONS,
         }
-    }
-
-    /// Derives unknown users' mock salts from `secret`. Give every instance of a
-    /// deployment the same persistent secret: with a per-process random one (the
-    /// default), an unknown user's salt changes across restarts and instances while a real
-    /// user's does not, which tells them apart.
-    #[must_use]
-    pub fn with_mock_secret(mut self, secret: [u8; 32]) -> Self {
-        self.mock_secret = Some(Arc::new(secret));
-        self
     }
 
     /// The iteration count unknown users' mock exchanges show: set it to what the
@@ -204,8 +205,8 @@ impl Authenticator for ScramAuthenticator {
             },
             None => (None, "unknown user"),
         };
-        // Without randomness there is no safe nonce or mock salt: refuse to run.
-        let (Some(secret), Some(nonce)) = (self.mock_secret.as_deref(), server_nonce()) else {
+        // Without randomness there is no safe nonce: refuse to run.
+        let Some(nonce) = server_nonce() else {
             return Outcome::unavailable("no randomness for the SCRAM nonce");
         };
         let (exchange, server_first) = match ScramExchange::start(
@@ -213,7 +214,7 @@ impl Authenticator for ScramAuthenticator {
             &client_first,
             channel_binding.as_deref(),
             verifier,
-            self.mock_verifier(secret, &user),
+            self.mock_verifier(&self.mock_secret, &user),
             &nonce,
         ) {
             Ok(x) => x,

@@ -425,9 +425,10 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
             )),
             Method::Scram => Target::Chain(Arc::new(
                 builder
-                    .link(Arc::new(
-                        ScramAuthenticator::new(users.clone()).with_mock_secret(mock_secret),
-                    ))
+                    .link(Arc::new(ScramAuthenticator::new(
+                        users.clone(),
+                        mock_secret,
+                    )))
                     .build(),
             )),
             #[cfg(feature = "kerberos")]
@@ -484,10 +485,10 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
         .rate_limiter(limiter)
         .accounts(prepared.accounts.clone())
         .build();
-    let auth = PgAuthConfig {
-        allow_cleartext_without_tls: prepared.config.allow_cleartext_without_tls,
-        ..PgAuthConfig::new(Arc::new(engine))
-    };
+    let mut auth = PgAuthConfig::new(Arc::new(engine));
+    if prepared.config.allow_cleartext_without_tls {
+        auth = auth.dangerous().allow_cleartext_without_tls();
+    }
     let serve = ServeConfig {
         tls: Some(prepared.tls.clone()),
         auth_timeout: prepared.config.auth_timeout,

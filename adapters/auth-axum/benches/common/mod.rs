@@ -49,7 +49,9 @@ pub(crate) fn layered(jwk: &serde_json::Value, cache: u64, reuse: bool) -> axum:
     let engine = Engine::builder(Policy::single(chain).unwrap()).build();
     let layer = AuthLayer::new(Arc::new(engine));
     let layer = if reuse {
-        layer.reuse_sessions(10_000, Duration::from_secs(60))
+        layer
+            .dangerous()
+            .reuse_sessions(10_000, Duration::from_secs(60))
     } else {
         layer
     };

@@ -14,6 +14,7 @@ use auth_core::{
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 
+use crate::client_auth::ConfigError;
 use crate::key::Alg;
 use crate::keyset::{FetchSettings, KeySet, KeySource, LookupError};
 use crate::token::{self, Object};
@@ -138,7 +139,10 @@ fn reject(error: Error, detail: impl Into<String>) -> Outcome {
 
 impl JwtAuthenticator {
     /// An authenticator trusting `issuers`.
-    pub fn new(issuers: Vec<IssuerConfig>, settings: ValidationSettings) -> Result<Self, String> {
+    pub fn new(
+        issuers: Vec<IssuerConfig>,
+        settings: ValidationSettings,
+    ) -> Result<Self, ConfigError> {
         let mut map = HashMap::new();
         for config in issuers {
             let keys = Arc::new(
@@ -147,7 +151,10 @@ impl JwtAuthenticator {
                     config.keys.clone(),
                     config.fetch.clone(),
                 )
-                .map_err(|e| format!("issuer `{}`: {e}", config.issuer))?,
+                .map_err(|source| ConfigError::Issuer {
+                    issuer: config.issuer.clone(),
+                    source,
+                })?,
             );
             map.insert(config.issuer.clone(), (config, keys));
         }

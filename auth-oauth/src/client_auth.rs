@@ -71,6 +71,31 @@ pub enum ConfigError {
     /// The client secret or key is unusable.
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// A trusted issuer's key source (JWKS URL, discovery) is refused.
+    #[error("issuer `{issuer}`: {source}")]
+    Issuer {
+        /// The issuer, as configured.
+        issuer: String,
+        /// Why its key source is refused.
+        #[source]
+        source: HttpError,
+    },
+}
+
+impl From<ConfigError> for auth_core::Failure {
+    /// A configuration the server cannot use: insecure when a URL was refused, invalid
+    /// otherwise.
+    fn from(e: ConfigError) -> Self {
+        let kind = match &e {
+            ConfigError::Http(HttpError::Url { .. })
+            | ConfigError::Issuer {
+                source: HttpError::Url { .. },
+                ..
+            } => auth_core::ConfigurationError::Insecure,
+            _ => auth_core::ConfigurationError::Invalid,
+        };
+        auth_core::Failure::new(kind, e.to_string())
+    }
 }
 
 /// How the client authenticates to the authorization server.

@@ -47,4 +47,6 @@ pub mod fuzzing {
     pub use crate::introspection::read_answer_for_fuzzing as introspection_answer;
 }
 pub use keyset::{FetchSettings, KeySource, LookupError};
-pub use password_grant::{OAuthSession, PasswordGrantAuthenticator, PasswordGrantConfig};
+pub use password_grant::{
+    GrantError, OAuthSession, PasswordGrantAuthenticator, PasswordGrantConfig,
+};

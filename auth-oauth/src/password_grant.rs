@@ -181,9 +181,58 @@ impl PasswordGrantAuthenticator {
     }
 }
 
+/// Why a password-grant session could not refresh or revoke its tokens.
+///
+/// Converts into an auth-core [`Failure`](auth_core::Failure) for the audit log: a refusal
+/// is the credential's, an outage the infrastructure's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GrantError {
+    /// The provider issued no refresh token, so the session cannot be extended.
+    #[error("the provider issued no refresh token")]
+    NoRefreshToken,
+    /// The provider refused the token (`invalid_grant`: revoked, expired or spent).
+    #[error("{operation} refused: {why}")]
+    Refused {
+        /// `refresh` or `revocation`.
+        operation: &'static str,
+        /// The provider's reason, capped and escaped.
+        why: String,
+    },
+    /// The provider or the way to it failed.
+    #[error("{operation}: {why}")]
+    Unavailable {
+        /// `refresh` or `revocation`.
+        operation: &'static str,
+        /// What failed.
+        why: String,
+    },
+}
+
+impl GrantError {
+    fn from_endpoint(operation: &'static str, e: EndpointError) -> Self {
+        match e {
+            EndpointError::Refused(why) => Self::Refused { operation, why },
+            EndpointError::Unavailable(why) => Self::Unavailable { operation, why },
+        }
+    }
+}
+
+impl From<GrantError> for auth_core::Failure {
+    fn from(e: GrantError) -> Self {
+        let kind: auth_core::Error = match &e {
+            GrantError::Refused { .. } | GrantError::NoRefreshToken => {
+                CredentialError::Expired.into()
+            }
+            GrantError::Unavailable { .. } => auth_core::InfrastructureError::Unavailable.into(),
+        };
+        auth_core::Failure::new(kind, e.to_string())
+    }
+}
+
 impl OAuthSession {
     /// The current access token, refreshed first when it is about to expire.
-    pub async fn access_token(&mut self) -> Result<SecretString, String> {
+    pub async fn access_token(&mut self) -> Result<SecretString, GrantError> {
         if self.client.endpoints.clock.now() >= self.refresh_at {
             self.refresh().await?;
         }
@@ -192,8 +241,8 @@ impl OAuthSession {
 
     /// Exchanges the refresh token for new tokens now (the server may rotate the refresh
     /// token; the new one replaces it).
-    pub async fn refresh(&mut self) -> Result<(), String> {
-        let refresh = self.refresh.as_ref().ok_or("no refresh token")?;
+    pub async fn refresh(&mut self) -> Result<(), GrantError> {
+        let refresh = self.refresh.as_ref().ok_or(GrantError::NoRefreshToken)?;
         let c = &self.client.config;
         let started = self.client.endpoints.clock.now();
         let answer = self
@@ -201,7 +250,7 @@ impl OAuthSession {
             .endpoints
             .refresh(refresh)
             .await
-            .map_err(|e| format!("refresh: {e}"))?;
+            .map_err(|e| GrantError::from_endpoint("refresh", e))?;
         let (access, new_refresh, lifetime, _) = tokens(&answer);
         self.access = access;
         if new_refresh.is_some() {
@@ -215,7 +264,7 @@ impl OAuthSession {
     /// Ends the session now: moves it to `Disconnected` and revokes the refresh and access
     /// tokens (RFC 7009), saying whether the server accepted that. [`Session::end`] does
     /// the same for whoever holds the session as `dyn Session`.
-    pub async fn revoke(&mut self) -> Result<(), String> {
+    pub async fn revoke(&mut self) -> Result<(), GrantError> {
         let _ = self.session.transition(SessionState::Disconnected);
         match self.revocation() {
             Some(revocation) => revocation.await,
@@ -227,7 +276,7 @@ impl OAuthSession {
     /// most once), or `None` when there is no revocation endpoint or nothing to revoke.
     fn revocation(
         &mut self,
-    ) -> Option<impl std::future::Future<Output = Result<(), String>> + Send + 'static> {
+    ) -> Option<impl std::future::Future<Output = Result<(), GrantError>> + Send + 'static> {
         self.client.endpoints.revocation.as_ref()?;
         let refresh = self.refresh.take();
         let access = std::mem::replace(&mut self.access, SecretString::from(String::new()));
@@ -254,7 +303,7 @@ impl OAuthSession {
                 if let Err(e) = client.endpoints.revoke(token).await
                     && first_error.is_ok()
                 {
-                    first_error = Err(format!("revocation: {e}"));
+                    first_error = Err(GrantError::from_endpoint("revocation", e));
                 }
             }
             first_error

@@ -17,8 +17,8 @@ use auth_core::{
 };
 use auth_oauth::{
     AssertionKey, ClientAuth, ClientCredentials, ClientCredentialsConfig, ClientSecret,
-    IntrospectionAuthenticator, IntrospectionConfig, IssuerConfig, JwtAuthenticator,
-    ValidationSettings,
+    ConfigError, HttpError, IntrospectionAuthenticator, IntrospectionConfig, IssuerConfig,
+    JwtAuthenticator, ValidationSettings,
 };
 use auth_tests::oidc::{CLIENT_SECRET, OidcProvider};
 
@@ -94,8 +94,18 @@ fn plain_http_off_loopback_is_refused_at_construction() {
     )
     .unwrap_err();
     assert!(
-        err.contains("plain http is allowed only to loopback"),
+        matches!(&err, ConfigError::Issuer { issuer, source: HttpError::Url { .. } } if issuer == "http://idp.example.com"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("plain http is allowed only to loopback"),
         "{err}"
+    );
+    // A refused URL is an insecure configuration, for whoever logs it as a failure.
+    assert_eq!(
+        auth_core::Failure::from(err).error,
+        auth_core::Error::Configuration(auth_core::ConfigurationError::Insecure)
     );
     let err = JwtAuthenticator::new(
         vec![IssuerConfig::jwks(
@@ -106,7 +116,7 @@ fn plain_http_off_loopback_is_refused_at_construction() {
         ValidationSettings::default(),
     )
     .unwrap_err();
-    assert!(err.contains("http://10.1.2.3/jwks"), "{err}");
+    assert!(err.to_string().contains("http://10.1.2.3/jwks"), "{err}");
     let auth = || ClientAuth::SecretBasic(secret(CLIENT_SECRET));
     let err = IntrospectionAuthenticator::new(IntrospectionConfig::new(
         "http://idp.example.com/introspect",

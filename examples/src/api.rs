@@ -149,7 +149,7 @@ impl ApiAuth {
             }],
             ValidationSettings::default(),
         )
-        .map_err(GatewayError)?;
+        .map_err(|e| GatewayError(e.to_string()))?;
         let hasher = Hasher::new(Argon2Settings::default())
             .map_err(|e| GatewayError(format!("hasher: {e}")))?;
         // Bearer tokens go to the JWT validator, API keys to their digests; Basic

@@ -9,4 +9,6 @@ pub mod api;
 pub mod gateway;
 pub mod grpc;
 pub mod http;
+#[cfg(test)]
+mod readme;
 pub mod tls;

@@ -218,7 +218,7 @@ impl<'a> AuditEvent<'a> {
 
 /// Records a `session_started` or `session_ended` event for `session` at `place` (the
 /// session stage's two events, whichever adapter runs it).
-pub fn record_session_event(
+pub(crate) fn record_session_event(
     audit: &dyn AuditSink,
     kind: AuditEventKind,
     session: &dyn crate::session::Session,

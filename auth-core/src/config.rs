@@ -129,6 +129,12 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl From<ConfigError> for crate::Failure {
+    fn from(e: ConfigError) -> Self {
+        crate::Failure::new(crate::ConfigurationError::Invalid, e.to_string())
+    }
+}
+
 /// OAuth settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

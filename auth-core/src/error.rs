@@ -391,6 +391,19 @@ mod tests {
     }
 
     #[test]
+    fn domain_errors_convert_into_failures_of_their_stage() {
+        let store = Failure::from(crate::StoreError::Unavailable("connection refused".into()));
+        assert_eq!(store.error, InfrastructureError::Unavailable.into());
+        assert!(store.detail.contains("connection refused"));
+        let policy = Failure::from(crate::PolicyError::LocalOnlyMethod {
+            rule: "all".into(),
+            method: "trust".into(),
+        });
+        assert_eq!(policy.error, ConfigurationError::Insecure.into());
+        assert_eq!(policy.to_string(), "authentication service unavailable");
+    }
+
+    #[test]
     fn rate_limit_outranks_everything_and_nothing_applied_ranks_last() {
         let max = Error::ALL.iter().map(|e| e.rank()).max();
         assert_eq!(

@@ -250,6 +250,13 @@ pub enum PolicyError {
     },
 }
 
+impl From<PolicyError> for crate::Failure {
+    /// A local-only method reachable from another machine is an insecure configuration.
+    fn from(e: PolicyError) -> Self {
+        crate::Failure::new(crate::ConfigurationError::Insecure, e.to_string())
+    }
+}
+
 impl Policy {
     /// A policy of `rules`. Refused when a rule that can match a connection from another
     /// machine runs a [local-only](crate::Authenticator::local_only) method.

@@ -159,6 +159,18 @@ pub enum StoreError {
     Corrupted(String),
 }
 
+impl From<StoreError> for crate::Failure {
+    /// A store that failed the decision: a bad key is the credential's (a user name no
+    /// key can hold), everything else the infrastructure's.
+    fn from(e: StoreError) -> Self {
+        let kind: crate::Error = match &e {
+            StoreError::InvalidKey(_) => crate::CredentialError::Malformed.into(),
+            _ => crate::InfrastructureError::Unavailable.into(),
+        };
+        crate::Failure::new(kind, e.to_string())
+    }
+}
+
 /// A store of credentials by namespaced key.
 ///
 /// Implementations keep `created`, `updated`, `last_accessed` and `version` as documented

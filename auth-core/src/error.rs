@@ -131,35 +131,30 @@ pub enum ConfigurationError {
     Unmet,
 }
 
-impl From<CredentialError> for Error {
-    fn from(e: CredentialError) -> Self {
-        Self::Credential(e)
-    }
-}
+/// `From` each kind into the [`Error`] variant of its stage, and into a [`Failure`] with no
+/// detail.
+macro_rules! stage_kinds {
+    ($($variant:ident($kind:ty)),* $(,)?) => {$(
+        impl From<$kind> for Error {
+            fn from(kind: $kind) -> Self {
+                Self::$variant(kind)
+            }
+        }
 
-impl From<AccountError> for Error {
-    fn from(e: AccountError) -> Self {
-        Self::Account(e)
-    }
+        impl From<$kind> for Failure {
+            fn from(kind: $kind) -> Self {
+                Self::new(kind, "")
+            }
+        }
+    )*};
 }
-
-impl From<AuthorizationError> for Error {
-    fn from(e: AuthorizationError) -> Self {
-        Self::Authorization(e)
-    }
-}
-
-impl From<InfrastructureError> for Error {
-    fn from(e: InfrastructureError) -> Self {
-        Self::Infrastructure(e)
-    }
-}
-
-impl From<ConfigurationError> for Error {
-    fn from(e: ConfigurationError) -> Self {
-        Self::Configuration(e)
-    }
-}
+stage_kinds!(
+    Credential(CredentialError),
+    Account(AccountError),
+    Authorization(AuthorizationError),
+    Infrastructure(InfrastructureError),
+    Configuration(ConfigurationError),
+);
 
 impl Error {
     /// Every kind, in declaration order (for exhaustive tests and the adapters' mapping
@@ -337,23 +332,6 @@ impl From<Error> for Failure {
         Self::new(error, "")
     }
 }
-
-macro_rules! failure_from_kind {
-    ($($kind:ty),*) => {$(
-        impl From<$kind> for Failure {
-            fn from(kind: $kind) -> Self {
-                Self::new(kind, "")
-            }
-        }
-    )*};
-}
-failure_from_kind!(
-    CredentialError,
-    AccountError,
-    AuthorizationError,
-    InfrastructureError,
-    ConfigurationError
-);
 
 #[cfg(test)]
 mod tests {

@@ -188,7 +188,9 @@ pub struct WalletSettings {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordSettings {
-    /// Whether cleartext passwords are accepted on connections without TLS.
+    /// Whether the host should accept cleartext passwords on connections without TLS.
+    /// auth-core only reads the setting: the host acts on it through its adapter's
+    /// `dangerous()` options (`auth_pgwire::PgAuthConfig::dangerous`).
     #[serde(default)]
     pub allow_cleartext_without_tls: bool,
     /// Overrides the global timeout.

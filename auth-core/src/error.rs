@@ -276,9 +276,10 @@ impl fmt::Display for Error {
             Self::Credential(C::Missing) => "authentication required",
             Self::Credential(C::Malformed) => "malformed credentials",
             Self::Credential(C::WeakPassword) => "password does not meet the password policy",
-            Self::Credential(_) | Self::Account(_) | Self::Authorization(Z::Rejected) => {
-                "authentication failed"
-            }
+            Self::Credential(_)
+            | Self::Account(_)
+            | Self::Authorization(Z::Rejected)
+            | Self::Configuration(ConfigurationError::Unmet) => "authentication failed",
             Self::Authorization(Z::RateLimited) => "too many failed attempts; try again later",
             Self::Authorization(Z::MissingRole | Z::MissingScope) => "permission denied",
             Self::Infrastructure(InfrastructureError::Timeout) => "authentication timed out",

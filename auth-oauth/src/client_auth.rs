@@ -83,15 +83,20 @@ pub enum ConfigError {
 }
 
 impl From<ConfigError> for auth_core::Failure {
-    /// A configuration the server cannot use: insecure when a URL was refused, invalid
-    /// otherwise.
+    /// A configuration the server cannot use: insecure when a URL was refused for its
+    /// scheme or its user info, invalid otherwise (not a URL at all, unusable TLS settings
+    /// or secret).
     fn from(e: ConfigError) -> Self {
-        let kind = match &e {
-            ConfigError::Http(HttpError::Url { .. })
+        let refused = match &e {
+            ConfigError::Http(HttpError::Url { why, .. })
             | ConfigError::Issuer {
-                source: HttpError::Url { .. },
+                source: HttpError::Url { why, .. },
                 ..
-            } => auth_core::ConfigurationError::Insecure,
+            } => Some(*why),
+            _ => None,
+        };
+        let kind = match refused {
+            Some(why) if why != crate::http::NOT_A_URL => auth_core::ConfigurationError::Insecure,
             _ => auth_core::ConfigurationError::Invalid,
         };
         auth_core::Failure::new(kind, e.to_string())

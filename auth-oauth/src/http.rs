@@ -43,6 +43,9 @@ pub(crate) const MAX_DOCUMENT: usize = 1024 * 1024;
 /// The largest token, introspection or revocation answer read.
 pub(crate) const MAX_ENDPOINT_ANSWER: usize = 64 * 1024;
 
+/// The reason [`check_url`] gives for a string that does not parse as a URL.
+pub(crate) const NOT_A_URL: &str = "not a URL";
+
 /// Whether `url` may be called: `https://` anywhere, `http://` only to a loopback host
 /// (`localhost`, 127.0.0.0/8, `::1`), where nobody else can read or change the traffic.
 pub fn check_url(url: &str) -> Result<url::Url, HttpError> {
@@ -50,7 +53,7 @@ pub fn check_url(url: &str) -> Result<url::Url, HttpError> {
         url: redacted(url),
         why,
     };
-    let parsed = url::Url::parse(url).map_err(|_| refused("not a URL"))?;
+    let parsed = url::Url::parse(url).map_err(|_| refused(NOT_A_URL))?;
     match parsed.scheme() {
         "https" => {}
         "http" => {

@@ -22,8 +22,8 @@
 //! `hostssl` and `hostnossl` rules match on.
 //!
 //! The adapter holds no policy of its own: what a credential means is the engine's
-//! business (its rules, chains, limiter, account stage and audit), and the protocol
-//! mapping is auth-core's table.
+//! business (its rules, chains, limiter, account stage and audit). The HTTP column of the
+//! error mapping is this crate's: [`http_status`] and [`bearer_error`].
 
 #![forbid(unsafe_code)]
 

@@ -5,11 +5,12 @@
 //! layer: [`AuthLayer`] reads the `authorization` metadata (`Bearer`, `Basic`,
 //! `Negotiate`) or an API-key entry, has the engine decide it for the client's address, and
 //! either passes the call on with an [`Authenticated`] identity in its extensions or ends
-//! it with the mapped status from auth-core's table: `UNAUTHENTICATED` for missing,
-//! unreadable or bad credentials (and a policy that refuses the connection),
-//! `INVALID_ARGUMENT` for a password the policy calls weak, `RESOURCE_EXHAUSTED` when
-//! rate limited, `UNAVAILABLE` when a backend is down, each with a generic message (the
-//! reason goes to the audit log). A Negotiate success returns the mutual-authentication
+//! it with the status of this crate's column of the error mapping ([`grpc_code`]):
+//! `UNAUTHENTICATED` for missing, unreadable or bad credentials (and a policy that refuses
+//! the connection), `PERMISSION_DENIED` for a missing role or scope, `INVALID_ARGUMENT` for
+//! a password the policy calls weak, `RESOURCE_EXHAUSTED` when rate limited, `UNAVAILABLE`
+//! when a backend is down, `INTERNAL` for a server configuration that cannot work, each
+//! with a generic message (the reason goes to the audit log). A Negotiate success returns the mutual-authentication
 //! token in `www-authenticate` response metadata.
 //!
 //! The layer can wrap the whole server (`Server::builder().layer(..)`) or single services

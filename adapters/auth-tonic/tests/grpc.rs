@@ -176,7 +176,7 @@ async fn statuses_identity_and_scopes_over_a_real_connection() {
         ];
         assert!(generic.contains(&status.message()), "{status:?}");
     }
-    // Unreadable metadata: UNAUTHENTICATED too (auth-core's table), with its own generic
+    // Unreadable metadata: UNAUTHENTICATED too (auth_tonic::grpc_code), with its own generic
     // message, audited by the layer.
     let status = check(
         &server,

@@ -9,7 +9,7 @@ use auth_core::{
 /// exists; the real reason is in the audit log.
 pub fn public_message(error: Error) -> &'static str {
     match error {
-        Error::Credential(CredentialError::Missing)
+        Error::Credential(CredentialError::Missing | CredentialError::Unsupported)
         | Error::Authorization(AuthorizationError::Rejected) => "authentication is required",
         Error::Credential(CredentialError::Malformed) => "the credentials could not be read",
         Error::Credential(CredentialError::WeakPassword) => "the request was refused",

@@ -119,6 +119,54 @@ struct Validated {
 /// `nbf` and `iat` are checked with leeway on the injected clock; `aud` must contain the
 /// issuer's audience. A validated token is cached (keyed by its SHA-256, until its `exp`),
 /// so a repeated token costs a lookup.
+///
+/// # Example
+///
+/// Keys usually come from the issuer's JWKS ([`IssuerConfig::discovery`],
+/// [`IssuerConfig::jwks`]); here the issuer's key is configured locally
+/// ([`KeySource::Static`]: an HMAC secret shared with the issuer, or a pinned public key
+/// from [`VerifyingKey::from_jwk`](crate::VerifyingKey::from_jwk)), so nothing is fetched:
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::{SystemTime, UNIX_EPOCH};
+/// use auth_core::{Attempt, Authenticator, ConnectionInfo, Credential, Protocol};
+/// use auth_oauth::{
+///     Alg, IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey,
+/// };
+/// use jsonwebtoken::{Algorithm, EncodingKey, Header};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let secret = b"at least 32 bytes of shared secret..";
+/// let key = VerifyingKey::hmac(None, Alg::HS256, secret)?;
+/// let issuer = IssuerConfig {
+///     keys: KeySource::Static(Arc::new(vec![Arc::new(key)])),
+///     ..IssuerConfig::discovery("https://issuer.example", "api")
+/// };
+/// let jwt = JwtAuthenticator::new(vec![issuer], ValidationSettings::default())?;
+///
+/// // What the issuer hands the client.
+/// let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+/// let claims = serde_json::json!({
+///     "iss": "https://issuer.example", "aud": "api", "sub": "alice",
+///     "iat": now, "exp": now + 300, "scope": "orders:read",
+/// });
+/// let signing_key = EncodingKey::from_secret(secret);
+/// let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &signing_key)?;
+///
+/// let connection = ConnectionInfo::tcp(Protocol::Http, "10.0.0.5:40000".parse()?);
+/// let mut attempt = Attempt::new(connection.clone(), Credential::bearer(token));
+/// let outcome = jwt.authenticate(&mut attempt).await;
+/// let session = outcome.session().ok_or("token refused")?;
+/// assert_eq!(session.principal(), "alice");
+/// assert_eq!(session.scopes(), ["orders:read"]);
+///
+/// let mut attempt = Attempt::new(connection, Credential::bearer("not-a-jwt"));
+/// assert!(jwt.authenticate(&mut attempt).await.failure().is_some());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct JwtAuthenticator {
     issuers: HashMap<String, (IssuerConfig, Arc<KeySet>)>,

@@ -20,6 +20,42 @@ use crate::user::{UserError, UserStatus, Users};
 /// - Disabled, locked and expired accounts are reported as
 ///   [`Outcome::AccountRefused`] only after the password was verified.
 /// - Hashing runs on the [`Hasher`]'s bounded pool, never on the async runtime.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use auth_core::secrecy::SecretString;
+/// use auth_core::{
+///     Attempt, Authenticator, ConnectionInfo, Credential, CredentialError, Error, MemoryStore,
+///     Protocol,
+/// };
+/// use auth_password::{Argon2Settings, Hasher, PasswordAuthenticator, PasswordPolicy, Users};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let users = Users::new(Arc::new(MemoryStore::new()));
+/// let hasher = Hasher::new(Argon2Settings::default())?; // argon2id, OWASP parameters
+/// let password = SecretString::from("correct horse battery staple".to_owned());
+/// users.set_password(&hasher, &PasswordPolicy::default(), "alice", &password).await?;
+/// let auth = PasswordAuthenticator::new(users, hasher);
+///
+/// let connection = ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.5:40000".parse()?);
+/// let right = Credential::password("alice", "correct horse battery staple");
+/// let outcome = auth.authenticate(&mut Attempt::new(connection.clone(), right)).await;
+/// assert_eq!(outcome.session().map(|s| s.user()), Some("alice"));
+///
+/// // A wrong password and an unknown user fail alike.
+/// let invalid = Some(Error::Credential(CredentialError::Invalid));
+/// let wrong = Credential::password("alice", "Tr0ub4dor&3");
+/// let outcome = auth.authenticate(&mut Attempt::new(connection.clone(), wrong)).await;
+/// assert_eq!(outcome.failure().map(|f| f.error), invalid);
+/// let unknown = Credential::password("mallory", "correct horse battery staple");
+/// let outcome = auth.authenticate(&mut Attempt::new(connection, unknown)).await;
+/// assert_eq!(outcome.failure().map(|f| f.error), invalid);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct PasswordAuthenticator {
     users: Users,

@@ -25,6 +25,41 @@ use crate::wallet::DEFAULT_USER_PREFIX;
 /// next to a password-hash method, a fast "wrong secret" would tell wallet users from the
 /// rest and let them be guessed at no cost. [`with_equal_cost`](Self::with_equal_cost)
 /// makes every check of a wallet user also verify a dummy hash on the hasher's pool.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use auth_core::{
+///     Attempt, Authenticator, ConnectionInfo, Credential, CredentialStore, Key, Outcome,
+///     Precondition, Protocol,
+/// };
+/// use auth_wallet::{FileStore, MasterKey, Wallet, WalletAuthenticator};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let backend = Arc::new(FileStore::new(dir.path().join("wallet")));
+/// let wallet = Arc::new(Wallet::new(backend, MasterKey::generate()?));
+/// // The password of user `etl`, under `pgwire-user-<name>`.
+/// let key = Key::new("pgwire-user-etl")?;
+/// wallet.put(&key, b"etl-password".to_vec().into(), Precondition::None).await?;
+/// let auth = WalletAuthenticator::new(wallet);
+///
+/// let connection = ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.5:40000".parse()?);
+/// let attempt = |user: &str, password: &str| {
+///     Attempt::new(connection.clone(), Credential::password(user, password))
+/// };
+/// let outcome = auth.authenticate(&mut attempt("etl", "etl-password")).await;
+/// assert_eq!(outcome.session().map(|s| s.user()), Some("etl"));
+/// let outcome = auth.authenticate(&mut attempt("etl", "a guess")).await;
+/// assert!(outcome.failure().is_some());
+/// // Not in the wallet: the next link of the chain decides.
+/// let outcome = auth.authenticate(&mut attempt("alice", "a guess")).await;
+/// assert!(matches!(outcome, Outcome::NotApplicable));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct WalletAuthenticator {
     store: Arc<dyn CredentialStore>,

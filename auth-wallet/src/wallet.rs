@@ -28,6 +28,32 @@ pub const OAUTH_CLIENT_SECRET_KEY: &str = "pgwire-oauth-client";
 
 /// An encrypted secret store over any [`CredentialStore`] backend; itself a
 /// [`CredentialStore`] that hands out plaintext only to its caller.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use auth_core::{CredentialStore, Key, Precondition};
+/// use auth_wallet::{FileStore, MasterKey, Wallet};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let backend = Arc::new(FileStore::new(dir.path().join("wallet")));
+/// // In production the key comes from `MasterKey::from_env` or `MasterKey::from_file`.
+/// let wallet = Wallet::new(backend, MasterKey::generate()?);
+///
+/// let key = Key::new("pgwire-oauth-client")?;
+/// wallet.put(&key, b"client-secret".to_vec().into(), Precondition::Absent).await?;
+/// let record = wallet.get(&key).await?.ok_or("no such secret")?;
+/// assert_eq!(record.value_str(), Some("client-secret"));
+///
+/// // The backend only ever holds the sealed value.
+/// let sealed = wallet.backend().get(&key).await?.ok_or("no such record")?;
+/// assert_ne!(sealed.value_str(), Some("client-secret"));
+/// # Ok(())
+/// # }
+/// ```
 pub struct Wallet {
     backend: Arc<dyn CredentialStore>,
     key: MasterKey,

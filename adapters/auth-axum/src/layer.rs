@@ -110,6 +110,54 @@ impl Mapping for HttpMapping {
 /// Authenticates every request through an [`Engine`]; see the crate documentation.
 ///
 /// Cloning it (axum does, per route) costs two reference counts.
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use auth_axum::{AuthLayer, Authenticated};
+/// use auth_core::secrecy::{ExposeSecret, SecretString};
+/// use auth_core::{ApiKeyAuthenticator, ApiKeyGrant, Chain, Engine, MemoryStore, Policy};
+/// use axum::Router;
+/// use axum::body::Body;
+/// use axum::http::{Request, StatusCode};
+/// use axum::routing::get;
+/// use tower::ServiceExt; // for `oneshot`
+///
+/// async fn whoami(auth: Authenticated) -> String {
+///     auth.principal().to_owned()
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = Arc::new(MemoryStore::new());
+/// let secret = SecretString::from("0123456789abcdef0123456789abcdef".to_owned());
+/// let grant = ApiKeyGrant { principal: "ci".into(), roles: vec![], scopes: vec![] };
+/// let key = ApiKeyAuthenticator::register(store.as_ref(), "ci", &secret, grant).await?;
+/// let chain = Chain::builder().link(Arc::new(ApiKeyAuthenticator::new(store))).build();
+/// let engine = Arc::new(Engine::builder(Policy::single(chain)?).build());
+///
+/// let app = Router::new().route("/whoami", get(whoami)).layer(AuthLayer::new(engine));
+///
+/// // No credential: 401 with a challenge, and the handler never runs.
+/// let request = Request::get("/whoami").body(Body::empty())?;
+/// let response = app.clone().oneshot(request).await?;
+/// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+/// assert!(response.headers().contains_key("www-authenticate"));
+///
+/// let request = Request::get("/whoami")
+///     .header("x-api-key", key.expose_secret())
+///     .body(Body::empty())?;
+/// let response = app.oneshot(request).await?;
+/// assert_eq!(response.status(), StatusCode::OK);
+/// let body = axum::body::to_bytes(response.into_body(), 1024).await?;
+/// assert_eq!(body, "ci");
+/// # Ok(())
+/// # }
+/// ```
+///
+/// In a server, serve the router with `into_make_service_with_connect_info::<SocketAddr>()`
+/// so that policy rules see the client's address.
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
     inner: GateLayer<HttpMapping>,

@@ -40,6 +40,34 @@ static PIDS: LazyLock<RandomPidSecretKeyGenerator> =
 /// serve loop's ([`crate::ServeConfig::tls`]), which puts them on each connection for the
 /// engine: a [`PgAuthenticator`] runs under [`crate::serve`] or [`crate::serve_unix`] (it
 /// needs their frame guard, TLS facts and raw GSSAPI frames).
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use auth_core::{Engine, Policy};
+/// use auth_pgwire::{PgAuthConfig, PgAuthenticator, ServeConfig};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A policy without rules refuses every connection; see `PgAuthenticator` for one that
+/// // lets clients in.
+/// let engine = Arc::new(Engine::builder(Policy::new(vec![])?).build());
+/// let config = PgAuthConfig::new(engine);
+/// assert!(!config.allows_cleartext_without_tls());
+///
+/// // Only behind a TLS-terminating proxy on the same machine.
+/// let behind_proxy = config.clone().dangerous().allow_cleartext_without_tls();
+/// assert!(behind_proxy.allows_cleartext_without_tls());
+///
+/// let authenticator = PgAuthenticator::new(config);
+/// assert_eq!(authenticator.config().max_sasl_message, 8192);
+/// // The connection-level settings `auth_pgwire::serve` takes beside the handlers.
+/// let serve = ServeConfig { auth_timeout: Duration::from_secs(30), ..ServeConfig::default() };
+/// assert!(serve.tls.is_none());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct PgAuthConfig {
     /// What each connection is offered, and the decisions.
@@ -175,6 +203,53 @@ impl Outbox {
 }
 
 /// pgwire's [`StartupHandler`] that authenticates through an auth-core [`Engine`].
+///
+/// # Example
+///
+/// A server on a loopback port, serving one connection with [`crate::serve`], and a
+/// `tokio-postgres` client logging in. The policy lets clients on this machine in
+/// without a password (`trust`), so the example needs no credential store:
+///
+/// ```
+/// use std::sync::Arc;
+/// use auth_core::local::TrustAuthenticator;
+/// use auth_core::policy::{AddressMatch, Rule, Target};
+/// use auth_core::{Chain, Engine, Policy};
+/// use auth_pgwire::{PgAuthConfig, PgAuthenticator, ServeConfig};
+/// use pgwire::api::PgWireServerHandlers;
+/// use pgwire::api::auth::StartupHandler;
+///
+/// /// pgwire's handlers: authentication by the engine, pgwire's defaults for the rest.
+/// #[derive(Debug)]
+/// struct Handlers(Arc<PgAuthenticator>);
+///
+/// impl PgWireServerHandlers for Handlers {
+///     fn startup_handler(&self) -> Arc<impl StartupHandler> {
+///         self.0.clone()
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let chain = Chain::builder().link(Arc::new(TrustAuthenticator::new())).build();
+/// let rule = Rule::new("local", Target::Chain(Arc::new(chain)))
+///     .with_addresses(AddressMatch::Localhost);
+/// let engine = Arc::new(Engine::builder(Policy::new(vec![rule])?).build());
+/// let handlers = Handlers(Arc::new(PgAuthenticator::new(PgAuthConfig::new(engine))));
+///
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let port = listener.local_addr()?.port();
+/// tokio::spawn(async move {
+///     let stream = auth_pgwire::accept(&listener).await;
+///     auth_pgwire::serve(stream, &ServeConfig::default(), &handlers).await
+/// });
+///
+/// let conninfo = format!("host=127.0.0.1 port={port} user=maint");
+/// let (client, _connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
+/// assert!(!client.is_closed());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct PgAuthenticator {
     config: PgAuthConfig,

@@ -41,6 +41,42 @@ pub enum Verdict {
 ///
 /// The failure the client sees is the mapped `error` only; the engine audits the details,
 /// including the gate's own refusals (unreadable headers).
+///
+/// # Example
+///
+/// ```
+/// use std::sync::Arc;
+/// use auth_core::secrecy::{ExposeSecret, SecretString};
+/// use auth_core::{
+///     ApiKeyAuthenticator, ApiKeyGrant, Chain, ConnectionInfo, CredentialError, Engine, Error,
+///     MemoryStore, Policy, Protocol,
+/// };
+/// use auth_tower::{Gate, Verdict};
+/// use http::{HeaderMap, HeaderValue};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = Arc::new(MemoryStore::new());
+/// let secret = SecretString::from("0123456789abcdef0123456789abcdef".to_owned());
+/// let grant = ApiKeyGrant { principal: "ci".into(), roles: vec![], scopes: vec![] };
+/// let key = ApiKeyAuthenticator::register(store.as_ref(), "ci", &secret, grant).await?;
+/// let chain = Chain::builder().link(Arc::new(ApiKeyAuthenticator::new(store))).build();
+/// let gate = Gate::new(Arc::new(Engine::builder(Policy::single(chain)?).build()));
+/// let connection = ConnectionInfo::tcp(Protocol::Http, "10.0.0.5:40000".parse()?);
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("x-api-key", HeaderValue::from_str(key.expose_secret())?);
+/// match gate.check(&headers, connection.clone()).await {
+///     Verdict::Granted { session, .. } => assert_eq!(session.principal(), "ci"),
+///     other => panic!("refused: {other:?}"),
+/// }
+///
+/// // No credential at all: refused as missing (a 401 challenge in HTTP).
+/// let verdict = gate.check(&HeaderMap::new(), connection).await;
+/// assert!(matches!(verdict, Verdict::Refused(Error::Credential(CredentialError::Missing))));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Gate {
     engine: Arc<Engine>,

@@ -54,6 +54,68 @@ impl Action {
 /// -> wallet -> password: the first method that can judge the credential decides, so a
 /// wrong secret never silently succeeds further down, and an unavailable backend denies
 /// unless the link opts in with [`fallback_on_unavailable`](Self::fallback_on_unavailable).
+///
+/// # Example
+///
+/// An OAuth server that is down, in front of API keys: under `CONCLUSIVE` its outage
+/// decides the attempt; with `fallback_on_unavailable()` the next link gets to judge.
+///
+/// ```
+/// use std::sync::Arc;
+/// use async_trait::async_trait;
+/// use auth_core::secrecy::SecretString;
+/// use auth_core::{
+///     Action, ApiKeyAuthenticator, ApiKeyGrant, Attempt, Authenticator, Chain, ConnectionInfo,
+///     Control, Credential, CredentialKind, MemoryStore, Outcome, OutcomeClass, Protocol,
+/// };
+///
+/// /// A backend that cannot be reached.
+/// #[derive(Debug)]
+/// struct Down;
+///
+/// #[async_trait]
+/// impl Authenticator for Down {
+///     fn name(&self) -> &str {
+///         "down"
+///     }
+///     fn accepts(&self) -> &[CredentialKind] {
+///         &[CredentialKind::ApiKey]
+///     }
+///     async fn authenticate(&self, _: &mut Attempt) -> Outcome {
+///         Outcome::unavailable("connection refused")
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// assert_eq!(Control::REQUIRED.action(OutcomeClass::Rejected), Action::Bad);
+/// assert_eq!(Control::SUFFICIENT.action(OutcomeClass::Rejected), Action::Ignore);
+/// assert_eq!(Control::CONCLUSIVE.action(OutcomeClass::Unavailable), Action::Die);
+/// let fallback = Control::CONCLUSIVE.fallback_on_unavailable();
+/// assert_eq!(fallback.action(OutcomeClass::Unavailable), Action::Ignore);
+/// assert_eq!(fallback.action(OutcomeClass::Rejected), Action::Die); // still fail-closed
+///
+/// let store = Arc::new(MemoryStore::new());
+/// let secret = SecretString::from("0123456789abcdef0123456789abcdef".to_owned());
+/// let grant = ApiKeyGrant { principal: "ci".into(), roles: vec![], scopes: vec![] };
+/// let key = ApiKeyAuthenticator::register(store.as_ref(), "ci", &secret, grant).await?;
+/// let api_keys = Arc::new(ApiKeyAuthenticator::new(store));
+/// let peer = "10.0.0.5:40000".parse()?;
+/// let attempt = || {
+///     let connection = ConnectionInfo::tcp(Protocol::Http, peer);
+///     Attempt::new(connection, Credential::ApiKey(key.clone()))
+/// };
+///
+/// let strict = Chain::builder().link(Arc::new(Down)).link(api_keys.clone()).build();
+/// let outcome = strict.authenticate(&mut attempt()).await;
+/// assert_eq!(outcome.class(), OutcomeClass::Unavailable);
+///
+/// let lenient = Chain::builder().link_with(Arc::new(Down), fallback).link(api_keys).build();
+/// let outcome = lenient.authenticate(&mut attempt()).await;
+/// assert_eq!(outcome.session().map(|s| s.principal()), Some("ci"));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Control {
     /// Action for [`OutcomeClass::Success`].

@@ -2,6 +2,26 @@
 //!
 //! Seed the implementation with [`AccountsFixture::standard`]'s accounts (and its mapped
 //! identity, if the implementation maps identities), then run [`run_all`].
+//!
+//! # Example
+//!
+//! The [`Directory`](crate::account::Directory) over the in-memory store, seeded with
+//! [`seed_directory`]:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use auth_core::contract::accounts::{AccountsFixture, run_all, seed_directory};
+//! use auth_core::{Directory, MemoryStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let directory = Directory::new(Arc::new(MemoryStore::new()));
+//! let fixture = AccountsFixture::standard("contract-");
+//! seed_directory(&directory, &fixture).await?;
+//! run_all(Arc::new(directory), &fixture).await;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -1,4 +1,49 @@
 //! The contract every [`Authenticator`] keeps.
+//!
+//! # Example
+//!
+//! The [`ApiKeyAuthenticator`](crate::ApiKeyAuthenticator) over the in-memory store, with
+//! one registered key. The fixture makes a fresh [`Attempt`] for each case:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use auth_core::contract::authenticator::{
+//!     AuthenticatorCapabilities, AuthenticatorFixture, run_all,
+//! };
+//! use auth_core::secrecy::SecretString;
+//! use auth_core::{
+//!     ApiKeyAuthenticator, ApiKeyGrant, Attempt, ConnectionInfo, Credential, MemoryStore,
+//!     Protocol,
+//! };
+//!
+//! const SECRET: &str = "s3cr3t-0123456789-abcdefghij-KLMNOP";
+//! const WRONG: &str = "wrong-0123456789-abcdefghij-KLMNOPQ";
+//!
+//! fn attempt(credential: Credential) -> Attempt {
+//!     let peer = ([192, 0, 2, 10], 443).into();
+//!     Attempt::new(ConnectionInfo::tcp(Protocol::Http, peer), credential)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Arc::new(MemoryStore::new());
+//! let grant = ApiKeyGrant { principal: "ci".into(), roles: vec![], scopes: vec![] };
+//! let secret = SecretString::from(SECRET.to_owned());
+//! ApiKeyAuthenticator::register(store.as_ref(), "ci", &secret, grant).await?;
+//!
+//! let fixture = AuthenticatorFixture {
+//!     valid: Arc::new(|| attempt(Credential::api_key(format!("ci.{SECRET}")))),
+//!     wrong_secret: Arc::new(|| attempt(Credential::api_key(format!("ci.{WRONG}")))),
+//!     unknown_principal: Arc::new(|| attempt(Credential::api_key(format!("nobody.{SECRET}")))),
+//!     foreign: Arc::new(|| attempt(Credential::password("ci", SECRET))),
+//!     principal: "ci".into(),
+//!     secrets: vec![SECRET.into(), WRONG.into()],
+//! };
+//! let auth = ApiKeyAuthenticator::new(store);
+//! run_all(&auth, &fixture, &AuthenticatorCapabilities::default()).await;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::sync::Arc;
 

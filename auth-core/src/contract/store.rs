@@ -1,4 +1,23 @@
 //! The contract every [`CredentialStore`] keeps.
+//!
+//! # Example
+//!
+//! The in-memory reference store on a clock the suite controls, so timestamps are
+//! checked exactly (a store without an injectable clock uses [`StoreFixture::new`] alone):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use auth_core::contract::store::{StoreFixture, run_all};
+//! use auth_core::{ManualClock, MemoryStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let clock = ManualClock::at_fixed_epoch();
+//! let store = MemoryStore::with_clock(Arc::new(clock.clone()));
+//! // Panics with `contract property `NAME` broken: ...` on the first broken property.
+//! run_all(&store, &StoreFixture::new("contract-").with_clock(clock)).await;
+//! # }
+//! ```
 
 use std::time::Duration;
 

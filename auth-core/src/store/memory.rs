@@ -16,6 +16,33 @@ struct Entry {
 
 /// A [`CredentialStore`] in process memory: the reference implementation, for tests and
 /// single-process hosts that load credentials at start-up.
+///
+/// # Example
+///
+/// ```
+/// use auth_core::{CredentialStore, Key, MemoryStore, Precondition, StoreError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = MemoryStore::new();
+/// let key = Key::new("service/db-password")?;
+///
+/// // Create, then read back with its metadata.
+/// let version = store.put(&key, b"s3cret".to_vec().into(), Precondition::Absent).await?;
+/// let record = store.get(&key).await?.ok_or("record missing")?;
+/// assert_eq!(record.value_str(), Some("s3cret"));
+/// assert_eq!(record.meta.version, version);
+///
+/// // Compare-and-set: a writer holding a stale version is refused.
+/// store.put(&key, b"rotated".to_vec().into(), Precondition::Version(version)).await?;
+/// let stale = store.put(&key, b"lost".to_vec().into(), Precondition::Version(version)).await;
+/// assert_eq!(stale, Err(StoreError::Conflict { current: Some(version + 1) }));
+///
+/// assert!(store.delete(&key, Precondition::None).await?);
+/// assert!(store.get(&key).await?.is_none());
+/// # Ok(())
+/// # }
+/// ```
 pub struct MemoryStore {
     entries: Mutex<Entries>,
     clock: SharedClock,

@@ -51,9 +51,15 @@ async fn links_follow_methods_fallback_and_timeouts() {
     let links = chain.links();
     assert_eq!(links.len(), 2);
     assert_eq!(links[0].authenticator().name(), "wallet");
-    assert_eq!(links[0].control().unavailable, Action::Ignore);
+    assert_eq!(
+        links[0].control().action(OutcomeClass::Unavailable),
+        Action::Ignore
+    );
     assert_eq!(links[0].timeout(), Duration::from_secs(1));
-    assert_eq!(links[1].control().unavailable, Action::Die);
+    assert_eq!(
+        links[1].control().action(OutcomeClass::Unavailable),
+        Action::Die
+    );
     assert_eq!(links[1].timeout(), Duration::from_secs(3));
 
     let out = decide(&engine, &mut remote_password("alice", "pw")).await;

@@ -42,7 +42,7 @@ impl Action {
 /// The presets mean exactly what the Linux-PAM control keywords mean, with
 /// [`OutcomeClass::NotApplicable`] playing PAM_IGNORE:
 ///
-/// | preset | success | not applicable | rejected | account status | unavailable |
+/// | preset | success | not applicable | rejected | account refused | unavailable |
 /// |---|---|---|---|---|---|
 /// | [`REQUIRED`](Self::REQUIRED) | ok | ignore | bad | bad | bad |
 /// | [`REQUISITE`](Self::REQUISITE) | ok | ignore | die | die | die |
@@ -116,19 +116,24 @@ impl Action {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// The table is read with [`action`](Self::action); only the presets,
+/// [`fallback_on_unavailable`](Self::fallback_on_unavailable) and
+/// [`dangerous`](Self::dangerous) change it, so no policy lets a wrong secret through by
+/// accident.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Control {
     /// Action for [`OutcomeClass::Success`].
-    pub success: Action,
+    success: Action,
     /// Action for [`OutcomeClass::NotApplicable`] (including links whose `supports()`
     /// declined).
-    pub not_applicable: Action,
+    not_applicable: Action,
     /// Action for [`OutcomeClass::Rejected`].
-    pub rejected: Action,
+    rejected: Action,
     /// Action for [`OutcomeClass::AccountRefused`].
-    pub account_refused: Action,
+    account_refused: Action,
     /// Action for [`OutcomeClass::Unavailable`] (including the link's timeout).
-    pub unavailable: Action,
+    unavailable: Action,
 }
 
 impl Control {
@@ -200,7 +205,8 @@ impl Control {
 ///
 /// // Two stores that hold different passwords for the same user: a wrong password in the
 /// // first must not end the attempt.
-/// let control = Control::SUFFICIENT.dangerous().fallback_on_rejected();
+/// assert_eq!(Control::CONCLUSIVE.action(OutcomeClass::Rejected), Action::Die);
+/// let control = Control::CONCLUSIVE.dangerous().fallback_on_rejected();
 /// assert_eq!(control.action(OutcomeClass::Rejected), Action::Ignore);
 /// ```
 #[derive(Debug, Clone, Copy)]

@@ -86,16 +86,21 @@ impl ScramAuthenticator {
     /// use auth_core::MemoryStore;
     /// use std::sync::Arc;
     ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let users = Users::new(Arc::new(MemoryStore::new()));
-    /// // In a deployment: 32 random bytes read from where every instance finds them.
-    /// let mock_secret = [7u8; 32];
+    /// // In a deployment: 32 random bytes kept where every instance finds them (the
+    /// // wallet, a secrets manager), read into a zeroizing buffer; never a constant.
+    /// let mut mock_secret = zeroize::Zeroizing::new([0u8; 32]);
+    /// getrandom::fill(mock_secret.as_mut_slice())?;
     /// let scram = ScramAuthenticator::new(users, mock_secret);
     /// # let _ = scram;
+    /// # Ok(())
+    /// # }
     /// ```
-    pub fn new(users: Users, mock_secret: [u8; 32]) -> Self {
+    pub fn new(users: Users, mock_secret: impl Into<zeroize::Zeroizing<[u8; 32]>>) -> Self {
         Self {
             users,
-            mock_secret: Arc::new(zeroize::Zeroizing::new(mock_secret)),
+            mock_secret: Arc::new(mock_secret.into()),
             mock_iterations: DEFAULT_SCRAM_ITERATIONS,
         }
     }

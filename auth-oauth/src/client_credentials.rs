@@ -5,7 +5,6 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::SecretString;
 
-use auth_core::clock::system_clock;
 use oauth2::TokenResponse;
 
 use crate::client_auth::ClientAuth;
@@ -91,13 +90,12 @@ impl ClientCredentials {
     pub fn new(config: ClientCredentialsConfig) -> Result<Self, ConfigError> {
         let endpoints = Endpoints::new(
             &config.client_id,
-            config.auth.clone(),
-            config.http.clone(),
+            &config.auth,
+            &config.http,
             config.timeout,
-            system_clock(),
+            config.issuer.as_deref(),
         )
-        .with_token(&config.token_endpoint)?
-        .with_audience(config.issuer.as_deref());
+        .with_token(&config.token_endpoint)?;
         Ok(Self {
             config,
             endpoints,

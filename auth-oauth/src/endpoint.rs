@@ -94,24 +94,26 @@ pub(crate) struct Endpoints {
 }
 
 impl Endpoints {
-    /// Endpoints for `client_id` with `auth`; URLs are checked by [`check_url`].
+    /// Endpoints of the provider `issuer` (our assertions' audience; `None`: the first
+    /// endpoint set) for `client_id` with `auth`, on the system clock; URLs are checked by
+    /// [`check_url`].
     pub(crate) fn new(
         client_id: &str,
-        auth: ClientAuth,
-        http: HttpClient,
+        auth: &ClientAuth,
+        http: &HttpClient,
         timeout: Duration,
-        clock: SharedClock,
+        issuer: Option<&str>,
     ) -> Self {
         Self {
             client_id: client_id.to_owned(),
-            auth,
-            http,
+            auth: auth.clone(),
+            http: http.clone(),
             timeout,
             token: None,
             introspection: None,
             revocation: None,
-            audience: String::new(),
-            clock,
+            audience: issuer.unwrap_or_default().to_owned(),
+            clock: auth_core::clock::system_clock(),
         }
     }
 
@@ -140,14 +142,6 @@ impl Endpoints {
             .transpose()?
             .map(RevocationUrl::from_url);
         Ok(self)
-    }
-
-    /// Names `audience` (the provider's issuer identifier) as our assertions' `aud`.
-    pub(crate) fn with_audience(mut self, audience: Option<&str>) -> Self {
-        if let Some(a) = audience {
-            self.audience = a.to_owned();
-        }
-        self
     }
 
     /// The oauth2 client and the extra parameters for one request.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use auth_core::clock::{SharedClock, system_clock};
+use auth_core::clock::SharedClock;
 use auth_core::{
     Attempt, Authenticator, Credential, CredentialError, CredentialKind, Error, Evidence, Outcome,
     StandardSession,
@@ -99,13 +99,12 @@ impl IntrospectionAuthenticator {
     pub fn new(config: IntrospectionConfig) -> Result<Self, ConfigError> {
         let endpoints = Endpoints::new(
             &config.client_id,
-            config.auth.clone(),
-            config.http.clone(),
+            &config.auth,
+            &config.http,
             config.timeout,
-            system_clock(),
+            config.issuer.as_deref(),
         )
-        .with_introspection(&config.endpoint)?
-        .with_audience(config.issuer.as_deref());
+        .with_introspection(&config.endpoint)?;
         let cache = quick_cache::sync::Cache::new(100_000);
         Ok(Self {
             config,

@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use auth_core::clock::{SharedClock, system_clock};
+use auth_core::clock::SharedClock;
 use auth_core::{
     Attempt, Authenticator, Credential, CredentialError, CredentialKind, Evidence,
     IllegalTransition, Outcome, Role, Session, SessionEnd, SessionState, StandardSession,
@@ -120,14 +120,13 @@ impl PasswordGrantAuthenticator {
     pub fn new(config: PasswordGrantConfig) -> Result<Self, ConfigError> {
         let endpoints = Endpoints::new(
             &config.client_id,
-            config.auth.clone(),
-            config.http.clone(),
+            &config.auth,
+            &config.http,
             config.timeout,
-            system_clock(),
+            config.issuer.as_deref(),
         )
         .with_token(&config.token_endpoint)?
-        .with_revocation(config.revocation_endpoint.as_deref())?
-        .with_audience(config.issuer.as_deref());
+        .with_revocation(config.revocation_endpoint.as_deref())?;
         Ok(Self {
             client: std::sync::Arc::new(Client { config, endpoints }),
         })

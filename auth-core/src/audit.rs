@@ -43,6 +43,9 @@ pub enum AuditEventKind {
     SessionStarted,
     /// A session ended (connection or request over); the duration is the session's.
     SessionEnded,
+    /// A session's backend could not extend it (an OAuth refresh was refused or failed);
+    /// the session lasts until its current expiry.
+    SessionRenewalFailed,
     /// An administrator changed an account (`authctl user disable`, `apikey revoke`).
     AccountChanged,
 }
@@ -62,6 +65,7 @@ impl AuditEventKind {
             Self::SecretAccess => "secret_access",
             Self::SessionStarted => "session_started",
             Self::SessionEnded => "session_ended",
+            Self::SessionRenewalFailed => "session_renewal_failed",
             Self::AccountChanged => "account_changed",
         }
     }
@@ -239,6 +243,30 @@ pub(crate) fn record_session_event(
             .with_method(Some(session.method()))
             .with_user(Some(session.user()))
             .with_duration(duration),
+    );
+}
+
+/// Records a `session_renewal_failed` event for `session` at `place`.
+pub(crate) fn record_session_failure(
+    audit: &dyn AuditSink,
+    session: &dyn crate::session::Session,
+    (peer, connection_id, protocol): &SessionPlace,
+    clock: &dyn crate::clock::Clock,
+    failure: &crate::error::Failure,
+) {
+    if !audit.enabled() {
+        return;
+    }
+    audit.record(
+        &AuditEvent::new(
+            AuditEventKind::SessionRenewalFailed,
+            clock.now(),
+            (peer, *connection_id, protocol),
+            "failure",
+        )
+        .with_method(Some(session.method()))
+        .with_user(Some(session.user()))
+        .with_failure(Some(failure.error.code()), Some(&failure.detail)),
     );
 }
 

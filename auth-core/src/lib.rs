@@ -123,7 +123,7 @@ pub use outcome::{Outcome, OutcomeClass};
 pub use policy::{Policy, PolicyError};
 pub use rate_limit::{MemoryRateLimiter, RateLimiter};
 pub use session::{
-    Evidence, IllegalTransition, Session, SessionEnd, SessionState, StandardSession,
+    Evidence, IllegalTransition, Session, SessionEnd, SessionRenewal, SessionState, StandardSession,
 };
 pub use store::{CredentialStore, Key, MemoryStore, Precondition, Record, RecordMeta, StoreError};
 

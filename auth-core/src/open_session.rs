@@ -114,6 +114,29 @@ impl OpenSession {
         })
     }
 
+    /// Runs the session's [renewal](Session::renewal) when one is due (an OAuth token
+    /// refresh), before the adapter [`touch`](Self::touch)es it for the next use. A
+    /// renewal that fails is audited (`session_renewal_failed`); the session then stands
+    /// or falls by its expiry.
+    pub async fn renew(&self) {
+        let now = self.clock.now();
+        let Some(work) = self.with(|s| s.renewal(now)) else {
+            return;
+        };
+        if let Err(failure) = work.await {
+            let clock = self.clock.as_ref();
+            self.with(|s| {
+                crate::audit::record_session_failure(
+                    self.audit.as_ref(),
+                    s,
+                    &self.place,
+                    clock,
+                    &failure,
+                );
+            });
+        }
+    }
+
     /// Closes the session, once: [`Session::end`], then the `session_ended` audit event.
     /// Returns the backend's work (revoking a token) for the caller to await or spawn.
     pub fn close(&self) -> Option<SessionEnd> {

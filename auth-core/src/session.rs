@@ -11,6 +11,10 @@ use crate::error::{AuthorizationError, Failure};
 /// What a backend does when its session ends (see [`Session::end`]).
 pub type SessionEnd = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
+/// What a backend does to keep its session usable (see [`Session::renewal`]): `Err` says
+/// why it could not, for the audit log.
+pub type SessionRenewal = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send + 'static>>;
+
 /// The life-cycle state of a session.
 ///
 /// Legal transitions (anything else is refused with [`IllegalTransition`]):
@@ -153,6 +157,17 @@ pub trait Session: Send + Sync + Debug {
     /// to do.
     fn end(&mut self) -> Option<SessionEnd> {
         let _ = self.transition(SessionState::Disconnected);
+        None
+    }
+
+    /// The work that extends the session, when it is due at `now`: an OAuth session
+    /// refreshes its token before the token expires. Whoever keeps the session open awaits
+    /// it before each use ([`crate::OpenSession::renew`]); once it is done, the session
+    /// reports the new [`expires`](Self::expires), or, when the backend refused (the
+    /// refresh token was revoked), an expiry that has passed. The default has nothing to
+    /// do.
+    fn renewal(&mut self, now: SystemTime) -> Option<SessionRenewal> {
+        let _ = now;
         None
     }
 

@@ -8,7 +8,9 @@
 //! as often as configured; [`ClientCredentials`] supplies cached, refreshed tokens for
 //! outbound calls; [`PasswordGrantAuthenticator`] exchanges a password for tokens (the
 //! bridge from database logins to an OAuth server), refreshes them and revokes them when
-//! the session ends.
+//! the session ends;
+//! [`OAuthBearer`] runs OAUTHBEARER (RFC 7628), the SASL mechanism PostgreSQL 18 clients
+//! log in with, on either validator.
 //!
 //! Every call to a provider goes through one [`HttpClient`]: HTTPS on rustls (aws-lc-rs),
 //! the platform's and the webpki roots plus the CAs you add, an optional client
@@ -26,6 +28,7 @@ pub mod http;
 mod introspection;
 pub mod key;
 mod keyset;
+mod oauthbearer;
 mod password_grant;
 pub mod token;
 
@@ -45,8 +48,19 @@ pub use key::{Alg, KeyError, VerifyingKey};
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::introspection::read_answer_for_fuzzing as introspection_answer;
+
+    /// Parses an OAUTHBEARER initial response and its bearer token; `Err` says why not.
+    pub fn oauthbearer_initial(message: &[u8]) -> Result<Option<String>, &'static str> {
+        match crate::oauthbearer::parse_initial(message)? {
+            crate::oauthbearer::Request::Discovery => Ok(None),
+            crate::oauthbearer::Request::Auth(auth) => {
+                crate::oauthbearer::bearer_token(auth).map(|t| Some(t.to_owned()))
+            }
+        }
+    }
 }
 pub use keyset::{FetchSettings, KeySource, LookupError};
+pub use oauthbearer::{OAUTHBEARER, OAuthBearer};
 pub use password_grant::{
     GrantError, OAuthSession, PasswordGrantAuthenticator, PasswordGrantConfig,
 };

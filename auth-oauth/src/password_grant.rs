@@ -3,13 +3,15 @@
 //! the access and refresh tokens; a wrong one is `Rejected`; an endpoint that is down or
 //! slow is `Unavailable` within the time limit, so a chain can fall back.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use auth_core::clock::SharedClock;
 use auth_core::{
     Attempt, Authenticator, Credential, CredentialError, CredentialKind, Evidence,
-    IllegalTransition, Outcome, Role, Session, SessionEnd, SessionState, StandardSession,
+    IllegalTransition, Outcome, Role, Session, SessionEnd, SessionRenewal, SessionState,
+    StandardSession,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -76,19 +78,31 @@ struct Client {
 /// Authenticates [`Credential::Password`] by the password grant against an OAuth server.
 #[derive(Debug)]
 pub struct PasswordGrantAuthenticator {
-    client: std::sync::Arc<Client>,
+    client: Arc<Client>,
 }
 
 /// The live session of a password-grant login: the standard session view plus the tokens,
-/// refreshed before expiry and revoked when the session ends.
+/// refreshed before expiry (by [`OAuthSession::access_token`], or by whoever keeps the
+/// session open through [`Session::renewal`]) and revoked when the session ends.
 pub struct OAuthSession {
     session: StandardSession,
+    /// Shared with a renewal in flight, which runs outside the session's lock.
+    tokens: Arc<Mutex<Tokens>>,
+    client: Arc<Client>,
+}
+
+/// A session's tokens and times, on the authenticator's clock.
+struct Tokens {
     access: SecretString,
     refresh: Option<SecretString>,
-    /// When to refresh, on the authenticator's clock.
+    /// When to refresh.
     refresh_at: SystemTime,
-    client: std::sync::Arc<Client>,
+    /// When the access token expires, and with it the session unless refreshed.
+    expires: SystemTime,
 }
+
+/// How long a session waits before it tries again a refresh that failed for an outage.
+const REFRESH_RETRY: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for OAuthSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -128,14 +142,14 @@ impl PasswordGrantAuthenticator {
         .with_token(&config.token_endpoint)?
         .with_revocation(config.revocation_endpoint.as_deref())?;
         Ok(Self {
-            client: std::sync::Arc::new(Client { config, endpoints }),
+            client: Arc::new(Client { config, endpoints }),
         })
     }
 
     /// Reads time from `clock`.
     #[must_use]
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        std::sync::Arc::make_mut(&mut self.client).endpoints.clock = clock;
+        Arc::make_mut(&mut self.client).endpoints.clock = clock;
         self
     }
 
@@ -167,14 +181,16 @@ impl PasswordGrantAuthenticator {
         Ok(OAuthSession {
             session: StandardSession::new(user.to_owned(), "oauth-password", now)
                 .with_scopes(scopes)
-                .with_expiry(now + lifetime)
                 .with_evidence(Evidence::Token {
                     issuer: Some(c.issuer.clone().unwrap_or_else(|| c.token_endpoint.clone())),
                     token_id: None,
                 }),
-            access,
-            refresh,
-            refresh_at: started + lifetime.saturating_sub(c.refresh_before),
+            tokens: Arc::new(Mutex::new(Tokens {
+                access,
+                refresh,
+                refresh_at: started + lifetime.saturating_sub(c.refresh_before),
+                expires: now + lifetime,
+            })),
             client: self.client.clone(),
         })
     }
@@ -230,34 +246,23 @@ impl From<GrantError> for auth_core::Failure {
 }
 
 impl OAuthSession {
+    fn tokens(&self) -> std::sync::MutexGuard<'_, Tokens> {
+        self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The current access token, refreshed first when it is about to expire.
     pub async fn access_token(&mut self) -> Result<SecretString, GrantError> {
-        if self.client.endpoints.clock.now() >= self.refresh_at {
+        let due = self.client.endpoints.clock.now() >= self.tokens().refresh_at;
+        if due {
             self.refresh().await?;
         }
-        Ok(self.access.clone())
+        Ok(self.tokens().access.clone())
     }
 
     /// Exchanges the refresh token for new tokens now (the server may rotate the refresh
     /// token; the new one replaces it).
     pub async fn refresh(&mut self) -> Result<(), GrantError> {
-        let refresh = self.refresh.as_ref().ok_or(GrantError::NoRefreshToken)?;
-        let c = &self.client.config;
-        let started = self.client.endpoints.clock.now();
-        let answer = self
-            .client
-            .endpoints
-            .refresh(refresh)
-            .await
-            .map_err(|e| GrantError::from_endpoint("refresh", e))?;
-        let (access, new_refresh, lifetime, _) = tokens(&answer);
-        self.access = access;
-        if new_refresh.is_some() {
-            self.refresh = new_refresh;
-        }
-        self.refresh_at = started + lifetime.saturating_sub(c.refresh_before);
-        self.session = self.session.clone().with_expiry(started + lifetime);
-        Ok(())
+        refresh(self.client.clone(), self.tokens.clone()).await
     }
 
     /// Ends the session now: moves it to `Disconnected` and revokes the refresh and access
@@ -277,8 +282,12 @@ impl OAuthSession {
         &mut self,
     ) -> Option<impl std::future::Future<Output = Result<(), GrantError>> + Send + 'static> {
         self.client.endpoints.revocation.as_ref()?;
-        let refresh = self.refresh.take();
-        let access = std::mem::replace(&mut self.access, SecretString::from(String::new()));
+        let (refresh, access) = {
+            let mut tokens = self.tokens();
+            let refresh = tokens.refresh.take();
+            let access = std::mem::replace(&mut tokens.access, SecretString::from(String::new()));
+            (refresh, access)
+        };
         if access.expose_secret().is_empty() && refresh.is_none() {
             return None;
         }
@@ -336,7 +345,7 @@ impl Session for OAuthSession {
         self.session.last_activity()
     }
     fn expires(&self) -> Option<SystemTime> {
-        self.session.expires()
+        Some(self.tokens().expires)
     }
     fn state(&self) -> SessionState {
         self.session.state()
@@ -346,6 +355,24 @@ impl Session for OAuthSession {
     }
     fn touch(&mut self, now: SystemTime) -> Result<(), IllegalTransition> {
         self.session.touch(now)
+    }
+    /// Refreshes the tokens when the refresh is due (and the provider issued a refresh
+    /// token): the connection that obtained them is still open. A refusal (the refresh
+    /// token was revoked or expired) ends the session at once; an outage is tried again
+    /// later while the access token lasts.
+    fn renewal(&mut self, now: SystemTime) -> Option<SessionRenewal> {
+        {
+            let tokens = self.tokens();
+            if tokens.refresh.is_none() || now < tokens.refresh_at {
+                return None;
+            }
+        }
+        let (client, tokens) = (self.client.clone(), self.tokens.clone());
+        Some(Box::pin(async move {
+            refresh(client, tokens)
+                .await
+                .map_err(auth_core::Failure::from)
+        }))
     }
     /// Revokes the session's tokens at the provider (RFC 7009): the connection that
     /// obtained them is gone, so nobody may use them any more.
@@ -357,6 +384,39 @@ impl Session for OAuthSession {
                 tracing::warn!(error = %e, "revoking the tokens of an ended session failed");
             }
         }))
+    }
+}
+
+/// Refreshes `tokens` at `client`'s provider. A refusal expires them now; an outage
+/// leaves them as they are and puts the next try off by [`REFRESH_RETRY`].
+async fn refresh(client: Arc<Client>, tokens: Arc<Mutex<Tokens>>) -> Result<(), GrantError> {
+    let lock = || tokens.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(refresh_token) = lock().refresh.clone() else {
+        return Err(GrantError::NoRefreshToken);
+    };
+    let clock = &client.endpoints.clock;
+    let started = clock.now();
+    match client.endpoints.refresh(&refresh_token).await {
+        Ok(answer) => {
+            let (access, new_refresh, lifetime, _) = crate::password_grant::tokens(&answer);
+            let mut t = lock();
+            t.access = access;
+            if new_refresh.is_some() {
+                t.refresh = new_refresh;
+            }
+            t.refresh_at = started + lifetime.saturating_sub(client.config.refresh_before);
+            t.expires = started + lifetime;
+            Ok(())
+        }
+        Err(e) => {
+            let e = GrantError::from_endpoint("refresh", e);
+            let mut t = lock();
+            match e {
+                GrantError::Refused { .. } => t.expires = t.expires.min(clock.now()),
+                _ => t.refresh_at = (clock.now() + REFRESH_RETRY).min(t.expires),
+            }
+            Err(e)
+        }
     }
 }
 

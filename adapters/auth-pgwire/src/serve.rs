@@ -489,17 +489,19 @@ async fn run<H: PgWireServerHandlers>(
             }
             continue;
         }
-        // The session stage: every message after OK is activity; an expired session (a
-        // token's `exp`, the account's validity) ends the connection.
-        if !is_cancel
-            && let Some(session) = crate::session::session(&socket)
-            && let Err(over) = session.touch()
-        {
-            let error = ErrorInfo::new("FATAL".to_owned(), "28000".to_owned(), over.to_string());
-            let _ = socket
-                .send(PgWireBackendMessage::ErrorResponse(error.into()))
-                .await;
-            return Ok(());
+        // The session stage: every message after OK is activity, after the session's
+        // renewal when one is due (an OAuth token refresh); an expired session (a token's
+        // `exp`, the account's validity) ends the connection.
+        if !is_cancel && let Some(session) = crate::session::session(&socket) {
+            session.renew().await;
+            if let Err(over) = session.touch() {
+                let error =
+                    ErrorInfo::new("FATAL".to_owned(), "28000".to_owned(), over.to_string());
+                let _ = socket
+                    .send(PgWireBackendMessage::ErrorResponse(error.into()))
+                    .await;
+                return Ok(());
+            }
         }
         if let Err(mut e) = process_message(
             message,

@@ -32,6 +32,12 @@ impl AuthenticatedSession {
         self.with(|s| s.method().to_owned())
     }
 
+    /// Extends the session when its backend wants to (an OAuth token refresh that is
+    /// due); the serve loop calls it before [`Self::touch`] on every message.
+    pub async fn renew(&self) {
+        self.0.renew().await;
+    }
+
     /// Marks activity; refused once the session has expired or ended.
     pub fn touch(&self) -> Result<(), SessionOver> {
         self.0.touch()

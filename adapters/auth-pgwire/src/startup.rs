@@ -128,11 +128,12 @@ enum Phase {
     Cleartext(Pending),
     /// AuthenticationSASL was sent with these mechanisms.
     SaslInitial(Pending),
-    /// A SASL exchange runs in `task`; `peer` carries its messages.
+    /// A SASL exchange of `mechanism` runs in `task`; `peer` carries its messages.
     Sasl {
         peer: ConversationPeer,
         task: JoinHandle<Outcome>,
         user: String,
+        mechanism: &'static str,
     },
     /// AuthenticationGSS was sent.
     GssInitial(Pending),
@@ -478,6 +479,7 @@ impl PgAuthenticator {
         mut peer: ConversationPeer,
         task: JoinHandle<Outcome>,
         user: String,
+        mechanism: &'static str,
     ) -> PgWireResult<Phase>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
@@ -492,7 +494,12 @@ impl PgAuthenticator {
                             Authentication::SASLContinue(data.into()),
                         ))
                         .await?;
-                    return Ok(Phase::Sasl { peer, task, user });
+                    return Ok(Phase::Sasl {
+                        peer,
+                        task,
+                        user,
+                        mechanism,
+                    });
                 }
                 Some(ServerMessage::Final(data)) => {
                     client
@@ -505,6 +512,13 @@ impl PgAuthenticator {
             }
         }
         let outcome = exchange_outcome(task).await;
+        // PostgreSQL words and codes a refused bearer token as any method that is not a
+        // password: 28000, never 28P01.
+        if mechanism == OAUTHBEARER {
+            return self
+                .finish(client, outcome, |f| method_failed(f, &user, "OAuth bearer"))
+                .await;
+        }
         self.finish(client, outcome, |f| auth_failed(f, &user, "password"))
             .await
     }
@@ -558,16 +572,24 @@ impl PgAuthenticator {
                     credential,
                     self.config.max_sasl_message,
                 );
-                self.drive(client, peer, task, user).await
+                self.drive(client, peer, task, user, mechanism).await
             }
-            (Phase::Sasl { peer, task, user }, PgWireFrontendMessage::PasswordMessageFamily(m)) => {
+            (
+                Phase::Sasl {
+                    peer,
+                    task,
+                    user,
+                    mechanism,
+                },
+                PgWireFrontendMessage::PasswordMessageFamily(m),
+            ) => {
                 let response = m
                     .into_sasl_response()
                     .map_err(|_| protocol("expected a SASLResponse message"))?;
                 if peer.answer(response.data.to_vec()).await.is_err() {
                     // The exchange already ended; its outcome says why.
                 }
-                self.drive(client, peer, task, user).await
+                self.drive(client, peer, task, user, mechanism).await
             }
             (Phase::GssInitial(p), PgWireFrontendMessage::PasswordMessageFamily(m)) => {
                 let token = raw_token(m, self.config.max_sasl_message)?;
@@ -593,6 +615,9 @@ impl PgAuthenticator {
         }
     }
 }
+
+/// The SASL mechanism of PostgreSQL 18's OAuth logins (RFC 7628).
+const OAUTHBEARER: &str = "OAUTHBEARER";
 
 /// Authentication request codes pgwire has no message for.
 const AUTH_GSS: i32 = 7;

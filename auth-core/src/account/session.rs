@@ -5,7 +5,9 @@ use std::time::SystemTime;
 
 use super::Account;
 use crate::authz::Role;
-use crate::session::{Evidence, IllegalTransition, Session, SessionEnd, SessionState};
+use crate::session::{
+    Evidence, IllegalTransition, Session, SessionEnd, SessionRenewal, SessionState,
+};
 
 /// The session a method produced, seen through the account that admitted it: the user is
 /// the account's, the roles are the method's and the account's, the scopes are the
@@ -18,7 +20,9 @@ pub struct AccountSession {
     user: String,
     roles: Vec<Role>,
     scopes: Option<Vec<String>>,
-    expires: Option<SystemTime>,
+    /// The account's own validity; the session's is the earlier of this and the method's,
+    /// read each time (a renewal moves the method's).
+    valid_until: Option<SystemTime>,
 }
 
 impl AccountSession {
@@ -31,16 +35,12 @@ impl AccountSession {
             }
         }
         let scopes = inner.scopes().is_empty().then_some(account.scopes);
-        let expires = match (inner.expires(), account.valid_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
         Self {
             inner,
             user: account.name,
             roles,
             scopes,
-            expires,
+            valid_until: account.valid_until,
         }
     }
 
@@ -76,7 +76,10 @@ impl Session for AccountSession {
         self.inner.last_activity()
     }
     fn expires(&self) -> Option<SystemTime> {
-        self.expires
+        match (self.inner.expires(), self.valid_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
     fn state(&self) -> SessionState {
         self.inner.state()
@@ -89,5 +92,8 @@ impl Session for AccountSession {
     }
     fn end(&mut self) -> Option<SessionEnd> {
         self.inner.end()
+    }
+    fn renewal(&mut self, now: SystemTime) -> Option<SessionRenewal> {
+        self.inner.renewal(now)
     }
 }

@@ -26,6 +26,16 @@ pub enum Method {
     /// rules only); the name it gives is mapped to the requested user by
     /// `[[identity_map]] method = "cert"`.
     Cert,
+    /// A bearer token from a PostgreSQL 18 client (SASL OAUTHBEARER, RFC 7628), validated
+    /// against the rule's `issuer` (one of `[[oauth_issuer]]`); clients without a token
+    /// are told the issuer and `scope` to get one for. TLS or the Unix socket only.
+    #[serde(rename = "oauthbearer")]
+    OAuthBearer,
+    /// A user name and password (cleartext, so TLS only unless allowed), exchanged for
+    /// tokens at the `[oauth_password]` server; `fallback = "scram"` checks the password
+    /// against the gateway's own users while the server is down.
+    #[serde(rename = "oauth-password")]
+    OAuthPassword,
     /// Refuse.
     Reject,
 }
@@ -131,6 +141,18 @@ pub struct RuleConfig {
     /// `clientcert`): `verify-ca` (any valid one) or `verify-full` (one naming the user).
     #[serde(default)]
     pub client_certificate: Option<String>,
+    /// `oauthbearer` rules: the issuer advertised to clients and trusted for the rule's
+    /// tokens (an `[[oauth_issuer]]`'s `issuer`, or its discovery document's URL).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// `oauthbearer` rules: the scope clients ask for (space-separated); a token must carry
+    /// every one.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// `oauth-password` rules: `scram` checks the password against the gateway's own users
+    /// while the OAuth server is unavailable (never when it refused the password).
+    #[serde(default)]
+    pub fallback: Option<String>,
 }
 
 fn default_type() -> String {
@@ -197,6 +219,64 @@ impl RuleConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The OAuth settings fit the method, and name what the file configures.
+    fn check_oauth(&self, config: &GatewayConfig) -> Result<(), String> {
+        let name = &self.name;
+        let bearer = self.method == Method::OAuthBearer;
+        if !bearer && (self.issuer.is_some() || self.scope.is_some()) {
+            return Err(format!(
+                "rule `{name}`: issuer and scope belong to method = \"oauthbearer\" rules"
+            ));
+        }
+        if self.method != Method::OAuthPassword && self.fallback.is_some() {
+            return Err(format!(
+                "rule `{name}`: fallback belongs to method = \"oauth-password\" rules"
+            ));
+        }
+        match self.method {
+            Method::OAuthBearer => {
+                if !["hostssl", "local"].contains(&self.kind.as_str()) {
+                    return Err(format!(
+                        "rule `{name}`: a bearer token lets anyone who reads it log in until \
+                         it expires; set type = \"hostssl\" (or \"local\")"
+                    ));
+                }
+                let Some(issuer) = &self.issuer else {
+                    return Err(format!(
+                        "rule `{name}`: method = \"oauthbearer\" needs issuer = \"https://...\", \
+                         one of the [[oauth_issuer]] sections"
+                    ));
+                };
+                if !config
+                    .oauth_issuers
+                    .iter()
+                    .any(|i| super::oauth::advertises(issuer, &i.issuer))
+                {
+                    return Err(format!(
+                        "rule `{name}`: issuer `{issuer}` is not configured; add [[oauth_issuer]] \
+                         issuer = \"{issuer}\" with the audience its tokens name for this gateway"
+                    ));
+                }
+                Ok(())
+            }
+            Method::OAuthPassword => {
+                if config.oauth_password.is_none() {
+                    return Err(format!(
+                        "rule `{name}`: method = \"oauth-password\" needs an [oauth_password] \
+                         section (token_endpoint, client_id, client secret)"
+                    ));
+                }
+                match self.fallback.as_deref() {
+                    None | Some("scram") => Ok(()),
+                    Some(other) => Err(format!(
+                        "rule `{name}`: fallback = \"{other}\"; the only fallback is \"scram\""
+                    )),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The auth-core rule with `target`.
@@ -313,6 +393,12 @@ pub struct GatewayConfig {
     /// "kerberos", identity = "/^(.*)/admin@TEST\\.REALM$", user = "\\1_admin"`.
     #[serde(rename = "identity_map", default)]
     pub identity_map: Vec<IdentityMapConfig>,
+    /// Issuers whose bearer tokens `oauthbearer` rules accept.
+    #[serde(rename = "oauth_issuer", default)]
+    pub oauth_issuers: Vec<super::oauth::OAuthIssuerConfig>,
+    /// The OAuth server of `oauth-password` rules.
+    #[serde(default)]
+    pub oauth_password: Option<super::oauth::OAuthPasswordConfig>,
 }
 
 /// The `[client_certificates]` section.
@@ -395,7 +481,7 @@ fn default_timeout() -> Duration {
 fn default_audit() -> String {
     "audit.jsonl".into()
 }
-fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(super) fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
     humantime::parse_duration(&s)
         .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a duration like \"60s\"")))
@@ -466,6 +552,10 @@ user = "{admin}"
             let rule = r.to_rule(Target::Reject)?;
             r.check_local_only(&rule)?;
             r.check_certificates(cas)?;
+            r.check_oauth(&config)?;
+        }
+        if let Some(p) = &config.oauth_password {
+            p.check()?;
         }
         config.client_certificates.client_name()?;
         if config.unix_socket_permissions > 0o777 {

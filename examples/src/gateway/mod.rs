@@ -3,6 +3,7 @@
 //! TLS certificate, the policy as TOML and the JSON-lines audit log.
 
 mod config;
+mod oauth;
 mod sql;
 
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use auth_core::certificate::{
 use auth_core::local::{PeerAuthenticator, SystemUsers, TrustAuthenticator};
 use auth_core::policy::{Rule, Target};
 use auth_core::rate_limit::LimitSettings;
-use auth_core::{AuditSink, Chain, Engine, MemoryRateLimiter, Policy, RateLimiter, Role};
+use auth_core::{AuditSink, Chain, Control, Engine, MemoryRateLimiter, Policy, RateLimiter, Role};
 use auth_core::{Authenticator, ConnectionInfo, CredentialKind, Peer, Protocol};
 #[cfg(feature = "kerberos")]
 use auth_kerberos::{GssAuthenticator, UserDirectory};
@@ -35,6 +36,7 @@ use secrecy::SecretString;
 pub use config::{
     ClientCertificatesConfig, GatewayConfig, KerberosConfig, MapConfig, Method, RuleConfig,
 };
+pub use oauth::{OAuthIssuerConfig, OAuthPasswordConfig, OAuthSetup};
 pub use sql::DemoSql;
 
 /// Why the gateway cannot start.
@@ -121,6 +123,9 @@ pub struct Prepared {
     pub client_cas: Option<Arc<TrustedIssuers>>,
     /// Which certificate name is the client.
     pub client_name: ClientName,
+    /// The OAuth validators and password grant of `[[oauth_issuer]]` and
+    /// `[oauth_password]`.
+    pub oauth: OAuthSetup,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -262,7 +267,15 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         AccountStage::new(Arc::new(directory))
             .with_identity_map(config.identity_map().map_err(GatewayError)?),
     );
+    let oauth = oauth::setup(
+        data_dir,
+        &config.oauth_issuers,
+        config.oauth_password.as_ref(),
+        &wallet,
+    )
+    .await?;
     Ok(Prepared {
+        oauth,
         accounts,
         migration,
         client_cas,
@@ -450,6 +463,33 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
             // Refused when the configuration was read; a rule that got here anyway rejects.
             #[cfg(not(feature = "kerberos"))]
             Method::Gss => Target::Reject,
+            Method::OAuthBearer => {
+                let issuer = rule.issuer.as_deref().unwrap_or_default();
+                let jwt = prepared.oauth.issuer(issuer).ok_or_else(|| {
+                    format!("rule `{}`: issuer `{issuer}` is not configured", rule.name)
+                })?;
+                let scope = rule.scope.clone().unwrap_or_default();
+                let bearer = auth_oauth::OAuthBearer::new(jwt.clone(), issuer, scope)
+                    .map_err(|e| format!("rule `{}`: issuer: {e}", rule.name))?;
+                Target::Chain(Arc::new(builder.link(Arc::new(bearer)).build()))
+            }
+            Method::OAuthPassword => {
+                let grant = prepared.oauth.password_grant.clone().ok_or_else(|| {
+                    format!("rule `{}` needs the [oauth_password] section", rule.name)
+                })?;
+                let builder = match rule.fallback.as_deref() {
+                    // Only an outage passes the password on: a password the server refused
+                    // is refused here too.
+                    Some("scram") => builder
+                        .link_with(grant, Control::CONCLUSIVE.fallback_on_unavailable())
+                        .link(Arc::new(PasswordAuthenticator::new(
+                            users.clone(),
+                            hasher.clone(),
+                        ))),
+                    _ => builder.link(grant),
+                };
+                Target::Chain(Arc::new(builder.build()))
+            }
             Method::Password => Target::Chain(Arc::new(
                 builder
                     .link(Arc::new(

@@ -355,6 +355,15 @@ impl Authenticator for OAuthBearer {
                     self.refuse(attempt, failure).await
                 }
             },
+            // A token that does not even parse arrived in a well-formed message: for
+            // OAUTHBEARER that is an invalid token, as PostgreSQL reports it.
+            Outcome::Rejected(Failure {
+                error: Error::Credential(CredentialError::Malformed),
+                detail,
+            }) => {
+                let failure = Failure::new(CredentialError::Invalid, detail);
+                self.refuse(attempt, failure).await
+            }
             Outcome::Rejected(failure) => self.refuse(attempt, failure).await,
             Outcome::AccountRefused { error, detail } => {
                 self.refuse(attempt, Failure::new(error, detail)).await

@@ -3,7 +3,9 @@
 // tokens for resource urn:api, opaque tokens for urn:opaque, introspection and revocation.
 // Clients: `svc` (client_secret_basic), `svc-post` (client_secret_post), `svc-hs`
 // (client_secret_jwt) with the given secret, and `svc-key` (private_key_jwt) with the
-// given public key.
+// given public key. Clients `alice` and `bob` (client_secret_basic) get tokens whose `sub`
+// is their name, for database logins; `expired` gets tokens that expired an hour ago.
+// Resource urn:other issues JWTs for another audience.
 // Usage: node provider.mjs <port> <client-secret> <cert.pem> <key.pem> <assertion-public.pem>
 import { createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -33,7 +35,22 @@ const provider = new Provider(issuer, {
     client('svc-post', 'client_secret_post', { client_secret: secret }),
     client('svc-hs', 'client_secret_jwt', { client_secret: secret, token_endpoint_auth_signing_alg: 'HS256' }),
     client('svc-key', 'private_key_jwt', { jwks: { keys: [assertionJwk] }, token_endpoint_auth_signing_alg: 'ES256' }),
+    client('alice', 'client_secret_basic', { client_secret: secret }),
+    client('bob', 'client_secret_basic', { client_secret: secret }),
+    client('expired', 'client_secret_basic', { client_secret: secret }),
   ],
+  formats: {
+    customizers: {
+      // Signed by the provider like any other token, but expired an hour ago.
+      jwt: (ctx, token, jwt) => {
+        if (token.clientId === 'expired') {
+          const now = Math.floor(Date.now() / 1000);
+          jwt.payload.iat = now - 7200;
+          jwt.payload.exp = now - 3600;
+        }
+      },
+    },
+  },
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
@@ -45,7 +62,7 @@ const provider = new Provider(issuer, {
       useGrantedResource: () => true,
       getResourceServerInfo: (ctx, resource) => resource === 'urn:opaque'
         ? { scope: 'kms:encrypt read', audience: 'urn:opaque', accessTokenFormat: 'opaque' }
-        : { scope: 'kms:encrypt read', audience: 'urn:api', accessTokenFormat: 'jwt', jwt: { sign: { alg: 'ES256' } } },
+        : { scope: 'kms:encrypt read', audience: resource === 'urn:other' ? 'urn:other' : 'urn:api', accessTokenFormat: 'jwt', jwt: { sign: { alg: 'ES256' } } },
     },
   },
   scopes: ['kms:encrypt', 'read'],

@@ -6,6 +6,7 @@
     preauth.py grpc-call HOST PORT USER PASSWORD
     preauth.py hold HOST PORT COUNT
     preauth.py stall HOST PORT COUNT
+    preauth.py pg-discover HOST PORT USER COUNT
 
 pg-abandon opens COUNT pgwire connections for USER and leaves each SCRAM exchange at one of
 four stages in turn: a Flush frame instead of the client-final message, a hang-up after
@@ -19,6 +20,9 @@ code's name (`OK`, `RESOURCE_EXHAUSTED`, ...). hold opens COUNT connections that
 nothing but an SSLRequest (answered, so the server has taken each), prints `held COUNT`,
 and keeps them until its standard input closes. stall does the same with connections that
 send nothing at all (a TLS handshake never begun), in order, printing `stalled COUNT`.
+pg-discover makes COUNT OAUTHBEARER discovery rounds over TLS, as libpq does when it has
+no token yet (an empty `auth=`, the server's error JSON, `0x01`), and prints `discovered
+N` with N the rounds that ended as PostgreSQL ends them (SASLContinue, then 28000).
 """
 
 import base64
@@ -182,6 +186,35 @@ def stall(host, port, count):
         s.close()
 
 
+def pg_discover(host, port, user, count):
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    rounds = 0
+    for _ in range(count):
+        with socket.create_connection((host, port), timeout=30) as raw:
+            raw.sendall(struct.pack("!II", 8, 80877103))
+            if raw.recv(1) != b"S":
+                continue
+            with context.wrap_socket(raw) as sock:
+                startup(sock, user)
+                kind, body = read_message(sock)
+                if kind != b"R" or b"OAUTHBEARER" not in body:
+                    continue
+                initial = b"n,,\x01auth=\x01\x01"
+                mech = b"OAUTHBEARER\0"
+                body = mech + struct.pack("!I", len(initial)) + initial
+                sock.sendall(b"p" + struct.pack("!I", 4 + len(body)) + body)
+                kind, body = read_message(sock)
+                if kind != b"R" or struct.unpack("!I", body[:4])[0] != 11:
+                    continue
+                sock.sendall(b"p" + struct.pack("!I", 5) + b"\x01")
+                kind, body = read_message(sock)
+                if kind == b"E" and b"C28000\0" in body:
+                    rounds += 1
+    print(f"discovered {rounds}")
+
+
 def main(argv):
     what, args = argv[1], argv[2:]
     if what == "pg-abandon":
@@ -194,6 +227,8 @@ def main(argv):
         hold(args[0], int(args[1]), int(args[2]))
     elif what == "stall":
         stall(args[0], int(args[1]), int(args[2]))
+    elif what == "pg-discover":
+        pg_discover(args[0], int(args[1]), args[2], int(args[3]))
     elif what == "grpc-call":
         grpc_call(args[0], int(args[1]), args[2], args[3])
     else:

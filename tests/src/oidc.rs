@@ -116,13 +116,23 @@ impl OidcProvider {
 
     /// Runs curl against the provider as client `svc`; returns the body.
     fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<String, HarnessError> {
+        self.post_as("svc", path, form)
+    }
+
+    /// Runs curl against the provider as `client` (every client has the same secret).
+    fn post_as(
+        &self,
+        client: &str,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<String, HarnessError> {
         let ca = self.dir.path().join("ca.crt");
         std::fs::write(&ca, self.ca_pem()?).map_err(HarnessError::io("write ca.crt"))?;
         let encoded: String = form_urlencoded::byte_serialize(self.secret.as_bytes()).collect();
         let mut cmd = Command::new("curl");
         cmd.args(["-s", "--max-time", "10", "--cacert"])
             .arg(&ca)
-            .args(["-u", &format!("svc:{encoded}")]);
+            .args(["-u", &format!("{client}:{encoded}")]);
         for (k, v) in form {
             cmd.arg("--data-urlencode").arg(format!("{k}={v}"));
         }
@@ -134,7 +144,18 @@ impl OidcProvider {
     /// A client_credentials access token for `resource` (`urn:api`: a JWT; `urn:opaque`:
     /// opaque) with `scope`.
     pub fn token(&self, resource: &str, scope: &str) -> Result<String, HarnessError> {
-        let body = self.post(
+        self.token_for("svc", resource, scope)
+    }
+
+    /// As [`Self::token`], for `client` (`alice` and `bob` get tokens naming themselves).
+    pub fn token_for(
+        &self,
+        client: &str,
+        resource: &str,
+        scope: &str,
+    ) -> Result<String, HarnessError> {
+        let body = self.post_as(
+            client,
             "/token",
             &[
                 ("grant_type", "client_credentials"),

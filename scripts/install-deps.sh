@@ -33,13 +33,14 @@ done
 # with reflection (the gRPC client tests) live in their own venv (PyPI), created once.
 venv="${AUTH_TEST_VENV:-/opt/auth-tests/venv}"
 install_venv() {
-  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import psycopg, oauth2_provider, grpc, grpc_reflection' 2>/dev/null; then
+  # psycopg-binary 3.3 bundles libpq 18, the first that speaks OAUTHBEARER.
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import psycopg, oauth2_provider, grpc, grpc_reflection; assert psycopg.pq.version() >= 180000' 2>/dev/null; then
     return 0
   fi
   echo "install-deps: creating $venv with psycopg, django-oauth-toolkit and grpcio"
   mkdir -p "$(dirname "$venv")"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check 'psycopg>=3.2' 'psycopg-binary>=3.2' \
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'psycopg>=3.3' 'psycopg-binary>=3.3' \
     'django>=5,<6' 'django-oauth-toolkit>=3' \
     'grpcio>=1.60' 'grpcio-reflection>=1.60' 'protobuf>=4.25'
 }

@@ -12,6 +12,17 @@ const SERVER: &str = include_str!("../oauth_server/server.py");
 /// The client secret of client `gateway`.
 pub const CLIENT_SECRET: &str = "0123456789abcdef0123456789abcdef-gateway";
 
+/// The tokens in the server's database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCounts {
+    /// Access tokens that exist (revocation deletes them).
+    pub access: usize,
+    /// Refresh tokens not revoked.
+    pub live_refresh: usize,
+    /// Refresh tokens ever issued (each refresh rotates one).
+    pub issued_refresh: usize,
+}
+
 /// A running server. Dropping it stops the process.
 #[derive(Debug)]
 pub struct DjangoOAuth {
@@ -70,6 +81,38 @@ impl DjangoOAuth {
             "oauth server listening",
         )?);
         Ok(())
+    }
+
+    /// What the server's database holds: access tokens (revoking one deletes it), refresh
+    /// tokens not revoked, and refresh tokens ever issued.
+    pub fn token_counts(&self) -> Result<TokenCounts, HarnessError> {
+        let db = self.dir.path().join("db.sqlite3");
+        let script = "import sqlite3, sys\n\
+            c = sqlite3.connect(sys.argv[1])\n\
+            q = lambda s: c.execute(s).fetchone()[0]\n\
+            print(q('select count(*) from oauth2_provider_accesstoken'), \
+            q('select count(*) from oauth2_provider_refreshtoken where revoked is null'), \
+            q('select count(*) from oauth2_provider_refreshtoken'))";
+        let mut cmd = Command::new(python()?);
+        cmd.args(["-c", script]).arg(db);
+        let out = crate::process::run(&mut cmd, None)?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let n: Vec<usize> = text
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        match n[..] {
+            [access, live_refresh, issued_refresh] => Ok(TokenCounts {
+                access,
+                live_refresh,
+                issued_refresh,
+            }),
+            _ => Err(HarnessError::Command {
+                command: "count the server's tokens".into(),
+                status: "unexpected output".into(),
+                output: text.into_owned(),
+            }),
+        }
     }
 
     /// The base URL (`https://127.0.0.1:<port>`).

@@ -251,10 +251,8 @@ pub(crate) fn parse_initial(message: &[u8]) -> Result<Request<'_>, &'static str>
         {
             return Err("a value has characters RFC 7628 does not allow");
         }
-        if key == "auth" {
-            if auth.replace(value).is_some() {
-                return Err("more than one auth value");
-            }
+        if key == "auth" && auth.replace(value).is_some() {
+            return Err("more than one auth value");
         }
         pairs = tail;
     }

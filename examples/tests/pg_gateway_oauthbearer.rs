@@ -89,7 +89,6 @@ struct Login {
     user: Option<String>,
     error: String,
     hook_calls: Vec<serde_json::Value>,
-    logins_per_s: Option<f64>,
 }
 
 fn script() -> PathBuf {
@@ -104,17 +103,6 @@ impl Setup {
     /// psycopg (libpq 18) logging in as `user` with `oauth_issuer`, its hook fetching a
     /// token as client `client` for `resource`.
     fn login(&self, user: &str, oauth_issuer: &str, client: &str, resource: &str) -> Login {
-        self.login_n(user, oauth_issuer, client, resource, 0)
-    }
-
-    fn login_n(
-        &self,
-        user: &str,
-        oauth_issuer: &str,
-        client: &str,
-        resource: &str,
-        count: usize,
-    ) -> Login {
         let python = auth_tests::venv_python("psycopg").unwrap_or_else(|e| panic!("{e}"));
         let conninfo = self.gateway.conninfo(
             user,
@@ -131,7 +119,7 @@ impl Setup {
             .arg(format!("{}/token", self.provider.issuer()))
             .args([client, CLIENT_SECRET])
             .arg(self.ca())
-            .args([resource, "read", &count.to_string()])
+            .args([resource, "read"])
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -142,7 +130,6 @@ impl Setup {
             user: v["user"].as_str().map(str::to_owned),
             error: v["error"].as_str().unwrap_or_default().to_owned(),
             hook_calls: v["hook_calls"].as_array().cloned().unwrap_or_default(),
-            logins_per_s: v["logins_per_s"].as_f64(),
         }
     }
 

@@ -5,19 +5,18 @@ the OpenID provider over HTTPS (client_credentials, as the client named on the c
 line), and records what libpq asked it for.
 
 Usage: python oauthbearer.py <conninfo> <token-url> <client-id> <client-secret> <ca-file>
-                             <resource> <scope> [count]
-Prints one JSON object: {"ok", "user", "error", "sqlstate", "hook_calls", "logins_per_s"}.
-With a count, logs in that many times with one cached token (the benchmark's client).
+                             <resource> <scope>
+Prints one JSON object: {"ok", "user", "error", "sqlstate", "hook_calls"}.
 A token URL of `-` takes the client secret for the token itself (a host that cannot reach
 the provider).
 """
+import base64
 import ctypes
 import glob
 import json
 import os
 import ssl
 import sys
-import time
 import urllib.parse
 import urllib.request
 
@@ -25,7 +24,6 @@ import psycopg
 import psycopg_binary
 
 conninfo, token_url, client_id, client_secret, ca_file, resource, scope = sys.argv[1:8]
-count = int(sys.argv[8]) if len(sys.argv) > 8 else 0
 
 # The libpq psycopg already loaded: opening the same file gives the same library, so the
 # hook set here is the one psycopg's connections run.
@@ -68,8 +66,6 @@ def fetch_token():
     ).encode()
     request = urllib.request.Request(token_url, data=form, method="POST")
     basic = f"{urllib.parse.quote_plus(client_id)}:{urllib.parse.quote_plus(client_secret)}"
-    import base64
-
     request.add_header("Authorization", "Basic " + base64.b64encode(basic.encode()).decode())
     with urllib.request.urlopen(request, context=context, timeout=10) as answer:
         return json.load(answer)["access_token"]
@@ -101,11 +97,6 @@ try:
     with psycopg.connect(conninfo, connect_timeout=10) as conn:
         result["user"] = conn.execute("SELECT current_user").fetchone()[0]
         result["ok"] = True
-    if count:
-        started = time.perf_counter()
-        for _ in range(count):
-            psycopg.connect(conninfo, connect_timeout=10).close()
-        result["logins_per_s"] = count / (time.perf_counter() - started)
 except psycopg.Error as e:
     result["error"] = str(e).strip()
     result["sqlstate"] = getattr(e, "sqlstate", None)

@@ -131,6 +131,54 @@ async fn login_refresh_rotation_and_revocation() {
     assert_eq!(events, ["session_started", "session_ended"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_session_renews_its_token_and_ends_when_the_server_refuses() {
+    let server = alices_server().await;
+    // Refresh due at once: the tokens live shorter than an hour.
+    let config = PasswordGrantConfig {
+        refresh_before: Duration::from_secs(3600),
+        ..config(&server.url(), Duration::from_secs(5))
+    };
+    let auth = PasswordGrantAuthenticator::new(config).unwrap();
+    let mut session = auth
+        .login(
+            "alice",
+            &SecretString::from("alice long password".to_owned()),
+        )
+        .await
+        .unwrap();
+    session.transition(SessionState::Active).unwrap();
+    let first = session.access_token().await.unwrap();
+    let audit = Arc::new(MemoryAuditSink::default());
+    let connection = ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.9:5000".parse().unwrap());
+    let open = OpenSession::open(
+        Box::new(session),
+        &connection,
+        audit.clone(),
+        system_clock(),
+    );
+    // A renewal refreshes: the server now has a newer refresh token than the login's.
+    let counts = || tokio::task::block_in_place(|| server.token_counts().unwrap());
+    let issued = counts().issued_refresh;
+    open.renew().await;
+    assert!(open.touch().is_ok());
+    assert!(counts().issued_refresh > issued);
+    assert!(
+        !active(&server.url(), first.expose_secret()).await,
+        "rotated out"
+    );
+    // Logged out at the server: the next renewal is refused and the session is over.
+    tokio::task::block_in_place(|| server.revoke_all_refresh_tokens().unwrap());
+    open.renew().await;
+    assert_eq!(open.touch(), Err(auth_core::SessionOver::Expired));
+    let events: Vec<String> = audit
+        .events()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(events, ["session_started", "session_renewal_failed"]);
+}
+
 /// RFC 7662 introspection at the server, as client `gateway` (curl, trusting the run CA).
 async fn active(base: &str, token: &str) -> bool {
     let ca = tempfile::NamedTempFile::new().unwrap();

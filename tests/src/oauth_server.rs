@@ -115,6 +115,19 @@ impl DjangoOAuth {
         }
     }
 
+    /// Revokes every refresh token in the server's database, as an administrator logging
+    /// every session out at the server would.
+    pub fn revoke_all_refresh_tokens(&self) -> Result<(), HarnessError> {
+        let db = self.dir.path().join("db.sqlite3");
+        let script = "import sqlite3, sys\n\
+            c = sqlite3.connect(sys.argv[1])\n\
+            c.execute(\"update oauth2_provider_refreshtoken set revoked = datetime('now')\")\n\
+            c.commit()";
+        let mut cmd = Command::new(python()?);
+        cmd.args(["-c", script]).arg(db);
+        crate::process::run(&mut cmd, None).map(drop)
+    }
+
     /// The base URL (`https://127.0.0.1:<port>`).
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)

@@ -703,6 +703,60 @@ mod tests {
     }
 
     #[test]
+    fn the_readmes_toml_blocks_parse_as_one_file() {
+        let readme = include_str!("../../../README.md");
+        let blocks: Vec<&str> = readme
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        assert!(blocks.len() >= 3, "{blocks:?}");
+        let parsed = GatewayConfig::parse(&blocks.concat()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(parsed.rules.iter().any(|r| r.method == Method::OAuthBearer));
+        assert!(
+            parsed
+                .rules
+                .iter()
+                .any(|r| r.method == Method::OAuthPassword)
+        );
+    }
+
+    #[test]
+    fn oauth_rules_name_what_the_file_configures() {
+        let issuer = "[[oauth_issuer]]\nissuer = \"https://idp.example\"\naudience = \"pg\"\n";
+        let rule = |kind: &str, extra: &str| {
+            format!("[[rule]]\nname = \"o\"\ntype = \"{kind}\"\nmethod = \"oauthbearer\"\n{extra}")
+        };
+        let at = "issuer = \"https://idp.example/.well-known/openid-configuration\"\n";
+        assert!(GatewayConfig::parse(&format!("{issuer}{}", rule("hostssl", at))).is_ok());
+        let err = GatewayConfig::parse(&format!("{issuer}{}", rule("host", at))).unwrap_err();
+        assert!(err.contains("set type = \"hostssl\""), "{err}");
+        let err = GatewayConfig::parse(&rule("hostssl", at)).unwrap_err();
+        assert!(err.contains("add [[oauth_issuer]]"), "{err}");
+        let err = GatewayConfig::parse(&format!("{issuer}{}", rule("hostssl", ""))).unwrap_err();
+        assert!(err.contains("needs issuer"), "{err}");
+        let scram = "[[rule]]\nname = \"s\"\nmethod = \"scram\"\nscope = \"x\"\n";
+        assert!(
+            GatewayConfig::parse(scram)
+                .unwrap_err()
+                .contains("belong to")
+        );
+        let password = "[[rule]]\nname = \"p\"\nmethod = \"oauth-password\"\n";
+        let err = GatewayConfig::parse(password).unwrap_err();
+        assert!(err.contains("[oauth_password]"), "{err}");
+        let section = "[oauth_password]\ntoken_endpoint = \"https://idp.example/token\"\nclient_id = \"gw\"\n";
+        let err = GatewayConfig::parse(&format!("{section}{password}")).unwrap_err();
+        assert!(err.contains("client_secret_env"), "{err}");
+        let with_env =
+            format!("{section}client_secret_env = \"S\"\n{password}fallback = \"kerberos\"\n");
+        assert!(
+            GatewayConfig::parse(&with_env)
+                .unwrap_err()
+                .contains("only fallback")
+        );
+    }
+
+    #[test]
     fn gss_rules_say_whether_this_build_has_kerberos() {
         let gss = "[[rule]]\nname = \"k\"\nmethod = \"gss\"";
         let parsed = GatewayConfig::parse(gss);

@@ -99,6 +99,9 @@ struct Tokens {
     refresh_at: SystemTime,
     /// When the access token expires, and with it the session unless refreshed.
     expires: SystemTime,
+    /// The session has ended and its tokens were handed to revocation: a refresh that
+    /// completes after that revokes what it got instead of keeping it.
+    ended: bool,
 }
 
 /// How long a session waits before it tries again a refresh that failed for an outage.
@@ -190,6 +193,7 @@ impl PasswordGrantAuthenticator {
                 refresh,
                 refresh_at: started + lifetime.saturating_sub(c.refresh_before),
                 expires: now + lifetime,
+                ended: false,
             })),
             client: self.client.clone(),
         })
@@ -281,6 +285,7 @@ impl OAuthSession {
     fn revocation(
         &mut self,
     ) -> Option<impl std::future::Future<Output = Result<(), GrantError>> + Send + 'static> {
+        self.tokens().ended = true;
         self.client.endpoints.revocation.as_ref()?;
         let (refresh, access) = {
             let mut tokens = self.tokens();
@@ -291,32 +296,32 @@ impl OAuthSession {
         if access.expose_secret().is_empty() && refresh.is_none() {
             return None;
         }
-        let client = self.client.clone();
-        Some(async move {
-            let refresh = refresh.filter(|t| !t.expose_secret().is_empty()).map(|t| {
-                StandardRevocableToken::RefreshToken(RefreshToken::new(
-                    t.expose_secret().to_owned(),
-                ))
-            });
-            let access = Some(access)
-                .filter(|t| !t.expose_secret().is_empty())
-                .map(|t| {
-                    StandardRevocableToken::AccessToken(AccessToken::new(
-                        t.expose_secret().to_owned(),
-                    ))
-                });
-            // Both are tried: a refusal for one must not leave the other usable.
-            let mut first_error = Ok(());
-            for token in [refresh, access].into_iter().flatten() {
-                if let Err(e) = client.endpoints.revoke(token).await
-                    && first_error.is_ok()
-                {
-                    first_error = Err(GrantError::from_endpoint("revocation", e));
-                }
-            }
-            first_error
-        })
+        Some(revoke(self.client.clone(), refresh, Some(access)))
     }
+}
+
+/// Revokes `refresh` and `access` at `client`'s provider (RFC 7009), both tried: a refusal
+/// for one must not leave the other usable.
+async fn revoke(
+    client: Arc<Client>,
+    refresh: Option<SecretString>,
+    access: Option<SecretString>,
+) -> Result<(), GrantError> {
+    let refresh = refresh.filter(|t| !t.expose_secret().is_empty()).map(|t| {
+        StandardRevocableToken::RefreshToken(RefreshToken::new(t.expose_secret().to_owned()))
+    });
+    let access = access.filter(|t| !t.expose_secret().is_empty()).map(|t| {
+        StandardRevocableToken::AccessToken(AccessToken::new(t.expose_secret().to_owned()))
+    });
+    let mut first_error = Ok(());
+    for token in [refresh, access].into_iter().flatten() {
+        if let Err(e) = client.endpoints.revoke(token).await
+            && first_error.is_ok()
+        {
+            first_error = Err(GrantError::from_endpoint("revocation", e));
+        }
+    }
+    first_error
 }
 
 impl Session for OAuthSession {
@@ -399,20 +404,42 @@ async fn refresh(client: Arc<Client>, tokens: Arc<Mutex<Tokens>>) -> Result<(), 
     match client.endpoints.refresh(&refresh_token).await {
         Ok(answer) => {
             let (access, new_refresh, lifetime, _) = crate::password_grant::tokens(&answer);
-            let mut t = lock();
-            t.access = access;
-            if new_refresh.is_some() {
-                t.refresh = new_refresh;
+            let unused = {
+                let mut t = lock();
+                if t.ended {
+                    Some((new_refresh, access))
+                } else {
+                    t.access = access;
+                    if new_refresh.is_some() {
+                        t.refresh = new_refresh;
+                    }
+                    t.refresh_at = started + lifetime.saturating_sub(client.config.refresh_before);
+                    t.expires = started + lifetime;
+                    None
+                }
+            };
+            let Some((new_refresh, access)) = unused else {
+                return Ok(());
+            };
+            // The session ended while this refresh was on its way: nobody will use these
+            // tokens, and its revocation had only the old ones.
+            if client.endpoints.revocation.is_some() {
+                let _ = revoke(client.clone(), new_refresh, Some(access)).await;
             }
-            t.refresh_at = started + lifetime.saturating_sub(client.config.refresh_before);
-            t.expires = started + lifetime;
-            Ok(())
+            Err(GrantError::Refused {
+                operation: "refresh",
+                why: "the session ended while the refresh was running".into(),
+            })
         }
         Err(e) => {
             let e = GrantError::from_endpoint("refresh", e);
             let mut t = lock();
             match e {
-                GrantError::Refused { .. } => t.expires = t.expires.min(clock.now()),
+                GrantError::Refused { .. } => {
+                    t.expires = t.expires.min(clock.now());
+                    // Spent or revoked: asking again would only be refused again.
+                    t.refresh = None;
+                }
                 _ => t.refresh_at = (clock.now() + REFRESH_RETRY).min(t.expires),
             }
             Err(e)

@@ -559,10 +559,11 @@ impl PgAuthenticator {
                         "the client chose a SASL mechanism that was not offered",
                     ));
                 };
-                let data = initial.data.map(<[u8]>::to_vec).unwrap_or_default();
-                if data.len() > self.config.max_sasl_message {
+                // Checked before it is copied: the copy may hold a token.
+                if initial.data.map_or(0, <[u8]>::len) > self.config.max_sasl_message {
                     return Err(protocol("SASL message too large"));
                 }
+                let data = initial.data.map(<[u8]>::to_vec).unwrap_or_default();
                 let credential = Credential::Sasl {
                     mechanism: mechanism.to_owned(),
                     initial: Some(data.into()),

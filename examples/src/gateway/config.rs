@@ -557,6 +557,18 @@ user = "{admin}"
         if let Some(p) = &config.oauth_password {
             p.check()?;
         }
+        for (i, issuer) in config.oauth_issuers.iter().enumerate() {
+            let same = |other: &super::oauth::OAuthIssuerConfig| {
+                other.issuer.trim_end_matches('/') == issuer.issuer.trim_end_matches('/')
+            };
+            if config.oauth_issuers[..i].iter().any(same) {
+                return Err(format!(
+                    "[[oauth_issuer]] `{}` is configured twice; keep one, with the audience its \
+                     tokens name for this gateway",
+                    issuer.issuer
+                ));
+            }
+        }
         config.client_certificates.client_name()?;
         if config.unix_socket_permissions > 0o777 {
             return Err(format!(

@@ -220,8 +220,9 @@ impl<'a> AuditEvent<'a> {
     }
 }
 
-/// Records a `session_started` or `session_ended` event for `session` at `place` (the
-/// session stage's two events, whichever adapter runs it).
+/// Records a session-stage event for `session` at `place`: `session_started`,
+/// `session_ended` (with the session's `duration`) or `session_renewal_failed` (with its
+/// `failure`), whichever adapter runs the stage.
 pub(crate) fn record_session_event(
     audit: &dyn AuditSink,
     kind: AuditEventKind,
@@ -229,45 +230,24 @@ pub(crate) fn record_session_event(
     (peer, connection_id, protocol): &SessionPlace,
     clock: &dyn crate::clock::Clock,
     duration: Duration,
+    failure: Option<&crate::error::Failure>,
 ) {
     if !audit.enabled() {
         return;
     }
-    let outcome = if kind == AuditEventKind::SessionEnded {
-        "ended"
-    } else {
-        "started"
+    let outcome = match kind {
+        AuditEventKind::SessionEnded => "ended",
+        AuditEventKind::SessionRenewalFailed => "failure",
+        _ => "started",
     };
-    audit.record(
-        &AuditEvent::new(kind, clock.now(), (peer, *connection_id, protocol), outcome)
-            .with_method(Some(session.method()))
-            .with_user(Some(session.user()))
-            .with_duration(duration),
-    );
-}
-
-/// Records a `session_renewal_failed` event for `session` at `place`.
-pub(crate) fn record_session_failure(
-    audit: &dyn AuditSink,
-    session: &dyn crate::session::Session,
-    (peer, connection_id, protocol): &SessionPlace,
-    clock: &dyn crate::clock::Clock,
-    failure: &crate::error::Failure,
-) {
-    if !audit.enabled() {
-        return;
-    }
-    audit.record(
-        &AuditEvent::new(
-            AuditEventKind::SessionRenewalFailed,
-            clock.now(),
-            (peer, *connection_id, protocol),
-            "failure",
-        )
+    let mut event = AuditEvent::new(kind, clock.now(), (peer, *connection_id, protocol), outcome)
         .with_method(Some(session.method()))
         .with_user(Some(session.user()))
-        .with_failure(Some(failure.error.code()), Some(&failure.detail)),
-    );
+        .with_duration(duration);
+    if let Some(f) = failure {
+        event = event.with_failure(Some(f.error.code()), Some(&f.detail));
+    }
+    audit.record(&event);
 }
 
 impl AuditEvent<'_> {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::audit::{AuditEventKind, AuditSink, SessionPlace, record_session_event};
 use crate::clock::SharedClock;
 use crate::connection::ConnectionInfo;
+use crate::error::Failure;
 use crate::session::{Session, SessionEnd, SessionState};
 
 /// Why a session can no longer be used.
@@ -85,14 +86,22 @@ impl OpenSession {
             ),
             started: Instant::now(),
         };
-        open.record(AuditEventKind::SessionStarted, Duration::ZERO);
+        open.record(AuditEventKind::SessionStarted, Duration::ZERO, None);
         open
     }
 
-    fn record(&self, kind: AuditEventKind, duration: Duration) {
+    fn record(&self, kind: AuditEventKind, duration: Duration, failure: Option<&Failure>) {
         let clock = self.clock.as_ref();
         self.with(|s| {
-            record_session_event(self.audit.as_ref(), kind, s, &self.place, clock, duration);
+            record_session_event(
+                self.audit.as_ref(),
+                kind,
+                s,
+                &self.place,
+                clock,
+                duration,
+                failure,
+            );
         });
     }
 
@@ -124,16 +133,11 @@ impl OpenSession {
             return;
         };
         if let Err(failure) = work.await {
-            let clock = self.clock.as_ref();
-            self.with(|s| {
-                crate::audit::record_session_failure(
-                    self.audit.as_ref(),
-                    s,
-                    &self.place,
-                    clock,
-                    &failure,
-                );
-            });
+            self.record(
+                AuditEventKind::SessionRenewalFailed,
+                Duration::ZERO,
+                Some(&failure),
+            );
         }
     }
 
@@ -151,7 +155,7 @@ impl OpenSession {
             }
             work
         });
-        self.record(AuditEventKind::SessionEnded, self.started.elapsed());
+        self.record(AuditEventKind::SessionEnded, self.started.elapsed(), None);
         work
     }
 

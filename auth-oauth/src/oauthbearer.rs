@@ -123,16 +123,13 @@ impl OAuthBearer {
             .into());
         }
         let scope = scope.into();
-        let required = scope.split_whitespace().map(str::to_owned).collect();
-        let mut bearer = Self {
+        Ok(Self {
             validator,
+            required: scope.split_whitespace().map(str::to_owned).collect(),
+            error_body: error_json(&discovery, &scope),
             discovery,
             scope,
-            required,
-            error_body: Vec::new(),
-        };
-        bearer.error_body = bearer.error_json();
-        Ok(bearer)
+        })
     }
 
     /// Requires `scopes` of every token instead of the advertised ones (none: any token
@@ -151,18 +148,6 @@ impl OAuthBearer {
     /// The scope the error answer advertises.
     pub fn scope(&self) -> &str {
         &self.scope
-    }
-
-    /// The RFC 7628 error answer (section 3.2.2).
-    fn error_json(&self) -> Vec<u8> {
-        let mut body = serde_json::json!({
-            "status": "invalid_token",
-            "openid-configuration": self.discovery,
-        });
-        if !self.scope.is_empty() {
-            body["scope"] = self.scope.clone().into();
-        }
-        body.to_string().into_bytes()
     }
 
     /// Sends the error answer, waits for the client's `0x01`, and fails with `failure`
@@ -194,6 +179,18 @@ impl OAuthBearer {
             .find(|r| !granted.iter().any(|g| g == *r))
             .map(String::as_str)
     }
+}
+
+/// The RFC 7628 error answer (section 3.2.2) naming `discovery` and `scope`.
+fn error_json(discovery: &str, scope: &str) -> Vec<u8> {
+    let mut body = serde_json::json!({
+        "status": "invalid_token",
+        "openid-configuration": discovery,
+    });
+    if !scope.is_empty() {
+        body["scope"] = scope.into();
+    }
+    body.to_string().into_bytes()
 }
 
 /// The separator of RFC 7628's key-value pairs.
@@ -301,14 +298,9 @@ impl Authenticator for OAuthBearer {
         if mechanism != OAUTHBEARER {
             return Outcome::NotApplicable;
         }
-        // The token is in here: wiped when dropped.
-        let message = zeroize::Zeroizing::new(
-            initial
-                .as_ref()
-                .map(|m| m.expose_secret().to_vec())
-                .unwrap_or_default(),
-        );
-        let auth = match parse_initial(&message) {
+        // Read in place: the message holds the token, and the credential wipes it.
+        let message = initial.as_ref().map_or(&[][..], |m| m.expose_secret());
+        let auth = match parse_initial(message) {
             Ok(Request::Discovery) => {
                 // Not a failed login: the client asks where to get a token, and retries.
                 let failure = Failure::new(
@@ -335,7 +327,6 @@ impl Authenticator for OAuthBearer {
                 return self.refuse(attempt, failure).await;
             }
         };
-        drop(message);
         let sasl = std::mem::replace(&mut attempt.credential, Credential::Bearer(token));
         let outcome = self.validator.authenticate(attempt).await;
         attempt.credential = sasl;
@@ -475,8 +466,10 @@ mod tests {
         let b = OAuthBearer::new(Arc::new(Never), explicit, "").unwrap();
         assert_eq!(b.discovery_url(), explicit);
         assert!(
-            b.error_json().len() > 10
-                && !String::from_utf8(b.error_json()).unwrap().contains("scope")
+            b.error_body.len() > 10
+                && !String::from_utf8(b.error_body.clone())
+                    .unwrap()
+                    .contains("scope")
         );
         for bad in ["http://127.0.0.1:1", "not a url", "https://idp.example/\"x"] {
             assert!(

@@ -296,7 +296,7 @@ impl OAuthSession {
         if access.expose_secret().is_empty() && refresh.is_none() {
             return None;
         }
-        Some(revoke(self.client.clone(), refresh, Some(access)))
+        Some(revoke(self.client.clone(), refresh, access))
     }
 }
 
@@ -305,14 +305,16 @@ impl OAuthSession {
 async fn revoke(
     client: Arc<Client>,
     refresh: Option<SecretString>,
-    access: Option<SecretString>,
+    access: SecretString,
 ) -> Result<(), GrantError> {
     let refresh = refresh.filter(|t| !t.expose_secret().is_empty()).map(|t| {
         StandardRevocableToken::RefreshToken(RefreshToken::new(t.expose_secret().to_owned()))
     });
-    let access = access.filter(|t| !t.expose_secret().is_empty()).map(|t| {
-        StandardRevocableToken::AccessToken(AccessToken::new(t.expose_secret().to_owned()))
-    });
+    let access = Some(access)
+        .filter(|t| !t.expose_secret().is_empty())
+        .map(|t| {
+            StandardRevocableToken::AccessToken(AccessToken::new(t.expose_secret().to_owned()))
+        });
     let mut first_error = Ok(());
     for token in [refresh, access].into_iter().flatten() {
         if let Err(e) = client.endpoints.revoke(token).await
@@ -394,8 +396,8 @@ impl Session for OAuthSession {
 
 /// Refreshes `tokens` at `client`'s provider. A refusal expires them now; an outage
 /// leaves them as they are and puts the next try off by [`REFRESH_RETRY`].
-async fn refresh(client: Arc<Client>, tokens: Arc<Mutex<Tokens>>) -> Result<(), GrantError> {
-    let lock = || tokens.lock().unwrap_or_else(PoisonError::into_inner);
+async fn refresh(client: Arc<Client>, shared: Arc<Mutex<Tokens>>) -> Result<(), GrantError> {
+    let lock = || shared.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(refresh_token) = lock().refresh.clone() else {
         return Err(GrantError::NoRefreshToken);
     };
@@ -403,7 +405,7 @@ async fn refresh(client: Arc<Client>, tokens: Arc<Mutex<Tokens>>) -> Result<(), 
     let started = clock.now();
     match client.endpoints.refresh(&refresh_token).await {
         Ok(answer) => {
-            let (access, new_refresh, lifetime, _) = crate::password_grant::tokens(&answer);
+            let (access, new_refresh, lifetime, _) = tokens(&answer);
             let unused = {
                 let mut t = lock();
                 if t.ended {
@@ -424,7 +426,7 @@ async fn refresh(client: Arc<Client>, tokens: Arc<Mutex<Tokens>>) -> Result<(), 
             // The session ended while this refresh was on its way: nobody will use these
             // tokens, and its revocation had only the old ones.
             if client.endpoints.revocation.is_some() {
-                let _ = revoke(client.clone(), new_refresh, Some(access)).await;
+                let _ = revoke(client.clone(), new_refresh, access).await;
             }
             Err(GrantError::Refused {
                 operation: "refresh",

@@ -24,7 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use auth_core::account::Directory;
-use auth_tests::gateway::{GatewayProcess, startup_packet};
+use auth_tests::gateway::{
+    GatewayProcess, frontend_message, sasl_initial_response, startup_packet,
+};
 use auth_tests::oidc::OidcProvider;
 use auth_tests::stats::percentile as pct;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
@@ -53,21 +55,6 @@ async fn read_message<S: AsyncRead + Unpin>(s: &mut S) -> (u8, Vec<u8>) {
     (head[0], body)
 }
 
-fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    out.extend_from_slice(&u32::try_from(body.len() + 4).unwrap().to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-fn sasl_initial(mechanism: &str, data: &[u8]) -> Vec<u8> {
-    let mut body = mechanism.as_bytes().to_vec();
-    body.push(0);
-    body.extend_from_slice(&u32::try_from(data.len()).unwrap().to_be_bytes());
-    body.extend_from_slice(data);
-    message(b'p', &body)
-}
-
 fn auth_code(body: &[u8]) -> u32 {
     u32::from_be_bytes([body[0], body[1], body[2], body[3]])
 }
@@ -88,19 +75,21 @@ async fn login(addr: SocketAddr, tls: &TlsConnector, user: &str, method: &Method
     match method {
         Method::Bearer(token) => {
             let initial = format!("n,,\u{1}auth=Bearer {token}\u{1}\u{1}");
-            s.write_all(&sasl_initial("OAUTHBEARER", initial.as_bytes()))
+            s.write_all(&sasl_initial_response("OAUTHBEARER", initial.as_bytes()))
                 .await
                 .unwrap();
         }
         Method::Scram(password) => {
             let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
-            s.write_all(&sasl_initial("SCRAM-SHA-256", scram.message()))
+            s.write_all(&sasl_initial_response("SCRAM-SHA-256", scram.message()))
                 .await
                 .unwrap();
             let (tag, body) = read_message(&mut s).await;
             assert_eq!((tag, auth_code(&body)), (b'R', 11), "SASLContinue");
             scram.update(&body[4..]).unwrap();
-            s.write_all(&message(b'p', scram.message())).await.unwrap();
+            s.write_all(&frontend_message(b'p', scram.message()))
+                .await
+                .unwrap();
             let (tag, body) = read_message(&mut s).await;
             assert_eq!((tag, auth_code(&body)), (b'R', 12), "SASLFinal");
             scram.finish(&body[4..]).unwrap();
@@ -119,7 +108,7 @@ async fn login(addr: SocketAddr, tls: &TlsConnector, user: &str, method: &Method
             break;
         }
     }
-    s.write_all(&message(b'X', &[])).await.unwrap();
+    s.write_all(&frontend_message(b'X', &[])).await.unwrap();
     s.shutdown().await.ok();
 }
 

@@ -81,13 +81,7 @@ impl Raw {
 }
 
 fn sasl_initial(client_first: &[u8]) -> Vec<u8> {
-    let mut body = b"SCRAM-SHA-256\0".to_vec();
-    body.extend_from_slice(&u32::try_from(client_first.len()).unwrap().to_be_bytes());
-    body.extend_from_slice(client_first);
-    let mut frame = vec![b'p'];
-    frame.extend_from_slice(&u32::try_from(body.len() + 4).unwrap().to_be_bytes());
-    frame.extend_from_slice(&body);
-    frame
+    gateway::sasl_initial_response("SCRAM-SHA-256", client_first)
 }
 
 fn psql(gw: &GatewayProcess, password: &str) -> Result<String, String> {

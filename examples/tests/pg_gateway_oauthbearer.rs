@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use auth_core::account::Directory;
-use auth_tests::gateway::{GatewayProcess, preauth_client, startup_packet};
+use auth_tests::gateway::{
+    GatewayProcess, frontend_message, preauth_client, sasl_initial_response, startup_packet,
+};
 use auth_tests::netns::TestHost;
 use auth_tests::oidc::{CLIENT_SECRET, OidcProvider};
 
@@ -312,23 +314,15 @@ fn raw_exchange(socket: &Path, user: &str, initial: &[u8], then: Option<&[u8]>) 
     let offer = read_message(&mut stream);
     assert_eq!(&offer[..1], b"R", "AuthenticationSASL first: {offer:?}");
     assert!(offer.windows(11).any(|w| w == b"OAUTHBEARER"), "{offer:?}");
-    let mut body = b"OAUTHBEARER\0".to_vec();
-    body.extend_from_slice(&i32::try_from(initial.len()).unwrap().to_be_bytes());
-    body.extend_from_slice(initial);
-    stream.write_all(&frame(b'p', &body)).unwrap();
+    stream
+        .write_all(&sasl_initial_response("OAUTHBEARER", initial))
+        .unwrap();
     let mut seen = vec![read_message(&mut stream)];
     if let (Some(then), b'R') = (then, seen[0][0]) {
-        stream.write_all(&frame(b'p', then)).unwrap();
+        stream.write_all(&frontend_message(b'p', then)).unwrap();
         seen.push(read_message(&mut stream));
     }
     seen
-}
-
-fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    out.extend_from_slice(&i32::try_from(body.len() + 4).unwrap().to_be_bytes());
-    out.extend_from_slice(body);
-    out
 }
 
 fn read_message(stream: &mut UnixStream) -> Vec<u8> {

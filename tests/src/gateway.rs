@@ -443,6 +443,24 @@ pub fn preauth_client(host: &crate::netns::TestHost) -> Result<Command, HarnessE
     Ok(cmd)
 }
 
+/// A frontend message: `tag`, the length, `body`.
+pub fn frontend_message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(body.len() + 4).unwrap_or(u32::MAX);
+    let mut out = vec![tag];
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A SASLInitialResponse choosing `mechanism`, with `data` as the initial response.
+pub fn sasl_initial_response(mechanism: &str, data: &[u8]) -> Vec<u8> {
+    let mut body = mechanism.as_bytes().to_vec();
+    body.push(0);
+    body.extend_from_slice(&u32::try_from(data.len()).unwrap_or(u32::MAX).to_be_bytes());
+    body.extend_from_slice(data);
+    frontend_message(b'p', &body)
+}
+
 /// A protocol 3.0 startup packet for `user` on the database of the same name.
 pub fn startup_packet(user: &str) -> Vec<u8> {
     let mut body = 196_608u32.to_be_bytes().to_vec();

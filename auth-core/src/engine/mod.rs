@@ -256,6 +256,7 @@ impl Engine {
             place,
             self.clock.as_ref(),
             duration,
+            None,
         );
     }
 }

@@ -512,14 +512,7 @@ impl PgAuthenticator {
             }
         }
         let outcome = exchange_outcome(task).await;
-        // PostgreSQL words and codes a refused bearer token as any method that is not a
-        // password: 28000, never 28P01.
-        if mechanism == OAUTHBEARER {
-            return self
-                .finish(client, outcome, |f| method_failed(f, &user, "OAuth bearer"))
-                .await;
-        }
-        self.finish(client, outcome, |f| auth_failed(f, &user, "password"))
+        self.finish(client, outcome, |f| sasl_refusal(f, &user, mechanism))
             .await
     }
 
@@ -617,8 +610,16 @@ impl PgAuthenticator {
     }
 }
 
-/// The SASL mechanism of PostgreSQL 18's OAuth logins (RFC 7628).
-const OAUTHBEARER: &str = "OAUTHBEARER";
+/// The ErrorResponse for a refused SASL exchange, as PostgreSQL words it by the method
+/// behind the mechanism: PostgreSQL 18's OAUTHBEARER refuses with 28000 like any method
+/// that is not a password; SCRAM (and any other mechanism) as a password, 28P01 for a
+/// wrong one.
+fn sasl_refusal(failure: &auth_core::Failure, user: &str, mechanism: &str) -> PgWireError {
+    match mechanism {
+        "OAUTHBEARER" => method_failed(failure, user, "OAuth bearer"),
+        _ => auth_failed(failure, user, "password"),
+    }
+}
 
 /// Authentication request codes pgwire has no message for.
 const AUTH_GSS: i32 = 7;

@@ -97,6 +97,9 @@ pub struct AuditEvent<'a> {
     pub duration: Duration,
     /// The outcome: `success`, `rejected`, `unavailable`, ...
     pub outcome: &'a str,
+    /// The policy rule that decided (an attempt's events and policy rejects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<&'a str>,
     /// The chain's action for a step: `ok`, `done`, `bad`, `die`, `ignore`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<&'static str>,
@@ -147,6 +150,7 @@ impl<'a> AuditEvent<'a> {
             protocol,
             duration: Duration::ZERO,
             outcome,
+            rule: None,
             action: None,
             error: None,
             detail: None,
@@ -187,6 +191,13 @@ impl<'a> AuditEvent<'a> {
     #[must_use]
     pub fn with_method(mut self, method: Option<&'a str>) -> Self {
         self.method = method;
+        self
+    }
+
+    /// Names the policy rule that decided.
+    #[must_use]
+    pub fn with_rule(mut self, rule: Option<&'a str>) -> Self {
+        self.rule = rule;
         self
     }
 
@@ -291,6 +302,7 @@ impl AuditSink for TracingAuditSink {
             protocol = e.protocol,
             duration_us = u64::try_from(e.duration.as_micros()).unwrap_or(u64::MAX),
             outcome = e.outcome,
+            rule = e.rule,
             action = e.action,
             error = e.error,
             detail = e.detail,

@@ -44,6 +44,50 @@ pub trait Authenticator: Send + Sync + Debug {
     fn local_only(&self) -> bool {
         false
     }
+
+    /// What the connection must be for this method to run on it. By default a
+    /// [local-only](Self::local_only) method needs [`Transport::Local`], one that accepts a
+    /// reusable secret (a password, a bearer token, an API key) needs
+    /// [`Transport::Encrypted`], and any other [`Transport::Any`]. Override it for a
+    /// method that carries a reusable secret inside another kind (a bearer token in SASL
+    /// `OAUTHBEARER`). The engine withholds a method from a connection that does not meet
+    /// it, on every front door, unless its one opt-in says otherwise
+    /// ([`EngineBuilder::dangerous`](crate::engine::EngineBuilder::dangerous)).
+    fn transport(&self) -> Transport {
+        if self.local_only() {
+            Transport::Local
+        } else if self.accepts().iter().any(|k| k.is_reusable_secret()) {
+            Transport::Encrypted
+        } else {
+            Transport::Any
+        }
+    }
+}
+
+/// What a connection must be for a method to run on it (see
+/// [`Authenticator::transport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Any connection: the method sends nothing a listener could reuse (SCRAM, GSSAPI, a
+    /// client certificate).
+    Any,
+    /// An encrypted connection (TLS, or a Unix-domain socket, whose bytes never cross a
+    /// network): the client sends a secret that whoever reads it can replay.
+    Encrypted,
+    /// A connection from this machine only (`peer`, `trust`).
+    Local,
+}
+
+impl Transport {
+    /// A short name for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Any => "any",
+            Self::Encrypted => "encrypted",
+            Self::Local => "local",
+        }
+    }
 }
 
 #[async_trait]
@@ -53,6 +97,9 @@ impl<T: Authenticator + ?Sized> Authenticator for Box<T> {
     }
     fn local_only(&self) -> bool {
         (**self).local_only()
+    }
+    fn transport(&self) -> Transport {
+        (**self).transport()
     }
     fn accepts(&self) -> &[CredentialKind] {
         (**self).accepts()
@@ -72,6 +119,9 @@ impl<T: Authenticator + ?Sized> Authenticator for Arc<T> {
     }
     fn local_only(&self) -> bool {
         (**self).local_only()
+    }
+    fn transport(&self) -> Transport {
+        (**self).transport()
     }
     fn accepts(&self) -> &[CredentialKind] {
         (**self).accepts()

@@ -95,6 +95,16 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// The protocol a configuration names: `pgwire` (or `postgres`), `http`, `grpc`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "pgwire" | "postgres" => Some(Self::Postgres),
+            "http" => Some(Self::Http),
+            "grpc" => Some(Self::Grpc),
+            _ => None,
+        }
+    }
+
     /// A short lower-case name for logs.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -201,6 +211,13 @@ impl ConnectionInfo {
     /// Whether the connection is encrypted with TLS.
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// Whether what the client sends cannot be read on the way: TLS, a Unix-domain socket
+    /// (the kernel carries the bytes), or GSSAPI encryption the server established. What a
+    /// [`Transport::Encrypted`](crate::Transport::Encrypted) method needs.
+    pub fn is_encrypted(&self) -> bool {
+        self.is_tls() || self.gss_encrypted || matches!(self.peer, Peer::Unix { .. })
     }
 
     /// Whether the client is on this machine: a Unix-domain socket, or a TCP peer in

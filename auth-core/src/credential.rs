@@ -70,6 +70,15 @@ pub enum CredentialKind {
     Peer,
 }
 
+impl CredentialKind {
+    /// Whether a credential of this kind is a secret that whoever reads it off the wire can
+    /// replay (a password, a bearer token, an API key), so it must not cross a network
+    /// unencrypted.
+    pub fn is_reusable_secret(self) -> bool {
+        matches!(self, Self::Password | Self::Bearer | Self::ApiKey)
+    }
+}
+
 impl Credential {
     /// A password credential.
     pub fn password(user: impl Into<String>, password: impl Into<String>) -> Self {

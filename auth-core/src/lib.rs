@@ -103,7 +103,7 @@ pub use account::{Account, AccountStage, Accounts, Directory};
 pub use api_key::{ApiKeyAuthenticator, ApiKeyGrant, ApiKeyInfo, RegisterError};
 pub use attempt::Attempt;
 pub use audit::{AuditEvent, AuditEventKind, AuditSink, MemoryAuditSink, TracingAuditSink};
-pub use authenticator::{Authenticator, EqualCost, kinds_include};
+pub use authenticator::{Authenticator, EqualCost, Transport, kinds_include};
 pub use authz::{Role, ScopeRules};
 pub use chain::{Action, Chain, Control, DangerousControl, Link};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

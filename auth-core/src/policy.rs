@@ -1,16 +1,20 @@
 //! Which chain runs for a connection: ordered rules like `pg_hba.conf`.
 //!
-//! Each rule matches on connection type, database, user and client address; the first
-//! rule that matches decides, either a [`Chain`] or a rejection. No match rejects. An
-//! [`Engine`](crate::Engine) runs a policy: it asks it which rule covers a connection.
+//! Each rule matches on protocol, connection type, database, user and client address; the
+//! first rule that matches decides, either a [`Chain`] or a rejection. No match rejects.
+//! An [`Engine`](crate::Engine) runs a policy for every front door: a rule that names no
+//! protocol guards pgwire, HTTP and gRPC alike.
 
 use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use crate::account::IdentityMap;
+use crate::authenticator::{Authenticator, Transport};
 use crate::certificate::CertificateCheck;
 use crate::chain::Chain;
-use crate::connection::{ConnectionInfo, Peer};
+use crate::connection::{ConnectionInfo, Peer, Protocol};
+use crate::credential::CredentialKind;
 
 /// The connection types of `pg_hba.conf`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,6 +47,29 @@ impl ConnectionType {
             Self::HostNoSsl => tcp && !c.is_tls(),
             Self::HostGss => tcp && c.gss_encrypted,
         }
+    }
+}
+
+/// Which protocols (front doors) a rule covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtocolMatch {
+    /// Every protocol (the default): one rule guards every front door.
+    All,
+    /// Only these.
+    Only(Vec<Protocol>),
+}
+
+impl ProtocolMatch {
+    fn matches(&self, protocol: Protocol) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(protocols) => protocols.contains(&protocol),
+        }
+    }
+
+    /// Whether the rule can match `protocol`.
+    pub fn includes(&self, protocol: Protocol) -> bool {
+        self.matches(protocol)
     }
 }
 
@@ -113,6 +140,14 @@ pub struct Rule {
     pub users: NameMatch,
     /// The client addresses.
     pub addresses: AddressMatch,
+    /// The protocols (front doors).
+    pub protocols: ProtocolMatch,
+    /// Which identities a method proves (an OS user, a certificate name, a Kerberos
+    /// principal) may act as which users under this rule, as PostgreSQL's `map=`: with a
+    /// map, only its entries admit such an identity (not even the same name implicitly);
+    /// without one, only the same name, or the directory's own mapping. Passwords, SCRAM
+    /// and tokens name their user themselves and are not mapped.
+    pub identity_map: Option<Arc<IdentityMap>>,
     /// What to do.
     pub target: Target,
     /// A client certificate every attempt under the rule must present, before any method
@@ -129,9 +164,26 @@ impl Rule {
             databases: NameMatch::All,
             users: NameMatch::All,
             addresses: AddressMatch::All,
+            protocols: ProtocolMatch::All,
+            identity_map: None,
             target,
             client_certificate: None,
         }
+    }
+
+    /// Restricts the protocols (front doors).
+    #[must_use]
+    pub fn with_protocols(mut self, protocols: ProtocolMatch) -> Self {
+        self.protocols = protocols;
+        self
+    }
+
+    /// Maps identities to users under this rule (PostgreSQL's `map=`; see
+    /// [`Rule::identity_map`]).
+    #[must_use]
+    pub fn with_identity_map(mut self, map: IdentityMap) -> Self {
+        self.identity_map = Some(Arc::new(map));
+        self
     }
 
     /// Requires a verified client certificate of every attempt, before any method runs
@@ -191,7 +243,8 @@ impl Rule {
 
     /// Whether the rule covers a connection for `user`.
     pub fn matches(&self, connection: &ConnectionInfo, user: Option<&str>) -> bool {
-        self.connection.matches(connection)
+        self.protocols.matches(connection.protocol)
+            && self.connection.matches(connection)
             && self.databases.matches(connection.database.as_deref(), user)
             && self.users.matches(user, user)
             && self.addresses.matches(connection)
@@ -202,7 +255,7 @@ impl Rule {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Selection<'a> {
     /// The rule at this index matched and runs a chain.
-    Chain(&'a Arc<str>, &'a Rule, &'a Arc<Chain>),
+    Chain(usize, &'a Arc<str>, &'a Rule, &'a Arc<Chain>),
     /// Rejected by the rule at this index.
     Rejected(usize),
     /// No rule matched.
@@ -248,6 +301,33 @@ pub enum PolicyError {
         /// The local-only method (its authenticator name).
         method: String,
     },
+    /// A rule that matches only unencrypted TCP connections (`hostnossl`) runs a method
+    /// whose client sends a reusable secret (a password, a bearer token), which could only
+    /// ever cross the network in clear there.
+    #[error(
+        "policy rule `{rule}` runs `{method}`, whose clients send a secret anyone on the \
+         network could read and replay, but the rule matches only unencrypted connections; \
+         use ConnectionType::Host or HostSsl (the method is then offered over TLS), or, to \
+         send secrets in clear on purpose, Host with \
+         EngineBuilder::dangerous().allow_cleartext_without_tls()"
+    )]
+    CleartextSecret {
+        /// The rule's name.
+        rule: String,
+        /// The method (its authenticator name).
+        method: String,
+    },
+    /// A rule that uses client certificates (a chain of certificate methods only, or a
+    /// [client-certificate requirement](Rule::with_client_certificate)) can match
+    /// connections without TLS, where no certificate is ever presented.
+    #[error(
+        "policy rule `{rule}` uses client certificates, which come only with TLS, but can \
+         match connections without it; restrict it to ConnectionType::HostSsl"
+    )]
+    CertificateWithoutTls {
+        /// The rule's name.
+        rule: String,
+    },
 }
 
 impl From<PolicyError> for crate::Failure {
@@ -257,27 +337,53 @@ impl From<PolicyError> for crate::Failure {
     }
 }
 
+/// The transport checks [`Policy::new`] makes of one rule running `chain`.
+fn check_transport(rule: &Rule, chain: &Chain) -> Result<(), PolicyError> {
+    let links = chain.links().iter().map(|l| l.authenticator());
+    for method in links {
+        let refused = match method.transport() {
+            Transport::Local if !rule.local_only() => PolicyError::LocalOnlyMethod {
+                rule: rule.name.clone(),
+                method: method.name().to_owned(),
+            },
+            Transport::Encrypted if rule.connection == ConnectionType::HostNoSsl => {
+                PolicyError::CleartextSecret {
+                    rule: rule.name.clone(),
+                    method: method.name().to_owned(),
+                }
+            }
+            _ => continue,
+        };
+        return Err(refused);
+    }
+    // A chain with other methods beside a certificate still serves a client without TLS.
+    let certificate_only = !chain.links().is_empty()
+        && chain
+            .links()
+            .iter()
+            .all(|l| l.authenticator().accepts() == [CredentialKind::ClientCertificate]);
+    if (certificate_only || rule.client_certificate.is_some())
+        && rule.connection != ConnectionType::HostSsl
+    {
+        return Err(PolicyError::CertificateWithoutTls {
+            rule: rule.name.clone(),
+        });
+    }
+    Ok(())
+}
+
 impl Policy {
     /// A policy of `rules`. Refused when a rule that can match a connection from another
-    /// machine runs a [local-only](crate::Authenticator::local_only) method.
+    /// machine runs a [local-only](crate::Authenticator::local_only) method, when a
+    /// `hostnossl` rule runs a method whose clients send a reusable secret
+    /// ([`Transport::Encrypted`]), and when a rule that uses client certificates can match
+    /// a connection without TLS.
     pub fn new(rules: Vec<Rule>) -> Result<Self, PolicyError> {
         for rule in &rules {
             let Target::Chain(chain) = &rule.target else {
                 continue;
             };
-            if rule.local_only() {
-                continue;
-            }
-            if let Some(link) = chain
-                .links()
-                .iter()
-                .find(|l| l.authenticator().local_only())
-            {
-                return Err(PolicyError::LocalOnlyMethod {
-                    rule: rule.name.clone(),
-                    method: link.authenticator().name().to_owned(),
-                });
-            }
+            check_transport(rule, chain)?;
         }
         let names = rules.iter().map(|r| Arc::from(r.name.as_str())).collect();
         Ok(Self { rules, names })
@@ -300,7 +406,7 @@ impl Policy {
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.matches(connection, user) {
                 return match &rule.target {
-                    Target::Chain(chain) => Selection::Chain(&self.names[i], rule, chain),
+                    Target::Chain(chain) => Selection::Chain(i, &self.names[i], rule, chain),
                     Target::Reject => Selection::Rejected(i),
                 };
             }

@@ -290,6 +290,11 @@ impl Authenticator for OAuthBearer {
         &[CredentialKind::Sasl(OAUTHBEARER)]
     }
 
+    /// The SASL message carries a bearer token: whoever reads it can replay it.
+    fn transport(&self) -> auth_core::Transport {
+        auth_core::Transport::Encrypted
+    }
+
     #[tracing::instrument(skip_all)]
     async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
         let Credential::Sasl { mechanism, initial } = &attempt.credential else {

@@ -1,16 +1,12 @@
 //! What the HTTP and gRPC gateways share: a local token issuer whose key lives in the
-//! data directory, and one policy (bearer tokens, then wallet secrets, then password
-//! hashes) over the pg-gateway's wallet, auditing to its audit log.
+//! data directory, TLS, and the gateway's one engine (the rules of `gateway.toml`, as on
+//! pgwire), auditing to its audit log.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth_core::certificate::CertificateAuthenticator;
-use auth_core::{ApiKeyAuthenticator, Chain, Engine, Policy};
-use auth_oauth::{IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey};
-use auth_password::{Argon2Settings, Hasher, PasswordAuthenticator, Users};
-use auth_wallet::WalletAuthenticator;
+use auth_core::Engine;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::json;
@@ -118,7 +114,7 @@ impl ApiTls {
 /// The engine the API gateways authenticate with.
 #[derive(Clone)]
 pub struct ApiAuth {
-    /// One rule: the chain JWT -> wallet secret -> password hash.
+    /// The gateway's one engine: the rules of `gateway.toml`, as on pgwire.
     pub engine: Arc<Engine>,
     /// The local issuer, to print tokens and serve its public key.
     pub issuer: Arc<LocalIssuer>,
@@ -135,78 +131,13 @@ impl std::fmt::Debug for ApiAuth {
 }
 
 impl ApiAuth {
-    /// Builds the policy over `prepared`'s wallet with the data directory's issuer, sharing
-    /// `prepared`'s audit writer and rate limiter with every other front door.
-    pub fn new(prepared: &Prepared) -> Result<Self, GatewayError> {
-        let issuer = LocalIssuer::load_or_create(&prepared.data_dir)?;
-        let audit = prepared.audit.clone();
-        let key = VerifyingKey::from_jwk(&issuer.jwk)
-            .map_err(|e| GatewayError(format!("signing key: {e}")))?;
-        let jwt = JwtAuthenticator::new(
-            vec![IssuerConfig {
-                keys: KeySource::Static(Arc::new(vec![Arc::new(key)])),
-                ..IssuerConfig::discovery(ISSUER, AUDIENCE)
-            }],
-            ValidationSettings::default(),
-        )
-        .map_err(|e| GatewayError(e.to_string()))?;
-        let hasher = Hasher::new(Argon2Settings::default())
-            .map_err(|e| GatewayError(format!("hasher: {e}")))?;
-        // Bearer tokens go to the JWT validator, API keys to their digests; Basic
-        // credentials to the wallet's secrets, then to the users' password hashes. Each
-        // method declines what it cannot judge; every success then passes the account
-        // stage (disabled, locked and expired accounts are refused by every method).
-        let builder = Chain::builder()
-            .name("api")
-            .link(Arc::new(jwt))
-            .link(Arc::new(ApiKeyAuthenticator::new(prepared.wallet.clone())));
-        // A client certificate (a request without Authorization over TLS) when
-        // `[client_certificates] api_login = true`: the name it gives, or the user the
-        // directory maps it to.
-        let api_login = prepared.config.client_certificates.api_login;
-        let builder = match &prepared.client_cas {
-            Some(cas) if api_login => builder.link(Arc::new(
-                CertificateAuthenticator::new(cas.clone()).with_name(prepared.client_name),
-            )),
-            _ => builder,
-        };
-        // SPNEGO (`Authorization: Negotiate`) when the data directory names a keytab.
-        #[cfg(feature = "kerberos")]
-        let builder = match &prepared.config.kerberos.keytab {
-            Some(keytab) => builder.link(Arc::new(
-                auth_kerberos::GssAuthenticator::new(
-                    Some(keytab.clone()),
-                    prepared.config.kerberos.mapper().map_err(GatewayError)?,
-                )
-                .with_service(
-                    prepared
-                        .config
-                        .kerberos
-                        .http_service
-                        .clone()
-                        .unwrap_or_else(|| "HTTP".into()),
-                ),
-            )),
-            None => builder,
-        };
-        let chain = builder
-            .link(Arc::new(
-                WalletAuthenticator::new(prepared.wallet.clone()).with_equal_cost(hasher.clone()),
-            ))
-            .link(Arc::new(PasswordAuthenticator::new(
-                Users::new(prepared.wallet.clone()),
-                hasher,
-            )))
-            .build();
-        let policy = Policy::single(chain).map_err(|e| GatewayError(e.to_string()))?;
-        let engine = Engine::builder(policy)
-            .audit(audit)
-            .rate_limiter(prepared.limiter.clone())
-            .accounts(prepared.accounts.clone())
-            .build();
+    /// The APIs of `prepared`, authenticating with `engine`: the one
+    /// [`gateway::engine`](crate::gateway::engine) builds from the rules, shared with pgwire,
+    /// so a rule holds on every door.
+    pub fn new(prepared: &Prepared, engine: Arc<Engine>) -> Result<Self, GatewayError> {
         Ok(Self {
-            engine: Arc::new(engine),
-            issuer: Arc::new(issuer),
+            engine,
+            issuer: prepared.issuer.clone(),
             tls: ApiTls::new(prepared)?,
         })
     }
@@ -276,7 +207,7 @@ impl Standalone {
         };
         let listen = crate::gateway::listen_arg("--listen", env, default);
         let prepared = crate::gateway::prepare(&dir).await?;
-        let auth = ApiAuth::new(&prepared)?;
+        let auth = ApiAuth::new(&prepared, crate::gateway::engine(&prepared)?)?;
         let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
         let mut out = std::io::stdout();
         let _ = crate::gateway::write_banner(&mut out, &prepared);

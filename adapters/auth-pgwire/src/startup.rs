@@ -53,12 +53,10 @@ static PIDS: LazyLock<RandomPidSecretKeyGenerator> =
 /// // A policy without rules refuses every connection; see `PgAuthenticator` for one that
 /// // lets clients in.
 /// let engine = Arc::new(Engine::builder(Policy::new(vec![])?).build());
+/// // Passwords go only over TLS or the Unix socket unless the engine was built with
+/// // `EngineBuilder::dangerous().allow_cleartext_without_tls()`, for every front door.
+/// assert!(!engine.allows_cleartext_without_tls());
 /// let config = PgAuthConfig::new(engine);
-/// assert!(!config.allows_cleartext_without_tls());
-///
-/// // Only behind a TLS-terminating proxy on the same machine.
-/// let behind_proxy = config.clone().dangerous().allow_cleartext_without_tls();
-/// assert!(behind_proxy.allows_cleartext_without_tls());
 ///
 /// let authenticator = PgAuthenticator::new(config);
 /// assert_eq!(authenticator.config().max_sasl_message, 8192);
@@ -72,49 +70,19 @@ static PIDS: LazyLock<RandomPidSecretKeyGenerator> =
 pub struct PgAuthConfig {
     /// What each connection is offered, and the decisions.
     pub engine: Arc<Engine>,
-    /// Set only through [`DangerousPgAuthConfig::allow_cleartext_without_tls`].
-    allow_cleartext_without_tls: bool,
     /// The largest SASL message accepted from a client.
     pub max_sasl_message: usize,
 }
 
 impl PgAuthConfig {
-    /// A configuration with `engine`, cleartext only over TLS.
+    /// A configuration with `engine`. Whether a cleartext password may cross a
+    /// connection without TLS is the engine's decision, the same on every front door
+    /// (`EngineBuilder::dangerous().allow_cleartext_without_tls()`).
     pub fn new(engine: Arc<Engine>) -> Self {
         Self {
             engine,
-            allow_cleartext_without_tls: false,
             max_sasl_message: 8192,
         }
-    }
-
-    /// The options that weaken what a connection proves, as rustls keeps its own behind
-    /// `dangerous()`: each says why on [`DangerousPgAuthConfig`].
-    pub fn dangerous(self) -> DangerousPgAuthConfig {
-        DangerousPgAuthConfig(self)
-    }
-
-    /// Whether cleartext passwords are accepted on connections without TLS.
-    pub fn allows_cleartext_without_tls(&self) -> bool {
-        self.allow_cleartext_without_tls
-    }
-}
-
-/// The risky options of a [`PgAuthConfig`], reached through [`PgAuthConfig::dangerous`].
-#[derive(Debug, Clone)]
-pub struct DangerousPgAuthConfig(PgAuthConfig);
-
-impl DangerousPgAuthConfig {
-    /// Accepts cleartext passwords (`method = "password"`) on TCP connections without TLS.
-    ///
-    /// Dangerous because the password then crosses the network readable by anyone on the
-    /// path, and a man in the middle can replay it. Unix-domain sockets never need this.
-    /// Only behind a TLS-terminating proxy on the same machine.
-    #[must_use]
-    pub fn allow_cleartext_without_tls(self) -> PgAuthConfig {
-        let mut config = self.0;
-        config.allow_cleartext_without_tls = true;
-        config
     }
 }
 
@@ -364,16 +332,9 @@ impl PgAuthenticator {
                 Phase::SaslInitial(pending)
             }
             // A chain whose SASL methods all need channel binding refuses the connection
-            // rather than falling back to a cleartext password.
-            Some(Mechanism::Password) if !pending.offer.needs_tls() => {
-                // On a Unix socket the kernel carries the bytes: no path to read them on.
-                let unix = matches!(pending.connection.peer, Peer::Unix { .. });
-                if !client.is_secure() && !unix && !self.config.allow_cleartext_without_tls {
-                    return Err(fatal(
-                        "28000",
-                        "password authentication requires an encrypted connection; connect with sslmode=require".into(),
-                    ));
-                }
+            // rather than falling back to a cleartext password. The engine offers a
+            // password only where the connection is encrypted (or its opt-in says so).
+            Some(Mechanism::Password) if !pending.offer.needs_channel_binding() => {
                 client
                     .send(PgWireBackendMessage::Authentication(
                         Authentication::CleartextPassword,
@@ -381,10 +342,16 @@ impl PgAuthenticator {
                     .await?;
                 Phase::Cleartext(pending)
             }
-            _ if pending.offer.needs_tls() => {
+            _ if pending.offer.needs_channel_binding() => {
                 return Err(fatal(
                     "28000",
                     "SCRAM-SHA-256-PLUS requires an encrypted connection; connect with sslmode=require".into(),
+                ));
+            }
+            _ if pending.offer.needs_tls() => {
+                return Err(fatal(
+                    "28000",
+                    "password authentication requires an encrypted connection; connect with sslmode=require".into(),
                 ));
             }
             _ => {

@@ -40,7 +40,7 @@ pub use identity_map::{IdentityMap, MapEntry};
 pub use record::{UserRecord, UserStatus};
 pub use session::AccountSession;
 pub use stage::AccountStage;
-pub(crate) use stage::not_acting_as;
+pub(crate) use stage::{identity_admitted, not_acting_as};
 
 /// An account as the account stage judges it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -60,6 +60,21 @@ impl AccountStage {
         session: Box<dyn Session>,
         now: SystemTime,
     ) -> Outcome {
+        self.admit_under(connection, session, now, None).await
+    }
+
+    /// [`AccountStage::admit`] under a policy rule's identity map (PostgreSQL's `map=`):
+    /// with `map`, an identity a method proved (an OS user, a certificate name, a
+    /// Kerberos principal, a token's subject) acts as the requested user only through the
+    /// map's entries or the directory's own mapping, never by having the same name; the
+    /// stage's own map does not apply. Without one, as [`AccountStage::admit`].
+    pub async fn admit_under(
+        &self,
+        connection: &ConnectionInfo,
+        session: Box<dyn Session>,
+        now: SystemTime,
+        map: Option<&IdentityMap>,
+    ) -> Outcome {
         let mapped = match self.certificate_user(connection, session.as_ref()).await {
             Ok(mapped) => mapped,
             Err(outcome) => return outcome,
@@ -69,8 +84,11 @@ impl AccountStage {
             .as_deref()
             .or(mapped.as_deref())
             .unwrap_or(session.user());
-        if session.user() != requested {
-            match self.may_act_as(session.as_ref(), requested).await {
+        if !identity_admitted(session.as_ref(), requested, map) {
+            match self
+                .identity_may_act_as(session.method(), session.principal(), requested, map)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => return not_acting_as(session.as_ref(), requested),
                 Err(outcome) => return outcome,
@@ -116,20 +134,16 @@ impl AccountStage {
             .map_err(|e| Outcome::unavailable(e.to_string()))
     }
 
-    async fn may_act_as(&self, session: &dyn Session, requested: &str) -> Result<bool, Outcome> {
-        self.identity_may_act_as(session.method(), session.principal(), requested)
-            .await
-    }
-
-    /// Whether `identity`, proved by `method`, may act as `requested`: the configured map,
-    /// then the directory's mapped identities.
+    /// Whether `identity`, proved by `method`, may act as `requested`: the rule's map (or
+    /// without one the stage's), then the directory's mapped identities.
     pub(crate) async fn identity_may_act_as(
         &self,
         method: &str,
         identity: &str,
         requested: &str,
+        map: Option<&IdentityMap>,
     ) -> Result<bool, Outcome> {
-        if self.map.allows(method, identity, requested) {
+        if map.unwrap_or(&self.map).allows(method, identity, requested) {
             return Ok(true);
         }
         match self.accounts.mapped_user(method, identity).await {
@@ -137,6 +151,34 @@ impl AccountStage {
             Err(e) => Err(Outcome::unavailable(e.to_string())),
         }
     }
+}
+
+/// Whether `session` acts as `requested` without a map entry: its user is the requested
+/// one, and under a rule `map` either the method proved a password rather than an
+/// identity, or the method's own configured mapping named the user (a Kerberos principal
+/// `alice@REALM` mapped to `alice`). An identity that is the requested name as it stands
+/// (OS user `postgres` for user `postgres`) needs the map's entry, as PostgreSQL's `map=`.
+pub(crate) fn identity_admitted(
+    session: &dyn Session,
+    requested: &str,
+    map: Option<&IdentityMap>,
+) -> bool {
+    session.user() == requested
+        && (map.is_none()
+            || !proves_identity(session.evidence())
+            || session.principal() != session.user())
+}
+
+/// Whether the evidence is an identity established elsewhere (the kernel, a CA, a KDC, a
+/// token issuer) rather than the user's own secret.
+fn proves_identity(evidence: &Evidence) -> bool {
+    !matches!(
+        evidence,
+        Evidence::Password
+            | Evidence::Sasl { .. }
+            | Evidence::WalletKey(_)
+            | Evidence::ApiKey { .. }
+    )
 }
 
 /// The refusal of an identity that may not act as the `requested` user: alice's

@@ -377,6 +377,18 @@ impl Authenticator for Chain {
         self.links.iter().any(|l| l.authenticator.local_only())
     }
 
+    /// A nested chain needs what its strictest link needs: the engine withholds links of
+    /// the chain it runs one by one, but a chain inside a link is withheld as a whole.
+    fn transport(&self) -> crate::Transport {
+        use crate::Transport;
+        let all = self.links.iter().map(|l| l.authenticator.transport());
+        all.fold(Transport::Any, |strictest, t| match (strictest, t) {
+            (Transport::Local, _) | (_, Transport::Local) => Transport::Local,
+            (Transport::Encrypted, _) | (_, Transport::Encrypted) => Transport::Encrypted,
+            _ => Transport::Any,
+        })
+    }
+
     /// Runs the links unwatched: a nested chain's steps are its outer link's step.
     async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
         self.run(attempt, None).await.0

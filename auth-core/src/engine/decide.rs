@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{Engine, Offer};
+use crate::account::IdentityMap;
 use crate::attempt::Attempt;
 use crate::audit::{AuditEvent, AuditEventKind};
 use crate::certificate::{METHOD, Requirement, not_named};
@@ -12,6 +13,7 @@ use crate::chain::StepReport;
 use crate::connection::{ConnectionInfo, Peer};
 use crate::error::{AuthorizationError, CredentialError, Error, Failure};
 use crate::outcome::{Outcome, OutcomeClass};
+use crate::policy::Selection;
 use crate::rate_limit::{Ending, Refusal, Subject};
 use crate::session::Session;
 
@@ -27,6 +29,17 @@ impl Engine {
         attempt.set_clock(&self.clock);
         // Only the audit event needs the duration; an unaudited engine reads no clock.
         let started = self.audit.enabled().then(Instant::now);
+        if !offer.permits(&attempt.credential) {
+            // Refused before anything reads the secret, and neutral for the limiter: the
+            // client's software chose the transport, not a guess at a password.
+            let outcome = Outcome::Rejected(Failure::new(
+                CredentialError::Unsupported,
+                "the credential is a secret anyone on the network could replay, and the \
+                 connection is not encrypted; connect with TLS",
+            ));
+            self.audit_attempt(offer, attempt, &outcome, None, started, false);
+            return outcome;
+        }
         let Some(limiter) = &self.limiter else {
             let (outcome, link) = self.judge(offer, attempt).await;
             let outcome = decided(offer, attempt, outcome);
@@ -124,22 +137,68 @@ impl Engine {
         };
         let outcome = match (outcome, named) {
             (Outcome::Authenticated(session), Some(identity)) => {
-                self.certificate_names_user(&attempt.connection, session, &identity)
+                let map = offer.identity_map.as_deref();
+                self.certificate_names_user(&attempt.connection, session, &identity, map)
                     .await
             }
             (outcome, _) => outcome,
         };
-        (self.account_stage(&attempt.connection, outcome).await, link)
+        let map = offer.identity_map.as_deref();
+        let outcome = self.account_stage(&attempt.connection, outcome, map).await;
+        (
+            self.rule_for_proved_user(offer, &attempt.connection, outcome),
+            link,
+        )
     }
 
     /// A success as the account stage judges it (only the identity check without one).
-    async fn account_stage(&self, connection: &ConnectionInfo, outcome: Outcome) -> Outcome {
+    async fn account_stage(
+        &self,
+        connection: &ConnectionInfo,
+        outcome: Outcome,
+        map: Option<&IdentityMap>,
+    ) -> Outcome {
         match (outcome, &self.accounts) {
             (Outcome::Authenticated(session), Some(stage)) => {
-                stage.admit(connection, session, self.clock.now()).await
+                stage
+                    .admit_under(connection, session, self.clock.now(), map)
+                    .await
             }
-            (outcome, _) => acting_as_requested(connection, outcome),
+            (outcome, _) => acting_as_requested(connection, outcome, map),
         }
+    }
+
+    /// A success whose user nobody named before the method ran (a bearer token, a
+    /// certificate, a Kerberos ticket over HTTP) stands only if the policy picks the same
+    /// rule for that user: a rule that refuses bob, or asks more of him, must hold for
+    /// bob's token too.
+    fn rule_for_proved_user(
+        &self,
+        offer: &Offer,
+        connection: &ConnectionInfo,
+        outcome: Outcome,
+    ) -> Outcome {
+        let Outcome::Authenticated(session) = &outcome else {
+            return outcome;
+        };
+        if offer.user_known {
+            return outcome;
+        }
+        let user = session.user();
+        let decides = match self.policy.select(connection, Some(user)) {
+            Selection::Chain(index, ..) if index == offer.index => return outcome,
+            Selection::Chain(_, name, ..) => format!("rule `{name}`"),
+            Selection::Rejected(i) => format!("rule `{}` (reject)", self.policy.rules()[i].name),
+            Selection::NoMatch => "no rule".to_owned(),
+        };
+        Outcome::Rejected(Failure::new(
+            AuthorizationError::Rejected,
+            format!(
+                "the credential proved `{user}` ({}), for whom {decides} decides, not rule `{}`",
+                session.method(),
+                offer.rule()
+            ),
+        ))
     }
 
     /// Under `clientcert=verify-full`, a success stands only if the certificate's name
@@ -150,14 +209,17 @@ impl Engine {
         connection: &ConnectionInfo,
         session: Box<dyn Session>,
         identity: &str,
+        map: Option<&IdentityMap>,
     ) -> Outcome {
         let user = connection.user.as_deref().unwrap_or(session.user());
-        if identity == user {
+        // With a rule map, only its entries admit (PostgreSQL's `map=`), the same name too.
+        if map.is_none() && identity == user {
             return Outcome::Authenticated(session);
         }
-        let allowed = match &self.accounts {
-            Some(stage) => stage.identity_may_act_as(METHOD, identity, user).await,
-            None => Ok(false),
+        let allowed = match (&self.accounts, map) {
+            (Some(stage), map) => stage.identity_may_act_as(METHOD, identity, user, map).await,
+            (None, Some(map)) => Ok(map.allows(METHOD, identity, user)),
+            (None, None) => Ok(false),
         };
         match allowed {
             Ok(true) => Outcome::Authenticated(session),
@@ -241,6 +303,7 @@ impl Engine {
         self.audit.record(
             &AuditEvent::on(kind, self.clock.now(), &attempt.connection, result)
                 .with_user(user)
+                .with_rule(Some(offer.rule()))
                 .with_method(method)
                 .with_duration(started.map_or(Duration::ZERO, |s| s.elapsed()))
                 .with_failure(
@@ -312,9 +375,18 @@ fn decided(offer: &Offer, attempt: &Attempt, outcome: Outcome) -> Outcome {
 /// the user the connection asked for (pg_ident semantics with the method's mapping as the
 /// identity map): alice's ticket on a connection for `bob` is refused, before the limiter
 /// could count it as bob's success.
-fn acting_as_requested(connection: &ConnectionInfo, outcome: Outcome) -> Outcome {
+fn acting_as_requested(
+    connection: &ConnectionInfo,
+    outcome: Outcome,
+    map: Option<&IdentityMap>,
+) -> Outcome {
     match (&outcome, connection.user.as_deref()) {
-        (Outcome::Authenticated(session), Some(requested)) if session.user() != requested => {
+        (Outcome::Authenticated(session), Some(requested))
+            if !crate::account::identity_admitted(session.as_ref(), requested, map)
+                && !map.is_some_and(|m| {
+                    m.allows(session.method(), session.principal(), requested)
+                }) =>
+        {
             crate::account::not_acting_as(session.as_ref(), requested)
         }
         _ => outcome,

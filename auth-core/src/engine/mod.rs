@@ -68,6 +68,8 @@ pub use offer::{Mechanism, Offer};
 /// ```
 pub struct Engine {
     policy: Policy,
+    /// Set only through [`DangerousEngineBuilder::allow_cleartext_without_tls`].
+    allow_cleartext: bool,
     audit: Arc<dyn AuditSink>,
     limiter: Option<Arc<dyn RateLimiter>>,
     accounts: Option<Arc<AccountStage>>,
@@ -80,6 +82,7 @@ impl fmt::Debug for Engine {
             .field("policy", &self.policy)
             .field("rate_limited", &self.limiter.is_some())
             .field("account_stage", &self.accounts.is_some())
+            .field("allow_cleartext_without_tls", &self.allow_cleartext)
             .finish_non_exhaustive()
     }
 }
@@ -127,9 +130,32 @@ impl EngineBuilder {
         self
     }
 
+    /// The options of this engine that weaken what an attempt proves, as rustls keeps its
+    /// own behind `dangerous()`: each says why on [`DangerousEngineBuilder`].
+    pub fn dangerous(self) -> DangerousEngineBuilder {
+        DangerousEngineBuilder(self)
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         self.engine
+    }
+}
+
+/// The risky options of an [`EngineBuilder`], from [`EngineBuilder::dangerous`].
+#[derive(Debug)]
+pub struct DangerousEngineBuilder(EngineBuilder);
+
+impl DangerousEngineBuilder {
+    /// Offers methods whose clients send a reusable secret (passwords, bearer tokens, API
+    /// keys: [`Transport::Encrypted`](crate::Transport::Encrypted)) on TCP connections
+    /// without TLS too, on every front door. Anyone who can read the network can then
+    /// replay what they read. Only for a server whose plaintext port is reachable from
+    /// nowhere but a TLS-terminating proxy on the same machine.
+    #[must_use]
+    pub fn allow_cleartext_without_tls(mut self) -> EngineBuilder {
+        self.0.engine.allow_cleartext = true;
+        self.0
     }
 }
 
@@ -140,6 +166,7 @@ impl Engine {
         EngineBuilder {
             engine: Engine {
                 policy,
+                allow_cleartext: false,
                 audit: Arc::new(TracingAuditSink),
                 limiter: None,
                 accounts: None,
@@ -158,30 +185,48 @@ impl Engine {
         &self.clock
     }
 
+    /// Whether methods that send a reusable secret are offered without TLS too
+    /// ([`DangerousEngineBuilder::allow_cleartext_without_tls`]).
+    pub fn allows_cleartext_without_tls(&self) -> bool {
+        self.allow_cleartext
+    }
+
     /// What to offer `connection`: the mechanisms of the first matching rule's chain, in
     /// order. Rules match the user `credential_user` names (a protocol whose credential
     /// carries the user, as HTTP Basic does, passes it; pgwire passes `None`), else the
     /// user the connection asks for. A rule that rejects, or no rule at all, is an
     /// [`AuthorizationError::Rejected`] refusal, audited as a policy reject.
+    ///
+    /// Methods the connection's transport does not allow (a password without TLS, see
+    /// [`Authenticator::transport`](crate::Authenticator::transport)) are left out of the
+    /// offer, and [`Engine::decide`] refuses their credentials. When neither names a user
+    /// (a bearer token, a certificate), the decision checks again, once the method said
+    /// who the client is, that this rule is the one the policy picks for that user.
     pub fn offer(
         &self,
         connection: &ConnectionInfo,
         credential_user: Option<&str>,
     ) -> Result<Offer, Failure> {
         let user = credential_user.or(connection.user.as_deref());
-        let detail = match self.policy.select(connection, user) {
-            Selection::Chain(name, rule, chain) => {
+        let (detail, rule) = match self.policy.select(connection, user) {
+            Selection::Chain(index, name, rule, chain) => {
                 return Ok(Offer::new(
-                    name,
-                    chain,
-                    rule.client_certificate.as_ref(),
+                    offer::Selected {
+                        index,
+                        name,
+                        rule,
+                        chain,
+                        user_known: user.is_some(),
+                    },
                     connection,
+                    self.allow_cleartext,
                 ));
             }
             Selection::Rejected(i) => {
-                format!("rejected by policy rule `{}`", self.policy.rules()[i].name)
+                let name = self.policy.rules()[i].name.as_str();
+                (format!("rejected by policy rule `{name}`"), Some(name))
             }
-            Selection::NoMatch => "no policy rule matches the connection".to_owned(),
+            Selection::NoMatch => ("no policy rule matches the connection".to_owned(), None),
         };
         if self.audit.enabled() {
             self.audit.record(
@@ -192,6 +237,7 @@ impl Engine {
                     "rejected",
                 )
                 .with_user(user)
+                .with_rule(rule)
                 .with_failure(
                     Some(Error::Authorization(AuthorizationError::Rejected).code()),
                     Some(&detail),
@@ -205,7 +251,7 @@ impl Engine {
     /// for caches keyed on the chain (session reuse), never to run it.
     pub fn chain_for(&self, connection: &ConnectionInfo) -> Option<&Arc<Chain>> {
         match self.policy.select(connection, connection.user.as_deref()) {
-            Selection::Chain(_, _, chain) => Some(chain),
+            Selection::Chain(_, _, _, chain) => Some(chain),
             _ => None,
         }
     }

@@ -4,11 +4,13 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use crate::authenticator::Authenticator;
+use crate::account::IdentityMap;
+use crate::authenticator::{Authenticator, Transport};
 use crate::certificate::CertificateCheck;
 use crate::chain::Chain;
 use crate::connection::ConnectionInfo;
 use crate::credential::{Credential, CredentialKind};
+use crate::policy::Rule;
 
 /// One way a client may authenticate, as an adapter asks for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,21 +70,77 @@ impl Mechanism {
 #[derive(Debug, Clone)]
 pub struct Offer {
     rule: Arc<str>,
+    /// The rule's place in the policy, to check a user known only after the method ran.
+    pub(super) index: usize,
+    /// Whether the rule was matched with a user name (else it is checked again with the
+    /// user the method proved).
+    pub(super) user_known: bool,
     pub(super) chain: Arc<Chain>,
     pub(super) certificate: Option<Arc<CertificateCheck>>,
+    pub(super) identity_map: Option<Arc<IdentityMap>>,
     /// Inline: an offer is made for every request on HTTP, and few chains have more.
     mechanisms: SmallVec<[Mechanism; 4]>,
     needs_tls: bool,
+    /// Links withheld for want of an encrypted or local connection, by index (at most
+    /// 64 are tracked; a chain of more withholds the rest wholesale).
+    withheld: u64,
+}
+
+/// The rule the policy picked, as the engine hands it to [`Offer::new`].
+pub(super) struct Selected<'a> {
+    pub(super) index: usize,
+    pub(super) name: &'a Arc<str>,
+    pub(super) rule: &'a Rule,
+    pub(super) chain: &'a Arc<Chain>,
+    pub(super) user_known: bool,
+}
+
+/// Whether `connection` meets `transport` (with `allow_cleartext`, an unencrypted one
+/// meets [`Transport::Encrypted`] too).
+fn meets(transport: Transport, connection: &ConnectionInfo, allow_cleartext: bool) -> bool {
+    match transport {
+        Transport::Any => true,
+        Transport::Encrypted => allow_cleartext || connection.is_encrypted(),
+        Transport::Local => connection.is_localhost(),
+    }
 }
 
 impl Offer {
     pub(super) fn new(
-        rule: &Arc<str>,
-        chain: &Arc<Chain>,
-        certificate: Option<&Arc<CertificateCheck>>,
+        selected: Selected<'_>,
         connection: &ConnectionInfo,
+        allow_cleartext: bool,
     ) -> Self {
-        let kinds = chain.accepts();
+        let chain = selected.chain;
+        let mut withheld = 0u64;
+        for (i, link) in chain.links().iter().enumerate() {
+            if !meets(
+                link.authenticator().transport(),
+                connection,
+                allow_cleartext,
+            ) {
+                withheld |= 1u64 << i.min(63);
+            }
+        }
+        // Only a connection that withholds something pays for recomputing the kinds.
+        let permitted: SmallVec<[CredentialKind; 8]>;
+        let kinds: &[CredentialKind] = if withheld == 0 {
+            chain.accepts()
+        } else {
+            let mut kinds = SmallVec::new();
+            for (i, link) in chain.links().iter().enumerate() {
+                if withheld & (1u64 << i.min(63)) != 0 {
+                    continue;
+                }
+                for kind in link.authenticator().accepts() {
+                    if !kinds.contains(kind) {
+                        kinds.push(*kind);
+                    }
+                }
+            }
+            permitted = kinds;
+            &permitted
+        };
         let has = |k: CredentialKind| kinds.contains(&k);
         let mut mechanisms = SmallVec::new();
         // A peer-only chain on a connection without peer credentials (loopback TCP) is
@@ -138,12 +196,26 @@ impl Offer {
             }
         }
         Self {
-            rule: rule.clone(),
+            rule: selected.name.clone(),
+            index: selected.index,
+            user_known: selected.user_known,
             chain: chain.clone(),
-            certificate: certificate.cloned(),
+            certificate: selected.rule.client_certificate.clone(),
+            identity_map: selected.rule.identity_map.clone(),
             mechanisms,
             needs_tls,
+            withheld,
         }
+    }
+
+    /// Whether a method the connection may run can judge `credential`: a credential of a
+    /// method withheld for want of encryption is refused before anything reads it.
+    pub(super) fn permits(&self, credential: &Credential) -> bool {
+        self.withheld == 0
+            || self.chain.links().iter().enumerate().any(|(i, link)| {
+                self.withheld & (1u64 << i.min(63)) == 0
+                    && link.authenticator().supports(credential)
+            })
     }
 
     /// The name of the policy rule that matched.
@@ -161,11 +233,25 @@ impl Offer {
         self.mechanisms.contains(&mechanism)
     }
 
-    /// Whether the chain has a method this connection cannot be offered for want of TLS
-    /// channel-binding data (`SCRAM-SHA-256-PLUS` on a plain connection): worth saying
-    /// when nothing else is offered.
+    /// Whether the chain has a method this connection cannot be offered for want of TLS:
+    /// channel-binding data (`SCRAM-SHA-256-PLUS` on a plain connection), or encryption
+    /// for a method whose client sends a reusable secret (a password, a bearer token):
+    /// worth saying when nothing else is offered.
     pub fn needs_tls(&self) -> bool {
+        self.needs_tls || self.needs_encryption()
+    }
+
+    /// Whether the chain has a SASL mechanism this connection cannot be offered for want
+    /// of TLS channel-binding data (`SCRAM-SHA-256-PLUS` on a plain connection).
+    pub fn needs_channel_binding(&self) -> bool {
         self.needs_tls
+    }
+
+    /// Whether the chain has a method withheld from this connection because its client
+    /// sends a reusable secret and the connection is not encrypted (see
+    /// [`Authenticator::transport`](crate::Authenticator::transport)).
+    pub fn needs_encryption(&self) -> bool {
+        self.withheld != 0
     }
 
     /// Whether the chain can judge `credential` (of a kind it accepts, even one not
@@ -211,7 +297,47 @@ mod tests {
 
     fn offer(kinds: &'static [CredentialKind], connection: &ConnectionInfo) -> Offer {
         let chain = Arc::new(Chain::builder().link(Arc::new(Accepts(kinds))).build());
-        Offer::new(&Arc::from("rule"), &chain, None, connection)
+        offer_of(&chain, connection, false)
+    }
+
+    fn offer_of(chain: &Arc<Chain>, connection: &ConnectionInfo, cleartext: bool) -> Offer {
+        let rule = Rule::new("rule", crate::policy::Target::Chain(chain.clone()));
+        let selected = Selected {
+            index: 0,
+            name: &Arc::from("rule"),
+            rule: &rule,
+            chain,
+            user_known: true,
+        };
+        Offer::new(selected, connection, cleartext)
+    }
+
+    #[test]
+    fn secrets_are_withheld_from_connections_without_encryption() {
+        let chain = Arc::new(
+            Chain::builder()
+                .link(Arc::new(Accepts(&[CredentialKind::Gss])))
+                .link(Arc::new(Accepts(&[CredentialKind::Password])))
+                .link(Arc::new(Accepts(&[CredentialKind::Bearer])))
+                .build(),
+        );
+        let plain = offer_of(&chain, &tcp(), false);
+        assert_eq!(plain.mechanisms(), [Mechanism::Gss]);
+        assert!(plain.needs_tls(), "the password was withheld");
+        assert!(!plain.permits(&Credential::password("alice", "pw")));
+        assert!(!plain.permits(&Credential::bearer("t")));
+        assert!(plain.permits(&Credential::GssToken(vec![1])));
+        let over_tls = offer_of(&chain, &tls(None, false), false);
+        assert_eq!(
+            over_tls.mechanisms(),
+            [Mechanism::Gss, Mechanism::Password, Mechanism::Bearer]
+        );
+        assert!(over_tls.permits(&Credential::password("alice", "pw")));
+        let unix = ConnectionInfo::new(Protocol::Postgres, Peer::unix(None, None));
+        assert!(offer_of(&chain, &unix, false).includes(Mechanism::Password));
+        let opted_in = offer_of(&chain, &tcp(), true);
+        assert!(opted_in.includes(Mechanism::Bearer));
+        assert!(opted_in.permits(&Credential::bearer("t")));
     }
 
     fn tcp() -> ConnectionInfo {
@@ -264,7 +390,10 @@ mod tests {
             offer(kinds, &unix).mechanisms(),
             [Mechanism::Peer, Mechanism::Password]
         );
-        assert_eq!(offer(kinds, &tcp()).mechanisms(), [Mechanism::Password]);
+        assert_eq!(
+            offer(kinds, &tls(None, false)).mechanisms(),
+            [Mechanism::Password]
+        );
         // A peer-only chain is offered peer anyway, so its refusal is audited.
         assert_eq!(
             offer(&[CredentialKind::Peer], &tcp()).mechanisms(),

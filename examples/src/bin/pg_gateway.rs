@@ -31,13 +31,17 @@ fn api_listen(flag: &str, (env, default): (&str, &str)) -> Option<String> {
 
 /// Starts the HTTP and gRPC APIs next to the pgwire listener, sharing one policy; a busy
 /// port or a bad setting is reported and the pgwire gateway runs on without that API.
-async fn start_apis(prepared: &gateway::Prepared, out: &mut impl Write) {
+async fn start_apis(
+    prepared: &gateway::Prepared,
+    engine: Arc<auth_core::Engine>,
+    out: &mut impl Write,
+) {
     let http_listen = api_listen("--http-listen", api::HTTP_LISTEN);
     let grpc_listen = api_listen("--grpc-listen", api::GRPC_LISTEN);
     if http_listen.is_none() && grpc_listen.is_none() {
         return;
     }
-    let auth = match api::ApiAuth::new(prepared) {
+    let auth = match api::ApiAuth::new(prepared, engine) {
         Ok(auth) => auth,
         Err(e) => {
             let _ = writeln!(out, "http and grpc apis not started: {e}");
@@ -109,7 +113,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (handlers, serve) = match gateway::handlers(&prepared) {
+    let engine = match gateway::engine(&prepared) {
+        Ok(engine) => engine,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "pg-gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (handlers, serve) = match gateway::handlers(&prepared, engine.clone()) {
         Ok(h) => h,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "pg-gateway: {e}");
@@ -175,7 +186,7 @@ async fn main() -> ExitCode {
         "audit log: {}",
         dir.join(&prepared.config.audit_log).display()
     );
-    start_apis(&prepared, &mut out).await;
+    start_apis(&prepared, engine, &mut out).await;
     let _ = writeln!(out, "listening on {addr}");
     let _ = out.flush();
 

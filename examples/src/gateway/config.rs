@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use auth_core::Protocol;
 use auth_core::certificate::{ClientName, Requirement};
-use auth_core::policy::{AddressMatch, ConnectionType, NameMatch, Rule, Target};
+use auth_core::policy::{AddressMatch, ConnectionType, NameMatch, ProtocolMatch, Rule, Target};
 use serde::Deserialize;
 
 /// How a rule authenticates.
@@ -36,8 +37,56 @@ pub enum Method {
     /// against the gateway's own users while the server is down.
     #[serde(rename = "oauth-password")]
     OAuthPassword,
+    /// A bearer token (`Authorization: Bearer`) from the gateway's own issuer, the one it
+    /// prints: HTTP and gRPC only (set `protocols`).
+    Bearer,
+    /// An API key (`X-API-Key`) registered in the wallet: HTTP and gRPC only.
+    #[serde(rename = "api-key")]
+    ApiKey,
     /// Refuse.
     Reject,
+}
+
+impl Method {
+    /// The name the file spells.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scram => "scram",
+            Self::Password => "password",
+            Self::Gss => "gss",
+            Self::Peer => "peer",
+            Self::Trust => "trust",
+            Self::Cert => "cert",
+            Self::OAuthBearer => "oauthbearer",
+            Self::OAuthPassword => "oauth-password",
+            Self::Bearer => "bearer",
+            Self::ApiKey => "api-key",
+            Self::Reject => "reject",
+        }
+    }
+
+    /// Whether the method proves an identity that a rule's `map` maps to users.
+    fn proves_identity(self) -> bool {
+        matches!(self, Self::Peer | Self::Cert | Self::Gss)
+    }
+}
+
+/// `method = "scram"` or `method = ["bearer", "password"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Method>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(Method),
+        Many(Vec<Method>),
+    }
+    match OneOrMany::deserialize(d) {
+        Ok(OneOrMany::One(m)) => Ok(vec![m]),
+        Ok(OneOrMany::Many(v)) => Ok(v),
+        Err(_) => Err(serde::de::Error::custom(
+            "method: one of scram, password, gss, peer, trust, cert, oauthbearer, \
+             oauth-password, bearer, api-key, reject, or a list of them",
+        )),
+    }
 }
 
 /// The `[kerberos]` section.
@@ -135,8 +184,19 @@ pub struct RuleConfig {
     /// `all` (default), `localhost`, or CIDR networks.
     #[serde(default)]
     pub addresses: Vec<String>,
-    /// How to authenticate.
-    pub method: Method,
+    /// How to authenticate: one method or a list, tried in order, each judging the
+    /// credentials it understands (`["bearer", "api-key", "password"]`).
+    #[serde(deserialize_with = "one_or_many")]
+    pub method: Vec<Method>,
+    /// The front doors the rule guards: `pgwire`, `http`, `grpc`; empty (the default)
+    /// means all three, so one rule holds on every door.
+    #[serde(default)]
+    pub protocols: Vec<String>,
+    /// The identity map (`[[identity_map]] map = "..."`) whose entries say which OS users,
+    /// certificate names or Kerberos principals may act as which users under this rule
+    /// (PostgreSQL's `map=`); without one, such an identity acts only as the same name.
+    #[serde(default)]
+    pub map: Option<String>,
     /// Also require a client certificate of the `[client_certificates]` CAs (PostgreSQL's
     /// `clientcert`): `verify-ca` (any valid one) or `verify-full` (one naming the user).
     #[serde(default)]
@@ -165,11 +225,81 @@ fn toml_escape(text: &str) -> String {
 }
 
 impl RuleConfig {
+    /// Whether the rule runs `method`.
+    pub fn has(&self, method: Method) -> bool {
+        self.method.contains(&method)
+    }
+
+    /// The protocols the rule names (all three when it names none).
+    pub fn protocol_match(&self) -> Result<ProtocolMatch, String> {
+        if self.protocols.is_empty() {
+            return Ok(ProtocolMatch::All);
+        }
+        self.protocols
+            .iter()
+            .map(|p| {
+                Protocol::parse(p).ok_or_else(|| {
+                    format!(
+                        "rule `{}`: unknown protocol `{p}`; use pgwire, http or grpc",
+                        self.name
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map(ProtocolMatch::Only)
+    }
+
+    /// The method list makes sense, and methods of one door are not asked of another.
+    fn check_methods(&self) -> Result<(), String> {
+        let name = &self.name;
+        if self.method.is_empty() {
+            return Err(format!(
+                "rule `{name}`: method = [] runs nothing; name a method"
+            ));
+        }
+        if self.has(Method::Reject) && self.method.len() > 1 {
+            return Err(format!(
+                "rule `{name}`: reject refuses; it cannot be listed with other methods"
+            ));
+        }
+        let pgwire = self.protocol_match()?.includes(Protocol::Postgres);
+        if let Some(m) = self
+            .method
+            .iter()
+            .find(|m| matches!(m, Method::Bearer | Method::ApiKey))
+            .filter(|_| pgwire)
+        {
+            return Err(format!(
+                "rule `{name}`: method \"{}\" is for the HTTP and gRPC APIs; add \
+                 protocols = [\"http\", \"grpc\"] (PostgreSQL clients send tokens with \
+                 method = \"oauthbearer\")",
+                m.as_str()
+            ));
+        }
+        if self.map.is_some() && !self.method.iter().any(|m| m.proves_identity()) {
+            let uses_certificates = self.requirement()? == Some(Requirement::VerifyFull);
+            if !uses_certificates {
+                return Err(format!(
+                    "rule `{name}`: map = \"...\" maps identities (peer, cert, gss, or a \
+                     verify-full certificate) to users; this rule's methods prove none"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Methods that prove nothing about a remote client need a rule that matches only
     /// this machine (auth-core's policy refuses them otherwise too; this says it in the
     /// file's terms).
     fn check_local_only(&self, rule: &Rule) -> Result<(), String> {
-        match self.method {
+        for method in &self.method {
+            self.check_local_method(*method, rule)?;
+        }
+        Ok(())
+    }
+
+    fn check_local_method(&self, method: Method, rule: &Rule) -> Result<(), String> {
+        match method {
             Method::Peer if rule.connection != ConnectionType::Local => Err(format!(
                 "rule `{}`: method = \"peer\" asks the kernel which OS user runs the client, \
                  which only a Unix-socket connection can tell; set type = \"local\"",
@@ -198,18 +328,12 @@ impl RuleConfig {
         })
     }
 
-    /// Certificates come with TLS: rules that use them must match only TLS connections,
-    /// and need the CAs.
+    /// Rules that use certificates need the CAs (that they match only TLS connections is
+    /// the policy's check, the same for every host).
     fn check_certificates(&self, cas: bool) -> Result<(), String> {
-        let uses = self.method == Method::Cert || self.requirement()?.is_some();
+        let uses = self.has(Method::Cert) || self.requirement()?.is_some();
         if !uses {
             return Ok(());
-        }
-        if self.kind != "hostssl" {
-            return Err(format!(
-                "rule `{}`: client certificates come with TLS; set type = \"hostssl\"",
-                self.name
-            ));
         }
         if !cas {
             return Err(format!(
@@ -224,59 +348,49 @@ impl RuleConfig {
     /// The OAuth settings fit the method, and name what the file configures.
     fn check_oauth(&self, config: &GatewayConfig) -> Result<(), String> {
         let name = &self.name;
-        let bearer = self.method == Method::OAuthBearer;
+        let bearer = self.has(Method::OAuthBearer);
         if !bearer && (self.issuer.is_some() || self.scope.is_some()) {
             return Err(format!(
                 "rule `{name}`: issuer and scope belong to method = \"oauthbearer\" rules"
             ));
         }
-        if self.method != Method::OAuthPassword && self.fallback.is_some() {
+        if !self.has(Method::OAuthPassword) && self.fallback.is_some() {
             return Err(format!(
                 "rule `{name}`: fallback belongs to method = \"oauth-password\" rules"
             ));
         }
-        match self.method {
-            Method::OAuthBearer => {
-                if !["hostssl", "local"].contains(&self.kind.as_str()) {
-                    return Err(format!(
-                        "rule `{name}`: a bearer token lets anyone who reads it log in until \
-                         it expires; set type = \"hostssl\" (or \"local\")"
-                    ));
-                }
-                let Some(issuer) = &self.issuer else {
-                    return Err(format!(
-                        "rule `{name}`: method = \"oauthbearer\" needs issuer = \"https://...\", \
-                         one of the [[oauth_issuer]] sections"
-                    ));
-                };
-                if !config
-                    .oauth_issuers
-                    .iter()
-                    .any(|i| super::oauth::advertises(issuer, &i.issuer))
-                {
-                    return Err(format!(
-                        "rule `{name}`: issuer `{issuer}` is not configured; add [[oauth_issuer]] \
-                         issuer = \"{issuer}\" with the audience its tokens name for this gateway"
-                    ));
-                }
-                Ok(())
+        if bearer {
+            let Some(issuer) = &self.issuer else {
+                return Err(format!(
+                    "rule `{name}`: method = \"oauthbearer\" needs issuer = \"https://...\", \
+                     one of the [[oauth_issuer]] sections"
+                ));
+            };
+            if !config
+                .oauth_issuers
+                .iter()
+                .any(|i| super::oauth::advertises(issuer, &i.issuer))
+            {
+                return Err(format!(
+                    "rule `{name}`: issuer `{issuer}` is not configured; add [[oauth_issuer]] \
+                     issuer = \"{issuer}\" with the audience its tokens name for this gateway"
+                ));
             }
-            Method::OAuthPassword => {
-                if config.oauth_password.is_none() {
-                    return Err(format!(
-                        "rule `{name}`: method = \"oauth-password\" needs an [oauth_password] \
-                         section (token_endpoint, client_id, client secret)"
-                    ));
-                }
-                match self.fallback.as_deref() {
-                    None | Some("scram") => Ok(()),
-                    Some(other) => Err(format!(
-                        "rule `{name}`: fallback = \"{other}\"; the only fallback is \"scram\""
-                    )),
-                }
-            }
-            _ => Ok(()),
         }
+        if self.has(Method::OAuthPassword) {
+            if config.oauth_password.is_none() {
+                return Err(format!(
+                    "rule `{name}`: method = \"oauth-password\" needs an [oauth_password] \
+                     section (token_endpoint, client_id, client secret)"
+                ));
+            }
+            if let Some(other) = self.fallback.as_deref().filter(|f| *f != "scram") {
+                return Err(format!(
+                    "rule `{name}`: fallback = \"{other}\"; the only fallback is \"scram\""
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The auth-core rule with `target`.
@@ -332,6 +446,7 @@ impl RuleConfig {
             ),
         };
         Ok(Rule::new(self.name.clone(), target)
+            .with_protocols(self.protocol_match()?)
             .with_connection(connection)
             .with_users(names(&self.users))
             .with_databases(databases)
@@ -349,9 +464,12 @@ pub struct GatewayConfig {
     /// The authentication timeout (`60s`).
     #[serde(default = "default_timeout", deserialize_with = "duration")]
     pub auth_timeout: Duration,
-    /// Accept cleartext passwords without TLS.
+    /// Offer methods whose clients send a reusable secret (passwords, HTTP Basic, bearer
+    /// tokens, API keys) on connections without TLS too, on every front door: only behind
+    /// a TLS-terminating proxy on this machine. Files from before this name spell it
+    /// `allow_cleartext_without_tls`; the first start renames it.
     #[serde(default)]
-    pub allow_cleartext_without_tls: bool,
+    pub danger_allow_cleartext_without_tls: bool,
     /// The audit log, relative to the data directory.
     #[serde(default = "default_audit")]
     pub audit_log: String,
@@ -389,8 +507,9 @@ pub struct GatewayConfig {
     /// default); `false` for plain HTTP/2 behind a TLS-terminating proxy on this machine.
     #[serde(default = "yes")]
     pub api_tls: bool,
-    /// Identities that may act as other users (pg_ident): `[[identity_map]] method =
-    /// "kerberos", identity = "/^(.*)/admin@TEST\\.REALM$", user = "\\1_admin"`.
+    /// Identities that may act as other users (pg_ident), by map name: `[[identity_map]]
+    /// map = "admins", method = "kerberos", identity = "/^(.*)/admin@TEST\\.REALM$",
+    /// user = "\\1_admin"`, used by the rules that say `map = "admins"`.
     #[serde(rename = "identity_map", default)]
     pub identity_map: Vec<IdentityMapConfig>,
     /// Issuers whose bearer tokens `oauthbearer` rules accept.
@@ -440,6 +559,9 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityMapConfig {
+    /// The map this entry belongs to, as rules name it (`map = "..."`).
+    #[serde(default)]
+    pub map: Option<String>,
     /// The method that proves the identity (`kerberos`, `oauth`, ...); any when absent.
     #[serde(default)]
     pub method: Option<String>,
@@ -450,10 +572,11 @@ pub struct IdentityMapConfig {
 }
 
 impl GatewayConfig {
-    /// The identity map of `[[identity_map]]`.
-    pub fn identity_map(&self) -> Result<auth_core::account::IdentityMap, String> {
+    /// The identity map `name`: the `[[identity_map]]` entries with `map = "name"`.
+    pub fn identity_map(&self, name: &str) -> Result<auth_core::account::IdentityMap, String> {
         self.identity_map
             .iter()
+            .filter(|e| e.map.as_deref() == Some(name))
             .map(|e| {
                 auth_core::account::MapEntry::new(e.method.as_deref(), &e.identity, e.user.clone())
                     .map_err(|err| format!("[[identity_map]] identity `{}`: {err}", e.identity))
@@ -500,7 +623,7 @@ impl GatewayConfig {
 # Rules are tried in order, the first match decides, no match is refused (like pg_hba.conf).
 listen = "127.0.0.1:6432"
 auth_timeout = "60s"
-allow_cleartext_without_tls = false
+danger_allow_cleartext_without_tls = false
 audit_log = "audit.jsonl"
 # Connections that have not authenticated yet (FATAL 53300 beyond these).
 max_unauthenticated_connections = 128
@@ -509,12 +632,13 @@ max_unauthenticated_per_address = 32
 unix_socket_directory = "."
 unix_socket_permissions = 0o777
 
-# Local administration: the OS user named below, on the Unix socket, as `{admin}`.
+# Local administration: the OS user of the map below, on the Unix socket, as `{admin}`.
 [[rule]]
 name = "local-admin"
 type = "local"
 users = ["{admin}"]
 method = "peer"
+map = "local-admin"
 
 # Everyone else on the Unix socket: SCRAM-SHA-256.
 [[rule]]
@@ -522,21 +646,35 @@ name = "local"
 type = "local"
 method = "scram"
 
-# SCRAM-SHA-256 for everyone (SCRAM-SHA-256-PLUS with channel binding under TLS).
+{api}
+# SCRAM-SHA-256 for everyone (SCRAM-SHA-256-PLUS with channel binding under TLS); on the
+# HTTP and gRPC APIs, the same password as HTTP Basic over TLS.
 [[rule]]
 name = "scram"
 type = "host"
 method = "scram"
 
 [[identity_map]]
+map = "local-admin"
 method = "peer"
 identity = "{os_user}"
 user = "{admin}"
 "#,
             admin = Self::LOCAL_ADMIN,
             os_user = toml_escape(os_user),
+            api = Self::API_RULE,
         )
     }
+
+    /// The rule of the HTTP and gRPC APIs a first start writes, and the upgrade of a file
+    /// from before rules guarded the APIs inserts.
+    pub const API_RULE: &'static str = r#"# The HTTP and gRPC APIs: the gateway's own bearer tokens, API keys, and passwords
+# (HTTP Basic), each only over TLS.
+[[rule]]
+name = "api"
+protocols = ["http", "grpc"]
+method = ["bearer", "api-key", "password"]
+"#;
 
     /// Parses and checks the file.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -548,8 +686,28 @@ user = "{admin}"
             );
         }
         let cas = config.client_certificates.ca_file.is_some();
+        if let Some(e) = config.identity_map.iter().find(|e| e.map.is_none()) {
+            return Err(format!(
+                "[[identity_map]] identity `{}` names no map; add map = \"NAME\" and \
+                 map = \"NAME\" on the rules it is for (a rule's map admits only its entries)",
+                e.identity
+            ));
+        }
         for r in &config.rules {
             let rule = r.to_rule(Target::Reject)?;
+            r.check_methods()?;
+            if let Some(map) = &r.map
+                && !config
+                    .identity_map
+                    .iter()
+                    .any(|e| e.map.as_ref() == Some(map))
+            {
+                return Err(format!(
+                    "rule `{}`: map = \"{map}\" has no [[identity_map]] entries with \
+                     map = \"{map}\"",
+                    r.name
+                ));
+            }
             r.check_local_only(&rule)?;
             r.check_certificates(cas)?;
             r.check_oauth(&config)?;
@@ -581,7 +739,7 @@ user = "{admin}"
         #[cfg(feature = "kerberos")]
         config.kerberos.mapper()?;
         #[cfg(not(feature = "kerberos"))]
-        if let Some(r) = config.rules.iter().find(|r| r.method == Method::Gss) {
+        if let Some(r) = config.rules.iter().find(|r| r.has(Method::Gss)) {
             return Err(format!(
                 "rule `{}`: method = \"gss\" needs Kerberos, which this build leaves out; \
                  run with `--features kerberos` (building it needs libkrb5-dev, libclang-dev \
@@ -611,8 +769,20 @@ mod tests {
     fn the_default_file_parses() {
         let c = GatewayConfig::parse(&GatewayConfig::default_toml("ro\"ot")).unwrap();
         assert_eq!(c.listen.port(), 6432);
-        assert_eq!(c.rules[0].method, Method::Peer);
-        assert_eq!(c.rules[2].method, Method::Scram);
+        assert_eq!(c.rules[0].method, [Method::Peer]);
+        assert_eq!(c.rules[0].map.as_deref(), Some("local-admin"));
+        assert_eq!(
+            c.rules[2].method,
+            [Method::Bearer, Method::ApiKey, Method::Password]
+        );
+        assert!(
+            !c.rules[2]
+                .protocol_match()
+                .unwrap()
+                .includes(Protocol::Postgres)
+        );
+        assert_eq!(c.rules[3].method, [Method::Scram]);
+        assert!(!c.danger_allow_cleartext_without_tls);
         assert_eq!(
             (c.unix_socket_directory.as_str(), c.unix_socket_permissions),
             (".", 0o777)
@@ -664,11 +834,8 @@ mod tests {
         let err = GatewayConfig::parse(&cert).unwrap_err();
         assert!(err.contains("[client_certificates]"), "{err}");
         let ok = GatewayConfig::parse(&format!("{cas}{cert}")).unwrap();
-        assert_eq!(ok.rules[0].method, Method::Cert);
+        assert_eq!(ok.rules[0].method, [Method::Cert]);
         assert!(ok.api_tls, "HTTPS by default");
-        let err = GatewayConfig::parse(&format!("{cas}{}", rule("host", "method = \"cert\"")))
-            .unwrap_err();
-        assert!(err.contains("type = \"hostssl\""), "{err}");
         let both = rule(
             "hostssl",
             "method = \"scram\"\nclient_certificate = \"verify-full\"",
@@ -724,13 +891,8 @@ mod tests {
             .collect();
         assert!(blocks.len() >= 3, "{blocks:?}");
         let parsed = GatewayConfig::parse(&blocks.concat()).unwrap_or_else(|e| panic!("{e}"));
-        assert!(parsed.rules.iter().any(|r| r.method == Method::OAuthBearer));
-        assert!(
-            parsed
-                .rules
-                .iter()
-                .any(|r| r.method == Method::OAuthPassword)
-        );
+        assert!(parsed.rules.iter().any(|r| r.has(Method::OAuthBearer)));
+        assert!(parsed.rules.iter().any(|r| r.has(Method::OAuthPassword)));
     }
 
     #[test]
@@ -741,8 +903,8 @@ mod tests {
         };
         let at = "issuer = \"https://idp.example/.well-known/openid-configuration\"\n";
         assert!(GatewayConfig::parse(&format!("{issuer}{}", rule("hostssl", at))).is_ok());
-        let err = GatewayConfig::parse(&format!("{issuer}{}", rule("host", at))).unwrap_err();
-        assert!(err.contains("set type = \"hostssl\""), "{err}");
+        // On `host` the token is offered only where TLS is on: the engine's transport rule.
+        assert!(GatewayConfig::parse(&format!("{issuer}{}", rule("host", at))).is_ok());
         let err = GatewayConfig::parse(&rule("hostssl", at)).unwrap_err();
         assert!(err.contains("add [[oauth_issuer]]"), "{err}");
         let err = GatewayConfig::parse(&format!("{issuer}{}", rule("hostssl", ""))).unwrap_err();
@@ -778,5 +940,35 @@ mod tests {
             let err = parsed.unwrap_err();
             assert!(err.contains("--features kerberos"), "{err}");
         }
+    }
+
+    #[test]
+    fn method_lists_protocols_and_maps_are_checked() {
+        let rule = |extra: &str| GatewayConfig::parse(&format!("[[rule]]\nname = \"r\"\n{extra}"));
+        let err = rule("method = \"bearer\"").unwrap_err();
+        assert!(err.contains("protocols = [\"http\", \"grpc\"]"), "{err}");
+        assert!(
+            rule("method = [\"bearer\", \"api-key\"]\nprotocols = [\"http\", \"grpc\"]").is_ok()
+        );
+        let err = rule("method = [\"scram\", \"reject\"]").unwrap_err();
+        assert!(err.contains("cannot be listed"), "{err}");
+        let err = rule("method = []").unwrap_err();
+        assert!(err.contains("runs nothing"), "{err}");
+        let err = rule("method = \"scram\"\nprotocols = [\"smtp\"]").unwrap_err();
+        assert!(err.contains("unknown protocol `smtp`"), "{err}");
+        let err = rule("method = \"sso\"").unwrap_err();
+        assert!(err.contains("or a list of them"), "{err}");
+        let err = rule("type = \"local\"\nmethod = \"peer\"\nmap = \"m\"").unwrap_err();
+        assert!(err.contains("no [[identity_map]] entries"), "{err}");
+        let err = rule("method = \"scram\"\nmap = \"m\"\n[[identity_map]]\nmap = \"m\"\nidentity = \"a\"\nuser = \"b\"").unwrap_err();
+        assert!(err.contains("prove none"), "{err}");
+        let err = rule(
+            "type = \"local\"\nmethod = \"peer\"\n[[identity_map]]\nidentity = \"a\"\nuser = \"b\"",
+        )
+        .unwrap_err();
+        assert!(err.contains("names no map"), "{err}");
+        let ok = rule("type = \"local\"\nmethod = \"peer\"\nmap = \"m\"\n[[identity_map]]\nmap = \"m\"\nmethod = \"peer\"\nidentity = \"a\"\nuser = \"b\"").unwrap();
+        assert!(ok.identity_map("m").unwrap().allows("peer", "a", "b"));
+        assert!(ok.identity_map("other").unwrap().is_empty());
     }
 }

@@ -4,7 +4,9 @@
 
 mod config;
 mod oauth;
+mod rules;
 mod sql;
+mod upgrade;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,23 +14,16 @@ use std::sync::Arc;
 
 use auth_core::account::{AccountStage, Directory, Migration};
 use auth_core::audit::JsonLinesAuditSink;
-use auth_core::certificate::{
-    CertificateAuthenticator, CertificateCheck, ClientName, TrustedIssuers,
-};
-use auth_core::local::{PeerAuthenticator, SystemUsers, TrustAuthenticator};
-use auth_core::policy::{Rule, Target};
+use auth_core::certificate::{ClientName, TrustedIssuers};
+use auth_core::local::SystemUsers;
 use auth_core::rate_limit::LimitSettings;
-use auth_core::{AuditSink, Chain, Control, Engine, MemoryRateLimiter, Policy, RateLimiter, Role};
+use auth_core::{AuditSink, Engine, MemoryRateLimiter, RateLimiter, Role};
 use auth_core::{Authenticator, ConnectionInfo, CredentialKind, Peer, Protocol};
-#[cfg(feature = "kerberos")]
-use auth_kerberos::{GssAuthenticator, UserDirectory};
-use auth_password::{
-    Argon2Settings, Hasher, PasswordAuthenticator, PasswordPolicy, ScramAuthenticator, Users,
-};
+use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
 use auth_pgwire::tls::TlsSetup;
 use auth_pgwire::unix::UnixSocket;
 use auth_pgwire::{PgAuthConfig, PgAuthenticator, ServeConfig};
-use auth_wallet::{FileStore, MasterKey, Wallet, WalletAuthenticator};
+use auth_wallet::{FileStore, MasterKey, Wallet};
 use base64::Engine as _;
 use pgwire::api::PgWireServerHandlers;
 use secrecy::SecretString;
@@ -37,6 +32,7 @@ pub use config::{
     ClientCertificatesConfig, GatewayConfig, KerberosConfig, MapConfig, Method, RuleConfig,
 };
 pub use oauth::{OAuthIssuerConfig, OAuthPasswordConfig, OAuthSetup};
+pub use rules::engine;
 pub use sql::DemoSql;
 
 /// Why the gateway cannot start.
@@ -77,6 +73,9 @@ pub fn write_banner(out: &mut impl std::io::Write, prepared: &Prepared) -> std::
             "created user demo with password: {} (shown once; change it with authctl user passwd demo)",
             password.expose_secret()
         )?;
+    }
+    for message in &prepared.config_upgraded {
+        writeln!(out, "gateway.toml upgraded: {message}")?;
     }
     if !prepared.migration.accounts_created.is_empty() {
         writeln!(
@@ -126,6 +125,11 @@ pub struct Prepared {
     /// The OAuth validators and password grant of `[[oauth_issuer]]` and
     /// `[oauth_password]`.
     pub oauth: OAuthSetup,
+    /// The gateway's own token issuer (`jwt-signing.pem`), whose tokens `bearer` rules
+    /// accept.
+    pub issuer: Arc<crate::api::LocalIssuer>,
+    /// What this start's upgrade of `gateway.toml` changed, one line each.
+    pub config_upgraded: Vec<String>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -196,7 +200,16 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         std::fs::write(&config_path, GatewayConfig::default_toml(&os_user))
             .map_err(|e| err("config")(&e))?;
     }
-    let text = std::fs::read_to_string(&config_path).map_err(|e| err("config")(&e))?;
+    let mut text = std::fs::read_to_string(&config_path).map_err(|e| err("config")(&e))?;
+    let mut config_upgraded = Vec::new();
+    if let Some(up) = upgrade::upgrade(&text) {
+        // The old file is kept beside the new one, so the operator can compare.
+        let old = data_dir.join("gateway.toml.before-upgrade");
+        std::fs::write(&old, &text).map_err(|e| err("config")(&e))?;
+        std::fs::write(&config_path, &up.text).map_err(|e| err("config")(&e))?;
+        config_upgraded = up.messages;
+        text = up.text;
+    }
     let config = GatewayConfig::parse(&text)
         .map_err(|e| GatewayError(format!("{}: {e}", config_path.display())))?;
 
@@ -263,10 +276,8 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         .migrate(auth_wallet::DEFAULT_USER_PREFIX)
         .await
         .map_err(|e| err("migrate the user directory")(&e))?;
-    let accounts = Arc::new(
-        AccountStage::new(Arc::new(directory))
-            .with_identity_map(config.identity_map().map_err(GatewayError)?),
-    );
+    // Identity maps are the rules' own (`map = "..."`), handed to the engine with them.
+    let accounts = Arc::new(AccountStage::new(Arc::new(directory)));
     let oauth = oauth::setup(
         data_dir,
         &config.oauth_issuers,
@@ -274,7 +285,10 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         &wallet,
     )
     .await?;
+    let issuer = Arc::new(crate::api::LocalIssuer::load_or_create(data_dir)?);
     Ok(Prepared {
+        issuer,
+        config_upgraded,
         oauth,
         accounts,
         migration,
@@ -388,147 +402,12 @@ impl PgWireServerHandlers for Handlers {
     }
 }
 
-/// Builds the policy, chains and handlers for `prepared`.
-pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayError> {
-    let audit = prepared.audit.clone();
-    let limiter = prepared.limiter.clone();
-    let users = Users::new(prepared.wallet.clone());
-    let hasher = Hasher::new(Argon2Settings::default()).map_err(|e| err("hasher")(&e))?;
-    let mock_secret = prepared.mock_secret;
-    #[cfg(feature = "kerberos")]
-    let mapper = prepared.config.kerberos.mapper().map_err(GatewayError)?;
-    #[cfg(feature = "kerberos")]
-    let service = prepared
-        .config
-        .kerberos
-        .service
-        .clone()
-        .unwrap_or_else(|| "postgres".into());
-    let client_name = prepared.client_name;
-    let chain = |rule: &RuleConfig| -> Result<(Target, Option<CertificateCheck>), String> {
-        let builder = Chain::builder().name(rule.name.as_str());
-        let cas = || {
-            prepared.client_cas.clone().ok_or_else(|| {
-                format!(
-                    "rule `{}` uses client certificates without [client_certificates]",
-                    rule.name
-                )
-            })
-        };
-        let requirement = match rule.requirement()? {
-            Some(requirement) => {
-                Some(CertificateCheck::new(cas()?, requirement).with_name(client_name))
-            }
-            None => None,
-        };
-        let target = match rule.method {
-            Method::Reject => Target::Reject,
-            Method::Cert => Target::Chain(Arc::new(
-                builder
-                    .link(Arc::new(
-                        CertificateAuthenticator::new(cas()?).with_name(client_name),
-                    ))
-                    .build(),
-            )),
-            Method::Peer => Target::Chain(Arc::new(
-                builder.link(Arc::new(PeerAuthenticator::new())).build(),
-            )),
-            Method::Trust => Target::Chain(Arc::new(
-                builder.link(Arc::new(TrustAuthenticator::new())).build(),
-            )),
-            Method::Scram => Target::Chain(Arc::new(
-                builder
-                    .link(Arc::new(ScramAuthenticator::new(
-                        users.clone(),
-                        mock_secret,
-                    )))
-                    .build(),
-            )),
-            #[cfg(feature = "kerberos")]
-            Method::Gss => Target::Chain(Arc::new(
-                builder
-                    .link(Arc::new(
-                        GssAuthenticator::new(
-                            prepared.config.kerberos.keytab.clone(),
-                            mapper.clone(),
-                        )
-                        .with_service(service.clone())
-                        .with_users(UserDirectory {
-                            store: prepared.wallet.clone(),
-                            prefix: "user/".into(),
-                        }),
-                    ))
-                    .build(),
-            )),
-            // Refused when the configuration was read; a rule that got here anyway rejects.
-            #[cfg(not(feature = "kerberos"))]
-            Method::Gss => Target::Reject,
-            Method::OAuthBearer => {
-                let issuer = rule.issuer.as_deref().unwrap_or_default();
-                let jwt = prepared.oauth.issuer(issuer).ok_or_else(|| {
-                    format!("rule `{}`: issuer `{issuer}` is not configured", rule.name)
-                })?;
-                let scope = rule.scope.clone().unwrap_or_default();
-                let bearer = auth_oauth::OAuthBearer::new(jwt.clone(), issuer, scope)
-                    .map_err(|e| format!("rule `{}`: issuer: {e}", rule.name))?;
-                Target::Chain(Arc::new(builder.link(Arc::new(bearer)).build()))
-            }
-            Method::OAuthPassword => {
-                let grant = prepared.oauth.password_grant.clone().ok_or_else(|| {
-                    format!("rule `{}` needs the [oauth_password] section", rule.name)
-                })?;
-                let builder = match rule.fallback.as_deref() {
-                    // Only an outage passes the password on: a password the server refused
-                    // is refused here too.
-                    Some("scram") => builder
-                        .link_with(grant, Control::CONCLUSIVE.fallback_on_unavailable())
-                        .link(Arc::new(PasswordAuthenticator::new(
-                            users.clone(),
-                            hasher.clone(),
-                        ))),
-                    _ => builder.link(grant),
-                };
-                Target::Chain(Arc::new(builder.build()))
-            }
-            Method::Password => Target::Chain(Arc::new(
-                builder
-                    .link(Arc::new(
-                        WalletAuthenticator::new(prepared.wallet.clone())
-                            .with_equal_cost(hasher.clone()),
-                    ))
-                    .link(Arc::new(PasswordAuthenticator::new(
-                        users.clone(),
-                        hasher.clone(),
-                    )))
-                    .build(),
-            )),
-        };
-        Ok((target, requirement))
-    };
-    let rules: Vec<Rule> = prepared
-        .config
-        .rules
-        .iter()
-        .map(|r| {
-            let (target, requirement) = chain(r)?;
-            let rule = r.to_rule(target)?;
-            Ok(match requirement {
-                Some(check) => rule.with_client_certificate(check),
-                None => rule,
-            })
-        })
-        .collect::<Result<_, _>>()
-        .map_err(GatewayError)?;
-    let policy = Policy::new(rules).map_err(|e| GatewayError(e.to_string()))?;
-    let engine = Engine::builder(policy)
-        .audit(audit)
-        .rate_limiter(limiter)
-        .accounts(prepared.accounts.clone())
-        .build();
-    let mut auth = PgAuthConfig::new(Arc::new(engine));
-    if prepared.config.allow_cleartext_without_tls {
-        auth = auth.dangerous().allow_cleartext_without_tls();
-    }
+/// The pgwire handlers and serve settings for `prepared`, authenticating with `engine`
+/// (from [`engine`], shared with the HTTP and gRPC doors).
+pub fn handlers(
+    prepared: &Prepared,
+    engine: Arc<Engine>,
+) -> Result<(Handlers, ServeConfig), GatewayError> {
     let serve = ServeConfig {
         tls: Some(prepared.tls.clone()),
         auth_timeout: prepared.config.auth_timeout,
@@ -540,7 +419,7 @@ pub fn handlers(prepared: &Prepared) -> Result<(Handlers, ServeConfig), GatewayE
     };
     Ok((
         Handlers {
-            auth: Arc::new(PgAuthenticator::new(auth)),
+            auth: Arc::new(PgAuthenticator::new(PgAuthConfig::new(engine))),
             sql: Arc::new(DemoSql),
         },
         serve,

@@ -12,13 +12,13 @@ use auth_core::certificate::{
     CertificateAuthenticator, CertificateCheck, CertificateRefusal, ClientName, Requirement,
     TrustedIssuers,
 };
-use auth_core::policy::{Rule, Target};
+use auth_core::policy::{ConnectionType, Rule, Target};
 use auth_core::{
     Attempt, Authenticator, Chain, ConnectionInfo, Credential, CredentialError, Engine, Error,
     ManualClock, MemoryStore, Outcome, OutcomeClass, Policy, Protocol, TlsInfo,
 };
 use auth_tests::pki::TestCa;
-use common::{Scripted, decide, engine};
+use common::{Scripted, decide};
 
 /// The harness's throwaway CA, as these tests use it: certificates in memory, valid
 /// through 2027.
@@ -66,6 +66,14 @@ fn over_tls(chain: Vec<Vec<u8>>, user: Option<&str>) -> ConnectionInfo {
 
 fn method(trust: TrustedIssuers) -> CertificateAuthenticator {
     CertificateAuthenticator::new(Arc::new(trust))
+}
+
+/// An engine builder whose one rule runs `chain` for TLS connections: certificates come
+/// only with TLS, and the policy refuses a certificate rule that could match without it.
+fn engine(chain: Chain) -> auth_core::engine::EngineBuilder {
+    let rule = Rule::new("clientcert", Target::Chain(Arc::new(chain)))
+        .with_connection(ConnectionType::HostSsl);
+    Engine::builder(Policy::new(vec![rule]).unwrap())
 }
 
 /// Runs `method` on its own, judged at the time of `clock`.
@@ -249,6 +257,7 @@ async fn clientcert_requirements_guard_another_method() {
     let engine = |requirement| {
         let chain = Chain::builder().link(password.clone()).build();
         let rule = Rule::new("clientcert", Target::Chain(Arc::new(chain)))
+            .with_connection(ConnectionType::HostSsl)
             .with_client_certificate(CertificateCheck::new(trust.clone(), requirement));
         Engine::builder(Policy::new(vec![rule]).unwrap())
             .clock(clock.clone())

@@ -94,7 +94,8 @@ async fn nothing_applicable_reports_missing_or_unsupported() {
         .link(Scripted::new("password", Success))
         .build();
     let mut absent = Attempt::new(
-        ConnectionInfo::tcp(Protocol::Http, "10.0.0.1:1".parse().unwrap()),
+        ConnectionInfo::tcp(Protocol::Http, "10.0.0.1:1".parse().unwrap())
+            .with_tls(auth_core::TlsInfo::default()),
         Credential::Absent,
     );
     assert!(matches!(
@@ -107,7 +108,8 @@ async fn nothing_applicable_reports_missing_or_unsupported() {
         Error::Credential(CredentialError::Missing)
     );
     let mut bearer = Attempt::new(
-        ConnectionInfo::tcp(Protocol::Http, "10.0.0.1:1".parse().unwrap()),
+        ConnectionInfo::tcp(Protocol::Http, "10.0.0.1:1".parse().unwrap())
+            .with_tls(auth_core::TlsInfo::default()),
         Credential::bearer("t"),
     );
     assert_eq!(

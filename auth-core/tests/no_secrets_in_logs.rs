@@ -58,7 +58,10 @@ async fn secrets_never_reach_the_log() {
     let engine = Engine::builder(Policy::single(chain).unwrap())
         .audit(Arc::new(TracingAuditSink))
         .build();
-    let conn = || ConnectionInfo::tcp(Protocol::Http, "192.0.2.1:1".parse().unwrap());
+    let conn = || {
+        ConnectionInfo::tcp(Protocol::Http, "192.0.2.1:1".parse().unwrap())
+            .with_tls(auth_core::TlsInfo::default())
+    };
     let wrong = "0123456789abcdef-WRONG-SECRET-01234567";
     for credential in [
         Credential::api_key(format!("svc.{secret}")),

@@ -176,7 +176,7 @@ async fn no_match_and_reject_deny_and_are_audited() {
 async fn a_matching_rule_runs_its_chain() {
     let p = Engine::builder(policy()).build();
     let mut attempt = Attempt::new(
-        tcp("10.0.0.1:1", "alice", "x"),
+        tcp("10.0.0.1:1", "alice", "x").with_tls(auth_core::TlsInfo::default()),
         Credential::password("alice", "pw"),
     );
     let out = decide(&p, &mut attempt).await;

@@ -63,7 +63,9 @@ impl Authenticator for ProofMechanism {
 }
 
 fn from(ip: &str, user: &str) -> ConnectionInfo {
-    ConnectionInfo::tcp(Protocol::Postgres, format!("{ip}:40000").parse().unwrap()).with_user(user)
+    ConnectionInfo::tcp(Protocol::Postgres, format!("{ip}:40000").parse().unwrap())
+        .with_tls(auth_core::TlsInfo::default())
+        .with_user(user)
 }
 
 fn password(ip: &str, user: &str, secret: &str) -> Attempt {

@@ -403,6 +403,21 @@ const HTTP: &str = "http";
 const GRPC: &str = "grpc";
 /// What the grpcurl stand-in exits with for UNAUTHENTICATED (64 + 16).
 const UNAUTHENTICATED: &str = "exit 80";
+/// A valid token (the issuer's signature checked: method `oauth`) refused because the
+/// user it proved meets `rule` first, which the audited refusal names.
+#[track_caller]
+fn token_refused_by(event: &Value, rule: &str) {
+    assert_eq!(
+        event["method"], "oauth",
+        "the token itself was good: {event}"
+    );
+    let detail = event["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(&format!("rule `{rule}`")),
+        "the refusal names the rule that holds for the token's user: {event}"
+    );
+}
+
 /// What psql says for a `reject` rule, from loopback over TLS.
 fn no_entry(user: &str) -> String {
     format!("no pg_hba.conf entry for host \"127.0.0.1\", user \"{user}\"")
@@ -501,13 +516,7 @@ async fn one_policy_guards_pgwire_https_and_grpc() {
         (FAILED, "api", HTTP),
         || https(gw, here, &["-H", &bob_bearer], None),
     );
-    assert!(
-        event["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("`no-bob`"),
-        "the refusal names the rule that holds for bob: {event}"
-    );
+    token_refused_by(&event, "no-bob");
     // The token the gateway printed is demo's, and demo is rejected too.
     let printed_token = printed(&gw.process.output(), "token (scope read, 1 hour):");
     let demo_bearer = format!("Authorization: Bearer {printed_token}");
@@ -518,13 +527,7 @@ async fn one_policy_guards_pgwire_https_and_grpc() {
         (FAILED, "api", HTTP),
         || https(gw, here, &["-H", &demo_bearer], None),
     );
-    assert!(
-        event["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("`no-demo`"),
-        "{event}"
-    );
+    token_refused_by(&event, "no-demo");
     let event = cell(
         gw,
         "the printed demo token, gRPC",
@@ -532,13 +535,7 @@ async fn one_policy_guards_pgwire_https_and_grpc() {
         (FAILED, "api", GRPC),
         || grpc(gw, &format!("Bearer {printed_token}"), None),
     );
-    assert!(
-        event["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("`no-demo`"),
-        "{event}"
-    );
+    token_refused_by(&event, "no-demo");
     let demo = format!("demo:{}", gw.demo_password);
     cell(
         gw,
@@ -1119,12 +1116,13 @@ async fn an_old_data_directory_keeps_its_maps_and_its_cleartext_opt_in() {
         },
     );
 
-    // The renamed opt-in still holds: Basic over plain HTTP.
+    // The renamed opt-in still holds: Basic over plain HTTP, under the `api` rule the
+    // upgrade put before the first rule for everyone.
     let event = cell(
         &gw,
         "demo, curl -u over plain HTTP",
         Ok("demo"),
-        (SUCCEEDED, "scram", HTTP),
+        (SUCCEEDED, "api", HTTP),
         || {
             let url = format!("http://127.0.0.1:{}/whoami", gw.http_port);
             let mut cmd = Command::new("curl");

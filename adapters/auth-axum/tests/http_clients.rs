@@ -40,7 +40,13 @@ async fn serve() -> (SocketAddr, tokio::task::JoinHandle<()>) {
             "/whoami",
             get(|auth: Authenticated| async move { auth.user().to_owned() }),
         )
-        .layer(AuthLayer::new(Arc::new(Engine::builder(policy).build())));
+        // Plain HTTP on loopback: the clients are the subject here, not the transport.
+        .layer(AuthLayer::new(Arc::new(
+            Engine::builder(policy)
+                .dangerous()
+                .allow_cleartext_without_tls()
+                .build(),
+        )));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {

@@ -46,9 +46,14 @@ fn policy() -> Policy {
     Policy::new(vec![Rule::new("all", Target::Chain(Arc::new(chain)))]).unwrap()
 }
 
-/// The layer over [`policy`], on an engine with default settings.
+/// The layer over [`policy`], on an engine with default settings but for the transport:
+/// these requests carry no TLS facts, and the mapping is the subject here.
 fn layer() -> AuthLayer {
-    AuthLayer::new(Arc::new(Engine::builder(policy()).build()))
+    AuthLayer::new(Arc::new(plaintext(Engine::builder(policy())).build()))
+}
+
+fn plaintext(builder: auth_core::engine::EngineBuilder) -> auth_core::engine::EngineBuilder {
+    builder.dangerous().allow_cleartext_without_tls()
 }
 
 async fn whoami(auth: Authenticated) -> String {
@@ -210,7 +215,9 @@ async fn anonymous_routes_and_explicit_challenges() {
 #[tokio::test]
 async fn malformed_headers_are_audited_without_secrets() {
     let audit = Arc::new(MemoryAuditSink::default());
-    let engine = Engine::builder(policy()).audit(audit.clone()).build();
+    let engine = plaintext(Engine::builder(policy()))
+        .audit(audit.clone())
+        .build();
     let app = app(AuthLayer::new(Arc::new(engine)));
     let r = call(&app, "/whoami", &[("authorization", "Basic !!!secret!!!")]).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -255,4 +262,42 @@ async fn hostssl_rules_see_the_tls_info_a_tls_acceptor_inserts() {
     assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
     let encrypted = app.clone().oneshot(request(true)).await.unwrap();
     assert_eq!(encrypted.status(), StatusCode::OK);
+}
+
+/// A bearer token is a secret anyone on the path can replay: without TLS the engine does
+/// not offer it, on a rule for every connection too, unless its one opt-in says so.
+#[tokio::test]
+async fn bearer_tokens_need_tls_unless_the_engine_opts_in() {
+    let audit = Arc::new(MemoryAuditSink::default());
+    let strict = app(AuthLayer::new(Arc::new(
+        Engine::builder(policy()).audit(audit.clone()).build(),
+    )));
+    let good = format!("Bearer {}", token(ISS, "read", SECRET));
+    let request = |tls: bool| {
+        let mut r = Request::get("/whoami")
+            .header("authorization", &good)
+            .body(Body::empty())
+            .unwrap();
+        r.extensions_mut().insert(axum::extract::ConnectInfo(
+            "192.0.2.8:40000".parse::<std::net::SocketAddr>().unwrap(),
+        ));
+        if tls {
+            r.extensions_mut().insert(auth_core::TlsInfo::default());
+        }
+        r
+    };
+    let plain = strict.clone().oneshot(request(false)).await.unwrap();
+    assert_eq!(plain.status(), StatusCode::UNAUTHORIZED);
+    let refused = audit.events();
+    let last = refused.last().unwrap();
+    assert_eq!(last["event"], "attempt_failed");
+    assert_eq!(last["rule"], "all");
+    assert!(
+        last["detail"].as_str().unwrap().contains("not encrypted"),
+        "{last}"
+    );
+    let encrypted = strict.oneshot(request(true)).await.unwrap();
+    assert_eq!(encrypted.status(), StatusCode::OK);
+    let opted_in = app(layer()).oneshot(request(false)).await.unwrap();
+    assert_eq!(opted_in.status(), StatusCode::OK);
 }

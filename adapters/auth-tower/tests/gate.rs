@@ -86,7 +86,13 @@ fn setup(lifetime: Duration, max_age: Duration) -> Setup {
         Rule::new("remote", chain(&remote)),
     ])
     .unwrap();
-    let engine = Engine::builder(policy).clock(clock.clone()).build();
+    // Plaintext connections (reuse keys on TLS, which some tests vary): the transport
+    // rule is not the subject here.
+    let engine = Engine::builder(policy)
+        .dangerous()
+        .allow_cleartext_without_tls()
+        .clock(clock.clone())
+        .build();
     let gate = Gate::new(Arc::new(engine))
         .dangerous()
         .reuse_sessions(100, max_age);
@@ -252,10 +258,12 @@ impl Mapping for Plain {
     type Body = String;
 
     fn connection(&self, _: &Extensions) -> ConnectionInfo {
+        // Over TLS: bearer tokens are withheld from plaintext connections.
         ConnectionInfo::new(
             Protocol::Http,
             Peer::Tcp("192.0.2.1:40000".parse().unwrap()),
         )
+        .with_tls(auth_core::TlsInfo::default())
     }
 
     fn grant(&self, session: Arc<dyn Session>, extensions: &mut Extensions) {

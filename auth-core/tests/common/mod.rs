@@ -121,6 +121,7 @@ impl Authenticator for Scripted {
 pub fn remote_password(user: &str, password: &str) -> Attempt {
     Attempt::new(
         ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.7:50000".parse().unwrap())
+            .with_tls(auth_core::TlsInfo::default())
             .with_user(user)
             .with_id(42),
         Credential::password(user, password),

@@ -143,7 +143,7 @@ pub(super) fn upgrade(text: &str) -> Option<Upgrade> {
     if messages.is_empty() {
         return None;
     }
-    inserts.sort_by(|a, b| b.0.cmp(&a.0));
+    inserts.sort_by_key(|insert| std::cmp::Reverse(insert.0));
     for (at, text) in inserts {
         let at = at.min(lines.len());
         lines.insert(at, text.trim_end().to_owned());

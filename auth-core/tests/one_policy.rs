@@ -135,6 +135,10 @@ async fn a_token_for_a_user_with_a_rule_of_their_own_is_refused_under_another() 
                 Target::Chain(chain_of(Scripted::new("x", OutcomeClass::Success))),
             )
             .with_users(NameMatch::Names(vec!["carol".into()])),
+            Rule::new("dave-same", Target::Chain(tokens.clone()))
+                .with_users(NameMatch::Names(vec!["dave".into()])),
+            Rule::new("erin-own", Target::Chain(chain_of(Arc::new(Tokens))))
+                .with_users(NameMatch::Names(vec!["erin".into()])),
             Rule::new("api", Target::Chain(tokens)),
         ])
         .unwrap(),
@@ -143,6 +147,20 @@ async fn a_token_for_a_user_with_a_rule_of_their_own_is_refused_under_another() 
     .build();
     let mut alice = Attempt::new(https(None), Credential::bearer("alice"));
     assert!(decide(&engine, &mut alice).await.is_authenticated());
+    // Dave's rule runs the very method that judged the token: the judgement stands. Erin's
+    // runs another instance: the token is judged again under her rule, which decides.
+    for (user, rule) in [("dave", "dave-same"), ("erin", "erin-own")] {
+        let mut attempt = Attempt::new(https(None), Credential::bearer(user));
+        assert!(
+            decide(&engine, &mut attempt).await.is_authenticated(),
+            "{user}"
+        );
+        let event = audit.events().last().unwrap().clone();
+        assert_eq!(
+            (&event["event"], &event["rule"]),
+            (&"attempt_succeeded".into(), &rule.into())
+        );
+    }
     for (user, decides) in [
         ("bob", "rule `no-bob` (reject)"),
         ("carol", "rule `carol-strict`"),

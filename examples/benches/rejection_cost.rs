@@ -29,7 +29,7 @@ use auth_tests::stats::percentile as pct;
 use base64::Engine;
 use secrecy::SecretString;
 
-const RULES: &str = r#"allow_cleartext_without_tls = true
+const RULES: &str = r#"danger_allow_cleartext_without_tls = true
 # Both sides in plaintext, so the comparison is of the rejection, not of TLS.
 api_tls = false
 

@@ -351,7 +351,7 @@ impl PgAuthenticator {
             _ if pending.offer.needs_tls() => {
                 return Err(fatal(
                     "28000",
-                    "password authentication requires an encrypted connection; connect with sslmode=require".into(),
+                    "the authentication method sends a reusable secret and requires an encrypted connection; connect with sslmode=require".into(),
                 ));
             }
             _ => {

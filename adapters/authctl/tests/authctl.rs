@@ -436,7 +436,10 @@ async fn login(env: &Env, credential: auth_core::Credential) -> auth_core::Outco
         )))))
         .build();
     let peer = "192.0.2.10:5000".parse().unwrap();
-    let mut attempt = Attempt::new(ConnectionInfo::tcp(Protocol::Http, peer), credential);
+    // Over TLS, as a password or an API key must be.
+    let connection =
+        ConnectionInfo::tcp(Protocol::Http, peer).with_tls(auth_core::TlsInfo::default());
+    let mut attempt = Attempt::new(connection, credential);
     match engine.offer(&attempt.connection, attempt.credential.user()) {
         Ok(offer) => engine.decide(&offer, &mut attempt).await,
         Err(failure) => Outcome::Rejected(failure),

@@ -2,6 +2,7 @@
 //! the account stage, and the audit events of all of it (built here and nowhere else).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{Engine, Offer};
@@ -42,6 +43,8 @@ impl Engine {
         }
         let Some(limiter) = &self.limiter else {
             let (outcome, link) = self.judge(offer, attempt).await;
+            let (outcome, link, again) = self.recheck(offer, attempt, outcome, link).await;
+            let offer = again.as_ref().unwrap_or(offer);
             let outcome = decided(offer, attempt, outcome);
             self.audit_attempt(offer, attempt, &outcome, link, started, false);
             return outcome;
@@ -83,6 +86,8 @@ impl Engine {
         }
 
         let (outcome, link) = self.judge(offer, attempt).await;
+        let (outcome, link, again) = self.recheck(offer, attempt, outcome, link).await;
+        let offer = again.as_ref().unwrap_or(offer);
         attempt.pace(None);
         if let Some(u) = &mut unfinished {
             u.engine = None;
@@ -145,10 +150,7 @@ impl Engine {
         };
         let map = offer.identity_map.as_deref();
         let outcome = self.account_stage(&attempt.connection, outcome, map).await;
-        (
-            self.rule_for_proved_user(offer, &attempt.connection, outcome),
-            link,
-        )
+        (outcome, link)
     }
 
     /// A success as the account stage judges it (only the identity check without one).
@@ -169,36 +171,72 @@ impl Engine {
     }
 
     /// A success whose user nobody named before the method ran (a bearer token, a
-    /// certificate, a Kerberos ticket over HTTP) stands only if the policy picks the same
-    /// rule for that user: a rule that refuses bob, or asks more of him, must hold for
-    /// bob's token too.
-    fn rule_for_proved_user(
+    /// certificate, a Kerberos ticket over HTTP) stands only under the rule the policy
+    /// picks for that user: a rule that refuses bob, or asks more of him, holds for bob's
+    /// token too. When that is another rule, the same method instance in its chain (and no
+    /// certificate requirement) lets the judgement stand; otherwise the attempt is judged
+    /// again under that rule, once. The offer that decided comes back when it changed.
+    async fn recheck(
         &self,
         offer: &Offer,
-        connection: &ConnectionInfo,
+        attempt: &mut Attempt,
         outcome: Outcome,
-    ) -> Outcome {
-        let Outcome::Authenticated(session) = &outcome else {
-            return outcome;
+        link: Option<usize>,
+    ) -> (Outcome, Option<usize>, Option<Offer>) {
+        let user = match &outcome {
+            Outcome::Authenticated(session) if !offer.user_known => session.user().to_owned(),
+            _ => return (outcome, link, None),
         };
-        if offer.user_known {
-            return outcome;
+        let method = outcome.session().map_or("", |s| s.method()).to_owned();
+        let refused = |decides: String| {
+            Outcome::Rejected(Failure::new(
+                AuthorizationError::Rejected,
+                format!(
+                    "the credential proved `{user}` ({method}), for whom {decides} decides, \
+                     not rule `{}`",
+                    offer.rule()
+                ),
+            ))
+        };
+        let (index, name, rule, chain) = match self.policy.select(&attempt.connection, Some(&user))
+        {
+            Selection::Chain(index, ..) if index == offer.index => {
+                return (outcome, link, None);
+            }
+            Selection::Chain(index, name, rule, chain) => (index, name, rule, chain),
+            Selection::Rejected(i) => {
+                let name = &self.policy.rules()[i].name;
+                return (refused(format!("rule `{name}` (reject)")), link, None);
+            }
+            Selection::NoMatch => return (refused("no rule".into()), link, None),
+        };
+        let again = Offer::new(
+            super::offer::Selected {
+                index,
+                name,
+                rule,
+                chain,
+                user_known: true,
+            },
+            &attempt.connection,
+            self.allow_cleartext,
+        );
+        let judged_by = link.map(|i| offer.chain.links()[i].authenticator());
+        let same = judged_by.and_then(|m| {
+            chain
+                .links()
+                .iter()
+                .position(|l| std::ptr::addr_eq(Arc::as_ptr(l.authenticator()), Arc::as_ptr(m)))
+        });
+        if let Some(position) = same.filter(|_| rule.client_certificate.is_none()) {
+            return (outcome, Some(position), Some(again));
         }
-        let user = session.user();
-        let decides = match self.policy.select(connection, Some(user)) {
-            Selection::Chain(index, ..) if index == offer.index => return outcome,
-            Selection::Chain(_, name, ..) => format!("rule `{name}`"),
-            Selection::Rejected(i) => format!("rule `{}` (reject)", self.policy.rules()[i].name),
-            Selection::NoMatch => "no rule".to_owned(),
-        };
-        Outcome::Rejected(Failure::new(
-            AuthorizationError::Rejected,
-            format!(
-                "the credential proved `{user}` ({}), for whom {decides} decides, not rule `{}`",
-                session.method(),
-                offer.rule()
-            ),
-        ))
+        drop(outcome);
+        if !again.permits(&attempt.credential) {
+            return (refused(format!("rule `{name}`")), None, Some(again));
+        }
+        let (outcome, link) = self.judge(&again, attempt).await;
+        (outcome, link, Some(again))
     }
 
     /// Under `clientcert=verify-full`, a success stands only if the certificate's name

@@ -23,24 +23,47 @@ enum Door {
     Api,
 }
 
-/// What the methods are built from, made once.
+/// The methods, each made once and shared by every rule that runs it: the engine lets a
+/// token judged under one rule stand under the rule of the user it proved when that rule
+/// runs the same method (a Kerberos ticket cannot be judged twice).
 struct Parts<'a> {
     prepared: &'a Prepared,
-    users: Users,
-    hasher: Hasher,
     /// Tokens of the gateway's own issuer (`bearer` rules).
     local_jwt: Arc<JwtAuthenticator>,
+    password: Arc<dyn Authenticator>,
+    wallet: Arc<dyn Authenticator>,
+    scram: Arc<dyn Authenticator>,
+    api_key: Arc<dyn Authenticator>,
+    /// The certificate method, with the `[client_certificates]` CAs.
+    cert: Option<Arc<dyn Authenticator>>,
+    /// Kerberos for pgwire and for the APIs, made when a rule first asks.
+    #[cfg(feature = "kerberos")]
+    gss: std::cell::RefCell<[Option<Arc<dyn Authenticator>>; 2]>,
 }
 
 /// The engine of `prepared`'s rules, shared by pgwire, HTTP and gRPC: one rule file guards
 /// every door.
 pub fn engine(prepared: &Prepared) -> Result<Arc<Engine>, GatewayError> {
+    let users = Users::new(prepared.wallet.clone());
+    let hasher =
+        Hasher::new(Argon2Settings::default()).map_err(|e| GatewayError(format!("hasher: {e}")))?;
     let parts = Parts {
         prepared,
-        users: Users::new(prepared.wallet.clone()),
-        hasher: Hasher::new(Argon2Settings::default())
-            .map_err(|e| GatewayError(format!("hasher: {e}")))?,
         local_jwt: local_jwt(prepared)?,
+        password: Arc::new(PasswordAuthenticator::new(users.clone(), hasher.clone())),
+        wallet: Arc::new(
+            WalletAuthenticator::new(prepared.wallet.clone()).with_equal_cost(hasher.clone()),
+        ),
+        scram: Arc::new(ScramAuthenticator::new(users, prepared.mock_secret)),
+        api_key: Arc::new(ApiKeyAuthenticator::new(prepared.wallet.clone())),
+        cert: prepared
+            .client_cas
+            .clone()
+            .map(|cas| -> Arc<dyn Authenticator> {
+                Arc::new(CertificateAuthenticator::new(cas).with_name(prepared.client_name))
+            }),
+        #[cfg(feature = "kerberos")]
+        gss: std::cell::RefCell::new([None, None]),
     };
     let mut rules = Vec::new();
     for rule in &prepared.config.rules {
@@ -141,45 +164,40 @@ fn cas(
     parts: &Parts<'_>,
     config: &RuleConfig,
 ) -> Result<Arc<auth_core::certificate::TrustedIssuers>, String> {
-    parts.prepared.client_cas.clone().ok_or_else(|| {
-        format!(
-            "rule `{}` uses client certificates without [client_certificates]",
-            config.name
-        )
-    })
+    parts
+        .prepared
+        .client_cas
+        .clone()
+        .ok_or_else(|| no_cas(config))
+}
+
+fn no_cas(config: &RuleConfig) -> String {
+    format!(
+        "rule `{}` uses client certificates without [client_certificates]",
+        config.name
+    )
+}
+
+fn cert(parts: &Parts<'_>, config: &RuleConfig) -> Result<Arc<dyn Authenticator>, String> {
+    parts.cert.clone().ok_or_else(|| no_cas(config))
 }
 
 /// The chain of `config`'s methods on `door`, in the file's order.
 fn chain(parts: &Parts<'_>, config: &RuleConfig, door: Door) -> Result<Chain, String> {
     let prepared = parts.prepared;
     let mut builder = Chain::builder().name(config.name.as_str());
-    let password = || -> Arc<dyn Authenticator> {
-        Arc::new(PasswordAuthenticator::new(
-            parts.users.clone(),
-            parts.hasher.clone(),
-        ))
-    };
+    let password = || parts.password.clone();
     for method in &config.method {
         builder = match (method, door) {
             (Method::Reject, _) => builder,
-            (Method::Cert, _) => builder.link(Arc::new(
-                CertificateAuthenticator::new(cas(parts, config)?).with_name(prepared.client_name),
-            )),
+            (Method::Cert, _) => builder.link(cert(parts, config)?),
             (Method::Peer, _) => builder.link(Arc::new(PeerAuthenticator::new())),
             (Method::Trust, _) => builder.link(Arc::new(TrustAuthenticator::new())),
-            (Method::Scram, Door::Pgwire) => builder.link(Arc::new(ScramAuthenticator::new(
-                parts.users.clone(),
-                prepared.mock_secret,
-            ))),
+            (Method::Scram, Door::Pgwire) => builder.link(parts.scram.clone()),
             // The same password over the APIs, as HTTP Basic (over TLS).
             (Method::Scram, Door::Api) => builder.link(password()),
-            (Method::Password, _) => builder
-                .link(Arc::new(
-                    WalletAuthenticator::new(prepared.wallet.clone())
-                        .with_equal_cost(parts.hasher.clone()),
-                ))
-                .link(password()),
-            (Method::Gss, door) => gss(builder, prepared, door, &config.name)?,
+            (Method::Password, _) => builder.link(parts.wallet.clone()).link(password()),
+            (Method::Gss, door) => builder.link(gss(parts, door, &config.name)?),
             (Method::OAuthBearer, door) => {
                 let issuer = config.issuer.as_deref().unwrap_or_default();
                 let jwt = prepared.oauth.issuer(issuer).ok_or_else(|| {
@@ -213,30 +231,27 @@ fn chain(parts: &Parts<'_>, config: &RuleConfig, door: Door) -> Result<Chain, St
                 }
             }
             (Method::Bearer, _) => builder.link(parts.local_jwt.clone()),
-            (Method::ApiKey, _) => {
-                builder.link(Arc::new(ApiKeyAuthenticator::new(prepared.wallet.clone())))
-            }
+            (Method::ApiKey, _) => builder.link(parts.api_key.clone()),
         };
     }
     // `api_login`: a certificate alone (a request without Authorization) is an API
     // credential too, where the rule takes API credentials.
     if door == Door::Api && prepared.config.client_certificates.api_login && api_credentials(config)
     {
-        builder = builder.link(Arc::new(
-            CertificateAuthenticator::new(cas(parts, config)?).with_name(prepared.client_name),
-        ));
+        builder = builder.link(cert(parts, config)?);
     }
     Ok(builder.build())
 }
 
-/// Kerberos: GSSAPI for pgwire (service `postgres`), SPNEGO for the APIs (service `HTTP`).
+/// Kerberos: GSSAPI for pgwire (service `postgres`), SPNEGO for the APIs (service `HTTP`),
+/// one instance per door.
 #[cfg(feature = "kerberos")]
-fn gss(
-    builder: auth_core::chain::ChainBuilder,
-    prepared: &Prepared,
-    door: Door,
-    _rule: &str,
-) -> Result<auth_core::chain::ChainBuilder, String> {
+fn gss(parts: &Parts<'_>, door: Door, _rule: &str) -> Result<Arc<dyn Authenticator>, String> {
+    let slot = door as usize;
+    if let Some(made) = &parts.gss.borrow()[slot] {
+        return Ok(made.clone());
+    }
+    let prepared = parts.prepared;
     let kerberos = &prepared.config.kerberos;
     let service = match door {
         Door::Pgwire => kerberos
@@ -248,23 +263,21 @@ fn gss(
             .clone()
             .unwrap_or_else(|| "HTTP".into()),
     };
-    let gss = auth_kerberos::GssAuthenticator::new(kerberos.keytab.clone(), kerberos.mapper()?)
-        .with_service(service)
-        .with_users(auth_kerberos::UserDirectory {
-            store: prepared.wallet.clone(),
-            prefix: "user/".into(),
-        });
-    Ok(builder.link(Arc::new(gss)))
+    let gss: Arc<dyn Authenticator> = Arc::new(
+        auth_kerberos::GssAuthenticator::new(kerberos.keytab.clone(), kerberos.mapper()?)
+            .with_service(service)
+            .with_users(auth_kerberos::UserDirectory {
+                store: prepared.wallet.clone(),
+                prefix: "user/".into(),
+            }),
+    );
+    parts.gss.borrow_mut()[slot] = Some(gss.clone());
+    Ok(gss)
 }
 
 /// Refused when the configuration was read; a rule that got here anyway refuses.
 #[cfg(not(feature = "kerberos"))]
-fn gss(
-    _builder: auth_core::chain::ChainBuilder,
-    _prepared: &Prepared,
-    _door: Door,
-    rule: &str,
-) -> Result<auth_core::chain::ChainBuilder, String> {
+fn gss(_parts: &Parts<'_>, _door: Door, rule: &str) -> Result<Arc<dyn Authenticator>, String> {
     Err(format!(
         "rule `{rule}`: method = \"gss\" needs a build with --features kerberos"
     ))

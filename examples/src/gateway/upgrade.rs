@@ -128,7 +128,18 @@ pub(super) fn upgrade(text: &str) -> Option<Upgrade> {
             .iter()
             .position(|r| general_login(r))
             .and_then(|k| rule_lines.get(k).copied());
-        let block = format!("{}\n", GatewayConfig::API_RULE.trim_end());
+        let mut block = format!("{}\n", GatewayConfig::API_RULE.trim_end());
+        // The old fixed chain took SPNEGO wherever a keytab was configured.
+        let keytab = raw
+            .get("kerberos")
+            .and_then(Value::as_table)
+            .is_some_and(|k| k.contains_key("keytab"));
+        if keytab {
+            block = block.replace(
+                r#"["bearer", "api-key", "password"]"#,
+                r#"["bearer", "api-key", "gss", "password"]"#,
+            );
+        }
         match at {
             Some(line) => inserts.push((line, block)),
             None => appended.insert_str(0, &format!("\n{block}")),

@@ -243,14 +243,19 @@ async fn curl_and_a_tonic_client_present_certificates_to_the_apis() {
         let detail = s.gw.newest_refusal_detail();
         assert!(detail.contains(reason), "{case}: audited {detail:?}");
     }
-    // A header is the credential when there is one: bob's token over alice's certificate.
-    let token = LocalIssuer::load_or_create(&s.gw.data)
-        .unwrap()
-        .issue("bob", "read", Duration::from_secs(60))
-        .unwrap();
-    let bearer = format!("Authorization: Bearer {token}");
+    // A header is the credential when there is one: demo's token over alice's certificate.
+    let issuer = LocalIssuer::load_or_create(&s.gw.data).unwrap();
+    let token = |user: &str| issuer.issue(user, "read", Duration::from_secs(60)).unwrap();
+    let bearer = format!("Authorization: Bearer {}", token("demo"));
     let (status, who) = curl(&s, &s.alice, &["-H", &bearer]);
-    assert_eq!((status.as_str(), &who["user"]), ("200", &"bob".into()));
+    assert_eq!((status.as_str(), &who["user"]), ("200", &"demo".into()));
+    // Bob's own rule says he logs in with a certificate: his token is judged under it, on
+    // the APIs as on pgwire, and refused.
+    let bearer = format!("Authorization: Bearer {}", token("bob"));
+    let (status, _) = curl(&s, &s.alice, &["-H", &bearer]);
+    assert_eq!(status, "401");
+    let detail = s.gw.newest_refusal_detail();
+    assert!(detail.contains("rule `certificates`"), "{detail}");
 
     // gRPC: tonic with an identity.
     let ca = Certificate::from_pem(std::fs::read(s.gw.ca_file()).unwrap());

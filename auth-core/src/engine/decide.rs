@@ -232,7 +232,7 @@ impl Engine {
             return (outcome, Some(position), Some(again));
         }
         drop(outcome);
-        if !again.permits(&attempt.credential) {
+        if !again.supports(&attempt.credential) || !again.permits(&attempt.credential) {
             return (refused(format!("rule `{name}`")), None, Some(again));
         }
         let (outcome, link) = self.judge(&again, attempt).await;

@@ -104,7 +104,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut run = |label: String, peer, credential| {
         conn_id += 1;
         let attempt = Attempt::new(
-            ConnectionInfo::tcp(Protocol::Http, peer).with_id(conn_id),
+            // Over TLS: passwords and keys are never offered on a plaintext connection.
+            ConnectionInfo::tcp(Protocol::Http, peer)
+                .with_tls(auth_core::TlsInfo::default())
+                .with_id(conn_id),
             credential,
         );
         (label, attempt)

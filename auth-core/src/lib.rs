@@ -36,7 +36,7 @@
 //! use auth_core::account::{AccountStage, Directory, UserStatus};
 //! use auth_core::{
 //!     ApiKeyAuthenticator, ApiKeyGrant, Attempt, Chain, ConnectionInfo, Credential, Engine,
-//!     MemoryRateLimiter, MemoryStore, Outcome, Policy, Protocol,
+//!     MemoryRateLimiter, MemoryStore, Outcome, Policy, Protocol, TlsInfo,
 //! };
 //! use secrecy::SecretString;
 //!
@@ -56,8 +56,10 @@
 //!     .accounts(Arc::new(AccountStage::new(Arc::new(accounts.clone()))))
 //!     .build();
 //!
-//! // Per connection: offer, credential, decision.
-//! let connection = ConnectionInfo::tcp(Protocol::Http, "10.0.0.5:40000".parse().unwrap());
+//! // Per connection: offer, credential, decision. Over TLS: an API key, like a password
+//! // or a bearer token, is never offered on a plaintext connection.
+//! let connection = ConnectionInfo::tcp(Protocol::Http, "10.0.0.5:40000".parse().unwrap())
+//!     .with_tls(TlsInfo::default());
 //! let offer = engine.offer(&connection, None).unwrap();
 //! let mut attempt = Attempt::new(connection.clone(), Credential::ApiKey(key.clone()));
 //! let outcome = engine.decide(&offer, &mut attempt).await;

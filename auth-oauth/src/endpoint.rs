@@ -4,8 +4,24 @@
 //! assertions (`client_secret_jwt`, `private_key_jwt`) go in as extra parameters. When the
 //! provider answers `invalid_client` and our secret comes from a store, the secret is read
 //! again and the request made once more: a rotated secret needs no restart.
+//!
+//! A failed call is judged by what the provider meant (`Endpoints::judge`), because a
+//! chain falls back to another method on an outage and never on a refusal:
+//!
+//! | answer | judged |
+//! |---|---|
+//! | none: transport, TLS, time limit, too large | unavailable |
+//! | HTTP 429 or 5xx, whatever the body | unavailable |
+//! | OAuth `temporarily_unavailable`, `server_error` | unavailable |
+//! | OAuth `invalid_client` (after one try with a re-read secret), `unauthorized_client` | misconfigured: ours, so unavailable, audited as configuration |
+//! | any other OAuth error (`invalid_grant`, `access_denied`, `mfa_required`, ...) | refused |
+//! | any other 4xx that is no OAuth error (a proxy's HTML 403, an empty 401) | refused |
+//! | anything else we cannot read (a 200 with garbage) | unavailable |
 
 use std::borrow::Cow;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use auth_core::clock::SharedClock;
@@ -24,11 +40,17 @@ use crate::http::{HttpClient, HttpError, MAX_ENDPOINT_ANSWER, check_url};
 /// Why an endpoint call gave no answer to use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum EndpointError {
-    /// The server refused the grant (`invalid_grant`: a wrong password, a spent refresh
-    /// token) or the token type (`unsupported_token_type`).
+    /// The server refused the request: the grant (`invalid_grant`: a wrong password, a
+    /// spent refresh token), the user (`access_denied`, `mfa_required`, a proxy's HTML
+    /// 403), anything but an outage or our registration. The provider decided against
+    /// the user, so a chain must not let another method decide otherwise.
     Refused(String),
-    /// The server or the way to it failed, or it refused us as a client: not the user's
-    /// doing, so a chain may fall back.
+    /// The server refused us as its client (`invalid_client`, `unauthorized_client`): our
+    /// client id, secret or registration is wrong. Not the user's doing, so a chain may
+    /// fall back, but it is for an administrator to fix, not an outage to wait out.
+    Misconfigured(String),
+    /// The server or the way to it failed (no answer, 429, 5xx, `temporarily_unavailable`,
+    /// an answer we cannot read): not the user's doing, so a chain may fall back.
     Unavailable(String),
 }
 
@@ -36,7 +58,7 @@ impl std::fmt::Display for EndpointError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Refused(why) => write!(f, "refused: {why}"),
-            Self::Unavailable(why) => f.write_str(why),
+            Self::Misconfigured(why) | Self::Unavailable(why) => f.write_str(why),
         }
     }
 }
@@ -51,19 +73,24 @@ type Client = BasicClient<
 
 type Failure<T> = RequestTokenError<HttpError, StandardErrorResponse<T>>;
 
+/// One HTTP exchange as the oauth2 crate awaits it.
+type Exchange = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send>>;
+
 /// Makes the request `$build` builds from an oauth2 client and the extra parameters of
 /// our client authentication, and once more (with a re-read secret) when the provider
 /// answers `invalid_client` and the secret changed in its store.
 macro_rules! with_retry {
     ($self:ident, |$client:ident, $extra:ident| $build:block) => {{
-        let call = $self.caller();
+        let (call, status) = $self.caller();
         let mut tries = 0;
         loop {
             let ($client, $extra) = $self.prepare().await?;
             let request = $build;
+            // A try that gets no answer must not be judged by the previous try's status.
+            status.store(0, Ordering::Relaxed);
             match request.request_async(&call).await {
                 Ok(answer) => break Ok(answer),
-                Err(e) => match $self.judge(e, tries).await {
+                Err(e) => match $self.judge(e, status.load(Ordering::Relaxed), tries).await {
                     Next::Retry => tries += 1,
                     Next::Fail(e) => break Err(e),
                 },
@@ -182,13 +209,21 @@ impl Endpoints {
         Ok((client, extra))
     }
 
-    /// What to do after `failure` on try `tries` (0 or 1).
+    /// What to do after `failure` on try `tries` (0 or 1), whose answer had the HTTP
+    /// status `status` (0: there was no answer). The status speaks first: 429 and 5xx are
+    /// outages whatever the body says (a load balancer's 503 may carry any JSON). Then the
+    /// OAuth error code; then a 4xx that carries none is the provider's refusal (a proxy's
+    /// HTML 403 blocks the user as surely as `access_denied`). What is left (no answer, a
+    /// 200 we cannot read, a redirect we do not follow) says nothing about the user: an
+    /// outage.
     async fn judge<T: ErrorResponseType + AsRef<str> + std::fmt::Display>(
         &self,
         failure: Failure<T>,
+        status: u16,
         tries: u8,
     ) -> Next {
-        let text = match failure {
+        let overloaded = status == 429 || status >= 500;
+        let failed = match failure {
             RequestTokenError::ServerResponse(answer) => {
                 let code = answer.error().as_ref();
                 let why = answer.error_description().map_or_else(
@@ -196,55 +231,87 @@ impl Endpoints {
                     |d| format!("{}: {}", provider_text(code), provider_text(d)),
                 );
                 match code {
-                    "invalid_grant" | "unsupported_token_type" => {
-                        return Next::Fail(EndpointError::Refused(why));
+                    _ if overloaded => EndpointError::Unavailable(format!(
+                        "the provider is unavailable (HTTP {status}: {why})"
+                    )),
+                    "temporarily_unavailable" | "server_error" => {
+                        EndpointError::Unavailable(format!("the provider is unavailable ({why})"))
                     }
-                    "invalid_client" if tries == 0 => {
-                        if let Some(secret) = self.auth.secret() {
-                            match secret.reread().await {
-                                Ok(true) => {
-                                    tracing::info!(
-                                        "the provider refused our client secret; the rotated one from the store is used"
-                                    );
-                                    return Next::Retry;
-                                }
-                                Ok(false) => {}
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "could not re-read the client secret")
-                                }
-                            }
+                    "invalid_client" => {
+                        if tries == 0 && self.secret_rotated().await {
+                            return Next::Retry;
                         }
-                        format!("the provider refused our client authentication ({why})")
+                        EndpointError::Misconfigured(format!(
+                            "the provider refused our client authentication ({why})"
+                        ))
                     }
-                    _ => format!("the provider refused the request ({why})"),
+                    "unauthorized_client" => EndpointError::Misconfigured(format!(
+                        "the provider does not allow our client this request ({why})"
+                    )),
+                    _ => EndpointError::Refused(why),
                 }
             }
-            RequestTokenError::Request(e) => e.to_string(),
+            RequestTokenError::Request(e) => EndpointError::Unavailable(e.to_string()),
             // serde's message quotes the offending value, which may be a token: say only
             // where and what kind of error.
-            RequestTokenError::Parse(e, _) => format!(
-                "unreadable answer at `{}` ({:?})",
-                e.path(),
-                e.inner().classify()
+            RequestTokenError::Parse(e, _) => no_oauth_error(
+                status,
+                format!(
+                    "unreadable answer at `{}` ({:?})",
+                    e.path(),
+                    e.inner().classify()
+                ),
             ),
-            RequestTokenError::Other(e) => provider_text(&e),
+            RequestTokenError::Other(e) => no_oauth_error(status, provider_text(&e)),
         };
-        Next::Fail(EndpointError::Unavailable(text))
+        Next::Fail(failed)
     }
 
+    /// Whether our client secret comes from a store and changed there since we read it
+    /// (read now, after the provider refused it): then the request is worth one more try.
+    async fn secret_rotated(&self) -> bool {
+        let Some(secret) = self.auth.secret() else {
+            return false;
+        };
+        match secret.reread().await {
+            Ok(true) => {
+                tracing::info!(
+                    "the provider refused our client secret; the rotated one from the store is used"
+                );
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not re-read the client secret");
+                false
+            }
+        }
+    }
+
+    /// The function the oauth2 crate makes its requests with, and where it leaves the HTTP
+    /// status of the answer it got: the crate's errors for an answer that is no token (an
+    /// HTML page, an empty body) do not carry the status, and [`Self::judge`] needs it to
+    /// tell a refusal from an outage.
     fn caller(
         &self,
-    ) -> impl Fn(
-        oauth2::HttpRequest,
-    ) -> std::pin::Pin<
-        Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send>,
-    > + use<> {
+    ) -> (
+        impl Fn(oauth2::HttpRequest) -> Exchange + use<>,
+        Arc<AtomicU16>,
+    ) {
         let http = self.http.clone();
         let timeout = self.timeout;
-        move |request| {
+        let status = Arc::new(AtomicU16::new(0));
+        let seen = status.clone();
+        let call = move |request: oauth2::HttpRequest| -> Exchange {
             let http = http.clone();
-            Box::pin(async move { http.execute(request, timeout, MAX_ENDPOINT_ANSWER).await })
-        }
+            let seen = seen.clone();
+            Box::pin(async move {
+                let answer = http.execute(request, timeout, MAX_ENDPOINT_ANSWER).await?;
+                seen.store(answer.status().as_u16(), Ordering::Relaxed);
+                Ok(answer)
+            })
+        };
+        (call, status)
     }
 
     fn missing(what: &str) -> EndpointError {
@@ -354,6 +421,20 @@ pub(crate) fn lifetime(answer: &BasicTokenResponse, default: Duration) -> Durati
         .expires_in()
         .unwrap_or(default)
         .clamp(Duration::from_secs(1), Duration::from_secs(86_400))
+}
+
+/// The failure of an answer with HTTP `status` that is no OAuth error (`what` says what it
+/// is instead): a 4xx other than 429 is the provider's refusal, anything else (429, 5xx,
+/// a 200 we cannot read, a redirect we do not follow) an outage.
+fn no_oauth_error(status: u16, what: String) -> EndpointError {
+    match status {
+        0 => EndpointError::Unavailable(what),
+        429 => {
+            EndpointError::Unavailable(format!("the provider is unavailable (HTTP 429: {what})"))
+        }
+        400..=499 => EndpointError::Refused(format!("HTTP {status} ({what})")),
+        _ => EndpointError::Unavailable(format!("HTTP {status}: {what}")),
+    }
 }
 
 /// Text from the provider for our logs: at most 200 characters, control characters

@@ -1,7 +1,11 @@
 //! Passwords exchanged for tokens (the resource-owner password grant): the bridge from a
 //! database login to an OAuth server. A right password gives an [`OAuthSession`] holding
-//! the access and refresh tokens; a wrong one is `Rejected`; an endpoint that is down or
-//! slow is `Unavailable` within the time limit, so a chain can fall back.
+//! the access and refresh tokens; a wrong one, or any other refusal by the server
+//! (`access_denied`, `mfa_required`, a proxy's 403), is `Rejected`, so no chain falls back
+//! from it; an endpoint that is down, slow or overloaded (429, 5xx) is `Unavailable` within
+//! the time limit, so a chain can fall back; a server that refuses us as its client
+//! (`invalid_client`, `unauthorized_client`) is `Unavailable` too, with a configuration
+//! error for the audit.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -177,7 +181,14 @@ impl PasswordGrantAuthenticator {
                     format!("password grant for `{user}`: {why}"),
                 ));
             }
-            Err(e) => return Err(Outcome::unavailable(format!("token endpoint: {e}"))),
+            // No decision on the user: an outage, or the server refusing us as its client.
+            // Either way unavailable (a chain may fall back); the failure's kind tells the
+            // audit which.
+            Err(e) => {
+                return Err(Outcome::Unavailable(
+                    GrantError::from_endpoint("password grant", e).into(),
+                ));
+            }
         };
         let (access, refresh, lifetime, scopes) = tokens(&answer);
         let now = self.client.endpoints.clock.now();
@@ -203,14 +214,16 @@ impl PasswordGrantAuthenticator {
 /// Why a password-grant session could not refresh or revoke its tokens.
 ///
 /// Converts into an auth-core [`Failure`](auth_core::Failure) for the audit log: a refusal
-/// is the credential's, an outage the infrastructure's.
+/// is the credential's, an outage the infrastructure's, a refusal of our client the
+/// configuration's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum GrantError {
     /// The provider issued no refresh token, so the session cannot be extended.
     #[error("the provider issued no refresh token")]
     NoRefreshToken,
-    /// The provider refused the token (`invalid_grant`: revoked, expired or spent).
+    /// The provider refused the token (`invalid_grant`: revoked, expired or spent) or the
+    /// user (`access_denied`, a 403).
     #[error("{operation} refused: {why}")]
     Refused {
         /// `refresh` or `revocation`.
@@ -218,10 +231,20 @@ pub enum GrantError {
         /// The provider's reason, capped and escaped.
         why: String,
     },
-    /// The provider or the way to it failed.
+    /// The provider refused us as its client (`invalid_client`, `unauthorized_client`):
+    /// our client id, secret or registration needs fixing. Nothing is decided about the
+    /// token, so a refresh is tried again later, as after an outage.
+    #[error("{operation}: {why}")]
+    Misconfigured {
+        /// `password grant`, `refresh` or `revocation`.
+        operation: &'static str,
+        /// The provider's reason, capped and escaped.
+        why: String,
+    },
+    /// The provider or the way to it failed (no answer, 429, 5xx, an unreadable answer).
     #[error("{operation}: {why}")]
     Unavailable {
-        /// `refresh` or `revocation`.
+        /// `password grant`, `refresh` or `revocation`.
         operation: &'static str,
         /// What failed.
         why: String,
@@ -232,6 +255,7 @@ impl GrantError {
     fn from_endpoint(operation: &'static str, e: EndpointError) -> Self {
         match e {
             EndpointError::Refused(why) => Self::Refused { operation, why },
+            EndpointError::Misconfigured(why) => Self::Misconfigured { operation, why },
             EndpointError::Unavailable(why) => Self::Unavailable { operation, why },
         }
     }
@@ -243,6 +267,8 @@ impl From<GrantError> for auth_core::Failure {
             GrantError::Refused { .. } | GrantError::NoRefreshToken => {
                 CredentialError::Expired.into()
             }
+            // Our registration at the provider is a setting that cannot work.
+            GrantError::Misconfigured { .. } => auth_core::ConfigurationError::Invalid.into(),
             GrantError::Unavailable { .. } => auth_core::InfrastructureError::Unavailable.into(),
         };
         auth_core::Failure::new(kind, e.to_string())
@@ -394,8 +420,9 @@ impl Session for OAuthSession {
     }
 }
 
-/// Refreshes `tokens` at `client`'s provider. A refusal expires them now; an outage
-/// leaves them as they are and puts the next try off by [`REFRESH_RETRY`].
+/// Refreshes `tokens` at `client`'s provider. A refusal expires them now; an outage (or a
+/// refusal of our client, which an administrator may fix meanwhile) leaves them as they
+/// are and puts the next try off by [`REFRESH_RETRY`].
 async fn refresh(client: Arc<Client>, shared: Arc<Mutex<Tokens>>) -> Result<(), GrantError> {
     let lock = || shared.lock().unwrap_or_else(PoisonError::into_inner);
     let Some(refresh_token) = lock().refresh.clone() else {

@@ -13,6 +13,12 @@ use serde_json::json;
 
 use crate::gateway::{GatewayError, Prepared, write_private};
 
+/// What the gateways print instead of credential lines on a plaintext API that refuses
+/// them.
+pub const SECRETS_REFUSED: &str = "plain HTTP: passwords and tokens are refused here \
+    (danger_allow_cleartext_without_tls = false); set it to true only behind a \
+    TLS-terminating proxy on this machine, or serve TLS (api_tls = true)";
+
 /// The `iss` of the tokens the gateway issues.
 pub const ISSUER: &str = "urn:auth-examples:http-gateway";
 /// The audience the API accepts.
@@ -140,6 +146,12 @@ impl ApiAuth {
             issuer: prepared.issuer.clone(),
             tls: ApiTls::new(prepared)?,
         })
+    }
+
+    /// Whether the APIs refuse passwords and tokens: plaintext (`api_tls = false`) without
+    /// `danger_allow_cleartext_without_tls`.
+    pub fn refuses_secrets(&self) -> bool {
+        self.tls.is_none() && !self.engine.allows_cleartext_without_tls()
     }
 
     /// A one-hour token for `demo` with scope `read`, the one the gateways print.

@@ -73,6 +73,9 @@ pub struct Started {
     pub token: String,
     /// TLS, unless `api_tls = false`.
     pub tls: Option<crate::api::ApiTls>,
+    /// Whether passwords and tokens are refused here: plaintext without the engine's
+    /// cleartext opt-in (`danger_allow_cleartext_without_tls`).
+    pub secrets_refused: bool,
 }
 
 /// Binds `listen` (`flag` names the option that sets it, for the error) and prepares the
@@ -89,6 +92,7 @@ pub async fn start(auth: &ApiAuth, listen: &str, flag: &str) -> Result<Started, 
         addr,
         token: auth.demo_token()?,
         tls: auth.tls.clone(),
+        secrets_refused: auth.refuses_secrets(),
     })
 }
 
@@ -112,6 +116,10 @@ impl Started {
         let call = |header: &str, method: &str| {
             format!("grpcurl {security} -H '{header}' {addr} {SERVICE}/{method}")
         };
+        if self.secrets_refused {
+            writeln!(out, "grpc: {}", crate::api::SECRETS_REFUSED)?;
+            return writeln!(out, "grpc list: grpcurl {security} {addr} list {SERVICE}");
+        }
         let bearer = format!("authorization: Bearer {}", self.token);
         writeln!(out, "grpc bearer: {}", call(&bearer, "WhoAmI"))?;
         writeln!(

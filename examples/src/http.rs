@@ -23,6 +23,9 @@ pub struct Started {
     pub token: String,
     /// TLS, unless `api_tls = false`.
     pub tls: Option<crate::api::ApiTls>,
+    /// Whether passwords and tokens are refused here: plaintext without the engine's
+    /// cleartext opt-in (`danger_allow_cleartext_without_tls`).
+    pub secrets_refused: bool,
 }
 
 /// Binds `listen` (`flag` names the option that sets it, for the error) and builds the
@@ -40,6 +43,7 @@ pub async fn start(auth: &ApiAuth, listen: &str, flag: &str) -> Result<Started, 
         addr,
         token,
         tls: auth.tls.clone(),
+        secrets_refused: auth.refuses_secrets(),
     })
 }
 
@@ -64,6 +68,14 @@ impl Started {
             None => ("curl".to_owned(), "http"),
         };
         writeln!(out, "token (scope read, 1 hour): {token}")?;
+        if self.secrets_refused {
+            // Lines that would be refused are not printed: only what works as printed.
+            writeln!(out, "{}", crate::api::SECRETS_REFUSED)?;
+            return writeln!(
+                out,
+                "keys:     {curl} {scheme}://{addr}/.well-known/jwks.json"
+            );
+        }
         writeln!(
             out,
             "bearer:   {curl} -H 'Authorization: Bearer {token}' {scheme}://{addr}/whoami"

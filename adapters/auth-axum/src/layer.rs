@@ -145,8 +145,11 @@ impl Mapping for HttpMapping {
 /// assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 /// assert!(response.headers().contains_key("www-authenticate"));
 ///
+/// // An API key is a secret anyone on the path could replay: it is accepted over TLS
+/// // only, which the TLS acceptor records in the request's extensions.
 /// let request = Request::get("/whoami")
 ///     .header("x-api-key", key.expose_secret())
+///     .extension(auth_core::TlsInfo::default())
 ///     .body(Body::empty())?;
 /// let response = app.oneshot(request).await?;
 /// assert_eq!(response.status(), StatusCode::OK);

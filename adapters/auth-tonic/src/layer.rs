@@ -100,8 +100,10 @@ impl Mapping for GrpcMapping {
 /// let response = service.clone().oneshot(call).await?;
 /// assert_eq!(response.headers()["grpc-status"], "16"); // UNAUTHENTICATED
 ///
+/// // Over TLS (the TLS acceptor records it): a key is never accepted in clear.
 /// let call = http::Request::post("/demo.Demo/Who")
 ///     .header("x-api-key", key.expose_secret())
+///     .extension(auth_core::TlsInfo::default())
 ///     .body(Body::empty())?;
 /// let response = service.oneshot(call).await?;
 /// assert_eq!(response.headers()["x-user"], "ci");

@@ -49,7 +49,7 @@ pub enum Verdict {
 /// use auth_core::secrecy::{ExposeSecret, SecretString};
 /// use auth_core::{
 ///     ApiKeyAuthenticator, ApiKeyGrant, Chain, ConnectionInfo, CredentialError, Engine, Error,
-///     MemoryStore, Policy, Protocol,
+///     MemoryStore, Policy, Protocol, TlsInfo,
 /// };
 /// use auth_tower::{Gate, Verdict};
 /// use http::{HeaderMap, HeaderValue};
@@ -62,7 +62,9 @@ pub enum Verdict {
 /// let key = ApiKeyAuthenticator::register(store.as_ref(), "ci", &secret, grant).await?;
 /// let chain = Chain::builder().link(Arc::new(ApiKeyAuthenticator::new(store))).build();
 /// let gate = Gate::new(Arc::new(Engine::builder(Policy::single(chain)?).build()));
-/// let connection = ConnectionInfo::tcp(Protocol::Http, "10.0.0.5:40000".parse()?);
+/// // Over TLS: a key, like a password or a token, is never offered in clear.
+/// let connection = ConnectionInfo::tcp(Protocol::Http, "10.0.0.5:40000".parse()?)
+///     .with_tls(TlsInfo::default());
 ///
 /// let mut headers = HeaderMap::new();
 /// headers.insert("x-api-key", HeaderValue::from_str(key.expose_secret())?);

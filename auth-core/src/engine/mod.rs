@@ -40,7 +40,7 @@ pub use offer::{Mechanism, Offer};
 /// use std::sync::Arc;
 /// use auth_core::{
 ///     ApiKeyAuthenticator, ApiKeyGrant, Attempt, Chain, ConnectionInfo, Credential, Engine,
-///     MemoryAuditSink, MemoryStore, Policy, Protocol,
+///     MemoryAuditSink, MemoryStore, Policy, Protocol, TlsInfo,
 /// };
 /// use auth_core::engine::Mechanism;
 /// use secrecy::SecretString;
@@ -57,7 +57,10 @@ pub use offer::{Mechanism, Offer};
 ///     .audit(audit.clone())
 ///     .build();
 ///
-/// let connection = ConnectionInfo::tcp(Protocol::Http, "10.0.0.5:40000".parse().unwrap());
+/// // A key is a secret anyone on the path could replay: without TLS it is not offered.
+/// let plain = ConnectionInfo::tcp(Protocol::Http, "10.0.0.5:40000".parse().unwrap());
+/// assert!(engine.offer(&plain, None).unwrap().mechanisms().is_empty());
+/// let connection = plain.with_tls(TlsInfo::default());
 /// let offer = engine.offer(&connection, None).unwrap();
 /// assert_eq!(offer.mechanisms(), [Mechanism::ApiKey]);
 /// let mut attempt = Attempt::new(connection, Credential::ApiKey(key));

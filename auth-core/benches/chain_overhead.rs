@@ -95,6 +95,7 @@ enum Runs<'a> {
 fn measure(rt: &tokio::runtime::Runtime, runs: Runs<'_>) -> Vec<f64> {
     let mut attempt = Attempt::new(
         ConnectionInfo::tcp(Protocol::Postgres, "10.0.0.1:5000".parse().unwrap())
+            .with_tls(auth_core::TlsInfo::default())
             .with_user("alice"),
         Credential::password("alice", "correct horse"),
     );

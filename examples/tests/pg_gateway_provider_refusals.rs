@@ -317,7 +317,10 @@ async fn a_refusal_by_the_provider_is_final_and_only_an_outage_falls_back() {
 
     // The provider blocks alice. Her password is right, and the gateway has its own copy,
     // but the provider's word stands: 28P01, as for a wrong password, and no fallback.
-    for (answer, shown) in [(ACCESS_DENIED, "access_denied: alice is blocked"), (HTML_403, "HTTP 403")] {
+    for (answer, shown) in [
+        (ACCESS_DENIED, "access_denied: alice is blocked"),
+        (HTML_403, "HTTP 403"),
+    ] {
         s.provider.answer(answer);
         let err = s.psql("fallback", true).unwrap_err();
         assert!(err.contains(WRONG_PASSWORD), "{shown}: {err}");

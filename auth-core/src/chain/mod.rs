@@ -138,6 +138,11 @@ pub struct Chain {
     links: Vec<Link>,
     /// What the links accept, in order, without repeats (computed once).
     kinds: Vec<CredentialKind>,
+    /// The links (by bit, the 64th standing for every later one) whose method needs an
+    /// encrypted connection, and those that need a local one: an offer withholds them
+    /// with two mask operations instead of asking each link.
+    encrypted_links: u64,
+    local_links: u64,
 }
 
 /// Builds a [`Chain`].
@@ -162,6 +167,12 @@ impl ChainBuilder {
     /// Adds a fully specified link.
     #[must_use]
     pub fn push(mut self, link: Link) -> Self {
+        let bit = 1u64 << self.chain.links.len().min(63);
+        match link.authenticator.transport() {
+            crate::Transport::Encrypted => self.chain.encrypted_links |= bit,
+            crate::Transport::Local => self.chain.local_links |= bit,
+            _ => {}
+        }
         for &kind in link.authenticator.accepts() {
             if !self.chain.kinds.contains(&kind) {
                 self.chain.kinds.push(kind);
@@ -209,6 +220,24 @@ struct Seen {
 }
 
 impl Chain {
+    /// The links a connection must not run for want of encryption or locality, by bit
+    /// (link `i` is bit `min(i, 63)`).
+    /// A chain without such links asks the connection nothing.
+    pub(crate) fn withheld_on(
+        &self,
+        encrypted: impl FnOnce() -> bool,
+        local: impl FnOnce() -> bool,
+    ) -> u64 {
+        let mut withheld = 0;
+        if self.encrypted_links != 0 && !encrypted() {
+            withheld |= self.encrypted_links;
+        }
+        if self.local_links != 0 && !local() {
+            withheld |= self.local_links;
+        }
+        withheld
+    }
+
     /// A builder for an empty chain named `chain`.
     pub fn builder() -> ChainBuilder {
         ChainBuilder {
@@ -216,6 +245,8 @@ impl Chain {
                 name: "chain".to_owned(),
                 links: Vec::new(),
                 kinds: Vec::new(),
+                encrypted_links: 0,
+                local_links: 0,
             },
         }
     }

@@ -43,8 +43,11 @@ impl Engine {
         }
         let Some(limiter) = &self.limiter else {
             let (outcome, link) = self.judge(offer, attempt).await;
-            let (outcome, link, again) = self.recheck(offer, attempt, outcome, link).await;
-            let offer = again.as_ref().unwrap_or(offer);
+            let (outcome, link, again) = match self.recheck(offer, attempt, outcome, link) {
+                Rechecked::Done(outcome, link, again) => (outcome, link, again),
+                Rechecked::Again(again) => self.judge_again(again, attempt).await,
+            };
+            let offer = again.as_deref().unwrap_or(offer);
             let outcome = decided(offer, attempt, outcome);
             self.audit_attempt(offer, attempt, &outcome, link, started, false);
             return outcome;
@@ -86,8 +89,11 @@ impl Engine {
         }
 
         let (outcome, link) = self.judge(offer, attempt).await;
-        let (outcome, link, again) = self.recheck(offer, attempt, outcome, link).await;
-        let offer = again.as_ref().unwrap_or(offer);
+        let (outcome, link, again) = match self.recheck(offer, attempt, outcome, link) {
+            Rechecked::Done(outcome, link, again) => (outcome, link, again),
+            Rechecked::Again(again) => self.judge_again(again, attempt).await,
+        };
+        let offer = again.as_deref().unwrap_or(offer);
         attempt.pace(None);
         if let Some(u) = &mut unfinished {
             u.engine = None;
@@ -174,18 +180,19 @@ impl Engine {
     /// certificate, a Kerberos ticket over HTTP) stands only under the rule the policy
     /// picks for that user: a rule that refuses bob, or asks more of him, holds for bob's
     /// token too. When that is another rule, the same method instance in its chain (and no
-    /// certificate requirement) lets the judgement stand; otherwise the attempt is judged
-    /// again under that rule, once. The offer that decided comes back when it changed.
-    async fn recheck(
+    /// certificate requirement) lets the judgement stand; otherwise the attempt is to be
+    /// judged again under that rule, once. Synchronous, so the common case (the user was
+    /// named, or the rule is the same) adds nothing to every attempt's future.
+    fn recheck(
         &self,
         offer: &Offer,
-        attempt: &mut Attempt,
+        attempt: &Attempt,
         outcome: Outcome,
         link: Option<usize>,
-    ) -> (Outcome, Option<usize>, Option<Offer>) {
+    ) -> Rechecked {
         let user = match &outcome {
             Outcome::Authenticated(session) if !offer.user_known => session.user().to_owned(),
-            _ => return (outcome, link, None),
+            _ => return Rechecked::Done(outcome, link, None),
         };
         let method = outcome.session().map_or("", |s| s.method()).to_owned();
         let refused = |decides: String| {
@@ -201,16 +208,19 @@ impl Engine {
         let (index, name, rule, chain) = match self.policy.select(&attempt.connection, Some(&user))
         {
             Selection::Chain(index, ..) if index == offer.index => {
-                return (outcome, link, None);
+                return Rechecked::Done(outcome, link, None);
             }
             Selection::Chain(index, name, rule, chain) => (index, name, rule, chain),
             Selection::Rejected(i) => {
                 let name = &self.policy.rules()[i].name;
-                return (refused(format!("rule `{name}` (reject)")), link, None);
+                let refused = refused(format!("rule `{name}` (reject)"));
+                return Rechecked::Done(refused, link, None);
             }
-            Selection::NoMatch => return (refused("no rule".into()), link, None),
+            Selection::NoMatch => {
+                return Rechecked::Done(refused("no rule".into()), link, None);
+            }
         };
-        let again = Offer::new(
+        let again = Box::new(Offer::new(
             super::offer::Selected {
                 index,
                 name,
@@ -220,7 +230,7 @@ impl Engine {
             },
             &attempt.connection,
             self.allow_cleartext,
-        );
+        ));
         let judged_by = link.map(|i| offer.chain.links()[i].authenticator());
         let same = judged_by.and_then(|m| {
             chain
@@ -229,13 +239,22 @@ impl Engine {
                 .position(|l| std::ptr::addr_eq(Arc::as_ptr(l.authenticator()), Arc::as_ptr(m)))
         });
         if let Some(position) = same.filter(|_| rule.client_certificate.is_none()) {
-            return (outcome, Some(position), Some(again));
+            return Rechecked::Done(outcome, Some(position), Some(again));
         }
-        drop(outcome);
         if !again.supports(&attempt.credential) || !again.permits(&attempt.credential) {
-            return (refused(format!("rule `{name}`")), None, Some(again));
+            return Rechecked::Done(refused(format!("rule `{name}`")), None, Some(again));
         }
-        let (outcome, link) = self.judge(&again, attempt).await;
+        Rechecked::Again(again)
+    }
+
+    /// The second judgement [`Engine::recheck`] asked for, under the proved user's rule.
+    /// Boxed: it is rare, and must not grow every attempt's future.
+    async fn judge_again(
+        &self,
+        again: Box<Offer>,
+        attempt: &mut Attempt,
+    ) -> (Outcome, Option<usize>, Option<Box<Offer>>) {
+        let (outcome, link) = Box::pin(self.judge(&again, attempt)).await;
         (outcome, link, Some(again))
     }
 
@@ -350,6 +369,13 @@ impl Engine {
                 ),
         );
     }
+}
+
+/// What [`Engine::recheck`] concluded: the outcome (with the link and, when it changed,
+/// the offer that decided), or another judgement under this offer.
+enum Rechecked {
+    Done(Outcome, Option<usize>, Option<Box<Offer>>),
+    Again(Box<Offer>),
 }
 
 /// An attempt that has not ended yet: dropped armed (the future was dropped mid-way: a

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use crate::account::IdentityMap;
-use crate::authenticator::{Authenticator, Transport};
+use crate::authenticator::Authenticator;
 use crate::certificate::CertificateCheck;
 use crate::chain::Chain;
 use crate::connection::ConnectionInfo;
@@ -95,16 +95,6 @@ pub(super) struct Selected<'a> {
     pub(super) user_known: bool,
 }
 
-/// Whether `connection` meets `transport` (with `allow_cleartext`, an unencrypted one
-/// meets [`Transport::Encrypted`] too).
-fn meets(transport: Transport, connection: &ConnectionInfo, allow_cleartext: bool) -> bool {
-    match transport {
-        Transport::Any => true,
-        Transport::Encrypted => allow_cleartext || connection.is_encrypted(),
-        Transport::Local => connection.is_localhost(),
-    }
-}
-
 impl Offer {
     pub(super) fn new(
         selected: Selected<'_>,
@@ -112,16 +102,10 @@ impl Offer {
         allow_cleartext: bool,
     ) -> Self {
         let chain = selected.chain;
-        let mut withheld = 0u64;
-        for (i, link) in chain.links().iter().enumerate() {
-            if !meets(
-                link.authenticator().transport(),
-                connection,
-                allow_cleartext,
-            ) {
-                withheld |= 1u64 << i.min(63);
-            }
-        }
+        let withheld = chain.withheld_on(
+            || allow_cleartext || connection.is_encrypted(),
+            || connection.is_localhost(),
+        );
         // Only a connection that withholds something pays for recomputing the kinds.
         let permitted: SmallVec<[CredentialKind; 8]>;
         let kinds: &[CredentialKind] = if withheld == 0 {

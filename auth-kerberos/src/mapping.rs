@@ -26,10 +26,12 @@ pub struct MapRule {
 }
 
 impl MapRule {
-    /// A rule; `pattern` is anchored as written (use `^...$`).
+    /// A rule; `pattern` must match the whole name (it is anchored at both ends, as
+    /// `[[identity_map]]` patterns are: `alice` never matches `malice`), so `^` and `$`
+    /// may be written or left out.
     pub fn new(pattern: &str, replacement: impl Into<String>) -> Result<Self, regex::Error> {
         Ok(Self {
-            pattern: Regex::new(pattern)?,
+            pattern: Regex::new(&format!("^(?:{pattern})$"))?,
             replacement: replacement.into(),
         })
     }
@@ -232,5 +234,36 @@ mod tests {
         assert_eq!(m.map(&p("alice@TEST.REALM")), Ok("alice".into()));
         assert_eq!(m.map(&p("alice/admin@TEST.REALM")), Ok("alice_dba".into()));
         assert!(matches!(m.map(&p("alice@OTHER")), Err(MapError::NoRule(_))));
+    }
+
+    #[test]
+    fn patterns_match_whole_names_only() {
+        let m = PrincipalMapper {
+            rules: vec![MapRule::new("alice", "alice").unwrap()],
+            ..Default::default()
+        };
+        assert_eq!(m.map(&p("alice@TEST.REALM")), Ok("alice".into()));
+        // Unanchored, `alice` would have matched inside these and mapped them to alice.
+        for other in [
+            "malice@TEST.REALM",
+            "alice2@TEST.REALM",
+            "xalicex@TEST.REALM",
+        ] {
+            assert!(
+                matches!(m.map(&p(other)), Err(MapError::NoRule(_))),
+                "{other}"
+            );
+        }
+        // Alternatives stay inside the anchors.
+        let either = MapRule::new("alice|bob", "shared").unwrap();
+        let m = PrincipalMapper {
+            rules: vec![either],
+            ..Default::default()
+        };
+        assert_eq!(m.map(&p("bob@TEST.REALM")), Ok("shared".into()));
+        assert!(matches!(
+            m.map(&p("bobby@TEST.REALM")),
+            Err(MapError::NoRule(_))
+        ));
     }
 }

@@ -3,7 +3,7 @@
 //! Events carry who, from where, how, how long and what happened, and never a secret: the
 //! only free text is a [`Failure::detail`](crate::Failure::detail) written by the method.
 
-use std::fmt::{self, Debug};
+use std::fmt::{self, Debug, Write as _};
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -81,9 +81,12 @@ pub struct AuditEvent<'a> {
     /// What it is about.
     pub event: AuditEventKind,
     /// The method (authenticator name), when one is involved.
+    #[serde(serialize_with = "bounded_name")]
     pub method: Option<&'a str>,
     /// The user the attempt was about: as the client named it, and for a success the
     /// session's (mapped) user, which for bearer and Kerberos attempts is the only name.
+    /// Written at most [`MAX_NAME_IN_EVENT`] bytes long, control characters escaped.
+    #[serde(serialize_with = "bounded_name")]
     pub username: Option<&'a str>,
     /// Where the client connects from.
     #[serde(serialize_with = "display")]
@@ -98,7 +101,10 @@ pub struct AuditEvent<'a> {
     /// The outcome: `success`, `rejected`, `unavailable`, ...
     pub outcome: &'a str,
     /// The policy rule that decided (an attempt's events and policy rejects).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "bounded_name"
+    )]
     pub rule: Option<&'a str>,
     /// The chain's action for a step: `ok`, `done`, `bad`, `die`, `ignore`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,9 +112,66 @@ pub struct AuditEvent<'a> {
     /// The client-visible error code, for failures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<&'static str>,
-    /// What happened, for administrators.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// What happened, for administrators. It quotes what clients sent (names in tokens
+    /// and certificates), so it is written at most [`MAX_DETAIL_IN_EVENT`] bytes long,
+    /// control characters escaped.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "bounded_detail"
+    )]
     pub detail: Option<&'a str>,
+}
+
+/// The most bytes of a name (user, method, rule) an audit event writes: a client chooses
+/// user names, and an event must not grow the log by what a client sent.
+pub const MAX_NAME_IN_EVENT: usize = 256;
+
+/// The most bytes of an audit event's detail.
+pub const MAX_DETAIL_IN_EVENT: usize = 1024;
+
+/// `text` as an audit event writes it: at most `max` bytes of it (cut at a character
+/// boundary, with how much was left out), control characters escaped (`\n`, `\u{1b}`), so
+/// a line-oriented log cannot be given a forged line.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounded<'a>(pub &'a str, pub usize);
+
+impl fmt::Display for Bounded<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Bounded(text, max) = *self;
+        let mut written = 0;
+        for (i, c) in text.char_indices() {
+            let width = if c.is_control() {
+                c.escape_default().count()
+            } else {
+                c.len_utf8()
+            };
+            if written + width > max {
+                return write!(f, "...[{} more bytes]", text.len() - i);
+            }
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+            written += width;
+        }
+        Ok(())
+    }
+}
+
+fn bounded<S: Serializer>(text: &Option<&str>, max: usize, s: S) -> Result<S::Ok, S::Error> {
+    match text {
+        Some(text) => s.collect_str(&Bounded(text, max)),
+        None => s.serialize_none(),
+    }
+}
+
+fn bounded_name<S: Serializer>(text: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
+    bounded(text, MAX_NAME_IN_EVENT, s)
+}
+
+fn bounded_detail<S: Serializer>(text: &Option<&str>, s: S) -> Result<S::Ok, S::Error> {
+    bounded(text, MAX_DETAIL_IN_EVENT, s)
 }
 
 fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -295,17 +358,17 @@ impl AuditSink for TracingAuditSink {
         tracing::info!(
             target: "auth::audit",
             event = e.event.as_str(),
-            method = e.method,
-            username = e.username,
+            method = e.method.map(|m| tracing::field::display(Bounded(m, MAX_NAME_IN_EVENT))),
+            username = e.username.map(|u| tracing::field::display(Bounded(u, MAX_NAME_IN_EVENT))),
             source = %e.source,
             connection_id = e.connection_id,
             protocol = e.protocol,
             duration_us = u64::try_from(e.duration.as_micros()).unwrap_or(u64::MAX),
             outcome = e.outcome,
-            rule = e.rule,
+            rule = e.rule.map(|r| tracing::field::display(Bounded(r, MAX_NAME_IN_EVENT))),
             action = e.action,
             error = e.error,
-            detail = e.detail,
+            detail = e.detail.map(|d| tracing::field::display(Bounded(d, MAX_DETAIL_IN_EVENT))),
             timestamp = %humantime::format_rfc3339_micros(e.timestamp),
         );
     }
@@ -437,6 +500,38 @@ mod tests {
         .with_user(Some("alice"))
         .with_duration(Duration::from_micros(1500))
         .with_failure(Some("invalid_credentials"), Some("wrong password"))
+    }
+
+    #[test]
+    fn client_chosen_text_is_capped_and_cannot_forge_a_line() {
+        let peer = Peer::Unknown;
+        let huge = "x".repeat(9_800);
+        let detail = format!("identity `{huge}` may not act as `bob`\n{{\"event\":\"forged\"}}");
+        let buf = Buffer::default();
+        let sink = JsonLinesAuditSink::new(buf.clone());
+        sink.record(
+            &sample(&peer)
+                .with_user(Some(&huge))
+                .with_failure(None, Some(&detail)),
+        );
+        let written = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(written.lines().count(), 1, "{written}");
+        assert!(written.len() < 2_000, "{} bytes", written.len());
+        let event: serde_json::Value = serde_json::from_str(&written).unwrap();
+        let user = event["username"].as_str().unwrap();
+        assert!(
+            user.starts_with("xxx") && user.ends_with("[9544 more bytes]"),
+            "{user}"
+        );
+        let kept = event["detail"].as_str().unwrap();
+        assert!(kept.ends_with("more bytes]"), "{kept}");
+        // Control characters are escaped, in the tracing sink's text too.
+        let shown = Bounded("a\nb\u{1b}[31m", 64).to_string();
+        assert_eq!(shown, "a\\nb\\u{1b}[31m");
+        assert_eq!(
+            Bounded("\u{e9}t\u{e9}", 3).to_string(),
+            "\u{e9}t...[2 more bytes]"
+        );
     }
 
     #[test]

@@ -41,4 +41,4 @@ pub use errors::sqlstate;
 pub use limits::{ConnectionLimits, accept};
 pub use serve::{ServeConfig, serve, serve_unix};
 pub use session::{AuthenticatedSession, session};
-pub use startup::{PgAuthConfig, PgAuthenticator};
+pub use startup::{MAX_NAME_LEN, PgAuthConfig, PgAuthenticator};

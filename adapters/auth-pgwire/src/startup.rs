@@ -33,6 +33,10 @@ use crate::serve::TlsFacts;
 use crate::session::AuthenticatedSession;
 use crate::unix::UnixTransport;
 
+/// The longest user or database name accepted: PostgreSQL's (`NAMEDATALEN` - 1). Longer
+/// ones are refused at startup, before the engine, the limiter or the audit sees them.
+pub const MAX_NAME_LEN: usize = 63;
+
 static PIDS: LazyLock<RandomPidSecretKeyGenerator> =
     LazyLock::new(RandomPidSecretKeyGenerator::default);
 
@@ -271,6 +275,20 @@ impl PgAuthenticator {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         protocol_negotiation(client, startup).await?;
+        // Refused before anything keeps them: the limiter keys on the user name and every
+        // audit event of the attempt names it.
+        let too_long = [METADATA_USER, METADATA_DATABASE].iter().any(|k| {
+            startup
+                .parameters
+                .get(*k)
+                .is_some_and(|v| v.len() > MAX_NAME_LEN)
+        });
+        if too_long {
+            return Err(fatal(
+                "28000",
+                format!("user and database names are at most {MAX_NAME_LEN} bytes"),
+            ));
+        }
         save_startup_parameters_to_metadata(client, startup);
         let (pid, key) = PIDS.generate(client);
         client.set_pid_and_secret_key(pid, key);

@@ -37,13 +37,26 @@ pub enum BasicError {
     /// A control character in the user or password (RFC 7617 section 2).
     #[error("Basic credentials contain a control character")]
     ControlCharacter,
+    /// A user name longer than [`MAX_USER_LEN`]: refused before any limiter or audit
+    /// event keeps it.
+    #[error("Basic credentials with a user name longer than {MAX_USER_LEN} bytes")]
+    UserTooLong,
 }
 
+/// The longest user name a Basic credential may carry (an e-mail address fits; a
+/// client cannot make the limiter or the audit log keep more).
+pub const MAX_USER_LEN: usize = 256;
+
 impl BasicError {
-    /// The client-visible error kind: `Malformed`, except a foreign scheme, which is not
-    /// an error of this parser's at all (another method may accept it).
+    /// The client-visible error kind: `Malformed`, except a user name too long for anyone
+    /// to have, which is refused like a wrong password (`Invalid`).
     pub fn error(self) -> auth_core::Error {
-        auth_core::Error::Credential(auth_core::CredentialError::Malformed)
+        use auth_core::CredentialError::{Invalid, Malformed};
+        match self {
+            // No user has such a name: the generic refusal, as for a wrong password.
+            Self::UserTooLong => auth_core::Error::Credential(Invalid),
+            _ => auth_core::Error::Credential(Malformed),
+        }
     }
 }
 
@@ -74,6 +87,9 @@ fn split(decoded: &[u8]) -> Result<Credential, BasicError> {
     if user.is_empty() {
         return Err(BasicError::EmptyUser);
     }
+    if user.len() > MAX_USER_LEN {
+        return Err(BasicError::UserTooLong);
+    }
     if text.chars().any(char::is_control) {
         return Err(BasicError::ControlCharacter);
     }
@@ -90,6 +106,33 @@ mod tests {
 
     fn basic(raw: &[u8]) -> String {
         format!("Basic {}", B64.encode(raw))
+    }
+
+    #[test]
+    fn user_names_are_bounded_and_an_email_address_fits() {
+        let email = format!(
+            "{}@{}.example.com",
+            "first.last".repeat(12),
+            "dept".repeat(20)
+        );
+        assert!(
+            email.len() > 200 && email.len() <= MAX_USER_LEN,
+            "{}",
+            email.len()
+        );
+        let ok = parse_basic(&basic(format!("{email}:pw").as_bytes())).unwrap();
+        assert_eq!(ok.user(), Some(email.as_str()));
+        let long = "u".repeat(MAX_USER_LEN + 1);
+        let err = parse_basic(&basic(format!("{long}:pw").as_bytes())).unwrap_err();
+        assert_eq!(err, BasicError::UserTooLong);
+        assert_eq!(
+            err.error(),
+            auth_core::Error::Credential(auth_core::CredentialError::Invalid)
+        );
+        assert!(
+            !err.to_string().contains(&long[..20]),
+            "the name is not echoed"
+        );
     }
 
     #[test]

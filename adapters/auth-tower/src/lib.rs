@@ -28,7 +28,7 @@ mod negotiate;
 mod reuse;
 mod service;
 
-pub use basic::{BasicError, MAX_HEADER_LEN, parse_basic};
+pub use basic::{BasicError, MAX_HEADER_LEN, MAX_USER_LEN, parse_basic};
 pub use credential::{API_KEY_HEADER, MAX_NEGOTIATE_TOKEN, credential_from_headers};
 pub use gate::{DangerousGate, Gate, Verdict};
 pub use message::public_message;

@@ -190,22 +190,16 @@ impl Engine {
         outcome: Outcome,
         link: Option<usize>,
     ) -> Rechecked {
-        let user = match &outcome {
-            Outcome::Authenticated(session) if !offer.user_known => session.user().to_owned(),
-            _ => return Rechecked::Done(outcome, link, None),
+        if offer.user_known {
+            return Rechecked::Done(outcome, link, None);
+        }
+        let Some(session) = outcome.session() else {
+            return Rechecked::Done(outcome, link, None);
         };
-        let method = outcome.session().map_or("", |s| s.method()).to_owned();
-        let refused = |decides: String| {
-            Outcome::Rejected(Failure::new(
-                AuthorizationError::Rejected,
-                format!(
-                    "the credential proved `{user}` ({method}), for whom {decides} decides, \
-                     not rule `{}`",
-                    offer.rule()
-                ),
-            ))
-        };
-        let (index, name, rule, chain) = match self.policy.select(&attempt.connection, Some(&user))
+        // Nothing is copied on the way: this runs for every bearer request.
+        let (index, name, rule, chain) = match self
+            .policy
+            .select(&attempt.connection, Some(session.user()))
         {
             Selection::Chain(index, ..) if index == offer.index => {
                 return Rechecked::Done(outcome, link, None);
@@ -213,11 +207,11 @@ impl Engine {
             Selection::Chain(index, name, rule, chain) => (index, name, rule, chain),
             Selection::Rejected(i) => {
                 let name = &self.policy.rules()[i].name;
-                let refused = refused(format!("rule `{name}` (reject)"));
+                let refused = not_this_rule(offer, &outcome, &format!("rule `{name}` (reject)"));
                 return Rechecked::Done(refused, link, None);
             }
             Selection::NoMatch => {
-                return Rechecked::Done(refused("no rule".into()), link, None);
+                return Rechecked::Done(not_this_rule(offer, &outcome, "no rule"), link, None);
             }
         };
         let again = Box::new(Offer::new(
@@ -242,7 +236,8 @@ impl Engine {
             return Rechecked::Done(outcome, Some(position), Some(again));
         }
         if !again.supports(&attempt.credential) || !again.permits(&attempt.credential) {
-            return Rechecked::Done(refused(format!("rule `{name}`")), None, Some(again));
+            let refused = not_this_rule(offer, &outcome, &format!("rule `{name}`"));
+            return Rechecked::Done(refused, None, Some(again));
         }
         Rechecked::Again(again)
     }
@@ -369,6 +364,20 @@ impl Engine {
                 ),
         );
     }
+}
+
+/// The refusal of a success whose proved user another rule (`decides`) is for.
+fn not_this_rule(offer: &Offer, outcome: &Outcome, decides: &str) -> Outcome {
+    let (user, method) = outcome
+        .session()
+        .map_or(("", ""), |s| (s.user(), s.method()));
+    Outcome::Rejected(Failure::new(
+        AuthorizationError::Rejected,
+        format!(
+            "the credential proved `{user}` ({method}), for whom {decides} decides, not rule `{}`",
+            offer.rule()
+        ),
+    ))
 }
 
 /// What [`Engine::recheck`] concluded: the outcome (with the link and, when it changed,

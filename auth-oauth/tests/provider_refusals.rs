@@ -10,11 +10,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use auth_core::secrecy::{SecretSlice, SecretString};
@@ -26,172 +23,20 @@ use auth_core::{
 use auth_oauth::{
     ClientAuth, ClientSecret, GrantError, PasswordGrantAuthenticator, PasswordGrantConfig,
 };
+use auth_tests::token_endpoint::{Answer, Request, TokenEndpoint as Provider};
 use base64::Engine;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 const PASSWORD: &str = "alice's password at the provider";
 const SECRET: &str = "0123456789abcdef0123456789abcdef-gateway";
 const JSON: &str = "application/json";
 
-/// One answer of the token endpoint.
-#[derive(Debug, Clone)]
-struct Answer {
-    status: u16,
-    content_type: &'static str,
-    body: String,
-}
-
 fn answer(status: u16, content_type: &'static str, body: &str) -> Answer {
-    Answer {
-        status,
-        content_type,
-        body: body.to_owned(),
-    }
+    Answer::new(status, content_type, body)
 }
 
-/// A request the endpoint got: its head (request line and headers) and its body.
-#[derive(Debug, Clone)]
-struct Request {
-    head: String,
-    body: String,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_owned())
-        })
-    }
-}
-
-/// A token endpoint on `https://localhost:<port>/token`, answering every request with
-/// the answer set last; one thread per connection, each answer closing its connection.
-struct Provider {
-    port: u16,
-    answer: Arc<Mutex<Answer>>,
-    requests: Arc<Mutex<Vec<Request>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Provider {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let tls = tls_config(dir.path());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let answer = Arc::new(Mutex::new(answer(500, JSON, r#"{"error":"server_error"}"#)));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let (a, r) = (answer.clone(), requests.clone());
-        std::thread::spawn(move || {
-            for tcp in listener.incoming().flatten() {
-                let (tls, a, r) = (tls.clone(), a.clone(), r.clone());
-                std::thread::spawn(move || {
-                    let _ = serve(tcp, tls, &a, &r);
-                });
-            }
-        });
-        Self {
-            port,
-            answer,
-            requests,
-            _dir: dir,
-        }
-    }
-
-    fn token_endpoint(&self) -> String {
-        format!("https://localhost:{}/token", self.port)
-    }
-
-    fn answer(&self, a: Answer) {
-        *self.answer.lock().unwrap() = a;
-    }
-
-    fn requests(&self) -> Vec<Request> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-/// The run CA's certificate for `localhost` and 127.0.0.1, as a rustls server config.
-fn tls_config(dir: &Path) -> Arc<rustls::ServerConfig> {
-    let files = auth_tests::pki::run_ca()
-        .unwrap()
-        .server_in(dir, "provider")
-        .unwrap();
-    let certs = CertificateDer::pem_file_iter(&files.cert)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(&files.key).unwrap();
-    let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Arc::new(
-        rustls::ServerConfig::builder_with_provider(crypto)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap(),
-    )
-}
-
-/// Reads one HTTP/1.1 request on `tcp` over TLS, records it, and writes the current
-/// answer.
-fn serve(
-    tcp: TcpStream,
-    tls: Arc<rustls::ServerConfig>,
-    answer: &Mutex<Answer>,
-    requests: &Mutex<Vec<Request>>,
-) -> std::io::Result<()> {
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let server = rustls::ServerConnection::new(tls).map_err(std::io::Error::other)?;
-    let mut stream = rustls::StreamOwned::new(server, tcp);
-    let mut read = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = read.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        read.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&read[..head_end]).into_owned();
-    let request = Request {
-        head,
-        body: String::new(),
-    };
-    let length: usize = request
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    while read.len() < head_end + length {
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        read.extend_from_slice(&chunk[..n]);
-    }
-    let end = read.len().min(head_end + length);
-    let body = String::from_utf8_lossy(&read[head_end..end]).into_owned();
-    requests.lock().unwrap().push(Request { body, ..request });
-    let a = answer.lock().unwrap().clone();
-    let mut out = format!("HTTP/1.1 {} Answer\r\n", a.status);
-    if !a.content_type.is_empty() {
-        out.push_str(&format!("Content-Type: {}\r\n", a.content_type));
-    }
-    out.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
-        a.body.len(),
-        a.body
-    ));
-    stream.write_all(out.as_bytes())?;
-    stream.conn.send_close_notify();
-    stream.flush()
+/// The in-process token endpoint, answering a server error until told otherwise.
+fn provider() -> Provider {
+    Provider::start(answer(500, JSON, r#"{"error":"server_error"}"#)).unwrap()
 }
 
 fn config(provider: &Provider, auth: ClientAuth) -> PasswordGrantConfig {
@@ -371,7 +216,7 @@ fn check(what: &str, out: &Outcome, verdict: Verdict, shown: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_answer_of_the_token_endpoint_is_judged_as_the_provider_meant_it() {
-    let provider = Provider::start();
+    let provider = provider();
     let grant = PasswordGrantAuthenticator::new(config(&provider, fixed_secret())).unwrap();
     for (what, a, verdict, shown) in cases() {
         provider.answer(a);
@@ -426,7 +271,7 @@ async fn an_outage_falls_back_and_a_refusal_never_does() {
         }
     }
 
-    let provider = Provider::start();
+    let provider = provider();
     let grant = PasswordGrantAuthenticator::new(config(&provider, fixed_secret())).unwrap();
     let local = Arc::new(LocalCopy::default());
     // As the gateway builds `fallback = "scram"`.
@@ -491,7 +336,7 @@ fn basic_secret(request: &Request) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_client_is_tried_once_more_with_a_rotated_secret_then_is_configuration() {
-    let provider = Provider::start();
+    let provider = provider();
     let wallet: Arc<dyn CredentialStore> = Arc::new(auth_wallet::Wallet::new(
         Arc::new(auth_core::MemoryStore::new()),
         auth_wallet::MasterKey::generate().unwrap(),
@@ -528,7 +373,7 @@ async fn invalid_client_is_tried_once_more_with_a_rotated_secret_then_is_configu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_ends_the_session_on_a_refusal_and_waits_out_an_outage_or_our_client() {
-    let provider = Provider::start();
+    let provider = provider();
     let grant = PasswordGrantAuthenticator::new(config(&provider, fixed_secret())).unwrap();
     provider.answer(answer(
         200,

@@ -9,20 +9,15 @@
 //! count toward alice's lockout, outages do not.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::borrow::Cow;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use auth_core::account::Directory;
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
 use auth_tests::gateway::{self, GatewayProcess};
+use auth_tests::token_endpoint::{Answer, TokenEndpoint as Provider};
 use secrecy::SecretString;
-use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Alice's password: at the provider, and the gateway's own copy for the fallback.
 const PASSWORD: &str = "alice's long oauth password";
@@ -30,159 +25,26 @@ const CLIENT_SECRET: &str = "0123456789abcdef0123456789abcdef-gateway";
 const JSON: &str = "application/json";
 const WRONG_PASSWORD: &str = "password authentication failed for user \"alice\"";
 
-/// One answer of the token endpoint.
-#[derive(Debug, Clone)]
-struct Answer {
-    status: u16,
-    content_type: &'static str,
-    body: &'static str,
-}
-
 const ACCESS_DENIED: Answer = Answer {
     status: 400,
     content_type: JSON,
-    body: r#"{"error":"access_denied","error_description":"alice is blocked"}"#,
+    body: Cow::Borrowed(r#"{"error":"access_denied","error_description":"alice is blocked"}"#),
 };
 const HTML_403: Answer = Answer {
     status: 403,
     content_type: "text/html",
-    body: "<html><body><h1>403 Forbidden</h1>Request blocked.</body></html>",
+    body: Cow::Borrowed("<html><body><h1>403 Forbidden</h1>Request blocked.</body></html>"),
 };
 const DOWN: Answer = Answer {
     status: 503,
     content_type: "text/html",
-    body: "<html><body><h1>503 Service Unavailable</h1></body></html>",
+    body: Cow::Borrowed("<html><body><h1>503 Service Unavailable</h1></body></html>"),
 };
 const INVALID_CLIENT: Answer = Answer {
     status: 401,
     content_type: JSON,
-    body: r#"{"error":"invalid_client","error_description":"unknown client"}"#,
+    body: Cow::Borrowed(r#"{"error":"invalid_client","error_description":"unknown client"}"#),
 };
-
-/// A token endpoint on `https://127.0.0.1:<port>/token`, answering every request with the
-/// answer set last; one thread per connection, each answer closing its connection.
-struct Provider {
-    port: u16,
-    answer: Arc<Mutex<Answer>>,
-    /// The bodies of the requests it got.
-    requests: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Provider {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let tls = tls_config(dir.path());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let answer = Arc::new(Mutex::new(DOWN));
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let (a, r) = (answer.clone(), requests.clone());
-        std::thread::spawn(move || {
-            for tcp in listener.incoming().flatten() {
-                let (tls, a, r) = (tls.clone(), a.clone(), r.clone());
-                std::thread::spawn(move || {
-                    let _ = serve(tcp, tls, &a, &r);
-                });
-            }
-        });
-        Self {
-            port,
-            answer,
-            requests,
-            _dir: dir,
-        }
-    }
-
-    fn answer(&self, a: Answer) {
-        *self.answer.lock().unwrap() = a;
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-/// The run CA's certificate for `localhost` and 127.0.0.1, as a rustls server config.
-fn tls_config(dir: &Path) -> Arc<rustls::ServerConfig> {
-    let files = auth_tests::pki::run_ca()
-        .unwrap()
-        .server_in(dir, "provider")
-        .unwrap();
-    let certs = CertificateDer::pem_file_iter(&files.cert)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(&files.key).unwrap();
-    let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Arc::new(
-        rustls::ServerConfig::builder_with_provider(crypto)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap(),
-    )
-}
-
-/// Reads one HTTP/1.1 request on `tcp` over TLS, records its body, and writes the current
-/// answer.
-fn serve(
-    tcp: TcpStream,
-    tls: Arc<rustls::ServerConfig>,
-    answer: &Mutex<Answer>,
-    requests: &Mutex<Vec<String>>,
-) -> std::io::Result<()> {
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let server = rustls::ServerConnection::new(tls).map_err(std::io::Error::other)?;
-    let mut stream = rustls::StreamOwned::new(server, tcp);
-    let mut read = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = read.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            return Ok(());
-        }
-        read.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&read[..head_end]).into_owned();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())
-                .flatten()
-        })
-        .unwrap_or(0);
-    while read.len() < head_end + length {
-        let n = stream.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        read.extend_from_slice(&chunk[..n]);
-    }
-    let end = read.len().min(head_end + length);
-    requests
-        .lock()
-        .unwrap()
-        .push(String::from_utf8_lossy(&read[head_end..end]).into_owned());
-    let a = answer.lock().unwrap().clone();
-    let out = format!(
-        "HTTP/1.1 {} Answer\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-        a.status,
-        a.content_type,
-        a.body.len(),
-        a.body
-    );
-    stream.write_all(out.as_bytes())?;
-    stream.conn.send_close_notify();
-    stream.flush()
-}
 
 struct Setup {
     provider: Provider,
@@ -194,7 +56,7 @@ struct Setup {
 /// to the gateway's own copy of alice's password, every other database does not. `extra`
 /// is appended to `gateway.toml`.
 async fn setup(extra: &str) -> Setup {
-    let provider = Provider::start();
+    let provider = Provider::start(DOWN).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("oauth-ca.crt");
     std::fs::write(&ca, auth_tests::pki::run_ca().unwrap().pem()).unwrap();
@@ -271,7 +133,7 @@ impl Setup {
         let requests = self.provider.requests();
         assert_eq!(requests.len(), before + usize::from(asked), "{out:?}");
         if asked {
-            let sent = requests.last().unwrap();
+            let sent = &requests.last().unwrap().body;
             assert!(
                 sent.contains("grant_type=password") && sent.contains("username=alice"),
                 "{sent}"

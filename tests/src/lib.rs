@@ -30,6 +30,7 @@ mod process;
 pub mod redis;
 pub mod scram_client;
 pub mod stats;
+pub mod token_endpoint;
 
 pub use process::{
     HarnessError, ServiceProcess, cpu_seconds, eventually, free_port, process_alive, venv_python,

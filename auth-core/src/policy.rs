@@ -282,6 +282,9 @@ pub struct Policy {
     rules: Vec<Rule>,
     /// The rules' names, shared with every offer.
     names: Vec<Arc<str>>,
+    /// How many leading rules match the same way whatever the user: the choice among
+    /// them made without a user name stands once the user is known.
+    user_blind: usize,
 }
 
 /// Why a [`Policy`] cannot be built.
@@ -386,7 +389,15 @@ impl Policy {
             check_transport(rule, chain)?;
         }
         let names = rules.iter().map(|r| Arc::from(r.name.as_str())).collect();
-        Ok(Self { rules, names })
+        let user_blind = rules
+            .iter()
+            .take_while(|r| r.users == NameMatch::All && r.databases != NameMatch::SameUser)
+            .count();
+        Ok(Self {
+            rules,
+            names,
+            user_blind,
+        })
     }
 
     /// A policy of one rule that runs `chain` for every connection, named after the
@@ -399,6 +410,12 @@ impl Policy {
     /// The rules, in order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Whether the rule at `index`, picked without a user name, is the one the policy picks
+    /// for any user: neither it nor a rule before it looks at the user.
+    pub(crate) fn picks_regardless_of_user(&self, index: usize) -> bool {
+        index < self.user_blind
     }
 
     /// The first rule covering `connection` for `user`.

@@ -190,7 +190,9 @@ impl Engine {
         outcome: Outcome,
         link: Option<usize>,
     ) -> Rechecked {
-        if offer.user_known {
+        // Most API policies never look at the user before the rule that ran: nothing to
+        // check again, and nothing to look up on the hot path.
+        if offer.user_known || self.policy.picks_regardless_of_user(offer.index) {
             return Rechecked::Done(outcome, link, None);
         }
         let Some(session) = outcome.session() else {

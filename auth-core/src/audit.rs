@@ -48,6 +48,10 @@ pub enum AuditEventKind {
     SessionRenewalFailed,
     /// An administrator changed an account (`authctl user disable`, `apikey revoke`).
     AccountChanged,
+    /// A connection was refused before it could begin to authenticate: no place for an
+    /// unauthenticated connection came free within the wait, or its address already
+    /// holds as many connections as it may (see auth-listen's admission).
+    ConnectionRefused,
 }
 
 impl AuditEventKind {
@@ -67,6 +71,7 @@ impl AuditEventKind {
             Self::SessionEnded => "session_ended",
             Self::SessionRenewalFailed => "session_renewal_failed",
             Self::AccountChanged => "account_changed",
+            Self::ConnectionRefused => "connection_refused",
         }
     }
 }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth_core::Engine;
+use auth_core::{Engine, Protocol};
+use auth_listen::{Admission, Listener, TlsSetup};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::json;
@@ -83,14 +84,14 @@ impl LocalIssuer {
     }
 }
 
-/// TLS for the APIs: one acceptor each (their ALPN differs) and the certificate file
-/// clients verify the server with (the printed `--cacert`).
+/// TLS for the APIs: the data directory's certificate with each API's ALPN, and the
+/// certificate file clients verify the server with (the printed `--cacert`).
 #[derive(Clone)]
 pub struct ApiTls {
     /// For the HTTP API (`h2`, `http/1.1`).
-    pub http: tokio_rustls::TlsAcceptor,
+    pub http: TlsSetup,
     /// For the gRPC API (`h2`).
-    pub grpc: tokio_rustls::TlsAcceptor,
+    pub grpc: TlsSetup,
     /// The data directory's `server.crt`.
     pub ca_file: PathBuf,
 }
@@ -104,16 +105,14 @@ impl std::fmt::Debug for ApiTls {
 }
 
 impl ApiTls {
-    /// The acceptors for `prepared`'s certificate, unless `api_tls = false`.
-    pub fn new(prepared: &Prepared) -> Result<Option<Self>, GatewayError> {
-        if !prepared.config.api_tls {
-            return Ok(None);
-        }
-        Ok(Some(Self {
-            http: crate::tls::acceptor(prepared, &[b"h2", b"http/1.1"])?,
-            grpc: crate::tls::acceptor(prepared, &[b"h2"])?,
+    /// TLS with `prepared`'s certificate (and its client CAs, asking every client for a
+    /// certificate the policy judges), unless `api_tls = false`.
+    pub fn new(prepared: &Prepared) -> Option<Self> {
+        prepared.config.api_tls.then(|| Self {
+            http: prepared.tls.clone().with_alpn(&[b"h2", b"http/1.1"]),
+            grpc: prepared.tls.clone().with_alpn(&[b"h2"]),
             ca_file: prepared.data_dir.join("server.crt"),
-        }))
+        })
     }
 }
 
@@ -126,6 +125,10 @@ pub struct ApiAuth {
     pub issuer: Arc<LocalIssuer>,
     /// TLS, unless `api_tls = false`.
     pub tls: Option<ApiTls>,
+    /// The places for unauthenticated connections, shared with every front door.
+    pub admission: Arc<Admission>,
+    /// How long a connection may stay unauthenticated (`auth_timeout`).
+    pub auth_timeout: Duration,
 }
 
 impl std::fmt::Debug for ApiAuth {
@@ -139,13 +142,16 @@ impl std::fmt::Debug for ApiAuth {
 impl ApiAuth {
     /// The APIs of `prepared`, authenticating with `engine`: the one
     /// [`gateway::engine`](crate::gateway::engine) builds from the rules, shared with pgwire,
-    /// so a rule holds on every door.
-    pub fn new(prepared: &Prepared, engine: Arc<Engine>) -> Result<Self, GatewayError> {
-        Ok(Self {
+    /// so a rule holds on every door, admitting connections through `admission` (the
+    /// one [`gateway::admission`](crate::gateway::admission) makes, shared with pgwire).
+    pub fn new(prepared: &Prepared, engine: Arc<Engine>, admission: Arc<Admission>) -> Self {
+        Self {
             engine,
             issuer: prepared.issuer.clone(),
-            tls: ApiTls::new(prepared)?,
-        })
+            tls: ApiTls::new(prepared),
+            admission,
+            auth_timeout: prepared.config.auth_timeout,
+        }
     }
 
     /// Whether the APIs refuse passwords and tokens: plaintext (`api_tls = false`) without
@@ -160,17 +166,30 @@ impl ApiAuth {
     }
 }
 
-/// Binds `listen`, an address like `127.0.0.1:8080`; `flag` names the option that sets it,
-/// for the error.
-pub async fn bind(listen: &str, flag: &str) -> Result<tokio::net::TcpListener, GatewayError> {
+/// Binds `listen`, an address like `127.0.0.1:8080`, for `protocol`'s API with the
+/// shared admission, the authentication timeout and `tls`; `flag` names the option that
+/// sets the address, for the error.
+pub async fn bind(
+    auth: &ApiAuth,
+    listen: &str,
+    flag: &str,
+    protocol: Protocol,
+    tls: Option<TlsSetup>,
+) -> Result<Listener, GatewayError> {
     let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
         GatewayError(format!(
             "`{listen}` is not an address like 127.0.0.1:8080; pass {flag}"
         ))
     })?;
-    tokio::net::TcpListener::bind(addr)
+    let listener = Listener::bind(addr, protocol)
         .await
-        .map_err(|e| GatewayError(format!("cannot listen on {addr}: {e}; pass {flag}")))
+        .map_err(|e| GatewayError(format!("cannot listen on {addr}: {e}; pass {flag}")))?
+        .with_admission(auth.admission.clone())
+        .with_unauthenticated_timeout(auth.auth_timeout);
+    Ok(match tls {
+        Some(tls) => listener.with_tls(tls),
+        None => listener,
+    })
 }
 
 /// Where the HTTP API listens unless told otherwise, and the variable that tells it.
@@ -219,7 +238,9 @@ impl Standalone {
         };
         let listen = crate::gateway::listen_arg("--listen", env, default);
         let prepared = crate::gateway::prepare(&dir).await?;
-        let auth = ApiAuth::new(&prepared, crate::gateway::engine(&prepared)?)?;
+        let engine = crate::gateway::engine(&prepared)?;
+        let admission = crate::gateway::admission(&prepared, &engine);
+        let auth = ApiAuth::new(&prepared, engine, admission);
         let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
         let mut out = std::io::stdout();
         let _ = crate::gateway::write_banner(&mut out, &prepared);

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use auth_tonic::{AuthLayer, RequestExt};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tower::Layer;
 
@@ -62,8 +61,8 @@ impl pb::demo_server::Demo for DemoService {
 /// A gRPC server bound to its address, with a fresh demo token.
 #[derive(Debug)]
 pub struct Started {
-    /// The bound listener.
-    pub listener: tokio::net::TcpListener,
+    /// The bound listener, with the shared admission and TLS.
+    pub listener: auth_listen::Listener,
     /// The auth layer in front of the Demo service (reflection stays open: it is how
     /// grpcurl learns the API).
     pub layer: AuthLayer,
@@ -81,7 +80,8 @@ pub struct Started {
 /// Binds `listen` (`flag` names the option that sets it, for the error) and prepares the
 /// layer over `auth`.
 pub async fn start(auth: &ApiAuth, listen: &str, flag: &str) -> Result<Started, GatewayError> {
-    let listener = crate::api::bind(listen, flag).await?;
+    let tls = auth.tls.as_ref().map(|t| t.grpc.clone());
+    let listener = crate::api::bind(auth, listen, flag, auth_core::Protocol::Grpc, tls).await?;
     let addr = listener
         .local_addr()
         .map_err(|e| GatewayError(e.to_string()))?;
@@ -157,26 +157,10 @@ pub async fn serve(
         )
         .add_service(v1)
         .add_service(v1alpha);
-    let served = match started.tls {
-        // tonic reads the client's certificates from the TLS stream (`TlsConnectInfo`),
-        // and auth-tonic hands them to the policy.
-        Some(tls) => {
-            router
-                .serve_with_incoming_shutdown(
-                    crate::tls::incoming(started.listener, tls.grpc),
-                    shutdown,
-                )
-                .await
-        }
-        // TCP_NODELAY: without it small gRPC replies wait on delayed ACKs (40 ms stalls).
-        None => {
-            router
-                .serve_with_incoming_shutdown(
-                    TcpIncoming::from(started.listener).with_nodelay(Some(true)),
-                    shutdown,
-                )
-                .await
-        }
-    };
+    // The listener admits connections and does TLS; each call carries the connection's
+    // facts (peer, client certificates), which auth-tonic hands to the policy.
+    let served = router
+        .serve_with_incoming_shutdown(auth_tonic::incoming(started.listener), shutdown)
+        .await;
     served.map_err(|e| GatewayError(format!("gRPC server: {e}")))
 }

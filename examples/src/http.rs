@@ -13,8 +13,8 @@ use crate::gateway::GatewayError;
 /// An HTTP API bound to its address, with a fresh demo token: what both gateways start.
 #[derive(Debug)]
 pub struct Started {
-    /// The bound listener.
-    pub listener: tokio::net::TcpListener,
+    /// The bound listener, with the shared admission and TLS.
+    pub listener: auth_listen::Listener,
     /// The routes.
     pub app: Router,
     /// The address actually bound.
@@ -31,7 +31,8 @@ pub struct Started {
 /// Binds `listen` (`flag` names the option that sets it, for the error) and builds the
 /// API over `auth`.
 pub async fn start(auth: &ApiAuth, listen: &str, flag: &str) -> Result<Started, GatewayError> {
-    let listener = crate::api::bind(listen, flag).await?;
+    let tls = auth.tls.as_ref().map(|t| t.http.clone());
+    let listener = crate::api::bind(auth, listen, flag, auth_core::Protocol::Http, tls).await?;
     let addr = listener
         .local_addr()
         .map_err(|e| GatewayError(e.to_string()))?;
@@ -95,26 +96,14 @@ impl Started {
     }
 }
 
-/// Serves the API until `shutdown` completes, over TLS unless `api_tls = false`, with
-/// peer addresses (and under TLS client certificates) for the policy.
+/// Serves the API until `shutdown` completes, over TLS unless `api_tls = false`, through
+/// the shared admission, with peer addresses (and under TLS client certificates) for the
+/// policy.
 pub async fn serve(
     started: Started,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let Started {
-        listener, app, tls, ..
-    } = started;
-    match tls {
-        Some(tls) => crate::tls::serve_http(listener, tls.http, app, shutdown).await,
-        None => {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
-        }
-    }
+    auth_axum::serve_until(started.listener, started.app, shutdown).await
 }
 
 async fn whoami(auth: Authenticated) -> axum::Json<serde_json::Value> {

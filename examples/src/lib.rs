@@ -11,4 +11,3 @@ pub mod grpc;
 pub mod http;
 #[cfg(test)]
 mod readme;
-pub mod tls;

@@ -16,10 +16,14 @@
 //! For busy APIs, [`AuthLayer::dangerous`]`().reuse_sessions(..)` lets a repeated bearer token skip the
 //! chain for a bounded time (see its documentation for what that gives up).
 //!
-//! The peer address comes from axum's `ConnectInfo<SocketAddr>` (serve with
-//! `into_make_service_with_connect_info`); a TLS acceptor in front of the router marks a
-//! request as encrypted by inserting an [`auth_core::TlsInfo`] into its extensions, which
-//! `hostssl` and `hostnossl` rules match on.
+//! [`serve`] runs a router on an auth-listen [`Listener`](auth_listen::Listener), which
+//! admits connections (places for unauthenticated ones, in all and per address, waiting
+//! instead of refusing a burst), does TLS, and gives each request its connection's
+//! facts: the peer, the handshake's [`auth_core::TlsInfo`] with the client's
+//! certificates, for `hostssl` rules and certificate methods. Served otherwise (plain
+//! `axum::serve` with `into_make_service_with_connect_info`), the peer comes from
+//! `ConnectInfo<SocketAddr>`, and a TLS acceptor in front marks a request as encrypted by
+//! inserting a `TlsInfo` into its extensions.
 //!
 //! The adapter holds no policy of its own: what a credential means is the engine's
 //! business (its rules, chains, limiter, account stage and audit). The HTTP column of the
@@ -30,8 +34,10 @@
 mod extract;
 mod layer;
 mod response;
+mod serve;
 
 pub use auth_tower::{API_KEY_HEADER, credential_from_headers};
 pub use extract::{AuthRejection, Authenticated};
 pub use layer::{AuthLayer, AuthService, Challenge, DangerousAuthLayer, HttpMapping};
 pub use response::{bearer_error, failure_response, http_status};
+pub use serve::{serve, serve_until};

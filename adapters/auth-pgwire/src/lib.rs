@@ -16,9 +16,13 @@
 //! the SSLRequest abort the connection with 08P01, the CVE-2021-23214 class), GSSENCRequest
 //! answered `N`, an authentication timeout, and FATAL ErrorResponses with PostgreSQL's
 //! SQLSTATEs (28P01, 28000, 08P01). Before authentication every frame length is checked
-//! ([`frames`]) and unauthenticated connections are capped in all and per address
-//! ([`limits`], FATAL 53300); [`accept`] backs off when accepting fails. Query handlers
-//! reach the session with [`session()`].
+//! ([`frames`]), and every connection first takes a place among the unauthenticated
+//! connections from auth-listen's [`Admission`] (in all and per address; a burst waits
+//! for places, and only a connection that found none within the wait hears FATAL
+//! 53300). Query handlers reach the session with [`session()`].
+//!
+//! [`PgServer`] puts it together: an engine, TLS, a query handler and a listener make a
+//! server in a few lines.
 //!
 //! [`serve_unix`] serves a [`unix::UnixSocket`] (`.s.PGSQL.<port>`, so `psql -h DIR`
 //! connects): its connections are `local` to the policy and carry the kernel's peer
@@ -29,16 +33,16 @@
 
 mod errors;
 pub mod frames;
-pub mod limits;
 pub mod messages;
 mod serve;
+mod server;
 mod session;
 mod startup;
-pub mod tls;
 pub mod unix;
 
+pub use auth_listen::{Admission, AdmissionSettings, TlsSetup, accept};
 pub use errors::sqlstate;
-pub use limits::{ConnectionLimits, accept};
 pub use serve::{ServeConfig, serve, serve_unix};
+pub use server::{PgServer, SimpleQueries};
 pub use session::{AuthenticatedSession, session};
 pub use startup::{MAX_NAME_LEN, PgAuthConfig, PgAuthenticator};

@@ -27,11 +27,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::frames::{DEFAULT_MAX_PRE_AUTH_FRAME, FrameCheck, FrameGuard};
-use crate::limits::{ConnectionLimits, PreAuthPermit};
 use crate::startup::Outbox;
-use crate::tls::TlsSetup;
 use crate::unix::{UnixTransport, peer_credentials};
-use auth_core::TlsInfo;
+use auth_core::{Peer, Protocol, TlsInfo};
+use auth_listen::{Admission, Place, Refused, TlsSetup};
 
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
@@ -47,8 +46,10 @@ pub struct ServeConfig {
     /// How long a client may take from connecting to finishing authentication (like
     /// PostgreSQL's `authentication_timeout`, default one minute).
     pub auth_timeout: Duration,
-    /// The caps on unauthenticated connections; clones of this config share them.
-    pub limits: Arc<ConnectionLimits>,
+    /// The places for unauthenticated connections (shared by clones of this config; share
+    /// it with the process's other front doors too). A connection beyond its address's
+    /// places waits for one; when the wait runs out it is answered FATAL 53300.
+    pub admission: Arc<Admission>,
     /// The largest frame accepted before authentication (default
     /// [`DEFAULT_MAX_PRE_AUTH_FRAME`](crate::frames::DEFAULT_MAX_PRE_AUTH_FRAME)).
     pub max_pre_auth_frame: u32,
@@ -59,7 +60,7 @@ impl std::fmt::Debug for ServeConfig {
         f.debug_struct("ServeConfig")
             .field("tls", &self.tls.is_some())
             .field("auth_timeout", &self.auth_timeout)
-            .field("limits", &self.limits)
+            .field("admission", &self.admission)
             .field("max_pre_auth_frame", &self.max_pre_auth_frame)
             .finish()
     }
@@ -70,7 +71,7 @@ impl Default for ServeConfig {
         Self {
             tls: None,
             auth_timeout: Duration::from_secs(60),
-            limits: Arc::new(ConnectionLimits::default()),
+            admission: Arc::new(Admission::default()),
             max_pre_auth_frame: DEFAULT_MAX_PRE_AUTH_FRAME,
         }
     }
@@ -190,42 +191,50 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Result<
     }
 }
 
-/// Answers a connection over the caps as PostgreSQL does, FATAL 53300, and closes it.
+/// Answers a connection that found no place within the wait as PostgreSQL answers one
+/// over `max_connections`, FATAL 53300, and closes it; one the admission would not have
+/// answered (too many refusals in progress, or a client that never spoke) is closed.
 /// The client's first packet (startup or SSLRequest) is read first, briefly, so that
 /// closing does not reset the connection before the client reads the answer; libpq
 /// reports an error answer to its SSLRequest as the server's message.
 async fn refuse_busy<S: AsyncRead + AsyncWrite + Unpin>(
     mut io: S,
     addr: SocketAddr,
-    limits: &ConnectionLimits,
+    refused: Refused,
 ) -> io::Result<()> {
-    // Refusals in progress are bounded too (see `ConnectionLimits::refusal`).
-    let Some(_refusing) = limits.refusal() else {
+    if !refused.answer() {
         return Ok(());
-    };
+    }
     let mut first = [0u8; 1024];
     let _ = tokio::time::timeout(Duration::from_millis(500), io.read(&mut first)).await;
     refuse(io, addr, "53300", "sorry, too many clients already").await
 }
 
 /// Serves one client connection with `handlers` (whose startup handler is usually a
-/// [`crate::PgAuthenticator`]) until it ends. Errors are the connection's own I/O errors.
+/// [`crate::PgAuthenticator`]) until it ends: first a place from
+/// [`ServeConfig::admission`] (waiting for one when its address's are taken), then
+/// SSL negotiation and authentication under [`ServeConfig::auth_timeout`]. Errors are
+/// the connection's own I/O errors.
 pub async fn serve<H: PgWireServerHandlers>(
     tcp: TcpStream,
     config: &ServeConfig,
     handlers: &H,
 ) -> io::Result<()> {
     let addr = tcp.peer_addr()?;
-    let Some(permit) = config.limits.enter(addr.ip()) else {
-        tracing::info!(peer = %addr, "too many unauthenticated connections");
-        return refuse_busy(tcp, addr, &config.limits).await;
+    tcp.set_nodelay(true)?;
+    let admitted = config
+        .admission
+        .admit(&Peer::Tcp(addr), Protocol::Postgres, tcp.readable())
+        .await;
+    let permit = match admitted {
+        Ok(place) => place,
+        Err(refused) => return refuse_busy(tcp, addr, refused).await,
     };
     let deadline = tokio::time::sleep(config.auth_timeout);
     tokio::pin!(deadline);
-    tcp.set_nodelay(true)?;
     let negotiated = tokio::select! {
         _ = &mut deadline => return Ok(()),
-        n = negotiate(tcp, config.tls.as_ref().map(|t| &t.acceptor)) => n?,
+        n = negotiate(tcp, config.tls.as_ref().map(TlsSetup::acceptor)) => n?,
     };
     let max_frame = config.max_pre_auth_frame;
     let (io, (secure, tls), prefix) = match negotiated {
@@ -242,8 +251,10 @@ pub async fn serve<H: PgWireServerHandlers>(
             )
         }
         Negotiated::Tls(stream) => {
-            let mut facts = auth_core::certificate::tls::tls_info(stream.get_ref().1);
-            facts.server_end_point = config.tls.as_ref().and_then(|t| t.channel_binding.clone());
+            let facts = match &config.tls {
+                Some(tls) => tls.facts(stream.get_ref().1),
+                None => auth_core::certificate::tls::tls_info(stream.get_ref().1),
+            };
             (
                 FrameGuard::new(MaybeTls::Tls(stream), FrameCheck::at_startup(max_frame)),
                 (true, Some(facts)),
@@ -267,7 +278,7 @@ pub async fn serve<H: PgWireServerHandlers>(
 /// Serves one connection accepted on a [`UnixSocket`](crate::unix::UnixSocket) at
 /// `socket` (its path, for the audit log) with `handlers` until it ends. The connection
 /// carries the kernel's peer credentials; it has no TLS (an SSLRequest is answered `N`);
-/// under [`ConnectionLimits`] it counts per user id, as a local client.
+/// its place is counted per user id, as a local client (never against the total).
 pub async fn serve_unix<H: PgWireServerHandlers>(
     mut stream: UnixStream,
     socket: Option<PathBuf>,
@@ -278,10 +289,14 @@ pub async fn serve_unix<H: PgWireServerHandlers>(
         path: socket,
         credentials: peer_credentials(&stream),
     };
-    let uid = transport.credentials.map(|c| c.uid);
-    let Some(permit) = config.limits.enter_unix(uid) else {
-        tracing::info!("too many unauthenticated connections on the Unix socket");
-        return refuse_busy(stream, UNIX_PLACEHOLDER, &config.limits).await;
+    let peer = Peer::unix(transport.path.clone(), transport.credentials);
+    let admitted = config
+        .admission
+        .admit(&peer, Protocol::Postgres, stream.readable())
+        .await;
+    let permit = match admitted {
+        Ok(place) => place,
+        Err(refused) => return refuse_busy(stream, UNIX_PLACEHOLDER, refused).await,
     };
     let deadline = tokio::time::sleep(config.auth_timeout);
     tokio::pin!(deadline);
@@ -302,7 +317,7 @@ pub async fn serve_unix<H: PgWireServerHandlers>(
         )
         .await;
     };
-    let label = auth_core::Peer::unix(transport.path.clone(), transport.credentials).to_string();
+    let label = peer.to_string();
     let opened = Opened {
         io: FrameGuard::new(MaybeTls::Unix(stream), check),
         addr: UNIX_PLACEHOLDER,
@@ -336,7 +351,7 @@ struct Opened {
     tls: Option<TlsInfo>,
     /// Bytes of the startup packet already read.
     prefix: Vec<u8>,
-    permit: PreAuthPermit,
+    permit: Place,
     /// The peer, for logs.
     label: String,
     transport: Option<UnixTransport>,

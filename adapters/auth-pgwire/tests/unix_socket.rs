@@ -62,7 +62,7 @@ async fn peer_on_the_socket_is_the_os_user_and_nothing_on_loopback_tcp() {
         let (handlers, config) = (handlers.clone(), config.clone());
         tokio::spawn(async move {
             loop {
-                let stream = auth_pgwire::accept(&tcp).await;
+                let (stream, _) = auth_pgwire::accept(&tcp).await;
                 let (handlers, config) = (handlers.clone(), config.clone());
                 tokio::spawn(async move {
                     auth_pgwire::serve(stream, &config, handlers.as_ref()).await

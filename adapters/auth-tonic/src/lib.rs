@@ -15,7 +15,12 @@
 //!
 //! The layer can wrap the whole server (`Server::builder().layer(..)`) or single services
 //! ([`AuthService`] keeps the service's name), leaving others such as reflection open.
-//! The peer address comes from tonic's `TcpConnectInfo`. Behind tonic's own TLS
+//! Served through an auth-listen [`Listener`](auth_listen::Listener) with [`incoming`],
+//! connections are admitted (places for unauthenticated ones, in all and per address;
+//! a burst waits instead of being refused), TLS is done by the listener, and each call
+//! carries its connection's [`auth_listen::ConnectionFacts`], from which the layer
+//! takes the peer and TLS (client certificates, channel binding).
+//! Served otherwise, the peer address comes from tonic's `TcpConnectInfo`. Behind tonic's own TLS
 //! (`Server::tls_config`), the `tls` feature reads its `TlsConnectInfo`, so `hostssl`
 //! rules match and client certificates reach the policy; behind another TLS terminator,
 //! insert an [`auth_core::TlsInfo`] into the request extensions (a tower layer before
@@ -57,9 +62,11 @@
 #![forbid(unsafe_code)]
 
 mod identity;
+mod incoming;
 mod layer;
 mod status;
 
 pub use identity::{Authenticated, RequestExt};
+pub use incoming::{GrpcConnection, incoming};
 pub use layer::{AuthLayer, AuthService, DangerousAuthLayer, GrpcMapping};
 pub use status::{grpc_code, status_for};

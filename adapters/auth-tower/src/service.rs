@@ -6,7 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use auth_core::{ConnectionInfo, Error, Peer, Protocol, Session, TlsInfo};
+use auth_core::{ConnectionInfo, Error, InfrastructureError, Peer, Protocol, Session, TlsInfo};
+use auth_listen::ConnectionFacts;
 use futures::future::BoxFuture;
 use http::{Extensions, Request, Response};
 
@@ -45,9 +46,18 @@ pub trait Mapping: Send + Sync + 'static {
     }
 }
 
-/// The connection for `protocol` from `peer`, encrypted when a TLS acceptor in front of
-/// the service put a [`TlsInfo`] into the extensions (`hostssl`/`hostnossl` rules need it).
+/// The connection for `protocol`: from the [`ConnectionFacts`] an auth-listen server put
+/// into the extensions (peer and TLS), else from `peer`, encrypted when a TLS acceptor in
+/// front of the service put a [`TlsInfo`] into the extensions (`hostssl`/`hostnossl`
+/// rules need it).
 pub fn connection_info(protocol: Protocol, peer: Peer, extensions: &Extensions) -> ConnectionInfo {
+    if let Some(facts) = extensions.get::<ConnectionFacts>() {
+        let connection = ConnectionInfo::new(protocol, facts.peer().clone());
+        return match facts.tls() {
+            Some(tls) => connection.with_tls(tls.clone()),
+            None => connection,
+        };
+    }
     let connection = ConnectionInfo::new(protocol, peer);
     match extensions.get::<TlsInfo>() {
         Some(tls) => connection.with_tls(tls.clone()),
@@ -144,10 +154,24 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let facts = request.extensions().get::<ConnectionFacts>().cloned();
+        if facts.as_ref().is_some_and(ConnectionFacts::is_refused) {
+            // The listener found no place for the connection within its wait (and
+            // audited that): every request on it hears "unavailable" until it closes.
+            let busy = Error::Infrastructure(InfrastructureError::Unavailable);
+            return GateFuture {
+                state: State::Refused {
+                    response: Some(self.mapping.refuse(busy)),
+                },
+            };
+        }
         let connection = self.mapping.connection(request.extensions());
         // A reused session is known without waiting for anything: the request goes
         // straight to the inner service that was polled ready, with no boxed future.
         if let Some(session) = self.gate.reused(request.headers(), &connection) {
+            if let Some(facts) = &facts {
+                facts.authenticated();
+            }
             self.mapping.grant(session, request.extensions_mut());
             return GateFuture {
                 state: State::Direct {
@@ -168,6 +192,10 @@ where
             );
             match gate.check_unreused(request.headers(), connection).await {
                 Verdict::Granted { session, mutual } => {
+                    // Authenticated: the connection gives its place back.
+                    if let Some(facts) = &facts {
+                        facts.authenticated();
+                    }
                     // The session stage: the request is the session, audited from OK to
                     // the response, then ended.
                     let started = gate.session_started(session.as_ref(), &at);
@@ -214,6 +242,10 @@ pin_project_lite::pin_project! {
         Gated {
             future: BoxFuture<'static, Result<R, E>>,
         },
+        // A connection the listener refused: its answer, at once.
+        Refused {
+            response: Option<R>,
+        },
     }
 }
 
@@ -222,6 +254,7 @@ impl<F, R, E> std::fmt::Debug for GateFuture<F, R, E> {
         f.write_str(match self.state {
             State::Direct { .. } => "GateFuture::Direct",
             State::Gated { .. } => "GateFuture::Gated",
+            State::Refused { .. } => "GateFuture::Refused",
         })
     }
 }
@@ -236,6 +269,10 @@ where
         match self.project().state.project() {
             StateProjection::Direct { inner } => inner.poll(cx),
             StateProjection::Gated { future } => future.as_mut().poll(cx),
+            StateProjection::Refused { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending,
+            },
         }
     }
 }

@@ -188,6 +188,12 @@ impl Engine {
         &self.clock
     }
 
+    /// Where the engine writes its audit events: front doors record what happens before
+    /// an attempt (a connection refused for want of a place) in the same log.
+    pub fn audit_sink(&self) -> &Arc<dyn AuditSink> {
+        &self.audit
+    }
+
     /// Whether methods that send a reusable secret are offered without TLS too
     /// ([`DangerousEngineBuilder::allow_cleartext_without_tls`]).
     pub fn allows_cleartext_without_tls(&self) -> bool {

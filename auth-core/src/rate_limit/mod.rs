@@ -278,12 +278,14 @@ impl Default for LimitSettings {
 }
 
 /// The key an address is counted under: IPv6 clients by their /64, since one host
-/// usually holds a whole /64; IPv4-mapped addresses as IPv4. Adapters counting per
-/// address (connection caps) use the same key.
+/// usually holds a whole /64; IPv4-mapped addresses as IPv4; `::1` as itself (its /64 is
+/// `::`, which is not loopback). Adapters counting per address (connection caps) use the
+/// same key.
 pub fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
+            None if v6.is_loopback() => ip,
             None => {
                 let mut segments = v6.segments();
                 segments[4..].fill(0);

@@ -20,6 +20,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use auth_core::Protocol;
 use auth_examples::{api, gateway, grpc, http};
 use secrecy::ExposeSecret;
 
@@ -34,6 +35,7 @@ fn api_listen(flag: &str, (env, default): (&str, &str)) -> Option<String> {
 async fn start_apis(
     prepared: &gateway::Prepared,
     engine: Arc<auth_core::Engine>,
+    admission: Arc<auth_listen::Admission>,
     out: &mut impl Write,
 ) {
     let http_listen = api_listen("--http-listen", api::HTTP_LISTEN);
@@ -41,13 +43,7 @@ async fn start_apis(
     if http_listen.is_none() && grpc_listen.is_none() {
         return;
     }
-    let auth = match api::ApiAuth::new(prepared, engine) {
-        Ok(auth) => auth,
-        Err(e) => {
-            let _ = writeln!(out, "http and grpc apis not started: {e}");
-            return;
-        }
-    };
+    let auth = api::ApiAuth::new(prepared, engine, admission);
     let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
     if let Some(listen) = http_listen {
         match http::start(&auth, &listen, "--http-listen").await {
@@ -83,25 +79,6 @@ async fn start_apis(
     }
 }
 
-fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(4096)
-}
-
-/// The next connection on the Unix socket; never, without one.
-async fn accept_unix(socket: Option<&auth_pgwire::unix::UnixSocket>) -> tokio::net::UnixStream {
-    match socket {
-        Some(socket) => socket.accept().await,
-        None => std::future::pending().await,
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut out = std::io::stdout();
@@ -120,13 +97,6 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (handlers, serve) = match gateway::handlers(&prepared, engine.clone()) {
-        Ok(h) => h,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "pg-gateway: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let addr = match gateway::listen_addr(&prepared) {
         Ok(addr) => addr,
         Err(e) => {
@@ -134,18 +104,21 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // A deep accept queue, so a burst of thousands of connections is not dropped.
-    let listener = match bind(addr) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "pg-gateway: cannot listen on {addr}: {e}; set `listen` in {}",
-                dir.join("gateway.toml").display()
-            );
-            return ExitCode::FAILURE;
-        }
-    };
+    // One set of places for unauthenticated connections, whichever door they use.
+    let admission = gateway::admission(&prepared, &engine);
+    let tls = Some(prepared.tls.clone());
+    let listener =
+        match gateway::listener(&prepared, &admission, addr, Protocol::Postgres, tls).await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "pg-gateway: cannot listen on {addr}: {e}; set `listen` in {}",
+                    dir.join("gateway.toml").display()
+                );
+                return ExitCode::FAILURE;
+            }
+        };
     let addr = listener.local_addr().unwrap_or(addr);
     let unix = match gateway::unix_socket(&prepared, addr.port()) {
         Ok(unix) => unix,
@@ -170,7 +143,7 @@ async fn main() -> ExitCode {
     if let Some(socket) = &unix {
         let socket_dir = socket.path().parent().unwrap_or(socket.path());
         let admin = gateway::GatewayConfig::LOCAL_ADMIN;
-        if handlers.peer_admits(admin) {
+        if gateway::peer_admits(&engine, admin) {
             let _ = writeln!(
                 out,
                 "local:    psql -h {} -p {} -U {admin} -d {admin} -c 'SELECT current_user'",
@@ -186,35 +159,25 @@ async fn main() -> ExitCode {
         "audit log: {}",
         dir.join(&prepared.config.audit_log).display()
     );
-    start_apis(&prepared, engine, &mut out).await;
+    start_apis(&prepared, engine.clone(), admission, &mut out).await;
     let _ = writeln!(out, "listening on {addr}");
     let _ = out.flush();
 
-    let handlers = Arc::new(handlers);
-    let serve = Arc::new(serve);
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
-                let _ = writeln!(out, "stopping");
-                return ExitCode::SUCCESS;
-            }
-            tcp = auth_pgwire::accept(&listener) => {
-                let (handlers, serve) = (handlers.clone(), serve.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = auth_pgwire::serve(tcp, &serve, handlers.as_ref()).await {
-                        tracing::debug!(error = %e, "connection ended with an I/O error");
-                    }
-                });
-            }
-            stream = accept_unix(unix.as_ref()) => {
-                let (handlers, serve) = (handlers.clone(), serve.clone());
-                let path = unix.as_ref().map(|u| u.path().to_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = auth_pgwire::serve_unix(stream, path, &serve, handlers.as_ref()).await {
-                        tracing::debug!(error = %e, "connection ended with an I/O error");
-                    }
-                });
-            }
+    let mut server = gateway::pg_server(engine);
+    if let Some(socket) = unix {
+        server = server.with_unix_socket(socket);
+    }
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match server.serve_until(listener, stop).await {
+        Ok(()) => {
+            let _ = writeln!(out, "stopping");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "pg-gateway: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -490,12 +490,28 @@ pub struct GatewayConfig {
     /// Kerberos settings for `method = "gss"` rules.
     #[serde(default)]
     pub kerberos: KerberosConfig,
-    /// Unauthenticated pgwire connections allowed at once, in all (FATAL 53300 beyond).
+    /// Unauthenticated connections that have spoken, at once, in all, on every front door
+    /// together (loopback and Unix-socket clients not counted).
     #[serde(default = "default_max_unauthenticated")]
     pub max_unauthenticated_connections: usize,
-    /// Unauthenticated pgwire connections allowed at once from one client address.
+    /// Unauthenticated connections that have spoken, at once, from one client address
+    /// (IPv6 by /64); more wait for a place.
     #[serde(default = "default_max_unauthenticated_per_address")]
     pub max_unauthenticated_per_address: usize,
+    /// How long a connection beyond the places waits for one before it is refused (FATAL
+    /// 53300 on pgwire, 503 on HTTP, `UNAVAILABLE` on gRPC).
+    #[serde(
+        default = "default_unauthenticated_wait",
+        deserialize_with = "duration"
+    )]
+    pub unauthenticated_wait: Duration,
+    /// Connections that have sent nothing yet, from one client address (they hold no
+    /// place; beyond this they are closed at once).
+    #[serde(default = "default_max_silent_per_address")]
+    pub max_silent_per_address: usize,
+    /// How long a connection may stay silent before it is closed.
+    #[serde(default = "default_silent_timeout", deserialize_with = "duration")]
+    pub silent_timeout: Duration,
     /// Rate limiting and lockout, shared by every front door (`auth_core::rate_limit`).
     #[serde(default)]
     pub rate_limit: auth_core::config::RateLimitSection,
@@ -590,10 +606,19 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 6432))
 }
 fn default_max_unauthenticated() -> usize {
-    auth_pgwire::limits::DEFAULT_MAX_UNAUTHENTICATED
+    auth_listen::admission::DEFAULT_MAX_UNAUTHENTICATED
 }
 fn default_max_unauthenticated_per_address() -> usize {
-    auth_pgwire::limits::DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
+    auth_listen::admission::DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
+}
+fn default_unauthenticated_wait() -> Duration {
+    auth_listen::admission::DEFAULT_WAIT
+}
+fn default_max_silent_per_address() -> usize {
+    auth_listen::AdmissionSettings::default().max_silent_per_address
+}
+fn default_silent_timeout() -> Duration {
+    auth_listen::AdmissionSettings::default().silent_timeout
 }
 fn default_socket_permissions() -> u32 {
     0o777
@@ -625,9 +650,12 @@ listen = "127.0.0.1:6432"
 auth_timeout = "60s"
 danger_allow_cleartext_without_tls = false
 audit_log = "audit.jsonl"
-# Connections that have not authenticated yet (FATAL 53300 beyond these).
+# Connections that have not authenticated yet, on every front door together: beyond an
+# address's places a connection waits for one, and is refused (FATAL 53300, HTTP 503,
+# gRPC UNAVAILABLE) only when the wait runs out.
 max_unauthenticated_connections = 128
 max_unauthenticated_per_address = 32
+unauthenticated_wait = "5s"
 # The Unix socket .s.PGSQL.<port> (psql -h DIR), relative to this directory; "" for none.
 unix_socket_directory = "."
 unix_socket_permissions = 0o777

@@ -19,10 +19,10 @@ use auth_core::local::SystemUsers;
 use auth_core::rate_limit::LimitSettings;
 use auth_core::{AuditSink, Engine, MemoryRateLimiter, RateLimiter, Role};
 use auth_core::{Authenticator, ConnectionInfo, CredentialKind, Peer, Protocol};
+use auth_listen::{Admission, AdmissionSettings, Listener, TlsSetup};
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
-use auth_pgwire::tls::TlsSetup;
 use auth_pgwire::unix::UnixSocket;
-use auth_pgwire::{PgAuthConfig, PgAuthenticator, ServeConfig};
+use auth_pgwire::{PgAuthConfig, PgServer};
 use auth_wallet::{FileStore, MasterKey, Wallet};
 use base64::Engine as _;
 use pgwire::api::PgWireServerHandlers;
@@ -350,26 +350,21 @@ fn limiter(config: &GatewayConfig) -> Result<Arc<dyn RateLimiter>, GatewayError>
     ))))
 }
 
-/// The pgwire handlers: our authenticator and the demo SQL.
+/// The pgwire query handlers: the demo SQL, simple and extended.
 #[derive(Debug)]
-pub struct Handlers {
-    auth: Arc<PgAuthenticator>,
+pub struct Queries {
     sql: Arc<DemoSql>,
 }
 
-impl Handlers {
-    /// Whether the policy lets `user` in on the Unix socket by the OS user alone
-    /// (`peer`), so a psql line for it needs no password.
-    pub fn peer_admits(&self, user: &str) -> bool {
-        let connection = ConnectionInfo::new(Protocol::Postgres, Peer::unix(None, None))
-            .with_user(user)
-            .with_database(user);
-        self.auth
-            .config()
-            .engine
-            .chain_for(&connection)
-            .is_some_and(|chain| chain.accepts().contains(&CredentialKind::Peer))
-    }
+/// Whether `engine`'s policy lets `user` in on the Unix socket by the OS user alone
+/// (`peer`), so a psql line for it needs no password.
+pub fn peer_admits(engine: &Engine, user: &str) -> bool {
+    let connection = ConnectionInfo::new(Protocol::Postgres, Peer::unix(None, None))
+        .with_user(user)
+        .with_database(user);
+    engine
+        .chain_for(&connection)
+        .is_some_and(|chain| chain.accepts().contains(&CredentialKind::Peer))
 }
 
 /// The Unix socket `.s.PGSQL.<port>` in the configured directory (relative to the data
@@ -390,40 +385,62 @@ pub fn unix_socket(prepared: &Prepared, port: u16) -> Result<Option<UnixSocket>,
         .map_err(|e| GatewayError(format!("cannot listen on the Unix socket: {e}")))
 }
 
-impl PgWireServerHandlers for Handlers {
+impl PgWireServerHandlers for Queries {
     fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
         self.sql.clone()
     }
     fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
         self.sql.clone()
     }
-    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        self.auth.clone()
-    }
 }
 
-/// The pgwire handlers and serve settings for `prepared`, authenticating with `engine`
-/// (from [`engine`], shared with the HTTP and gRPC doors).
-pub fn handlers(
-    prepared: &Prepared,
-    engine: Arc<Engine>,
-) -> Result<(Handlers, ServeConfig), GatewayError> {
-    let serve = ServeConfig {
-        tls: Some(prepared.tls.clone()),
-        auth_timeout: prepared.config.auth_timeout,
-        limits: Arc::new(auth_pgwire::ConnectionLimits::new(
-            prepared.config.max_unauthenticated_connections,
-            prepared.config.max_unauthenticated_per_address,
-        )),
-        ..ServeConfig::default()
-    };
-    Ok((
-        Handlers {
-            auth: Arc::new(PgAuthenticator::new(PgAuthConfig::new(engine))),
+/// The pgwire server for `prepared`, authenticating with `engine` (from [`engine`],
+/// shared with the HTTP and gRPC doors).
+pub fn pg_server(engine: Arc<Engine>) -> PgServer<Queries> {
+    PgServer::with_handlers(
+        PgAuthConfig::new(engine),
+        Queries {
             sql: Arc::new(DemoSql),
         },
-        serve,
-    ))
+    )
+}
+
+/// The places for unauthenticated connections every front door of the process shares
+/// (`max_unauthenticated_connections`, `max_unauthenticated_per_address`,
+/// `unauthenticated_wait`, `max_silent_per_address`, `silent_timeout`), refusals
+/// written to `engine`'s audit log.
+pub fn admission(prepared: &Prepared, engine: &Engine) -> Arc<Admission> {
+    let c = &prepared.config;
+    let settings = AdmissionSettings::new(
+        c.max_unauthenticated_connections,
+        c.max_unauthenticated_per_address,
+    )
+    .with_wait(c.unauthenticated_wait)
+    .with_silent(
+        c.max_silent_per_address,
+        AdmissionSettings::default().max_silent,
+        c.silent_timeout,
+    );
+    Arc::new(Admission::new(settings).audited_by(engine))
+}
+
+/// Binds `addr` for `protocol`'s front door with the shared `admission`, the
+/// authentication timeout of `gateway.toml` and, when given, TLS.
+pub async fn listener(
+    prepared: &Prepared,
+    admission: &Arc<Admission>,
+    addr: SocketAddr,
+    protocol: Protocol,
+    tls: Option<TlsSetup>,
+) -> std::io::Result<Listener> {
+    let listener = Listener::bind(addr, protocol)
+        .await?
+        .with_admission(admission.clone())
+        .with_unauthenticated_timeout(prepared.config.auth_timeout);
+    Ok(match tls {
+        Some(tls) => listener.with_tls(tls),
+        None => listener,
+    })
 }
 
 /// The pgwire address: `--listen` on the command line, else `GATEWAY_LISTEN`, else

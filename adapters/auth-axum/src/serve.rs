@@ -40,7 +40,8 @@ pub async fn serve(listener: Listener, app: Router) -> std::io::Result<()> {
 }
 
 /// Serves `app` on `listener`'s connections (HTTP/1.1, or HTTP/2 by ALPN or prior
-/// knowledge) until `shutdown` completes. Every request carries the client's address as
+/// knowledge; under TLS without ALPN protocols of its own the listener offers `h2` and
+/// `http/1.1`) until `shutdown` completes. Every request carries the client's address as
 /// axum's `ConnectInfo<SocketAddr>`, the TLS handshake's [`auth_core::TlsInfo`] (with
 /// the client's certificates) and the [`auth_listen::ConnectionFacts`], which
 /// [`crate::AuthLayer`] reads; a request that authenticates gives the connection's place
@@ -51,7 +52,9 @@ pub async fn serve_until(
     app: Router,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut incoming = listener.incoming();
+    let mut incoming = listener
+        .with_default_alpn(&[b"h2", b"http/1.1"])
+        .incoming();
     tokio::pin!(shutdown);
     loop {
         let connection = tokio::select! {

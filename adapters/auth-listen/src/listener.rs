@@ -93,6 +93,20 @@ impl Listener {
         self
     }
 
+    /// The same offering the ALPN protocols `alpn` under TLS unless its [`TlsSetup`]
+    /// names some already: what a server for one protocol sets (`h2` for gRPC, `h2` and
+    /// `http/1.1` for HTTP), so a caller who gave a bare certificate gets them.
+    pub fn with_default_alpn(mut self, alpn: &[&[u8]]) -> Self {
+        self.tls = self.tls.map(|tls| {
+            if tls.alpn().is_empty() {
+                tls.with_alpn(alpn)
+            } else {
+                tls
+            }
+        });
+        self
+    }
+
     /// The same with how long a connection may hold its place without authenticating.
     pub fn with_unauthenticated_timeout(mut self, timeout: Duration) -> Self {
         self.unauthenticated_timeout = timeout;

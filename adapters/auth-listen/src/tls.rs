@@ -158,6 +158,11 @@ impl TlsSetup {
         }
     }
 
+    /// The ALPN protocols offered.
+    pub fn alpn(&self) -> &[Vec<u8>] {
+        &self.config.alpn_protocols
+    }
+
     /// The same with the time a client may take for its handshake.
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;

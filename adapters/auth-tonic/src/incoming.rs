@@ -24,7 +24,8 @@ impl Connected for GrpcConnection {
     }
 }
 
-/// `listener`'s admitted connections (TLS done when it has TLS; give it ALPN `h2`), for
+/// `listener`'s admitted connections (TLS done when it has TLS, offering ALPN `h2` unless
+/// its setup names protocols of its own; gRPC clients insist on it), for
 /// tonic's `Server::serve_with_incoming`. Connections beyond an address's places wait
 /// for one; one refused when the wait ran out is answered `UNAVAILABLE` by the auth layer
 /// on every call until it closes, within seconds.
@@ -46,7 +47,10 @@ impl Connected for GrpcConnection {
 /// # }
 /// ```
 pub fn incoming(listener: Listener) -> impl Stream<Item = io::Result<GrpcConnection>> {
-    listener.incoming().map(|c| Ok(GrpcConnection(c)))
+    listener
+        .with_default_alpn(&[b"h2"])
+        .incoming()
+        .map(|c| Ok(GrpcConnection(c)))
 }
 
 impl AsyncRead for GrpcConnection {

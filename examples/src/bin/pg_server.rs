@@ -1,0 +1,78 @@
+//! A SCRAM-over-TLS PostgreSQL-wire server answering queries, written the way the
+//! auth-pgwire documentation shows: a user, an engine, a TLS listener, [`PgServer`].
+//!
+//! `cargo run -p auth-examples --bin pg-server [-- --listen 127.0.0.1:6433]` prints the
+//! psql line that logs in (user `alice`, a fresh password, `sslrootcert` the certificate
+//! it wrote to a temporary directory).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use auth_core::{Chain, Engine, MemoryStore, Policy, Protocol};
+use auth_listen::{Listener, TlsSetup};
+use auth_password::{Argon2Settings, Hasher, PasswordPolicy, ScramAuthenticator, Users};
+use auth_pgwire::PgServer;
+use pgwire::api::results::{Response, Tag};
+use pgwire::api::{ClientInfo, query::SimpleQueryHandler};
+use pgwire::error::PgWireResult;
+
+/// Every query is answered with the tag `HELLO`.
+struct Hello;
+
+#[async_trait]
+impl SimpleQueryHandler for Hello {
+    async fn do_query<C: ClientInfo + Unpin + Send + Sync>(
+        &self,
+        _client: &mut C,
+        _query: &str,
+    ) -> PgWireResult<Vec<Response>> {
+        Ok(vec![Response::Execution(Tag::new("HELLO"))])
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let (password, mock_secret) = (random_password()?, random_bytes()?);
+    let users = Users::new(Arc::new(MemoryStore::new()));
+    let hasher = Hasher::new(Argon2Settings::default())?;
+    users.set_password(&hasher, &PasswordPolicy::default(), "alice", &password).await?;
+    let scram = ScramAuthenticator::new(users, mock_secret);
+    let policy = Policy::single(Chain::builder().link(Arc::new(scram)).build())?;
+    let engine = Arc::new(Engine::builder(policy).build());
+    let (tls, cert_pem, _) = TlsSetup::self_signed(&["localhost", "127.0.0.1"])?;
+    let listen = auth_examples::gateway::listen_arg("--listen", "PG_SERVER_LISTEN", "127.0.0.1:6433");
+    let listener = Listener::bind(listen.parse()?, Protocol::Postgres).await?.with_tls(tls);
+    let (addr, cert) = (listener.local_addr()?, write_certificate(&cert_pem)?);
+    print_line(&format!("connect: PGPASSWORD='{}' psql \"host={} port={} user=alice dbname=alice sslmode=verify-full sslrootcert={}\" -c 'SELECT 1'", secrecy::ExposeSecret::expose_secret(&password), addr.ip(), addr.port(), cert.display()));
+    PgServer::new(engine, Hello).serve(listener).await?;
+    Ok(())
+}
+
+// What follows is the example's own plumbing (a password to print, a file for psql's
+// `sslrootcert`), not part of serving.
+
+fn random_bytes() -> Result<[u8; 32], getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn random_password() -> Result<secrecy::SecretString, getrandom::Error> {
+    let bytes = random_bytes()?;
+    Ok(hex::encode(&bytes[..12]).into())
+}
+
+fn write_certificate(pem: &str) -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("pg-server-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("server.crt");
+    std::fs::write(&path, pem)?;
+    Ok(path)
+}
+
+fn print_line(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use auth_tests::process::ServiceProcess;
+use auth_tests::ServiceProcess;
 
 /// Runs `binary` on a free loopback port with its temporary files in `tmp`, and returns
 /// it with the line it printed that starts with `prefix` (without the prefix).
@@ -73,7 +73,9 @@ fn the_axum_api_from_the_docs_serves_curl_over_tls_with_basic() {
     assert!(ok, "as printed: {line}\n{stderr}");
     assert_eq!(stdout, "alice");
     // HTTP/2 through ALPN, which the listener offers without being told.
-    let (ok, stdout, stderr) = sh(&format!("{line} --http2 -sS -o /dev/null -w '%{{http_version}}'"));
+    let (ok, stdout, stderr) = sh(&format!(
+        "{line} --http2 -sS -o /dev/null -w '%{{http_version}}'"
+    ));
     assert!(ok && stdout == "2", "HTTP/2: {stdout} {stderr}");
     let wrong = line.replacen("alice:", "alice:x", 1);
     let (_, stdout, _) = sh(&format!("{wrong} -sS -o /dev/null -w '%{{http_code}}'"));

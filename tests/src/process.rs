@@ -183,12 +183,16 @@ impl ServiceProcess {
             let ready_tx = ready_tx.clone();
             thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    if line.contains(ready_marker) {
+                    // Recorded before the ready signal: whoever waited reads it at once.
+                    let ready = line.contains(ready_marker);
+                    {
+                        let mut out = output.lock().unwrap_or_else(PoisonError::into_inner);
+                        out.push_str(&line);
+                        out.push('\n');
+                    }
+                    if ready {
                         let _ = ready_tx.send(());
                     }
-                    let mut out = output.lock().unwrap_or_else(PoisonError::into_inner);
-                    out.push_str(&line);
-                    out.push('\n');
                 }
             });
         }

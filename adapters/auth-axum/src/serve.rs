@@ -52,9 +52,7 @@ pub async fn serve_until(
     app: Router,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut incoming = listener
-        .with_default_alpn(&[b"h2", b"http/1.1"])
-        .incoming();
+    let mut incoming = listener.with_default_alpn(&[b"h2", b"http/1.1"]).incoming();
     tokio::pin!(shutdown);
     loop {
         let connection = tokio::select! {

@@ -160,7 +160,10 @@ fn main() {
 
         println!("== one connection at a time, {SEQUENTIAL} rounds (connect, 1 byte each way)");
         let admission = Arc::new(Admission::default());
-        let theirs = report("bare tokio accept", sequential(bare(None).await, None).await);
+        let theirs = report(
+            "bare tokio accept",
+            sequential(bare(None).await, None).await,
+        );
         let ours = report(
             "auth-listen",
             sequential(listened(None, admission.clone()).await, None).await,
@@ -180,9 +183,7 @@ fn main() {
         );
         ratio(ours, theirs);
 
-        println!(
-            "\n== {BURST} simultaneous connections from one address (32 places per address)"
-        );
+        println!("\n== {BURST} simultaneous connections from one address (32 places per address)");
         for (name, addr) in [
             ("bare tokio accept", bare(None).await),
             (

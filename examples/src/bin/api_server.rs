@@ -19,18 +19,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let password = random_password()?;
     let users = Users::new(Arc::new(MemoryStore::new()));
     let hasher = Hasher::new(Argon2Settings::default())?;
-    users.set_password(&hasher, &PasswordPolicy::default(), "alice", &password).await?;
+    users
+        .set_password(&hasher, &PasswordPolicy::default(), "alice", &password)
+        .await?;
     let passwords = PasswordAuthenticator::new(users, hasher);
     let policy = Policy::single(Chain::builder().link(Arc::new(passwords)).build())?;
     let engine = Arc::new(Engine::builder(policy).build());
     let app = Router::new()
-        .route("/whoami", get(|auth: Authenticated| async move { format!("{}\n", auth.user()) }))
+        .route(
+            "/whoami",
+            get(|auth: Authenticated| async move { format!("{}\n", auth.user()) }),
+        )
         .layer(AuthLayer::new(engine));
     let (tls, cert_pem, _) = TlsSetup::self_signed(&["localhost", "127.0.0.1"])?;
-    let listen = auth_examples::gateway::listen_arg("--listen", "API_SERVER_LISTEN", "127.0.0.1:8443");
-    let listener = Listener::bind(listen.parse()?, Protocol::Http).await?.with_tls(tls);
+    let listen =
+        auth_examples::gateway::listen_arg("--listen", "API_SERVER_LISTEN", "127.0.0.1:8443");
+    let listener = Listener::bind(listen.parse()?, Protocol::Http)
+        .await?
+        .with_tls(tls);
     let (addr, cert) = (listener.local_addr()?, write_certificate(&cert_pem)?);
-    print_line(&format!("whoami: curl --cacert {} -u 'alice:{}' https://{addr}/whoami", cert.display(), secrecy::ExposeSecret::expose_secret(&password)));
+    print_line(&format!(
+        "whoami: curl --cacert {} -u 'alice:{}' https://{addr}/whoami",
+        cert.display(),
+        secrecy::ExposeSecret::expose_secret(&password)
+    ));
     auth_axum::serve(listener, app).await?;
     Ok(())
 }

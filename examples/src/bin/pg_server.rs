@@ -35,15 +35,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (password, mock_secret) = (random_password()?, random_bytes()?);
     let users = Users::new(Arc::new(MemoryStore::new()));
     let hasher = Hasher::new(Argon2Settings::default())?;
-    users.set_password(&hasher, &PasswordPolicy::default(), "alice", &password).await?;
+    users
+        .set_password(&hasher, &PasswordPolicy::default(), "alice", &password)
+        .await?;
     let scram = ScramAuthenticator::new(users, mock_secret);
     let policy = Policy::single(Chain::builder().link(Arc::new(scram)).build())?;
     let engine = Arc::new(Engine::builder(policy).build());
     let (tls, cert_pem, _) = TlsSetup::self_signed(&["localhost", "127.0.0.1"])?;
-    let listen = auth_examples::gateway::listen_arg("--listen", "PG_SERVER_LISTEN", "127.0.0.1:6433");
-    let listener = Listener::bind(listen.parse()?, Protocol::Postgres).await?.with_tls(tls);
+    let listen =
+        auth_examples::gateway::listen_arg("--listen", "PG_SERVER_LISTEN", "127.0.0.1:6433");
+    let listener = Listener::bind(listen.parse()?, Protocol::Postgres)
+        .await?
+        .with_tls(tls);
     let (addr, cert) = (listener.local_addr()?, write_certificate(&cert_pem)?);
-    print_line(&format!("connect: PGPASSWORD='{}' psql \"host={} port={} user=alice dbname=alice sslmode=verify-full sslrootcert={}\" -c 'SELECT 1'", secrecy::ExposeSecret::expose_secret(&password), addr.ip(), addr.port(), cert.display()));
+    print_line(&format!(
+        "connect: PGPASSWORD='{}' psql \"host={} port={} user=alice dbname=alice sslmode=verify-full sslrootcert={}\" -c 'SELECT 1'",
+        secrecy::ExposeSecret::expose_secret(&password),
+        addr.ip(),
+        addr.port(),
+        cert.display()
+    ));
     PgServer::new(engine, Hello).serve(listener).await?;
     Ok(())
 }

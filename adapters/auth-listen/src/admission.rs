@@ -13,9 +13,11 @@
 //! 2. **Placed**, from its first byte until it authenticates or ends: a place among
 //!    [`AdmissionSettings::max_per_address`] for its address and, unless it is local,
 //!    [`AdmissionSettings::max_total`] in all. When its address's places are taken it
-//!    **waits** for one, first come first served, up to [`AdmissionSettings::wait`]: a
-//!    pool opening 200 connections at once is served 32 at a time instead of refused.
-//!    Only when the wait runs out is it refused.
+//!    **waits** for one, first come first served: a pool opening 200 connections at once
+//!    is served 32 at a time instead of refused. It is refused only when no place came
+//!    free for [`AdmissionSettings::wait`] (the places are held by connections that do
+//!    not finish, such as a stranger's idle ones), or after
+//!    [`AdmissionSettings::max_wait`] in all.
 //!
 //! The address's places are taken before the total's, so a burst from one address waits
 //! on its own places and never holds total places it cannot use. Loopback clients (and
@@ -42,8 +44,13 @@ pub struct AdmissionSettings {
     pub max_total: usize,
     /// Unauthenticated connections that have spoken, from one address (IPv6 by /64).
     pub max_per_address: usize,
-    /// How long a connection waits for a place before it is refused.
+    /// How long a connection waits for a place while none comes free: a connection is
+    /// refused when its address's places (or the total's) have all been held, with no
+    /// turnover, for this long. While places keep coming free (a pool logging in 32 at a
+    /// time) it waits on, up to [`Self::max_wait`].
     pub wait: Duration,
+    /// How long a connection waits for a place at most, however the queue moves.
+    pub max_wait: Duration,
     /// Connections waiting for a place at once, in all; beyond, a connection that would
     /// wait is refused at once (each waiting connection holds a task and a socket).
     pub max_waiting: usize,
@@ -61,6 +68,8 @@ pub const DEFAULT_MAX_UNAUTHENTICATED: usize = 128;
 pub const DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS: usize = 32;
 /// The default [`AdmissionSettings::wait`].
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+/// The default [`AdmissionSettings::max_wait`].
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(60);
 
 impl Default for AdmissionSettings {
     fn default() -> Self {
@@ -68,6 +77,7 @@ impl Default for AdmissionSettings {
             max_total: DEFAULT_MAX_UNAUTHENTICATED,
             max_per_address: DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
             wait: DEFAULT_WAIT,
+            max_wait: DEFAULT_MAX_WAIT,
             max_waiting: 16_384,
             max_silent_per_address: 256,
             max_silent: 4_096,
@@ -87,9 +97,16 @@ impl AdmissionSettings {
         }
     }
 
-    /// The same with [`Self::wait`] set.
+    /// The same with [`Self::wait`] set ([`Self::max_wait`] raised to it if lower).
     pub fn with_wait(mut self, wait: Duration) -> Self {
         self.wait = wait;
+        self.max_wait = self.max_wait.max(wait);
+        self
+    }
+
+    /// The same with [`Self::max_wait`] set.
+    pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
+        self.max_wait = max_wait;
         self
     }
 
@@ -222,8 +239,8 @@ struct Audit {
 /// ```
 pub struct Admission {
     settings: AdmissionSettings,
-    total: Arc<Semaphore>,
-    addresses: Mutex<HashMap<ClientKey, Arc<Semaphore>>>,
+    total: Arc<Places>,
+    addresses: Mutex<HashMap<ClientKey, Arc<Places>>>,
     silent: Mutex<SilentCounts>,
     waiting: AtomicUsize,
     answering: AtomicUsize,
@@ -250,7 +267,7 @@ impl Admission {
     /// [`Self::audited_by`] names the audit sink.
     pub fn new(settings: AdmissionSettings) -> Self {
         Self {
-            total: Arc::new(Semaphore::new(settings.max_total)),
+            total: Arc::new(Places::new(settings.max_total)),
             settings,
             addresses: Mutex::new(HashMap::new()),
             silent: Mutex::new(SilentCounts::default()),
@@ -332,54 +349,29 @@ impl Admission {
     ) -> Result<Place, Refused> {
         let (key, local) = ClientKey::of(peer);
         let slot = self.slot(key);
-        let deadline = tokio::time::Instant::now() + self.settings.wait;
-        let address = match slot.semaphore().clone().try_acquire_owned() {
+        let latest = tokio::time::Instant::now() + self.settings.max_wait;
+        let address = match slot
+            .places()
+            .take(&self.waiting, &self.settings, latest)
+            .await
+        {
             Ok(permit) => permit,
-            Err(_) => {
-                let acquire = slot.semaphore().clone().acquire_owned();
-                match self.wait_for(deadline, acquire).await {
-                    Ok(permit) => permit,
-                    Err(reason) => return Err(self.refuse(peer, protocol, reason)),
-                }
-            }
+            Err(reason) => return Err(self.refuse(peer, protocol, reason)),
         };
         let total = if local {
             None
         } else {
-            match self.total.clone().try_acquire_owned() {
+            match self.total.take(&self.waiting, &self.settings, latest).await {
                 Ok(permit) => Some(permit),
-                Err(_) => {
-                    let acquire = self.total.clone().acquire_owned();
-                    match self.wait_for(deadline, acquire).await {
-                        Ok(permit) => Some(permit),
-                        Err(reason) => return Err(self.refuse(peer, protocol, reason)),
-                    }
-                }
+                Err(reason) => return Err(self.refuse(peer, protocol, reason)),
             }
         };
         Ok(Place {
             _address: address,
             _total: total,
+            total: (!local).then(|| self.total.clone()),
             _slot: slot,
         })
-    }
-
-    /// Waits for `acquire` until `deadline`, counted among the waiting connections.
-    async fn wait_for(
-        &self,
-        deadline: tokio::time::Instant,
-        acquire: impl Future<Output = Result<OwnedSemaphorePermit, tokio::sync::AcquireError>>,
-    ) -> Result<OwnedSemaphorePermit, RefusalReason> {
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.settings.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(RefusalReason::TooManyWaiting);
-        }
-        let _waiting = Waiting(&self.waiting);
-        match tokio::time::timeout_at(deadline, acquire).await {
-            Ok(Ok(permit)) => Ok(permit),
-            // The semaphores are never closed; a closed one means no place either.
-            Ok(Err(_)) | Err(_) => Err(RefusalReason::NoPlace),
-        }
     }
 
     /// The address's semaphore, made on first use; the [`Slot`] keeps it in the map
@@ -391,12 +383,12 @@ impl Admission {
             .unwrap_or_else(PoisonError::into_inner);
         let semaphore = addresses
             .entry(key)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_per_address)))
+            .or_insert_with(|| Arc::new(Places::new(self.settings.max_per_address)))
             .clone();
         Slot {
             admission: self.clone(),
             key,
-            semaphore: Some(semaphore),
+            places: Some(semaphore),
         }
     }
 
@@ -437,7 +429,7 @@ impl Admission {
         addresses.get(&key).map_or(0, |s| {
             self.settings
                 .max_per_address
-                .saturating_sub(s.available_permits())
+                .saturating_sub(s.semaphore.available_permits())
         })
     }
 
@@ -445,7 +437,7 @@ impl Admission {
     pub fn placed_in_all(&self) -> usize {
         self.settings
             .max_total
-            .saturating_sub(self.total.available_permits())
+            .saturating_sub(self.total.semaphore.available_permits())
     }
 
     /// Connections waiting for a place now.
@@ -503,15 +495,15 @@ impl Drop for Silent {
 struct Slot {
     admission: Arc<Admission>,
     key: ClientKey,
-    semaphore: Option<Arc<Semaphore>>,
+    places: Option<Arc<Places>>,
 }
 
 impl Slot {
-    fn semaphore(&self) -> &Arc<Semaphore> {
+    fn places(&self) -> &Arc<Places> {
         // Taken only in Drop.
-        self.semaphore
+        self.places
             .as_ref()
-            .unwrap_or_else(|| unreachable!("the semaphore is taken only on drop"))
+            .unwrap_or_else(|| unreachable!("the places are taken only on drop"))
     }
 }
 
@@ -523,7 +515,7 @@ impl std::fmt::Debug for Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        drop(self.semaphore.take());
+        drop(self.places.take());
         let mut addresses = self
             .admission
             .addresses
@@ -546,7 +538,79 @@ pub struct Place {
     // Dropped in this order: the permits before the slot, which may remove the address.
     _address: OwnedSemaphorePermit,
     _total: Option<OwnedSemaphorePermit>,
+    total: Option<Arc<Places>>,
     _slot: Slot,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        // The turnover waiting connections watch (their permits go back right after).
+        self._slot.places().released_now();
+        if let Some(total) = &self.total {
+            total.released_now();
+        }
+    }
+}
+
+/// A set of places (an address's, or the total) and when one last came free.
+#[derive(Debug)]
+struct Places {
+    semaphore: Arc<Semaphore>,
+    released: Mutex<tokio::time::Instant>,
+}
+
+impl Places {
+    fn new(places: usize) -> Self {
+        Self {
+            semaphore: Arc::new(Semaphore::new(places)),
+            released: Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    fn released_now(&self) {
+        *self.released.lock().unwrap_or_else(PoisonError::into_inner) = tokio::time::Instant::now();
+    }
+
+    fn last_released(&self) -> tokio::time::Instant {
+        *self.released.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// One place: at once when free, else in turn (first come, first served) while places
+    /// keep coming free, refused after `settings.wait` without turnover or at `latest`.
+    async fn take(
+        &self,
+        waiting: &AtomicUsize,
+        settings: &AdmissionSettings,
+        latest: tokio::time::Instant,
+    ) -> Result<OwnedSemaphorePermit, RefusalReason> {
+        if let Ok(permit) = self.semaphore.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        if waiting.fetch_add(1, Ordering::AcqRel) >= settings.max_waiting {
+            waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(RefusalReason::TooManyWaiting);
+        }
+        let _waiting = Waiting(waiting);
+        // One acquire for the whole wait: it keeps the connection's turn.
+        let acquire = self.semaphore.clone().acquire_owned();
+        tokio::pin!(acquire);
+        let mut deadline = (tokio::time::Instant::now() + settings.wait).min(latest);
+        loop {
+            tokio::select! {
+                permit = &mut acquire => {
+                    // The semaphores are never closed; a closed one means no place either.
+                    return permit.map_err(|_| RefusalReason::NoPlace);
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    let next = (self.last_released() + settings.wait).min(latest);
+                    if next <= deadline {
+                        return Err(RefusalReason::NoPlace);
+                    }
+                    deadline = next;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -597,6 +661,43 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(5), "after the wait");
         assert!(refused.answer(), "refusals are answered while few");
         assert_eq!(admission.waiting(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_that_moves_waits_past_the_wait_and_a_stalled_one_does_not() {
+        let admission = Arc::new(Admission::new(
+            AdmissionSettings::new(10, 1)
+                .with_wait(Duration::from_secs(1))
+                .with_max_wait(Duration::from_secs(10)),
+        ));
+        let a = tcp("192.0.2.1");
+        let first = admission.place(&a, Protocol::Postgres).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let waiter = |admission: Arc<Admission>, a: Peer| {
+            tokio::spawn(async move { admission.place(&a, Protocol::Postgres).await })
+        };
+        let second = waiter(admission.clone(), a.clone());
+        tokio::task::yield_now().await;
+        let third = waiter(admission.clone(), a.clone());
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        drop(first);
+        let second = second.await.unwrap().expect("the second, in turn");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        drop(second);
+        let third = third
+            .await
+            .unwrap()
+            .expect("the queue moved within each second");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(1600),
+            "past the 1 s wait"
+        );
+        // Held with no turnover, the next waits one `wait` and is refused.
+        let stalled = admission.place(&a, Protocol::Postgres).await.unwrap_err();
+        assert_eq!(stalled.reason, RefusalReason::NoPlace);
+        assert_eq!(started.elapsed(), Duration::from_millis(2600));
+        drop(third);
     }
 
     #[tokio::test(start_paused = true)]

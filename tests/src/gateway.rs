@@ -1,6 +1,6 @@
 //! Runs the `pg-gateway` example binary on a free port in a fresh data directory.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -77,7 +77,10 @@ impl GatewayProcess {
         let grpc_port = free_port()?;
         std::fs::write(
             data.join("gateway.toml"),
-            format!("listen = \"{ip}:{port}\"\nauth_timeout = \"{auth_timeout}\"\n{rules}"),
+            format!(
+                "listen = \"{}\"\nauth_timeout = \"{auth_timeout}\"\n{rules}",
+                SocketAddr::new(ip, port)
+            ),
         )
         .map_err(HarnessError::io("write gateway.toml"))?;
         Self::spawn(
@@ -173,11 +176,11 @@ impl GatewayProcess {
         cmd.arg("--data-dir")
             .arg(&data)
             .arg("--listen")
-            .arg(format!("{ip}:{port}"))
+            .arg(SocketAddr::new(ip, port).to_string())
             .arg("--http-listen")
-            .arg(format!("{ip}:{http_port}"))
+            .arg(SocketAddr::new(ip, http_port).to_string())
             .arg("--grpc-listen")
-            .arg(format!("{ip}:{grpc_port}"))
+            .arg(SocketAddr::new(ip, grpc_port).to_string())
             .envs(env.iter().cloned());
         let process = ServiceProcess::spawn("pg-gateway", &mut cmd, "listening on")?;
         let output = process.output();
@@ -215,15 +218,19 @@ impl GatewayProcess {
 
     /// curl arguments and the URL of `path` on the HTTP API, over TLS verified with
     /// [`Self::ca_file`]: the name checked is `localhost` (in the certificate) whatever
-    /// address the gateway listens on (`--connect-to`).
+    /// address the gateway listens on (`--connect-to`; an IPv6 address in brackets).
     pub fn https(&self, path: &str) -> (Vec<String>, String) {
         let port = self.http_port;
+        let ip = match self.ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
         (
             vec![
                 "--cacert".into(),
                 self.ca_file().display().to_string(),
                 "--connect-to".into(),
-                format!("localhost:{port}:{}:{port}", self.ip),
+                format!("localhost:{port}:{ip}:{port}"),
             ],
             format!("https://localhost:{port}{path}"),
         )
@@ -440,6 +447,15 @@ pub fn preauth_client(host: &crate::netns::TestHost) -> Result<Command, HarnessE
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/preauth.py");
     let mut cmd = host.command(&python.display().to_string());
     cmd.arg(script);
+    Ok(cmd)
+}
+
+/// `tests/python/preauth.py` run on this machine (a loopback client) with the test venv's
+/// Python; add its arguments.
+pub fn preauth_local() -> Result<Command, HarnessError> {
+    let python = crate::venv_python("the pre-auth clients (grpcio)")?;
+    let mut cmd = Command::new(python);
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("python/preauth.py"));
     Ok(cmd)
 }
 

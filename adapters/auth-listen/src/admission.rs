@@ -315,8 +315,8 @@ impl Admission {
         })
     }
 
-    /// Admits a new connection from `peer`: silent until `spoke` completes (the socket
-    /// became readable: its first byte, or its end), then a place, waiting for one as
+    /// Admits a new connection from `peer`: silent until `spoke` completes (its first
+    /// byte arrived, or its end: [`crate::first_byte`]), then a place, waiting for one as
     /// [`Self::place`] does. A connection that stays silent past
     /// [`AdmissionSettings::silent_timeout`] is refused with [`RefusalReason::Silent`],
     /// which is not audited and not answered.
@@ -411,9 +411,12 @@ impl Admission {
                 audit.sink.record(&event);
             }
         }
-        let answering = (self.answering.fetch_add(1, Ordering::AcqRel) < MAX_ANSWERING)
+        // A connection that has said nothing has nothing to be answered: closed at once.
+        let answerable = !matches!(reason, RefusalReason::TooManySilent | RefusalReason::Silent);
+        let answering = (answerable
+            && self.answering.fetch_add(1, Ordering::AcqRel) < MAX_ANSWERING)
             .then(|| Answering(self.clone()));
-        if answering.is_none() {
+        if answerable && answering.is_none() {
             self.answering.fetch_sub(1, Ordering::AcqRel);
         }
         Refused { reason, answering }
@@ -765,6 +768,10 @@ mod tests {
         let _s2 = admission.silent(&a, Protocol::Postgres).unwrap();
         let refused = admission.silent(&a, Protocol::Postgres).unwrap_err();
         assert_eq!(refused.reason, RefusalReason::TooManySilent);
+        assert!(
+            !refused.answer(),
+            "closed at once: it said nothing to answer"
+        );
         assert_eq!(admission.silent_from(&a), 2);
         let _place = admission
             .place(&a, Protocol::Postgres)

@@ -31,5 +31,5 @@ pub mod tls;
 
 pub use admission::{Admission, AdmissionSettings, Place, RefusalReason, Refused, Silent};
 pub use connection::{Connection, ConnectionFacts, REFUSAL_LIFETIME};
-pub use listener::{DEFAULT_UNAUTHENTICATED_TIMEOUT, Incoming, Listener, accept};
+pub use listener::{DEFAULT_UNAUTHENTICATED_TIMEOUT, Incoming, Listener, accept, first_byte};
 pub use tls::{TlsError, TlsSetup};

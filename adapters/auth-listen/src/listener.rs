@@ -179,7 +179,7 @@ impl Listener {
         let peer = Peer::Tcp(addr);
         let admitted = self
             .admission
-            .admit(&peer, self.protocol, tcp.readable())
+            .admit(&peer, self.protocol, first_byte(&tcp))
             .await;
         if admitted.as_ref().is_err_and(|refused| !refused.answer()) {
             return None;
@@ -203,6 +203,13 @@ impl Listener {
             self.unauthenticated_timeout,
         ))
     }
+}
+
+/// Completes when `tcp` has a byte to read (it is not consumed) or its client closed: the
+/// end of a connection's silent stage, for [`Admission::admit`]. (A socket's readiness
+/// alone is not enough: a fresh socket can report readable with nothing to read.)
+pub async fn first_byte(tcp: &TcpStream) -> io::Result<()> {
+    tcp.peek(&mut [0u8; 1]).await.map(|_| ())
 }
 
 /// The next connection on `listener`, as [`Listener::accept`] does it, for a server that

@@ -224,7 +224,11 @@ pub async fn serve<H: PgWireServerHandlers>(
     tcp.set_nodelay(true)?;
     let admitted = config
         .admission
-        .admit(&Peer::Tcp(addr), Protocol::Postgres, tcp.readable())
+        .admit(
+            &Peer::Tcp(addr),
+            Protocol::Postgres,
+            auth_listen::first_byte(&tcp),
+        )
         .await;
     let permit = match admitted {
         Ok(place) => place,
@@ -292,7 +296,7 @@ pub async fn serve_unix<H: PgWireServerHandlers>(
     let peer = Peer::unix(transport.path.clone(), transport.credentials);
     let admitted = config
         .admission
-        .admit(&peer, Protocol::Postgres, stream.readable())
+        .admit(&peer, Protocol::Postgres, crate::unix::first_byte(&stream))
         .await;
     let permit = match admitted {
         Ok(place) => place,

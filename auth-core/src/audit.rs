@@ -93,9 +93,15 @@ pub struct AuditEvent<'a> {
     /// Written at most [`MAX_NAME_IN_EVENT`] bytes long, control characters escaped.
     #[serde(serialize_with = "bounded_name")]
     pub username: Option<&'a str>,
-    /// Where the client connects from.
+    /// Where the client connects from (behind a trusted proxy, the client it reported).
     #[serde(serialize_with = "display")]
     pub source: &'a Peer,
+    /// The trusted proxy the client came through, if any.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "display_some"
+    )]
+    pub proxy: Option<&'a Peer>,
     /// The connection id.
     pub connection_id: u64,
     /// The protocol.
@@ -187,6 +193,13 @@ fn display<S: Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Erro
     s.collect_str(v)
 }
 
+fn display_some<S: Serializer, T: fmt::Display>(v: &Option<&T>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
 fn micros<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
@@ -214,6 +227,7 @@ impl<'a> AuditEvent<'a> {
             method: None,
             username: None,
             source,
+            proxy: None,
             connection_id,
             protocol,
             duration: Duration::ZERO,
@@ -232,7 +246,7 @@ impl<'a> AuditEvent<'a> {
         connection: &'a crate::connection::ConnectionInfo,
         outcome: &'a str,
     ) -> Self {
-        Self::new(
+        let mut event = Self::new(
             event,
             timestamp,
             (
@@ -241,7 +255,15 @@ impl<'a> AuditEvent<'a> {
                 connection.protocol.as_str(),
             ),
             outcome,
-        )
+        );
+        event.proxy = connection.proxied.as_ref().map(|p| &p.proxy);
+        event
+    }
+
+    /// The same with the trusted proxy the client came through.
+    pub fn with_proxy(mut self, proxy: Option<&'a Peer>) -> Self {
+        self.proxy = proxy;
+        self
     }
 
     /// An event of this process rather than of a client's connection (a wallet read, an
@@ -366,6 +388,7 @@ impl AuditSink for TracingAuditSink {
             method = e.method.map(|m| tracing::field::display(Bounded(m, MAX_NAME_IN_EVENT))),
             username = e.username.map(|u| tracing::field::display(Bounded(u, MAX_NAME_IN_EVENT))),
             source = %e.source,
+            proxy = e.proxy.map(tracing::field::display),
             connection_id = e.connection_id,
             protocol = e.protocol,
             duration_us = u64::try_from(e.duration.as_micros()).unwrap_or(u64::MAX),

@@ -134,6 +134,18 @@ pub struct TlsInfo {
     pub client_certificates: Vec<Vec<u8>>,
 }
 
+/// The proxy a connection came through, when a proxy this server trusts reported the
+/// client (PROXY protocol, `Forwarded`, `X-Forwarded-For`): the connection's
+/// [`ConnectionInfo::peer`] is then the client the proxy named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxied {
+    /// The proxy itself: this server's TCP peer (or Unix-socket peer).
+    pub proxy: Peer,
+    /// Whether the client spoke TLS to the proxy (PROXY v2's `PP2_TYPE_SSL` with the
+    /// client-SSL bit, `X-Forwarded-Proto: https`, `Forwarded: proto=https`).
+    pub client_tls: bool,
+}
+
 /// Everything the server knows about a connection before it authenticates: the input to
 /// [`Policy`](crate::Policy) rule matching and to rate limiting.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +170,8 @@ pub struct ConnectionInfo {
     pub database: Option<String>,
     /// Other startup parameters (pgwire `application_name` and so on). Never secrets.
     pub parameters: BTreeMap<String, String>,
+    /// The trusted proxy the client came through, if any; `peer` is then the client.
+    pub proxied: Option<Proxied>,
 }
 
 impl ConnectionInfo {
@@ -172,6 +186,7 @@ impl ConnectionInfo {
             user: None,
             database: None,
             parameters: BTreeMap::new(),
+            proxied: None,
         }
     }
 
@@ -208,21 +223,44 @@ impl ConnectionInfo {
         self
     }
 
-    /// Whether the connection is encrypted with TLS.
+    /// Marks the connection as coming through the trusted proxy of `proxied`; `peer`
+    /// should already be the client it reported.
+    #[must_use]
+    pub fn with_proxy(mut self, proxied: Proxied) -> Self {
+        self.proxied = Some(proxied);
+        self
+    }
+
+    /// Whether this server's end of the connection is TLS (what channel binding and
+    /// client certificates need).
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
 
-    /// Whether what the client sends cannot be read on the way: TLS, a Unix-domain socket
-    /// (the kernel carries the bytes), or GSSAPI encryption the server established. What a
+    /// Whether the client's bytes travelled under TLS to whoever terminated it: this
+    /// server, or a trusted proxy that says the client spoke TLS to it. What `hostssl`
+    /// and `hostnossl` rules match.
+    pub fn client_spoke_tls(&self) -> bool {
+        self.is_tls() || self.proxied.as_ref().is_some_and(|p| p.client_tls)
+    }
+
+    /// Whether what the client sends cannot be read on the way: TLS (here, or to a trusted
+    /// proxy that terminated it), a Unix-domain socket (the kernel carries the bytes), or
+    /// GSSAPI encryption the server established. What a
     /// [`Transport::Encrypted`](crate::Transport::Encrypted) method needs.
     pub fn is_encrypted(&self) -> bool {
-        self.is_tls() || self.gss_encrypted || matches!(self.peer, Peer::Unix { .. })
+        self.client_spoke_tls()
+            || self.gss_encrypted
+            || (self.proxied.is_none() && matches!(self.peer, Peer::Unix { .. }))
     }
 
     /// Whether the client is on this machine: a Unix-domain socket, or a TCP peer in
-    /// `127.0.0.0/8`, `::1`, or an IPv4-mapped loopback address (`::ffff:127.0.0.1`).
+    /// `127.0.0.0/8`, `::1`, or an IPv4-mapped loopback address (`::ffff:127.0.0.1`). A
+    /// client that came through a proxy never is, whatever address the proxy reported.
     pub fn is_localhost(&self) -> bool {
+        if self.proxied.is_some() {
+            return false;
+        }
         match &self.peer {
             Peer::Unix { .. } => true,
             Peer::Tcp(_) => self.peer.ip().is_some_and(|ip| ip.is_loopback()),
@@ -243,6 +281,25 @@ mod tests {
 
     fn tcp(addr: &str) -> ConnectionInfo {
         ConnectionInfo::tcp(Protocol::Postgres, addr.parse().unwrap())
+    }
+
+    #[test]
+    fn a_proxied_client_is_never_localhost_and_encrypted_only_if_it_spoke_tls() {
+        let proxy = Peer::Tcp("127.0.0.1:40000".parse().unwrap());
+        let through = |client_tls| {
+            tcp("127.0.0.1:5000").with_proxy(Proxied {
+                proxy: proxy.clone(),
+                client_tls,
+            })
+        };
+        assert!(!through(false).is_localhost(), "a header saying 127.0.0.1");
+        assert!(!through(false).is_encrypted());
+        assert!(!through(false).client_spoke_tls());
+        assert!(through(true).is_encrypted() && through(true).client_spoke_tls());
+        assert!(
+            !through(true).is_tls(),
+            "no TLS of ours: no channel binding"
+        );
     }
 
     #[test]

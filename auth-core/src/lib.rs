@@ -110,7 +110,7 @@ pub use authz::{Role, ScopeRules};
 pub use chain::{Action, Chain, Control, DangerousControl, Link};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{Config, ConfigError};
-pub use connection::{ConnectionInfo, Peer, PeerCredentials, Protocol, TlsInfo};
+pub use connection::{ConnectionInfo, Peer, PeerCredentials, Protocol, Proxied, TlsInfo};
 pub use conversation::{
     ChannelConversation, Conversation, ConversationError, ConversationPeer, ServerMessage,
 };

@@ -43,8 +43,8 @@ impl ConnectionType {
             Self::Any => true,
             Self::Local => matches!(c.peer, Peer::Unix { .. }),
             Self::Host => tcp,
-            Self::HostSsl => tcp && c.is_tls(),
-            Self::HostNoSsl => tcp && !c.is_tls(),
+            Self::HostSsl => tcp && c.client_spoke_tls(),
+            Self::HostNoSsl => tcp && !c.client_spoke_tls(),
             Self::HostGss => tcp && c.gss_encrypted,
         }
     }

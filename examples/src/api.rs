@@ -129,6 +129,8 @@ pub struct ApiAuth {
     pub admission: Arc<Admission>,
     /// How long a connection may stay unauthenticated (`auth_timeout`).
     pub auth_timeout: Duration,
+    /// `trusted_proxies`.
+    pub trusted_proxies: Arc<auth_listen::TrustedProxies>,
 }
 
 impl std::fmt::Debug for ApiAuth {
@@ -151,6 +153,7 @@ impl ApiAuth {
             tls: ApiTls::new(prepared),
             admission,
             auth_timeout: prepared.config.auth_timeout,
+            trusted_proxies: prepared.trusted_proxies.clone(),
         }
     }
 
@@ -185,6 +188,7 @@ pub async fn bind(
         .await
         .map_err(|e| GatewayError(format!("cannot listen on {addr}: {e}; pass {flag}")))?
         .with_admission(auth.admission.clone())
+        .with_trusted_proxies(auth.trusted_proxies.clone())
         .with_unauthenticated_timeout(auth.auth_timeout);
     Ok(match tls {
         Some(tls) => listener.with_tls(tls),

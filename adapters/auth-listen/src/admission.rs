@@ -36,6 +36,8 @@ use auth_core::rate_limit::address_key;
 use auth_core::{AuditSink, Engine, Peer, Protocol};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::proxy::{HeaderSource, ProxyError, TrustedProxies, read_proxy_header};
+
 /// The caps and the wait. The defaults suit a 2-core host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -162,6 +164,13 @@ pub enum RefusalReason {
     /// It sent nothing within the silent timeout, or closed before it spoke.
     #[error("sent nothing")]
     Silent,
+    /// It began with a PROXY header but is not a trusted proxy: a client may not choose
+    /// the address it is judged by.
+    #[error("PROXY header from a peer that is not a trusted proxy")]
+    UntrustedProxyHeader,
+    /// A trusted proxy sent a PROXY header that could not be read.
+    #[error("malformed PROXY header from a trusted proxy")]
+    BadProxyHeader,
 }
 
 impl RefusalReason {
@@ -315,29 +324,53 @@ impl Admission {
         })
     }
 
-    /// Admits a new connection from `peer`: silent until `spoke` completes (its first
-    /// byte arrived, or its end: [`crate::first_byte`]), then a place, waiting for one as
-    /// [`Self::place`] does. A connection that stays silent past
-    /// [`AdmissionSettings::silent_timeout`] is refused with [`RefusalReason::Silent`],
-    /// which is not audited and not answered.
-    pub async fn admit(
+    /// Admits a new connection on `stream` from `sender`: silent until its first byte
+    /// arrives (or it closes); then, when it begins with a PROXY header, the header is
+    /// taken (from a proxy in `trusted` only: from anyone else the connection is refused
+    /// and audited) and the client it names is the connection's peer; then a place for
+    /// that peer, waiting for one as [`Self::place`] does. A connection that stays silent
+    /// past [`AdmissionSettings::silent_timeout`] is refused with
+    /// [`RefusalReason::Silent`], which is neither audited nor answered.
+    pub async fn admit<S: HeaderSource>(
         self: &Arc<Self>,
-        peer: &Peer,
+        stream: &mut S,
+        sender: Peer,
         protocol: Protocol,
-        spoke: impl Future<Output = std::io::Result<()>>,
-    ) -> Result<Place, Refused> {
-        let silent = self.silent(peer, protocol)?;
-        match tokio::time::timeout(self.settings.silent_timeout, spoke).await {
+        trusted: &TrustedProxies,
+    ) -> Result<Admitted, Refused> {
+        let silent = self.silent(&sender, protocol)?;
+        let limit = self.settings.silent_timeout;
+        let left = || Refused {
+            reason: RefusalReason::Silent,
+            answering: None,
+        };
+        match tokio::time::timeout(limit, stream.peekable().first_byte()).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => {
-                return Err(Refused {
-                    reason: RefusalReason::Silent,
-                    answering: None,
-                });
-            }
+            Ok(Err(_)) | Err(_) => return Err(left()),
         }
+        let header =
+            match tokio::time::timeout(limit, read_proxy_header(stream, &sender, trusted)).await {
+                Ok(Ok(header)) => header,
+                Ok(Err(ProxyError::Io(_))) | Err(_) => return Err(left()),
+                Ok(Err(e)) => {
+                    let reason = match e {
+                        ProxyError::Untrusted => RefusalReason::UntrustedProxyHeader,
+                        _ => RefusalReason::BadProxyHeader,
+                    };
+                    return Err(self.refuse(&sender, protocol, reason));
+                }
+            };
         drop(silent);
-        self.place(peer, protocol).await
+        let (peer, proxied) = match header {
+            Some(header) => header.apply(sender),
+            None => (sender, None),
+        };
+        let place = self.place(&peer, protocol).await?;
+        Ok(Admitted {
+            place,
+            peer,
+            proxied,
+        })
     }
 
     /// A place for a connection from `peer` that has spoken, waiting up to
@@ -412,7 +445,10 @@ impl Admission {
             }
         }
         // A connection that has said nothing has nothing to be answered: closed at once.
-        let answerable = !matches!(reason, RefusalReason::TooManySilent | RefusalReason::Silent);
+        let answerable = matches!(
+            reason,
+            RefusalReason::NoPlace | RefusalReason::TooManyWaiting
+        );
         let answering = (answerable
             && self.answering.fetch_add(1, Ordering::AcqRel) < MAX_ANSWERING)
             .then(|| Answering(self.clone()));
@@ -532,6 +568,18 @@ impl Drop for Slot {
             addresses.remove(&self.key);
         }
     }
+}
+
+/// An admitted connection: its place, and who it is for (behind a trusted proxy, the
+/// client the proxy named, with the proxy beside it).
+#[derive(Debug)]
+pub struct Admitted {
+    /// The place; dropping it gives it back.
+    pub place: Place,
+    /// The client.
+    pub peer: Peer,
+    /// The trusted proxy the client came through, if any.
+    pub proxied: Option<auth_core::Proxied>,
 }
 
 /// One unauthenticated connection's place; dropping it gives it back (to the next

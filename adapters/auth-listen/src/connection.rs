@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use auth_core::{Peer, TlsInfo};
+use auth_core::{Peer, Proxied, TlsInfo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-use crate::admission::{Place, Refused};
+use crate::admission::{Admitted, Place, Refused};
+use crate::proxy::TrustedProxies;
 
 /// How long a refused connection lives to hear its refusal.
 pub const REFUSAL_LIFETIME: Duration = Duration::from_secs(2);
@@ -27,8 +28,10 @@ pub const REFUSAL_LIFETIME: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct ConnectionFacts {
     peer: Peer,
+    proxied: Option<Proxied>,
     tls: Option<TlsInfo>,
     state: Arc<Mutex<PlaceState>>,
+    trusted: Arc<TrustedProxies>,
 }
 
 #[derive(Debug)]
@@ -43,23 +46,45 @@ enum PlaceState {
 }
 
 impl ConnectionFacts {
-    fn new(peer: Peer, tls: Option<TlsInfo>, state: PlaceState) -> Self {
+    /// Facts for a connection that was admitted by other means (tests, a server that
+    /// counts its own connections): it holds no place, is not refused and trusts no
+    /// proxy.
+    pub fn unplaced(peer: Peer, tls: Option<TlsInfo>) -> Self {
         Self {
             peer,
+            proxied: None,
             tls,
-            state: Arc::new(Mutex::new(state)),
+            state: Arc::new(Mutex::new(PlaceState::Authenticated)),
+            trusted: Arc::new(TrustedProxies::none()),
         }
     }
 
-    /// Facts for a connection that was admitted by other means (tests, a server that
-    /// counts its own connections): it holds no place and is not refused.
-    pub fn unplaced(peer: Peer, tls: Option<TlsInfo>) -> Self {
-        Self::new(peer, tls, PlaceState::Authenticated)
+    /// The same, trusting `trusted` proxies' forwarding headers.
+    pub fn with_trusted_proxies(mut self, trusted: Arc<TrustedProxies>) -> Self {
+        self.trusted = trusted;
+        self
     }
 
-    /// Where the client connects from.
+    /// Where the client connects from: behind a trusted proxy that sent a PROXY header,
+    /// the client it named.
     pub fn peer(&self) -> &Peer {
         &self.peer
+    }
+
+    /// The trusted proxy the client came through (PROXY protocol), if any.
+    pub fn proxied(&self) -> Option<&Proxied> {
+        self.proxied.as_ref()
+    }
+
+    /// The proxies the listener trusts (for `Forwarded` headers on HTTP and gRPC).
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.trusted
+    }
+
+    /// The peer that sent this connection's bytes: the proxy when there is one, else the
+    /// client.
+    pub fn sender(&self) -> &Peer {
+        self.proxied.as_ref().map_or(&self.peer, |p| &p.proxy)
     }
 
     /// The client's TCP address, when it has one.
@@ -128,17 +153,24 @@ impl Connection {
     pub(crate) fn new(
         stream: Stream,
         tls: Option<TlsInfo>,
-        peer: Peer,
-        admitted: Result<Place, Refused>,
+        sender: Peer,
+        admitted: Result<Admitted, Refused>,
         timeout: Duration,
+        trusted: Arc<TrustedProxies>,
     ) -> Self {
-        let (state, lifetime) = match admitted {
-            Ok(place) => (PlaceState::Placed(place), timeout),
-            Err(refused) => (PlaceState::Refused(refused), REFUSAL_LIFETIME),
+        let (peer, proxied, state, lifetime) = match admitted {
+            Ok(a) => (a.peer, a.proxied, PlaceState::Placed(a.place), timeout),
+            Err(refused) => (sender, None, PlaceState::Refused(refused), REFUSAL_LIFETIME),
         };
         Self {
             stream,
-            facts: ConnectionFacts::new(peer, tls, state),
+            facts: ConnectionFacts {
+                peer,
+                proxied,
+                tls,
+                state: Arc::new(Mutex::new(state)),
+                trusted,
+            },
             deadline: Some(Box::pin(tokio::time::sleep(lifetime))),
         }
     }

@@ -27,9 +27,15 @@
 pub mod admission;
 mod connection;
 mod listener;
+pub mod proxy;
 pub mod tls;
 
-pub use admission::{Admission, AdmissionSettings, Place, RefusalReason, Refused, Silent};
+pub use admission::{
+    Admission, AdmissionSettings, Admitted, Place, RefusalReason, Refused, Silent,
+};
 pub use connection::{Connection, ConnectionFacts, REFUSAL_LIFETIME};
 pub use listener::{DEFAULT_UNAUTHENTICATED_TIMEOUT, Incoming, Listener, accept, first_byte};
+pub use proxy::{
+    HeaderSource, Peekable, ProxyError, ProxyHeader, TrustedProxies, read_proxy_header,
+};
 pub use tls::{TlsError, TlsSetup};

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::admission::Admission;
 use crate::connection::{Connection, Stream};
+use crate::proxy::TrustedProxies;
 use crate::tls::TlsSetup;
 
 /// How long a connection may hold its place without authenticating, by default (as
@@ -53,6 +54,7 @@ pub struct Listener {
     admission: Arc<Admission>,
     tls: Option<TlsSetup>,
     unauthenticated_timeout: Duration,
+    trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl Listener {
@@ -77,6 +79,7 @@ impl Listener {
             admission: Arc::new(Admission::default()),
             tls: None,
             unauthenticated_timeout: DEFAULT_UNAUTHENTICATED_TIMEOUT,
+            trusted_proxies: Arc::new(TrustedProxies::none()),
         }
     }
 
@@ -105,6 +108,19 @@ impl Listener {
             }
         });
         self
+    }
+
+    /// The same, taking the client's address from the PROXY header (v1 or v2) of
+    /// connections from `trusted` proxies, and on HTTP and gRPC from their `Forwarded` /
+    /// `X-Forwarded-For` headers; a PROXY header from anyone else is refused and audited.
+    pub fn with_trusted_proxies(mut self, trusted: Arc<TrustedProxies>) -> Self {
+        self.trusted_proxies = trusted;
+        self
+    }
+
+    /// The trusted proxies.
+    pub fn trusted_proxies(&self) -> &Arc<TrustedProxies> {
+        &self.trusted_proxies
     }
 
     /// The same with how long a connection may hold its place without authenticating.
@@ -175,11 +191,15 @@ impl Listener {
 
     /// Admits one accepted connection and runs its handshake: the connection, or
     /// `None` when it is closed without an answer.
-    async fn admit(&self, tcp: TcpStream, addr: SocketAddr) -> Option<Connection> {
-        let peer = Peer::Tcp(addr);
+    async fn admit(&self, mut tcp: TcpStream, addr: SocketAddr) -> Option<Connection> {
         let admitted = self
             .admission
-            .admit(&peer, self.protocol, first_byte(&tcp))
+            .admit(
+                &mut tcp,
+                Peer::Tcp(addr),
+                self.protocol,
+                &self.trusted_proxies,
+            )
             .await;
         if admitted.as_ref().is_err_and(|refused| !refused.answer()) {
             return None;
@@ -198,9 +218,10 @@ impl Listener {
         Some(Connection::new(
             stream,
             info,
-            peer,
+            Peer::Tcp(addr),
             admitted,
             self.unauthenticated_timeout,
+            self.trusted_proxies.clone(),
         ))
     }
 }
@@ -209,7 +230,7 @@ impl Listener {
 /// end of a connection's silent stage, for [`Admission::admit`]. (A socket's readiness
 /// alone is not enough: a fresh socket can report readable with nothing to read.)
 pub async fn first_byte(tcp: &TcpStream) -> io::Result<()> {
-    tcp.peek(&mut [0u8; 1]).await.map(|_| ())
+    crate::proxy::Peekable::Tcp(tcp).first_byte().await
 }
 
 /// The next connection on `listener`, as [`Listener::accept`] does it, for a server that

@@ -29,8 +29,8 @@ use std::sync::atomic::Ordering;
 use crate::frames::{DEFAULT_MAX_PRE_AUTH_FRAME, FrameCheck, FrameGuard};
 use crate::startup::Outbox;
 use crate::unix::{UnixTransport, peer_credentials};
-use auth_core::{Peer, Protocol, TlsInfo};
-use auth_listen::{Admission, Place, Refused, TlsSetup};
+use auth_core::{Peer, Protocol, Proxied, TlsInfo};
+use auth_listen::{Admission, Admitted, Place, Refused, TlsSetup, TrustedProxies};
 
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
@@ -50,6 +50,9 @@ pub struct ServeConfig {
     /// it with the process's other front doors too). A connection beyond its address's
     /// places waits for one; when the wait runs out it is answered FATAL 53300.
     pub admission: Arc<Admission>,
+    /// The proxies whose PROXY headers name the client (none by default: a PROXY
+    /// header is then refused and audited).
+    pub trusted_proxies: Arc<TrustedProxies>,
     /// The largest frame accepted before authentication (default
     /// [`DEFAULT_MAX_PRE_AUTH_FRAME`](crate::frames::DEFAULT_MAX_PRE_AUTH_FRAME)).
     pub max_pre_auth_frame: u32,
@@ -72,6 +75,7 @@ impl Default for ServeConfig {
             tls: None,
             auth_timeout: Duration::from_secs(60),
             admission: Arc::new(Admission::default()),
+            trusted_proxies: Arc::new(TrustedProxies::none()),
             max_pre_auth_frame: DEFAULT_MAX_PRE_AUTH_FRAME,
         }
     }
@@ -216,23 +220,29 @@ async fn refuse_busy<S: AsyncRead + AsyncWrite + Unpin>(
 /// SSL negotiation and authentication under [`ServeConfig::auth_timeout`]. Errors are
 /// the connection's own I/O errors.
 pub async fn serve<H: PgWireServerHandlers>(
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     config: &ServeConfig,
     handlers: &H,
 ) -> io::Result<()> {
-    let addr = tcp.peer_addr()?;
+    let sender = tcp.peer_addr()?;
     tcp.set_nodelay(true)?;
     let admitted = config
         .admission
         .admit(
-            &Peer::Tcp(addr),
+            &mut tcp,
+            Peer::Tcp(sender),
             Protocol::Postgres,
-            auth_listen::first_byte(&tcp),
+            &config.trusted_proxies,
         )
         .await;
-    let permit = match admitted {
-        Ok(place) => place,
-        Err(refused) => return refuse_busy(tcp, addr, refused).await,
+    let (permit, addr, proxied) = match admitted {
+        Ok(Admitted {
+            place,
+            peer: Peer::Tcp(client),
+            proxied,
+        }) => (place, client, proxied),
+        Ok(a) => (a.place, sender, None),
+        Err(refused) => return refuse_busy(tcp, sender, refused).await,
     };
     let deadline = tokio::time::sleep(config.auth_timeout);
     tokio::pin!(deadline);
@@ -275,6 +285,7 @@ pub async fn serve<H: PgWireServerHandlers>(
         permit,
         label: addr.to_string(),
         transport: None,
+        proxied,
     };
     run(opened, deadline, handlers).await
 }
@@ -293,13 +304,30 @@ pub async fn serve_unix<H: PgWireServerHandlers>(
         path: socket,
         credentials: peer_credentials(&stream),
     };
-    let peer = Peer::unix(transport.path.clone(), transport.credentials);
+    let sender = Peer::unix(transport.path.clone(), transport.credentials);
     let admitted = config
         .admission
-        .admit(&peer, Protocol::Postgres, crate::unix::first_byte(&stream))
+        .admit(
+            &mut stream,
+            sender.clone(),
+            Protocol::Postgres,
+            &config.trusted_proxies,
+        )
         .await;
-    let permit = match admitted {
-        Ok(place) => place,
+    // Behind a trusted proxy on the socket, the connection is the TCP client it named.
+    let (permit, addr, label, transport, proxied) = match admitted {
+        Ok(Admitted {
+            place,
+            peer: Peer::Tcp(client),
+            proxied: Some(proxied),
+        }) => (place, client, client.to_string(), None, Some(proxied)),
+        Ok(a) => (
+            a.place,
+            UNIX_PLACEHOLDER,
+            sender.to_string(),
+            Some(transport),
+            None,
+        ),
         Err(refused) => return refuse_busy(stream, UNIX_PLACEHOLDER, refused).await,
     };
     let deadline = tokio::time::sleep(config.auth_timeout);
@@ -321,16 +349,16 @@ pub async fn serve_unix<H: PgWireServerHandlers>(
         )
         .await;
     };
-    let label = peer.to_string();
     let opened = Opened {
         io: FrameGuard::new(MaybeTls::Unix(stream), check),
-        addr: UNIX_PLACEHOLDER,
+        addr,
         secure: false,
         tls: None,
         prefix: prefix.to_vec(),
         permit,
         label,
-        transport: Some(transport),
+        transport,
+        proxied,
     };
     run(opened, deadline, handlers).await
 }
@@ -343,6 +371,9 @@ const UNIX_PLACEHOLDER: SocketAddr =
 /// What the TLS handshake established, for the authenticator: pgwire's own accessor for
 /// client certificates cannot see through the frame guard.
 pub(crate) struct TlsFacts(pub(crate) TlsInfo);
+
+/// The trusted proxy a client came through, for the authenticator.
+pub(crate) struct ProxyFacts(pub(crate) Proxied);
 
 /// A connection whose opening was read, ready for pgwire's message loop.
 struct Opened {
@@ -359,6 +390,8 @@ struct Opened {
     /// The peer, for logs.
     label: String,
     transport: Option<UnixTransport>,
+    /// The trusted proxy the client came through.
+    proxied: Option<Proxied>,
 }
 
 /// pgwire's message loop behind the frame guard, with the authentication deadline.
@@ -376,6 +409,7 @@ async fn run<H: PgWireServerHandlers>(
         permit,
         label: addr,
         transport,
+        proxied,
     } = opened;
     let mut client = DefaultClient::new(socket_addr, secure);
     client.sni_server_name = tls.as_ref().and_then(|t| t.server_name.clone());
@@ -392,6 +426,11 @@ async fn run<H: PgWireServerHandlers>(
         socket
             .session_extensions()
             .get_or_insert_with(|| TlsFacts(tls));
+    }
+    if let Some(proxied) = proxied {
+        socket
+            .session_extensions()
+            .get_or_insert_with(|| ProxyFacts(proxied));
     }
 
     let startup = handlers.startup_handler();

@@ -155,6 +155,7 @@ impl<H: PgWireServerHandlers + Send + Sync> PgServer<H> {
                 .map(|tls| tls.clone().with_alpn(&[b"postgresql"])),
             auth_timeout: listener.unauthenticated_timeout(),
             admission: listener.admission().clone(),
+            trusted_proxies: listener.trusted_proxies().clone(),
             ..ServeConfig::default()
         });
         let unix_path = self.unix.as_ref().map(|u| u.path().to_owned());

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 
 use crate::errors::{auth_failed, fatal, method_failed, policy_reject, protocol};
 use crate::messages::sasl_initial_response;
-use crate::serve::TlsFacts;
+use crate::serve::{ProxyFacts, TlsFacts};
 use crate::session::AuthenticatedSession;
 use crate::unix::UnixTransport;
 
@@ -246,6 +246,9 @@ impl PgAuthenticator {
     fn connection_info<C: ClientInfo>(&self, client: &C, startup: &Startup) -> ConnectionInfo {
         let mut info = ConnectionInfo::new(Protocol::Postgres, peer_of(client))
             .with_id(self.next_connection.fetch_add(1, Ordering::Relaxed));
+        if let Some(proxied) = client.session_extensions().get::<ProxyFacts>() {
+            info = info.with_proxy(proxied.0.clone());
+        }
         if client.is_secure() {
             let facts = client.session_extensions().get::<TlsFacts>();
             info = info.with_tls(facts.map(|f| f.0.clone()).unwrap_or_else(|| TlsInfo {

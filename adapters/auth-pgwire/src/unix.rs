@@ -27,23 +27,6 @@ pub(crate) struct UnixTransport {
     pub(crate) credentials: Option<PeerCredentials>,
 }
 
-/// Completes when `stream` has a byte to read (not consumed) or its client closed: the
-/// end of its silent stage. Readiness alone is not enough (a fresh socket can report
-/// readable with nothing to read), and tokio's `UnixStream` has no `peek`.
-pub(crate) async fn first_byte(stream: &UnixStream) -> io::Result<()> {
-    loop {
-        stream.readable().await?;
-        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-        match stream.try_io(tokio::io::Interest::READABLE, || {
-            socket2::SockRef::from(stream).peek(&mut byte)
-        }) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// The socket file's name for `port`: `.s.PGSQL.<port>`, as libpq looks for it.
 pub fn socket_name(port: u16) -> String {
     format!(".s.PGSQL.{port}")

@@ -22,6 +22,7 @@
 
 mod basic;
 mod credential;
+mod forwarded;
 mod gate;
 mod message;
 mod negotiate;
@@ -30,6 +31,7 @@ mod service;
 
 pub use basic::{BasicError, MAX_HEADER_LEN, MAX_USER_LEN, parse_basic};
 pub use credential::{API_KEY_HEADER, MAX_NEGOTIATE_TOKEN, credential_from_headers};
+pub use forwarded::behind_proxies;
 pub use gate::{DangerousGate, Gate, Verdict};
 pub use message::public_message;
 pub use negotiate::negotiate_header;

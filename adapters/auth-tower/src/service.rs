@@ -52,7 +52,8 @@ pub trait Mapping: Send + Sync + 'static {
 /// rules need it).
 pub fn connection_info(protocol: Protocol, peer: Peer, extensions: &Extensions) -> ConnectionInfo {
     if let Some(facts) = extensions.get::<ConnectionFacts>() {
-        let connection = ConnectionInfo::new(protocol, facts.peer().clone());
+        let mut connection = ConnectionInfo::new(protocol, facts.peer().clone());
+        connection.proxied = facts.proxied().cloned();
         return match facts.tls() {
             Some(tls) => connection.with_tls(tls.clone()),
             None => connection,
@@ -166,6 +167,11 @@ where
             };
         }
         let connection = self.mapping.connection(request.extensions());
+        // Behind a trusted HTTP proxy, the client its forwarding headers name.
+        let connection = match &facts {
+            Some(facts) => crate::forwarded::behind_proxies(connection, request.headers(), facts),
+            None => connection,
+        };
         // A reused session is known without waiting for anything: the request goes
         // straight to the inner service that was polled ready, with no boxed future.
         if let Some(session) = self.gate.reused(request.headers(), &connection) {

@@ -519,6 +519,15 @@ pub struct GatewayConfig {
     /// requirements accept.
     #[serde(default)]
     pub client_certificates: ClientCertificatesConfig,
+    /// The proxies in front of the gateway (HAProxy, a load balancer, a TLS-terminating
+    /// proxy on this machine): IP addresses, networks like `10.0.0.0/8`, and `"unix"` for
+    /// Unix-socket peers. Their PROXY protocol headers (v1, v2) on every front door, and
+    /// their `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` headers on HTTP and
+    /// gRPC, name the client, whom rules, places, limits and the audit then judge; a
+    /// proxied client is never localhost. From anyone else a PROXY header is refused
+    /// and forwarding headers are ignored. Empty by default.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Serve the HTTP and gRPC APIs over TLS with the data directory's certificate (the
     /// default); `false` for plain HTTP/2 behind a TLS-terminating proxy on this machine.
     #[serde(default = "yes")]

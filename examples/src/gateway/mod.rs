@@ -19,7 +19,7 @@ use auth_core::local::SystemUsers;
 use auth_core::rate_limit::LimitSettings;
 use auth_core::{AuditSink, Engine, MemoryRateLimiter, RateLimiter, Role};
 use auth_core::{Authenticator, ConnectionInfo, CredentialKind, Peer, Protocol};
-use auth_listen::{Admission, AdmissionSettings, Listener, TlsSetup};
+use auth_listen::{Admission, AdmissionSettings, Listener, TlsSetup, TrustedProxies};
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
 use auth_pgwire::unix::UnixSocket;
 use auth_pgwire::{PgAuthConfig, PgServer};
@@ -130,6 +130,8 @@ pub struct Prepared {
     pub issuer: Arc<crate::api::LocalIssuer>,
     /// What this start's upgrade of `gateway.toml` changed, one line each.
     pub config_upgraded: Vec<String>,
+    /// `trusted_proxies`: whose PROXY headers and forwarding headers name the client.
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -286,7 +288,10 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
     )
     .await?;
     let issuer = Arc::new(crate::api::LocalIssuer::load_or_create(data_dir)?);
+    let trusted_proxies = TrustedProxies::parse(config.trusted_proxies.iter().map(String::as_str))
+        .map_err(|e| GatewayError(format!("gateway.toml: {e}")))?;
     Ok(Prepared {
+        trusted_proxies: Arc::new(trusted_proxies),
         issuer,
         config_upgraded,
         oauth,
@@ -436,6 +441,7 @@ pub async fn listener(
     let listener = Listener::bind(addr, protocol)
         .await?
         .with_admission(admission.clone())
+        .with_trusted_proxies(prepared.trusted_proxies.clone())
         .with_unauthenticated_timeout(prepared.config.auth_timeout);
     Ok(match tls {
         Some(tls) => listener.with_tls(tls),

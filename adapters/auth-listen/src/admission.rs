@@ -6,8 +6,10 @@
 //!
 //! 1. **Silent**, from accept to its first byte. A silent connection holds no place: it
 //!    only counts against [`AdmissionSettings::max_silent_per_address`] (and, unless it
-//!    is local, [`AdmissionSettings::max_silent`]), beyond which it is closed at once,
-//!    and it is closed when it stays silent for [`AdmissionSettings::silent_timeout`].
+//!    is local, [`AdmissionSettings::max_silent`]), beyond which it gets only
+//!    [`AdmissionSettings::wait`] to speak (a burst whose first bytes the server has not
+//!    looked at yet is not silent), and it is closed when it stays silent for
+//!    [`AdmissionSettings::silent_timeout`].
 //!    Idle connections a client opened and never used therefore never stand in the way
 //!    of its real logins.
 //! 2. **Placed**, from its first byte until it authenticates or ends: a place among
@@ -56,7 +58,8 @@ pub struct AdmissionSettings {
     /// Connections waiting for a place at once, in all; beyond, a connection that would
     /// wait is refused at once (each waiting connection holds a task and a socket).
     pub max_waiting: usize,
-    /// Connections that have sent nothing yet, from one address.
+    /// Connections that have sent nothing yet, from one address; beyond, a connection
+    /// must speak within [`Self::wait`] or is refused.
     pub max_silent_per_address: usize,
     /// Connections that have sent nothing yet, in all (local ones not counted).
     pub max_silent: usize,
@@ -303,25 +306,39 @@ impl Admission {
 
     /// Enters the silent stage for a new connection from `peer`, or refuses it at once
     /// when its address (or everyone) has as many silent connections as allowed.
+    /// ([`Self::admit`] gives such a connection the wait to speak instead.)
     pub fn silent(self: &Arc<Self>, peer: &Peer, protocol: Protocol) -> Result<Silent, Refused> {
+        self.try_silent(peer)
+            .ok_or_else(|| self.refuse(peer, protocol, RefusalReason::TooManySilent))
+    }
+
+    fn try_silent(self: &Arc<Self>, peer: &Peer) -> Option<Silent> {
         let (key, local) = ClientKey::of(peer);
         let mut counts = self.silent.lock().unwrap_or_else(PoisonError::into_inner);
         let from = counts.per_address.get(&key).copied().unwrap_or(0);
         if from >= self.settings.max_silent_per_address
             || (!local && counts.total >= self.settings.max_silent)
         {
-            drop(counts);
-            return Err(self.refuse(peer, protocol, RefusalReason::TooManySilent));
+            return None;
         }
         counts.per_address.insert(key, from + 1);
         if !local {
             counts.total += 1;
         }
-        Ok(Silent {
+        Some(Silent {
             admission: self.clone(),
             key,
             local,
         })
+    }
+
+    /// One more waiting connection, or `None` when as many wait as may.
+    fn start_waiting(&self) -> Option<Waiting<'_>> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.settings.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Waiting(&self.waiting))
     }
 
     /// Admits a new connection on `stream` from `sender`: silent until its first byte
@@ -338,15 +355,32 @@ impl Admission {
         protocol: Protocol,
         trusted: &TrustedProxies,
     ) -> Result<Admitted, Refused> {
-        let silent = self.silent(&sender, protocol)?;
-        let limit = self.settings.silent_timeout;
         let left = || Refused {
             reason: RefusalReason::Silent,
             answering: None,
         };
+        // Over the address's silent places, a connection still gets the wait to speak
+        // (a burst whose first bytes the server has not looked at yet is not silent),
+        // counted among the waiting; one that says nothing by then is refused.
+        let silent = self.try_silent(&sender);
+        let _waiting = match silent {
+            Some(_) => None,
+            None => match self.start_waiting() {
+                Some(waiting) => Some(waiting),
+                None => return Err(self.refuse(&sender, protocol, RefusalReason::TooManyWaiting)),
+            },
+        };
+        let limit = match silent {
+            Some(_) => self.settings.silent_timeout,
+            None => self.settings.wait,
+        };
         match tokio::time::timeout(limit, stream.peekable().first_byte()).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return Err(left()),
+            Ok(Err(_)) => return Err(left()),
+            Err(_) if silent.is_none() => {
+                return Err(self.refuse(&sender, protocol, RefusalReason::TooManySilent));
+            }
+            Err(_) => return Err(left()),
         }
         let header =
             match tokio::time::timeout(limit, read_proxy_header(stream, &sender, trusted)).await {

@@ -506,7 +506,7 @@ pub struct GatewayConfig {
     )]
     pub unauthenticated_wait: Duration,
     /// Connections that have sent nothing yet, from one client address (they hold no
-    /// place; beyond this they are closed at once).
+    /// place; beyond this one must speak within `unauthenticated_wait` or is closed).
     #[serde(default = "default_max_silent_per_address")]
     pub max_silent_per_address: usize,
     /// How long a connection may stay silent before it is closed.

@@ -112,6 +112,57 @@ impl Users {
         Ok(self.directory.update(name, change).await?)
     }
 
+    /// Sets `name`'s SCRAM-SHA-256 verifier only (creating the user if needed, reviving a
+    /// deleted one), with no argon2 [`Hasher`]: for a server whose users log in with
+    /// SCRAM alone (a pgwire server). The policy is checked first; the verifier's PBKDF2
+    /// (4096 iterations) runs off the async threads. Such a user has no password hash:
+    /// [`crate::PasswordAuthenticator`] (cleartext, HTTP Basic) refuses them until
+    /// [`Self::set_password`] stores one. An older hash is removed, so the two cannot
+    /// disagree.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use auth_core::MemoryStore;
+    /// use auth_password::{PasswordPolicy, Users};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let users = Users::new(Arc::new(MemoryStore::new()));
+    /// let password = "correct horse battery staple".to_owned().into();
+    /// users.set_scram_password(&PasswordPolicy::default(), "alice", &password).await?;
+    /// let (record, _version) = users.get("alice").await?.expect("created");
+    /// assert!(record.scram.is_some() && record.password_hash.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn set_scram_password(
+        &self,
+        policy: &PasswordPolicy,
+        name: &str,
+        password: &SecretString,
+    ) -> Result<u64, UserError> {
+        self.key(name).ok_or(UserError::InvalidName)?;
+        policy.check(name, password)?;
+        let password = password.clone();
+        let scram = tokio::task::spawn_blocking(move || {
+            crate::ScramVerifier::generate(
+                secrecy::ExposeSecret::expose_secret(&password),
+                crate::DEFAULT_SCRAM_ITERATIONS,
+            )
+        })
+        .await
+        .map_err(|_| UserError::Hash(HashFailure::Pool(crate::PoolClosed)))?
+        .map_err(|e| UserError::Hash(e.into()))?
+        .to_string();
+        self.update(name, |r| {
+            r.password_hash = None;
+            r.scram = Some(scram.clone());
+            if r.status == UserStatus::Deleted {
+                r.status = UserStatus::Active;
+            }
+        })
+        .await
+    }
+
     /// Sets `name`'s password (creating the user if needed, reviving a deleted one):
     /// checks the policy, then stores an argon2id hash and a SCRAM verifier.
     pub async fn set_password(

@@ -40,6 +40,10 @@ mod session;
 mod startup;
 pub mod unix;
 
+/// The `pgwire` crate this adapter is built on: implement its query handlers against
+/// this re-export, so the versions always match.
+pub use pgwire;
+
 pub use auth_listen::{Admission, AdmissionSettings, TlsSetup, accept};
 pub use errors::sqlstate;
 pub use serve::{ServeConfig, serve, serve_unix};

@@ -105,6 +105,27 @@ impl ScramAuthenticator {
         }
     }
 
+    /// The authenticator for `users`, with the mock secret kept in their own store under
+    /// [`MOCK_SECRET_KEY`]: made (32 random bytes) on the first call, read on every later
+    /// one, by every process sharing the store. The one call a SCRAM server needs.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use auth_core::MemoryStore;
+    /// use auth_password::{ScramAuthenticator, Users};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), auth_core::StoreError> {
+    /// let users = Users::new(Arc::new(MemoryStore::new()));
+    /// let scram = ScramAuthenticator::with_stored_mock_secret(users).await?;
+    /// # let _ = scram;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn with_stored_mock_secret(users: Users) -> Result<Self, auth_core::StoreError> {
+        let secret = stored_mock_secret(users.store().as_ref()).await?;
+        Ok(Self::new(users, secret))
+    }
+
     /// The iteration count unknown users' mock exchanges show: set it to what the
     /// deployment's real verifiers use (default 4096).
     #[must_use]
@@ -125,6 +146,49 @@ impl ScramAuthenticator {
             server_key: key,
         }
     }
+}
+
+/// Where [`ScramAuthenticator::with_stored_mock_secret`] keeps the mock secret.
+pub const MOCK_SECRET_KEY: &str = "scram/mock-secret";
+
+/// The store's mock secret, made on first use; two processes making it at once agree
+/// (the second write is refused and the first one's secret read).
+async fn stored_mock_secret(
+    store: &dyn auth_core::CredentialStore,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, auth_core::StoreError> {
+    use secrecy::ExposeSecret;
+    let key = auth_core::Key::new(MOCK_SECRET_KEY)
+        .map_err(|e| auth_core::StoreError::Corrupted(e.to_string()))?;
+    for _ in 0..2 {
+        if let Some(record) = store.get(&key).await? {
+            let value = record.value.expose_secret();
+            let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+            if value.len() != secret.len() {
+                return Err(auth_core::StoreError::Corrupted(format!(
+                    "{MOCK_SECRET_KEY} holds {} bytes, not 32",
+                    value.len()
+                )));
+            }
+            secret.copy_from_slice(value);
+            return Ok(secret);
+        }
+        let mut fresh = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(fresh.as_mut_slice())
+            .map_err(|e| auth_core::StoreError::Unavailable(format!("no randomness: {e}")))?;
+        let value = secrecy::SecretSlice::from(fresh.to_vec());
+        match store
+            .put(&key, value, auth_core::Precondition::Absent)
+            .await
+        {
+            Ok(_) => return Ok(fresh),
+            // Another process made it first: read theirs.
+            Err(auth_core::StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(auth_core::StoreError::Corrupted(format!(
+        "{MOCK_SECRET_KEY} could neither be read nor made"
+    )))
 }
 
 fn server_nonce() -> Option<String> {

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use auth_core::{Chain, Engine, MemoryStore, Policy, Protocol};
 use auth_listen::{Listener, TlsSetup};
-use auth_password::{Argon2Settings, Hasher, PasswordPolicy, ScramAuthenticator, Users};
+use auth_password::{PasswordPolicy, ScramAuthenticator, Users};
 use auth_pgwire::PgServer;
-use pgwire::api::results::{Response, Tag};
-use pgwire::api::{ClientInfo, query::SimpleQueryHandler};
-use pgwire::error::PgWireResult;
+use auth_pgwire::pgwire::api::results::{Response, Tag};
+use auth_pgwire::pgwire::api::{ClientInfo, query::SimpleQueryHandler};
+use auth_pgwire::pgwire::error::PgWireResult;
 
 /// Every query is answered with the tag `HELLO`.
 struct Hello;
@@ -32,13 +32,12 @@ impl SimpleQueryHandler for Hello {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let (password, mock_secret) = (random_password()?, random_bytes()?);
+    let password = random_password()?;
     let users = Users::new(Arc::new(MemoryStore::new()));
-    let hasher = Hasher::new(Argon2Settings::default())?;
     users
-        .set_password(&hasher, &PasswordPolicy::default(), "alice", &password)
+        .set_scram_password(&PasswordPolicy::default(), "alice", &password)
         .await?;
-    let scram = ScramAuthenticator::new(users, mock_secret);
+    let scram = ScramAuthenticator::with_stored_mock_secret(users).await?;
     let policy = Policy::single(Chain::builder().link(Arc::new(scram)).build())?;
     let engine = Arc::new(Engine::builder(policy).build());
     let (tls, cert_pem, _) = TlsSetup::self_signed(&["localhost", "127.0.0.1"])?;
@@ -62,15 +61,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 // What follows is the example's own plumbing (a password to print, a file for psql's
 // `sslrootcert`), not part of serving.
 
-fn random_bytes() -> Result<[u8; 32], getrandom::Error> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)?;
-    Ok(bytes)
-}
-
 fn random_password() -> Result<secrecy::SecretString, getrandom::Error> {
-    let bytes = random_bytes()?;
-    Ok(hex::encode(&bytes[..12]).into())
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes)?;
+    Ok(hex::encode(bytes).into())
 }
 
 fn write_certificate(pem: &str) -> std::io::Result<std::path::PathBuf> {

@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod examples;
 pub mod gateway;
 pub mod jdbc;
 pub mod jwt;

@@ -1,7 +1,7 @@
-//! A SCRAM-over-TLS PostgreSQL-wire server answering queries, written the way the
-//! auth-pgwire documentation shows: a user, an engine, a TLS listener, [`PgServer`].
+//! A PostgreSQL-wire server answering queries after SCRAM over TLS: a user, an engine, a
+//! TLS listener, [`PgServer`].
 //!
-//! `cargo run -p auth-examples --bin pg-server [-- --listen 127.0.0.1:6433]` prints the
+//! `cargo run -p auth-pgwire --example scram_tls [-- --listen 127.0.0.1:6433]` prints the
 //! psql line that logs in (user `alice`, a fresh password, `sslrootcert` the certificate
 //! it wrote to a temporary directory).
 
@@ -41,8 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let policy = Policy::single(Chain::builder().link(Arc::new(scram)).build())?;
     let engine = Arc::new(Engine::builder(policy).build());
     let (tls, cert_pem, _) = TlsSetup::self_signed(&["localhost", "127.0.0.1"])?;
-    let listen =
-        auth_examples::gateway::listen_arg("--listen", "PG_SERVER_LISTEN", "127.0.0.1:6433");
+    let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:6433".into());
     let listener = Listener::bind(listen.parse()?, Protocol::Postgres)
         .await?
         .with_tls(tls);
@@ -60,6 +59,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 // What follows is the example's own plumbing (a password to print, a file for psql's
 // `sslrootcert`), not part of serving.
+
+fn arg(name: &str) -> Option<String> {
+    let mut args = std::env::args().skip_while(|a| a != name);
+    args.next().and(args.next())
+}
 
 fn random_password() -> Result<secrecy::SecretString, getrandom::Error> {
     let mut bytes = [0u8; 12];

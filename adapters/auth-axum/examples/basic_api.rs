@@ -2,7 +2,7 @@
 //! shows: a user, an engine, a router with the auth layer, a TLS listener,
 //! [`auth_axum::serve`].
 //!
-//! `cargo run -p auth-examples --bin api-server [-- --listen 127.0.0.1:8443]` prints the
+//! `cargo run -p auth-axum --example basic_api [-- --listen 127.0.0.1:8443]` prints the
 //! curl line that works (user `alice`, a fresh password, `--cacert` the certificate it
 //! wrote to a temporary directory).
 
@@ -32,8 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .layer(AuthLayer::new(engine));
     let (tls, cert_pem, _) = TlsSetup::self_signed(&["localhost", "127.0.0.1"])?;
-    let listen =
-        auth_examples::gateway::listen_arg("--listen", "API_SERVER_LISTEN", "127.0.0.1:8443");
+    let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:8443".into());
     let listener = Listener::bind(listen.parse()?, Protocol::Http)
         .await?
         .with_tls(tls);
@@ -49,6 +48,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 // What follows is the example's own plumbing (a password to print, a file for curl's
 // `--cacert`), not part of serving.
+
+fn arg(name: &str) -> Option<String> {
+    let mut args = std::env::args().skip_while(|a| a != name);
+    args.next().and(args.next())
+}
 
 fn random_password() -> Result<secrecy::SecretString, getrandom::Error> {
     let mut bytes = [0u8; 12];

@@ -134,6 +134,10 @@ struct Validated {
 /// use auth_oauth::{
 ///     Alg, IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey,
 /// };
+/// // Signing here stands in for the issuer. jsonwebtoken 11 needs a crypto backend
+/// // feature, or it panics at run time ("Could not automatically determine the
+/// // process-level CryptoProvider"):
+/// // jsonwebtoken = { version = "11", default-features = false, features = ["aws_lc_rs"] }
 /// use jsonwebtoken::{Algorithm, EncodingKey, Header};
 ///
 /// # #[tokio::main(flavor = "current_thread")]

@@ -27,8 +27,15 @@ echo "== the gateways as the README runs them: without optional features (no Ker
 cargo clippy -p auth-examples --lib --bins --locked -- -D warnings
 cargo test -p auth-examples --lib --locked
 
-echo "== doc tests"
+echo "== doc tests, with every feature and with the defaults (no doc example may need a feature it does not name)"
 cargo test --workspace --all-features --locked --doc
+cargo test --workspace --locked --doc
+
+echo "== the minimum supported Rust version (rust-version in Cargo.toml) builds everything"
+msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+msrv_toolchain="$msrv.0"
+rustup toolchain list | grep -q "^$msrv_toolchain-" || rustup toolchain install "$msrv_toolchain" --profile minimal
+cargo "+$msrv_toolchain" check --workspace --all-targets --all-features --locked
 
 echo "== API docs: no broken intra-doc links, no rustdoc warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked

@@ -20,6 +20,9 @@ packages=(
   wrk
   # Test hosts in network namespaces (ip netns, veth), for clients that are not loopback.
   iproute2
+  # A real reverse proxy in front of the gateway (PROXY protocol v1/v2, TLS termination,
+  # X-Forwarded-For), for the proxied-clients tests and the proxy benchmark.
+  haproxy
 )
 
 missing=()
@@ -73,7 +76,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The packages start system-wide daemons; tests run their own on private ports instead.
-for svc in redis-server postgresql krb5-kdc krb5-admin-server; do
+for svc in redis-server postgresql krb5-kdc krb5-admin-server haproxy; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done
 install_venv

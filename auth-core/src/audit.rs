@@ -204,9 +204,31 @@ fn micros<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-/// Where a session is, for its `session_started` and `session_ended` events: the peer,
-/// the connection id and the protocol.
-pub type SessionPlace = (crate::connection::Peer, u64, &'static str);
+/// Where a session is, for its `session_started` and `session_ended` events: the peer
+/// (and the trusted proxy it came through), the connection id and the protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionPlace {
+    /// The client.
+    pub peer: Peer,
+    /// The trusted proxy the client came through, if any.
+    pub proxy: Option<Peer>,
+    /// The connection id.
+    pub connection_id: u64,
+    /// The protocol.
+    pub protocol: &'static str,
+}
+
+impl SessionPlace {
+    /// Where `connection`'s session is.
+    pub fn of(connection: &crate::connection::ConnectionInfo) -> Self {
+        Self {
+            peer: connection.peer.clone(),
+            proxy: connection.proxied.as_ref().map(|p| p.proxy.clone()),
+            connection_id: connection.id,
+            protocol: connection.protocol.as_str(),
+        }
+    }
+}
 
 /// The source of events that belong to no connection (wallet reads, `authctl`).
 static NO_PEER: Peer = Peer::Unknown;
@@ -328,7 +350,7 @@ pub(crate) fn record_session_event(
     audit: &dyn AuditSink,
     kind: AuditEventKind,
     session: &dyn crate::session::Session,
-    (peer, connection_id, protocol): &SessionPlace,
+    place: &SessionPlace,
     clock: &dyn crate::clock::Clock,
     duration: Duration,
     failure: Option<&crate::error::Failure>,
@@ -341,7 +363,9 @@ pub(crate) fn record_session_event(
         AuditEventKind::SessionRenewalFailed => "failure",
         _ => "started",
     };
-    let mut event = AuditEvent::new(kind, clock.now(), (peer, *connection_id, protocol), outcome)
+    let at = (&place.peer, place.connection_id, place.protocol);
+    let mut event = AuditEvent::new(kind, clock.now(), at, outcome)
+        .with_proxy(place.proxy.as_ref())
         .with_method(Some(session.method()))
         .with_user(Some(session.user()))
         .with_duration(duration);

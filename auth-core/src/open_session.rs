@@ -79,11 +79,7 @@ impl OpenSession {
             closed: AtomicBool::new(false),
             audit,
             clock,
-            place: (
-                connection.peer.clone(),
-                connection.id,
-                connection.protocol.as_str(),
-            ),
+            place: SessionPlace::of(connection),
             started: Instant::now(),
         };
         open.record(AuditEventKind::SessionStarted, Duration::ZERO, None);

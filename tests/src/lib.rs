@@ -10,6 +10,7 @@
 //! - [`oidc::OidcProvider`]: node oidc-provider, a certified OpenID provider.
 //! - [`oauth_server::DjangoOAuth`]: django-oauth-toolkit, for the password grant.
 //! - [`netns::TestHost`]: a test host in a network namespace, for non-loopback clients.
+//! - [`haproxy::HaProxy`]: HAProxy in front of a server (PROXY protocol, TLS termination).
 //! - [`scram_client`]: an independent SCRAM client (postgres-protocol) for interop tests.
 //!
 //! A service that cannot start fails the test with a [`HarnessError`] naming
@@ -19,6 +20,7 @@
 
 pub mod examples;
 pub mod gateway;
+pub mod haproxy;
 pub mod jdbc;
 pub mod jwt;
 pub mod kdc;

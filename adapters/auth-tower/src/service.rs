@@ -191,11 +191,7 @@ where
         let gate = self.gate.clone();
         let mapping = self.mapping.clone();
         let future = Box::pin(async move {
-            let at = (
-                connection.peer.clone(),
-                connection.id,
-                connection.protocol.as_str(),
-            );
+            let at = auth_core::audit::SessionPlace::of(&connection);
             match gate.check_unreused(request.headers(), connection).await {
                 Verdict::Granted { session, mutual } => {
                     // Authenticated: the connection gives its place back.

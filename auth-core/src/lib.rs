@@ -72,8 +72,17 @@
 //! assert!(matches!(outcome, Outcome::AccountRefused { .. }));
 //! # }
 //! ```
+//!
+//! # Features
+//!
+//! - `contract`: `auth_core::contract`, the suites an implementation of
+//!   [`Authenticator`], [`CredentialStore`] or [`Accounts`] runs against itself.
+//! - `rustls`: `auth_core::certificate::tls`, a rustls server configuration that asks
+//!   clients for a certificate and leaves judging it to the policy, and the [`TlsInfo`]
+//!   of a rustls connection.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod account;
 pub mod api_key;
@@ -99,6 +108,7 @@ mod session;
 pub mod store;
 
 #[cfg(feature = "contract")]
+#[cfg_attr(docsrs, doc(cfg(feature = "contract")))]
 pub mod contract;
 
 pub use account::{Account, AccountStage, Accounts, Directory};
@@ -131,3 +141,9 @@ pub use store::{CredentialStore, Key, MemoryStore, Precondition, Record, RecordM
 
 /// Re-exported so implementers name the same `secrecy` types.
 pub use secrecy;
+
+// The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
+// not marked `no_run`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -19,6 +19,7 @@
 //! (`acceptor.rs`).
 
 #![deny(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod acceptor;
 mod authenticator;
@@ -28,3 +29,9 @@ pub mod principal;
 pub use authenticator::{GssAuthenticator, MAX_TOKEN_LEN, UserDirectory};
 pub use mapping::{CaseFold, MapError, MapRule, PrincipalMapper};
 pub use principal::{Principal, PrincipalError};
+
+// The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
+// not marked `no_run`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -147,6 +147,7 @@ impl IntrospectionAuthenticator {
 /// Reads `body` as the authenticator reads an introspection answer (audience `api`,
 /// issuer `https://idp`); whether it describes an active token. For fuzzing the parser.
 #[cfg(feature = "fuzzing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fuzzing")))]
 pub fn read_answer_for_fuzzing(body: &[u8]) -> bool {
     let Ok(answer) = serde_json::from_slice::<BasicTokenIntrospectionResponse>(body) else {
         return false;

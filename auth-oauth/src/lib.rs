@@ -17,8 +17,14 @@
 //! certificate, no redirects, and answers capped while they are read. Plain `http://` is
 //! refused for every issuer, JWKS, introspection, token and revocation URL except on
 //! loopback, including a `jwks_uri` found by discovery.
+//!
+//! # Features
+//!
+//! - `fuzzing`: `auth_oauth::fuzzing`, the introspection-answer and OAUTHBEARER parsers
+//!   without their network, for the fuzz targets in `tests/fuzz`; not a stable interface.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod authenticator;
 mod client_auth;
@@ -45,6 +51,7 @@ pub use key::{Alg, KeyError, VerifyingKey};
 /// Parsers without their network around them, for the fuzz targets in `tests/fuzz`
 /// (feature `fuzzing`; not a stable interface).
 #[cfg(feature = "fuzzing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fuzzing")))]
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::introspection::read_answer_for_fuzzing as introspection_answer;
@@ -64,3 +71,9 @@ pub use oauthbearer::{OAUTHBEARER, OAuthBearer};
 pub use password_grant::{
     GrantError, OAuthSession, PasswordGrantAuthenticator, PasswordGrantConfig,
 };
+
+// The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
+// not marked `no_run`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

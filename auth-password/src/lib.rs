@@ -34,6 +34,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod authenticator;
 pub mod hash;
@@ -50,3 +51,9 @@ pub use policy::{Complexity, PasswordPolicy, Violation, WeakPassword};
 pub use pool::{HashingPool, PoolClosed};
 pub use scram::{ScramAuthenticator, ScramVerifier};
 pub use user::{UserError, UserRecord, UserStatus, Users};
+
+// The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
+// not marked `no_run`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -31,6 +31,7 @@
 //! [`CredentialStore`]: auth_core::CredentialStore
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod authenticator;
 pub mod envelope;
@@ -44,3 +45,9 @@ pub use file::FileStore;
 pub use key::{KeyError, MasterKey};
 pub use postgres::PostgresStore;
 pub use wallet::{Counts, DEFAULT_USER_PREFIX, OAUTH_CLIENT_SECRET_KEY, Wallet};
+
+// The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
+// not marked `no_run`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

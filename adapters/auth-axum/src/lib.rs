@@ -30,6 +30,7 @@
 //! error mapping is this crate's: [`http_status`] and [`bearer_error`].
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod extract;
 mod layer;
@@ -41,3 +42,9 @@ pub use extract::{AuthRejection, Authenticated};
 pub use layer::{AuthLayer, AuthService, Challenge, DangerousAuthLayer, HttpMapping};
 pub use response::{bearer_error, failure_response, http_status};
 pub use serve::{serve, serve_until};
+
+// The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
+// not marked `no_run`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

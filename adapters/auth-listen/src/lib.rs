@@ -21,8 +21,14 @@
 //! The front doors build on it: `auth_pgwire::PgServer` and `auth_pgwire::serve`,
 //! `auth_axum::serve`, `auth_tonic::incoming`. Share one [`Admission`] between all of a
 //! process's listeners.
+//!
+//! # Features
+//!
+//! - `self-signed`: [`TlsSetup`]`::self_signed`, a fresh self-signed certificate for
+//!   examples and tests.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod admission;
 mod connection;
@@ -39,3 +45,9 @@ pub use proxy::{
     HeaderSource, Peekable, ProxyError, ProxyHeader, TrustedProxies, read_proxy_header,
 };
 pub use tls::{TlsError, TlsSetup};
+
+// The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
+// not marked `no_run`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

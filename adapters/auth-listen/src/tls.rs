@@ -208,9 +208,11 @@ impl TlsSetup {
         facts
     }
 
-    /// A fresh self-signed ECDSA P-256 certificate for `names` (examples and tests).
-    /// Returns the setup, the certificate PEM (for clients' root store) and the key PEM.
+    /// A fresh self-signed ECDSA P-256 certificate for `names` (examples and tests;
+    /// feature `self-signed`). Returns the setup, the certificate PEM (for clients' root
+    /// store) and the key PEM.
     #[cfg(feature = "self-signed")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "self-signed")))]
     pub fn self_signed(names: &[&str]) -> Result<(Self, String, String), TlsError> {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let cert =

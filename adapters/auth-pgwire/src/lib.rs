@@ -28,8 +28,14 @@
 //! connects): its connections are `local` to the policy and carry the kernel's peer
 //! credentials, for `peer` authentication. A chain that accepts no credential (`trust`)
 //! or the peer credential is run at once, with no request to the client.
+//!
+//! # Features
+//!
+//! - `self-signed`: [`TlsSetup`]`::self_signed` (from auth-listen), a fresh self-signed
+//!   certificate for examples and tests.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod errors;
 pub mod frames;
@@ -50,3 +56,9 @@ pub use serve::{ServeConfig, serve, serve_unix};
 pub use server::{PgServer, SimpleQueries};
 pub use session::{AuthenticatedSession, session};
 pub use startup::{MAX_NAME_LEN, PgAuthConfig, PgAuthenticator};
+
+// The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
+// not marked `no_run`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -34,10 +34,10 @@ use crate::unix::UnixSocket;
 /// use pgwire::api::results::{Response, Tag};
 /// use pgwire::error::PgWireResult;
 ///
-/// struct Ok;
+/// struct Hello;
 ///
 /// #[async_trait]
-/// impl SimpleQueryHandler for Ok {
+/// impl SimpleQueryHandler for Hello {
 ///     async fn do_query<C: ClientInfo + Unpin + Send + Sync>(
 ///         &self, _client: &mut C, _query: &str,
 ///     ) -> PgWireResult<Vec<Response>> {
@@ -49,7 +49,7 @@ use crate::unix::UnixSocket;
 /// let listener = Listener::bind("127.0.0.1:6432".parse()?, Protocol::Postgres)
 ///     .await?
 ///     .with_tls(TlsSetup::from_pem(cert, key)?);
-/// PgServer::new(engine, Ok).serve(listener).await?;
+/// PgServer::new(engine, Hello).serve(listener).await?;
 /// # Ok(())
 /// # }
 /// ```

@@ -213,7 +213,7 @@ impl Outbox {
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 /// let port = listener.local_addr()?.port();
 /// tokio::spawn(async move {
-///     let stream = auth_pgwire::accept(&listener).await;
+///     let (stream, _peer) = auth_pgwire::accept(&listener).await;
 ///     auth_pgwire::serve(stream, &ServeConfig::default(), &handlers).await
 /// });
 ///

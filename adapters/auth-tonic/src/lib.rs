@@ -58,8 +58,15 @@
 //!
 //! The request plumbing is auth-tower's, shared with auth-axum; this crate holds only the
 //! gRPC mapping.
+//!
+//! # Features
+//!
+//! - `tls`: behind tonic's own TLS (`Server::tls_config`), reads its `TlsConnectInfo`, so
+//!   `hostssl` rules match and client certificates reach the policy. Not needed behind an
+//!   auth-listen [`Listener`](auth_listen::Listener), which does TLS itself.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod identity;
 mod incoming;
@@ -70,3 +77,9 @@ pub use identity::{Authenticated, RequestExt};
 pub use incoming::{GrpcConnection, incoming};
 pub use layer::{AuthLayer, AuthService, DangerousAuthLayer, GrpcMapping};
 pub use status::{grpc_code, status_for};
+
+// The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
+// not marked `no_run`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

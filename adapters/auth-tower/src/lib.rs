@@ -19,6 +19,7 @@
 //! [auth-tonic]: https://docs.rs/auth-tonic
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod basic;
 mod credential;
@@ -36,3 +37,9 @@ pub use gate::{DangerousGate, Gate, Verdict};
 pub use message::public_message;
 pub use negotiate::negotiate_header;
 pub use service::{GateFuture, GateLayer, GateService, Mapping, connection_info};
+
+// The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
+// not marked `no_run`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -16,6 +16,7 @@ mod authenticator;
 mod name;
 mod requirement;
 #[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;
 mod trust;
 

@@ -153,8 +153,19 @@ impl Users {
         .map_err(|_| UserError::Hash(HashFailure::Pool(crate::PoolClosed)))?
         .map_err(|e| UserError::Hash(e.into()))?
         .to_string();
+        self.store_password(name, None, scram).await
+    }
+
+    /// Stores a password's hash (or none) and SCRAM verifier, creating the user if needed
+    /// and reviving a deleted one.
+    async fn store_password(
+        &self,
+        name: &str,
+        hash: Option<String>,
+        scram: String,
+    ) -> Result<u64, UserError> {
         self.update(name, |r| {
-            r.password_hash = None;
+            r.password_hash = hash.clone();
             r.scram = Some(scram.clone());
             if r.status == UserStatus::Deleted {
                 r.status = UserStatus::Active;
@@ -176,13 +187,6 @@ impl Users {
         policy.check(name, password)?;
         let hash = hasher.hash(password.clone()).await?;
         let scram = hasher.scram_verifier(password.clone()).await?.to_string();
-        self.update(name, |r| {
-            r.password_hash = Some(hash.clone());
-            r.scram = Some(scram.clone());
-            if r.status == UserStatus::Deleted {
-                r.status = UserStatus::Active;
-            }
-        })
-        .await
+        self.store_password(name, Some(hash), scram).await
     }
 }

@@ -2,10 +2,10 @@
 //! pair, each on its own /24 of 10.231.0.0/16, so limits, lockouts and address rules can be
 //! tested from where users are (loopback is exempt from rate limiting).
 //!
-//! Host `N` is `10.231.N.2` inside namespace `authtest-N`; this machine is `10.231.N.1` on
-//! its side of the pair. Every host routes 10.231.0.0/16 to this machine, so a server
-//! listening on one host's `.1` address is reachable from all of them, and traffic never
-//! leaves the machine. Needs root and iproute2 (`scripts/install-deps.sh`).
+//! Host `N` is `10.231.N.2` inside a namespace `authtest-N-<pid>-<claim>`; this machine is
+//! `10.231.N.1` on its side of the pair. Every host routes 10.231.0.0/16 to this machine,
+//! so a server listening on one host's `.1` address is reachable from all of them, and
+//! traffic never leaves the machine. Needs root and iproute2 (`scripts/install-deps.sh`).
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -60,8 +60,10 @@ impl TestHost {
                 last = e;
                 continue;
             }
+            // The namespace's name is this claim's own, so a host being dropped elsewhere
+            // (which deletes its link, then its namespace) never deletes this one.
             let host = Self {
-                namespace: format!("authtest-{n}"),
+                namespace: format!("authtest-{n}-{}-{}", std::process::id(), next_claim()),
                 address: Ipv4Addr::new(10, 231, n, 2),
                 gateway: Ipv4Addr::new(10, 231, n, 1),
                 link,
@@ -74,8 +76,16 @@ impl TestHost {
 
     fn configure(&self, peer: &str) -> Result<(), String> {
         let ns = self.namespace.as_str();
-        // A namespace left by a killed run is replaced.
-        let _ = ip(&["netns", "del", ns]);
+        // Namespaces of this /24 left by a killed run go: whoever made them no longer
+        // holds the link, which this claim now does.
+        if let Some(prefix) = ns.rsplitn(3, '-').nth(2) {
+            for stale in namespaces()
+                .iter()
+                .filter(|n| n.starts_with(&format!("{prefix}-")))
+            {
+                let _ = ip(&["netns", "del", stale]);
+            }
+        }
         ip(&["netns", "add", ns])?;
         ip(&["link", "set", peer, "netns", ns])?;
         ip(&[
@@ -114,7 +124,29 @@ impl TestHost {
 
 impl Drop for TestHost {
     fn drop(&mut self) {
-        let _ = ip(&["netns", "del", &self.namespace]);
+        // The link first: while it exists the /24 is this host's claim, so nobody reuses
+        // its names before both are gone (deleting one end of the pair deletes both).
         let _ = ip(&["link", "del", &self.link]);
+        let _ = ip(&["netns", "del", &self.namespace]);
     }
+}
+
+/// A number for each claim this process makes.
+fn next_claim() -> u64 {
+    static CLAIMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    CLAIMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The names of the network namespaces there are.
+fn namespaces() -> Vec<String> {
+    Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -234,6 +234,13 @@ pub async fn read_proxy_header<S: HeaderSource>(
     peer: &Peer,
     trusted: &TrustedProxies,
 ) -> Result<Option<ProxyHeader>, ProxyError> {
+    // Most connections begin with no header: tell from their first byte, on the stack.
+    let mut first = [0u8; 1];
+    if stream.peekable().peek(&mut first).await? == 0
+        || !(first[0] == V1_PREFIX[0] || first[0] == V2_PREFIX[0])
+    {
+        return Ok(None);
+    }
     let mut buf = vec![0u8; MAX_PROXY_HEADER];
     let mut pause = Duration::from_millis(1);
     loop {

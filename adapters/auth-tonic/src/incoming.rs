@@ -12,7 +12,8 @@ use tonic::transport::server::Connected;
 
 /// One connection from [`incoming`]: a byte stream whose tonic connect info is its
 /// [`ConnectionFacts`] (in every request's extensions, where [`crate::AuthLayer`] reads
-/// the peer and TLS from them).
+/// the peer and TLS from them; the layer also gives tonic's `Request::remote_addr()` the
+/// admitted client).
 #[derive(Debug)]
 pub struct GrpcConnection(Connection);
 

@@ -54,10 +54,33 @@ impl Mapping for GrpcMapping {
 
     fn grant(&self, session: Arc<dyn Session>, extensions: &mut Extensions) {
         extensions.insert(Authenticated::new(session, self.scopes.clone()));
+        remote_addr_for_tonic(extensions);
+    }
+
+    fn pass_anonymous(&self, extensions: &mut Extensions) {
+        remote_addr_for_tonic(extensions);
     }
 
     fn refuse(&self, error: Error) -> Response<Body> {
         status_for(error).into_http()
+    }
+}
+
+/// Behind [`crate::incoming`] tonic knows no `TcpConnectInfo`, so its
+/// `Request::remote_addr()` would be `None`: give it the client the listener admitted
+/// (behind a trusted proxy, the client the proxy named).
+fn remote_addr_for_tonic(extensions: &mut Extensions) {
+    if extensions.get::<TcpConnectInfo>().is_some() {
+        return;
+    }
+    if let Some(remote_addr) = extensions
+        .get::<auth_listen::ConnectionFacts>()
+        .and_then(auth_listen::ConnectionFacts::remote_addr)
+    {
+        extensions.insert(TcpConnectInfo {
+            local_addr: None,
+            remote_addr: Some(remote_addr),
+        });
     }
 }
 

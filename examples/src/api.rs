@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth_core::{Engine, Protocol};
-use auth_listen::{Admission, Listener, TlsSetup};
+use auth_listen::{Listener, TlsSetup};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use serde_json::json;
@@ -125,12 +125,8 @@ pub struct ApiAuth {
     pub issuer: Arc<LocalIssuer>,
     /// TLS, unless `api_tls = false`.
     pub tls: Option<ApiTls>,
-    /// The places for unauthenticated connections, shared with every front door.
-    pub admission: Arc<Admission>,
-    /// How long a connection may stay unauthenticated (`auth_timeout`).
-    pub auth_timeout: Duration,
-    /// `trusted_proxies`.
-    pub trusted_proxies: Arc<auth_listen::TrustedProxies>,
+    /// What the APIs listen with, shared with every front door.
+    pub doors: crate::gateway::Doors,
 }
 
 impl std::fmt::Debug for ApiAuth {
@@ -144,16 +140,13 @@ impl std::fmt::Debug for ApiAuth {
 impl ApiAuth {
     /// The APIs of `prepared`, authenticating with `engine`: the one
     /// [`gateway::engine`](crate::gateway::engine) builds from the rules, shared with pgwire,
-    /// so a rule holds on every door, admitting connections through `admission` (the
-    /// one [`gateway::admission`](crate::gateway::admission) makes, shared with pgwire).
-    pub fn new(prepared: &Prepared, engine: Arc<Engine>, admission: Arc<Admission>) -> Self {
+    /// so a rule holds on every door, listening through `doors` (shared with pgwire).
+    pub fn new(prepared: &Prepared, engine: Arc<Engine>, doors: crate::gateway::Doors) -> Self {
         Self {
             engine,
             issuer: prepared.issuer.clone(),
             tls: ApiTls::new(prepared),
-            admission,
-            auth_timeout: prepared.config.auth_timeout,
-            trusted_proxies: prepared.trusted_proxies.clone(),
+            doors,
         }
     }
 
@@ -184,16 +177,10 @@ pub async fn bind(
             "`{listen}` is not an address like 127.0.0.1:8080; pass {flag}"
         ))
     })?;
-    let listener = Listener::bind(addr, protocol)
+    auth.doors
+        .listener(addr, protocol, tls)
         .await
-        .map_err(|e| GatewayError(format!("cannot listen on {addr}: {e}; pass {flag}")))?
-        .with_admission(auth.admission.clone())
-        .with_trusted_proxies(auth.trusted_proxies.clone())
-        .with_unauthenticated_timeout(auth.auth_timeout);
-    Ok(match tls {
-        Some(tls) => listener.with_tls(tls),
-        None => listener,
-    })
+        .map_err(|e| GatewayError(format!("cannot listen on {addr}: {e}; pass {flag}")))
 }
 
 /// Where the HTTP API listens unless told otherwise, and the variable that tells it.
@@ -243,8 +230,8 @@ impl Standalone {
         let listen = crate::gateway::listen_arg("--listen", env, default);
         let prepared = crate::gateway::prepare(&dir).await?;
         let engine = crate::gateway::engine(&prepared)?;
-        let admission = crate::gateway::admission(&prepared, &engine);
-        let auth = ApiAuth::new(&prepared, engine, admission);
+        let doors = crate::gateway::Doors::new(&prepared, &engine);
+        let auth = ApiAuth::new(&prepared, engine, doors);
         let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
         let mut out = std::io::stdout();
         let _ = crate::gateway::write_banner(&mut out, &prepared);

@@ -103,13 +103,9 @@ async fn round(addr: SocketAddr, tls: Option<&tokio_rustls::TlsConnector>) -> Du
     started.elapsed()
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
 fn report(name: &str, mut samples: Vec<Duration>) -> [Duration; 3] {
-    samples.sort();
-    let ps = [pct(&samples, 0.5), pct(&samples, 0.95), pct(&samples, 0.99)];
+    let (p50, p95, p99) = auth_tests::stats::p50_p95_p99(&mut samples);
+    let ps = [p50, p95, p99];
     println!(
         "{name:<28} p50 {:>9.1?} p95 {:>9.1?} p99 {:>9.1?}",
         ps[0], ps[1], ps[2]

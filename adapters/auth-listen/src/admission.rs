@@ -38,7 +38,9 @@ use auth_core::rate_limit::address_key;
 use auth_core::{AuditSink, Engine, Peer, Protocol};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::proxy::{HeaderSource, ProxyError, TrustedProxies, read_proxy_header};
+use crate::proxy::{
+    HeaderSource, ProxyError, TrustedProxies, may_begin_proxy_header, read_proxy_header,
+};
 
 /// The caps and the wait. The defaults suit a 2-core host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,11 +336,7 @@ impl Admission {
 
     /// One more waiting connection, or `None` when as many wait as may.
     fn start_waiting(&self) -> Option<Waiting<'_>> {
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.settings.max_waiting {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(Waiting(&self.waiting))
+        Waiting::start(&self.waiting, self.settings.max_waiting)
     }
 
     /// Admits a new connection on `stream` from `sender`: silent until its first byte
@@ -374,15 +372,19 @@ impl Admission {
             Some(_) => self.settings.silent_timeout,
             None => self.settings.wait,
         };
-        match tokio::time::timeout(limit, stream.peekable().first_byte()).await {
-            Ok(Ok(())) => {}
+        let first = match tokio::time::timeout(limit, stream.peekable().first_byte()).await {
+            Ok(Ok(first)) => first,
             Ok(Err(_)) => return Err(left()),
             Err(_) if silent.is_none() => {
                 return Err(self.refuse(&sender, protocol, RefusalReason::TooManySilent));
             }
             Err(_) => return Err(left()),
-        }
-        let header =
+        };
+        // A header can only begin with `P` or `\r`: every other connection is past this
+        // with the one look above.
+        let header = if !first.is_some_and(may_begin_proxy_header) {
+            None
+        } else {
             match tokio::time::timeout(limit, read_proxy_header(stream, &sender, trusted)).await {
                 Ok(Ok(header)) => header,
                 Ok(Err(ProxyError::Io(_))) | Err(_) => return Err(left()),
@@ -393,7 +395,8 @@ impl Admission {
                     };
                     return Err(self.refuse(&sender, protocol, reason));
                 }
-            };
+            }
+        };
         drop(silent);
         let (peer, proxied) = match header {
             Some(header) => header.apply(sender),
@@ -528,6 +531,17 @@ impl Admission {
 
 /// One waiting connection, counted while it waits.
 struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// Counts one more in `waiting`, or `None` when `max` wait already.
+    fn start(waiting: &'a AtomicUsize, max: usize) -> Option<Self> {
+        if waiting.fetch_add(1, Ordering::AcqRel) >= max {
+            waiting.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self(waiting))
+    }
+}
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
@@ -671,11 +685,9 @@ impl Places {
         if let Ok(permit) = self.semaphore.clone().try_acquire_owned() {
             return Ok(permit);
         }
-        if waiting.fetch_add(1, Ordering::AcqRel) >= settings.max_waiting {
-            waiting.fetch_sub(1, Ordering::AcqRel);
+        let Some(_waiting) = Waiting::start(waiting, settings.max_waiting) else {
             return Err(RefusalReason::TooManyWaiting);
-        }
-        let _waiting = Waiting(waiting);
+        };
         // One acquire for the whole wait: it keeps the connection's turn.
         let acquire = self.semaphore.clone().acquire_owned();
         tokio::pin!(acquire);

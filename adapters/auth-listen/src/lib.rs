@@ -40,7 +40,7 @@ pub use admission::{
     Admission, AdmissionSettings, Admitted, Place, RefusalReason, Refused, Silent,
 };
 pub use connection::{Connection, ConnectionFacts, REFUSAL_LIFETIME};
-pub use listener::{DEFAULT_UNAUTHENTICATED_TIMEOUT, Incoming, Listener, accept, first_byte};
+pub use listener::{DEFAULT_UNAUTHENTICATED_TIMEOUT, Incoming, Listener, accept};
 pub use proxy::{
     HeaderSource, Peekable, ProxyError, ProxyHeader, TrustedProxies, read_proxy_header,
 };

@@ -226,13 +226,6 @@ impl Listener {
     }
 }
 
-/// Completes when `tcp` has a byte to read (it is not consumed) or its client closed: the
-/// end of a connection's silent stage, for [`Admission::admit`]. (A socket's readiness
-/// alone is not enough: a fresh socket can report readable with nothing to read.)
-pub async fn first_byte(tcp: &TcpStream) -> io::Result<()> {
-    crate::proxy::Peekable::Tcp(tcp).first_byte().await
-}
-
 /// The next connection on `listener`, as [`Listener::accept`] does it, for a server that
 /// keeps its own `TcpListener`.
 pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {

@@ -174,12 +174,19 @@ impl Peekable<'_> {
         }
     }
 
-    /// Completes when the stream has a byte to read (not taken) or its client closed:
-    /// the end of a connection's silent stage. Readiness alone is not enough: a fresh
-    /// socket can report readable with nothing to read.
-    pub async fn first_byte(self) -> io::Result<()> {
-        self.peek(&mut [0u8; 1]).await.map(|_| ())
+    /// The first byte waiting (not taken), or `None` when the client closed: the end of a
+    /// connection's silent stage. Readiness alone is not enough: a fresh socket can report
+    /// readable with nothing to read.
+    pub async fn first_byte(self) -> io::Result<Option<u8>> {
+        let mut first = [0u8; 1];
+        Ok((self.peek(&mut first).await? == 1).then_some(first[0]))
     }
+}
+
+/// Whether a connection whose first byte is `first` may begin with a PROXY header (v1's
+/// `P`, v2's `\r`); any other connection is not looked at further.
+pub fn may_begin_proxy_header(first: u8) -> bool {
+    first == V1_PREFIX[0] || first == V2_PREFIX[0]
 }
 
 /// Whether `head` (what has arrived so far) may still become a PROXY header, and whether
@@ -207,9 +214,7 @@ impl HeaderSource for TcpStream {
         Peekable::Tcp(self)
     }
     async fn take(&mut self, n: usize) -> io::Result<()> {
-        use tokio::io::AsyncReadExt;
-        let mut sink = vec![0u8; n];
-        self.read_exact(&mut sink).await.map(|_| ())
+        discard(self, n).await
     }
 }
 
@@ -218,10 +223,15 @@ impl HeaderSource for UnixStream {
         Peekable::Unix(self)
     }
     async fn take(&mut self, n: usize) -> io::Result<()> {
-        use tokio::io::AsyncReadExt;
-        let mut sink = vec![0u8; n];
-        self.read_exact(&mut sink).await.map(|_| ())
+        discard(self, n).await
     }
+}
+
+/// Reads exactly `n` bytes of `reader` and drops them.
+async fn discard(reader: &mut (impl tokio::io::AsyncRead + Unpin), n: usize) -> io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut sink = vec![0u8; n];
+    reader.read_exact(&mut sink).await.map(|_| ())
 }
 
 /// Reads the PROXY header at the start of `stream`, if there is one, taking exactly its
@@ -234,10 +244,12 @@ pub async fn read_proxy_header<S: HeaderSource>(
     peer: &Peer,
     trusted: &TrustedProxies,
 ) -> Result<Option<ProxyHeader>, ProxyError> {
-    // Most connections begin with no header: tell from their first byte, on the stack.
-    let mut first = [0u8; 1];
-    if stream.peekable().peek(&mut first).await? == 0
-        || !(first[0] == V1_PREFIX[0] || first[0] == V2_PREFIX[0])
+    // Most connections begin with no header: tell from their first byte.
+    if !stream
+        .peekable()
+        .first_byte()
+        .await?
+        .is_some_and(may_begin_proxy_header)
     {
         return Ok(None);
     }

@@ -35,7 +35,7 @@ fn api_listen(flag: &str, (env, default): (&str, &str)) -> Option<String> {
 async fn start_apis(
     prepared: &gateway::Prepared,
     engine: Arc<auth_core::Engine>,
-    admission: Arc<auth_listen::Admission>,
+    doors: gateway::Doors,
     out: &mut impl Write,
 ) {
     let http_listen = api_listen("--http-listen", api::HTTP_LISTEN);
@@ -43,7 +43,7 @@ async fn start_apis(
     if http_listen.is_none() && grpc_listen.is_none() {
         return;
     }
-    let auth = api::ApiAuth::new(prepared, engine, admission);
+    let auth = api::ApiAuth::new(prepared, engine, doors);
     let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
     if let Some(listen) = http_listen {
         match http::start(&auth, &listen, "--http-listen").await {
@@ -105,20 +105,19 @@ async fn main() -> ExitCode {
         }
     };
     // One set of places for unauthenticated connections, whichever door they use.
-    let admission = gateway::admission(&prepared, &engine);
+    let doors = gateway::Doors::new(&prepared, &engine);
     let tls = Some(prepared.tls.clone());
-    let listener =
-        match gateway::listener(&prepared, &admission, addr, Protocol::Postgres, tls).await {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "pg-gateway: cannot listen on {addr}: {e}; set `listen` in {}",
-                    dir.join("gateway.toml").display()
-                );
-                return ExitCode::FAILURE;
-            }
-        };
+    let listener = match doors.listener(addr, Protocol::Postgres, tls).await {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "pg-gateway: cannot listen on {addr}: {e}; set `listen` in {}",
+                dir.join("gateway.toml").display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     let addr = listener.local_addr().unwrap_or(addr);
     let unix = match gateway::unix_socket(&prepared, addr.port()) {
         Ok(unix) => unix,
@@ -159,7 +158,7 @@ async fn main() -> ExitCode {
         "audit log: {}",
         dir.join(&prepared.config.audit_log).display()
     );
-    start_apis(&prepared, engine.clone(), admission, &mut out).await;
+    start_apis(&prepared, engine.clone(), doors, &mut out).await;
     let _ = writeln!(out, "listening on {addr}");
     let _ = out.flush();
 

@@ -410,43 +410,59 @@ pub fn pg_server(engine: Arc<Engine>) -> PgServer<Queries> {
     )
 }
 
-/// The places for unauthenticated connections every front door of the process shares
-/// (`max_unauthenticated_connections`, `max_unauthenticated_per_address`,
-/// `unauthenticated_wait`, `max_silent_per_address`, `silent_timeout`), refusals
-/// written to `engine`'s audit log.
-pub fn admission(prepared: &Prepared, engine: &Engine) -> Arc<Admission> {
-    let c = &prepared.config;
-    let settings = AdmissionSettings::new(
-        c.max_unauthenticated_connections,
-        c.max_unauthenticated_per_address,
-    )
-    .with_wait(c.unauthenticated_wait)
-    .with_silent(
-        c.max_silent_per_address,
-        AdmissionSettings::default().max_silent,
-        c.silent_timeout,
-    );
-    Arc::new(Admission::new(settings).audited_by(engine))
+/// What every front door of the process listens with: one set of places for
+/// unauthenticated connections (`max_unauthenticated_connections`,
+/// `max_unauthenticated_per_address`, `unauthenticated_wait`, `max_silent_per_address`,
+/// `silent_timeout`; refusals written to the engine's audit log), the trusted proxies and
+/// the authentication timeout.
+#[derive(Debug, Clone)]
+pub struct Doors {
+    /// The places, shared by every listener.
+    pub admission: Arc<Admission>,
+    /// `trusted_proxies`.
+    pub trusted_proxies: Arc<TrustedProxies>,
+    /// How long a connection may stay unauthenticated (`auth_timeout`).
+    pub auth_timeout: std::time::Duration,
 }
 
-/// Binds `addr` for `protocol`'s front door with the shared `admission`, the
-/// authentication timeout of `gateway.toml` and, when given, TLS.
-pub async fn listener(
-    prepared: &Prepared,
-    admission: &Arc<Admission>,
-    addr: SocketAddr,
-    protocol: Protocol,
-    tls: Option<TlsSetup>,
-) -> std::io::Result<Listener> {
-    let listener = Listener::bind(addr, protocol)
-        .await?
-        .with_admission(admission.clone())
-        .with_trusted_proxies(prepared.trusted_proxies.clone())
-        .with_unauthenticated_timeout(prepared.config.auth_timeout);
-    Ok(match tls {
-        Some(tls) => listener.with_tls(tls),
-        None => listener,
-    })
+impl Doors {
+    /// The doors of `prepared`, auditing refusals to `engine`'s log.
+    pub fn new(prepared: &Prepared, engine: &Engine) -> Self {
+        let c = &prepared.config;
+        let settings = AdmissionSettings::new(
+            c.max_unauthenticated_connections,
+            c.max_unauthenticated_per_address,
+        )
+        .with_wait(c.unauthenticated_wait)
+        .with_silent(
+            c.max_silent_per_address,
+            AdmissionSettings::default().max_silent,
+            c.silent_timeout,
+        );
+        Self {
+            admission: Arc::new(Admission::new(settings).audited_by(engine)),
+            trusted_proxies: prepared.trusted_proxies.clone(),
+            auth_timeout: c.auth_timeout,
+        }
+    }
+
+    /// Binds `addr` for `protocol`'s front door through these doors, with `tls` if given.
+    pub async fn listener(
+        &self,
+        addr: SocketAddr,
+        protocol: Protocol,
+        tls: Option<TlsSetup>,
+    ) -> std::io::Result<Listener> {
+        let listener = Listener::bind(addr, protocol)
+            .await?
+            .with_admission(self.admission.clone())
+            .with_trusted_proxies(self.trusted_proxies.clone())
+            .with_unauthenticated_timeout(self.auth_timeout);
+        Ok(match tls {
+            Some(tls) => listener.with_tls(tls),
+            None => listener,
+        })
+    }
 }
 
 /// The pgwire address: `--listen` on the command line, else `GATEWAY_LISTEN`, else

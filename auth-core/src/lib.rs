@@ -94,6 +94,7 @@ pub mod certificate;
 pub mod chain;
 pub mod clock;
 pub mod config;
+pub mod settings;
 mod connection;
 pub mod conversation;
 mod credential;

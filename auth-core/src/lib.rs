@@ -93,8 +93,6 @@ pub mod authz;
 pub mod certificate;
 pub mod chain;
 pub mod clock;
-pub mod config;
-pub mod settings;
 mod connection;
 pub mod conversation;
 mod credential;
@@ -106,6 +104,7 @@ mod outcome;
 pub mod policy;
 pub mod rate_limit;
 mod session;
+pub mod settings;
 pub mod store;
 
 #[cfg(feature = "contract")]
@@ -120,7 +119,6 @@ pub use authenticator::{Authenticator, EqualCost, Transport, kinds_include};
 pub use authz::{Role, ScopeRules};
 pub use chain::{Action, Chain, Control, DangerousControl, Link};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use config::{Config, ConfigError};
 pub use connection::{ConnectionInfo, Peer, PeerCredentials, Protocol, Proxied, TlsInfo};
 pub use conversation::{
     ChannelConversation, Conversation, ConversationError, ConversationPeer, ServerMessage,
@@ -138,6 +136,7 @@ pub use rate_limit::{MemoryRateLimiter, RateLimiter};
 pub use session::{
     Evidence, IllegalTransition, Session, SessionEnd, SessionRenewal, SessionState, StandardSession,
 };
+pub use settings::ConfigError;
 pub use store::{CredentialStore, Key, MemoryStore, Precondition, Record, RecordMeta, StoreError};
 
 /// Re-exported so implementers name the same `secrecy` types.

@@ -34,6 +34,7 @@ pub mod admission;
 mod connection;
 mod listener;
 pub mod proxy;
+mod settings;
 pub mod tls;
 
 pub use admission::{
@@ -44,6 +45,7 @@ pub use listener::{DEFAULT_UNAUTHENTICATED_TIMEOUT, Incoming, Listener, accept};
 pub use proxy::{
     HeaderSource, Peekable, ProxyError, ProxyHeader, TrustedProxies, read_proxy_header,
 };
+pub use settings::{ListenSettings, ListenSetup};
 pub use tls::{TlsError, TlsSetup};
 
 // The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those

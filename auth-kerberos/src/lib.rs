@@ -10,6 +10,8 @@
 //!   realm and instance stripping, case folding, regex maps with `\1`; the mapped user
 //!   must exist in the host's user store. The session keeps the authenticated identity
 //!   (`alice@TEST.REALM`) apart from the mapped user (`alice`).
+//! - [`KerberosSettings`]: the `[kerberos]` section of a configuration file, built into
+//!   a [`PrincipalMapper`] and a [`GssAuthenticator`].
 //! - GSS failures become `Rejected`/`Unavailable` outcomes with the GSS status text in the
 //!   audit detail only.
 //! - Over HTTP, auth-axum reads `Authorization: Negotiate` (RFC 4559) and sends the
@@ -25,10 +27,12 @@ mod acceptor;
 mod authenticator;
 pub mod mapping;
 pub mod principal;
+mod settings;
 
 pub use authenticator::{GssAuthenticator, MAX_TOKEN_LEN, UserDirectory};
 pub use mapping::{CaseFold, MapError, MapRule, PrincipalMapper};
 pub use principal::{Principal, PrincipalError};
+pub use settings::{CaseSetting, KerberosSettings, MapSettings};
 
 // The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
 // not marked `no_run`.

@@ -36,6 +36,7 @@ pub mod key;
 mod keyset;
 mod oauthbearer;
 mod password_grant;
+mod settings;
 pub mod token;
 
 pub use authenticator::{IssuerConfig, JwtAuthenticator, ValidationSettings};
@@ -71,6 +72,7 @@ pub use oauthbearer::{OAUTHBEARER, OAuthBearer};
 pub use password_grant::{
     GrantError, OAuthSession, PasswordGrantAuthenticator, PasswordGrantConfig,
 };
+pub use settings::{ClientAuthMethod, IssuerSettings, PasswordGrantSettings};
 
 // The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
 // not marked `no_run`.

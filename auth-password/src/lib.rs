@@ -10,6 +10,8 @@
 //! - [`scram::ScramAuthenticator`]: SCRAM-SHA-256 and -PLUS (tls-server-end-point) from
 //!   stored keys in PostgreSQL's verifier format, constant-time proof checks, a mock
 //!   exchange for unknown users, the `y`-flag downgrade refused.
+//! - [`PasswordSettings`]: the `[password]` section of a configuration file (argon2id
+//!   parameters, policy lengths), checked and built into a [`Hasher`] and a policy.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -42,6 +44,7 @@ mod hasher;
 pub mod policy;
 pub mod pool;
 pub mod scram;
+mod settings;
 mod user;
 
 pub use authenticator::PasswordAuthenticator;
@@ -50,6 +53,7 @@ pub use hasher::{DEFAULT_SCRAM_ITERATIONS, HashFailure, Hasher};
 pub use policy::{Complexity, PasswordPolicy, Violation, WeakPassword};
 pub use pool::{HashingPool, PoolClosed};
 pub use scram::{ScramAuthenticator, ScramVerifier};
+pub use settings::PasswordSettings;
 pub use user::{UserError, UserRecord, UserStatus, Users};
 
 // The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those

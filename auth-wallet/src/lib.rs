@@ -11,6 +11,8 @@
 //! - Backends: [`FileStore`] (embedded default; crash-safe, locked, checksummed) and
 //!   [`PostgresStore`] (several instances; migrations, compare-and-set on a version).
 //! - [`WalletAuthenticator`]: passwords checked against `pgwire-user-<name>` secrets.
+//! - [`WalletSettings`]: the `[wallet]` section of a configuration file (file or
+//!   PostgreSQL, master key file or variable), built into a [`Wallet`].
 //! - The administrators' command line is the `authctl` crate (`adapters/authctl`).
 //!
 //! ```
@@ -38,12 +40,14 @@ pub mod envelope;
 mod file;
 mod key;
 mod postgres;
+mod settings;
 mod wallet;
 
 pub use authenticator::WalletAuthenticator;
 pub use file::FileStore;
 pub use key::{KeyError, MasterKey};
 pub use postgres::PostgresStore;
+pub use settings::WalletSettings;
 pub use wallet::{Counts, DEFAULT_USER_PREFIX, OAUTH_CLIENT_SECRET_KEY, Wallet};
 
 // The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those

@@ -108,7 +108,7 @@ impl ApiTls {
     /// TLS with `prepared`'s certificate (and its client CAs, asking every client for a
     /// certificate the policy judges), unless `api_tls = false`.
     pub fn new(prepared: &Prepared) -> Option<Self> {
-        prepared.config.api_tls.then(|| Self {
+        prepared.config.gateway.api_tls.then(|| Self {
             http: prepared.tls.clone().with_alpn(&[b"h2", b"http/1.1"]),
             grpc: prepared.tls.clone().with_alpn(&[b"h2"]),
             ca_file: prepared.data_dir.join("server.crt"),
@@ -209,8 +209,26 @@ impl Standalone {
     /// `--listen` (or the environment, or the default port), the banner and the lines
     /// that work as printed, then serving until Ctrl-C.
     pub async fn run(self) -> std::process::ExitCode {
+        use clap::Parser;
         use std::io::Write;
-        match self.serve().await {
+        let (common, listen) = match self {
+            Self::Http => {
+                let a = crate::cli::HttpGatewayArgs::parse();
+                (a.common, a.listen)
+            }
+            Self::Grpc => {
+                let a = crate::cli::GrpcGatewayArgs::parse();
+                (a.common, a.listen)
+            }
+        };
+        if common.check_config {
+            return crate::cli::check_config(
+                &common.data_dir,
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            );
+        }
+        match self.serve(&common.data_dir, &listen).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 let _ = writeln!(std::io::stderr(), "{}: {e}", self.name());
@@ -219,16 +237,10 @@ impl Standalone {
         }
     }
 
-    async fn serve(self) -> Result<(), GatewayError> {
+    async fn serve(self, dir: &std::path::Path, listen: &str) -> Result<(), GatewayError> {
         use secrecy::ExposeSecret;
         use std::io::Write;
-        let dir = crate::gateway::data_dir_from_args();
-        let (env, default) = match self {
-            Self::Http => HTTP_LISTEN,
-            Self::Grpc => GRPC_LISTEN,
-        };
-        let listen = crate::gateway::listen_arg("--listen", env, default);
-        let prepared = crate::gateway::prepare(&dir).await?;
+        let prepared = crate::gateway::prepare(dir).await?;
         let engine = crate::gateway::engine(&prepared)?;
         let doors = crate::gateway::Doors::new(&prepared, &engine);
         let auth = ApiAuth::new(&prepared, engine, doors);
@@ -240,7 +252,7 @@ impl Standalone {
         };
         match self {
             Self::Http => {
-                let started = crate::http::start(&auth, &listen, "--listen").await?;
+                let started = crate::http::start(&auth, listen, "--listen").await?;
                 let _ = started.write_curl_lines(&mut out, password);
                 let _ = writeln!(out, "listening on {}", started.addr);
                 let _ = out.flush();
@@ -249,7 +261,7 @@ impl Standalone {
                     .map_err(|e| GatewayError(e.to_string()))
             }
             Self::Grpc => {
-                let started = crate::grpc::start(&auth, &listen, "--listen").await?;
+                let started = crate::grpc::start(&auth, listen, "--listen").await?;
                 let _ = writeln!(out, "token (scope read, 1 hour): {}", started.token);
                 let _ = started.write_grpcurl_lines(&mut out, password);
                 let _ = writeln!(out, "listening on {}", started.addr);

@@ -1,6 +1,7 @@
 //! A PostgreSQL-wire gateway on 127.0.0.1 with embedded defaults.
 //!
-//! `cargo run -p auth-examples --bin pg-gateway [-- --data-dir DIR] [--listen ADDR]`
+//! `cargo run -p auth-examples --bin pg-gateway -- [--data-dir DIR] [--listen ADDR]
+//! [--http-listen ADDR|off] [--grpc-listen ADDR|off] [--check-config]` (`--help` says more)
 //!
 //! The first start creates the data directory (default `./gateway-data`): a master key,
 //! the wallet file with a `demo` user whose password is printed once, a self-signed TLS
@@ -21,25 +22,27 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use auth_core::Protocol;
+use auth_examples::cli::{PgGatewayArgs, check_config};
 use auth_examples::{api, gateway, grpc, http};
+use clap::Parser;
 use secrecy::ExposeSecret;
 
-/// The address an API listens on (see [`gateway::listen_arg`]); `None` for `off`.
-fn api_listen(flag: &str, (env, default): (&str, &str)) -> Option<String> {
-    let listen = gateway::listen_arg(flag, env, default);
-    (listen != "off").then_some(listen)
+/// The address an API listens on; `None` for `off`.
+fn api_listen(listen: &str) -> Option<String> {
+    (listen != "off").then(|| listen.to_owned())
 }
 
 /// Starts the HTTP and gRPC APIs next to the pgwire listener, sharing one policy; a busy
 /// port or a bad setting is reported and the pgwire gateway runs on without that API.
 async fn start_apis(
+    args: &PgGatewayArgs,
     prepared: &gateway::Prepared,
     engine: Arc<auth_core::Engine>,
     doors: gateway::Doors,
     out: &mut impl Write,
 ) {
-    let http_listen = api_listen("--http-listen", api::HTTP_LISTEN);
-    let grpc_listen = api_listen("--grpc-listen", api::GRPC_LISTEN);
+    let http_listen = api_listen(&args.http_listen);
+    let grpc_listen = api_listen(&args.grpc_listen);
     if http_listen.is_none() && grpc_listen.is_none() {
         return;
     }
@@ -81,8 +84,12 @@ async fn start_apis(
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args = PgGatewayArgs::parse();
+    let dir = args.common.data_dir.clone();
+    if args.common.check_config {
+        return check_config(&dir, &mut std::io::stdout(), &mut std::io::stderr());
+    }
     let mut out = std::io::stdout();
-    let dir = gateway::data_dir_from_args();
     let prepared = match gateway::prepare(&dir).await {
         Ok(p) => p,
         Err(e) => {
@@ -97,13 +104,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let addr = match gateway::listen_addr(&prepared) {
-        Ok(addr) => addr,
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "pg-gateway: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let addr = args.listen.unwrap_or(prepared.config.gateway.listen);
     // One set of places for unauthenticated connections, whichever door they use.
     let doors = gateway::Doors::new(&prepared, &engine);
     let tls = Some(prepared.tls.clone());
@@ -156,9 +157,9 @@ async fn main() -> ExitCode {
     let _ = writeln!(
         out,
         "audit log: {}",
-        dir.join(&prepared.config.audit_log).display()
+        prepared.config.audit.path(&dir).display()
     );
-    start_apis(&prepared, engine.clone(), doors, &mut out).await;
+    start_apis(&args, &prepared, engine.clone(), doors, &mut out).await;
     let _ = writeln!(out, "listening on {addr}");
     let _ = out.flush();
 

@@ -13,25 +13,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use auth_core::account::{AccountStage, Directory, Migration};
-use auth_core::audit::JsonLinesAuditSink;
 use auth_core::certificate::{ClientName, TrustedIssuers};
 use auth_core::local::SystemUsers;
 use auth_core::rate_limit::LimitSettings;
 use auth_core::{AuditSink, Engine, MemoryRateLimiter, RateLimiter, Role};
 use auth_core::{Authenticator, ConnectionInfo, CredentialKind, Peer, Protocol};
 use auth_listen::{Admission, AdmissionSettings, Listener, TlsSetup, TrustedProxies};
-use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
+use auth_password::{Hasher, Users};
 use auth_pgwire::unix::UnixSocket;
 use auth_pgwire::{PgAuthConfig, PgServer};
-use auth_wallet::{FileStore, MasterKey, Wallet};
+use auth_wallet::{MasterKey, Wallet};
 use base64::Engine as _;
 use pgwire::api::PgWireServerHandlers;
 use secrecy::SecretString;
 
 pub use config::{
-    ClientCertificatesConfig, GatewayConfig, KerberosConfig, MapConfig, Method, RuleConfig,
+    ENV_PREFIX, GatewayConfig, GatewaySettings, KerberosConfig, Loaded, Method, MethodOptions,
+    RuleConfig,
 };
-pub use oauth::{OAuthIssuerConfig, OAuthPasswordConfig, OAuthSetup};
+pub use oauth::OAuthSetup;
 pub use rules::engine;
 pub use sql::DemoSql;
 
@@ -42,25 +42,6 @@ pub struct GatewayError(pub String);
 
 fn err(context: &str) -> impl Fn(&dyn std::fmt::Display) -> GatewayError + '_ {
     move |e| GatewayError(format!("{context}: {e}"))
-}
-
-/// The value after `name` on the command line.
-pub fn cli_arg(name: &str) -> Option<String> {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == name {
-            return args.next();
-        }
-    }
-    None
-}
-
-/// Where a front door listens: `flag` on the command line, else the environment variable
-/// `env`, else `default`.
-pub fn listen_arg(flag: &str, env: &str, default: &str) -> String {
-    cli_arg(flag)
-        .or_else(|| std::env::var(env).ok())
-        .unwrap_or_else(|| default.into())
 }
 
 /// Prints what every gateway prints first: the demo user's password when this start
@@ -77,6 +58,9 @@ pub fn write_banner(out: &mut impl std::io::Write, prepared: &Prepared) -> std::
     for message in &prepared.config_upgraded {
         writeln!(out, "gateway.toml upgraded: {message}")?;
     }
+    for warning in &prepared.config_warnings {
+        writeln!(out, "{warning}")?;
+    }
     if !prepared.migration.accounts_created.is_empty() {
         writeln!(
             out,
@@ -85,14 +69,6 @@ pub fn write_banner(out: &mut impl std::io::Write, prepared: &Prepared) -> std::
         )?;
     }
     writeln!(out, "data directory: {}", prepared.data_dir.display())
-}
-
-/// The data directory: `--data-dir`, else `GATEWAY_DATA_DIR`, else `./gateway-data`.
-pub fn data_dir_from_args() -> PathBuf {
-    cli_arg("--data-dir")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("GATEWAY_DATA_DIR").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("gateway-data"))
 }
 
 /// Everything loaded from (or created in) the data directory.
@@ -130,8 +106,16 @@ pub struct Prepared {
     pub issuer: Arc<crate::api::LocalIssuer>,
     /// What this start's upgrade of `gateway.toml` changed, one line each.
     pub config_upgraded: Vec<String>,
+    /// `AUTH_*` variables that name no setting: ignored, and printed at start.
+    pub config_warnings: Vec<auth_core::settings::ConfigProblem>,
+    /// The password hasher of `[password]`.
+    pub hasher: Hasher,
     /// `trusted_proxies`: whose PROXY headers and forwarding headers name the client.
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// The places and waits for unauthenticated connections (auth-listen's settings).
+    pub listen: AdmissionSettings,
+    /// How long a connection may stay unauthenticated (`auth_timeout`).
+    pub auth_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -154,27 +138,80 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), GatewayE
     f.write_all(contents).map_err(|e| err("write")(&e))
 }
 
-/// Loads the data directory, creating what is missing: master key, certificate, config,
+/// A crate's `build()` refusal at start, in the file's terms.
+fn built(section: &str) -> impl Fn(auth_core::settings::Invalid) -> GatewayError + '_ {
+    move |invalid| {
+        let key = match (section.is_empty(), invalid.key.is_empty()) {
+            (true, _) => invalid.key.clone(),
+            (false, true) => format!("[{section}]"),
+            (false, false) => format!("[{section}] {}", invalid.key),
+        };
+        let hint = invalid
+            .hint
+            .as_ref()
+            .map(|h| format!("\n    hint: {h}"))
+            .unwrap_or_default();
+        GatewayError(format!("gateway.toml: {key}: {}{hint}", invalid.message))
+    }
+}
+
+/// `gateway.toml` in `data_dir` as it would be loaded, upgraded in memory when it is from
+/// before (`None` when there is no file yet), with what the upgrade changes.
+pub fn read_config(data_dir: &Path) -> Result<Option<(String, Vec<String>)>, GatewayError> {
+    let config_path = data_dir.join("gateway.toml");
+    if !config_path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|e| GatewayError(format!("{}: {e}", config_path.display())))?;
+    Ok(Some(match upgrade::upgrade(&text) {
+        Some(up) => (up.text, up.messages),
+        None => (text, Vec::new()),
+    }))
+}
+
+/// Loads the data directory, creating what is missing: config, master key, certificate,
 /// and the demo user.
 pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
     std::fs::create_dir_all(data_dir).map_err(|e| err("create the data directory")(&e))?;
-    let key_path = data_dir.join("master.key");
-    if !key_path.exists() {
+    let config_path = data_dir.join("gateway.toml");
+    let first_start = !config_path.exists();
+    if first_start {
+        let os_user = SystemUsers
+            .this_process()
+            .map_err(|e| err("the OS user running the gateway")(&e))?
+            .ok_or_else(|| GatewayError("this process's user id has no OS user name".into()))?;
+        std::fs::write(&config_path, GatewayConfig::default_toml(&os_user))
+            .map_err(|e| err("config")(&e))?;
+    }
+    let original = std::fs::read_to_string(&config_path).map_err(|e| err("config")(&e))?;
+    let Some((text, config_upgraded)) = read_config(data_dir)? else {
+        return Err(GatewayError(format!("{} vanished", config_path.display())));
+    };
+    if !config_upgraded.is_empty() {
+        // The old file is kept beside the new one, so the operator can compare.
+        let old = data_dir.join("gateway.toml.before-upgrade");
+        std::fs::write(&old, &original).map_err(|e| err("config")(&e))?;
+        std::fs::write(&config_path, &text).map_err(|e| err("config")(&e))?;
+    }
+    let Loaded { config, warnings } =
+        GatewayConfig::load(&config_path.display().to_string(), &text, std::env::vars())
+            .map_err(|e| GatewayError(e.to_string()))?;
+
+    if let Some(key_path) = config.wallet.master_key_path(data_dir)
+        && !key_path.exists()
+    {
         MasterKey::generate()
             .and_then(|k| k.write_new_file(&key_path))
             .map_err(|e| err("master key")(&e))?;
     }
-    let key = MasterKey::from_file(&key_path).map_err(|e| err("master key")(&e))?;
-
-    let (cert_path, tls_key_path) = (data_dir.join("server.crt"), data_dir.join("server.key"));
-    if !cert_path.exists() {
+    let (cert_path, tls_key_path) = config.listen.tls_paths(data_dir);
+    if !cert_path.exists() && !tls_key_path.exists() {
         let (_, cert_pem, key_pem) = TlsSetup::self_signed(&["localhost", "127.0.0.1"])
             .map_err(|e| err("certificate")(&e))?;
         write_private(&tls_key_path, key_pem.as_bytes())?;
         std::fs::write(&cert_path, cert_pem).map_err(|e| err("certificate")(&e))?;
     }
-    let cert = std::fs::read(&cert_path).map_err(|e| err("certificate")(&e))?;
-    let tls_key = std::fs::read(&tls_key_path).map_err(|e| err("TLS key")(&e))?;
 
     let mock_path = data_dir.join("scram-mock.secret");
     if !mock_path.exists() {
@@ -192,44 +229,27 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
             ))
         })?;
 
-    let config_path = data_dir.join("gateway.toml");
-    let first_start = !config_path.exists();
-    if first_start {
-        let os_user = SystemUsers
-            .this_process()
-            .map_err(|e| err("the OS user running the gateway")(&e))?
-            .ok_or_else(|| GatewayError("this process's user id has no OS user name".into()))?;
-        std::fs::write(&config_path, GatewayConfig::default_toml(&os_user))
-            .map_err(|e| err("config")(&e))?;
-    }
-    let mut text = std::fs::read_to_string(&config_path).map_err(|e| err("config")(&e))?;
-    let mut config_upgraded = Vec::new();
-    if let Some(up) = upgrade::upgrade(&text) {
-        // The old file is kept beside the new one, so the operator can compare.
-        let old = data_dir.join("gateway.toml.before-upgrade");
-        std::fs::write(&old, &text).map_err(|e| err("config")(&e))?;
-        std::fs::write(&config_path, &up.text).map_err(|e| err("config")(&e))?;
-        config_upgraded = up.messages;
-        text = up.text;
-    }
-    let config = GatewayConfig::parse(&text)
-        .map_err(|e| GatewayError(format!("{}: {e}", config_path.display())))?;
-
-    let client_cas = client_cas(data_dir, &config.client_certificates)?;
-    let tls = match &client_cas {
-        Some(cas) => TlsSetup::from_pem_with_client_cas(&cert, &tls_key, cas),
-        None => TlsSetup::from_pem(&cert, &tls_key),
-    }
-    .map_err(|e| err("TLS")(&e))?;
+    let client_cas = config
+        .client_certificates
+        .build(data_dir)
+        .map_err(built("client_certificates"))?;
+    let tls = config
+        .listen
+        .tls(data_dir, client_cas.as_deref())
+        .map_err(built(""))?;
     let client_name = config
         .client_certificates
         .client_name()
-        .map_err(GatewayError)?;
+        .map_err(built("client_certificates"))?;
+    let (hasher, policy) = config.password.build().map_err(built("password"))?;
 
-    let wallet = Arc::new(Wallet::new(
-        Arc::new(FileStore::new(data_dir.join("wallet.db"))),
-        key,
-    ));
+    let wallet = Arc::new(
+        config
+            .wallet
+            .build(data_dir)
+            .await
+            .map_err(built("wallet"))?,
+    );
     let users = Users::new(wallet.clone());
     let demo_password = if users
         .get("demo")
@@ -241,21 +261,15 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         getrandom::fill(&mut random).map_err(|e| err("randomness")(&e))?;
         let password =
             SecretString::from(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random));
-        let hasher = Hasher::new(Argon2Settings::default()).map_err(|e| err("hasher")(&e))?;
         users
-            .set_password(&hasher, &PasswordPolicy::default(), "demo", &password)
+            .set_password(&hasher, &policy, "demo", &password)
             .await
             .map_err(|e| err("demo user")(&e))?;
         Some(password)
     } else {
         None
     };
-    let audit_path = data_dir.join(&config.audit_log);
-    let audit_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&audit_path)
-        .map_err(|e| GatewayError(format!("audit log {}: {e}", audit_path.display())))?;
+    let audit = config.audit.build(data_dir).map_err(built(""))?;
     let limiter = limiter(&config)?;
     let directory = Directory::new(wallet.clone());
     if first_start
@@ -280,20 +294,19 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         .map_err(|e| err("migrate the user directory")(&e))?;
     // Identity maps are the rules' own (`map = "..."`), handed to the engine with them.
     let accounts = Arc::new(AccountStage::new(Arc::new(directory)));
-    let oauth = oauth::setup(
-        data_dir,
-        &config.oauth_issuers,
-        config.oauth_password.as_ref(),
-        &wallet,
-    )
-    .await?;
+    let oauth = oauth::setup(data_dir, &config, &wallet).await?;
     let issuer = Arc::new(crate::api::LocalIssuer::load_or_create(data_dir)?);
-    let trusted_proxies = TrustedProxies::parse(config.trusted_proxies.iter().map(String::as_str))
-        .map_err(|e| GatewayError(format!("gateway.toml: {e}")))?;
+    let listen = config
+        .listen
+        .build()
+        .map_err(|mut problems| built("")(problems.remove(0)))?;
     Ok(Prepared {
-        trusted_proxies: Arc::new(trusted_proxies),
+        trusted_proxies: Arc::new(listen.trusted_proxies),
+        listen: listen.admission,
+        auth_timeout: listen.auth_timeout,
         issuer,
         config_upgraded,
+        config_warnings: warnings,
         oauth,
         accounts,
         migration,
@@ -303,39 +316,12 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         wallet,
         tls,
         demo_password,
+        hasher,
         data_dir: data_dir.to_owned(),
         mock_secret,
-        audit: Arc::new(JsonLinesAuditSink::new(audit_file)),
+        audit: Arc::new(audit),
         limiter,
     })
-}
-
-/// The `[client_certificates]` CAs and CRLs, read from the data directory.
-fn client_cas(
-    data_dir: &Path,
-    section: &ClientCertificatesConfig,
-) -> Result<Option<Arc<TrustedIssuers>>, GatewayError> {
-    let Some(ca_file) = &section.ca_file else {
-        return Ok(None);
-    };
-    let read = |file: &str| {
-        let path = data_dir.join(file);
-        std::fs::read(&path)
-            .map_err(|e| GatewayError(format!("[client_certificates] {}: {e}", path.display())))
-    };
-    let mut cas = TrustedIssuers::from_pem(&read(ca_file)?).map_err(|e| {
-        GatewayError(format!(
-            "[client_certificates] ca_file = \"{ca_file}\": {e}"
-        ))
-    })?;
-    if let Some(crl_file) = &section.crl_file {
-        cas = cas.with_crls_pem(&read(crl_file)?).map_err(|e| {
-            GatewayError(format!(
-                "[client_certificates] crl_file = \"{crl_file}\": {e}"
-            ))
-        })?;
-    }
-    Ok(Some(Arc::new(cas)))
 }
 
 /// The one limiter every front door shares, as `[rate_limit]` says; with limiting
@@ -343,8 +329,8 @@ fn client_cas(
 fn limiter(config: &GatewayConfig) -> Result<Arc<dyn RateLimiter>, GatewayError> {
     let settings = config
         .rate_limit
-        .settings()
-        .map_err(|e| GatewayError(e.to_string()))?;
+        .build()
+        .map_err(|mut problems| built("rate_limit")(problems.remove(0)))?;
     Ok(Arc::new(MemoryRateLimiter::new(settings.unwrap_or(
         LimitSettings {
             user_failures: u32::MAX,
@@ -375,7 +361,7 @@ pub fn peer_admits(engine: &Engine, user: &str) -> bool {
 /// The Unix socket `.s.PGSQL.<port>` in the configured directory (relative to the data
 /// directory), or `None` when `unix_socket_directory = ""`.
 pub fn unix_socket(prepared: &Prepared, port: u16) -> Result<Option<UnixSocket>, GatewayError> {
-    let configured = &prepared.config.unix_socket_directory;
+    let configured = &prepared.config.gateway.unix_socket_directory;
     if configured.is_empty() {
         return Ok(None);
     }
@@ -385,7 +371,7 @@ pub fn unix_socket(prepared: &Prepared, port: u16) -> Result<Option<UnixSocket>,
         .join(configured)
         .canonicalize()
         .map_err(|e| GatewayError(format!("unix_socket_directory `{configured}`: {e}")))?;
-    UnixSocket::bind(&dir, port, prepared.config.unix_socket_permissions)
+    UnixSocket::bind(&dir, port, prepared.config.gateway.unix_socket_permissions)
         .map(Some)
         .map_err(|e| GatewayError(format!("cannot listen on the Unix socket: {e}")))
 }
@@ -428,21 +414,10 @@ pub struct Doors {
 impl Doors {
     /// The doors of `prepared`, auditing refusals to `engine`'s log.
     pub fn new(prepared: &Prepared, engine: &Engine) -> Self {
-        let c = &prepared.config;
-        let settings = AdmissionSettings::new(
-            c.max_unauthenticated_connections,
-            c.max_unauthenticated_per_address,
-        )
-        .with_wait(c.unauthenticated_wait)
-        .with_silent(
-            c.max_silent_per_address,
-            AdmissionSettings::default().max_silent,
-            c.silent_timeout,
-        );
         Self {
-            admission: Arc::new(Admission::new(settings).audited_by(engine)),
+            admission: Arc::new(Admission::new(prepared.listen).audited_by(engine)),
             trusted_proxies: prepared.trusted_proxies.clone(),
-            auth_timeout: c.auth_timeout,
+            auth_timeout: prepared.auth_timeout,
         }
     }
 
@@ -462,19 +437,6 @@ impl Doors {
             Some(tls) => listener.with_tls(tls),
             None => listener,
         })
-    }
-}
-
-/// The pgwire address: `--listen` on the command line, else `GATEWAY_LISTEN`, else
-/// `listen` in `gateway.toml`.
-pub fn listen_addr(prepared: &Prepared) -> Result<SocketAddr, GatewayError> {
-    match cli_arg("--listen").or_else(|| std::env::var("GATEWAY_LISTEN").ok()) {
-        Some(text) => text.parse().map_err(|_| {
-            GatewayError(format!(
-                "--listen `{text}` is not an address like 127.0.0.1:6432"
-            ))
-        }),
-        None => Ok(prepared.config.listen),
     }
 }
 

@@ -9,7 +9,7 @@ use auth_core::local::{PeerAuthenticator, TrustAuthenticator};
 use auth_core::policy::{ProtocolMatch, Rule, Target};
 use auth_core::{ApiKeyAuthenticator, Authenticator, Chain, Control, Engine, Policy, Protocol};
 use auth_oauth::{IssuerConfig, JwtAuthenticator, KeySource, ValidationSettings, VerifyingKey};
-use auth_password::{Argon2Settings, Hasher, PasswordAuthenticator, ScramAuthenticator, Users};
+use auth_password::{PasswordAuthenticator, ScramAuthenticator, Users};
 use auth_wallet::WalletAuthenticator;
 
 use super::{GatewayError, Method, Prepared, RuleConfig};
@@ -45,8 +45,7 @@ struct Parts<'a> {
 /// every door.
 pub fn engine(prepared: &Prepared) -> Result<Arc<Engine>, GatewayError> {
     let users = Users::new(prepared.wallet.clone());
-    let hasher =
-        Hasher::new(Argon2Settings::default()).map_err(|e| GatewayError(format!("hasher: {e}")))?;
+    let hasher = prepared.hasher.clone();
     let parts = Parts {
         prepared,
         local_jwt: local_jwt(prepared)?,
@@ -74,7 +73,7 @@ pub fn engine(prepared: &Prepared) -> Result<Arc<Engine>, GatewayError> {
         .audit(prepared.audit.clone())
         .rate_limiter(prepared.limiter.clone())
         .accounts(prepared.accounts.clone());
-    let builder = if prepared.config.danger_allow_cleartext_without_tls {
+    let builder = if prepared.config.gateway.danger_allow_cleartext_without_tls {
         builder.dangerous().allow_cleartext_without_tls()
     } else {
         builder
@@ -101,7 +100,7 @@ fn local_jwt(prepared: &Prepared) -> Result<Arc<JwtAuthenticator>, GatewayError>
 /// the same there, else one for pgwire and one for the APIs, in that order, both under the
 /// file rule's name.
 fn core_rules(parts: &Parts<'_>, config: &RuleConfig) -> Result<Vec<Rule>, String> {
-    let protocols = config.protocol_match()?;
+    let protocols = config.protocol_match().map_err(|e| e.to_string())?;
     let differs = config
         .method
         .iter()
@@ -123,7 +122,7 @@ fn core_rules(parts: &Parts<'_>, config: &RuleConfig) -> Result<Vec<Rule>, Strin
         }
         doors
     };
-    let requirement = match config.requirement()? {
+    let requirement = match config.requirement().map_err(|e| e.to_string())? {
         Some(requirement) => Some(
             CertificateCheck::new(cas(parts, config)?, requirement)
                 .with_name(parts.prepared.client_name),
@@ -142,7 +141,10 @@ fn core_rules(parts: &Parts<'_>, config: &RuleConfig) -> Result<Vec<Rule>, Strin
             } else {
                 Target::Chain(Arc::new(chain(parts, config, door)?))
             };
-            let mut rule = config.to_rule(target)?.with_protocols(protocols);
+            let mut rule = config
+                .to_rule(target)
+                .map_err(|e| e.to_string())?
+                .with_protocols(protocols);
             if let Some(check) = &requirement {
                 rule = rule.with_client_certificate(check.clone());
             }
@@ -199,7 +201,7 @@ fn chain(parts: &Parts<'_>, config: &RuleConfig, door: Door) -> Result<Chain, St
             (Method::Password, _) => builder.link(parts.wallet.clone()).link(password()),
             (Method::Gss, door) => builder.link(gss(parts, door, &config.name)?),
             (Method::OAuthBearer, door) => {
-                let issuer = config.issuer.as_deref().unwrap_or_default();
+                let issuer = config.options.issuer.as_deref().unwrap_or_default();
                 let jwt = prepared.oauth.issuer(issuer).ok_or_else(|| {
                     format!(
                         "rule `{}`: issuer `{issuer}` is not configured",
@@ -208,7 +210,7 @@ fn chain(parts: &Parts<'_>, config: &RuleConfig, door: Door) -> Result<Chain, St
                 })?;
                 match door {
                     Door::Pgwire => {
-                        let scope = config.scope.clone().unwrap_or_default();
+                        let scope = config.options.scope.clone().unwrap_or_default();
                         let bearer = auth_oauth::OAuthBearer::new(jwt.clone(), issuer, scope)
                             .map_err(|e| format!("rule `{}`: issuer: {e}", config.name))?;
                         builder.link(Arc::new(bearer))
@@ -221,7 +223,7 @@ fn chain(parts: &Parts<'_>, config: &RuleConfig, door: Door) -> Result<Chain, St
                 let grant = prepared.oauth.password_grant.clone().ok_or_else(|| {
                     format!("rule `{}` needs the [oauth_password] section", config.name)
                 })?;
-                match config.fallback.as_deref() {
+                match config.options.fallback.as_deref() {
                     // Only an outage passes the password on: a password the server refused
                     // is refused here too.
                     Some("scram") => builder
@@ -254,22 +256,17 @@ fn gss(parts: &Parts<'_>, door: Door, _rule: &str) -> Result<Arc<dyn Authenticat
     let prepared = parts.prepared;
     let kerberos = &prepared.config.kerberos;
     let service = match door {
-        Door::Pgwire => kerberos
-            .service
-            .clone()
-            .unwrap_or_else(|| "postgres".into()),
-        Door::Api => kerberos
-            .http_service
-            .clone()
-            .unwrap_or_else(|| "HTTP".into()),
+        Door::Pgwire => kerberos.service(),
+        Door::Api => kerberos.http_service(),
+    };
+    let users = auth_kerberos::UserDirectory {
+        store: prepared.wallet.clone(),
+        prefix: "user/".into(),
     };
     let gss: Arc<dyn Authenticator> = Arc::new(
-        auth_kerberos::GssAuthenticator::new(kerberos.keytab.clone(), kerberos.mapper()?)
-            .with_service(service)
-            .with_users(auth_kerberos::UserDirectory {
-                store: prepared.wallet.clone(),
-                prefix: "user/".into(),
-            }),
+        kerberos
+            .build(service, users)
+            .map_err(|e| format!("[kerberos] {e}"))?,
     );
     parts.gss.borrow_mut()[slot] = Some(gss.clone());
     Ok(gss)

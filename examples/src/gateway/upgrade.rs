@@ -258,7 +258,7 @@ user = "postgres"
         let up = upgrade(OLD).expect("an old file is upgraded");
         assert_eq!(up.messages.len(), 3, "{:?}", up.messages);
         let config = GatewayConfig::parse(&up.text).unwrap_or_else(|e| panic!("{e}\n{}", up.text));
-        assert!(!config.danger_allow_cleartext_without_tls);
+        assert!(!config.gateway.danger_allow_cleartext_without_tls);
         let names: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["local-admin", "local", "bob", "api", "scram"]);
         assert_eq!(config.rules[0].map.as_deref(), Some("local-admin"));

@@ -1,0 +1,148 @@
+//! The gateways' command lines: every flag also an environment variable, unknown flags
+//! refused, `--help` and `--version`, and `--check-config`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::gateway::{ENV_PREFIX, GatewayConfig, read_config};
+
+/// What every gateway binary takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// The data directory: master key, wallet, certificate, gateway.toml and the audit
+    /// log; a first start creates what is missing.
+    #[arg(
+        long,
+        env = "GATEWAY_DATA_DIR",
+        value_name = "DIR",
+        default_value = "gateway-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Check DIR/gateway.toml with the AUTH_* variables over it, print the effective
+    /// configuration (defaults included; secrets are only ever referenced, never
+    /// written) and exit: 0 when it is valid, 1 with every problem and its line or
+    /// variable otherwise. Starts nothing and writes nothing.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+const AFTER_HELP: &str = "Every setting of gateway.toml can be overridden by an environment \
+variable: AUTH_ and its path in capitals, `__` between the steps (AUTH_LISTEN, \
+AUTH_RATE_LIMIT__USER_FAILURES, AUTH_RULE__0__METHOD). Values are TOML (10, true, \
+[\"10.0.0.0/8\"]) or plain text (60s, 127.0.0.1:6432).";
+
+/// `pg-gateway`: PostgreSQL wire protocol, with the HTTP and gRPC APIs beside it.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "pg-gateway",
+    version,
+    about = "A PostgreSQL-wire gateway (with HTTP and gRPC APIs) that authenticates its clients by the rules of gateway.toml",
+    after_help = AFTER_HELP
+)]
+pub struct PgGatewayArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    /// Where pgwire listens (default: `listen` in gateway.toml, 127.0.0.1:6432).
+    #[arg(long, env = "GATEWAY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Where the HTTP API listens; `off` for none.
+    #[arg(long, env = "HTTP_GATEWAY_LISTEN", value_name = "ADDR|off", default_value = crate::api::HTTP_LISTEN.1)]
+    pub http_listen: String,
+    /// Where the gRPC API listens; `off` for none.
+    #[arg(long, env = "GRPC_GATEWAY_LISTEN", value_name = "ADDR|off", default_value = crate::api::GRPC_LISTEN.1)]
+    pub grpc_listen: String,
+}
+
+/// `http-gateway`: the HTTP API alone.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "http-gateway",
+    version,
+    about = "An HTTP API that authenticates its clients by the rules of gateway.toml",
+    after_help = AFTER_HELP
+)]
+pub struct HttpGatewayArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    /// Where the HTTP API listens.
+    #[arg(long, env = "HTTP_GATEWAY_LISTEN", value_name = "ADDR", default_value = crate::api::HTTP_LISTEN.1)]
+    pub listen: String,
+}
+
+/// `grpc-gateway`: the gRPC service alone.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "grpc-gateway",
+    version,
+    about = "A gRPC service that authenticates its clients by the rules of gateway.toml",
+    after_help = AFTER_HELP
+)]
+pub struct GrpcGatewayArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonArgs,
+    /// Where the gRPC service listens.
+    #[arg(long, env = "GRPC_GATEWAY_LISTEN", value_name = "ADDR", default_value = crate::api::GRPC_LISTEN.1)]
+    pub listen: String,
+}
+
+/// `--check-config`: the effective configuration on `out`, problems and warnings on
+/// `err`; success when the configuration is valid.
+pub fn check_config(data_dir: &Path, out: &mut impl Write, err: &mut impl Write) -> ExitCode {
+    let path = data_dir.join("gateway.toml");
+    let text = match read_config(data_dir) {
+        Ok(Some((text, upgraded))) => {
+            for message in upgraded {
+                let _ = writeln!(
+                    err,
+                    "{}: the next start upgrades it: {message}",
+                    path.display()
+                );
+            }
+            text
+        }
+        Ok(None) => {
+            let user = auth_core::local::SystemUsers
+                .this_process()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "postgres".into());
+            let _ = writeln!(
+                err,
+                "{} does not exist yet; the first start writes the default, checked here",
+                path.display()
+            );
+            GatewayConfig::default_toml(&user)
+        }
+        Err(e) => {
+            let _ = writeln!(err, "{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match GatewayConfig::load(&path.display().to_string(), &text, std::env::vars()) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                let _ = writeln!(err, "{warning}");
+            }
+            let _ = write!(out, "{}", loaded.config.to_toml());
+            let _ = writeln!(err, "{}: valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = writeln!(err, "{e}");
+            let _ = writeln!(
+                err,
+                "{}: {} problem(s); {ENV_PREFIX}* variables override the file",
+                path.display(),
+                e.problems.len()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::gateway::{ENV_PREFIX, GatewayConfig, read_config};
+use crate::gateway::{ConfigText, ENV_PREFIX, GatewayConfig, read_config};
 
 /// What every gateway binary takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -96,16 +96,16 @@ pub struct GrpcGatewayArgs {
 /// `err`; success when the configuration is valid.
 pub fn check_config(data_dir: &Path, out: &mut impl Write, err: &mut impl Write) -> ExitCode {
     let path = data_dir.join("gateway.toml");
-    let text = match read_config(data_dir) {
-        Ok(Some((text, upgraded))) => {
-            for message in upgraded {
+    let config = match read_config(data_dir) {
+        Ok(Some(config)) => {
+            for message in &config.upgraded {
                 let _ = writeln!(
                     err,
                     "{}: the next start upgrades it: {message}",
                     path.display()
                 );
             }
-            text
+            config
         }
         Ok(None) => {
             let user = auth_core::local::SystemUsers
@@ -118,14 +118,14 @@ pub fn check_config(data_dir: &Path, out: &mut impl Write, err: &mut impl Write)
                 "{} does not exist yet; the first start writes the default, checked here",
                 path.display()
             );
-            GatewayConfig::default_toml(&user)
+            ConfigText::new(GatewayConfig::default_toml(&user))
         }
         Err(e) => {
             let _ = writeln!(err, "{e}");
             return ExitCode::FAILURE;
         }
     };
-    match GatewayConfig::load(&path.display().to_string(), &text, std::env::vars()) {
+    match GatewayConfig::load(&path.display().to_string(), &config.text, std::env::vars()) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 let _ = writeln!(err, "{warning}");
@@ -135,6 +135,7 @@ pub fn check_config(data_dir: &Path, out: &mut impl Write, err: &mut impl Write)
             ExitCode::SUCCESS
         }
         Err(e) => {
+            let e = config.on_disk(e);
             let _ = writeln!(err, "{e}");
             let _ = writeln!(
                 err,

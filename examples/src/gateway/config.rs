@@ -325,6 +325,12 @@ impl GatewayConfig {
                 .hint("add one, e.g. [[rule]] name = \"all\" method = \"scram\""),
             );
         }
+        // In the file's order, then the variables'.
+        check.problems.sort_by_key(|p| match &p.origin {
+            Origin::File { line, .. } => (0, *line),
+            Origin::Env(_) => (1, 0),
+            Origin::Default => (2, 0),
+        });
         ConfigError::check(check.problems)?;
         Ok(Loaded { config, warnings })
     }
@@ -923,5 +929,112 @@ mod tests {
         let ok = rule("type = \"local\"\nmethod = \"peer\"\nmap = \"m\"\n[[identity_map]]\nmap = \"m\"\nmethod = \"peer\"\nidentity = \"a\"\nuser = \"b\"").unwrap();
         assert!(ok.identity_map("m").unwrap().allows("peer", "a", "b"));
         assert!(ok.identity_map("other").unwrap().is_empty());
+    }
+
+    /// The README's blocks as one file, with every optional section filled in.
+    fn everything() -> String {
+        let readme = include_str!("../../../README.md");
+        let mut blocks: Vec<&str> = readme
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        blocks.sort_by_key(|b| {
+            b.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .is_some_and(|l| l.starts_with('['))
+        });
+        let extra = r#"
+[kerberos]
+keytab = "/etc/krb5.keytab"
+service = "postgres"
+http_service = "HTTP"
+realms = ["TEST.REALM"]
+[[kerberos.map]]
+pattern = "^(.*)$"
+user = "\\1"
+[wallet]
+master_key_file = "master.key"
+"#;
+        format!("{}{extra}", blocks.concat())
+    }
+
+    /// `path`'s value in `table` (`rule.0.method`).
+    fn leaf<'t>(table: &'t toml::Table, path: &[String]) -> Option<&'t toml::Value> {
+        let mut value = table.get(&path[0])?;
+        for step in &path[1..] {
+            value = match step.parse::<usize>() {
+                Ok(i) => value.as_array()?.get(i)?,
+                Err(_) => value.as_table()?.get(step)?,
+            };
+        }
+        Some(value)
+    }
+
+    fn leaves(prefix: &[String], value: &toml::Value, out: &mut Vec<(Vec<String>, toml::Value)>) {
+        let at = |k: String| [prefix, &[k]].concat();
+        match value {
+            toml::Value::Table(t) => t.iter().for_each(|(k, v)| leaves(&at(k.clone()), v, out)),
+            toml::Value::Array(a) if a.iter().all(toml::Value::is_table) && !a.is_empty() => a
+                .iter()
+                .enumerate()
+                .for_each(|(i, v)| leaves(&at(i.to_string()), v, out)),
+            other => out.push((prefix.to_vec(), other.clone())),
+        }
+    }
+
+    /// Another value of the same kind, as an environment variable would write it.
+    fn another(value: &toml::Value) -> String {
+        match value {
+            toml::Value::Integer(n) => (n + 1).to_string(),
+            toml::Value::Boolean(b) => (!b).to_string(),
+            toml::Value::String(s) => {
+                if let Ok(d) = humantime::parse_duration(s) {
+                    humantime::format_duration(d + std::time::Duration::from_secs(1)).to_string()
+                } else if let Ok(addr) = s.parse::<SocketAddr>() {
+                    SocketAddr::new(addr.ip(), addr.port() + 1).to_string()
+                } else {
+                    format!("{s}x")
+                }
+            }
+            toml::Value::Array(items) => {
+                let mut items = items.clone();
+                items.push(toml::Value::String("x".into()));
+                toml::Value::Array(items).to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_key_can_be_set_by_its_auth_variable() {
+        let file = everything();
+        let base = parse(&file).unwrap_or_else(|e| panic!("{e}"));
+        let effective: toml::Table = toml::from_str(&base.to_toml()).unwrap();
+        let mut all = Vec::new();
+        leaves(&[], &toml::Value::Table(effective), &mut all);
+        assert!(all.len() > 60, "{} keys", all.len());
+        let (mut applied, mut refused) = (0, 0);
+        for (path, old) in &all {
+            let var = format!("{ENV_PREFIX}{}", path.join("__").to_ascii_uppercase());
+            let value = another(old);
+            match GatewayConfig::load("gateway.toml", &file, [(var.clone(), value.clone())]) {
+                Ok(loaded) => {
+                    assert!(loaded.warnings.is_empty(), "{var}: {:?}", loaded.warnings);
+                    let now: toml::Table = toml::from_str(&loaded.config.to_toml()).unwrap();
+                    let new = leaf(&now, path).unwrap_or_else(|| panic!("{var} lost the key"));
+                    assert_ne!(new, old, "{var}={value} changed nothing");
+                    applied += 1;
+                }
+                Err(e) => {
+                    // A value the setting refuses (naming the variable), or a rule naming
+                    // the setting does: the file alone loads, so the variable reached it.
+                    assert!(!e.problems.is_empty(), "{var}={value}");
+                    refused += 1;
+                }
+            }
+        }
+        assert!(applied > refused, "{applied} applied, {refused} refused");
     }
 }

@@ -155,9 +155,49 @@ fn built(section: &str) -> impl Fn(auth_core::settings::Invalid) -> GatewayError
     }
 }
 
-/// `gateway.toml` in `data_dir` as it would be loaded, upgraded in memory when it is from
-/// before (`None` when there is no file yet), with what the upgrade changes.
-pub fn read_config(data_dir: &Path) -> Result<Option<(String, Vec<String>)>, GatewayError> {
+/// `gateway.toml` as the gateway loads it: upgraded in memory when it is from before.
+#[derive(Debug, Clone)]
+pub struct ConfigText {
+    /// The text to load.
+    pub text: String,
+    /// What the upgrade changes, one line each (empty when the file is current).
+    pub upgraded: Vec<String>,
+    /// For each line of `text`, the file's own line it came from (`None`: added by the
+    /// upgrade); empty when nothing was upgraded.
+    old_lines: Vec<Option<usize>>,
+}
+
+impl ConfigText {
+    /// A current file's text (nothing to upgrade).
+    pub fn new(text: String) -> Self {
+        Self {
+            text,
+            upgraded: Vec::new(),
+            old_lines: Vec::new(),
+        }
+    }
+
+    /// Problems found in `text`, placed on the lines of the file as it is on disk.
+    pub fn on_disk(&self, mut error: auth_core::ConfigError) -> auth_core::ConfigError {
+        if self.old_lines.is_empty() {
+            return error;
+        }
+        for problem in &mut error.problems {
+            if let auth_core::settings::Origin::File { line, .. } = &mut problem.origin {
+                match self.old_lines.get(*line - 1).copied().flatten() {
+                    Some(old) => *line = old,
+                    None => {
+                        problem.message.push_str(" (in the text the upgrade adds)");
+                    }
+                }
+            }
+        }
+        error
+    }
+}
+
+/// `gateway.toml` in `data_dir` as it would be loaded (`None` when there is no file yet).
+pub fn read_config(data_dir: &Path) -> Result<Option<ConfigText>, GatewayError> {
     let config_path = data_dir.join("gateway.toml");
     if !config_path.exists() {
         return Ok(None);
@@ -165,8 +205,12 @@ pub fn read_config(data_dir: &Path) -> Result<Option<(String, Vec<String>)>, Gat
     let text = std::fs::read_to_string(&config_path)
         .map_err(|e| GatewayError(format!("{}: {e}", config_path.display())))?;
     Ok(Some(match upgrade::upgrade(&text) {
-        Some(up) => (up.text, up.messages),
-        None => (text, Vec::new()),
+        Some(up) => ConfigText {
+            text: up.text,
+            upgraded: up.messages,
+            old_lines: up.old_lines,
+        },
+        None => ConfigText::new(text),
     }))
 }
 
@@ -185,7 +229,12 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
             .map_err(|e| err("config")(&e))?;
     }
     let original = std::fs::read_to_string(&config_path).map_err(|e| err("config")(&e))?;
-    let Some((text, config_upgraded)) = read_config(data_dir)? else {
+    let Some(ConfigText {
+        text,
+        upgraded: config_upgraded,
+        ..
+    }) = read_config(data_dir)?
+    else {
         return Err(GatewayError(format!("{} vanished", config_path.display())));
     };
     if !config_upgraded.is_empty() {

@@ -16,6 +16,9 @@ pub(super) struct Upgrade {
     pub(super) text: String,
     /// What was done, for the operator.
     pub(super) messages: Vec<String>,
+    /// For each line of `text`, the line (from 1) of the old file it came from; `None` for
+    /// a line the upgrade added.
+    pub(super) old_lines: Vec<Option<usize>>,
 }
 
 /// Upgrades `text`; `None` when it is current (or not TOML: the parser says why later).
@@ -155,14 +158,23 @@ pub(super) fn upgrade(text: &str) -> Option<Upgrade> {
         return None;
     }
     inserts.sort_by_key(|insert| std::cmp::Reverse(insert.0));
+    let mut old_lines: Vec<Vec<Option<usize>>> = (1..=lines.len()).map(|n| vec![Some(n)]).collect();
     for (at, text) in inserts {
         let at = at.min(lines.len());
-        lines.insert(at, text.trim_end().to_owned());
+        let text = text.trim_end().to_owned();
+        old_lines.insert(at, vec![None; text.lines().count().max(1)]);
+        lines.insert(at, text);
     }
     let mut text = lines.join("\n");
     text.push('\n');
     text.push_str(&appended);
-    Some(Upgrade { text, messages })
+    let mut old_lines: Vec<Option<usize>> = old_lines.into_iter().flatten().collect();
+    old_lines.resize(text.lines().count(), None);
+    Some(Upgrade {
+        text,
+        messages,
+        old_lines,
+    })
 }
 
 fn array<'a>(raw: &'a Table, key: &str) -> Vec<&'a Table> {

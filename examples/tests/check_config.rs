@@ -179,10 +179,10 @@ fn broken() -> Vec<Broken> {
             "positive",
         ),
         b(
-            "max_unauthenticated_connections = 4\nmax_unauthenticated_per_address = 8\n",
+            "max_unauthenticated_connections = 4\nsilent_timeout = \"0s\"\n",
             2,
-            "more places per address",
-            "at most",
+            "must be longer than 0",
+            "10s",
         ),
         b(
             "trusted_proxies = [\"10.0.0.1\", \"proxy.example\"]\n",

@@ -115,15 +115,6 @@ impl ListenSettings {
                 );
             }
         }
-        if self.max_unauthenticated_per_address > self.max_unauthenticated_connections {
-            problems.push(
-                Invalid::new(
-                    "max_unauthenticated_per_address",
-                    "more places per address than in all",
-                )
-                .hint("use at most max_unauthenticated_connections"),
-            );
-        }
         for (key, d) in [
             ("auth_timeout", self.auth_timeout),
             ("silent_timeout", self.silent_timeout),

@@ -438,8 +438,14 @@ impl<'a> Settings<'a> {
             let span = e.span().unwrap_or(whole);
             let message = e.message().trim().to_owned();
             let mut problem = ConfigProblem::new(self.origin_of_span(&span), path, &message);
-            if let Some(hint) = unknown_field_hint(&message) {
-                problem = problem.hint(hint);
+            if let Some((field, hint)) = unknown_field_hint(&message) {
+                problem.setting = match path {
+                    "" => field.to_owned(),
+                    _ => format!("{path}.{field}"),
+                };
+                if let Some(hint) = hint {
+                    problem = problem.hint(hint);
+                }
             }
             problem
         })
@@ -492,12 +498,16 @@ fn closest<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
         .map(|(_, k)| k)
 }
 
-/// serde's `unknown field `lisen`, expected one of `listen`, ...` as a suggestion.
-fn unknown_field_hint(message: &str) -> Option<String> {
+/// The field of serde's `unknown field `lisen`, expected one of `listen`, ...`, and a
+/// suggestion when a known field is near.
+fn unknown_field_hint(message: &str) -> Option<(&str, Option<String>)> {
     let rest = message.strip_prefix("unknown field `")?;
     let (field, expected) = rest.split_once('`')?;
     let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    closest(field, &known).map(|k| format!("did you mean `{k}`?"))
+    Some((
+        field,
+        closest(field, &known).map(|k| format!("did you mean `{k}`?")),
+    ))
 }
 
 #[cfg(test)]

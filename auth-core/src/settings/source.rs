@@ -40,7 +40,7 @@ struct EnvOverride {
 /// ```
 /// use auth_core::settings::SettingsSource;
 ///
-/// #[derive(serde::Deserialize)]
+/// #[derive(Debug, serde::Deserialize)]
 /// #[serde(deny_unknown_fields)]
 /// struct Limits { user_failures: u32 }
 ///

@@ -11,6 +11,7 @@
 //! the session ends;
 //! [`OAuthBearer`] runs OAUTHBEARER (RFC 7628), the SASL mechanism PostgreSQL 18 clients
 //! log in with, on either validator.
+//! File sections: [`IssuerSettings`], [`PasswordGrantSettings`], [`IntrospectionSettings`].
 //!
 //! Every call to a provider goes through one [`HttpClient`]: HTTPS on rustls (aws-lc-rs),
 //! the platform's and the webpki roots plus the CAs you add, an optional client
@@ -72,7 +73,9 @@ pub use oauthbearer::{OAUTHBEARER, OAuthBearer};
 pub use password_grant::{
     GrantError, OAuthSession, PasswordGrantAuthenticator, PasswordGrantConfig,
 };
-pub use settings::{ClientAuthMethod, IssuerSettings, PasswordGrantSettings};
+pub use settings::{
+    ClientAuthMethod, IntrospectionSettings, IssuerSettings, PasswordGrantSettings,
+};
 
 // The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
 // not marked `no_run`.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::Invalid;
-use crate::audit::JsonLinesAuditSink;
+use crate::audit::AuditFile;
 
 /// The audit settings, written at the top of a program's file (`audit_log = "..."`).
 ///
@@ -41,16 +41,11 @@ impl AuditSettings {
         base_dir.join(&self.audit_log)
     }
 
-    /// Opens the log for appending (creating it with mode 0600).
-    pub fn build(&self, base_dir: &Path) -> Result<JsonLinesAuditSink, Invalid> {
-        use std::os::unix::fs::OpenOptionsExt;
+    /// Opens the log for appending (creating it with mode 0600), written behind the login
+    /// path ([`AuditFile`]).
+    pub fn build(&self, base_dir: &Path) -> Result<AuditFile, Invalid> {
         let path = self.path(base_dir);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| Invalid::new("audit_log", format!("{}: {e}", path.display())))?;
-        Ok(JsonLinesAuditSink::new(file))
+        AuditFile::open(&path)
+            .map_err(|e| Invalid::new("audit_log", format!("{}: {e}", path.display())))
     }
 }

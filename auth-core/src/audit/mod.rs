@@ -13,6 +13,10 @@ use serde::ser::Serializer;
 
 use crate::connection::Peer;
 
+mod file;
+
+pub use file::{AuditFile, AuditFileSettings, DROPPED_METRIC};
+
 /// What an audit event is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -426,7 +430,8 @@ impl AuditSink for TracingAuditSink {
     }
 }
 
-/// Writes each event as one JSON line to a writer (a file, stdout).
+/// Writes each event as one JSON line to a writer (stdout, a pipe), on the caller's thread:
+/// for a file, [`AuditFile`] keeps the disk off the login path.
 pub struct JsonLinesAuditSink {
     out: Mutex<Box<dyn Write + Send>>,
 }

@@ -23,6 +23,8 @@ packages=(
   # A real reverse proxy in front of the gateway (PROXY protocol v1/v2, TLS termination,
   # X-Forwarded-For), for the proxied-clients tests and the proxy benchmark.
   haproxy
+  # Rotates the gateway's audit log in the rotation test, as deployments do.
+  logrotate
 )
 
 missing=()

@@ -241,6 +241,7 @@ impl Standalone {
         use secrecy::ExposeSecret;
         use std::io::Write;
         let prepared = crate::gateway::prepare(dir).await?;
+        crate::gateway::serve_audit_signals(prepared.audit_file.clone());
         let engine = crate::gateway::engine(&prepared)?;
         let doors = crate::gateway::Doors::new(&prepared, &engine);
         let auth = ApiAuth::new(&prepared, engine, doors);

@@ -22,6 +22,7 @@ fn gateway() -> GatewayProcess {
 }
 
 fn audit_bytes(gw: &GatewayProcess) -> usize {
+    gw.flush_audit();
     std::fs::metadata(gw.data.join("audit.jsonl")).map_or(0, |m| m.len() as usize)
 }
 

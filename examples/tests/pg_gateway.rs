@@ -236,6 +236,7 @@ async fn failures_are_generic_to_psql_and_precise_in_the_audit_log() {
             .unwrap()
             .contains("no-mallory")
     );
+    gw.flush_audit();
     let text = std::fs::read_to_string(gw.data.join("audit.jsonl")).unwrap();
     for secret in [
         "wrong password",

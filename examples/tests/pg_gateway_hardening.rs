@@ -170,6 +170,7 @@ fn scram_refuses_an_authorization_identity_even_the_users_own() {
         raw.send(&sasl_initial(client_first));
         assert_eq!(raw.error_code(), "08P01");
     }
+    gw.flush_audit();
     let audit = std::fs::read_to_string(gw.data.join("audit.jsonl")).unwrap();
     assert!(
         audit.contains("authorization identity is not supported"),

@@ -365,8 +365,14 @@ impl GatewayProcess {
         )))
     }
 
-    /// Every event in the audit log, oldest first.
+    /// Asks the gateway to write out the audit events it has queued (see [`flush_audit`]).
+    pub fn flush_audit(&self) {
+        flush_audit(self.process.pid(), &self.data.join("audit.jsonl"));
+    }
+
+    /// Every event in the audit log, oldest first (after [`Self::flush_audit`]).
     pub fn audit_events(&self) -> Vec<serde_json::Value> {
+        self.flush_audit();
         std::fs::read_to_string(self.data.join("audit.jsonl"))
             .unwrap_or_default()
             .lines()
@@ -491,4 +497,29 @@ pub fn startup_packet(user: &str) -> Vec<u8> {
     let mut packet = len.to_be_bytes().to_vec();
     packet.extend_from_slice(&body);
     packet
+}
+
+/// Asks the gateway process `pid` to write out the audit events it has queued for the log
+/// at `audit` (SIGUSR1) and waits until it has (it then rewrites `<audit>.flushed`): the
+/// log is written behind the login path, so a test reads it only after this. Nothing to
+/// do for a process that has stopped.
+pub fn flush_audit(pid: Option<u32>, audit: &Path) {
+    let Some(pid) = pid else {
+        return;
+    };
+    let mut marker = audit.as_os_str().to_owned();
+    marker.push(".flushed");
+    let marker = PathBuf::from(marker);
+    let _ = std::fs::remove_file(&marker);
+    let signalled = std::process::Command::new("kill")
+        .args(["-USR1", &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !signalled {
+        return;
+    }
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !marker.exists() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use auth_core::account::{Directory, UserStatus};
-use auth_core::audit::{AuditEvent, AuditEventKind, AuditSink, JsonLinesAuditSink};
+use auth_core::audit::{AuditEvent, AuditEventKind, AuditFile, AuditSink};
 use auth_core::{
     ApiKeyAuthenticator, ApiKeyGrant, CredentialStore, Key, Precondition, Role, StoreError,
 };
@@ -352,7 +352,7 @@ fn random_text(bytes: usize) -> Result<String, Failure> {
 }
 
 /// Where account changes are audited: the gateway's JSON-lines log, or nowhere.
-struct ChangeLog(Option<JsonLinesAuditSink>);
+struct ChangeLog(Option<AuditFile>);
 
 impl ChangeLog {
     fn open(args: &StoreArgs) -> Result<Self, Failure> {
@@ -364,12 +364,10 @@ impl ChangeLog {
         let Some(path) = path else {
             return Ok(Self(None));
         };
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
+        // The gateway's own writer: created 0600, and written out when authctl exits.
+        let file = AuditFile::open(&path)
             .map_err(|e| Failure(format!("audit log {}: {e}", path.display())))?;
-        Ok(Self(Some(JsonLinesAuditSink::new(file))))
+        Ok(Self(Some(file)))
     }
 
     fn changed(&self, user: &str, detail: &str) {

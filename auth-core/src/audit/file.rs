@@ -238,7 +238,10 @@ impl Writer {
                     }
                     Message::Reopen => {
                         self.write(&mut batch, &mut lines);
-                        self.file = None;
+                        // At once, so the new file is there before any event (logrotate's
+                        // `nocreate` leaves making it to us); a failure is retried at the
+                        // next write.
+                        self.file = open_log(&self.path).ok();
                     }
                     Message::Flush(ack) => acks.push(ack),
                 }

@@ -97,6 +97,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    gateway::serve_audit_signals(prepared.audit_file.clone());
     let engine = match gateway::engine(&prepared) {
         Ok(engine) => engine,
         Err(e) => {

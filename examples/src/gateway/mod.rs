@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use auth_core::account::{AccountStage, Directory, Migration};
+use auth_core::audit::AuditFile;
 use auth_core::certificate::{ClientName, TrustedIssuers};
 use auth_core::local::SystemUsers;
 use auth_core::rate_limit::LimitSettings;
@@ -87,6 +88,9 @@ pub struct Prepared {
     pub mock_secret: [u8; 32],
     /// The audit log, one writer for every front door of the process.
     pub audit: Arc<dyn AuditSink>,
+    /// The same log as a file: reopened on SIGHUP, flushed on SIGUSR1
+    /// ([`serve_audit_signals`]).
+    pub audit_file: Arc<AuditFile>,
     /// Failure counts, shared by every front door: a password guessed over pgwire and
     /// over HTTP counts against one budget.
     pub limiter: Arc<dyn RateLimiter>,
@@ -318,7 +322,7 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
     } else {
         None
     };
-    let audit = config.audit.build(data_dir).map_err(built(""))?;
+    let audit = Arc::new(config.audit.build(data_dir).map_err(built(""))?);
     let limiter = limiter(&config)?;
     let directory = Directory::new(wallet.clone());
     if first_start
@@ -368,7 +372,8 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         hasher,
         data_dir: data_dir.to_owned(),
         mock_secret,
-        audit: Arc::new(audit),
+        audit: audit.clone(),
+        audit_file: audit,
         limiter,
     })
 }
@@ -487,6 +492,46 @@ impl Doors {
             None => listener,
         })
     }
+}
+
+/// Serves the audit log's signals for the life of the process: SIGHUP reopens the file
+/// (logrotate's `postrotate`), SIGUSR1 writes out every queued event and then counts up
+/// `<audit log>.flushed` (what a backup, or a test reading the log, waits for).
+pub fn serve_audit_signals(audit: Arc<AuditFile>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut hup), Ok(mut usr1)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+    ) else {
+        tracing::warn!("no SIGHUP/SIGUSR1 handler: the audit log is not reopened on SIGHUP");
+        return;
+    };
+    let reopen = audit.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            reopen.reopen();
+        }
+    });
+    tokio::spawn(async move {
+        let mut flushed = 0u64;
+        while usr1.recv().await.is_some() {
+            let audit = audit.clone();
+            flushed += 1;
+            let marker = {
+                let mut name = audit.path().as_os_str().to_owned();
+                name.push(".flushed");
+                PathBuf::from(name)
+            };
+            let done = tokio::task::spawn_blocking(move || {
+                audit.flush();
+                std::fs::write(&marker, flushed.to_string())
+            })
+            .await;
+            if !matches!(done, Ok(Ok(()))) {
+                tracing::warn!("the audit log's flush marker could not be written");
+            }
+        }
+    });
 }
 
 /// `word` as one shell word: as is when it is plain, else in single quotes.

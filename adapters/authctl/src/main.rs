@@ -352,7 +352,7 @@ fn random_text(bytes: usize) -> Result<String, Failure> {
 }
 
 /// Where account changes are audited: the gateway's JSON-lines log, or nowhere.
-struct ChangeLog(Option<AuditFile>);
+struct ChangeLog(Option<Arc<AuditFile>>);
 
 impl ChangeLog {
     fn open(args: &StoreArgs) -> Result<Self, Failure> {
@@ -367,7 +367,7 @@ impl ChangeLog {
         // The gateway's own writer: created 0600, and written out when authctl exits.
         let file = AuditFile::open(&path)
             .map_err(|e| Failure(format!("audit log {}: {e}", path.display())))?;
-        Ok(Self(Some(file)))
+        Ok(Self(Some(Arc::new(file))))
     }
 
     fn changed(&self, user: &str, detail: &str) {
@@ -406,8 +406,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         return Ok(());
     }
     let key = master_key(&cli.store)?;
-    let wallet = Wallet::new(backend(&cli.store).await?, key);
     let audit = ChangeLog::open(&cli.store)?;
+    // The wallet's own events (secrets set, rotated, exported, imported, re-keyed) go to
+    // the same log as the account changes.
+    let wallet = Wallet::new(backend(&cli.store).await?, key);
+    let wallet = match &audit.0 {
+        Some(sink) => wallet.with_audit(sink.clone()),
+        None => wallet,
+    };
     match cli.command {
         Command::Key(_) => {}
         Command::Secret(SecretCommand::Set { key }) => {

@@ -682,6 +682,32 @@ async fn account_commands_take_effect_at_the_next_login_and_are_audited() {
     assert!(
         !text.contains("alice long password") && !text.contains(key.split('.').nth(1).unwrap())
     );
+    // The wallet's own writes go to the same log, and the log is its owner's only.
+    let secret_writes = changes
+        .iter()
+        .filter(|e| e["event"] == "secret_access")
+        .filter(|e| {
+            e["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("write user/alice"))
+        })
+        .count();
+    assert!(secret_writes > 0, "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    let fresh = env.wallet.with_file_name("fresh-audit.jsonl");
+    ok(&authctl(
+        &env,
+        &[
+            "--audit-log",
+            fresh.to_str().unwrap(),
+            "user",
+            "disable",
+            "alice",
+        ],
+        None,
+    ));
+    let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "authctl creates the log 0600");
 }
 
 #[test]

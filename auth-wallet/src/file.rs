@@ -4,13 +4,17 @@
 //! one and fsyncs the directory, so a crash leaves either the old or the new file, never a
 //! mix. An exclusive `flock` on `<file>.lock` serializes processes on one machine, and
 //! versions give compare-and-set. A checksum over the body detects any damage or edit
-//! made outside the wallet. Nothing is cached: every operation reads the file, so a
-//! change made by another process is seen at once.
+//! made outside the wallet.
 //!
-//! Reads take a shared lock and write nothing: access times (`last_accessed`) are kept
-//! in memory and written with the next change, or at most once per flush interval
-//! (default one second), without the directory fsync. Another process sees them that much
-//! later, and a crash may lose the latest ones, never a secret.
+//! Reads are served from an in-memory view of the file, kept while the file is the same
+//! one (device, inode, size and modification time: every write replaces the file), so a
+//! login costs a `stat` and no disk read, and a change made by another process is seen at
+//! the next read all the same.
+//!
+//! Reads write nothing and wait for no write: access times (`last_accessed`) are kept in
+//! memory and written with the next change, or behind the read at most once per flush
+//! interval (default one second), without the directory fsync. Another process sees them
+//! that much later, and a crash may lose the latest ones, never a secret.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -86,6 +90,58 @@ pub struct FileStore {
     path: PathBuf,
     clock: SharedClock,
     access: Arc<AccessLog>,
+    view: Arc<View>,
+}
+
+/// Which file a view was read from: every write replaces the file (a new inode), and
+/// size and modification time catch an edit in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl FileId {
+    /// The file at `path` now; `None` when there is none.
+    fn of(path: &Path) -> Result<Option<Self>, std::io::Error> {
+        use std::os::unix::fs::MetadataExt;
+        match fs::metadata(path) {
+            Ok(m) => Ok(Some(Self {
+                dev: m.dev(),
+                ino: m.ino(),
+                len: m.len(),
+                mtime: m.mtime(),
+                mtime_nsec: m.mtime_nsec(),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The file's contents as last read, and which file they were read from.
+#[derive(Debug, Default)]
+struct View {
+    current: Mutex<Option<(Option<FileId>, Arc<Body>)>>,
+    /// A write-behind of access times is running.
+    flushing: std::sync::atomic::AtomicBool,
+}
+
+impl View {
+    fn get(&self, id: Option<FileId>) -> Option<Arc<Body>> {
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        current
+            .as_ref()
+            .filter(|(seen, _)| *seen == id)
+            .map(|(_, body)| body.clone())
+    }
+
+    fn set(&self, id: Option<FileId>, body: Arc<Body>) {
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = Some((id, body));
+    }
 }
 
 /// Access times not yet written, and when they were last written.
@@ -161,6 +217,7 @@ impl Drop for AccessLog {
             path: self.path.clone(),
             clock: system_clock(),
             access: Arc::new(AccessLog::new(PathBuf::new(), self.interval)),
+            view: Arc::default(),
         };
         // Never wait here: another process may hold the lock for long (a rekey).
         let _ = store.blocking(Lock::TryExclusive, move |body, _| {
@@ -191,6 +248,7 @@ impl FileStore {
             access: Arc::new(AccessLog::new(path.clone(), Duration::from_secs(1))),
             path,
             clock: system_clock(),
+            view: Arc::default(),
         }
     }
 
@@ -293,6 +351,47 @@ impl FileStore {
         result
     }
 
+    /// The file's contents: the in-memory view while the file is the one it was read
+    /// from, else read afresh (off the async runtime) under the shared lock.
+    async fn snapshot(&self) -> Result<Arc<Body>, StoreError> {
+        let id = FileId::of(&self.path).map_err(|e| unavailable("cannot stat", &self.path, e))?;
+        if let Some(body) = self.view.get(id) {
+            return Ok(body);
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let body = this.blocking(Lock::Shared, |body, _| {
+                Ok((std::mem::take(body), Persist::None))
+            })?;
+            let body = Arc::new(body);
+            // The id taken before the read: if the file changed in between, the next
+            // read sees another id and reads again.
+            this.view.set(id, body.clone());
+            Ok(body)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("file store task: {e}")))?
+    }
+
+    /// Writes the pending access times behind the read that found them due: a login
+    /// never waits for it, and one runs at a time.
+    fn flush_access_times_behind(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.view.flushing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        runtime.spawn(async move {
+            // Best effort: they stay pending for the next write.
+            if let Err(e) = this.locked_write(|_, _| Ok(((), Persist::None))).await {
+                tracing::warn!(error = %e, "could not write wallet access times");
+            }
+            this.view.flushing.store(false, Ordering::Release);
+        });
+    }
+
     /// Runs `change` on the file's contents under the lock (exclusive when it may write),
     /// writing back what it asks for. Blocking.
     fn blocking<R>(
@@ -323,6 +422,12 @@ impl FileStore {
             Persist::None => {}
             Persist::Lazy => self.write(&body, false)?,
             Persist::Durable => self.write(&body, true)?,
+        }
+        if write != Persist::None
+            && let Ok(id) = FileId::of(&self.path)
+        {
+            // Still under the lock: the file is the one just written.
+            self.view.set(id, Arc::new(body));
         }
         drop(lock);
         Ok(result)
@@ -412,36 +517,24 @@ fn apply_put(
 #[async_trait]
 impl CredentialStore for FileStore {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
-        let k = key.clone();
-        let access = self.access.clone();
-        let record = self
-            .locked(Lock::Shared, move |body, now| {
-                let Some(stored) = body.records.get(k.as_str()) else {
-                    return Ok((None, Persist::None));
-                };
-                let value = B64
-                    .decode(&stored.value)
-                    .map_err(|_| StoreError::Corrupted(format!("record {k} is not base64")))?;
-                access.record(k.as_str(), now);
-                let mut meta = meta(&k, stored);
-                meta.last_accessed = Some(time(now));
-                Ok((
-                    Some(Record {
-                        value: value.into(),
-                        meta,
-                    }),
-                    Persist::None,
-                ))
-            })
-            .await?;
-        if record.is_some() && self.access.flush_due() {
-            // Best effort: a read that succeeded does not fail because access times
-            // could not be written (they stay pending for the next write).
-            if let Err(e) = self.locked_write(|_, _| Ok(((), Persist::None))).await {
-                tracing::warn!(error = %e, "could not write wallet access times");
-            }
+        let body = self.snapshot().await?;
+        let Some(stored) = body.records.get(key.as_str()) else {
+            return Ok(None);
+        };
+        let value = B64
+            .decode(&stored.value)
+            .map_err(|_| StoreError::Corrupted(format!("record {key} is not base64")))?;
+        let now = micros(self.clock.now());
+        self.access.record(key.as_str(), now);
+        let mut meta = meta(key, stored);
+        meta.last_accessed = Some(time(now));
+        if self.access.flush_due() {
+            self.flush_access_times_behind();
         }
-        Ok(record)
+        Ok(Some(Record {
+            value: value.into(),
+            meta,
+        }))
     }
 
     async fn put(
@@ -477,26 +570,21 @@ impl CredentialStore for FileStore {
     }
 
     async fn read_many(&self, keys: &[Key]) -> Result<Vec<Option<Record>>, StoreError> {
-        let keys = keys.to_vec();
-        self.locked(Lock::Shared, move |body, _| {
-            let mut out = Vec::with_capacity(keys.len());
-            for key in &keys {
-                out.push(match body.records.get(key.as_str()) {
-                    Some(stored) => Some(Record {
-                        value: B64
-                            .decode(&stored.value)
-                            .map_err(|_| {
-                                StoreError::Corrupted(format!("record {key} is not base64"))
-                            })?
-                            .into(),
-                        meta: meta(key, stored),
-                    }),
-                    None => None,
-                });
-            }
-            Ok((out, Persist::None))
-        })
-        .await
+        let body = self.snapshot().await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(match body.records.get(key.as_str()) {
+                Some(stored) => Some(Record {
+                    value: B64
+                        .decode(&stored.value)
+                        .map_err(|_| StoreError::Corrupted(format!("record {key} is not base64")))?
+                        .into(),
+                    meta: meta(key, stored),
+                }),
+                None => None,
+            });
+        }
+        Ok(out)
     }
 
     async fn put_many(

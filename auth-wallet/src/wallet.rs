@@ -61,6 +61,20 @@ pub struct Wallet {
     previous: Option<MasterKey>,
     audit: Arc<dyn AuditSink>,
     clock: SharedClock,
+    /// A record sealed under `key` that an unknown name opens instead, so that "no such
+    /// user" costs what a user's record costs (see [`Wallet::get`]).
+    stand_in: Option<Arc<Vec<u8>>>,
+}
+
+/// The name the stand-in record is sealed under: no [`Key`] can be it.
+const STAND_IN_NAME: &str = "\0stand-in";
+/// The stand-in's size: about a user record (a PHC hash and a SCRAM verifier in JSON).
+const STAND_IN_LEN: usize = 512;
+
+fn stand_in(key: &MasterKey) -> Option<Arc<Vec<u8>>> {
+    envelope::seal(key, STAND_IN_NAME, &[0u8; STAND_IN_LEN])
+        .ok()
+        .map(Arc::new)
 }
 
 impl fmt::Debug for Wallet {
@@ -107,6 +121,7 @@ impl Wallet {
     pub fn new(backend: Arc<dyn CredentialStore>, key: MasterKey) -> Self {
         Self {
             backend,
+            stand_in: stand_in(&key),
             key,
             previous: None,
             audit: Arc::new(TracingAuditSink),
@@ -170,6 +185,7 @@ impl Wallet {
         let old = self.key.clone();
         let wallet = Wallet {
             previous: Some(old),
+            stand_in: stand_in(&new_key),
             key: new_key,
             ..self
         };
@@ -314,6 +330,11 @@ impl CredentialStore for Wallet {
     async fn get(&self, key: &Key) -> Result<Option<Record>, StoreError> {
         let started = Instant::now();
         let Some(record) = self.backend.get(key).await? else {
+            // Equal cost: open a record of a user's size all the same, so the time to
+            // answer does not tell whether the name exists.
+            if let Some(stand_in) = &self.stand_in {
+                let _ = envelope::open(&self.keys(), STAND_IN_NAME, stand_in);
+            }
             self.audit("read", key.as_str(), started, "not_found");
             return Ok(None);
         };
@@ -415,5 +436,35 @@ impl CredentialStore for Wallet {
             if results.is_ok() { "success" } else { "failed" },
         );
         results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unknown_name_opens_the_stand_in_under_the_current_key() {
+        let key = MasterKey::generate().unwrap_or_else(|e| panic!("{e}"));
+        let wallet = Wallet::new(Arc::new(auth_core::MemoryStore::new()), key.clone());
+        let stand_in = wallet.stand_in.clone().unwrap_or_default();
+        assert!(envelope::open(&wallet.keys(), STAND_IN_NAME, &stand_in).is_ok());
+        let (rekeyed, _) = wallet
+            .rekey(MasterKey::generate().unwrap_or_else(|e| panic!("{e}")))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stand_in = rekeyed.stand_in.clone().unwrap_or_default();
+        assert!(
+            envelope::open(&rekeyed.keys(), STAND_IN_NAME, &stand_in).is_ok(),
+            "after a rekey the stand-in is sealed under the new key"
+        );
+        let missing = Key::new("user/nobody").unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            rekeyed
+                .get(&missing)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none()
+        );
     }
 }

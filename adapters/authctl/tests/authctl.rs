@@ -417,11 +417,19 @@ fn authctl_works_on_the_postgres_backend() {
 /// A login through an engine with the account stage over the wallet `env` names (another
 /// process's view of what authctl writes): the session, or the outcome.
 async fn login(env: &Env, credential: auth_core::Credential) -> auth_core::Outcome {
+    login_with(Arc::new(wallet_of(env)), credential).await
+}
+
+/// A login against `wallet`, which a test may keep across logins as a running server
+/// keeps its store (and its in-memory view of the wallet file).
+async fn login_with(
+    wallet: Arc<dyn CredentialStore>,
+    credential: auth_core::Credential,
+) -> auth_core::Outcome {
     use auth_core::account::{AccountStage, Directory};
     use auth_core::{
         ApiKeyAuthenticator, Attempt, Chain, ConnectionInfo, Engine, Outcome, Policy, Protocol,
     };
-    let wallet: Arc<dyn CredentialStore> = Arc::new(wallet_of(env));
     let users = Users::new(wallet.clone());
     let chain = Chain::builder()
         .link(Arc::new(ApiKeyAuthenticator::new(wallet.clone())))
@@ -739,4 +747,50 @@ fn authctl_reaches_postgres_over_tls_with_the_ca_it_is_given() {
     let wrong = other.write_ca("other.crt").unwrap();
     let refused = err(&run(&wrong, &["secret", "list"], None));
     assert!(refused.contains("UnknownIssuer"), "{refused}");
+}
+
+#[tokio::test]
+async fn a_password_changed_by_authctl_is_seen_by_a_running_process_at_its_next_login() {
+    use auth_core::Credential;
+    let env = env();
+    ok(&authctl(
+        &env,
+        &["user", "add", "alice"],
+        Some("alice first long password"),
+    ));
+    // One store for every login, as a running gateway keeps it.
+    let running: Arc<dyn CredentialStore> = Arc::new(wallet_of(&env));
+    let first = || Credential::password("alice", "alice first long password");
+    let second = || Credential::password("alice", "alice second long password");
+    assert!(
+        login_with(running.clone(), first())
+            .await
+            .is_authenticated()
+    );
+    assert!(
+        !login_with(running.clone(), second())
+            .await
+            .is_authenticated()
+    );
+    ok(&authctl(
+        &env,
+        &["user", "passwd", "alice"],
+        Some("alice second long password"),
+    ));
+    assert!(
+        login_with(running.clone(), second())
+            .await
+            .is_authenticated(),
+        "the change made by another process is seen at the next login"
+    );
+    assert!(
+        !login_with(running.clone(), first())
+            .await
+            .is_authenticated()
+    );
+    ok(&authctl(&env, &["user", "disable", "alice"], None));
+    assert!(
+        !login_with(running, second()).await.is_authenticated(),
+        "and so is a disabled account"
+    );
 }

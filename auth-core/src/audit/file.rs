@@ -171,14 +171,9 @@ impl AuditFile {
 
 impl AuditSink for AuditFile {
     fn record(&self, event: &AuditEvent<'_>) {
-        let mut line = match serde_json::to_vec(event) {
-            Ok(line) => line,
-            Err(e) => {
-                tracing::error!(target: "auth::audit", error = %e, "audit event could not be encoded");
-                return;
-            }
+        let Some(line) = super::json_line(event) else {
+            return;
         };
-        line.push(b'\n');
         match self.queue.try_send(Message::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(line)) => {

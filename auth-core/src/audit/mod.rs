@@ -451,17 +451,27 @@ impl Debug for JsonLinesAuditSink {
     }
 }
 
+/// `event` as one JSON line (with its newline); `None`, said where operators look, when
+/// it cannot be encoded.
+fn json_line(event: &AuditEvent<'_>) -> Option<Vec<u8>> {
+    match serde_json::to_vec(event) {
+        Ok(mut line) => {
+            line.push(b'\n');
+            Some(line)
+        }
+        Err(e) => {
+            tracing::error!(target: "auth::audit", error = %e, "audit event could not be encoded");
+            None
+        }
+    }
+}
+
 impl AuditSink for JsonLinesAuditSink {
     fn record(&self, event: &AuditEvent<'_>) {
         // One write per event: a line is never interleaved with another writer's.
-        let mut line = match serde_json::to_vec(event) {
-            Ok(line) => line,
-            Err(e) => {
-                tracing::error!(target: "auth::audit", error = %e, "audit event could not be encoded");
-                return;
-            }
+        let Some(line) = json_line(event) else {
+            return;
         };
-        line.push(b'\n');
         let mut out = self.out.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = out.write_all(&line).and_then(|()| out.flush()) {
             // An audit sink must not fail the authentication; say so where operators look.

@@ -89,9 +89,12 @@ fn a_full_disk_loses_events_counted_and_writing_resumes_when_space_returns() {
         "recording on a full disk must not stall: {:?}",
         started.elapsed()
     );
-    // The log's last page may still take a few lines; the rest is refused and counted.
-    let lost = audit.dropped();
-    assert!(lost > 150, "the disk refused most events: {lost} counted");
+    // The log's last page may still take a few lines (each then reporting the losses
+    // before it); the rest is refused and counted.
+    assert!(
+        audit.dropped() > 0,
+        "events lost on the full disk are counted"
+    );
 
     std::fs::remove_file(filler).unwrap();
     record(&audit, 201);
@@ -105,17 +108,21 @@ fn a_full_disk_loses_events_counted_and_writing_resumes_when_space_returns() {
         .iter()
         .map(|v| v["connection_id"].as_u64().unwrap())
         .collect();
+    let reported: u64 = lines
+        .iter()
+        .map(|v| v["audit_dropped"].as_u64().unwrap_or(0))
+        .sum();
     assert_eq!(
-        ids.len() as u64 + lost,
+        ids.len() as u64 + reported,
         202,
-        "every event written or counted: {ids:?}"
+        "every event written or reported lost: {ids:?}"
     );
+    assert!(reported > 150, "the disk refused most events: {reported}");
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order: {ids:?}");
     assert_eq!(ids.last(), Some(&201));
-    let last = lines.last().unwrap();
-    assert_eq!(
-        last["audit_dropped"], lost,
-        "the next event says what was lost"
+    assert!(
+        lines.last().unwrap()["audit_dropped"].as_u64() > Some(0),
+        "the event after the outage says what was lost"
     );
     assert_eq!(
         audit.dropped(),

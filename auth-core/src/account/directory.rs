@@ -18,7 +18,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use super::record::{UserRecord, UserStatus, epoch_seconds};
-use super::{Account, Accounts, AccountsError};
+use super::{Account, Accounts, AccountsError, read_once};
 use crate::store::{CredentialStore, Key, Precondition, StoreError};
 
 /// The layout version [`Directory::migrate`] brings a store to.
@@ -166,7 +166,18 @@ impl Directory {
         let Some(key) = self.key(name) else {
             return Ok(None);
         };
-        let Some(record) = self.store.get(&key).await? else {
+        let store = read_once::store_id(&self.store);
+        if let Some(found) = read_once::recall(store, key.as_str()) {
+            return Ok(found);
+        }
+        let found = self.read(&key).await?;
+        read_once::remember(store, key.as_str(), &found);
+        Ok(found)
+    }
+
+    /// `key`'s record from the store.
+    async fn read(&self, key: &Key) -> Result<Option<(UserRecord, u64)>, DirectoryError> {
+        let Some(record) = self.store.get(key).await? else {
             // Equal cost: read a record of a user's shape all the same, so the time to
             // answer does not tell whether the name exists.
             let stand_in = serde_json::from_slice::<UserRecord>(stand_in_record());
@@ -187,6 +198,8 @@ impl Directory {
     ) -> Result<u64, DirectoryError> {
         let key = self.key(name).ok_or(DirectoryError::InvalidName)?;
         let bytes = serde_json::to_vec(record).map_err(|e| corrupt(key.as_str(), &e))?;
+        // Whatever the write's outcome (a conflict too), the next read asks the store.
+        read_once::forget(read_once::store_id(&self.store), key.as_str());
         Ok(self.store.put(&key, bytes.into(), precondition).await?)
     }
 

@@ -22,6 +22,7 @@
 
 mod directory;
 mod identity_map;
+pub(crate) mod read_once;
 mod record;
 mod session;
 mod stage;

@@ -27,6 +27,11 @@ impl Engine {
     /// [`CredentialError::Invalid`] if some method could judge the credential, else
     /// [`CredentialError::Unsupported`].
     pub async fn decide(&self, offer: &Offer, attempt: &mut Attempt) -> Outcome {
+        // The method and the account stage read the user's record once between them.
+        crate::account::read_once::attempt_scope(self.decide_once(offer, attempt)).await
+    }
+
+    async fn decide_once(&self, offer: &Offer, attempt: &mut Attempt) -> Outcome {
         attempt.set_clock(&self.clock);
         // Only the audit event needs the duration; an unaudited engine reads no clock.
         let started = self.audit.enabled().then(Instant::now);

@@ -34,13 +34,13 @@ use crate::wallet::DEFAULT_USER_PREFIX;
 ///     Attempt, Authenticator, ConnectionInfo, Credential, CredentialStore, Key, Outcome,
 ///     Precondition, Protocol,
 /// };
-/// use auth_wallet::{FileStore, MasterKey, Wallet, WalletAuthenticator};
+/// use auth_wallet::{MasterKey, Wallet, WalletAuthenticator};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let dir = tempfile::tempdir()?;
-/// let backend = Arc::new(FileStore::new(dir.path().join("wallet")));
-/// let wallet = Arc::new(Wallet::new(backend, MasterKey::generate()?));
+/// let wallet = Wallet::open_file(dir.path().join("wallet"), MasterKey::generate()?).await?;
+/// let wallet = Arc::new(wallet);
 /// // The password of user `etl`, under `pgwire-user-<name>`.
 /// let key = Key::new("pgwire-user-etl")?;
 /// wallet.put(&key, b"etl-password".to_vec().into(), Precondition::None).await?;

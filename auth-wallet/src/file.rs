@@ -3,8 +3,11 @@
 //! Each change writes a new file beside the old one, fsyncs it, renames it over the old
 //! one and fsyncs the directory, so a crash leaves either the old or the new file, never a
 //! mix. An exclusive `flock` on `<file>.lock` serializes processes on one machine, and
-//! versions give compare-and-set. A checksum over the body detects any damage or edit
-//! made outside the wallet.
+//! versions give compare-and-set.
+//!
+//! What the file's format protects against (records put back, swapped, removed, added),
+//! how a v1 file is migrated and why a v1 file is refused afterwards are documented on
+//! [`FileStore`], where users read them; the layout is in `file/format.rs`.
 //!
 //! Reads are served from an in-memory view of the file, kept while the file is the same
 //! one (device, inode, size and modification time: every write replaces the file), so a
@@ -34,27 +37,12 @@ use auth_core::{CredentialStore, Key, Precondition, Record, StoreError};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use secrecy::{ExposeSecret, SecretSlice};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-const MAGIC: &str = "auth-wallet-file v1 sha256=";
+use authenticated::MacState;
+use format::{Body, Source, Stored};
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Body {
-    records: BTreeMap<String, Stored>,
-    /// Last versions of deleted keys, so versions are never reused.
-    #[serde(default)]
-    deleted: BTreeMap<String, u64>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Stored {
-    value: String,
-    created: u64,
-    updated: u64,
-    last_accessed: Option<u64>,
-    version: u64,
-}
+mod authenticated;
+mod format;
 
 fn micros(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -85,12 +73,58 @@ enum Persist {
 }
 
 /// A [`CredentialStore`] in one local file.
+///
+/// # Tampering
+///
+/// The threat: someone who can write the wallet file but not read the master key puts
+/// back an older copy of a record (re-enabling a disabled account, restoring an old
+/// password), swaps two records, drops one or adds one.
+///
+/// A store with a MAC key ([`FileStore::with_mac_key`], a key derived from the master
+/// key; [`Wallet::open_file`](crate::Wallet::open_file) sets it) writes the
+/// authenticated format, v2: an HMAC-SHA256 in the header over the list of records and
+/// their versions (and the versions of deleted names), and an HMAC in each record over
+/// its name, version, times and value (the layout is in `src/file/format.rs`). Reading
+/// the file checks both, and refuses it naming the record: put back from an older copy,
+/// removed, added outside the wallet, or altered (or moved from another name).
+/// Verification happens when the file is read into the in-memory view, so a login served
+/// from the view pays nothing for it.
+///
+/// What it cannot see: the whole file put back from an older copy (every part authentic,
+/// and consistent). Telling that apart needs a counter kept where the attacker cannot
+/// write, which a directory the attacker can write does not offer.
+///
+/// A store without a MAC key ([`FileStore::new`] alone) writes the old format, v1: a
+/// SHA-256 checksum anyone can recompute, which catches damage, not an edit. It refuses a
+/// v2 file (only the key can tell whether one was tampered with; reading it unverified is
+/// not offered) and a file marked as authenticated (below).
+///
+/// # Migration and downgrade
+///
+/// A keyed store reads a v1 file after checking its checksum, and rewrites it as v2 at its
+/// first write, or at once, durably and under the exclusive lock, with
+/// [`FileStore::migrate`]. It then writes a marker beside the file, `<file>.v2`, and from
+/// then on any store refuses a v1 file (or no file) at that path: putting back a v1 file
+/// would otherwise strip the MACs.
+///
+/// The marker is a plain file, not a keyed one, on purpose: what counts is its presence.
+/// Writing one only makes the store stricter, so a key adds nothing; removing it is the
+/// attack, and a key cannot stop that. A second check does not depend on the marker: a
+/// keyed store refuses a v1 file holding any value sealed with its version (envelope
+/// format 2, under a loaded key), which the auth-wallet that wrote v1 files never sealed,
+/// so a v1 file made from an authenticated wallet's records is refused even with the
+/// marker gone. What is left to an attacker who can remove the marker is putting back a
+/// v1 file from before the migration: the same as putting back any older whole file.
+/// (A v1 file written by a store without the key through a current
+/// [`Wallet`](crate::Wallet) holds such values too, and is refused the same way: export it
+/// with that store and import it into the keyed one.)
 #[derive(Debug, Clone)]
 pub struct FileStore {
     path: PathBuf,
     clock: SharedClock,
     access: Arc<AccessLog>,
     view: Arc<View>,
+    mac: Arc<MacState>,
 }
 
 /// Which file a view was read from: every write replaces the file (a new inode), and
@@ -151,15 +185,18 @@ struct AccessLog {
     last_flush: Mutex<Instant>,
     interval: Duration,
     path: PathBuf,
+    /// The store's keys, for the write made when it is dropped.
+    mac: Arc<MacState>,
 }
 
 impl AccessLog {
-    fn new(path: PathBuf, interval: Duration) -> Self {
+    fn new(path: PathBuf, interval: Duration, mac: Arc<MacState>) -> Self {
         Self {
             pending: Mutex::new(BTreeMap::new()),
             last_flush: Mutex::new(Instant::now()),
             interval,
             path,
+            mac,
         }
     }
 
@@ -216,8 +253,13 @@ impl Drop for AccessLog {
         let store = FileStore {
             path: self.path.clone(),
             clock: system_clock(),
-            access: Arc::new(AccessLog::new(PathBuf::new(), self.interval)),
+            access: Arc::new(AccessLog::new(
+                PathBuf::new(),
+                self.interval,
+                Arc::default(),
+            )),
             view: Arc::default(),
+            mac: self.mac.clone(),
         };
         // Never wait here: another process may hold the lock for long (a rekey).
         let _ = store.blocking(Lock::TryExclusive, move |body, _| {
@@ -241,14 +283,23 @@ fn unavailable(what: &str, path: &Path, e: std::io::Error) -> StoreError {
 }
 
 impl FileStore {
-    /// A store in `path` (created on first write; its directory must exist).
+    /// A store in `path` (created on first write; its directory must exist), without a MAC
+    /// key: it reads and writes the unauthenticated v1 format, and refuses an
+    /// authenticated (v2) file. A wallet's file wants [`FileStore::with_mac_key`] (or
+    /// [`Wallet::open_file`](crate::Wallet::open_file)); see [`FileStore`].
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
+        let mac = Arc::new(MacState::default());
         Self {
-            access: Arc::new(AccessLog::new(path.clone(), Duration::from_secs(1))),
+            access: Arc::new(AccessLog::new(
+                path.clone(),
+                Duration::from_secs(1),
+                mac.clone(),
+            )),
             path,
             clock: system_clock(),
             view: Arc::default(),
+            mac,
         }
     }
 
@@ -256,7 +307,11 @@ impl FileStore {
     /// every read).
     #[must_use]
     pub fn with_access_flush_interval(mut self, interval: Duration) -> Self {
-        self.access = Arc::new(AccessLog::new(self.path.clone(), interval));
+        self.access = Arc::new(AccessLog::new(
+            self.path.clone(),
+            interval,
+            self.mac.clone(),
+        ));
         self
     }
 
@@ -272,6 +327,13 @@ impl FileStore {
         &self.path
     }
 
+    fn dir(&self) -> &Path {
+        self.path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
     fn lock_path(&self) -> PathBuf {
         let mut name = self.path.file_name().unwrap_or_default().to_os_string();
         name.push(".lock");
@@ -281,43 +343,45 @@ impl FileStore {
     fn read(&self) -> Result<Body, StoreError> {
         let text = match fs::read_to_string(&self.path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Body::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if self.marked()? {
+                    return Err(format::corrupt(
+                        &self.path,
+                        &format!(
+                            "is missing but {} says the wallet wrote it: it was removed (to start an empty wallet on purpose, remove that marker too)",
+                            self.marker_path().display()
+                        ),
+                    ));
+                }
+                return Ok(Body::default());
+            }
             Err(e) => return Err(unavailable("cannot read", &self.path, e)),
         };
-        let corrupt = |why: &str| {
-            StoreError::Corrupted(format!(
-                "wallet file {} {why}: it was modified outside the wallet or damaged; restore it from a backup (authctl import)",
-                self.path.display()
-            ))
-        };
-        let (header, body) = text
-            .split_once('\n')
-            .ok_or_else(|| corrupt("has no header"))?;
-        let expected = header
-            .strip_prefix(MAGIC)
-            .ok_or_else(|| corrupt("has an unknown header"))?;
-        let actual = hex::encode(Sha256::digest(body.as_bytes()));
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            expected.as_bytes(),
-            actual.as_bytes(),
-        )) {
-            return Err(corrupt("failed its checksum"));
+        let body = format::parse(&text, &self.path, self.mac.keys().as_ref())?;
+        if body.source == Source::V1 && self.marked()? {
+            return Err(format::corrupt(
+                &self.path,
+                &format!(
+                    "is in the unauthenticated v1 format but {} says the wallet authenticated it: an older file was put back over it (a downgrade)",
+                    self.marker_path().display()
+                ),
+            ));
         }
-        serde_json::from_str(body).map_err(|_| corrupt("is not valid JSON"))
+        Ok(body)
     }
 
-    fn write(&self, body: &Body, durable: bool) -> Result<(), StoreError> {
-        let json =
-            serde_json::to_string(body).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let text = format!(
-            "{MAGIC}{}\n{json}",
-            hex::encode(Sha256::digest(json.as_bytes()))
-        );
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+    fn write(&self, body: &mut Body, durable: bool) -> Result<(), StoreError> {
+        let text = {
+            let keys = self.mac.keys();
+            let text = format::render(body, keys.as_ref())?;
+            body.source = if keys.is_some() {
+                Source::V2
+            } else {
+                Source::V1
+            };
+            text
+        };
+        let dir = self.dir();
         let tmp = dir.join(format!(
             ".{}.tmp-{}-{}",
             self.path.file_name().unwrap_or_default().to_string_lossy(),
@@ -420,8 +484,16 @@ impl FileStore {
         let (result, write) = change(&mut body, now)?;
         match write {
             Persist::None => {}
-            Persist::Lazy => self.write(&body, false)?,
-            Persist::Durable => self.write(&body, true)?,
+            Persist::Lazy => self.write(&mut body, false)?,
+            Persist::Durable => self.write(&mut body, true)?,
+        }
+        // Only under the exclusive lock: a read on the login path never writes. A marker
+        // that cannot be written fails nothing that was written; the next write tries again.
+        if exclusive != Lock::Shared
+            && body.source == Source::V2
+            && let Err(e) = self.mark()
+        {
+            tracing::warn!(error = %e, "could not mark the wallet file as authenticated");
         }
         if write != Persist::None
             && let Ok(id) = FileId::of(&self.path)

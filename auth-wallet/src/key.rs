@@ -1,5 +1,6 @@
 //! The master key: 32 random bytes from an environment variable or a key file whose
-//! permissions are checked, identified by a fingerprint stored with every record.
+//! permissions are checked, identified by a fingerprint stored with every record; and the
+//! key derived from it that authenticates a wallet file as a whole ([`FileMacKey`]).
 
 use std::fmt;
 use std::io::Write;
@@ -8,8 +9,13 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
+
+/// The HKDF "info" of the file MAC key: a key of its own for each purpose, so the MAC
+/// key and the encryption key are never the same bytes.
+const FILE_MAC_INFO: &[u8] = b"auth-wallet file mac v2";
 
 /// Why a master key could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +172,66 @@ impl MasterKey {
     pub(crate) fn bytes(&self) -> &[u8; 32] {
         &self.bytes
     }
+
+    /// The key that authenticates a wallet file as a whole (see
+    /// [`FileStore::with_mac_key`](crate::FileStore::with_mac_key)): HKDF-SHA256 of this
+    /// key with no salt and the info `auth-wallet file mac v2`. It changes with the master
+    /// key, so a re-key re-authenticates the file
+    /// ([`Wallet::rekey`](crate::Wallet::rekey) does it for a wallet over a file).
+    pub fn file_mac_key(&self) -> FileMacKey {
+        FileMacKey {
+            bytes: hkdf_sha256(&[], self.bytes.as_slice(), FILE_MAC_INFO),
+            id: self.id,
+        }
+    }
+}
+
+/// The HMAC-SHA256 key of a wallet file, derived from a master key with
+/// [`MasterKey::file_mac_key`]. Never printed; `Debug` names only its master key.
+#[derive(Clone)]
+pub struct FileMacKey {
+    bytes: Zeroizing<[u8; 32]>,
+    /// The id of the master key it comes from, written in the file's header so that a
+    /// file authenticated under another key is named as such, not as tampered.
+    id: [u8; 8],
+}
+
+impl fmt::Debug for FileMacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FileMacKey(of master key {})", self.fingerprint())
+    }
+}
+
+impl FileMacKey {
+    /// The fingerprint of the master key it was derived from.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(self.id)
+    }
+
+    pub(crate) fn id(&self) -> [u8; 8] {
+        self.id
+    }
+
+    /// A fresh HMAC-SHA256 keyed with it.
+    pub(crate) fn hmac(&self) -> Hmac<Sha256> {
+        hmac_sha256(self.bytes.as_slice())
+    }
+}
+
+fn hmac_sha256(key: &[u8]) -> Hmac<Sha256> {
+    let Ok(mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        unreachable!("HMAC takes a key of any length")
+    };
+    mac
+}
+
+/// HKDF-SHA256 (RFC 5869) of `ikm` with `salt` (none when empty) and `info`, 32 bytes.
+fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; 32]> {
+    let hkdf = hkdf::Hkdf::<sha2::Sha256>::new((!salt.is_empty()).then_some(salt), ikm);
+    let mut okm = Zeroizing::new([0u8; 32]);
+    // 32 bytes is far below HKDF's limit (255 blocks), so expansion cannot fail.
+    let _ = hkdf.expand(info, okm.as_mut_slice());
+    okm
 }
 
 #[cfg(test)]
@@ -184,6 +250,46 @@ mod tests {
         assert!(MasterKey::parse("too short").is_err());
         assert!(MasterKey::parse(&B64.encode([0u8; 31])).is_err());
         assert!(!format!("{k:?}").contains(b64.as_str()));
+    }
+
+    #[test]
+    fn hkdf_matches_rfc_5869() {
+        let ikm = [0x0b; 22];
+        // Test case 1 (the first 32 bytes of its 42).
+        let salt: Vec<u8> = (0u8..=0x0c).collect();
+        let info: Vec<u8> = (0xf0u8..=0xf9).collect();
+        assert_eq!(
+            hex::encode(hkdf_sha256(&salt, &ikm, &info).as_slice()),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+        );
+        // Test case 3: no salt, no info.
+        assert_eq!(
+            hex::encode(hkdf_sha256(&[], &ikm, &[]).as_slice()),
+            "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d"
+        );
+    }
+
+    #[test]
+    fn the_file_mac_key_is_its_own_key_and_never_printed() {
+        let k = MasterKey::generate().unwrap();
+        let mac = k.file_mac_key();
+        assert_ne!(mac.bytes.as_slice(), k.bytes().as_slice());
+        assert_eq!(
+            mac.bytes,
+            k.file_mac_key().bytes,
+            "derived the same every time"
+        );
+        assert_ne!(
+            mac.bytes,
+            MasterKey::generate().unwrap().file_mac_key().bytes
+        );
+        assert_eq!(mac.fingerprint(), k.fingerprint());
+        let shown = format!("{mac:?}");
+        assert!(
+            !shown.contains(&hex::encode(mac.bytes.as_slice())),
+            "{shown}"
+        );
+        assert!(shown.contains(&k.fingerprint()), "{shown}");
     }
 
     #[test]

@@ -1,5 +1,20 @@
 //! The shared backend for several server instances: a PostgreSQL table, created by the
 //! embedded migrations, with compare-and-set on a version column.
+//!
+//! # Tampering
+//!
+//! Against someone who can write the table but not read the master key, the
+//! [`Wallet`](crate::Wallet)'s sealing is what protects the rows: each value is bound to
+//! its name and to the version of the row that holds it. So a value swapped into another
+//! name's row, or put back without its version (an older password copied over a newer
+//! one), does not open, and the error says which. A value sealed before versions were
+//! bound is refused once the wallet has migrated (see
+//! [`Wallet::migrate`](crate::Wallet::migrate) for the limits of that).
+//!
+//! What remains, and the associated data alone cannot see: a whole row put back with its
+//! old version (value and version together, as a restored backup of the row has them),
+//! a row deleted, or a deleted row put back. The file store's MAC over all records sees
+//! these; here they rest on the database's own access control, and on its audit.
 
 use std::time::{Duration, SystemTime};
 

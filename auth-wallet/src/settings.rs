@@ -7,7 +7,6 @@ use std::sync::Arc;
 use auth_core::CredentialStore;
 use auth_core::settings::Invalid;
 
-use crate::file::FileStore;
 use crate::key::{KeyError, MasterKey};
 use crate::postgres::PostgresStore;
 use crate::wallet::Wallet;
@@ -178,43 +177,54 @@ impl WalletSettings {
     }
 
     /// The wallet: the master key read (never created), and the store opened: the file
-    /// `base_dir.join(file)`, or the PostgreSQL database of `postgres_url_env`
-    /// (connected, migrations applied, verified with `postgres_ca_file` when set).
+    /// `base_dir.join(file)`, authenticated as a whole with a key derived from the master
+    /// key ([`Wallet::open_file`]), or the PostgreSQL database of `postgres_url_env`
+    /// (connected, migrations applied, verified with `postgres_ca_file` when set). Either
+    /// is migrated ([`Wallet::migrate`]): a v1 file rewritten authenticated, and values
+    /// sealed without their version resealed, once. A file that was tampered with is
+    /// refused here, under the key `file`, naming the record.
     pub async fn build(&self, base_dir: &Path) -> Result<Wallet, Invalid> {
         if let Some(first) = self.check().into_iter().next() {
             return Err(first);
         }
         let key = self.master_key(base_dir)?;
-        let backend: Arc<dyn CredentialStore> = match &self.postgres_url_env {
-            None => Arc::new(FileStore::new(base_dir.join(&self.file))),
-            Some(var) => {
-                let url = std::env::var(var).map_err(|_| {
-                    Invalid::new("postgres_url_env", format!("`{var}` is not set"))
-                        .hint("set it to the wallet database's URL, postgres://user@host/db")
-                })?;
-                let store = match &self.postgres_ca_file {
-                    Some(ca) => {
-                        let ca = base_dir.join(ca);
-                        if let Err(e) = std::fs::metadata(&ca) {
-                            return Err(Invalid::new(
-                                "postgres_ca_file",
-                                format!("{}: {e}", ca.display()),
-                            ));
-                        }
-                        PostgresStore::connect_verified(&url, &ca).await
-                    }
-                    None => PostgresStore::connect(&url).await,
-                };
-                // The URL is not repeated: it may carry a password.
-                Arc::new(store.map_err(|e| {
-                    Invalid::new(
-                        "postgres_url_env",
-                        format!("the wallet database of `{var}`: {e}"),
-                    )
-                })?)
-            }
+        let Some(var) = &self.postgres_url_env else {
+            return Wallet::open_file(base_dir.join(&self.file), key)
+                .await
+                .map_err(|e| Invalid::new("file", e.to_string()));
         };
-        Ok(Wallet::new(backend, key))
+        let url = std::env::var(var).map_err(|_| {
+            Invalid::new("postgres_url_env", format!("`{var}` is not set"))
+                .hint("set it to the wallet database's URL, postgres://user@host/db")
+        })?;
+        let store = match &self.postgres_ca_file {
+            Some(ca) => {
+                let ca = base_dir.join(ca);
+                if let Err(e) = std::fs::metadata(&ca) {
+                    return Err(Invalid::new(
+                        "postgres_ca_file",
+                        format!("{}: {e}", ca.display()),
+                    ));
+                }
+                PostgresStore::connect_verified(&url, &ca).await
+            }
+            None => PostgresStore::connect(&url).await,
+        };
+        // The URL is not repeated: it may carry a password.
+        let backend: Arc<dyn CredentialStore> = Arc::new(store.map_err(|e| {
+            Invalid::new(
+                "postgres_url_env",
+                format!("the wallet database of `{var}`: {e}"),
+            )
+        })?);
+        let wallet = Wallet::new(backend, key);
+        wallet.migrate().await.map_err(|e| {
+            Invalid::new(
+                "postgres_url_env",
+                format!("migrating the wallet's records: {e}"),
+            )
+        })?;
+        Ok(wallet)
     }
 }
 
@@ -295,10 +305,52 @@ mod tests {
             .await
             .unwrap();
         assert!(dir.path().join("wallet.db").exists());
+        assert!(
+            std::fs::read_to_string(dir.path().join("wallet.db"))
+                .unwrap()
+                .starts_with("auth-wallet-file v2 "),
+            "authenticated"
+        );
         // The same key file opens it again.
         let again = WalletSettings::default().build(dir.path()).await.unwrap();
         let record = again.get(&key).await.unwrap().unwrap();
         assert_eq!(record.value_str(), Some("v"));
+    }
+
+    #[tokio::test]
+    async fn the_gateway_path_migrates_a_v1_file_and_refuses_a_tampered_one() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wallet-v1");
+        let dir = tempfile::tempdir().unwrap();
+        let wallet_db = dir.path().join("wallet.db");
+        std::fs::copy(fixture.join("wallet.db"), &wallet_db).unwrap();
+        let key = std::fs::read_to_string(fixture.join("master.key")).unwrap();
+        MasterKey::parse(&key)
+            .unwrap()
+            .write_new_file(&dir.path().join("master.key"))
+            .unwrap();
+
+        let wallet = WalletSettings::default().build(dir.path()).await.unwrap();
+        let text = std::fs::read_to_string(&wallet_db).unwrap();
+        assert!(text.starts_with("auth-wallet-file v2 "), "{text}");
+        let secret = Key::new(crate::OAUTH_CLIENT_SECRET_KEY).unwrap();
+        let record = wallet.get(&secret).await.unwrap().unwrap();
+        assert_eq!(record.value_str(), Some("client-secret-v1"));
+        drop(wallet);
+
+        // bob's record dropped from the file: refused at the next start, by name.
+        let (header, json) = text.split_once('\n').unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(json).unwrap();
+        json["records"].as_object_mut().unwrap().remove("user/bob");
+        std::fs::write(&wallet_db, format!("{header}\n{json}")).unwrap();
+        let err = WalletSettings::default()
+            .build(dir.path())
+            .await
+            .unwrap_err();
+        assert_eq!(err.key, "file");
+        assert!(
+            err.message.contains("record `user/bob` was removed"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -1,8 +1,16 @@
 //! The wallet: every value sealed with the master key before it reaches the storage
 //! backend, audited on every access, re-keyable without downtime, exportable.
+//!
+//! Each value is sealed for its record's name and for the version the record has while it
+//! holds it (see [`crate::envelope`]): a write learns that version before it seals, by
+//! compare-and-set on the version it read (`put.rs`), and a read opens the value with the
+//! version the store reports. Values sealed before versions were bound are read until
+//! [`Wallet::migrate`] reseals them, and refused after.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -18,8 +26,12 @@ use secrecy::{ExposeSecret, SecretSlice};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::envelope::{self, EnvelopeError};
+use crate::envelope::{self, EnvelopeError, Format};
+use crate::file::FileStore;
 use crate::key::MasterKey;
+
+mod put;
+mod reseal;
 
 /// The default prefix of user secrets: `pgwire-user-<name>`.
 pub const DEFAULT_USER_PREFIX: &str = "pgwire-user-";
@@ -32,16 +44,15 @@ pub const OAUTH_CLIENT_SECRET_KEY: &str = "pgwire-oauth-client";
 /// # Example
 ///
 /// ```
-/// use std::sync::Arc;
 /// use auth_core::{CredentialStore, Key, Precondition};
-/// use auth_wallet::{FileStore, MasterKey, Wallet};
+/// use auth_wallet::{MasterKey, Wallet};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let dir = tempfile::tempdir()?;
-/// let backend = Arc::new(FileStore::new(dir.path().join("wallet")));
 /// // In production the key comes from `MasterKey::from_env` or `MasterKey::from_file`.
-/// let wallet = Wallet::new(backend, MasterKey::generate()?);
+/// // The file is authenticated as a whole with a key derived from it.
+/// let wallet = Wallet::open_file(dir.path().join("wallet"), MasterKey::generate()?).await?;
 ///
 /// let key = Key::new("pgwire-oauth-client")?;
 /// wallet.put(&key, b"client-secret".to_vec().into(), Precondition::Absent).await?;
@@ -64,6 +75,11 @@ pub struct Wallet {
     /// A record sealed under `key` that an unknown name opens instead, so that "no such
     /// user" costs what a user's record costs (see [`Wallet::get`]).
     stand_in: Option<Arc<Vec<u8>>>,
+    /// The backend, when it is a file store this wallet keyed: re-keyed with the records.
+    file: Option<FileStore>,
+    /// [`Wallet::migrate`] resealed every record without its version: such a record is
+    /// refused from now on.
+    migrated: AtomicBool,
 }
 
 /// The name the stand-in record is sealed under: no [`Key`] can be it.
@@ -72,7 +88,7 @@ const STAND_IN_NAME: &str = "\0stand-in";
 const STAND_IN_LEN: usize = 512;
 
 fn stand_in(key: &MasterKey) -> Option<Arc<Vec<u8>>> {
-    envelope::seal(key, STAND_IN_NAME, &[0u8; STAND_IN_LEN])
+    envelope::seal(key, STAND_IN_NAME, 0, &[0u8; STAND_IN_LEN])
         .ok()
         .map(Arc::new)
 }
@@ -113,11 +129,10 @@ struct BundleRecord {
 
 const BUNDLE_FORMAT: &str = "auth-wallet-bundle v1";
 
-/// Records re-sealed per batch while re-keying.
-const REKEY_BATCH: usize = 1000;
-
 impl Wallet {
-    /// A wallet sealing with `key` over `backend`.
+    /// A wallet sealing with `key` over `backend`. For a file, prefer
+    /// [`Wallet::open_file`] or [`Wallet::over_file`], which authenticate the file as a
+    /// whole and re-key it with the records.
     pub fn new(backend: Arc<dyn CredentialStore>, key: MasterKey) -> Self {
         Self {
             backend,
@@ -126,12 +141,41 @@ impl Wallet {
             previous: None,
             audit: Arc::new(TracingAuditSink),
             clock: system_clock(),
+            file: None,
+            migrated: AtomicBool::new(false),
         }
     }
 
-    /// Also opens records sealed under `previous` (during or after an interrupted rekey).
+    /// A wallet over `store`, which it keys with a MAC key derived from `key`
+    /// ([`FileStore::with_mac_key`]): the file is authenticated as a whole, and
+    /// [`Wallet::rekey`] re-authenticates it. Nothing is read or migrated yet: see
+    /// [`Wallet::migrate`], or [`Wallet::open_file`], which does both.
+    pub fn over_file(store: FileStore, key: MasterKey) -> Self {
+        let store = store.with_mac_key(key.file_mac_key());
+        Self {
+            file: Some(store.clone()),
+            ..Self::new(Arc::new(store), key)
+        }
+    }
+
+    /// The wallet in the file at `path` (created at its first write; its directory must
+    /// exist), authenticated with a key derived from `key`, and migrated
+    /// ([`Wallet::migrate`]): a v1 file is rewritten authenticated, and values sealed
+    /// without their version are resealed, once. Refuses a file that was tampered with,
+    /// naming the record (see [`FileStore`]).
+    pub async fn open_file(path: impl Into<PathBuf>, key: MasterKey) -> Result<Self, StoreError> {
+        let wallet = Self::over_file(FileStore::new(path), key);
+        wallet.migrate().await?;
+        Ok(wallet)
+    }
+
+    /// Also opens records sealed under `previous` (during or after an interrupted rekey),
+    /// and, over a file, reads a file authenticated under it.
     #[must_use]
     pub fn with_previous_key(mut self, previous: MasterKey) -> Self {
+        if let Some(file) = &self.file {
+            file.set_previous_mac_key(previous.file_mac_key());
+        }
         self.previous = Some(previous);
         self
     }
@@ -178,69 +222,28 @@ impl Wallet {
         );
     }
 
-    /// Re-encrypts every record sealed under another key with `new_key`, one record at a
-    /// time with compare-and-set, while readers keep working: records are readable under
-    /// either key throughout. Returns the wallet now using only `new_key`.
-    pub async fn rekey(self, new_key: MasterKey) -> Result<(Self, Counts), StoreError> {
-        let old = self.key.clone();
-        let wallet = Wallet {
-            previous: Some(old),
-            stand_in: stand_in(&new_key),
-            key: new_key,
-            ..self
-        };
-        let mut counts = Counts::default();
-        let all: Vec<Key> = wallet
-            .backend
-            .list("")
-            .await?
-            .into_iter()
-            .map(|m| m.key)
-            .collect();
-        for chunk in all.chunks(REKEY_BATCH) {
-            let mut pending: Vec<Key> = chunk.to_vec();
-            // Records changed by a concurrent writer are read and re-sealed again.
-            while !pending.is_empty() {
-                let records = wallet.backend.read_many(&pending).await?;
-                let mut batch = Vec::new();
-                for (key, record) in pending.iter().zip(records) {
-                    let Some(record) = record else { continue };
-                    let sealed = record.value.expose_secret();
-                    if envelope::key_id(sealed).map_err(|e| corrupted(key, &e))? == wallet.key.id()
-                    {
-                        continue;
-                    }
-                    let plain = Zeroizing::new(
-                        envelope::open(&wallet.keys(), key.as_str(), sealed)
-                            .map_err(|e| corrupted(key, &e))?,
-                    );
-                    let resealed = envelope::seal(&wallet.key, key.as_str(), &plain)
-                        .map_err(|e| corrupted(key, &e))?;
-                    batch.push((
-                        key.clone(),
-                        resealed.into(),
-                        Precondition::Version(record.meta.version),
-                    ));
-                }
-                let keys: Vec<Key> = batch.iter().map(|(k, _, _)| k.clone()).collect();
-                let results = wallet.backend.put_many(batch).await?;
-                pending = Vec::new();
-                for (key, result) in keys.into_iter().zip(results) {
-                    match result {
-                        Ok(_) => counts.records += 1,
-                        Err(StoreError::Conflict { .. }) => pending.push(key),
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
+    /// Opens a record's value, sealed for its name and the version the store reports; one
+    /// sealed without its version only while `unversioned` is accepted.
+    fn open_value(
+        &self,
+        keyring: &[&MasterKey],
+        key: &Key,
+        record: &Record,
+        unversioned: bool,
+    ) -> Result<Vec<u8>, StoreError> {
+        let sealed = record.value.expose_secret();
+        if !unversioned && envelope::format(sealed) == Ok(Format::Unversioned) {
+            return Err(StoreError::Corrupted(format!(
+                "secret `{key}` is sealed without its version, after this wallet resealed every such record (Wallet::migrate): it was put back from before the migration, or written by an older auth-wallet; if an older instance wrote it, upgrade that one and restart this one, else restore it from a backup (authctl import)"
+            )));
         }
-        Ok((
-            Wallet {
-                previous: None,
-                ..wallet
-            },
-            counts,
-        ))
+        envelope::open(keyring, key.as_str(), record.meta.version, sealed)
+            .map_err(|e| corrupted(key, &e))
+    }
+
+    /// Whether values sealed without their version are still read.
+    fn reads_unversioned(&self) -> bool {
+        !self.migrated.load(Ordering::Acquire)
     }
 
     fn bundle_cipher(&self) -> XChaCha20Poly1305 {
@@ -333,16 +336,14 @@ impl CredentialStore for Wallet {
             // Equal cost: open a record of a user's size all the same, so the time to
             // answer does not tell whether the name exists.
             if let Some(stand_in) = &self.stand_in {
-                let _ = envelope::open(&self.keys(), STAND_IN_NAME, stand_in);
+                let _ = envelope::open(&self.keys(), STAND_IN_NAME, 0, stand_in);
             }
             self.audit("read", key.as_str(), started, "not_found");
             return Ok(None);
         };
-        let plain = envelope::open(&self.keys(), key.as_str(), record.value.expose_secret())
-            .map_err(|e| {
-                self.audit("read", key.as_str(), started, "corrupted");
-                corrupted(key, &e)
-            })?;
+        let plain = self
+            .open_value(&self.keys(), key, &record, self.reads_unversioned())
+            .inspect_err(|_| self.audit("read", key.as_str(), started, "corrupted"))?;
         self.audit("read", key.as_str(), started, "success");
         Ok(Some(Record {
             value: plain.into(),
@@ -357,9 +358,14 @@ impl CredentialStore for Wallet {
         precondition: Precondition,
     ) -> Result<u64, StoreError> {
         let started = Instant::now();
-        let sealed = envelope::seal(&self.key, key.as_str(), value.expose_secret())
-            .map_err(|e| corrupted(key, &e))?;
-        let result = self.backend.put(key, sealed.into(), precondition).await;
+        let result = self
+            .put_sealed(vec![(key.clone(), value, precondition)])
+            .await
+            .and_then(|mut results| {
+                results.pop().unwrap_or_else(|| {
+                    Err(StoreError::Unavailable("the write returned nothing".into()))
+                })
+            });
         self.audit(
             "write",
             key.as_str(),
@@ -389,14 +395,14 @@ impl CredentialStore for Wallet {
         let started = Instant::now();
         let records = self.backend.read_many(keys).await?;
         let keyring = self.keys();
+        let unversioned = self.reads_unversioned();
         let opened = keys
             .iter()
             .zip(records)
             .map(|(key, record)| {
                 record
                     .map(|r| {
-                        let plain = envelope::open(&keyring, key.as_str(), r.value.expose_secret())
-                            .map_err(|e| corrupted(key, &e))?;
+                        let plain = self.open_value(&keyring, key, &r, unversioned)?;
                         Ok(Record {
                             value: plain.into(),
                             meta: r.meta,
@@ -420,15 +426,7 @@ impl CredentialStore for Wallet {
     ) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
         let started = Instant::now();
         let count = items.len();
-        let sealed = items
-            .into_iter()
-            .map(|(key, value, p)| {
-                let sealed = envelope::seal(&self.key, key.as_str(), value.expose_secret())
-                    .map_err(|e| corrupted(&key, &e))?;
-                Ok((key, sealed.into(), p))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let results = self.backend.put_many(sealed).await;
+        let results = self.put_sealed(items).await;
         self.audit(
             "write_many",
             &format!("{count} keys"),
@@ -448,14 +446,14 @@ mod tests {
         let key = MasterKey::generate().unwrap_or_else(|e| panic!("{e}"));
         let wallet = Wallet::new(Arc::new(auth_core::MemoryStore::new()), key.clone());
         let stand_in = wallet.stand_in.clone().unwrap_or_default();
-        assert!(envelope::open(&wallet.keys(), STAND_IN_NAME, &stand_in).is_ok());
+        assert!(envelope::open(&wallet.keys(), STAND_IN_NAME, 0, &stand_in).is_ok());
         let (rekeyed, _) = wallet
             .rekey(MasterKey::generate().unwrap_or_else(|e| panic!("{e}")))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let stand_in = rekeyed.stand_in.clone().unwrap_or_default();
         assert!(
-            envelope::open(&rekeyed.keys(), STAND_IN_NAME, &stand_in).is_ok(),
+            envelope::open(&rekeyed.keys(), STAND_IN_NAME, 0, &stand_in).is_ok(),
             "after a rekey the stand-in is sealed under the new key"
         );
         let missing = Key::new("user/nobody").unwrap_or_else(|e| panic!("{e}"));

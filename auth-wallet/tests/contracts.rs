@@ -38,6 +38,24 @@ async fn the_wallet_over_a_file_passes() {
 }
 
 #[tokio::test]
+async fn the_authenticated_file_store_passes_bare_and_under_the_wallet() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_fixed_epoch();
+    let store = FileStore::new(dir.path().join("bare"))
+        .with_mac_key(MasterKey::generate().unwrap().file_mac_key())
+        .with_clock(Arc::new(clock.clone()));
+    run_all(&store, &StoreFixture::new("contract/").with_clock(clock)).await;
+    let wallet = Wallet::open_file(dir.path().join("wallet"), MasterKey::generate().unwrap())
+        .await
+        .unwrap();
+    run_all(&wallet, &StoreFixture::new("contract/")).await;
+    for file in ["bare", "wallet"] {
+        let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        assert!(text.starts_with("auth-wallet-file v2 key="), "{file}");
+    }
+}
+
+#[tokio::test]
 async fn postgres_passes_bare_and_under_the_wallet() {
     let pg = Postgres::start().unwrap_or_else(|e| panic!("{e}"));
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port());

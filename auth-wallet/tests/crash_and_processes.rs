@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use auth_core::{CredentialStore, Key, Precondition, StoreError};
 use auth_wallet::{FileStore, MasterKey, Wallet};
@@ -13,8 +12,10 @@ const MODE: &str = "AUTH_WALLET_TEST_CHILD";
 const PATH: &str = "AUTH_WALLET_TEST_PATH";
 const KEY: &str = "AUTH_WALLET_TEST_KEY";
 
+/// The authenticated format (v2): its MACs and marker are written under the same
+/// crash-safety rules.
 fn wallet(path: &str, key: &MasterKey) -> Wallet {
-    Wallet::new(Arc::new(FileStore::new(path)), key.clone())
+    Wallet::over_file(FileStore::new(path), key.clone())
 }
 
 async fn increment(w: &Wallet, key: &Key) -> usize {

@@ -359,8 +359,9 @@ impl GatewayProcess {
             auth_wallet::MasterKey::from_file(&self.data.join("master.key")).map_err(|e| {
                 HarnessError::io("read the gateway's master key")(std::io::Error::other(e))
             })?;
-        Ok(std::sync::Arc::new(auth_wallet::Wallet::new(
-            std::sync::Arc::new(auth_wallet::FileStore::new(self.data.join("wallet.db"))),
+        // Keyed as the gateway keys it: the file is authenticated as a whole.
+        Ok(std::sync::Arc::new(auth_wallet::Wallet::over_file(
+            auth_wallet::FileStore::new(self.data.join("wallet.db")),
             key,
         )))
     }

@@ -16,7 +16,7 @@ use auth_core::{
     ApiKeyAuthenticator, ApiKeyGrant, CredentialStore, Key, Precondition, Role, StoreError,
 };
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
-use auth_wallet::{DEFAULT_USER_PREFIX, FileStore, MasterKey, PostgresStore, Wallet};
+use auth_wallet::{DEFAULT_USER_PREFIX, MasterKey, PostgresStore, Wallet};
 use clap::{Args, Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
@@ -296,13 +296,20 @@ fn master_key(args: &StoreArgs) -> Result<MasterKey, Failure> {
     }
 }
 
-async fn backend(args: &StoreArgs) -> Result<Arc<dyn CredentialStore>, Failure> {
+/// The wallet the arguments name: a file (authenticated as a whole under a key derived
+/// from the master key, and migrated once from an older format) or PostgreSQL.
+async fn open_wallet(args: &StoreArgs, key: MasterKey) -> Result<Wallet, Failure> {
     match (&args.wallet, &args.postgres) {
-        (Some(path), _) => Ok(Arc::new(FileStore::new(path))),
-        (None, Some(url)) => Ok(Arc::new(match &args.postgres_ca {
-            Some(ca) => PostgresStore::connect_verified(url, ca).await?,
-            None => PostgresStore::connect(url).await?,
-        })),
+        (Some(path), _) => Ok(Wallet::open_file(path, key).await?),
+        (None, Some(url)) => {
+            let store = match &args.postgres_ca {
+                Some(ca) => PostgresStore::connect_verified(url, ca).await?,
+                None => PostgresStore::connect(url).await?,
+            };
+            let wallet = Wallet::new(Arc::new(store), key);
+            wallet.migrate().await?;
+            Ok(wallet)
+        }
         (None, None) => Err(Failure(
             "no wallet: pass --wallet PATH (file) or --postgres URL (shared backend)".into(),
         )),
@@ -409,7 +416,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let audit = ChangeLog::open(&cli.store)?;
     // The wallet's own events (secrets set, rotated, exported, imported, re-keyed) go to
     // the same log as the account changes.
-    let wallet = Wallet::new(backend(&cli.store).await?, key);
+    let wallet = open_wallet(&cli.store, key).await?;
     let wallet = match &audit.0 {
         Some(sink) => wallet.with_audit(sink.clone()),
         None => wallet,

@@ -88,8 +88,8 @@ fn err(out: &Output) -> String {
 }
 
 fn wallet_of(env: &Env) -> Wallet {
-    Wallet::new(
-        Arc::new(FileStore::new(&env.wallet)),
+    Wallet::over_file(
+        FileStore::new(&env.wallet),
         MasterKey::from_file(&env.key).unwrap(),
     )
 }
@@ -164,7 +164,14 @@ async fn backup_wipe_restore_round_trip_and_a_foreign_bundle_is_refused() {
             .windows(12)
             .any(|w| w == b"alice-secret")
     );
+    // The file alone removed is noticed (its marker says the wallet wrote it)...
     std::fs::remove_file(&env.wallet).unwrap();
+    assert!(
+        err(&authctl(&env, &["secret", "list"], None)).contains("is missing"),
+        "a removed wallet file is not an empty wallet"
+    );
+    // ...and a wiped disk (file and marker gone) starts empty, for the restore.
+    std::fs::remove_file(env.wallet.with_file_name("wallet.v2")).unwrap();
     assert!(
         ok(&authctl(&env, &["secret", "list"], None)).is_empty(),
         "wiped"
@@ -223,8 +230,13 @@ async fn one_flipped_byte_in_the_file_is_a_clear_error_never_garbage() {
             &["secret", "get", "pgwire-user-carol", "--reveal"],
             None,
         ));
+        // Wherever the byte is, the refusal says what: a header or MAC that does not
+        // verify, or the record it lands in, named.
         assert!(
-            message.contains("failed its checksum") || message.contains("header"),
+            message.contains("header")
+                || message.contains("does not authenticate")
+                || message.contains("failed")
+                || message.contains("record `"),
             "{message}"
         );
         assert!(message.contains("restore it from a backup"), "{message}");
@@ -232,7 +244,8 @@ async fn one_flipped_byte_in_the_file_is_a_clear_error_never_garbage() {
     // A sealed value moved to another key name (checksum recomputed by an attacker with
     // file access) fails authentication instead of decrypting.
     std::fs::write(&env.wallet, &original).unwrap();
-    let store = FileStore::new(&env.wallet);
+    let store = FileStore::new(&env.wallet)
+        .with_mac_key(MasterKey::from_file(&env.key).unwrap().file_mac_key());
     let sealed = store
         .get(&Key::new("pgwire-user-carol").unwrap())
         .await

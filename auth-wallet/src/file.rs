@@ -15,9 +15,10 @@
 //! the next read all the same.
 //!
 //! Reads write nothing and wait for no write: access times (`last_accessed`) are kept in
-//! memory and written with the next change, or behind the read at most once per flush
-//! interval (default one second), without the directory fsync. Another process sees them
-//! that much later, and a crash may lose the latest ones, never a secret.
+//! memory and written with the next change, or by a thread of the store's own once per
+//! flush interval (default one second), apart from any login, without the directory
+//! fsync. Another process sees them that much later, and a crash may lose the latest
+//! ones, never a secret.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -27,7 +28,6 @@ use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -160,7 +160,7 @@ impl FileId {
 #[derive(Debug, Default)]
 struct View {
     current: Mutex<Option<(Option<FileId>, Arc<Body>)>>,
-    /// A write-behind of access times is running.
+    /// The thread writing access times behind the reads has been started.
     flushing: std::sync::atomic::AtomicBool,
 }
 
@@ -182,7 +182,6 @@ impl View {
 #[derive(Debug)]
 struct AccessLog {
     pending: Mutex<BTreeMap<String, u64>>,
-    last_flush: Mutex<Instant>,
     interval: Duration,
     path: PathBuf,
     /// The store's keys, for the write made when it is dropped.
@@ -193,7 +192,6 @@ impl AccessLog {
     fn new(path: PathBuf, interval: Duration, mac: Arc<MacState>) -> Self {
         Self {
             pending: Mutex::new(BTreeMap::new()),
-            last_flush: Mutex::new(Instant::now()),
             interval,
             path,
             mac,
@@ -218,18 +216,6 @@ impl AccessLog {
         }
     }
 
-    fn flush_due(&self) -> bool {
-        let mut last = self
-            .last_flush
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if last.elapsed() >= self.interval {
-            *last = Instant::now();
-            true
-        } else {
-            false
-        }
-    }
 }
 
 fn apply_accesses(body: &mut Body, accesses: &BTreeMap<String, u64>) -> bool {
@@ -437,23 +423,43 @@ impl FileStore {
         .map_err(|e| StoreError::Unavailable(format!("file store task: {e}")))?
     }
 
-    /// Writes the pending access times behind the read that found them due: a login
-    /// never waits for it, and one runs at a time.
-    fn flush_access_times_behind(&self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
+    /// Starts, once per store, the thread that writes pending access times every flush
+    /// interval, apart from any login: a read only notes its time in memory. The thread
+    /// ends when it is the store's last user (its final times are then written by
+    /// [`AccessLog`]'s drop).
+    fn start_access_writer(&self) {
         if self.view.flushing.swap(true, Ordering::AcqRel) {
             return;
         }
         let this = self.clone();
-        runtime.spawn(async move {
-            // Best effort: they stay pending for the next write.
-            if let Err(e) = this.locked_write(|_, _| Ok(((), Persist::None))).await {
-                tracing::warn!(error = %e, "could not write wallet access times");
-            }
-            this.view.flushing.store(false, Ordering::Release);
-        });
+        let started = std::thread::Builder::new()
+            .name("wallet-access-times".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(this.access.interval);
+                    if Arc::strong_count(&this.access) <= 1 {
+                        break;
+                    }
+                    let accesses = this.access.take();
+                    if accesses.is_empty() {
+                        continue;
+                    }
+                    let written = this.blocking(Lock::Exclusive, |body, _| {
+                        let changed = apply_accesses(body, &accesses);
+                        Ok(((), if changed { Persist::Lazy } else { Persist::None }))
+                    });
+                    if let Err(e) = written {
+                        // Best effort: they stay pending for the next write.
+                        for (k, at) in accesses {
+                            this.access.record(&k, at);
+                        }
+                        tracing::warn!(error = %e, "could not write wallet access times");
+                    }
+                }
+            });
+        if started.is_err() {
+            self.view.flushing.store(false, Ordering::Release);
+        }
     }
 
     /// Runs `change` on the file's contents under the lock (exclusive when it may write),
@@ -600,8 +606,11 @@ impl CredentialStore for FileStore {
         self.access.record(key.as_str(), now);
         let mut meta = meta(key, stored);
         meta.last_accessed = Some(time(now));
-        if self.access.flush_due() {
-            self.flush_access_times_behind();
+        if self.access.interval.is_zero() {
+            // Written with every read: for tests that look at the file.
+            self.locked_write(|_, _| Ok(((), Persist::None))).await?;
+        } else {
+            self.start_access_writer();
         }
         Ok(Some(Record {
             value: value.into(),

@@ -215,7 +215,6 @@ impl AccessLog {
             (a, b) => a.or(b),
         }
     }
-
 }
 
 fn apply_accesses(body: &mut Body, accesses: &BTreeMap<String, u64>) -> bool {
@@ -446,7 +445,14 @@ impl FileStore {
                     }
                     let written = this.blocking(Lock::Exclusive, |body, _| {
                         let changed = apply_accesses(body, &accesses);
-                        Ok(((), if changed { Persist::Lazy } else { Persist::None }))
+                        Ok((
+                            (),
+                            if changed {
+                                Persist::Lazy
+                            } else {
+                                Persist::None
+                            },
+                        ))
                     });
                     if let Err(e) = written {
                         // Best effort: they stay pending for the next write.

@@ -125,7 +125,8 @@ pub fn check_config(data_dir: &Path, out: &mut impl Write, err: &mut impl Write)
             return ExitCode::FAILURE;
         }
     };
-    match GatewayConfig::load(&path.display().to_string(), &config.text, std::env::vars()) {
+    let name = path.display().to_string();
+    match GatewayConfig::load_in(Some(data_dir), &name, &config.text, std::env::vars()) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 let _ = writeln!(err, "{warning}");

@@ -107,6 +107,16 @@ fn the_readmes_configuration_passes_and_prints_its_effective_settings() {
             .is_some_and(|l| l.starts_with('['))
     });
     let dir = tempfile::tempdir().unwrap();
+    // The files the README's configuration names, as a deployment has them: the check
+    // reads them as the start would.
+    let ca = auth_tests::pki::run_ca().unwrap();
+    std::fs::write(dir.path().join("client-ca.crt"), ca.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("client-ca.crl"),
+        ca.crl_pem(&[], (2026, 1, 1), (2099, 1, 1)).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("idp-ca.crt"), ca.pem()).unwrap();
     let (ok, stdout, stderr) = check(dir.path(), &blocks.concat(), &[]);
     assert!(ok, "{stderr}");
     let effective: toml::Table = toml::from_str(&stdout).unwrap();
@@ -274,6 +284,18 @@ fn broken() -> Vec<Broken> {
             4,
             "not configured",
             "[[oauth_issuer]]",
+        ),
+        b(
+            "[client_certificates]\nca_file = \"missing-ca.crt\"\n",
+            2,
+            "missing-ca.crt: No such file",
+            "",
+        ),
+        b(
+            "[[oauth_issuer]]\nissuer = \"https://idp.example\"\naudience = \"pg\"\nca_file = \"idp-ca.crt\"\n",
+            4,
+            "idp-ca.crt",
+            "",
         ),
         b(
             "[wallet]\nmaster_key_env = \"not a name\"\n",

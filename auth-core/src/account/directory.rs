@@ -421,28 +421,6 @@ impl Accounts for Directory {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_stand_in_record_parses_as_a_users_would() {
-        let record: Result<super::UserRecord, _> = serde_json::from_slice(super::stand_in_record());
-        assert!(record.is_ok_and(|r| r.scram.is_some() && r.password_hash.is_some()));
-    }
-
-    use super::*;
-
-    #[test]
-    fn identities_become_key_segments() {
-        assert_eq!(
-            identity_segment("alice/admin@R").as_deref(),
-            Some("alice/admin@R")
-        );
-        assert_eq!(identity_segment("CN=a b").as_deref(), Some("CN:3Da:20b"));
-        assert_eq!(identity_segment(""), None);
-        assert_eq!(identity_segment(&"x".repeat(201)), None);
-    }
-}
-
 /// A user record of the usual shape (an argon2id PHC string, a SCRAM verifier, roles),
 /// which [`Directory::get`] parses for a name that has no record.
 fn stand_in_record() -> &'static [u8] {
@@ -465,4 +443,26 @@ fn stand_in_record() -> &'static [u8] {
         };
         serde_json::to_vec(&record).unwrap_or_default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_stand_in_record_parses_as_a_users_would() {
+        let record: Result<super::UserRecord, _> = serde_json::from_slice(super::stand_in_record());
+        assert!(record.is_ok_and(|r| r.scram.is_some() && r.password_hash.is_some()));
+    }
+
+    use super::*;
+
+    #[test]
+    fn identities_become_key_segments() {
+        assert_eq!(
+            identity_segment("alice/admin@R").as_deref(),
+            Some("alice/admin@R")
+        );
+        assert_eq!(identity_segment("CN=a b").as_deref(), Some("CN:3Da:20b"));
+        assert_eq!(identity_segment(""), None);
+        assert_eq!(identity_segment(&"x".repeat(201)), None);
+    }
 }

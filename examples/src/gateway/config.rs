@@ -260,6 +260,19 @@ impl GatewayConfig {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Loaded, ConfigError> {
+        Self::load_in(None, name, text, env)
+    }
+
+    /// [`Self::load`], and with `data_dir` also the files the settings name, read as the
+    /// start reads them (client CAs and CRLs, the server certificate when it exists, the
+    /// issuers' CA bundles), so a missing or broken file is a problem on its key's line.
+    /// Nothing is written and nothing is called.
+    pub fn load_in(
+        data_dir: Option<&std::path::Path>,
+        name: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
         let source = SettingsSource::new(name, text).with_env(ENV_PREFIX, env);
         let settings = source
             .parse()
@@ -309,6 +322,9 @@ impl GatewayConfig {
             problems,
         };
         check.sections(&config, &oauth_issuers, &identity_map);
+        if let Some(dir) = data_dir {
+            check.files(&config, dir);
+        }
         for (index, rule) in &rules {
             check.rule(&config, *index, rule);
         }
@@ -464,6 +480,31 @@ impl Check<'_, '_> {
                         .into(),
                 ),
             );
+        }
+    }
+
+    /// The files the sections name, read as the start reads them.
+    fn files(&mut self, config: &GatewayConfig, dir: &std::path::Path) {
+        let cas = match config.client_certificates.build(dir) {
+            Ok(cas) => cas,
+            Err(problem) => {
+                self.invalid("client_certificates", [problem]);
+                None
+            }
+        };
+        let (certificate, key) = config.listen.tls_paths(dir);
+        // A first start makes them; only files that are there are judged.
+        if (certificate.exists() || key.exists())
+            && let Err(problem) = config.listen.tls(dir, cas.as_deref())
+        {
+            self.invalid("", [problem]);
+        }
+        for (i, issuer) in config.oauth_issuers.iter().enumerate() {
+            if issuer.check().is_empty()
+                && let Err(problem) = issuer.build(dir)
+            {
+                self.invalid(&format!("oauth_issuer[{i}]"), [problem]);
+            }
         }
     }
 

@@ -16,17 +16,14 @@
     missing_docs
 )]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use auth_core::{CredentialStore, Key, Precondition};
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
-use auth_tests::gateway::GatewayProcess;
+use auth_tests::gateway::{GatewayProcess, basic_refusal_time};
 
 use auth_tests::stats::percentile as pct;
-use base64::Engine;
 use secrecy::SecretString;
 
 const RULES: &str = r#"danger_allow_cleartext_without_tls = true
@@ -65,21 +62,6 @@ async fn add_users(gw: &GatewayProcess) {
         )
         .await
         .unwrap();
-}
-
-fn http_basic(port: u16, user: &str) -> Duration {
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:wrong guess"));
-    let request = format!(
-        "GET /whoami HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {token}\r\nConnection: close\r\n\r\n"
-    );
-    let started = Instant::now();
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.write_all(request.as_bytes()).unwrap();
-    let mut reply = String::new();
-    tcp.read_to_string(&mut reply).unwrap();
-    let took = started.elapsed();
-    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
-    took
 }
 
 async fn pg_cleartext(port: u16, user: &str) -> Duration {
@@ -131,14 +113,14 @@ fn main() {
 
     // Warm up every path once.
     for (_, user) in CASES {
-        http_basic(gw.http_port, user);
+        basic_refusal_time(gw.http_port, user);
         rt.block_on(pg_cleartext(gw.port, user));
     }
     let mut http: [Vec<f64>; 3] = Default::default();
     let mut pg: [Vec<f64>; 3] = Default::default();
     for _ in 0..ROUNDS {
         for (i, (_, user)) in CASES.iter().enumerate() {
-            http[i].push(http_basic(gw.http_port, user).as_secs_f64() * 1e3);
+            http[i].push(basic_refusal_time(gw.http_port, user).as_secs_f64() * 1e3);
             pg[i].push(rt.block_on(pg_cleartext(gw.port, user)).as_secs_f64() * 1e3);
         }
     }

@@ -20,9 +20,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
-use auth_tests::gateway::{GatewayProcess, sasl_initial_response, startup_packet};
+use auth_tests::gateway::{
+    GatewayProcess, basic_refusal_time, sasl_initial_response, startup_packet,
+};
 use auth_tests::stats::percentile as pct;
-use base64::Engine;
 use secrecy::SecretString;
 
 const RULES: &str = r#"danger_allow_cleartext_without_tls = true
@@ -71,22 +72,6 @@ fn scram_first_answer(port: u16, user: &str) -> Duration {
     took
 }
 
-/// Time to a 401 for `user` with a wrong password.
-fn basic_refusal(port: u16, user: &str) -> Duration {
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:wrong guess"));
-    let request = format!(
-        "GET /whoami HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {token}\r\nConnection: close\r\n\r\n"
-    );
-    let started = Instant::now();
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    tcp.write_all(request.as_bytes()).unwrap();
-    let mut reply = String::new();
-    tcp.read_to_string(&mut reply).unwrap();
-    let took = started.elapsed();
-    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
-    took
-}
-
 fn report(title: &str, samples: &mut [Vec<f64>; 2]) -> f64 {
     println!("\n{title}: ms ({SAMPLES} samples each, interleaved)");
     println!("{:<16} {:>8} {:>8} {:>8}", "", "p50", "p95", "p99");
@@ -117,7 +102,7 @@ fn run(gw: &GatewayProcess, spacing: Duration) -> (f64, f64) {
             std::thread::sleep(spacing);
             scram[i].push(scram_first_answer(gw.port, user).as_secs_f64() * 1e3);
             std::thread::sleep(spacing);
-            basic[i].push(basic_refusal(gw.http_port, user).as_secs_f64() * 1e3);
+            basic[i].push(basic_refusal_time(gw.http_port, user).as_secs_f64() * 1e3);
         }
     }
     let label = if spacing.is_zero() {
@@ -153,7 +138,7 @@ fn main() {
     });
     for (_, user) in USERS {
         scram_first_answer(gw.port, user);
-        basic_refusal(gw.http_port, user);
+        basic_refusal_time(gw.http_port, user);
     }
     let mut worst: f64 = 0.0;
     for spacing in [Duration::ZERO, SPACING] {

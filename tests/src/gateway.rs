@@ -524,3 +524,27 @@ pub fn flush_audit(pid: Option<u32>, audit: &Path) {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
+
+/// The time from connecting to the gateway's HTTP API on 127.0.0.1:`port` to its answer
+/// to `GET /whoami` with HTTP Basic `user` and a wrong password, which must be a 401 (raw
+/// HTTP/1.1, plaintext: the benches compare refusals, not TLS).
+pub fn basic_refusal_time(port: u16, user: &str) -> std::time::Duration {
+    use base64::Engine as _;
+    use std::io::{Read, Write};
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:wrong guess"));
+    let request = format!(
+        "GET /whoami HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {token}\r\nConnection: close\r\n\r\n"
+    );
+    let started = std::time::Instant::now();
+    let mut reply = String::new();
+    let answered = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut tcp| {
+        tcp.write_all(request.as_bytes())?;
+        tcp.read_to_string(&mut reply)
+    });
+    let took = started.elapsed();
+    assert!(
+        answered.is_ok() && reply.starts_with("HTTP/1.1 401"),
+        "{answered:?}: {reply}"
+    );
+    took
+}

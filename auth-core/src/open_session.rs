@@ -54,6 +54,8 @@ pub struct OpenSession {
     clock: SharedClock,
     place: SessionPlace,
     started: Instant,
+    /// Where the backend's end work runs when the session is dropped.
+    ends: Option<tokio_util::task::TaskTracker>,
 }
 
 impl std::fmt::Debug for OpenSession {
@@ -81,9 +83,19 @@ impl OpenSession {
             clock,
             place: SessionPlace::of(connection),
             started: Instant::now(),
+            ends: None,
         };
         open.record(AuditEventKind::SessionStarted, Duration::ZERO, None);
         open
+    }
+
+    /// Runs the backend's end work, when the session is dropped, on `tracker`, so that
+    /// whoever holds the tracker can wait for it (the engine's
+    /// [`drain_sessions`](crate::Engine::drain_sessions)).
+    #[must_use]
+    pub fn with_end_tracker(mut self, tracker: tokio_util::task::TaskTracker) -> Self {
+        self.ends = Some(tracker);
+        self
     }
 
     fn record(&self, kind: AuditEventKind, duration: Duration, failure: Option<&Failure>) {
@@ -168,7 +180,14 @@ impl Drop for OpenSession {
         if let Some(work) = self.close()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(work);
+            match &self.ends {
+                Some(tracker) => {
+                    tracker.spawn_on(work, &runtime);
+                }
+                None => {
+                    runtime.spawn(work);
+                }
+            }
         }
     }
 }

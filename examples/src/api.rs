@@ -248,9 +248,7 @@ impl Standalone {
         let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
         let mut out = std::io::stdout();
         let _ = crate::gateway::write_banner(&mut out, &prepared);
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
+        let stop = crate::gateway::shutdown_requested();
         match self {
             Self::Http => {
                 let started = crate::http::start(&auth, listen, "--listen").await?;

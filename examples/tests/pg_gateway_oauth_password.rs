@@ -228,3 +228,59 @@ async fn with_the_server_down_only_a_rule_with_fallback_lets_alice_in() {
     let ok = s.gateway.audit("attempt_succeeded");
     assert_eq!(ok.last().unwrap()["method"], "oauth-password", "{ok:?}");
 }
+
+#[tokio::test]
+async fn sigterm_revokes_an_open_sessions_tokens_before_the_gateway_exits() {
+    let mut s = setup().await;
+    let python = auth_tests::venv_python("psycopg").unwrap_or_else(|e| panic!("{e}"));
+    // Connected and idle while the gateway is told to stop.
+    let script = r#"
+import sys, psycopg
+conn = psycopg.connect(sys.argv[1], password=sys.argv[2])
+print(conn.execute("SELECT current_user").fetchone()[0], flush=True)
+sys.stdin.readline()
+try:
+    conn.execute("SELECT 1")
+    print("still connected", flush=True)
+except psycopg.Error as e:
+    print("ended:", e.sqlstate, flush=True)
+"#;
+    let mut child = Command::new(python)
+        .args(["-c", script, &s.conninfo("alice"), PASSWORD])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "alice");
+    let live = s.counts();
+    assert_eq!((live.access, live.live_refresh), (1, 1), "{live:?}");
+
+    assert!(s.gateway.process.signal("TERM"));
+    let status = s
+        .gateway
+        .process
+        .wait_exit(Duration::from_secs(30))
+        .expect("the gateway drains and exits");
+    assert!(
+        status.success(),
+        "{status:?}: {}",
+        s.gateway.process.output()
+    );
+    // Revoked before the process ended: no waiting here.
+    let after = s.counts();
+    assert_eq!((after.access, after.live_refresh), (0, 0), "{after:?}");
+    let ended = s.gateway.audit("session_ended");
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(ended[0]["username"], "alice");
+    assert!(s.gateway.process.output().contains("stopped"));
+
+    // The client was told why: 57P01, as PostgreSQL says a shutdown.
+    drop(child.stdin.take());
+    line.clear();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "ended: 57P01", "{line}");
+    let _ = child.wait();
+}

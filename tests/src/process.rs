@@ -229,6 +229,32 @@ impl ServiceProcess {
             .clone()
     }
 
+    /// Sends `signal` (`TERM`, `HUP`, ...) to the process; false when it could not be sent
+    /// (the process has ended).
+    pub fn signal(&self, signal: &str) -> bool {
+        let Some(pid) = self.pid() else {
+            return false;
+        };
+        Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Waits, at most `limit`, for the process to exit by itself; its status, or `None`
+    /// when it is still running (or was already reaped).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let until = Instant::now() + limit;
+        let child = self.child.as_mut()?;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < until => thread::sleep(Duration::from_millis(10)),
+                _ => return None,
+            }
+        }
+    }
+
     /// Kills the process and waits for it; idempotent.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

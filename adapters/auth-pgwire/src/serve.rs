@@ -56,6 +56,10 @@ pub struct ServeConfig {
     /// The largest frame accepted before authentication (default
     /// [`DEFAULT_MAX_PRE_AUTH_FRAME`](crate::frames::DEFAULT_MAX_PRE_AUTH_FRAME)).
     pub max_pre_auth_frame: u32,
+    /// Cancelled when the server shuts down: an authenticated connection then ends with
+    /// FATAL 57P01 (as PostgreSQL's smart shutdown says it) at once, its session closed
+    /// through the session stage; a login in progress finishes first.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -77,6 +81,7 @@ impl Default for ServeConfig {
             admission: Arc::new(Admission::default()),
             trusted_proxies: Arc::new(TrustedProxies::none()),
             max_pre_auth_frame: DEFAULT_MAX_PRE_AUTH_FRAME,
+            shutdown: tokio_util::sync::CancellationToken::new(),
         }
     }
 }
@@ -287,7 +292,7 @@ pub async fn serve<H: PgWireServerHandlers>(
         transport: None,
         proxied,
     };
-    run(opened, deadline, handlers).await
+    run(opened, deadline, handlers, &config.shutdown).await
 }
 
 /// Serves one connection accepted on a [`UnixSocket`](crate::unix::UnixSocket) at
@@ -360,7 +365,7 @@ pub async fn serve_unix<H: PgWireServerHandlers>(
         transport,
         proxied,
     };
-    run(opened, deadline, handlers).await
+    run(opened, deadline, handlers, &config.shutdown).await
 }
 
 /// What pgwire is told a Unix-socket client's address is (it needs one; so does pgwire's
@@ -399,6 +404,7 @@ async fn run<H: PgWireServerHandlers>(
     opened: Opened,
     mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
     handlers: &H,
+    shutdown: &tokio_util::sync::CancellationToken,
 ) -> io::Result<()> {
     let Opened {
         io,
@@ -458,7 +464,20 @@ async fn run<H: PgWireServerHandlers>(
                 m = socket.next() => m,
             }
         } else {
-            socket.next().await
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    let error = ErrorInfo::new(
+                        "FATAL".to_owned(),
+                        "57P01".to_owned(),
+                        "terminating connection due to administrator command".to_owned(),
+                    );
+                    let _ = socket
+                        .send(PgWireBackendMessage::ErrorResponse(error.into()))
+                        .await;
+                    return Ok(());
+                }
+                m = socket.next() => m,
+            }
         };
         let unread = socket.read_buffer().len();
         let message = match message {

@@ -143,13 +143,21 @@ impl<H: PgWireServerHandlers + Send + Sync> PgServer<H> {
         self.serve_until(listener, std::future::pending()).await
     }
 
-    /// Serves until `shutdown` completes; connections already open run on in their tasks.
+    /// Serves until `shutdown` completes, then drains: no new connection is accepted,
+    /// logins in progress finish (within the authentication timeout), authenticated
+    /// connections end with FATAL 57P01 and their sessions close through the session
+    /// stage; returns once every connection has ended (or, at most, the authentication
+    /// timeout plus 5 s later). Wait for the sessions' end work (a token revoked at its
+    /// provider) with [`auth_core::Engine::drain_sessions`].
     pub async fn serve_until(
         self,
         listener: Listener,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
+        let connections = tokio_util::task::TaskTracker::new();
+        let stopping = tokio_util::sync::CancellationToken::new();
         let config = Arc::new(ServeConfig {
+            shutdown: stopping.clone(),
             tls: listener
                 .tls()
                 .map(|tls| tls.clone().with_alpn(&[b"postgresql"])),
@@ -162,10 +170,10 @@ impl<H: PgWireServerHandlers + Send + Sync> PgServer<H> {
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => break,
                 (tcp, _) = listener.accept() => {
                     let (handlers, config) = (self.handlers.clone(), config.clone());
-                    tokio::spawn(async move {
+                    connections.spawn(async move {
                         if let Err(e) = serve(tcp, &config, handlers.as_ref()).await {
                             tracing::debug!(error = %e, "connection ended with an I/O error");
                         }
@@ -174,7 +182,7 @@ impl<H: PgWireServerHandlers + Send + Sync> PgServer<H> {
                 stream = accept_unix(self.unix.as_ref()) => {
                     let (handlers, config) = (self.handlers.clone(), config.clone());
                     let path = unix_path.clone();
-                    tokio::spawn(async move {
+                    connections.spawn(async move {
                         if let Err(e) = serve_unix(stream, path, &config, handlers.as_ref()).await {
                             tracing::debug!(error = %e, "connection ended with an I/O error");
                         }
@@ -182,6 +190,19 @@ impl<H: PgWireServerHandlers + Send + Sync> PgServer<H> {
                 }
             }
         }
+        // Closed at once, so new clients are refused rather than left waiting.
+        drop(listener);
+        drop(self.unix);
+        stopping.cancel();
+        connections.close();
+        let limit = config.auth_timeout + std::time::Duration::from_secs(5);
+        if tokio::time::timeout(limit, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the drain's limit");
+        }
+        Ok(())
     }
 }
 

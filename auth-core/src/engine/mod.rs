@@ -77,6 +77,9 @@ pub struct Engine {
     limiter: Option<Arc<dyn RateLimiter>>,
     accounts: Option<Arc<AccountStage>>,
     clock: SharedClock,
+    /// The backends' work of sessions that ended (an OAuth revocation), which a shutdown
+    /// waits for ([`Engine::drain_sessions`]).
+    session_ends: tokio_util::task::TaskTracker,
 }
 
 impl fmt::Debug for Engine {
@@ -174,6 +177,7 @@ impl Engine {
                 limiter: None,
                 accounts: None,
                 clock: system_clock(),
+                session_ends: tokio_util::task::TaskTracker::new(),
             },
         }
     }
@@ -292,6 +296,20 @@ impl Engine {
         connection: &ConnectionInfo,
     ) -> OpenSession {
         OpenSession::open(session, connection, self.audit.clone(), self.clock.clone())
+            .with_end_tracker(self.session_ends.clone())
+    }
+
+    /// Waits, at most `limit`, for the work of the sessions that have ended (a token
+    /// revoked at its provider): what a shutdown does after its connections have closed,
+    /// so that no session's end is cut off by the process exiting. Returns whether it all
+    /// finished. Sessions that end later still run their work.
+    pub async fn drain_sessions(&self, limit: std::time::Duration) -> bool {
+        self.session_ends.close();
+        let finished = tokio::time::timeout(limit, self.session_ends.wait())
+            .await
+            .is_ok();
+        self.session_ends.reopen();
+        finished
     }
 
     /// Audits the start or end of a session an adapter shares rather than owns (an HTTP

@@ -164,16 +164,26 @@ async fn main() -> ExitCode {
     let _ = writeln!(out, "listening on {addr}");
     let _ = out.flush();
 
-    let mut server = gateway::pg_server(engine);
+    let mut server = gateway::pg_server(engine.clone());
     if let Some(socket) = unix {
         server = server.with_unix_socket(socket);
     }
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    match server.serve_until(listener, stop).await {
+    let audit = prepared.audit_file.clone();
+    match server
+        .serve_until(listener, gateway::shutdown_requested())
+        .await
+    {
         Ok(()) => {
-            let _ = writeln!(out, "stopping");
+            // The connections have ended; their sessions' end work (tokens revoked at
+            // their provider) finishes before the process does, then the audit log.
+            if !engine.drain_sessions(gateway::SESSION_DRAIN).await {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "pg-gateway: some sessions' end work did not finish"
+                );
+            }
+            audit.flush();
+            let _ = writeln!(out, "stopped");
             ExitCode::SUCCESS
         }
         Err(e) => {

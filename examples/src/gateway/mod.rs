@@ -534,6 +534,35 @@ pub fn serve_audit_signals(audit: Arc<AuditFile>) {
     });
 }
 
+/// How long a shutdown waits for the end work of the sessions that closed (a token
+/// revoked at its provider) before the process exits.
+pub const SESSION_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Completes at the first SIGTERM or Ctrl-C (SIGINT): the gateway then drains. A second
+/// one exits at once (status 130), as an operator who insists expects.
+pub async fn shutdown_requested() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // No handler: wait for Ctrl-C the portable way.
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        std::process::exit(130);
+    });
+}
+
 /// `word` as one shell word: as is when it is plain, else in single quotes.
 pub fn shell_word(word: &str) -> String {
     let plain = !word.is_empty()

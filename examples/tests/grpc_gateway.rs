@@ -50,7 +50,7 @@ impl GrpcGateway {
     }
 
     fn audit(&self) -> String {
-        auth_tests::gateway::flush_audit(self._process.pid(), &self.audit);
+        auth_tests::gateway::flush_audit(&self._process, &self.audit);
         std::fs::read_to_string(&self.audit).unwrap()
     }
 }

@@ -82,7 +82,7 @@ fn printed_curl_lines_work_and_failures_are_refused() {
     .unwrap();
     assert_eq!(status, "401");
 
-    auth_tests::gateway::flush_audit(process.pid(), &dir.path().join("audit.jsonl"));
+    auth_tests::gateway::flush_audit(&process, &dir.path().join("audit.jsonl"));
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     assert!(audit.contains("\"event\":\"attempt_succeeded\""), "{audit}");
     assert!(audit.contains("\"event\":\"attempt_failed\""), "{audit}");

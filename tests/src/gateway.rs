@@ -368,7 +368,7 @@ impl GatewayProcess {
 
     /// Asks the gateway to write out the audit events it has queued (see [`flush_audit`]).
     pub fn flush_audit(&self) {
-        flush_audit(self.process.pid(), &self.data.join("audit.jsonl"));
+        flush_audit(&self.process, &self.data.join("audit.jsonl"));
     }
 
     /// Every event in the audit log, oldest first (after [`Self::flush_audit`]).
@@ -500,23 +500,16 @@ pub fn startup_packet(user: &str) -> Vec<u8> {
     packet
 }
 
-/// Asks the gateway process `pid` to write out the audit events it has queued for the log
-/// at `audit` (SIGUSR1) and waits until it has (it then rewrites `<audit>.flushed`): the
-/// log is written behind the login path, so a test reads it only after this. Nothing to
-/// do for a process that has stopped.
-pub fn flush_audit(pid: Option<u32>, audit: &Path) {
-    let Some(pid) = pid else {
-        return;
-    };
+/// Asks the gateway `process` to write out the audit events it has queued for the log at
+/// `audit` (SIGUSR1) and waits until it has (it then rewrites `<audit>.flushed`): the log
+/// is written behind the login path, so a test reads it only after this. Nothing to do
+/// for a process that has stopped.
+pub fn flush_audit(process: &ServiceProcess, audit: &Path) {
     let mut marker = audit.as_os_str().to_owned();
     marker.push(".flushed");
     let marker = PathBuf::from(marker);
     let _ = std::fs::remove_file(&marker);
-    let signalled = std::process::Command::new("kill")
-        .args(["-USR1", &pid.to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !signalled {
+    if !process.signal("USR1") {
         return;
     }
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -288,3 +288,47 @@ async fn a_rules_map_alone_admits_an_identity_even_one_with_the_requested_name()
             .is_authenticated()
     );
 }
+
+#[tokio::test]
+async fn a_replaced_policy_holds_for_new_offers_and_an_attempt_in_flight_keeps_its_own() {
+    let audit = Arc::new(MemoryAuditSink::new());
+    let tokens = chain_of(Arc::new(Tokens));
+    let engine = Engine::builder(
+        Policy::new(vec![Rule::new("api", Target::Chain(tokens.clone()))]).unwrap(),
+    )
+    .audit(audit.clone())
+    .build();
+    // Offered before the reload; the token names bob only once the method has run.
+    let in_flight = engine.offer(&https(None), None).unwrap();
+    let before = engine.chain_for(&https(None)).unwrap();
+
+    let replaced = engine.replace_policy(
+        Policy::new(vec![
+            Rule::new("no-bob", Target::Reject).with_users(NameMatch::Names(vec!["bob".into()])),
+            Rule::new("api", Target::Chain(chain_of(Arc::new(Tokens)))),
+        ])
+        .unwrap(),
+    );
+    assert_eq!(replaced.rules().len(), 1);
+    assert_eq!(engine.policy().rules().len(), 2);
+
+    // The attempt in flight is judged, and its user checked, under the rules it began with.
+    let mut attempt = Attempt::new(https(None), Credential::bearer("bob"));
+    assert!(
+        engine
+            .decide(&in_flight, &mut attempt)
+            .await
+            .is_authenticated()
+    );
+    assert_eq!(audit.events().last().unwrap()["rule"], "api");
+    // A new one under the new rules.
+    let mut attempt = Attempt::new(https(None), Credential::bearer("bob"));
+    let outcome = decide(&engine, &mut attempt).await;
+    let (_, detail) = outcome.error_and_detail().unwrap();
+    assert!(detail.contains("rule `no-bob` (reject)"), "{detail}");
+    let mut attempt = Attempt::new(https(None), Credential::bearer("alice"));
+    assert!(decide(&engine, &mut attempt).await.is_authenticated());
+    // A cache keyed by the chain (session reuse) misses: the new rules' chains are new.
+    let after = engine.chain_for(&https(None)).unwrap();
+    assert!(!Arc::ptr_eq(&before, &after));
+}

@@ -241,8 +241,8 @@ impl Standalone {
         use secrecy::ExposeSecret;
         use std::io::Write;
         let prepared = crate::gateway::prepare(dir).await?;
-        crate::gateway::serve_audit_signals(prepared.audit_file.clone());
         let engine = crate::gateway::engine(&prepared)?;
+        crate::gateway::serve_signals(&prepared, &engine);
         let doors = crate::gateway::Doors::new(&prepared, &engine);
         let auth = ApiAuth::new(&prepared, engine, doors);
         let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());

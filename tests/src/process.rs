@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -147,6 +147,8 @@ pub struct ServiceProcess {
     name: &'static str,
     child: Option<Child>,
     output: Arc<Mutex<String>>,
+    /// Notified after every line recorded in `output`.
+    printed: Arc<Condvar>,
 }
 
 impl ServiceProcess {
@@ -165,6 +167,7 @@ impl ServiceProcess {
             .spawn()
             .map_err(HarnessError::io(format!("spawn `{command}`")))?;
         let output = Arc::new(Mutex::new(String::new()));
+        let printed = Arc::new(Condvar::new());
         let (ready_tx, ready_rx) = mpsc::channel::<()>();
         for pipe in [
             child
@@ -180,6 +183,7 @@ impl ServiceProcess {
         .flatten()
         {
             let output = output.clone();
+            let printed = printed.clone();
             let ready_tx = ready_tx.clone();
             thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
@@ -190,6 +194,7 @@ impl ServiceProcess {
                         out.push_str(&line);
                         out.push('\n');
                     }
+                    printed.notify_all();
                     if ready {
                         let _ = ready_tx.send(());
                     }
@@ -201,6 +206,7 @@ impl ServiceProcess {
             name,
             child: Some(child),
             output,
+            printed,
         };
         // The readers drop their senders at EOF, so a service that dies early wakes us
         // with a disconnect instead of leaving us waiting for the timeout.
@@ -227,6 +233,25 @@ impl ServiceProcess {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Waits, at most `limit`, until the process has printed `count` lines containing
+    /// `marker` (a reload's `reloaded:` line, say); its output then, or `None` when it
+    /// did not within `limit`. Woken by each line it prints, not by polling.
+    pub fn wait_for_lines(&self, marker: &str, count: usize, limit: Duration) -> Option<String> {
+        let until = Instant::now() + limit;
+        let mut out = self.output.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if out.lines().filter(|l| l.contains(marker)).count() >= count {
+                return Some(out.clone());
+            }
+            let left = until.checked_duration_since(Instant::now())?;
+            out = self
+                .printed
+                .wait_timeout(out, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
     }
 
     /// Sends `signal` (`TERM`, `HUP`, ...) to the process; false when it could not be sent

@@ -175,7 +175,7 @@ impl AuthLayer {
     /// anonymous requests.
     pub fn new(engine: Arc<Engine>) -> Self {
         let context = HttpContext {
-            challenges: challenges_of(engine.policy()),
+            challenges: challenges_of(&engine.policy()),
             ..HttpContext::default()
         };
         Self::build(Gate::new(engine), context)

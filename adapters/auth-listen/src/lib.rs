@@ -43,10 +43,11 @@ pub use admission::{
 pub use connection::{Connection, ConnectionFacts, REFUSAL_LIFETIME};
 pub use listener::{DEFAULT_UNAUTHENTICATED_TIMEOUT, Incoming, Listener, accept};
 pub use proxy::{
-    HeaderSource, Peekable, ProxyError, ProxyHeader, TrustedProxies, read_proxy_header,
+    HeaderSource, Peekable, ProxyError, ProxyHeader, SharedTrustedProxies, TrustedProxies,
+    read_proxy_header,
 };
 pub use settings::{ListenSettings, ListenSetup};
-pub use tls::{TlsError, TlsSetup};
+pub use tls::{TlsCurrent, TlsError, TlsSetup};
 
 // The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
 // not marked `no_run`.

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::admission::Admission;
 use crate::connection::{Connection, Stream};
-use crate::proxy::TrustedProxies;
+use crate::proxy::SharedTrustedProxies;
 use crate::tls::TlsSetup;
 
 /// How long a connection may hold its place without authenticating, by default (as
@@ -54,7 +54,7 @@ pub struct Listener {
     admission: Arc<Admission>,
     tls: Option<TlsSetup>,
     unauthenticated_timeout: Duration,
-    trusted_proxies: Arc<TrustedProxies>,
+    trusted_proxies: SharedTrustedProxies,
 }
 
 impl Listener {
@@ -79,7 +79,7 @@ impl Listener {
             admission: Arc::new(Admission::default()),
             tls: None,
             unauthenticated_timeout: DEFAULT_UNAUTHENTICATED_TIMEOUT,
-            trusted_proxies: Arc::new(TrustedProxies::none()),
+            trusted_proxies: SharedTrustedProxies::default(),
         }
     }
 
@@ -113,13 +113,14 @@ impl Listener {
     /// The same, taking the client's address from the PROXY header (v1 or v2) of
     /// connections from `trusted` proxies, and on HTTP and gRPC from their `Forwarded` /
     /// `X-Forwarded-For` headers; a PROXY header from anyone else is refused and audited.
-    pub fn with_trusted_proxies(mut self, trusted: Arc<TrustedProxies>) -> Self {
-        self.trusted_proxies = trusted;
+    /// A [`SharedTrustedProxies`] lets a reload replace them while the listener runs.
+    pub fn with_trusted_proxies(mut self, trusted: impl Into<SharedTrustedProxies>) -> Self {
+        self.trusted_proxies = trusted.into();
         self
     }
 
     /// The trusted proxies.
-    pub fn trusted_proxies(&self) -> &Arc<TrustedProxies> {
+    pub fn trusted_proxies(&self) -> &SharedTrustedProxies {
         &self.trusted_proxies
     }
 
@@ -192,14 +193,11 @@ impl Listener {
     /// Admits one accepted connection and runs its handshake: the connection, or
     /// `None` when it is closed without an answer.
     async fn admit(&self, mut tcp: TcpStream, addr: SocketAddr) -> Option<Connection> {
+        // Read once: the connection keeps the proxies it was admitted under.
+        let trusted = self.trusted_proxies.load();
         let admitted = self
             .admission
-            .admit(
-                &mut tcp,
-                Peer::Tcp(addr),
-                self.protocol,
-                &self.trusted_proxies,
-            )
+            .admit(&mut tcp, Peer::Tcp(addr), self.protocol, &trusted)
             .await;
         if admitted.as_ref().is_err_and(|refused| !refused.answer()) {
             return None;
@@ -221,7 +219,7 @@ impl Listener {
             Peer::Tcp(addr),
             admitted,
             self.unauthenticated_timeout,
-            self.trusted_proxies.clone(),
+            trusted,
         ))
     }
 }

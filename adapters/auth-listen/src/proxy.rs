@@ -9,7 +9,10 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use auth_core::{Peer, Proxied};
 use ipnet::IpNet;
@@ -83,6 +86,56 @@ impl TrustedProxies {
     pub fn trusts_ip(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.networks.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// [`TrustedProxies`] that a reload can replace while listeners run: every copy sees the
+/// replacement, and each connection reads them once, when it is accepted.
+///
+/// ```
+/// use auth_core::Peer;
+/// use auth_listen::{SharedTrustedProxies, TrustedProxies};
+///
+/// let shared = SharedTrustedProxies::new(TrustedProxies::none());
+/// let listeners_copy = shared.clone();
+/// shared.replace(TrustedProxies::parse(["10.0.0.0/8"]).unwrap());
+/// assert!(listeners_copy.load().trusts(&Peer::Tcp("10.1.2.3:40000".parse().unwrap())));
+/// ```
+#[derive(Clone, Default)]
+pub struct SharedTrustedProxies(Arc<ArcSwap<TrustedProxies>>);
+
+impl SharedTrustedProxies {
+    /// Sharing `trusted`.
+    pub fn new(trusted: TrustedProxies) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(trusted)))
+    }
+
+    /// The trusted proxies in force now.
+    pub fn load(&self) -> Arc<TrustedProxies> {
+        self.0.load_full()
+    }
+
+    /// Puts `trusted` in force for every copy, for the connections accepted from now on.
+    pub fn replace(&self, trusted: TrustedProxies) {
+        self.0.store(Arc::new(trusted));
+    }
+}
+
+impl From<TrustedProxies> for SharedTrustedProxies {
+    fn from(trusted: TrustedProxies) -> Self {
+        Self::new(trusted)
+    }
+}
+
+impl From<Arc<TrustedProxies>> for SharedTrustedProxies {
+    fn from(trusted: Arc<TrustedProxies>) -> Self {
+        Self(Arc::new(ArcSwap::new(trusted)))
+    }
+}
+
+impl std::fmt::Debug for SharedTrustedProxies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.load().fmt(f)
     }
 }
 

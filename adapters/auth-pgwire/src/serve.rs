@@ -30,7 +30,9 @@ use crate::frames::{DEFAULT_MAX_PRE_AUTH_FRAME, FrameCheck, FrameGuard};
 use crate::startup::Outbox;
 use crate::unix::{UnixTransport, peer_credentials};
 use auth_core::{Peer, Protocol, Proxied, TlsInfo};
-use auth_listen::{Admission, Admitted, Place, Refused, TlsSetup, TrustedProxies};
+use auth_listen::{
+    Admission, Admitted, Place, Refused, SharedTrustedProxies, TlsCurrent, TlsSetup,
+};
 
 const SSL_REQUEST: u32 = 80_877_103;
 const GSSENC_REQUEST: u32 = 80_877_104;
@@ -51,8 +53,9 @@ pub struct ServeConfig {
     /// places waits for one; when the wait runs out it is answered FATAL 53300.
     pub admission: Arc<Admission>,
     /// The proxies whose PROXY headers name the client (none by default: a PROXY
-    /// header is then refused and audited).
-    pub trusted_proxies: Arc<TrustedProxies>,
+    /// header is then refused and audited); each connection reads them when it arrives,
+    /// so a reload's replacement holds for the next one.
+    pub trusted_proxies: SharedTrustedProxies,
     /// The largest frame accepted before authentication (default
     /// [`DEFAULT_MAX_PRE_AUTH_FRAME`](crate::frames::DEFAULT_MAX_PRE_AUTH_FRAME)).
     pub max_pre_auth_frame: u32,
@@ -79,7 +82,7 @@ impl Default for ServeConfig {
             tls: None,
             auth_timeout: Duration::from_secs(60),
             admission: Arc::new(Admission::default()),
-            trusted_proxies: Arc::new(TrustedProxies::none()),
+            trusted_proxies: SharedTrustedProxies::default(),
             max_pre_auth_frame: DEFAULT_MAX_PRE_AUTH_FRAME,
             shutdown: tokio_util::sync::CancellationToken::new(),
         }
@@ -237,7 +240,7 @@ pub async fn serve<H: PgWireServerHandlers>(
             &mut tcp,
             Peer::Tcp(sender),
             Protocol::Postgres,
-            &config.trusted_proxies,
+            &config.trusted_proxies.load(),
         )
         .await;
     let (permit, addr, proxied) = match admitted {
@@ -251,9 +254,12 @@ pub async fn serve<H: PgWireServerHandlers>(
     };
     let deadline = tokio::time::sleep(config.auth_timeout);
     tokio::pin!(deadline);
+    // Taken once: the connection's channel-binding data is its certificate's, even if a
+    // reload replaces the certificate during the handshake.
+    let tls = config.tls.as_ref().map(TlsSetup::current);
     let negotiated = tokio::select! {
         _ = &mut deadline => return Ok(()),
-        n = negotiate(tcp, config.tls.as_ref().map(TlsSetup::acceptor)) => n?,
+        n = negotiate(tcp, tls.as_ref().map(TlsCurrent::acceptor)) => n?,
     };
     let max_frame = config.max_pre_auth_frame;
     let (io, (secure, tls), prefix) = match negotiated {
@@ -270,7 +276,7 @@ pub async fn serve<H: PgWireServerHandlers>(
             )
         }
         Negotiated::Tls(stream) => {
-            let facts = match &config.tls {
+            let facts = match &tls {
                 Some(tls) => tls.facts(stream.get_ref().1),
                 None => auth_core::certificate::tls::tls_info(stream.get_ref().1),
             };
@@ -316,7 +322,7 @@ pub async fn serve_unix<H: PgWireServerHandlers>(
             &mut stream,
             sender.clone(),
             Protocol::Postgres,
-            &config.trusted_proxies,
+            &config.trusted_proxies.load(),
         )
         .await;
     // Behind a trusted proxy on the socket, the connection is the TCP client it named.

@@ -150,7 +150,7 @@ impl Gate {
         // The chain an offer for this connection would carry (a bearer credential names
         // no user), so a rule for a user cannot be skipped here.
         let chain = self.engine.chain_for(connection)?;
-        reuse.get(token, chain, connection, self.engine.clock().now())
+        reuse.get(token, &chain, connection, self.engine.clock().now())
     }
 
     /// Decides about a request with `headers` arriving over `connection`.

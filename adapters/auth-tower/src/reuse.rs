@@ -12,11 +12,11 @@ use sha2::{Digest, Sha256};
 /// What a session was earned under, beyond the token: a later request must match all of
 /// it, so an authenticator that looked at the connection (an address allow-list, a token
 /// bound to the client certificate, RFC 8705) would have decided the same.
-#[derive(PartialEq, Eq)]
 struct Earned {
-    /// The address of the chain the policy picked. The policy keeps its chains for as long
-    /// as the gate lives, so addresses stay unique.
-    chain: usize,
+    /// The chain the policy picked, kept so its address cannot be reused: after a reload
+    /// (`Engine::replace_policy`) the new policy's chains are other chains, and what was
+    /// earned under the old rules is not reused under the new ones.
+    chain: Arc<Chain>,
     peer: Option<IpAddr>,
     tls: bool,
     /// SHA-256 of the client's leaf certificate, when it presented one.
@@ -27,13 +27,28 @@ impl Earned {
     fn of(chain: &Arc<Chain>, connection: &ConnectionInfo) -> Self {
         let tls = connection.tls.as_ref();
         Self {
-            chain: Arc::as_ptr(chain) as usize,
+            chain: chain.clone(),
             peer: connection.peer.ip(),
             tls: tls.is_some(),
             client_certificate: tls
                 .and_then(|t| t.client_certificates.first())
                 .map(|der| Sha256::digest(der).into()),
         }
+    }
+}
+
+impl Earned {
+    /// Whether a request on `chain` over `connection` is like the one that earned this.
+    /// Compared field by field, so a hit builds nothing.
+    fn matches(&self, chain: &Arc<Chain>, connection: &ConnectionInfo) -> bool {
+        let tls = connection.tls.as_ref();
+        Arc::ptr_eq(&self.chain, chain)
+            && self.peer == connection.peer.ip()
+            && self.tls == tls.is_some()
+            && self.client_certificate
+                == tls
+                    .and_then(|t| t.client_certificates.first())
+                    .map(|der| Sha256::digest(der).into())
     }
 }
 
@@ -80,8 +95,7 @@ impl SessionReuse {
         now: SystemTime,
     ) -> Option<Arc<dyn Session>> {
         let hit = self.sessions.get(&Self::key(token))?;
-        (now < hit.until && hit.earned == Earned::of(chain, connection))
-            .then(|| hit.session.clone())
+        (now < hit.until && hit.earned.matches(chain, connection)).then(|| hit.session.clone())
     }
 
     /// Keeps what `token` earned on `chain` over `connection` at `now`. A session without

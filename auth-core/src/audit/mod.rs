@@ -56,6 +56,11 @@ pub enum AuditEventKind {
     /// unauthenticated connection came free within the wait, or its address already
     /// holds as many connections as it may (see auth-listen's admission).
     ConnectionRefused,
+    /// A new configuration was put in force without a restart (a reload); the detail has
+    /// a digest of the file and the settings that wait for a restart.
+    ConfigReloaded,
+    /// A new configuration was refused, with its problems, and the one in force stays.
+    ConfigRefused,
 }
 
 impl AuditEventKind {
@@ -75,6 +80,8 @@ impl AuditEventKind {
             Self::SessionEnded => "session_ended",
             Self::SessionRenewalFailed => "session_renewal_failed",
             Self::AccountChanged => "account_changed",
+            Self::ConfigReloaded => "config_reloaded",
+            Self::ConfigRefused => "config_refused",
             Self::ConnectionRefused => "connection_refused",
         }
     }

@@ -197,14 +197,14 @@ impl Engine {
     ) -> Rechecked {
         // Most API policies never look at the user before the rule that ran: nothing to
         // check again, and nothing to look up on the hot path.
-        if offer.user_known || self.policy.picks_regardless_of_user(offer.index) {
+        if offer.user_known || offer.policy.picks_regardless_of_user(offer.index) {
             return Rechecked::Done(outcome, link, None);
         }
         let Some(session) = outcome.session() else {
             return Rechecked::Done(outcome, link, None);
         };
         // Nothing is copied on the way: this runs for every bearer request.
-        let (index, name, rule, chain) = match self
+        let (index, name, rule, chain) = match offer
             .policy
             .select(&attempt.connection, Some(session.user()))
         {
@@ -213,7 +213,7 @@ impl Engine {
             }
             Selection::Chain(index, name, rule, chain) => (index, name, rule, chain),
             Selection::Rejected(i) => {
-                let name = &self.policy.rules()[i].name;
+                let name = &offer.policy.rules()[i].name;
                 let refused = not_this_rule(offer, &outcome, &format!("rule `{name}` (reject)"));
                 return Rechecked::Done(refused, link, None);
             }
@@ -231,6 +231,7 @@ impl Engine {
             },
             &attempt.connection,
             self.allow_cleartext,
+            offer.policy.clone(),
         ));
         let judged_by = link.map(|i| offer.chain.links()[i].authenticator());
         let same = judged_by.and_then(|m| {

@@ -20,6 +20,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
 use crate::account::AccountStage;
 use crate::audit::{AuditEvent, AuditEventKind, AuditSink, SessionPlace, TracingAuditSink};
 use crate::chain::Chain;
@@ -70,7 +72,9 @@ pub use offer::{Mechanism, Offer};
 /// # }
 /// ```
 pub struct Engine {
-    policy: Policy,
+    /// Swapped whole by [`Engine::replace_policy`]; each offer keeps the one it was made
+    /// under, so an attempt in flight finishes under the rules it began with.
+    policy: ArcSwap<Policy>,
     /// Set only through [`DangerousEngineBuilder::allow_cleartext_without_tls`].
     allow_cleartext: bool,
     audit: Arc<dyn AuditSink>,
@@ -85,7 +89,7 @@ pub struct Engine {
 impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Engine")
-            .field("policy", &self.policy)
+            .field("policy", &self.policy.load())
             .field("rate_limited", &self.limiter.is_some())
             .field("account_stage", &self.accounts.is_some())
             .field("allow_cleartext_without_tls", &self.allow_cleartext)
@@ -171,7 +175,7 @@ impl Engine {
     pub fn builder(policy: Policy) -> EngineBuilder {
         EngineBuilder {
             engine: Engine {
-                policy,
+                policy: ArcSwap::from_pointee(policy),
                 allow_cleartext: false,
                 audit: Arc::new(TracingAuditSink),
                 limiter: None,
@@ -182,9 +186,18 @@ impl Engine {
         }
     }
 
-    /// The policy.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// The policy now in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    /// Puts `policy` in force for every offer made from now on (a reload): the adapters
+    /// keep their `Arc<Engine>`, attempts already offered finish under the policy they
+    /// were offered under, and open sessions go on. The audit sink, the rate limiter with
+    /// its counts, the account stage and the clock stay as they are. Returns the policy it
+    /// replaced.
+    pub fn replace_policy(&self, policy: Policy) -> Arc<Policy> {
+        self.policy.swap(Arc::new(policy))
     }
 
     /// The clock.
@@ -221,7 +234,8 @@ impl Engine {
         credential_user: Option<&str>,
     ) -> Result<Offer, Failure> {
         let user = credential_user.or(connection.user.as_deref());
-        let (detail, rule) = match self.policy.select(connection, user) {
+        let policy = self.policy.load_full();
+        let (detail, rule) = match policy.select(connection, user) {
             Selection::Chain(index, name, rule, chain) => {
                 return Ok(Offer::new(
                     offer::Selected {
@@ -233,10 +247,11 @@ impl Engine {
                     },
                     connection,
                     self.allow_cleartext,
+                    policy.clone(),
                 ));
             }
             Selection::Rejected(i) => {
-                let name = self.policy.rules()[i].name.as_str();
+                let name = policy.rules()[i].name.as_str();
                 (format!("rejected by policy rule `{name}`"), Some(name))
             }
             Selection::NoMatch => ("no policy rule matches the connection".to_owned(), None),
@@ -261,10 +276,16 @@ impl Engine {
     }
 
     /// The chain an offer for `connection` would carry, found without auditing anything:
-    /// for caches keyed on the chain (session reuse), never to run it.
-    pub fn chain_for(&self, connection: &ConnectionInfo) -> Option<&Arc<Chain>> {
-        match self.policy.select(connection, connection.user.as_deref()) {
-            Selection::Chain(_, _, _, chain) => Some(chain),
+    /// for caches keyed on the chain (session reuse), never to run it. A cache that keeps
+    /// the `Arc` and compares with [`Arc::ptr_eq`] misses after
+    /// [`Engine::replace_policy`], as it should: the new policy's chains are new.
+    pub fn chain_for(&self, connection: &ConnectionInfo) -> Option<Arc<Chain>> {
+        match self
+            .policy
+            .load()
+            .select(connection, connection.user.as_deref())
+        {
+            Selection::Chain(_, _, _, chain) => Some(chain.clone()),
             _ => None,
         }
     }

@@ -10,7 +10,7 @@ use crate::certificate::CertificateCheck;
 use crate::chain::Chain;
 use crate::connection::ConnectionInfo;
 use crate::credential::{Credential, CredentialKind};
-use crate::policy::Rule;
+use crate::policy::{Policy, Rule};
 
 /// One way a client may authenticate, as an adapter asks for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -78,6 +78,9 @@ pub struct Offer {
     pub(super) chain: Arc<Chain>,
     pub(super) certificate: Option<Arc<CertificateCheck>>,
     pub(super) identity_map: Option<Arc<IdentityMap>>,
+    /// The policy the offer was made under, which a user known only after the method ran
+    /// is checked against: a reload in between does not change the rules of an attempt.
+    pub(super) policy: Arc<Policy>,
     /// Inline: an offer is made for every request on HTTP, and few chains have more.
     mechanisms: SmallVec<[Mechanism; 4]>,
     needs_tls: bool,
@@ -100,6 +103,7 @@ impl Offer {
         selected: Selected<'_>,
         connection: &ConnectionInfo,
         allow_cleartext: bool,
+        policy: Arc<Policy>,
     ) -> Self {
         let chain = selected.chain;
         let withheld = chain.withheld_on(
@@ -189,6 +193,7 @@ impl Offer {
             mechanisms,
             needs_tls,
             withheld,
+            policy,
         }
     }
 
@@ -286,14 +291,15 @@ mod tests {
 
     fn offer_of(chain: &Arc<Chain>, connection: &ConnectionInfo, cleartext: bool) -> Offer {
         let rule = Rule::new("rule", crate::policy::Target::Chain(chain.clone()));
+        let policy = Arc::new(Policy::new(vec![rule]).unwrap());
         let selected = Selected {
             index: 0,
             name: &Arc::from("rule"),
-            rule: &rule,
+            rule: &policy.rules()[0],
             chain,
             user_known: true,
         };
-        Offer::new(selected, connection, cleartext)
+        Offer::new(selected, connection, cleartext, policy.clone())
     }
 
     #[test]

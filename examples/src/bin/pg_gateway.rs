@@ -97,7 +97,6 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    gateway::serve_audit_signals(prepared.audit_file.clone());
     let engine = match gateway::engine(&prepared) {
         Ok(engine) => engine,
         Err(e) => {
@@ -105,6 +104,8 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // SIGHUP reloads gateway.toml (and reopens the audit log), SIGUSR1 flushes the log.
+    gateway::serve_signals(&prepared, &engine);
     let addr = args.listen.unwrap_or(prepared.config.gateway.listen);
     // One set of places for unauthenticated connections, whichever door they use.
     let doors = gateway::Doors::new(&prepared, &engine);

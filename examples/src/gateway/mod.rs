@@ -4,6 +4,7 @@
 
 mod config;
 mod oauth;
+mod reload;
 mod rules;
 mod sql;
 mod upgrade;
@@ -19,7 +20,9 @@ use auth_core::local::SystemUsers;
 use auth_core::rate_limit::LimitSettings;
 use auth_core::{AuditSink, Engine, MemoryRateLimiter, RateLimiter, Role};
 use auth_core::{Authenticator, ConnectionInfo, CredentialKind, Peer, Protocol};
-use auth_listen::{Admission, AdmissionSettings, Listener, TlsSetup, TrustedProxies};
+use auth_listen::{
+    Admission, AdmissionSettings, Listener, SharedTrustedProxies, TlsSetup, TrustedProxies,
+};
 use auth_password::{Hasher, Users};
 use auth_pgwire::unix::UnixSocket;
 use auth_pgwire::{PgAuthConfig, PgServer};
@@ -33,6 +36,7 @@ pub use config::{
     RuleConfig,
 };
 pub use oauth::OAuthSetup;
+pub use reload::{Reloaded, Reloader};
 pub use rules::engine;
 pub use sql::DemoSql;
 
@@ -114,8 +118,9 @@ pub struct Prepared {
     pub config_warnings: Vec<auth_core::settings::ConfigProblem>,
     /// The password hasher of `[password]`.
     pub hasher: Hasher,
-    /// `trusted_proxies`: whose PROXY headers and forwarding headers name the client.
-    pub trusted_proxies: Arc<TrustedProxies>,
+    /// `trusted_proxies`: whose PROXY headers and forwarding headers name the client
+    /// (replaced in place by a reload).
+    pub trusted_proxies: SharedTrustedProxies,
     /// The places and waits for unauthenticated connections (auth-listen's settings).
     pub listen: AdmissionSettings,
     /// How long a connection may stay unauthenticated (`auth_timeout`).
@@ -282,18 +287,6 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
             ))
         })?;
 
-    let client_cas = config
-        .client_certificates
-        .build(data_dir)
-        .map_err(built("client_certificates"))?;
-    let tls = config
-        .listen
-        .tls(data_dir, client_cas.as_deref())
-        .map_err(built(""))?;
-    let client_name = config
-        .client_certificates
-        .client_name()
-        .map_err(built("client_certificates"))?;
     let (hasher, policy) = config.password.build().map_err(built("password"))?;
 
     let wallet = Arc::new(
@@ -347,14 +340,20 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         .map_err(|e| err("migrate the user directory")(&e))?;
     // Identity maps are the rules' own (`map = "..."`), handed to the engine with them.
     let accounts = Arc::new(AccountStage::new(Arc::new(directory)));
-    let oauth = oauth::setup(data_dir, &config, &wallet).await?;
+    let Reloadable {
+        client_cas,
+        tls,
+        client_name,
+        oauth,
+        trusted_proxies,
+    } = Reloadable::build(data_dir, &config, &wallet, None).await?;
     let issuer = Arc::new(crate::api::LocalIssuer::load_or_create(data_dir)?);
     let listen = config
         .listen
         .build()
         .map_err(|mut problems| built("")(problems.remove(0)))?;
     Ok(Prepared {
-        trusted_proxies: Arc::new(listen.trusted_proxies),
+        trusted_proxies: SharedTrustedProxies::new(trusted_proxies),
         listen: listen.admission,
         auth_timeout: listen.auth_timeout,
         issuer,
@@ -376,6 +375,52 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         audit_file: audit,
         limiter,
     })
+}
+
+/// What the configuration makes that a reload makes again (see [`reload`]).
+struct Reloadable {
+    client_cas: Option<Arc<TrustedIssuers>>,
+    tls: TlsSetup,
+    client_name: ClientName,
+    oauth: OAuthSetup,
+    trusted_proxies: TrustedProxies,
+}
+
+impl Reloadable {
+    /// Builds it from `config`; on a reload, keeping the OAuth validators of `running`
+    /// whose settings did not change.
+    async fn build(
+        data_dir: &Path,
+        config: &GatewayConfig,
+        wallet: &Arc<Wallet>,
+        running: Option<(&GatewayConfig, &OAuthSetup)>,
+    ) -> Result<Self, GatewayError> {
+        let client_cas = config
+            .client_certificates
+            .build(data_dir)
+            .map_err(built("client_certificates"))?;
+        let tls = config
+            .listen
+            .tls(data_dir, client_cas.as_deref())
+            .map_err(built(""))?;
+        let client_name = config
+            .client_certificates
+            .client_name()
+            .map_err(built("client_certificates"))?;
+        let oauth = oauth::setup(data_dir, config, wallet, running).await?;
+        let trusted_proxies = config
+            .listen
+            .build()
+            .map_err(|mut problems| built("")(problems.remove(0)))?
+            .trusted_proxies;
+        Ok(Self {
+            client_cas,
+            tls,
+            client_name,
+            oauth,
+            trusted_proxies,
+        })
+    }
 }
 
 /// The one limiter every front door shares, as `[rate_limit]` says; with limiting
@@ -460,7 +505,7 @@ pub struct Doors {
     /// The places, shared by every listener.
     pub admission: Arc<Admission>,
     /// `trusted_proxies`.
-    pub trusted_proxies: Arc<TrustedProxies>,
+    pub trusted_proxies: SharedTrustedProxies,
     /// How long a connection may stay unauthenticated (`auth_timeout`).
     pub auth_timeout: std::time::Duration,
 }
@@ -494,24 +539,22 @@ impl Doors {
     }
 }
 
-/// Serves the audit log's signals for the life of the process: SIGHUP reopens the file
-/// (logrotate's `postrotate`), SIGUSR1 writes out every queued event and then counts up
+/// Serves the process's signals for its life: SIGHUP reopens the audit log (logrotate's
+/// `postrotate`) and then reloads `gateway.toml` into `engine` and the doors (see
+/// [`Reloader`]); SIGUSR1 writes out every queued audit event and then counts up
 /// `<audit log>.flushed` (what a backup, or a test reading the log, waits for).
-pub fn serve_audit_signals(audit: Arc<AuditFile>) {
+pub fn serve_signals(prepared: &Prepared, engine: &Arc<Engine>) {
+    let reloader = Arc::new(Reloader::new(prepared, engine.clone()));
+    reload::serve_reloads(reloader, prepared.audit_file.clone());
+    serve_audit_flush(prepared.audit_file.clone());
+}
+
+fn serve_audit_flush(audit: Arc<AuditFile>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut hup), Ok(mut usr1)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::user_defined1()),
-    ) else {
-        tracing::warn!("no SIGHUP/SIGUSR1 handler: the audit log is not reopened on SIGHUP");
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        tracing::warn!("no SIGUSR1 handler: the audit log is flushed only at exit");
         return;
     };
-    let reopen = audit.clone();
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            reopen.reopen();
-        }
-    });
     tokio::spawn(async move {
         let mut flushed = 0u64;
         while usr1.recv().await.is_some() {

@@ -11,7 +11,7 @@ use auth_oauth::{JwtAuthenticator, PasswordGrantAuthenticator};
 use super::GatewayError;
 
 /// The OAuth authenticators the rules use, built once at start.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct OAuthSetup {
     /// A validator per `[[oauth_issuer]]`, by issuer.
     pub issuers: HashMap<String, Arc<JwtAuthenticator>>,
@@ -40,25 +40,48 @@ pub(super) fn advertises(advertised: &str, issuer: &str) -> bool {
 }
 
 /// Builds the validators of `[[oauth_issuer]]` and the password grant of
-/// `[oauth_password]`, each with its crate's `build()`.
+/// `[oauth_password]`, each with its crate's `build()`. On a reload, `running` is the
+/// configuration in force and what was built from it: an issuer or grant whose settings
+/// did not change is kept as it is, with its JWKS and token caches.
 pub(super) async fn setup(
     data_dir: &Path,
     config: &super::GatewayConfig,
     wallet: &Arc<auth_wallet::Wallet>,
+    running: Option<(&super::GatewayConfig, &OAuthSetup)>,
 ) -> Result<OAuthSetup, GatewayError> {
     let mut setup = OAuthSetup::default();
     for (i, issuer) in config.oauth_issuers.iter().enumerate() {
-        let jwt = issuer
-            .build(data_dir)
-            .map_err(super::built(&format!("oauth_issuer[{i}]")))?;
-        setup.issuers.insert(issuer.issuer.clone(), Arc::new(jwt));
+        let kept = running.and_then(|(old, built)| {
+            old.oauth_issuers
+                .contains(issuer)
+                .then(|| built.issuers.get(&issuer.issuer).cloned())
+                .flatten()
+        });
+        let jwt = match kept {
+            Some(jwt) => jwt,
+            None => Arc::new(
+                issuer
+                    .build(data_dir)
+                    .map_err(super::built(&format!("oauth_issuer[{i}]")))?,
+            ),
+        };
+        setup.issuers.insert(issuer.issuer.clone(), jwt);
     }
     if let Some(grant) = &config.oauth_password {
-        let grant = grant
-            .build(data_dir, wallet.clone())
-            .await
-            .map_err(super::built("oauth_password"))?;
-        setup.password_grant = Some(Arc::new(grant));
+        let kept = running.and_then(|(old, built)| {
+            (old.oauth_password.as_ref() == Some(grant))
+                .then(|| built.password_grant.clone())
+                .flatten()
+        });
+        setup.password_grant = Some(match kept {
+            Some(grant) => grant,
+            None => Arc::new(
+                grant
+                    .build(data_dir, wallet.clone())
+                    .await
+                    .map_err(super::built("oauth_password"))?,
+            ),
+        });
     }
     Ok(setup)
 }

@@ -44,6 +44,21 @@ struct Parts<'a> {
 /// The engine of `prepared`'s rules, shared by pgwire, HTTP and gRPC: one rule file guards
 /// every door.
 pub fn engine(prepared: &Prepared) -> Result<Arc<Engine>, GatewayError> {
+    let builder = Engine::builder(policy(prepared)?)
+        .audit(prepared.audit.clone())
+        .rate_limiter(prepared.limiter.clone())
+        .accounts(prepared.accounts.clone());
+    let builder = if prepared.config.gateway.danger_allow_cleartext_without_tls {
+        builder.dangerous().allow_cleartext_without_tls()
+    } else {
+        builder
+    };
+    Ok(Arc::new(builder.build()))
+}
+
+/// The policy of `prepared`'s rules: what a reload puts in force
+/// ([`Engine::replace_policy`]).
+pub(super) fn policy(prepared: &Prepared) -> Result<Policy, GatewayError> {
     let users = Users::new(prepared.wallet.clone());
     let hasher = prepared.hasher.clone();
     let parts = Parts {
@@ -68,17 +83,7 @@ pub fn engine(prepared: &Prepared) -> Result<Arc<Engine>, GatewayError> {
     for rule in &prepared.config.rules {
         rules.extend(core_rules(&parts, rule).map_err(GatewayError)?);
     }
-    let policy = Policy::new(rules).map_err(|e| GatewayError(e.to_string()))?;
-    let builder = Engine::builder(policy)
-        .audit(prepared.audit.clone())
-        .rate_limiter(prepared.limiter.clone())
-        .accounts(prepared.accounts.clone());
-    let builder = if prepared.config.gateway.danger_allow_cleartext_without_tls {
-        builder.dangerous().allow_cleartext_without_tls()
-    } else {
-        builder
-    };
-    Ok(Arc::new(builder.build()))
+    Policy::new(rules).map_err(|e| GatewayError(e.to_string()))
 }
 
 /// The validator of the tokens the gateway issues itself.

@@ -99,6 +99,7 @@ mod credential;
 pub mod engine;
 mod error;
 pub mod local;
+pub mod metrics;
 mod open_session;
 mod outcome;
 pub mod policy;

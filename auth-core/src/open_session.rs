@@ -86,6 +86,7 @@ impl OpenSession {
             ends: None,
         };
         open.record(AuditEventKind::SessionStarted, Duration::ZERO, None);
+        crate::metrics::session_open(open.place.protocol, true);
         open
     }
 
@@ -141,6 +142,7 @@ impl OpenSession {
             return;
         };
         if let Err(failure) = work.await {
+            crate::metrics::renewal_failed(self.place.protocol);
             self.record(
                 AuditEventKind::SessionRenewalFailed,
                 Duration::ZERO,
@@ -164,6 +166,7 @@ impl OpenSession {
             work
         });
         self.record(AuditEventKind::SessionEnded, self.started.elapsed(), None);
+        crate::metrics::session_open(self.place.protocol, false);
         work
     }
 

@@ -179,6 +179,18 @@ pub enum RefusalReason {
 }
 
 impl RefusalReason {
+    /// The code the `reason` label of `auth_connections_refused_total` carries.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::TooManySilent => "too_many_silent",
+            Self::NoPlace => "no_place",
+            Self::TooManyWaiting => "too_many_waiting",
+            Self::Silent => "silent",
+            Self::UntrustedProxyHeader => "untrusted_proxy_header",
+            Self::BadProxyHeader => "bad_proxy_header",
+        }
+    }
+
     /// Whether this refusal is the server's doing (and audited), rather than a client
     /// that left or never spoke.
     pub fn is_refusal(self) -> bool {
@@ -465,6 +477,12 @@ impl Admission {
     /// Writes the refusal (unless the client merely left) and takes a place among the
     /// refusals being answered, when one is free.
     fn refuse(self: &Arc<Self>, peer: &Peer, protocol: Protocol, reason: RefusalReason) -> Refused {
+        metrics::counter!(
+            crate::metrics::CONNECTIONS_REFUSED,
+            "protocol" => protocol.as_str(),
+            "reason" => reason.code()
+        )
+        .increment(1);
         if reason.is_refusal() {
             tracing::info!(peer = %peer, reason = %reason, "connection refused");
             if let Some(audit) = &self.audit

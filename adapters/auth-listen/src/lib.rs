@@ -33,6 +33,7 @@
 pub mod admission;
 mod connection;
 mod listener;
+pub mod metrics;
 pub mod proxy;
 mod settings;
 pub mod tls;

@@ -209,6 +209,7 @@ impl Listener {
                 Ok((stream, info)) => (Stream::Tls(Box::new(stream)), Some(info)),
                 Err(e) => {
                     tracing::debug!(peer = %addr, error = %e, "TLS handshake failed");
+                    crate::metrics::handshake_failed(self.protocol);
                     return None;
                 }
             },

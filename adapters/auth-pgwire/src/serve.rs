@@ -157,6 +157,10 @@ async fn read_opening<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+fn handshake_failed() {
+    auth_listen::metrics::handshake_failed(Protocol::Postgres);
+}
+
 async fn negotiate(mut tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Result<Negotiated> {
     let mut first = [0u8; 1];
     if tcp.peek(&mut first).await? == 0 {
@@ -170,7 +174,10 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Result<
                 "direct TLS without TLS configured",
             ));
         };
-        let stream = acceptor.accept(tcp).await?;
+        let stream = acceptor
+            .accept(tcp)
+            .await
+            .inspect_err(|_| handshake_failed())?;
         if stream.get_ref().1.alpn_protocol() != Some(b"postgresql".as_slice()) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -196,7 +203,10 @@ async fn negotiate(mut tcp: TcpStream, tls: Option<&TlsAcceptor>) -> io::Result<
                 return Ok(Negotiated::Refused);
             }
             tcp.write_all(b"S").await?;
-            let stream = acceptor.accept(tcp).await?;
+            let stream = acceptor
+                .accept(tcp)
+                .await
+                .inspect_err(|_| handshake_failed())?;
             Ok(Negotiated::Tls(Box::new(stream)))
         }
         (Opening::SslRequest, None) => Err(io::ErrorKind::InvalidData.into()),

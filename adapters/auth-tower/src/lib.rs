@@ -36,6 +36,7 @@ pub use forwarded::behind_proxies;
 pub use gate::{DangerousGate, Gate, Verdict};
 pub use message::public_message;
 pub use negotiate::negotiate_header;
+pub use reuse::SESSION_REUSE_METRIC;
 pub use service::{GateFuture, GateLayer, GateService, Mapping, connection_info};
 
 // The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those

@@ -66,7 +66,13 @@ const MAX_AGE_CAP: Duration = Duration::from_secs(365 * 86_400);
 pub(crate) struct SessionReuse {
     sessions: quick_cache::sync::Cache<[u8; 32], Arc<Reused>>,
     max_age: Duration,
+    /// `auth_session_reuse_total` by `result` (`hit`, `miss`), registered at first use.
+    counted: std::sync::OnceLock<[metrics::Counter; 2]>,
 }
+
+/// `auth_session_reuse_total{result}`: requests that presented a bearer token, by whether
+/// the session it earned before was reused (`hit`) or the chain ran (`miss`).
+pub const SESSION_REUSE_METRIC: &str = "auth_session_reuse_total";
 
 impl SessionReuse {
     pub(crate) fn new(capacity: u64, max_age: Duration) -> Self {
@@ -78,7 +84,18 @@ impl SessionReuse {
                 usize::try_from(capacity.max(1)).unwrap_or(usize::MAX),
             ),
             max_age,
+            counted: std::sync::OnceLock::new(),
         }
+    }
+
+    fn count(&self, hit: bool) {
+        let [hits, misses] = self.counted.get_or_init(|| {
+            [
+                metrics::counter!(SESSION_REUSE_METRIC, "result" => "hit"),
+                metrics::counter!(SESSION_REUSE_METRIC, "result" => "miss"),
+            ]
+        });
+        if hit { hits } else { misses }.increment(1);
     }
 
     fn key(token: &str) -> [u8; 32] {
@@ -94,8 +111,11 @@ impl SessionReuse {
         connection: &ConnectionInfo,
         now: SystemTime,
     ) -> Option<Arc<dyn Session>> {
-        let hit = self.sessions.get(&Self::key(token))?;
-        (now < hit.until && hit.earned.matches(chain, connection)).then(|| hit.session.clone())
+        let reused = self.sessions.get(&Self::key(token)).and_then(|hit| {
+            (now < hit.until && hit.earned.matches(chain, connection)).then(|| hit.session.clone())
+        });
+        self.count(reused.is_some());
+        reused
     }
 
     /// Keeps what `token` earned on `chain` over `connection` at `now`. A session without

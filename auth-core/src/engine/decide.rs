@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use super::{Engine, Offer};
 use crate::account::IdentityMap;
@@ -33,8 +33,8 @@ impl Engine {
 
     async fn decide_once(&self, offer: &Offer, attempt: &mut Attempt) -> Outcome {
         attempt.set_clock(&self.clock);
-        // Only the audit event needs the duration; an unaudited engine reads no clock.
-        let started = self.audit.enabled().then(Instant::now);
+        // The decision's time, for the audit event and the latency histogram.
+        let started = Instant::now();
         if !offer.permits(&attempt.credential) {
             // Refused before anything reads the secret, and neutral for the limiter: the
             // client's software chose the transport, not a guess at a password.
@@ -77,9 +77,8 @@ impl Engine {
         };
         // Audits the attempt if it is dropped before it ends (the reservation itself
         // tells the limiter).
-        let mut unfinished = started
-            .filter(|_| reservation.is_limited())
-            .map(|started| Unfinished::new(self, attempt, started));
+        let mut unfinished = (self.audit.enabled() && reservation.is_limited())
+            .then(|| Unfinished::new(self, attempt, started));
         if let Some(shared) = reservation.shared() {
             // The credential has arrived: its verification takes a slot.
             let wait = offer.chain.slot_wait(&attempt.credential);
@@ -290,6 +289,7 @@ impl Engine {
 
     /// Reports a limiter's refusal: a `lockout` or `busy` audit event, and the rejection.
     fn refuse(&self, attempt: &Attempt, refusal: Refusal) -> Outcome {
+        crate::metrics::limiter_refusal(attempt.connection.protocol, &refusal);
         let detail = refusal.to_string();
         if self.audit.enabled() {
             let kind = match refusal {
@@ -337,14 +337,22 @@ impl Engine {
         attempt: &Attempt,
         outcome: &Outcome,
         link: Option<usize>,
-        started: Option<Instant>,
+        started: Instant,
         abandoned: bool,
     ) {
+        let method = link.map(|i| offer.chain.links()[i].authenticator().name());
+        let took = started.elapsed();
+        let failure = outcome.error_and_detail();
+        self.metrics.attempt(
+            attempt.connection.protocol,
+            method,
+            crate::metrics::outcome_label(outcome.class(), abandoned),
+            failure.map(|(error, _)| error),
+            took,
+        );
         if !self.audit.enabled() {
             return;
         }
-        let method = link.map(|i| offer.chain.links()[i].authenticator().name());
-        let failure = outcome.error_and_detail();
         let kind = if outcome.is_authenticated() {
             AuditEventKind::AttemptSucceeded
         } else if abandoned {
@@ -365,7 +373,7 @@ impl Engine {
                 .with_user(user)
                 .with_rule(Some(offer.rule()))
                 .with_method(method)
-                .with_duration(started.map_or(Duration::ZERO, |s| s.elapsed()))
+                .with_duration(took)
                 .with_failure(
                     failure.map(|(error, _)| error.code()),
                     failure.map(|(_, detail)| detail),
@@ -424,6 +432,7 @@ impl Drop for Unfinished<'_> {
         let Some(engine) = self.engine else {
             return;
         };
+        crate::metrics::abandoned(self.protocol);
         engine.audit.record(
             &AuditEvent::new(
                 AuditEventKind::Abandoned,

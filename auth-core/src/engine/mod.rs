@@ -84,6 +84,8 @@ pub struct Engine {
     /// The backends' work of sessions that ended (an OAuth revocation), which a shutdown
     /// waits for ([`Engine::drain_sessions`]).
     session_ends: tokio_util::task::TaskTracker,
+    /// The handles of the attempts' series (see [`crate::metrics`]).
+    metrics: crate::metrics::EngineMetrics,
 }
 
 impl fmt::Debug for Engine {
@@ -182,6 +184,7 @@ impl Engine {
                 accounts: None,
                 clock: system_clock(),
                 session_ends: tokio_util::task::TaskTracker::new(),
+                metrics: crate::metrics::EngineMetrics::default(),
             },
         }
     }
@@ -256,6 +259,7 @@ impl Engine {
             }
             Selection::NoMatch => ("no policy rule matches the connection".to_owned(), None),
         };
+        crate::metrics::policy_reject(connection.protocol);
         if self.audit.enabled() {
             self.audit.record(
                 &AuditEvent::on(

@@ -228,6 +228,28 @@ impl JwtAuthenticator {
         self
     }
 
+    /// Fetches the keys of `issuer` now (a readiness check: does the issuer answer?), and
+    /// keeps them in use when it does. The number of usable keys it published, or why
+    /// it could not be asked. Also sets `auth_jwks_age_seconds{issuer}` to the age of
+    /// the keys in use afterwards.
+    pub async fn probe_issuer(&self, issuer: &str) -> Result<usize, String> {
+        let Some((_, keys)) = self.issuers.get(issuer) else {
+            return Err(format!("issuer `{issuer}` is not trusted here"));
+        };
+        let now = self.clock.now();
+        let probed = keys.probe(now).await;
+        if let Some(age) = keys.age(now) {
+            metrics::gauge!(crate::JWKS_AGE_METRIC, "issuer" => issuer.to_owned())
+                .set(age.as_secs_f64());
+        }
+        probed
+    }
+
+    /// The issuers trusted, as their tokens name them.
+    pub fn issuers(&self) -> impl Iterator<Item = &str> {
+        self.issuers.keys().map(String::as_str)
+    }
+
     /// How many times the keys of `issuer` were fetched (for tests and metrics).
     pub fn key_fetches(&self, issuer: &str) -> u64 {
         self.issuers.get(issuer).map_or(0, |(_, k)| k.fetches())

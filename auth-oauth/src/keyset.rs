@@ -249,6 +249,18 @@ impl KeySet {
 
     async fn download(&self, now: SystemTime) -> Result<Keys, String> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
+        let fetched = self.download_keys(now).await;
+        // The issuer label is bounded by the configuration: only configured issuers fetch.
+        metrics::counter!(
+            crate::JWKS_FETCHES_METRIC,
+            "issuer" => self.issuer.clone(),
+            "result" => if fetched.is_ok() { "ok" } else { "failed" }
+        )
+        .increment(1);
+        fetched
+    }
+
+    async fn download_keys(&self, now: SystemTime) -> Result<Keys, String> {
         let jwks_url = match &self.source {
             KeySource::Static(_) => return Err("static keys are never fetched".into()),
             KeySource::Jwks(url) => url.clone(),
@@ -321,6 +333,30 @@ impl KeySet {
                 Err(why)
             }
         }
+    }
+
+    /// Fetches the keys now, whatever the cache holds: a readiness check asks whether the
+    /// issuer answers, which cached keys cannot tell. On success the fetched keys are
+    /// the ones in use. Returns how many usable keys it published.
+    pub(crate) async fn probe(&self, now: SystemTime) -> Result<usize, String> {
+        if matches!(self.source, KeySource::Static(_)) {
+            return Ok(self.current().by_kid.len() + self.current().unkeyed.len());
+        }
+        let mut state = self.fetch.lock().await;
+        match self.download(now).await {
+            Ok(keys) => {
+                state.failed = None;
+                let count = keys.by_kid.len() + keys.unkeyed.len();
+                *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+                Ok(count)
+            }
+            Err(why) => Err(why),
+        }
+    }
+
+    /// How long ago the keys in use were fetched (`None`: never).
+    pub(crate) fn age(&self, now: SystemTime) -> Option<Duration> {
+        self.current().age(now)
     }
 
     /// Starts one refresh task unless one is running or one started within the

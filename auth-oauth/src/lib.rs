@@ -82,3 +82,12 @@ pub use settings::{
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// `auth_jwks_fetches_total{issuer, result}`: fetches of a configured issuer's keys
+/// (`result` is `ok` or `failed`; `issuer` is one the configuration names, so the series
+/// are bounded by it).
+pub const JWKS_FETCHES_METRIC: &str = "auth_jwks_fetches_total";
+
+/// `auth_jwks_age_seconds{issuer}`: how old the keys in use of a configured issuer are,
+/// as of the last [`JwtAuthenticator::probe_issuer`].
+pub const JWKS_AGE_METRIC: &str = "auth_jwks_age_seconds";

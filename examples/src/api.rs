@@ -127,6 +127,8 @@ pub struct ApiAuth {
     pub tls: Option<ApiTls>,
     /// What the APIs listen with, shared with every front door.
     pub doors: crate::gateway::Doors,
+    /// The gateway's readiness, which the gRPC API serves as `grpc.health.v1`.
+    pub health: Option<Arc<crate::admin::Health>>,
 }
 
 impl std::fmt::Debug for ApiAuth {
@@ -147,7 +149,15 @@ impl ApiAuth {
             issuer: prepared.issuer.clone(),
             tls: ApiTls::new(prepared),
             doors,
+            health: None,
         }
+    }
+
+    /// The same, serving `health` as gRPC's `grpc.health.v1`.
+    #[must_use]
+    pub fn with_health(mut self, health: Arc<crate::admin::Health>) -> Self {
+        self.health = Some(health);
+        self
     }
 
     /// Whether the APIs refuse passwords and tokens: plaintext (`api_tls = false`) without
@@ -228,7 +238,8 @@ impl Standalone {
                 &mut std::io::stderr(),
             );
         }
-        match self.serve(&common.data_dir, &listen).await {
+        common.init_logging();
+        match self.serve(&common, &listen).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 let _ = writeln!(std::io::stderr(), "{}: {e}", self.name());
@@ -237,17 +248,20 @@ impl Standalone {
         }
     }
 
-    async fn serve(self, dir: &std::path::Path, listen: &str) -> Result<(), GatewayError> {
+    async fn serve(self, common: &crate::cli::CommonArgs, listen: &str) -> Result<(), GatewayError> {
         use secrecy::ExposeSecret;
         use std::io::Write;
-        let prepared = crate::gateway::prepare(dir).await?;
+        // Before the first attempt, so the engine's metric handles are the recorder's.
+        let metrics = crate::admin::install_metrics();
+        let prepared = crate::gateway::prepare(&common.data_dir).await?;
         let engine = crate::gateway::engine(&prepared)?;
         crate::gateway::serve_signals(&prepared, &engine);
         let doors = crate::gateway::Doors::new(&prepared, &engine);
-        let auth = ApiAuth::new(&prepared, engine, doors);
         let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
         let mut out = std::io::stdout();
         let _ = crate::gateway::write_banner(&mut out, &prepared);
+        let health = crate::admin::start(&common.admin_listen, &prepared, metrics, &mut out).await;
+        let auth = ApiAuth::new(&prepared, engine, doors).with_health(health);
         let stop = crate::gateway::shutdown_requested();
         match self {
             Self::Http => {

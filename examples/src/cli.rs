@@ -28,6 +28,44 @@ pub struct CommonArgs {
     /// variable otherwise. Starts nothing and writes nothing.
     #[arg(long)]
     pub check_config: bool,
+    /// The admin listener: /metrics (Prometheus), /livez and /readyz; plain HTTP on
+    /// loopback, TLS with the gateway's certificate elsewhere; `off` for none.
+    #[arg(
+        long,
+        env = "GATEWAY_ADMIN_LISTEN",
+        value_name = "ADDR|off",
+        default_value = crate::admin::ADMIN_LISTEN
+    )]
+    pub admin_listen: String,
+    /// How log lines are written to standard error (RUST_LOG filters them; default
+    /// `warn`): `text`, or `json` (one object per line, with the attempt's connection id
+    /// that its audit events carry).
+    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+impl CommonArgs {
+    /// Installs the log subscriber (`RUST_LOG`, default `warn`) in `log_format`.
+    pub fn init_logging(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        let _ = match self.log_format {
+            LogFormat::Text => builder.try_init(),
+            LogFormat::Json => builder.json().try_init(),
+        };
+    }
 }
 
 const AFTER_HELP: &str = "Every setting of gateway.toml can be overridden by an environment \

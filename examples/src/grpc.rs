@@ -75,6 +75,8 @@ pub struct Started {
     /// Whether passwords and tokens are refused here: plaintext without the engine's
     /// cleartext opt-in (`danger_allow_cleartext_without_tls`).
     pub secrets_refused: bool,
+    /// The readiness `grpc.health.v1` reports, when the gateway has one.
+    pub health: Option<std::sync::Arc<crate::admin::Health>>,
 }
 
 /// Binds `listen` (`flag` names the option that sets it, for the error) and prepares the
@@ -93,6 +95,7 @@ pub async fn start(auth: &ApiAuth, listen: &str, flag: &str) -> Result<Started, 
         token: auth.demo_token()?,
         tls: auth.tls.clone(),
         secrets_refused: auth.refuses_secrets(),
+        health: auth.health.clone(),
     })
 }
 
@@ -149,7 +152,32 @@ pub async fn serve(
     let bad = |e: tonic_reflection::server::Error| GatewayError(format!("reflection: {e}"));
     let v1 = reflection().build_v1().map_err(bad)?;
     let v1alpha = reflection().build_v1alpha().map_err(bad)?;
+    // The gateway's readiness, outside the auth layer as reflection is: a load balancer
+    // asks it without credentials.
+    let (reporter, health) = tonic_health::server::health_reporter();
+    if let Some(state) = &started.health {
+        let mut ready = state.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let status = if *ready.borrow_and_update() {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                reporter.set_service_status("", status).await;
+                reporter.set_service_status(SERVICE, status).await;
+                if ready.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    } else {
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+    }
     let router = tonic::transport::Server::builder()
+        .add_service(health)
         .add_service(
             started
                 .layer

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use auth_core::Protocol;
 use auth_examples::cli::{PgGatewayArgs, check_config};
-use auth_examples::{api, gateway, grpc, http};
+use auth_examples::{admin, api, gateway, grpc, http};
 use clap::Parser;
 use secrecy::ExposeSecret;
 
@@ -39,6 +39,7 @@ async fn start_apis(
     prepared: &gateway::Prepared,
     engine: Arc<auth_core::Engine>,
     doors: gateway::Doors,
+    health: Arc<admin::Health>,
     out: &mut impl Write,
 ) {
     let http_listen = api_listen(&args.http_listen);
@@ -46,7 +47,7 @@ async fn start_apis(
     if http_listen.is_none() && grpc_listen.is_none() {
         return;
     }
-    let auth = api::ApiAuth::new(prepared, engine, doors);
+    let auth = api::ApiAuth::new(prepared, engine, doors).with_health(health);
     let password = prepared.demo_password.as_ref().map(|p| p.expose_secret());
     if let Some(listen) = http_listen {
         match http::start(&auth, &listen, "--http-listen").await {
@@ -89,6 +90,9 @@ async fn main() -> ExitCode {
     if args.common.check_config {
         return check_config(&dir, &mut std::io::stdout(), &mut std::io::stderr());
     }
+    args.common.init_logging();
+    // Before the first attempt, so the engine's metric handles are the recorder's.
+    let metrics = admin::install_metrics();
     let mut out = std::io::stdout();
     let prepared = match gateway::prepare(&dir).await {
         Ok(p) => p,
@@ -161,7 +165,8 @@ async fn main() -> ExitCode {
         "audit log: {}",
         prepared.config.audit.path(&dir).display()
     );
-    start_apis(&args, &prepared, engine.clone(), doors, &mut out).await;
+    let health = admin::start(&args.common.admin_listen, &prepared, metrics, &mut out).await;
+    start_apis(&args, &prepared, engine.clone(), doors, health, &mut out).await;
     let _ = writeln!(out, "listening on {addr}");
     let _ = out.flush();
 

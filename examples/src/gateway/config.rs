@@ -163,6 +163,35 @@ impl Default for GatewaySettings {
     }
 }
 
+/// `[health]`: how the admin listener's readiness is judged.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// How often every dependency is checked (default `5s`).
+    #[serde(with = "auth_core::settings::duration")]
+    pub interval: std::time::Duration,
+    /// The dependencies whose failure makes `/readyz` answer 503, by name or by kind:
+    /// `wallet`, `server_certificate`, `crl`, `keytab`, `oauth_issuer` (every issuer) or
+    /// `oauth_issuer <issuer>` (one). Default: the wallet, the server certificate and the
+    /// CRLs. The others are checked and reported without taking the instance out of its
+    /// load balancer: a shared identity provider going down must not pull every instance
+    /// while SCRAM still works.
+    pub required: Vec<String>,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            interval: std::time::Duration::from_secs(5),
+            required: vec![
+                "wallet".into(),
+                "server_certificate".into(),
+                "crl".into(),
+            ],
+        }
+    }
+}
+
 /// The `[kerberos]` section: auth-kerberos's settings in a build with Kerberos; kept as
 /// written in one without (a `gss` rule then says how to get a build with it).
 #[cfg(feature = "kerberos")]
@@ -205,10 +234,13 @@ pub struct GatewayConfig {
     pub rules: Vec<RuleConfig>,
     /// `[[identity_map]]`: which identities may act as which users (pg_ident), by map.
     pub identity_map: Vec<IdentityMapSpec>,
+    /// `[health]`: the gateway's readiness checks.
+    pub health: HealthSettings,
 }
 
 /// The tables and arrays of tables the file may hold, besides top-level keys.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
+    "health",
     "rate_limit",
     "client_certificates",
     "password",
@@ -316,6 +348,7 @@ impl GatewayConfig {
             oauth_issuers: oauth_issuers.iter().map(|(_, i)| i.clone()).collect(),
             rules: rules.iter().map(|(_, r)| r.clone()).collect(),
             identity_map: identity_map.iter().map(|(_, e)| e.clone()).collect(),
+            health: or_default(settings.section("health"), p),
         };
         let mut check = Check {
             settings: &settings,

@@ -32,7 +32,7 @@ use pgwire::api::PgWireServerHandlers;
 use secrecy::SecretString;
 
 pub use config::{
-    ENV_PREFIX, GatewayConfig, GatewaySettings, KerberosConfig, Loaded, Method, MethodOptions,
+    ENV_PREFIX, GatewayConfig, GatewaySettings, HealthSettings, KerberosConfig, Loaded, Method, MethodOptions,
     RuleConfig,
 };
 pub use oauth::OAuthSetup;

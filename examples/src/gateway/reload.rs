@@ -155,6 +155,7 @@ fn restart_needed(old: &GatewayConfig, new: &GatewayConfig) -> Vec<String> {
         ("[rate_limit]", differ(&old.rate_limit, &new.rate_limit)),
         ("[password]", differ(&old.password, &new.password)),
         ("[wallet]", differ(&old.wallet, &new.wallet)),
+        ("[health]", differ(&old.health, &new.health)),
     ] {
         if differs {
             changed.push(table.to_owned());

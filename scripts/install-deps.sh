@@ -25,6 +25,8 @@ packages=(
   haproxy
   # Rotates the gateway's audit log in the rotation test, as deployments do.
   logrotate
+  # A real Prometheus scrapes a running gateway's /metrics in the metrics test.
+  prometheus
 )
 
 missing=()
@@ -78,7 +80,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The packages start system-wide daemons; tests run their own on private ports instead.
-for svc in redis-server postgresql krb5-kdc krb5-admin-server haproxy; do
+for svc in redis-server postgresql krb5-kdc krb5-admin-server haproxy prometheus prometheus-node-exporter; do
   if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done
 install_venv

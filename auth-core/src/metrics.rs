@@ -7,7 +7,7 @@
 //!
 //! | name | type | labels | what |
 //! |---|---|---|---|
-//! | `auth_attempts_total` | counter | `protocol`, `method`, `outcome`, `error` | every decided attempt |
+//! | `auth_attempts_total` | counter | `protocol`, `method`, `outcome`, `error` | every attempt judged (the limiter's refusals are counted apart) |
 //! | `auth_decision_seconds` | histogram | `protocol`, `method` | an attempt's decision, limiter and account stage included |
 //! | `auth_policy_rejects_total` | counter | `protocol` | connections no rule admits, or whose rule rejects |
 //! | `auth_limiter_refusals_total` | counter | `protocol`, `kind`, `scope` | attempts the rate limiter refused |

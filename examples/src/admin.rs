@@ -104,7 +104,10 @@ impl Health {
             });
         };
         let wallet = prepared.wallet.clone();
-        add("wallet".into(), Box::new(move || probe_wallet(wallet.clone())));
+        add(
+            "wallet".into(),
+            Box::new(move || probe_wallet(wallet.clone())),
+        );
         let (cert, _) = prepared.config.listen.tls_paths(&prepared.data_dir);
         add(
             "server_certificate".into(),
@@ -161,7 +164,10 @@ impl Health {
         let results = futures::future::join_all(self.dependencies.iter().map(|d| async {
             match tokio::time::timeout(limit, (d.probe)()).await {
                 Ok(result) => result,
-                Err(_) => Err(format!("no answer within {}", humantime::format_duration(limit))),
+                Err(_) => Err(format!(
+                    "no answer within {}",
+                    humantime::format_duration(limit)
+                )),
             }
         }))
         .await;
@@ -383,9 +389,12 @@ pub async fn bind(listen: &str, prepared: &Prepared) -> Result<Option<AdminStart
         .await
         .map_err(|e| GatewayError(format!("cannot listen on {addr}: {e}; pass --admin-listen")))?;
     let addr = listener.local_addr().unwrap_or(addr);
-    let tls = (!addr.ip().is_loopback())
-        .then(|| prepared.tls.clone().with_alpn(&[b"http/1.1"]));
-    Ok(Some(AdminStarted { listener, tls, addr }))
+    let tls = (!addr.ip().is_loopback()).then(|| prepared.tls.clone().with_alpn(&[b"http/1.1"]));
+    Ok(Some(AdminStarted {
+        listener,
+        tls,
+        addr,
+    }))
 }
 
 /// Serves the admin routes on `started` for the life of the process.
@@ -423,7 +432,10 @@ pub fn serve(started: AdminStarted, router: axum::Router) {
 }
 
 /// The admin listener's paths, for the banner.
-pub fn write_admin_lines(out: &mut impl std::io::Write, started: &AdminStarted) -> std::io::Result<()> {
+pub fn write_admin_lines(
+    out: &mut impl std::io::Write,
+    started: &AdminStarted,
+) -> std::io::Result<()> {
     let curl = match &started.tls {
         Some(_) => "curl -k",
         None => "curl",

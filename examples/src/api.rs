@@ -248,7 +248,11 @@ impl Standalone {
         }
     }
 
-    async fn serve(self, common: &crate::cli::CommonArgs, listen: &str) -> Result<(), GatewayError> {
+    async fn serve(
+        self,
+        common: &crate::cli::CommonArgs,
+        listen: &str,
+    ) -> Result<(), GatewayError> {
         use secrecy::ExposeSecret;
         use std::io::Write;
         // Before the first attempt, so the engine's metric handles are the recorder's.

@@ -148,6 +148,7 @@ pub async fn serve(
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let bad = |e: tonic_reflection::server::Error| GatewayError(format!("reflection: {e}"));
     let v1 = reflection().build_v1().map_err(bad)?;

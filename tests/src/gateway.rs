@@ -20,6 +20,8 @@ pub struct GatewayProcess {
     pub http_port: u16,
     /// The gRPC API's port on `ip`.
     pub grpc_port: u16,
+    /// The admin listener's port on 127.0.0.1 (`/metrics`, `/livez`, `/readyz`).
+    pub admin_port: u16,
     /// The process.
     pub process: ServiceProcess,
     /// The `demo` user's password, printed on the first start.
@@ -165,6 +167,7 @@ impl GatewayProcess {
         env: &[(String, String)],
         fresh: bool,
     ) -> Result<Self, HarnessError> {
+        let admin_port = free_port()?;
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -181,6 +184,8 @@ impl GatewayProcess {
             .arg(SocketAddr::new(ip, http_port).to_string())
             .arg("--grpc-listen")
             .arg(SocketAddr::new(ip, grpc_port).to_string())
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin_port}"))
             .envs(env.iter().cloned());
         let process = ServiceProcess::spawn("pg-gateway", &mut cmd, "listening on")?;
         let output = process.output();
@@ -206,6 +211,7 @@ impl GatewayProcess {
             port,
             http_port,
             grpc_port,
+            admin_port,
             process,
             demo_password,
         })

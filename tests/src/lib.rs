@@ -30,6 +30,7 @@ pub mod oidc;
 pub mod pki;
 pub mod postgres;
 mod process;
+pub mod prometheus;
 pub mod redis;
 pub mod scram_client;
 pub mod stats;

@@ -27,8 +27,18 @@ impl Engine {
     /// [`CredentialError::Invalid`] if some method could judge the credential, else
     /// [`CredentialError::Unsupported`].
     pub async fn decide(&self, offer: &Offer, attempt: &mut Attempt) -> Outcome {
+        use tracing::Instrument;
+        // Log lines written during the attempt carry the connection id its audit events
+        // carry, so the two can be joined. Nothing a client chose is a field.
+        let span = tracing::info_span!(
+            "attempt",
+            connection_id = attempt.connection.id,
+            protocol = attempt.connection.protocol.as_str(),
+        );
         // The method and the account stage read the user's record once between them.
-        crate::account::read_once::attempt_scope(self.decide_once(offer, attempt)).await
+        crate::account::read_once::attempt_scope(self.decide_once(offer, attempt))
+            .instrument(span)
+            .await
     }
 
     async fn decide_once(&self, offer: &Offer, attempt: &mut Attempt) -> Outcome {

@@ -183,11 +183,7 @@ impl Default for HealthSettings {
     fn default() -> Self {
         Self {
             interval: std::time::Duration::from_secs(5),
-            required: vec![
-                "wallet".into(),
-                "server_certificate".into(),
-                "crl".into(),
-            ],
+            required: vec!["wallet".into(), "server_certificate".into(), "crl".into()],
         }
     }
 }

@@ -32,8 +32,8 @@ use pgwire::api::PgWireServerHandlers;
 use secrecy::SecretString;
 
 pub use config::{
-    ENV_PREFIX, GatewayConfig, GatewaySettings, HealthSettings, KerberosConfig, Loaded, Method, MethodOptions,
-    RuleConfig,
+    ENV_PREFIX, GatewayConfig, GatewaySettings, HealthSettings, KerberosConfig, Loaded, Method,
+    MethodOptions, RuleConfig,
 };
 pub use oauth::OAuthSetup;
 pub use reload::{Reloaded, Reloader};

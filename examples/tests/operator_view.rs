@@ -1,0 +1,234 @@
+//! OPS-3 as an operator sees it: a real Prometheus scrapes a running gateway's admin
+//! listener while clients on a test host (not loopback) log in over psql, curl and gRPC,
+//! and PromQL sees their attempts, outcomes and the lockout; `/readyz` and
+//! `grpc.health.v1` follow a required identity provider (oidc-provider over HTTPS) going
+//! down and coming back, and a CRL that expires; an identity provider that is not
+//! required is reported without taking the gateway out of its load balancer.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use auth_tests::eventually;
+use auth_tests::gateway::{self, GatewayProcess};
+use auth_tests::netns::TestHost;
+use auth_tests::oidc::OidcProvider;
+use auth_tests::pki::TestCa;
+use auth_tests::prometheus::Prometheus;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_pg-gateway"))
+}
+
+/// `GET http://127.0.0.1:<admin>/<path>`: the status and the body.
+fn admin(gw: &GatewayProcess, path: &str) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{}{path}", gw.admin_port))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (status.to_owned(), body.to_owned())
+}
+
+/// The `/readyz` status, and the dependency `name` from its body.
+fn readiness(gw: &GatewayProcess, name: &str) -> (String, serde_json::Value) {
+    let (status, body) = admin(gw, "/readyz");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let dependency = body["dependencies"]
+        .as_array()
+        .and_then(|all| all.iter().find(|d| d["name"] == name).cloned())
+        .unwrap_or_default();
+    (status, dependency)
+}
+
+/// What `grpc.health.v1.Health/Check` answers for the whole server.
+fn grpc_health(gw: &GatewayProcess) -> String {
+    let line = format!(
+        "grpcurl -cacert {} -d '{{\"service\": \"\"}}' 127.0.0.1:{} grpc.health.v1.Health/Check",
+        gw.ca_file().display(),
+        gw.grpc_port
+    );
+    let run = gateway::run_printed_grpcurl(&line).unwrap_or_else(|e| panic!("{e}"));
+    run.stdout + &run.stderr
+}
+
+#[test]
+fn prometheus_sees_the_attempts_outcomes_and_lockouts_of_every_door() {
+    let host = TestHost::create().unwrap_or_else(|e| panic!("{e}"));
+    let rules = "[[rule]]\nname = \"scram\"\nmethod = \"scram\"\n\n\
+                 [rate_limit]\nuser_failures = 2\nlockout = \"300s\"\n";
+    let gw = GatewayProcess::start_at(binary(), host.gateway.into(), "10s", rules, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let prometheus = Prometheus::start(&[format!("127.0.0.1:{}", gw.admin_port)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let psql = |user: &str, password: &str| {
+        gateway::psql(
+            host.command("psql"),
+            &gw.conninfo(user, "sslmode=require"),
+            password,
+            "SELECT current_user",
+        )
+    };
+    assert_eq!(psql("demo", &gw.demo_password), Ok("demo".into()));
+    for _ in 0..3 {
+        assert!(psql("carol", "wrong").is_err());
+    }
+    let locked = psql("carol", "wrong").unwrap_err();
+    assert!(locked.contains("too many failed attempts"), "{locked}");
+    let (mut args, url) = gw.https("/whoami");
+    args.extend(["-u".to_owned(), format!("demo:{}", gw.demo_password)]);
+    assert_eq!(
+        gateway::http_status(host.command("curl"), &args, &url),
+        "200"
+    );
+    let grpc = gateway::preauth_client(&host)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .env("AUTH_TEST_CA", gw.ca_file())
+        .args([
+            "grpc-call",
+            &gw.ip.to_string(),
+            &gw.grpc_port.to_string(),
+            "demo",
+            &gw.demo_password,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&grpc.stdout).trim(), "OK");
+
+    // Prometheus scrapes every second: wait until it has what the clients did.
+    let seen = |protocol: &str, outcome: &str| {
+        prometheus
+            .value(&format!(
+                "sum(auth_attempts_total{{protocol=\"{protocol}\",outcome=\"{outcome}\"}})"
+            ))
+            .unwrap()
+            .unwrap_or(0.0)
+    };
+    eventually(WAIT, || {
+        let got = [
+            seen("postgres", "success"),
+            seen("http", "success"),
+            seen("grpc", "success"),
+            seen("postgres", "rejected"),
+            prometheus
+                .value("sum(auth_limiter_refusals_total{kind=\"lockout\",scope=\"user\"})")
+                .unwrap()
+                .unwrap_or(0.0),
+        ];
+        // Two wrong passwords judged, then the lockout refuses twice.
+        (got[..3] == [1.0, 1.0, 1.0] && got[3] == 2.0 && got[4] == 2.0)
+            .then_some(())
+            .ok_or_else(|| format!("{got:?}"))
+    });
+    // The decision latency is a histogram with buckets, so it adds up across instances.
+    let p99 = prometheus
+        .value("histogram_quantile(0.99, sum by (le) (auth_decision_seconds_bucket))")
+        .unwrap();
+    assert!(p99.is_some_and(|v| v > 0.0), "{p99:?}");
+    // No series names a user or an address.
+    let series = prometheus
+        .query("{__name__=~\"auth_.*\"}")
+        .unwrap()
+        .to_string();
+    assert!(!series.contains("carol") && !series.contains(&host.address.to_string()));
+}
+
+#[test]
+fn readiness_follows_a_required_provider_and_an_expired_crl_but_not_an_optional_one() {
+    let mut provider = OidcProvider::start().unwrap_or_else(|e| panic!("{e}"));
+    let pki = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Readiness Client CA", pki.path()).unwrap();
+    let ca_file = ca.write_ca("client-ca.crt").unwrap();
+    let crl = ca.write_crl("client-ca.crl", &[]).unwrap();
+    let issuer_ca = pki.path().join("issuer-ca.pem");
+    std::fs::write(&issuer_ca, provider.ca_pem().unwrap()).unwrap();
+    let issuer = provider.issuer();
+    let config = |required: &str| {
+        format!(
+            "[client_certificates]\nca_file = \"{}\"\ncrl_file = \"{}\"\n\n\
+             [[oauth_issuer]]\nissuer = \"{issuer}\"\naudience = \"urn:api\"\nca_file = \"{}\"\n\n\
+             [health]\ninterval = \"1s\"\nrequired = [{required}]\n\n\
+             [[rule]]\nname = \"scram\"\nmethod = \"scram\"\n",
+            ca_file.display(),
+            crl.display(),
+            issuer_ca.display()
+        )
+    };
+    let strict = GatewayProcess::start(
+        binary(),
+        "10s",
+        &config("\"wallet\", \"server_certificate\", \"crl\", \"oauth_issuer\""),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let lenient = GatewayProcess::start(binary(), "10s", &config("\"wallet\""))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let named = format!("oauth_issuer {issuer}");
+
+    for gw in [&strict, &lenient] {
+        eventually(WAIT, || match readiness(gw, &named) {
+            (status, d) if status == "200" && d["up"] == true => Ok(()),
+            other => Err(format!("{other:?}")),
+        });
+    }
+    assert!(grpc_health(&strict).contains("SERVING"));
+
+    provider.stop();
+    let stopped = Instant::now();
+    let dependency = eventually(WAIT, || match readiness(&strict, &named) {
+        (status, d) if status == "503" => Ok(d),
+        other => Err(format!("{other:?}")),
+    });
+    println!(
+        "readiness reaction to a stopped provider: {:?} (interval 1 s)",
+        stopped.elapsed()
+    );
+    assert_eq!(dependency["up"], false);
+    assert_eq!(dependency["required"], true);
+    eventually(WAIT, || {
+        let answer = grpc_health(&strict);
+        answer.contains("NOT_SERVING").then_some(()).ok_or(answer)
+    });
+    // Not required: still ready, with the failure reported and its gauge at 0.
+    let (status, dependency) = eventually(WAIT, || match readiness(&lenient, &named) {
+        (status, d) if d["up"] == false => Ok((status, d)),
+        other => Err(format!("{other:?}")),
+    });
+    assert_eq!(status, "200");
+    assert!(!dependency["detail"].as_str().unwrap().is_empty());
+    let (_, metrics) = admin(&lenient, "/metrics");
+    assert!(
+        metrics.contains(&format!("auth_dependency_up{{dependency=\"{named}\"}} 0")),
+        "{metrics}"
+    );
+
+    provider.restart().unwrap_or_else(|e| panic!("{e}"));
+    eventually(WAIT, || match readiness(&strict, &named) {
+        (status, d) if status == "200" && d["up"] == true => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    eventually(WAIT, || {
+        let answer = grpc_health(&strict);
+        (answer.contains("SERVING") && !answer.contains("NOT_SERVING"))
+            .then_some(())
+            .ok_or(answer)
+    });
+
+    // A CRL whose next update has passed: its CA's certificates would be refused.
+    std::fs::write(&crl, ca.crl_pem(&[], (2025, 1, 1), (2026, 1, 1)).unwrap()).unwrap();
+    let crl_name = format!("crl {}", crl.display());
+    let dependency = eventually(WAIT, || match readiness(&strict, &crl_name) {
+        (status, d) if status == "503" => Ok(d),
+        other => Err(format!("{other:?}")),
+    });
+    assert!(
+        dependency["detail"].as_str().unwrap().contains("expired"),
+        "{dependency}"
+    );
+    let (status, _) = admin(&strict, "/livez");
+    assert_eq!(status, "200", "alive, though not ready");
+}

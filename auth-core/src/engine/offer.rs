@@ -291,15 +291,19 @@ mod tests {
 
     fn offer_of(chain: &Arc<Chain>, connection: &ConnectionInfo, cleartext: bool) -> Offer {
         let rule = Rule::new("rule", crate::policy::Target::Chain(chain.clone()));
-        let policy = Arc::new(Policy::new(vec![rule]).unwrap());
+        // The policy is read only to check a user named after the method ran; these
+        // offers know their user, so any policy will do.
+        let policy = Arc::new(
+            Policy::new(vec![Rule::new("rule", crate::policy::Target::Reject)]).unwrap(),
+        );
         let selected = Selected {
             index: 0,
             name: &Arc::from("rule"),
-            rule: &policy.rules()[0],
+            rule: &rule,
             chain,
             user_known: true,
         };
-        Offer::new(selected, connection, cleartext, policy.clone())
+        Offer::new(selected, connection, cleartext, policy)
     }
 
     #[test]

@@ -256,7 +256,8 @@ mod tests {
     use super::*;
 
     fn config(extra: &str) -> GatewayConfig {
-        GatewayConfig::load("gateway.toml", extra, Vec::new())
+        let text = format!("{extra}\n[[rule]]\nname = \"all\"\nmethod = \"scram\"\n");
+        GatewayConfig::load("gateway.toml", &text, Vec::new())
             .unwrap()
             .config
     }

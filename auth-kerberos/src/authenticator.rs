@@ -153,6 +153,21 @@ impl Authenticator for GssAuthenticator {
 
     #[tracing::instrument(skip_all)]
     async fn authenticate(&self, attempt: &mut Attempt) -> Outcome {
+        let outcome = self.handshake(attempt).await;
+        if !matches!(outcome, Outcome::NotApplicable) {
+            metrics::counter!(
+                crate::HANDSHAKES_METRIC,
+                "outcome" => outcome.class().as_str()
+            )
+            .increment(1);
+        }
+        outcome
+    }
+}
+
+impl GssAuthenticator {
+    /// The GSS-API exchange of one attempt, to its outcome.
+    async fn handshake(&self, attempt: &mut Attempt) -> Outcome {
         let Credential::GssToken(first) = &attempt.credential else {
             return Outcome::NotApplicable;
         };

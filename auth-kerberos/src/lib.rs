@@ -39,3 +39,7 @@ pub use settings::{CaseSetting, KerberosSettings, MapSettings};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// `auth_kerberos_handshakes_total{outcome}`: GSS-API handshakes, by how they ended
+/// (`success`, `rejected`, `unavailable`, ...).
+pub const HANDSHAKES_METRIC: &str = "auth_kerberos_handshakes_total";

@@ -178,6 +178,8 @@ pub struct JwtAuthenticator {
     clock: SharedClock,
     /// Validated tokens by SHA-256, with when they were validated (injected clock).
     cache: quick_cache::sync::Cache<[u8; 32], Arc<(Validated, SystemTime)>>,
+    /// `auth_token_cache_total{cache="jwt"}`.
+    cache_counters: crate::CacheCounters,
 }
 
 fn now_secs(t: SystemTime) -> i64 {
@@ -218,6 +220,7 @@ impl JwtAuthenticator {
             settings,
             clock: system_clock(),
             cache,
+            cache_counters: crate::CacheCounters::default(),
         })
     }
 
@@ -464,10 +467,12 @@ impl Authenticator for JwtAuthenticator {
             // the issuer withdrew stops validating its tokens by then.
             let fresh = now.duration_since(*at).is_ok_and(|age| age < CACHE_MAX_AGE);
             if now < validated.expires && fresh {
+                self.cache_counters.count("jwt", true);
                 return self.session(validated.clone(), now);
             }
             self.cache.remove(&digest);
         }
+        self.cache_counters.count("jwt", false);
         match self.validate(jwt, now).await {
             Ok(v) => {
                 if v.expires > now {

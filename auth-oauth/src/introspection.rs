@@ -92,6 +92,8 @@ pub struct IntrospectionAuthenticator {
     config: IntrospectionConfig,
     endpoints: Endpoints,
     cache: quick_cache::sync::Cache<[u8; 32], Arc<Active>>,
+    /// `auth_token_cache_total{cache="introspection"}`.
+    cache_counters: crate::CacheCounters,
 }
 
 impl IntrospectionAuthenticator {
@@ -110,6 +112,7 @@ impl IntrospectionAuthenticator {
             config,
             endpoints,
             cache,
+            cache_counters: crate::CacheCounters::default(),
         })
     }
 
@@ -288,9 +291,13 @@ impl Authenticator for IntrospectionAuthenticator {
                 .duration_since(hit.checked)
                 .is_ok_and(|d| d < cached_for);
             if live && recent {
+                self.cache_counters.count("introspection", true);
                 return self.session(&hit);
             }
             self.cache.remove(digest);
+        }
+        if digest.is_some() {
+            self.cache_counters.count("introspection", false);
         }
         match self.introspect(token).await {
             Ok(Some(active)) => {

@@ -91,3 +91,30 @@ pub const JWKS_FETCHES_METRIC: &str = "auth_jwks_fetches_total";
 /// `auth_jwks_age_seconds{issuer}`: how old the keys in use of a configured issuer are,
 /// as of the last [`JwtAuthenticator::probe_issuer`].
 pub const JWKS_AGE_METRIC: &str = "auth_jwks_age_seconds";
+
+/// `auth_token_cache_total{cache, result}`: bearer tokens looked up in a cache of
+/// validated tokens (`cache` is `jwt` or `introspection`; `result` is `hit` or `miss`).
+pub const TOKEN_CACHE_METRIC: &str = "auth_token_cache_total";
+
+/// `auth_oauthbearer_discovery_total`: OAUTHBEARER discovery rounds (a client asking
+/// where to get a token, answered with the issuer's discovery document).
+pub const OAUTHBEARER_DISCOVERY_METRIC: &str = "auth_oauthbearer_discovery_total";
+
+/// A cache's hit and miss counters, registered at first use (so with the recorder the
+/// process installed at start), each lookup then an atomic increment.
+#[derive(Debug, Default)]
+pub(crate) struct CacheCounters {
+    counters: std::sync::OnceLock<[metrics::Counter; 2]>,
+}
+
+impl CacheCounters {
+    pub(crate) fn count(&self, cache: &'static str, hit: bool) {
+        let [hits, misses] = self.counters.get_or_init(|| {
+            [
+                metrics::counter!(TOKEN_CACHE_METRIC, "cache" => cache, "result" => "hit"),
+                metrics::counter!(TOKEN_CACHE_METRIC, "cache" => cache, "result" => "miss"),
+            ]
+        });
+        if hit { hits } else { misses }.increment(1);
+    }
+}

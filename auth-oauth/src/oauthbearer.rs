@@ -307,6 +307,7 @@ impl Authenticator for OAuthBearer {
         let message = initial.as_ref().map_or(&[][..], |m| m.expose_secret());
         let auth = match parse_initial(message) {
             Ok(Request::Discovery) => {
+                metrics::counter!(crate::OAUTHBEARER_DISCOVERY_METRIC).increment(1);
                 // Not a failed login: the client asks where to get a token, and retries.
                 let failure = Failure::new(
                     CredentialError::Missing,

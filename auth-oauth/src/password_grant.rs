@@ -85,6 +85,22 @@ pub struct PasswordGrantAuthenticator {
     client: Arc<Client>,
 }
 
+impl PasswordGrantAuthenticator {
+    /// Whether the token endpoint answers (a readiness check): any HTTP answer to a
+    /// `GET` (token endpoints refuse it with 400 or 405) means the server is there; a
+    /// connection, TLS or time-out failure means it is not. Sends no credential.
+    pub async fn probe(&self) -> Result<String, String> {
+        let endpoints = &self.client.endpoints;
+        let url = &self.client.config.token_endpoint;
+        endpoints
+            .http
+            .get(url, endpoints.timeout, 4096)
+            .await
+            .map(|answer| format!("the token endpoint answers (HTTP {})", answer.status.as_u16()))
+            .map_err(|e| format!("the token endpoint does not answer: {e}"))
+    }
+}
+
 /// The live session of a password-grant login: the standard session view plus the tokens,
 /// refreshed before expiry (by [`OAuthSession::access_token`], or by whoever keeps the
 /// session open through [`Session::renewal`]) and revoked when the session ends.

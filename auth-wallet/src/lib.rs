@@ -58,3 +58,8 @@ pub use wallet::{Counts, DEFAULT_USER_PREFIX, OAUTH_CLIENT_SECRET_KEY, Wallet};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// `auth_wallet_operations_total{operation, result}`: the wallet's reads, writes and
+/// deletes (`operation` is `read`, `write` or `delete`; `result` is `success`,
+/// `not_found`, `corrupted` or `failed`).
+pub const OPERATIONS_METRIC: &str = "auth_wallet_operations_total";

@@ -205,7 +205,13 @@ impl Wallet {
             .collect()
     }
 
-    fn audit(&self, op: &str, key: &str, started: Instant, outcome: &str) {
+    fn audit(&self, op: &'static str, key: &str, started: Instant, outcome: &'static str) {
+        metrics::counter!(
+            crate::OPERATIONS_METRIC,
+            "operation" => op,
+            "result" => outcome
+        )
+        .increment(1);
         if !self.audit.enabled() {
             return;
         }

@@ -4,7 +4,8 @@
 //!
 //! Readiness checks every dependency each `[health] interval` (5 s by default): the
 //! wallet's store, the server certificate's remaining validity, the CRLs' next update,
-//! the Kerberos keytab, and each `[[oauth_issuer]]` (its keys fetched now). Every
+//! the Kerberos keytab, each `[[oauth_issuer]]` (its keys fetched now) and the
+//! `[oauth_password]` token endpoint. Every
 //! dependency is in `/readyz`'s JSON body (up or not, what, since when) and in the
 //! `auth_dependency_up{dependency}` gauge; only those `[health] required` names make
 //! `/readyz` answer 503.
@@ -27,6 +28,9 @@ pub const ADMIN_LISTEN: &str = "127.0.0.1:9464";
 
 /// `auth_dependency_up{dependency}`: 1 when the dependency's last check passed.
 pub const DEPENDENCY_UP_METRIC: &str = "auth_dependency_up";
+
+/// `auth_ready`: 1 when every required dependency is up (what `/readyz` answers).
+pub const READY_METRIC: &str = "auth_ready";
 
 /// Installs the process's Prometheus recorder, with the decision histograms' explicit
 /// buckets (so they add up across instances), before any attempt is made; `None` when a
@@ -141,6 +145,15 @@ impl Health {
                 Box::new(move || probe_issuer(jwt.clone(), issuer.clone())),
             );
         }
+        if let Some(grant) = prepared.oauth.password_grant.clone() {
+            add(
+                "oauth_password".into(),
+                Box::new(move || {
+                    let grant = grant.clone();
+                    Box::pin(async move { grant.probe().await })
+                }),
+            );
+        }
         let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let state = dependencies
             .iter()
@@ -190,6 +203,7 @@ impl Health {
             }
             state.iter().all(|s| s.up || !s.required)
         };
+        metrics::gauge!(READY_METRIC).set(if ready { 1.0 } else { 0.0 });
         self.ready.send_replace(ready);
     }
 

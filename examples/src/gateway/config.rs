@@ -171,8 +171,8 @@ pub struct HealthSettings {
     #[serde(with = "auth_core::settings::duration")]
     pub interval: std::time::Duration,
     /// The dependencies whose failure makes `/readyz` answer 503, by name or by kind:
-    /// `wallet`, `server_certificate`, `crl`, `keytab`, `oauth_issuer` (every issuer) or
-    /// `oauth_issuer <issuer>` (one). Default: the wallet, the server certificate and the
+    /// `wallet`, `server_certificate`, `crl`, `keytab`, `oauth_password`, `oauth_issuer`
+    /// (every issuer) or `oauth_issuer <issuer>` (one). Default: the wallet, the server certificate and the
     /// CRLs. The others are checked and reported without taking the instance out of its
     /// load balancer: a shared identity provider going down must not pull every instance
     /// while SCRAM still works.

@@ -36,12 +36,13 @@ for p in "${packages[@]}"; do
   fi
 done
 
-# psycopg 3 (client tests), django-oauth-toolkit (the password-grant server) and grpcio
-# with reflection (the gRPC client tests) live in their own venv (PyPI), created once.
+# psycopg 3 (client tests), django-oauth-toolkit (the password-grant server), grpcio
+# with reflection (the gRPC client tests) and matplotlib (the operator's picture,
+# scripts/operator-picture.py) live in their own venv (PyPI), created once.
 venv="${AUTH_TEST_VENV:-/opt/auth-tests/venv}"
 install_venv() {
   # psycopg-binary 3.3 bundles libpq 18, the first that speaks OAUTHBEARER.
-  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import psycopg, oauth2_provider, grpc, grpc_reflection; assert psycopg.pq.version() >= 180000' 2>/dev/null; then
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import psycopg, oauth2_provider, grpc, grpc_reflection, matplotlib; assert psycopg.pq.version() >= 180000' 2>/dev/null; then
     return 0
   fi
   echo "install-deps: creating $venv with psycopg, django-oauth-toolkit and grpcio"
@@ -49,7 +50,8 @@ install_venv() {
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'psycopg>=3.3' 'psycopg-binary>=3.3' \
     'django>=5,<6' 'django-oauth-toolkit>=3' \
-    'grpcio>=1.60' 'grpcio-reflection>=1.60' 'protobuf>=4.25'
+    'grpcio>=1.60' 'grpcio-reflection>=1.60' 'protobuf>=4.25' \
+    'matplotlib>=3.8'
 }
 
 # node oidc-provider, the real OpenID provider of the OAuth tests.

@@ -96,7 +96,12 @@ impl PasswordGrantAuthenticator {
             .http
             .get(url, endpoints.timeout, 4096)
             .await
-            .map(|answer| format!("the token endpoint answers (HTTP {})", answer.status.as_u16()))
+            .map(|answer| {
+                format!(
+                    "the token endpoint answers (HTTP {})",
+                    answer.status.as_u16()
+                )
+            })
             .map_err(|e| format!("the token endpoint does not answer: {e}"))
     }
 }

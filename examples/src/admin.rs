@@ -340,10 +340,11 @@ pub fn router(metrics: Option<PrometheusHandle>, health: Arc<Health>) -> axum::R
                 let metrics = metrics.clone();
                 async move {
                     match metrics {
-                        Some(handle) => (
-                            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                            handle.render(),
-                        )
+                        // Folds in the histograms' latest samples, so a scrape sees them.
+                        Some(handle) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], {
+                            handle.run_upkeep();
+                            handle.render()
+                        })
                             .into_response(),
                         None => StatusCode::NOT_FOUND.into_response(),
                     }

@@ -232,3 +232,149 @@ fn readiness_follows_a_required_provider_and_an_expired_crl_but_not_an_optional_
     let (status, _) = admin(&strict, "/livez");
     assert_eq!(status, "200", "alive, though not ready");
 }
+
+/// `preauth.py pool`: `count` psycopg logins as demo from `host`, 2 at a time.
+fn pool(host: &TestHost, gw: &GatewayProcess, count: usize) {
+    let out = gateway::preauth_client(host)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .args([
+            "pool",
+            &gw.ip.to_string(),
+            &gw.port.to_string(),
+            "demo",
+            &gw.demo_password,
+            "2",
+            &count.to_string(),
+            "require",
+        ])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.starts_with(&format!("ok {count} failed 0")),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A short load run (logins, wrong passwords, a lockout, an identity provider outage)
+/// scraped by Prometheus and drawn by `scripts/operator-picture.py`: the README's
+/// picture comes from a run of the same (`AUTH_PICTURE_OUT=examples/media/operator-view.png`
+/// keeps it).
+#[test]
+fn a_load_run_draws_the_operators_picture() {
+    let host = TestHost::create().unwrap_or_else(|e| panic!("{e}"));
+    let mut provider = OidcProvider::start().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let issuer_ca = dir.path().join("issuer-ca.pem");
+    std::fs::write(&issuer_ca, provider.ca_pem().unwrap()).unwrap();
+    let rules = format!(
+        "[[oauth_issuer]]\nissuer = \"{}\"\naudience = \"urn:api\"\nca_file = \"{}\"\n\n\
+         [health]\ninterval = \"1s\"\nrequired = [\"wallet\", \"oauth_issuer\"]\n\n\
+         [rate_limit]\nuser_failures = 2\nlockout = \"300s\"\n\n\
+         [[rule]]\nname = \"scram\"\nmethod = \"scram\"\n",
+        provider.issuer(),
+        issuer_ca.display()
+    );
+    let gw = GatewayProcess::start_at(binary(), host.gateway.into(), "10s", &rules, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let prometheus = Prometheus::start(&[format!("127.0.0.1:{}", gw.admin_port)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ready = |want: &str| {
+        eventually(WAIT, || match admin(&gw, "/readyz") {
+            (status, _) if status == want => Ok(()),
+            other => Err(format!("{other:?}")),
+        });
+    };
+    ready("200");
+    let start = unix_now() - 2.0;
+    // Each phase waits until Prometheus has scraped what it did, so every phase is in
+    // the picture however fast this machine runs it.
+    let mut logins = 0.0;
+    let mut batch = |n: usize| {
+        pool(&host, &gw, n);
+        logins += n as f64;
+        let want = logins;
+        eventually(WAIT, || {
+            let seen = prometheus
+                .value("sum(auth_attempts_total{outcome=\"success\"})")
+                .unwrap()
+                .unwrap_or(0.0);
+            (seen >= want)
+                .then_some(())
+                .ok_or_else(|| format!("{seen} of {want} logins scraped"))
+        });
+    };
+    for _ in 0..3 {
+        batch(20);
+    }
+    for _ in 0..3 {
+        let refused = gateway::psql(
+            host.command("psql"),
+            &gw.conninfo("carol", "sslmode=require"),
+            "wrong",
+            "SELECT 1",
+        );
+        assert!(refused.is_err());
+    }
+    let (mut args, url) = gw.https("/whoami");
+    args.extend(["-u".to_owned(), "dave:wrong".to_owned()]);
+    for _ in 0..2 {
+        assert_eq!(
+            gateway::http_status(host.command("curl"), &args, &url),
+            "401"
+        );
+    }
+    provider.stop();
+    ready("503");
+    for _ in 0..2 {
+        batch(15);
+    }
+    provider.restart().unwrap_or_else(|e| panic!("{e}"));
+    ready("200");
+    for _ in 0..2 {
+        batch(15);
+    }
+    // Until Prometheus has scraped the end of the run.
+    eventually(WAIT, || {
+        let up = prometheus.value("auth_ready").unwrap().unwrap_or(0.0);
+        (up == 1.0)
+            .then_some(())
+            .ok_or_else(|| format!("ready {up}"))
+    });
+    let end = unix_now() + 1.0;
+    let picture = dir.path().join("operator-view.png");
+    let python = auth_tests::venv_python("matplotlib").unwrap_or_else(|e| panic!("{e}"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/operator-picture.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(prometheus.url())
+        .arg(format!("{start:.0}"))
+        .arg(format!("{end:.0}"))
+        .arg(&picture)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{printed}");
+    let png = std::fs::read(&picture).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 20_000,
+        "{}",
+        png.len()
+    );
+    if let Some(keep) = std::env::var_os("AUTH_PICTURE_OUT") {
+        std::fs::copy(&picture, keep).unwrap();
+    }
+}

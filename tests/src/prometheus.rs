@@ -26,7 +26,7 @@ impl Prometheus {
             .map_err(HarnessError::io("create the Prometheus directory"))?;
         let quoted: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              scrape_configs:\n  - job_name: gateway\n    static_configs:\n      - targets: [{}]\n",
             quoted.join(", ")
         );
@@ -50,6 +50,11 @@ impl Prometheus {
             port,
             _process: process,
         })
+    }
+
+    /// The base URL of its HTTP API (`http://127.0.0.1:<port>`).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     /// The result of the instant query `promql` (the API's `data.result`).

@@ -293,9 +293,8 @@ mod tests {
         let rule = Rule::new("rule", crate::policy::Target::Chain(chain.clone()));
         // The policy is read only to check a user named after the method ran; these
         // offers know their user, so any policy will do.
-        let policy = Arc::new(
-            Policy::new(vec![Rule::new("rule", crate::policy::Target::Reject)]).unwrap(),
-        );
+        let policy =
+            Arc::new(Policy::new(vec![Rule::new("rule", crate::policy::Target::Reject)]).unwrap());
         let selected = Selected {
             index: 0,
             name: &Arc::from("rule"),

@@ -23,8 +23,16 @@
 //! `none` when none did); `outcome` is [`OutcomeClass::as_str`] (`success`, `rejected`,
 //! `unavailable`, ...) or `abandoned`; `error` is [`Error::code`] (`none` for a success);
 //! `kind` is `lockout` or `busy`; `scope` is `user`, `address`, `user_at_address` (a
-//! lockout) or `address`, `user` (busy). The adapters add their own (auth-listen's
-//! connections and handshakes, auth-tower's session reuse), each documented in its crate.
+//! lockout) or `address`, `user` (busy). Account-stage and certificate refusals are
+//! attempts like any other: their kind is the `error` label (`account_disabled`,
+//! `account_expired`, `untrusted_issuer`, ...) of the method that decided (`cert` for a
+//! certificate).
+//!
+//! The other crates add their own, each documented where it is recorded: auth-listen's
+//! refused connections and failed handshakes (`auth_listen::metrics`), auth-tower's
+//! session reuse (`SESSION_REUSE_METRIC`), auth-oauth's JWKS fetches and key age, token
+//! caches and OAUTHBEARER discovery rounds, auth-kerberos's handshakes, auth-wallet's
+//! operations.
 //!
 //! Histograms are meant to be rendered with the explicit buckets of [`DECISION_BUCKETS`],
 //! so that they add up across instances (a summary does not).

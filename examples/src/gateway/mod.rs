@@ -93,7 +93,7 @@ pub struct Prepared {
     /// The audit log, one writer for every front door of the process.
     pub audit: Arc<dyn AuditSink>,
     /// The same log as a file: reopened on SIGHUP, flushed on SIGUSR1
-    /// ([`serve_audit_signals`]).
+    /// ([`serve_signals`]).
     pub audit_file: Arc<AuditFile>,
     /// Failure counts, shared by every front door: a password guessed over pgwire and
     /// over HTTP counts against one budget.

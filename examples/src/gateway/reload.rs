@@ -49,7 +49,13 @@ impl std::fmt::Display for Reloaded {
     }
 }
 
-/// Reloads a running gateway's configuration (see the [module documentation](self)).
+/// Reloads a running gateway's configuration: `gateway.toml` read again and checked as
+/// `--check-config` checks it, everything built from it first (rules and identity maps,
+/// client CAs and CRLs, the server certificate with its channel-binding data, trusted
+/// proxies, Kerberos, OAuth issuers whose settings changed), then put in force together;
+/// or refused with every problem while the running configuration stays. Limiter counts,
+/// the audit log, open sessions and logins in progress survive. Audited as
+/// `config_reloaded` (with the file's SHA-256) or `config_refused`.
 pub struct Reloader {
     /// What is in force; one reload at a time.
     running: tokio::sync::Mutex<Prepared>,

@@ -14,7 +14,8 @@
 //! | `auth_abandoned_total` | counter | `protocol` | attempts dropped before an outcome |
 //! | `auth_sessions_open` | gauge | `protocol` | sessions open (connection-long: pgwire, gRPC streams) |
 //! | `auth_sessions_started_total` | counter | `protocol` | sessions opened |
-//! | `auth_session_renewal_failures_total` | counter | `protocol` | renewals (OAuth refreshes) that failed |
+//! | `auth_session_renewals_total` | counter | `protocol` | renewals (OAuth refreshes) run |
+//! | `auth_session_renewal_failures_total` | counter | `protocol` | renewals that failed |
 //! | `auth_config_reloads_total` | counter | `result` | reloads put in force (`reloaded`) or refused (`refused`) |
 //! | `auth_audit_dropped_total` | counter | | audit events dropped by a full queue ([`AuditFile`](crate::audit::AuditFile)) |
 //!
@@ -62,6 +63,8 @@ pub const ABANDONED: &str = "auth_abandoned_total";
 pub const SESSIONS_OPEN: &str = "auth_sessions_open";
 /// `auth_sessions_started_total`.
 pub const SESSIONS_STARTED: &str = "auth_sessions_started_total";
+/// `auth_session_renewals_total`.
+pub const SESSION_RENEWALS: &str = "auth_session_renewals_total";
 /// `auth_session_renewal_failures_total`.
 pub const SESSION_RENEWAL_FAILURES: &str = "auth_session_renewal_failures_total";
 /// `auth_config_reloads_total`.
@@ -227,6 +230,11 @@ pub(crate) fn session_open(protocol: &'static str, opened: bool) {
     } else {
         gauge.decrement(1.0);
     }
+}
+
+/// A session renewal run.
+pub(crate) fn renewal(protocol: &'static str) {
+    metrics::counter!(SESSION_RENEWALS, "protocol" => protocol).increment(1);
 }
 
 /// A session renewal that failed.

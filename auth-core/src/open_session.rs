@@ -141,6 +141,7 @@ impl OpenSession {
         let Some(work) = self.with(|s| s.renewal(now)) else {
             return;
         };
+        crate::metrics::renewal(self.place.protocol);
         if let Err(failure) = work.await {
             crate::metrics::renewal_failed(self.place.protocol);
             self.record(

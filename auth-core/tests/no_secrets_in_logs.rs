@@ -84,6 +84,15 @@ async fn secrets_never_reach_the_log() {
         "expected audit events in the log, got:\n{log}"
     );
     assert!(log.contains("attempt_succeeded"));
+    // Each attempt's lines carry its span, with the connection id its audit events carry.
+    let joined = log
+        .lines()
+        .find(|l| l.contains("attempt_succeeded"))
+        .unwrap();
+    let line: serde_json::Value = serde_json::from_str(joined).unwrap();
+    assert_eq!(line["span"]["name"], "attempt", "{joined}");
+    assert_eq!(line["span"]["protocol"], "http", "{joined}");
+    assert!(line["span"]["connection_id"].is_u64(), "{joined}");
     assert!(log.contains("REDACTED"), "Debug output was logged redacted");
     for s in [secret, wrong, "THE-SECRET", "WRONG-SECRET"] {
         assert!(!log.contains(s), "`{s}` reached the log:\n{log}");

@@ -378,3 +378,42 @@ fn a_load_run_draws_the_operators_picture() {
         std::fs::copy(&picture, keep).unwrap();
     }
 }
+
+#[test]
+fn the_admin_listener_off_loopback_speaks_only_tls() {
+    let host = TestHost::create().unwrap_or_else(|e| panic!("{e}"));
+    let port = auth_tests::free_port().unwrap();
+    let place = format!("{}:{port}", host.gateway);
+    let rules = "[[rule]]\nname = \"scram\"\nmethod = \"scram\"\n";
+    let gw = GatewayProcess::start_at(
+        binary(),
+        host.gateway.into(),
+        "10s",
+        rules,
+        &[("GATEWAY_ADMIN_LISTEN".to_owned(), place.clone())],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let banner = gw.process.output();
+    assert!(
+        banner.contains(&format!("admin:    curl -k https://{place}/metrics")),
+        "{banner}"
+    );
+    // Verified against the gateway's certificate, which names localhost.
+    let args = [
+        "--cacert".to_owned(),
+        gw.ca_file().display().to_string(),
+        "--connect-to".to_owned(),
+        format!("localhost:{port}:{}:{port}", host.gateway),
+    ];
+    let url = format!("https://localhost:{port}/livez");
+    assert_eq!(
+        gateway::http_status(host.command("curl"), &args, &url),
+        "200"
+    );
+    let plain = format!("http://{place}/livez");
+    assert_ne!(
+        gateway::http_status(host.command("curl"), &[] as &[String], &plain),
+        "200",
+        "plain HTTP off loopback"
+    );
+}

@@ -20,7 +20,8 @@ pub struct GatewayProcess {
     pub http_port: u16,
     /// The gRPC API's port on `ip`.
     pub grpc_port: u16,
-    /// The admin listener's port on 127.0.0.1 (`/metrics`, `/livez`, `/readyz`).
+    /// The admin listener's port (`/metrics`, `/livez`, `/readyz`): on 127.0.0.1, unless
+    /// the test set `GATEWAY_ADMIN_LISTEN` in the gateway's environment.
     pub admin_port: u16,
     /// The process.
     pub process: ServiceProcess,
@@ -167,7 +168,16 @@ impl GatewayProcess {
         env: &[(String, String)],
         fresh: bool,
     ) -> Result<Self, HarnessError> {
-        let admin_port = free_port()?;
+        // The admin listener on a free loopback port, unless the test names its own place.
+        let admin = match env.iter().find(|(k, _)| k == "GATEWAY_ADMIN_LISTEN") {
+            Some((_, place)) => place.clone(),
+            None => format!("127.0.0.1:{}", free_port()?),
+        };
+        let admin_port = admin
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
@@ -185,7 +195,7 @@ impl GatewayProcess {
             .arg("--grpc-listen")
             .arg(SocketAddr::new(ip, grpc_port).to_string())
             .arg("--admin-listen")
-            .arg(format!("127.0.0.1:{admin_port}"))
+            .arg(&admin)
             .envs(env.iter().cloned());
         let process = ServiceProcess::spawn("pg-gateway", &mut cmd, "listening on")?;
         let output = process.output();

@@ -448,6 +448,7 @@ impl Admission {
                 Err(reason) => return Err(self.refuse(peer, protocol, reason)),
             }
         };
+        crate::metrics::unauthenticated("placed", 1.0);
         Ok(Place {
             _address: address,
             _total: total,
@@ -557,6 +558,7 @@ impl<'a> Waiting<'a> {
             waiting.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
+        crate::metrics::unauthenticated("waiting", 1.0);
         Some(Self(waiting))
     }
 }
@@ -564,6 +566,7 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        crate::metrics::unauthenticated("waiting", -1.0);
     }
 }
 
@@ -661,6 +664,7 @@ pub struct Place {
 
 impl Drop for Place {
     fn drop(&mut self) {
+        crate::metrics::unauthenticated("placed", -1.0);
         // The turnover waiting connections watch (their permits go back right after).
         self._slot.places().released_now();
         if let Some(total) = &self.total {

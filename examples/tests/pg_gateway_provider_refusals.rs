@@ -117,7 +117,7 @@ impl Setup {
     /// psql as alice on `database` with her correct password: what it printed, or its
     /// error. Exactly one request must have reached the provider (`asked`), or none.
     fn psql(&self, database: &str, asked: bool) -> Result<String, String> {
-        let before = self.provider.requests().len();
+        let before = self.provider.token_requests().len();
         let conninfo = format!(
             "host=localhost hostaddr=127.0.0.1 port={} user=alice dbname={database} \
              sslmode=verify-full sslrootcert={}",
@@ -130,7 +130,7 @@ impl Setup {
             PASSWORD,
             "SELECT current_user",
         );
-        let requests = self.provider.requests();
+        let requests = self.provider.token_requests();
         assert_eq!(requests.len(), before + usize::from(asked), "{out:?}");
         if asked {
             let sent = &requests.last().unwrap().body;

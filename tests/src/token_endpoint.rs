@@ -115,6 +115,14 @@ impl TokenEndpoint {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+
+    /// The token requests (`POST`) so far, oldest first: without the `GET`s a gateway's
+    /// readiness check sends to see that the endpoint answers.
+    pub fn token_requests(&self) -> Vec<Request> {
+        let mut requests = self.requests();
+        requests.retain(|r| r.head.starts_with("POST "));
+        requests
+    }
 }
 
 /// The run CA's certificate for `localhost` and 127.0.0.1, as a rustls server config.

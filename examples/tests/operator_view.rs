@@ -100,6 +100,13 @@ fn prometheus_sees_the_attempts_outcomes_and_lockouts_of_every_door() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&grpc.stdout).trim(), "OK");
 
+    // The banner's admin lines work as printed.
+    let output = gw.process.output();
+    for label in ["metrics:", "ready:"] {
+        let line = gateway::printed_line(&output, label).unwrap_or_else(|| panic!("{output}"));
+        let (body, status) = gateway::run_printed(&line).unwrap();
+        assert_eq!(status, "200", "{line}: {body}");
+    }
     // Prometheus scrapes every second: wait until it has what the clients did.
     let seen = |protocol: &str, outcome: &str| {
         prometheus
@@ -395,7 +402,7 @@ fn the_admin_listener_off_loopback_speaks_only_tls() {
     .unwrap_or_else(|e| panic!("{e}"));
     let banner = gw.process.output();
     assert!(
-        banner.contains(&format!("admin:    curl -k https://{place}/metrics")),
+        banner.contains(&format!("metrics:  curl -k https://{place}/metrics")),
         "{banner}"
     );
     // Verified against the gateway's certificate, which names localhost.

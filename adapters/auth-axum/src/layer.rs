@@ -31,15 +31,64 @@ pub enum Challenge {
 /// scope rules the extractor's checks follow.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpContext {
-    pub(crate) challenges: Vec<Challenge>,
+    pub(crate) challenges: Challenges,
     pub(crate) realm: String,
     pub(crate) scopes: ScopeRules,
+}
+
+/// Which challenges a 401 carries.
+#[derive(Clone)]
+pub(crate) enum Challenges {
+    /// Those the caller chose ([`AuthLayer::challenges`]).
+    Fixed(Vec<Challenge>),
+    /// Those of the methods the engine's policy accepts, derived again when the policy
+    /// is replaced (a reload that adds Basic advertises it).
+    OfPolicy(Arc<PolicyChallenges>),
+}
+
+impl std::fmt::Debug for Challenges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(list) => f.debug_tuple("Fixed").field(list).finish(),
+            Self::OfPolicy(_) => f.write_str("OfPolicy"),
+        }
+    }
+}
+
+/// The challenges of the policy last seen, and the engine to ask for the current one.
+pub(crate) struct PolicyChallenges {
+    engine: Arc<Engine>,
+    derived: arc_swap::ArcSwap<(Arc<Policy>, Vec<Challenge>)>,
+}
+
+impl PolicyChallenges {
+    fn new(engine: Arc<Engine>) -> Self {
+        let policy = engine.policy();
+        let challenges = challenges_of(&policy);
+        Self {
+            engine,
+            derived: arc_swap::ArcSwap::from_pointee((policy, challenges)),
+        }
+    }
+
+    /// The challenges of the policy in force now.
+    fn current(&self) -> Arc<(Arc<Policy>, Vec<Challenge>)> {
+        let policy = self.engine.policy();
+        let derived = self.derived.load_full();
+        if Arc::ptr_eq(&derived.0, &policy) {
+            return derived;
+        }
+        let challenges = challenges_of(&policy);
+        let fresh = Arc::new((policy, challenges));
+        self.derived.store(fresh.clone());
+        fresh
+    }
 }
 
 impl Default for HttpContext {
     fn default() -> Self {
         Self {
-            challenges: vec![Challenge::Bearer],
+            challenges: Challenges::Fixed(vec![Challenge::Bearer]),
             realm: "api".into(),
             scopes: ScopeRules::default(),
         }
@@ -48,7 +97,13 @@ impl Default for HttpContext {
 
 impl HttpContext {
     pub(crate) fn refuse(&self, error: Error, scope: Option<&str>) -> Response<Body> {
-        failure_response(error, &self.challenges, &self.realm, scope)
+        match &self.challenges {
+            Challenges::Fixed(list) => failure_response(error, list, &self.realm, scope),
+            Challenges::OfPolicy(of) => {
+                let derived = of.current();
+                failure_response(error, &derived.1, &self.realm, scope)
+            }
+        }
     }
 }
 
@@ -175,7 +230,7 @@ impl AuthLayer {
     /// anonymous requests.
     pub fn new(engine: Arc<Engine>) -> Self {
         let context = HttpContext {
-            challenges: challenges_of(&engine.policy()),
+            challenges: Challenges::OfPolicy(Arc::new(PolicyChallenges::new(engine.clone()))),
             ..HttpContext::default()
         };
         Self::build(Gate::new(engine), context)
@@ -215,11 +270,12 @@ impl AuthLayer {
         self.with_context(|c| c.realm = realm)
     }
 
-    /// The challenges to send, replacing those derived from the policy.
+    /// The challenges to send, replacing those derived from the policy (which follow a
+    /// replaced policy: [`Engine::replace_policy`]).
     #[must_use]
     pub fn challenges(self, methods: impl IntoIterator<Item = Challenge>) -> Self {
         let methods = methods.into_iter().collect();
-        self.with_context(|c| c.challenges = methods)
+        self.with_context(|c| c.challenges = Challenges::Fixed(methods))
     }
 
     /// The rules [`Authenticated::require_scope`] follows (which granted scope implies

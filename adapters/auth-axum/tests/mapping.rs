@@ -301,3 +301,37 @@ async fn bearer_tokens_need_tls_unless_the_engine_opts_in() {
     let opted_in = app(layer()).oneshot(request(false)).await.unwrap();
     assert_eq!(opted_in.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_challenges_follow_a_replaced_policy() {
+    let engine = Arc::new(plaintext(Engine::builder(policy())).build());
+    let app = app(AuthLayer::new(engine.clone()).realm("demo"));
+    let r = call(&app, "/whoami", &[]).await;
+    assert_eq!(challenges(&r), ["Bearer realm=\"demo\""]);
+
+    // A reload that adds passwords for bob: its 401s now offer Basic too.
+    let users = auth_password::Users::new(Arc::new(auth_core::MemoryStore::new()));
+    let hasher = auth_password::Hasher::new(auth_password::Argon2Settings::default()).unwrap();
+    let basic = Chain::builder()
+        .link(Arc::new(auth_password::PasswordAuthenticator::new(
+            users, hasher,
+        )))
+        .build();
+    let jwt = policy().rules()[0].clone();
+    engine.replace_policy(
+        Policy::new(vec![
+            Rule::new("bob", Target::Chain(Arc::new(basic)))
+                .with_users(auth_core::policy::NameMatch::Names(vec!["bob".into()])),
+            jwt,
+        ])
+        .unwrap(),
+    );
+    let r = call(&app, "/whoami", &[]).await;
+    assert_eq!(
+        challenges(&r),
+        [
+            "Bearer realm=\"demo\"",
+            "Basic realm=\"demo\", charset=\"UTF-8\""
+        ]
+    );
+}

@@ -248,6 +248,44 @@ pub fn config_reload(reloaded: bool) {
     metrics::counter!(CONFIG_RELOADS, "result" => result).increment(1);
 }
 
+/// The `hit` and `miss` counters of a cache (`name{labels..., result}`), registered at
+/// first use (so with the recorder the process installed at start) and then one atomic
+/// increment per lookup: for the caches on hot paths (validated tokens, session reuse).
+#[derive(Debug)]
+pub struct HitCounters {
+    name: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+    handles: std::sync::OnceLock<[metrics::Counter; 2]>,
+}
+
+impl HitCounters {
+    /// Counters of `name` with `labels` besides `result`.
+    pub const fn new(name: &'static str, labels: &'static [(&'static str, &'static str)]) -> Self {
+        Self {
+            name,
+            labels,
+            handles: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Counts one lookup.
+    pub fn count(&self, hit: bool) {
+        let [hits, misses] = self.handles.get_or_init(|| {
+            let with = |result: &'static str| {
+                let mut labels: Vec<metrics::Label> = self
+                    .labels
+                    .iter()
+                    .map(|(k, v)| metrics::Label::from_static_parts(k, v))
+                    .collect();
+                labels.push(metrics::Label::from_static_parts("result", result));
+                metrics::counter!(self.name, labels)
+            };
+            [with("hit"), with("miss")]
+        });
+        if hit { hits } else { misses }.increment(1);
+    }
+}
+
 /// The `outcome` label of an attempt of `class`, or `abandoned`.
 pub(crate) fn outcome_label(class: OutcomeClass, abandoned: bool) -> &'static str {
     if abandoned {

@@ -179,7 +179,7 @@ pub struct JwtAuthenticator {
     /// Validated tokens by SHA-256, with when they were validated (injected clock).
     cache: quick_cache::sync::Cache<[u8; 32], Arc<(Validated, SystemTime)>>,
     /// `auth_token_cache_total{cache="jwt"}`.
-    cache_counters: crate::CacheCounters,
+    cache_counters: auth_core::metrics::HitCounters,
 }
 
 fn now_secs(t: SystemTime) -> i64 {
@@ -220,7 +220,10 @@ impl JwtAuthenticator {
             settings,
             clock: system_clock(),
             cache,
-            cache_counters: crate::CacheCounters::default(),
+            cache_counters: auth_core::metrics::HitCounters::new(
+                crate::TOKEN_CACHE_METRIC,
+                &[("cache", "jwt")],
+            ),
         })
     }
 
@@ -467,12 +470,12 @@ impl Authenticator for JwtAuthenticator {
             // the issuer withdrew stops validating its tokens by then.
             let fresh = now.duration_since(*at).is_ok_and(|age| age < CACHE_MAX_AGE);
             if now < validated.expires && fresh {
-                self.cache_counters.count("jwt", true);
+                self.cache_counters.count(true);
                 return self.session(validated.clone(), now);
             }
             self.cache.remove(&digest);
         }
-        self.cache_counters.count("jwt", false);
+        self.cache_counters.count(false);
         match self.validate(jwt, now).await {
             Ok(v) => {
                 if v.expires > now {

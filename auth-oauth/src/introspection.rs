@@ -93,7 +93,7 @@ pub struct IntrospectionAuthenticator {
     endpoints: Endpoints,
     cache: quick_cache::sync::Cache<[u8; 32], Arc<Active>>,
     /// `auth_token_cache_total{cache="introspection"}`.
-    cache_counters: crate::CacheCounters,
+    cache_counters: auth_core::metrics::HitCounters,
 }
 
 impl IntrospectionAuthenticator {
@@ -112,7 +112,10 @@ impl IntrospectionAuthenticator {
             config,
             endpoints,
             cache,
-            cache_counters: crate::CacheCounters::default(),
+            cache_counters: auth_core::metrics::HitCounters::new(
+                crate::TOKEN_CACHE_METRIC,
+                &[("cache", "introspection")],
+            ),
         })
     }
 
@@ -291,13 +294,13 @@ impl Authenticator for IntrospectionAuthenticator {
                 .duration_since(hit.checked)
                 .is_ok_and(|d| d < cached_for);
             if live && recent {
-                self.cache_counters.count("introspection", true);
+                self.cache_counters.count(true);
                 return self.session(&hit);
             }
             self.cache.remove(digest);
         }
         if digest.is_some() {
-            self.cache_counters.count("introspection", false);
+            self.cache_counters.count(false);
         }
         match self.introspect(token).await {
             Ok(Some(active)) => {

@@ -99,22 +99,3 @@ pub const TOKEN_CACHE_METRIC: &str = "auth_token_cache_total";
 /// `auth_oauthbearer_discovery_total`: OAUTHBEARER discovery rounds (a client asking
 /// where to get a token, answered with the issuer's discovery document).
 pub const OAUTHBEARER_DISCOVERY_METRIC: &str = "auth_oauthbearer_discovery_total";
-
-/// A cache's hit and miss counters, registered at first use (so with the recorder the
-/// process installed at start), each lookup then an atomic increment.
-#[derive(Debug, Default)]
-pub(crate) struct CacheCounters {
-    counters: std::sync::OnceLock<[metrics::Counter; 2]>,
-}
-
-impl CacheCounters {
-    pub(crate) fn count(&self, cache: &'static str, hit: bool) {
-        let [hits, misses] = self.counters.get_or_init(|| {
-            [
-                metrics::counter!(TOKEN_CACHE_METRIC, "cache" => cache, "result" => "hit"),
-                metrics::counter!(TOKEN_CACHE_METRIC, "cache" => cache, "result" => "miss"),
-            ]
-        });
-        if hit { hits } else { misses }.increment(1);
-    }
-}

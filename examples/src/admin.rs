@@ -357,13 +357,15 @@ pub fn router(metrics: Option<PrometheusHandle>, health: Arc<Health>) -> axum::R
             get(move || {
                 let health = ready.clone();
                 async move {
-                    let status = if health.ready() {
+                    // Read once: the status and the body must agree.
+                    let ready = health.ready();
+                    let status = if ready {
                         StatusCode::OK
                     } else {
                         StatusCode::SERVICE_UNAVAILABLE
                     };
                     let body = serde_json::json!({
-                        "ready": health.ready(),
+                        "ready": ready,
                         "dependencies": health.report(),
                     });
                     (status, axum::Json(body))

@@ -66,8 +66,8 @@ const MAX_AGE_CAP: Duration = Duration::from_secs(365 * 86_400);
 pub(crate) struct SessionReuse {
     sessions: quick_cache::sync::Cache<[u8; 32], Arc<Reused>>,
     max_age: Duration,
-    /// `auth_session_reuse_total` by `result` (`hit`, `miss`), registered at first use.
-    counted: std::sync::OnceLock<[metrics::Counter; 2]>,
+    /// `auth_session_reuse_total` by `result` (`hit`, `miss`).
+    counted: auth_core::metrics::HitCounters,
 }
 
 /// `auth_session_reuse_total{result}`: requests that presented a bearer token, by whether
@@ -84,18 +84,8 @@ impl SessionReuse {
                 usize::try_from(capacity.max(1)).unwrap_or(usize::MAX),
             ),
             max_age,
-            counted: std::sync::OnceLock::new(),
+            counted: auth_core::metrics::HitCounters::new(SESSION_REUSE_METRIC, &[]),
         }
-    }
-
-    fn count(&self, hit: bool) {
-        let [hits, misses] = self.counted.get_or_init(|| {
-            [
-                metrics::counter!(SESSION_REUSE_METRIC, "result" => "hit"),
-                metrics::counter!(SESSION_REUSE_METRIC, "result" => "miss"),
-            ]
-        });
-        if hit { hits } else { misses }.increment(1);
     }
 
     fn key(token: &str) -> [u8; 32] {
@@ -114,7 +104,7 @@ impl SessionReuse {
         let reused = self.sessions.get(&Self::key(token)).and_then(|hit| {
             (now < hit.until && hit.earned.matches(chain, connection)).then(|| hit.session.clone())
         });
-        self.count(reused.is_some());
+        self.counted.count(reused.is_some());
         reused
     }
 

@@ -234,27 +234,10 @@ async fn sigterm_revokes_an_open_sessions_tokens_before_the_gateway_exits() {
     let mut s = setup().await;
     let python = auth_tests::venv_python("psycopg").unwrap_or_else(|e| panic!("{e}"));
     // Connected and idle while the gateway is told to stop.
-    let script = r#"
-import sys, psycopg
-conn = psycopg.connect(sys.argv[1], password=sys.argv[2])
-print(conn.execute("SELECT current_user").fetchone()[0], flush=True)
-sys.stdin.readline()
-try:
-    conn.execute("SELECT 1")
-    print("still connected", flush=True)
-except psycopg.Error as e:
-    print("ended:", e.sqlstate, flush=True)
-"#;
-    let mut child = Command::new(python)
-        .args(["-c", script, &s.conninfo("alice"), PASSWORD])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert_eq!(line.trim(), "alice");
+    let (mut session, first) =
+        gateway::HeldSession::open(Command::new(python), &s.conninfo("alice"), PASSWORD)
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first, "alice");
     let live = s.counts();
     assert_eq!((live.access, live.live_refresh), (1, 1), "{live:?}");
 
@@ -278,9 +261,6 @@ except psycopg.Error as e:
     assert!(s.gateway.process.output().contains("stopped"));
 
     // The client was told why: 57P01, as PostgreSQL says a shutdown.
-    drop(child.stdin.take());
-    line.clear();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert_eq!(line.trim(), "ended: 57P01", "{line}");
-    let _ = child.wait();
+    let line = session.query();
+    assert_eq!(line, "ended: 57P01", "{line}");
 }

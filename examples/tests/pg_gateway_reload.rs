@@ -9,14 +9,12 @@
 //! - a file with a problem is refused with its line, audited, and the rules in force stay.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Stdio};
 use std::time::Duration;
 
 use auth_core::account::Directory;
 use auth_password::{Argon2Settings, Hasher, PasswordPolicy, Users};
-use auth_tests::gateway::{self, GatewayProcess};
+use auth_tests::gateway::{self, GatewayProcess, HeldSession};
 use auth_tests::netns::TestHost;
 use auth_tests::pki::{ClientFiles, TestCa};
 use secrecy::SecretString;
@@ -176,63 +174,17 @@ impl Setup {
     }
 }
 
-/// A psycopg session as demo from the test host, held open: it answers `SELECT
-/// current_user` at once, and again each time a line is written to it.
-struct HeldSession {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl HeldSession {
-    fn open(s: &Setup) -> Self {
-        let python = auth_tests::venv_python("psycopg").unwrap_or_else(|e| panic!("{e}"));
-        let script = r#"
-import sys, psycopg
-conn = psycopg.connect(sys.argv[1], password=sys.argv[2])
-for _ in sys.stdin:
-    try:
-        print(conn.execute("SELECT current_user").fetchone()[0], flush=True)
-    except psycopg.Error as e:
-        print("ended:", e.sqlstate, flush=True)
-"#;
-        let mut child = s
-            .host
-            .command(python.to_str().unwrap())
-            .args([
-                "-c",
-                script,
-                &s.gw.conninfo("demo", "sslmode=require"),
-                &s.gw.demo_password,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut held = Self {
-            child,
-            stdin,
-            stdout,
-        };
-        assert_eq!(held.query(), "demo");
-        held
-    }
-
-    fn query(&mut self) -> String {
-        writeln!(self.stdin).unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        line.trim().to_owned()
-    }
-}
-
-impl Drop for HeldSession {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A psycopg session as demo from the test host, held open.
+fn held_session(s: &Setup) -> HeldSession {
+    let python = auth_tests::venv_python("psycopg").unwrap_or_else(|e| panic!("{e}"));
+    let (held, first) = HeldSession::open(
+        s.host.command(python.to_str().unwrap()),
+        &s.gw.conninfo("demo", "sslmode=require"),
+        &s.gw.demo_password,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first, "demo");
+    held
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -249,7 +201,7 @@ async fn sighup_puts_new_rules_crl_and_certificate_in_force_and_sessions_and_loc
     );
     assert_eq!(s.curl("bob", BOB_PASSWORD, &first_cert), "200");
     assert_eq!(s.alice(&first_cert), Ok("alice".into()));
-    let mut session = HeldSession::open(&s);
+    let mut session = held_session(&s);
     // carol is locked out from this address before the reload.
     for _ in 0..3 {
         let refused = s.psql("carol", "wrong", &first_cert, "").unwrap_err();

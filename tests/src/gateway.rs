@@ -557,3 +557,70 @@ pub fn basic_refusal_time(port: u16, user: &str) -> std::time::Duration {
     );
     took
 }
+
+/// A psycopg session held open by a process of the test venv's Python (`python`: that
+/// program, or a test host's command running it): it answers `SELECT current_user` at
+/// once, and again on each [`HeldSession::query`]; a query that fails answers
+/// `ended: <SQLSTATE>`. Killed when dropped.
+#[derive(Debug)]
+pub struct HeldSession {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+const HELD_SESSION: &str = r#"
+import sys, psycopg
+conn = psycopg.connect(sys.argv[1], password=sys.argv[2])
+for _ in sys.stdin:
+    try:
+        print(conn.execute("SELECT current_user").fetchone()[0], flush=True)
+    except psycopg.Error as e:
+        print("ended:", e.sqlstate, flush=True)
+"#;
+
+impl HeldSession {
+    /// Connects with `conninfo` and `password`; the session and its first answer.
+    pub fn open(
+        mut python: Command,
+        conninfo: &str,
+        password: &str,
+    ) -> Result<(Self, String), HarnessError> {
+        use std::process::Stdio;
+        let mut child = python
+            .args(["-c", HELD_SESSION, conninfo, password])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(HarnessError::io("spawn the psycopg session"))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(HarnessError::io("pipe to the psycopg session")(
+                std::io::ErrorKind::BrokenPipe.into(),
+            ));
+        };
+        let mut held = Self {
+            child,
+            stdin,
+            stdout: std::io::BufReader::new(stdout),
+        };
+        let first = held.query();
+        Ok((held, first))
+    }
+
+    /// Asks `SELECT current_user` again: its answer, `ended: <SQLSTATE>`, or `""` when the
+    /// process has gone.
+    pub fn query(&mut self) -> String {
+        use std::io::{BufRead, Write};
+        let _ = writeln!(self.stdin);
+        let mut line = String::new();
+        let _ = self.stdout.read_line(&mut line);
+        line.trim().to_owned()
+    }
+}
+
+impl Drop for HeldSession {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

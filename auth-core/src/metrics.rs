@@ -206,6 +206,7 @@ pub(crate) fn limiter_refusal(protocol: Protocol, refusal: &Refusal) {
         ),
         Refusal::Busy(Busy::Address) => ("busy", "address"),
         Refusal::Busy(Busy::User) => ("busy", "user"),
+        Refusal::Unavailable => ("unavailable", "store"),
     };
     metrics::counter!(
         LIMITER_REFUSALS,

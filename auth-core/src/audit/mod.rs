@@ -61,6 +61,12 @@ pub enum AuditEventKind {
     ConfigReloaded,
     /// A new configuration was refused, with its problems, and the one in force stays.
     ConfigRefused,
+    /// A shared store the process depends on (the rate limiter's Redis) stopped
+    /// answering; recorded once per interval while it lasts, with how many decisions it
+    /// affected and what was decided without it.
+    StoreUnavailable,
+    /// A shared store answers again after an outage.
+    StoreRecovered,
 }
 
 impl AuditEventKind {
@@ -83,6 +89,8 @@ impl AuditEventKind {
             Self::ConfigReloaded => "config_reloaded",
             Self::ConfigRefused => "config_refused",
             Self::ConnectionRefused => "connection_refused",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::StoreRecovered => "store_recovered",
         }
     }
 }

@@ -7,6 +7,7 @@
 //! ```text
 //! auth_core::contract::authenticator::run_all(&my_auth, &fixture, &caps).await;
 //! auth_core::contract::store::run_all(&my_store, &StoreFixture::new("contract-")).await;
+//! auth_core::contract::rate_limiter::run_all(&my_limiter_factory).await;
 //! ```
 //!
 //! Each property is also a `pub async fn` of its own. A broken property panics with a
@@ -14,6 +15,7 @@
 
 pub mod accounts;
 pub mod authenticator;
+pub mod rate_limiter;
 pub mod store;
 
 /// Panics with the standard message for a broken property.

@@ -12,7 +12,7 @@ use crate::audit::{AuditEvent, AuditEventKind};
 use crate::certificate::{METHOD, Requirement, not_named};
 use crate::chain::StepReport;
 use crate::connection::{ConnectionInfo, Peer};
-use crate::error::{AuthorizationError, CredentialError, Error, Failure};
+use crate::error::{AuthorizationError, CredentialError, Error, Failure, InfrastructureError};
 use crate::outcome::{Outcome, OutcomeClass};
 use crate::policy::Selection;
 use crate::rate_limit::{Ending, Refusal, Subject};
@@ -301,21 +301,36 @@ impl Engine {
     fn refuse(&self, attempt: &Attempt, refusal: Refusal) -> Outcome {
         crate::metrics::limiter_refusal(attempt.connection.protocol, &refusal);
         let detail = refusal.to_string();
+        // Without its store the limiter proved nothing about anyone: an outage, not a
+        // lockout, for the client's error and the audit log alike.
+        let (kind, reason, error) = match refusal {
+            Refusal::Busy(_) => (
+                AuditEventKind::Busy,
+                "rate_limited",
+                Error::Authorization(AuthorizationError::RateLimited),
+            ),
+            Refusal::Unavailable => (
+                AuditEventKind::AttemptFailed,
+                "limiter_unavailable",
+                Error::Infrastructure(InfrastructureError::Unavailable),
+            ),
+            Refusal::Locked { .. } => (
+                AuditEventKind::Lockout,
+                "rate_limited",
+                Error::Authorization(AuthorizationError::RateLimited),
+            ),
+        };
         if self.audit.enabled() {
-            let kind = match refusal {
-                Refusal::Busy(_) => AuditEventKind::Busy,
-                _ => AuditEventKind::Lockout,
-            };
             self.audit.record(
-                &AuditEvent::on(kind, self.clock.now(), &attempt.connection, "rate_limited")
+                &AuditEvent::on(kind, self.clock.now(), &attempt.connection, reason)
                     .with_user(attempt.user())
-                    .with_failure(
-                        Some(Error::Authorization(AuthorizationError::RateLimited).code()),
-                        Some(&detail),
-                    ),
+                    .with_failure(Some(error.code()), Some(&detail)),
             );
         }
-        Outcome::Rejected(Failure::new(AuthorizationError::RateLimited, detail))
+        match refusal {
+            Refusal::Unavailable => Outcome::unavailable(detail),
+            _ => Outcome::Rejected(Failure::new(AuthorizationError::RateLimited, detail)),
+        }
     }
 
     /// One step's event: `step`, or `fallback` when the chain goes on after a link that

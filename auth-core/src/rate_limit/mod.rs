@@ -16,6 +16,7 @@
 //! | exchange abandoned by the client (hang-up, aborted task, timeout while awaiting the client, a frame out of turn) | the address only, kind `abandoned` | the client proved nothing, so the user is untouched |
 //! | malformed credential | the address only, kind `malformed` | as abandoned |
 //! | outage, nothing applied, refused by the limiter | nothing | the reservation is released |
+//! | the limiter's own store does not answer | nothing | refused as [`Refusal::Unavailable`] (fail closed), or decided as the limiter is configured (a local fallback, or a `danger_` fail-open) |
 //! | success | resets the user's scope | and makes the address's network (IPv4 /24, IPv6 /64) *known* for the user for [`known_for`](LimitSettings::known_for) |
 //!
 //! # Scopes: smart lockout
@@ -52,7 +53,14 @@
 //!
 //! The chain reports a refusal as a `lockout` event whose detail gives the scope (`user`
 //! at unknown addresses, `address`, `user at address`) and the real remaining time, a
-//! full queue or address as `busy`, and an exchange the client left as `abandoned`.
+//! full queue or address as `busy`, an exchange the client left as `abandoned`, and a
+//! refusal for want of the limiter's store as a failed attempt with the `unavailable`
+//! error (never as a lockout).
+//!
+//! # A limiter of your own
+//!
+//! [`contract::rate_limiter`](crate::contract::rate_limiter) (feature `contract`) holds one
+//! property per row of the tables above; a third party's limiter runs them all in one call.
 
 mod counter;
 mod memory;
@@ -124,6 +132,9 @@ pub enum Refusal {
     },
     /// Too busy right now; no failure was counted.
     Busy(Busy),
+    /// The limiter's shared store did not answer in time, and the limiter is configured
+    /// to refuse rather than decide without it (fail closed). Nothing was counted.
+    Unavailable,
 }
 
 impl fmt::Display for Refusal {
@@ -145,6 +156,9 @@ impl fmt::Display for Refusal {
             Self::Busy(Busy::User) => {
                 f.write_str("busy: no verification slot for this user within the wait")
             }
+            Self::Unavailable => f.write_str(
+                "the rate limiter's store did not answer; attempts are refused until it does",
+            ),
         }
     }
 }

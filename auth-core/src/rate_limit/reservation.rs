@@ -86,6 +86,24 @@ impl Reservation {
         }
     }
 
+    /// A round trip to the client begins: the verification slot goes back until
+    /// [`resume`](Self::resume). The engine's conversation does this between messages; a
+    /// front door that drives an exchange itself calls it too.
+    pub fn pause(&self) {
+        if let Some(shared) = &self.shared {
+            shared.pause();
+        }
+    }
+
+    /// The client answered a round: takes a slot again to verify the answer, waiting at
+    /// most `wait`.
+    pub async fn resume(&self, wait: Duration) -> Result<(), Refusal> {
+        match &self.shared {
+            Some(shared) => shared.resume(wait).await,
+            None => Ok(()),
+        }
+    }
+
     /// The refusal met while waiting for a slot, if any.
     pub fn refusal(&self) -> Option<Refusal> {
         self.shared.as_ref().and_then(|s| s.refusal())

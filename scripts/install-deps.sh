@@ -10,6 +10,9 @@ packages=(
   libclang-dev pkg-config
   # Real peers started by the test harness.
   postgresql postgresql-client redis-server
+  # redis-cli: joins the harness's Redis Clusters (redis-server depends on it today;
+  # named so the harness does not rest on that).
+  redis-tools
   # The PostgreSQL JDBC driver (Maven Central is not reachable here).
   libpostgresql-jdbc-java
   # Python clients (psycopg) live in a venv.

@@ -6,7 +6,8 @@
 //!
 //! - [`kdc::Kdc`]: a throwaway MIT Kerberos realm (the k5test approach).
 //! - [`postgres::Postgres`]: a PostgreSQL cluster (initdb + pg_ctl).
-//! - [`redis::Redis`]: a Redis server.
+//! - [`redis::Redis`]: a Redis server, plain or secured (TLS, ACL user), stopped and
+//!   restarted in place; [`redis::RedisCluster`]: a three-node Redis Cluster.
 //! - [`oidc::OidcProvider`]: node oidc-provider, a certified OpenID provider.
 //! - [`oauth_server::DjangoOAuth`]: django-oauth-toolkit, for the password grant.
 //! - [`netns::TestHost`]: a test host in a network namespace, for non-loopback clients.

@@ -310,8 +310,9 @@ pub fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The network a success makes known: IPv4 /24, IPv6 /64.
-pub(crate) fn network_key(ip: IpAddr) -> IpAddr {
+/// The network a success makes known for its user (smart lockout): IPv4 /24, IPv6 /64.
+/// A shared store keys known networks the same way.
+pub fn network_key(ip: IpAddr) -> IpAddr {
     match address_key(ip) {
         IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();

@@ -1,0 +1,259 @@
+//! One task sends every step of one limiter to the store, in the order the steps were
+//! made: an ending sent without awaiting its answer is applied before any later admission
+//! of this process. Whatever has queued while a batch was out goes as the next pipeline,
+//! so many logins at once cost few round trips.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::{Cmd, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::connect::Store;
+use crate::outage::Health;
+
+/// The Lua source of every step.
+pub(crate) const SCRIPT: &str = include_str!("limiter.lua");
+
+/// Why a step got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NoAnswer {
+    /// The store is down (or was, when the step was sent).
+    Down,
+    /// The store answered this step with an error.
+    Error(String),
+}
+
+struct Request {
+    cmd: Cmd,
+    reply: Option<oneshot::Sender<Result<Value, NoAnswer>>>,
+}
+
+/// Round trips counted by kind (for the benchmark and the closing note).
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) awaited: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) pipelines: AtomicU64,
+}
+
+/// The sending half; cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) struct Writer {
+    tx: mpsc::UnboundedSender<Request>,
+    pub(crate) health: Arc<Health>,
+    pub(crate) counts: Arc<Counts>,
+}
+
+/// The most steps one pipeline carries.
+const BATCH: usize = 512;
+
+impl Writer {
+    /// Starts the task on the current runtime.
+    pub(crate) fn start(
+        store: Store,
+        health: Arc<Health>,
+        response_timeout: Duration,
+        retry_interval: Duration,
+        report_interval: Duration,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let counts = Arc::new(Counts::default());
+        let task = Task {
+            store: Arc::new(store),
+            health: health.clone(),
+            counts: counts.clone(),
+            sha: redis_sha1(SCRIPT),
+            response_timeout,
+            retry_interval,
+            report_interval,
+            probing: Arc::new(AtomicBool::new(false)),
+        };
+        tokio::spawn(task.run(rx));
+        Self { tx, health, counts }
+    }
+
+    /// Sends `cmd` and awaits its answer (at most the response timeout while the store
+    /// answers; at once while it is down).
+    pub(crate) async fn call(&self, cmd: Cmd) -> Result<Value, NoAnswer> {
+        let (reply, answer) = oneshot::channel();
+        self.counts.awaited.fetch_add(1, Ordering::Relaxed);
+        self.tx
+            .send(Request {
+                cmd,
+                reply: Some(reply),
+            })
+            .map_err(|_| NoAnswer::Down)?;
+        answer.await.unwrap_or(Err(NoAnswer::Down))
+    }
+
+    /// Sends `cmd` without awaiting it; works without a runtime (from a `Drop`).
+    pub(crate) fn send(&self, cmd: Cmd) {
+        self.counts.sent.fetch_add(1, Ordering::Relaxed);
+        let _ = self.tx.send(Request { cmd, reply: None });
+    }
+}
+
+struct Task {
+    store: Arc<Store>,
+    health: Arc<Health>,
+    counts: Arc<Counts>,
+    sha: String,
+    response_timeout: Duration,
+    retry_interval: Duration,
+    report_interval: Duration,
+    probing: Arc<AtomicBool>,
+}
+
+impl Task {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Request>) {
+        let mut batch = Vec::with_capacity(64);
+        while rx.recv_many(&mut batch, BATCH).await > 0 {
+            if !self.health.is_up() {
+                // Fire-and-forget steps are lost; the leases give their counts back.
+                answer_all(&mut batch, || Err(NoAnswer::Down));
+                continue;
+            }
+            self.counts.pipelines.fetch_add(1, Ordering::Relaxed);
+            match tokio::time::timeout(self.response_timeout, self.send(&batch)).await {
+                Ok(Ok(values)) => {
+                    for (request, value) in batch.drain(..).zip(values) {
+                        if let Some(reply) = request.reply {
+                            let _ = reply.send(match value {
+                                Value::ServerError(e) => Err(NoAnswer::Error(e.to_string())),
+                                v => Ok(v),
+                            });
+                        }
+                    }
+                }
+                Ok(Err(e)) => self.down(&mut batch, &e.to_string()),
+                Err(_) => self.down(
+                    &mut batch,
+                    &format!("no answer within {:?}", self.response_timeout),
+                ),
+            }
+        }
+    }
+
+    /// Sends the batch as one pipeline of EVALSHAs; steps the store had no script for
+    /// (a restarted or failed-over server) go again with the source, once.
+    async fn send(&self, batch: &[Request]) -> redis::RedisResult<Vec<Value>> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for r in batch {
+            pipe.add_command(with_script(&r.cmd, Script::Sha(&self.sha)));
+        }
+        let mut values = self.store.query(&pipe).await?;
+        let missing: Vec<usize> = values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT"))
+            .map(|(i, _)| i)
+            .collect();
+        if !missing.is_empty() {
+            let mut again = redis::pipe();
+            again.ignore_errors();
+            for &i in &missing {
+                again.add_command(with_script(&batch[i].cmd, Script::Source));
+            }
+            for (i, v) in missing.into_iter().zip(self.store.query(&again).await?) {
+                values[i] = v;
+            }
+        }
+        Ok(values)
+    }
+
+    /// The store failed: this batch gets no answer, and a probe tries it again every
+    /// retry interval until it answers.
+    fn down(&self, batch: &mut Vec<Request>, why: &str) {
+        answer_all(batch, || Err(NoAnswer::Down));
+        self.health.went_down(why);
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let probe = Probe {
+            store: self.store.clone(),
+            health: self.health.clone(),
+            probing: self.probing.clone(),
+            timeout: self.response_timeout.max(Duration::from_secs(1)),
+            retry_interval: self.retry_interval,
+            report_interval: self.report_interval,
+        };
+        tokio::spawn(probe.run());
+    }
+}
+
+fn answer_all(batch: &mut Vec<Request>, answer: impl Fn() -> Result<Value, NoAnswer>) {
+    for request in batch.drain(..) {
+        if let Some(reply) = request.reply {
+            let _ = reply.send(answer());
+        }
+    }
+}
+
+/// Tries a down store every retry interval, reports the outage every report interval,
+/// and ends when the store answers.
+struct Probe {
+    store: Arc<Store>,
+    health: Arc<Health>,
+    probing: Arc<AtomicBool>,
+    timeout: Duration,
+    retry_interval: Duration,
+    report_interval: Duration,
+}
+
+impl Probe {
+    async fn run(self) {
+        let mut report = tokio::time::interval(self.report_interval);
+        report.tick().await;
+        let mut retry = tokio::time::interval(self.retry_interval);
+        loop {
+            tokio::select! {
+                _ = retry.tick() => {
+                    let mut ping = redis::pipe();
+                    ping.cmd("PING");
+                    if let Ok(Ok(_)) = tokio::time::timeout(self.timeout, self.store.query(&ping)).await {
+                        self.health.came_back();
+                        self.probing.store(false, Ordering::Release);
+                        return;
+                    }
+                }
+                _ = report.tick() => self.health.report(),
+            }
+        }
+    }
+}
+
+enum Script<'a> {
+    Sha(&'a str),
+    Source,
+}
+
+/// `cmd` holds the step's key count, keys and arguments (a nameless `Cmd::new()`); this
+/// puts the script in front.
+fn with_script(cmd: &Cmd, script: Script<'_>) -> Cmd {
+    let mut out = match script {
+        Script::Sha(sha) => {
+            let mut c = redis::cmd("EVALSHA");
+            c.arg(sha);
+            c
+        }
+        Script::Source => {
+            let mut c = redis::cmd("EVAL");
+            c.arg(SCRIPT);
+            c
+        }
+    };
+    for arg in cmd.args_iter() {
+        if let redis::Arg::Simple(bytes) = arg {
+            out.arg(bytes);
+        }
+    }
+    out
+}
+
+/// The SHA-1 Redis names a script by.
+fn redis_sha1(source: &str) -> String {
+    redis::Script::new(source).get_hash().to_owned()
+}

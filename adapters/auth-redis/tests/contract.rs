@@ -1,0 +1,181 @@
+//! The Redis limiter keeps auth-core's published limiter contract against a real Redis
+//! over TLS (the harness's throwaway CA) with an ACL user, on one server and on a
+//! three-node Redis Cluster; and two limiters on one store count together.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use auth_core::clock::SharedClock;
+use auth_core::contract::rate_limiter::{LimiterFactory, run_all};
+use auth_core::rate_limit::{Ending, LimitSettings, LockScope, Refusal, Subject};
+use auth_core::{ManualClock, RateLimiter};
+use auth_redis::{RedisOptions, RedisRateLimiter};
+use auth_tests::pki::run_ca;
+use auth_tests::redis::{Redis, RedisCluster};
+use secrecy::SecretString;
+
+/// Makes limiters on one store, each under a key prefix of its own.
+struct OnRedis {
+    base: RedisOptions,
+    next: AtomicU64,
+}
+
+impl OnRedis {
+    fn options(&self) -> RedisOptions {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.base.clone().with_key_prefix(&format!("contract-{n}"))
+    }
+}
+
+#[async_trait]
+impl LimiterFactory for OnRedis {
+    async fn limiter(&self, settings: LimitSettings, clock: SharedClock) -> Arc<dyn RateLimiter> {
+        let limiter = RedisRateLimiter::builder(self.options(), settings)
+            .clock(clock)
+            .connect()
+            .await
+            .unwrap();
+        assert!(limiter.store_up(), "the store answers");
+        Arc::new(limiter)
+    }
+}
+
+fn secured_options(url: &str, user: &str, password: &str, ca: &std::path::Path) -> RedisOptions {
+    RedisOptions::new(url)
+        .unwrap()
+        .with_ca_pem(std::fs::read(ca).unwrap())
+        .with_user(user, SecretString::from(password.to_owned()))
+        // A CI machine under load answers loopback in well under this.
+        .with_response_timeout(Duration::from_secs(2))
+}
+
+fn secured(redis: &Redis) -> RedisOptions {
+    secured_options(
+        &redis.url(),
+        redis.acl_user().unwrap(),
+        redis.acl_password().unwrap(),
+        redis.ca_file().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_limiter_keeps_the_contract_over_tls_with_an_acl_user() {
+    let redis = Redis::start_secured(run_ca().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(redis.url().starts_with("rediss://"));
+    run_all(&OnRedis {
+        base: secured(&redis),
+        next: AtomicU64::new(0),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_limiter_keeps_the_contract_on_a_three_node_cluster() {
+    let cluster = RedisCluster::start(Some(run_ca().unwrap())).unwrap_or_else(|e| panic!("{e}"));
+    let urls = cluster.urls();
+    let base = secured_options(
+        &urls[0],
+        cluster.acl_user().unwrap(),
+        cluster.acl_password().unwrap(),
+        cluster.ca_file().unwrap(),
+    )
+    .cluster(&urls[1..])
+    .unwrap();
+    run_all(&OnRedis {
+        base,
+        next: AtomicU64::new(0),
+    })
+    .await;
+}
+
+fn remote<'a>(user: &'a str, ip: &str) -> Subject<'a> {
+    Subject {
+        user: Some(user),
+        address: ip.parse().ok(),
+        localhost: false,
+    }
+}
+
+async fn attempt(l: &RedisRateLimiter, from: &Subject<'_>, ending: Ending) -> Option<Refusal> {
+    let r = match l.admit(from).await {
+        Ok(r) => r,
+        Err(refusal) => return Some(refusal),
+    };
+    if let Err(refusal) = r.verify(Duration::ZERO).await {
+        r.finish(Ending::Neutral);
+        return Some(refusal);
+    }
+    r.finish(ending);
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_limiters_on_one_store_count_together_and_a_new_one_remembers() {
+    let redis = Redis::start_secured(run_ca().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let clock = ManualClock::at_fixed_epoch();
+    let make = || {
+        RedisRateLimiter::builder(
+            secured(&redis).with_key_prefix("shared"),
+            LimitSettings::default(),
+        )
+        .clock(Arc::new(clock.clone()))
+        .connect()
+    };
+    let (one, two) = (make().await.unwrap(), make().await.unwrap());
+    assert_eq!(
+        attempt(&one, &remote("alice", "192.0.2.1"), Ending::Succeeded).await,
+        None
+    );
+    for l in [&one, &one, &one, &two, &two] {
+        assert_eq!(
+            attempt(l, &remote("alice", "203.0.113.5"), Ending::Failed).await,
+            None
+        );
+    }
+    for l in [&one, &two] {
+        assert!(matches!(
+            attempt(l, &remote("alice", "203.0.113.5"), Ending::Succeeded).await,
+            Some(Refusal::Locked {
+                scope: LockScope::User,
+                ..
+            })
+        ));
+        assert_eq!(
+            attempt(l, &remote("alice", "192.0.2.9"), Ending::Succeeded).await,
+            None,
+            "the known network logs in at both"
+        );
+    }
+    drop((one, two));
+    let restarted = make().await.unwrap();
+    assert!(matches!(
+        attempt(
+            &restarted,
+            &remote("alice", "198.51.100.1"),
+            Ending::Succeeded
+        )
+        .await,
+        Some(Refusal::Locked {
+            scope: LockScope::User,
+            ..
+        })
+    ));
+    assert_eq!(
+        attempt(
+            &restarted,
+            &remote("alice", "192.0.2.10"),
+            Ending::Succeeded
+        )
+        .await,
+        None,
+        "a new process knows the known network"
+    );
+    let steps = restarted.steps();
+    assert_eq!(
+        steps.awaited, 3,
+        "admission and the first slot are one round trip: {steps:?}"
+    );
+}

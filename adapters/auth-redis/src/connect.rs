@@ -105,7 +105,7 @@ impl fmt::Display for Endpoint {
 pub(crate) enum Tls {
     /// No TLS (loopback, or `danger_plaintext`).
     Off,
-    /// Verified against these CAs (PEM), or the system's roots.
+    /// Verified against these CAs (PEM), or the Mozilla roots.
     Verified { ca_pem: Option<Vec<u8>> },
 }
 
@@ -176,14 +176,13 @@ impl Store {
         } else {
             Client::open(info)?
         };
-        // Our own timeout bounds each batch; the manager's reconnects with a short backoff
-        // so a store that comes back is used again within a retry interval.
+        // Our own timeout bounds each batch. The manager reconnects once per failure,
+        // without a backoff of its own: a refused connection must fail at once (the
+        // decision waits for it), and the probe paces the retries of a down store.
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(options.connect_timeout))
             .set_response_timeout(None)
-            .set_number_of_retries(1)
-            .set_min_delay(std::time::Duration::from_millis(10))
-            .set_max_delay(options.retry_interval);
+            .set_number_of_retries(0);
         Ok(Self::Single(ConnectionManager::new_lazy_with_config(
             client, config,
         )?))

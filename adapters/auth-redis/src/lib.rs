@@ -19,7 +19,7 @@
 //!   is down; attempts are then refused as unavailable (default), decided by this
 //!   process's own limiter, or not limited (`danger_allow`), audited once per interval,
 //!   until a probe finds the store again.
-//! - **TLS and ACL**: `rediss://` verified against the CAs you give (or the system's), an
+//! - **TLS and ACL**: `rediss://` verified against the CAs you give (or the Mozilla roots), an
 //!   ACL user whose password comes from the environment or the wallet.
 //!
 //! See [`RedisRateLimiter`] and [`RedisSettings`].

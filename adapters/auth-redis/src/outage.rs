@@ -61,6 +61,8 @@ pub(crate) struct Health {
     store: String,
     audit: Option<Arc<dyn AuditSink>>,
     clock: SharedClock,
+    /// Follows `up`, for whoever waits for a change.
+    changes: tokio::sync::watch::Sender<bool>,
 }
 
 impl Health {
@@ -80,7 +82,14 @@ impl Health {
             store,
             audit,
             clock,
+            changes: tokio::sync::watch::Sender::new(true),
         }
+    }
+
+    /// Waits until the store is up (`true`) or down (`false`).
+    pub(crate) async fn until(&self, up: bool) {
+        let mut rx = self.changes.subscribe();
+        let _ = rx.wait_for(|now| *now == up).await;
     }
 
     pub(crate) fn is_up(&self) -> bool {
@@ -117,6 +126,8 @@ impl Health {
                 self.store, self.on_outage
             ),
         );
+        // After the record: whoever waits for the change finds it audited.
+        self.changes.send_replace(false);
         true
     }
 
@@ -163,6 +174,7 @@ impl Health {
                 self.store, self.on_outage
             ),
         );
+        self.changes.send_replace(true);
     }
 
     fn record(&self, kind: AuditEventKind, outcome: &str, detail: &str) {

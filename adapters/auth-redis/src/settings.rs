@@ -48,7 +48,7 @@ pub struct RedisSettings {
     /// The wallet key holding the user's password (`authctl secret set KEY`).
     pub password_wallet: Option<String>,
     /// PEM file of the CAs the server's certificate must chain to (relative to the data
-    /// directory); default: the system's roots.
+    /// directory); default: the Mozilla roots (webpki-roots).
     pub ca_file: Option<PathBuf>,
     /// Allows `redis://` (no TLS) to a host other than loopback.
     pub danger_plaintext: bool,
@@ -136,7 +136,7 @@ impl std::fmt::Debug for RedisOptions {
 
 impl RedisOptions {
     /// Options for one server at `url`, with every other setting at its default; TLS
-    /// verifies against the system's roots unless [`with_ca_pem`](Self::with_ca_pem).
+    /// verifies against the Mozilla roots unless [`with_ca_pem`](Self::with_ca_pem).
     pub fn new(url: &str) -> Result<Self, Invalid> {
         Self::from_settings(
             &RedisSettings {

@@ -22,7 +22,7 @@ use crate::outage::{Health, OnOutage};
 use crate::settings::RedisOptions;
 use hold::{RedisHold, Unsent};
 use keys::{AttemptKeys, StepSettings, millis, step};
-use writer::{NoAnswer, Writer};
+use writer::{NoAnswer, Timeouts, Writer};
 
 /// A [`RateLimiter`] whose counts, locks and known networks live in Redis, so that every
 /// gateway on the same store and key prefix counts together and a restart forgets
@@ -115,6 +115,11 @@ impl RedisRateLimiter {
         self.inner.writer.health.is_up()
     }
 
+    /// Waits until the store is up (`true`: a probe found it again) or down (`false`).
+    pub async fn store_changed_to(&self, up: bool) {
+        self.inner.writer.health.until(up).await;
+    }
+
     /// The limits.
     pub fn limits(&self) -> &LimitSettings {
         &self.inner.limits
@@ -180,9 +185,12 @@ impl RedisRateLimiterBuilder {
         let writer = Writer::start(
             store,
             health,
-            o.response_timeout,
-            o.retry_interval,
-            o.report_interval,
+            Timeouts {
+                connect: o.connect_timeout,
+                response: o.response_timeout,
+                retry: o.retry_interval,
+                report: o.report_interval,
+            },
         );
         let mut raw = [0u8; 8];
         getrandom::fill(&mut raw).map_err(|e| StartError(e.to_string()))?;

@@ -51,13 +51,7 @@ const BATCH: usize = 512;
 
 impl Writer {
     /// Starts the task on the current runtime.
-    pub(crate) fn start(
-        store: Store,
-        health: Arc<Health>,
-        response_timeout: Duration,
-        retry_interval: Duration,
-        report_interval: Duration,
-    ) -> Self {
+    pub(crate) fn start(store: Store, health: Arc<Health>, timeouts: Timeouts) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let counts = Arc::new(Counts::default());
         let task = Task {
@@ -65,9 +59,7 @@ impl Writer {
             health: health.clone(),
             counts: counts.clone(),
             sha: redis_sha1(SCRIPT),
-            response_timeout,
-            retry_interval,
-            report_interval,
+            timeouts,
             probing: Arc::new(AtomicBool::new(false)),
         };
         tokio::spawn(task.run(rx));
@@ -100,15 +92,27 @@ struct Task {
     health: Arc<Health>,
     counts: Arc<Counts>,
     sha: String,
-    response_timeout: Duration,
-    retry_interval: Duration,
-    report_interval: Duration,
+    timeouts: Timeouts,
     probing: Arc<AtomicBool>,
+}
+
+/// The writer's timeouts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    /// The first batch connects (a TLS handshake, the ACL login): it gets this long.
+    pub(crate) connect: Duration,
+    /// Every later batch.
+    pub(crate) response: Duration,
+    /// How often a down store is tried.
+    pub(crate) retry: Duration,
+    /// How often an outage is audited.
+    pub(crate) report: Duration,
 }
 
 impl Task {
     async fn run(self, mut rx: mpsc::UnboundedReceiver<Request>) {
         let mut batch = Vec::with_capacity(64);
+        let mut limit = self.timeouts.connect;
         while rx.recv_many(&mut batch, BATCH).await > 0 {
             if !self.health.is_up() {
                 // Fire-and-forget steps are lost; the leases give their counts back.
@@ -116,8 +120,22 @@ impl Task {
                 continue;
             }
             self.counts.pipelines.fetch_add(1, Ordering::Relaxed);
-            match tokio::time::timeout(self.response_timeout, self.send(&batch)).await {
+            let started = tokio::time::Instant::now();
+            let sent = match tokio::time::timeout(limit, self.send(&batch)).await {
+                // A connection found dropped (a restarted or failed-over server): once
+                // more within what is left of the limit, while the manager reconnects, so
+                // the first logins after a restart are not refused for a connection that
+                // was already dead. A step the old server ran just before the connection
+                // broke runs twice: at most one extra counted failure, at that instant.
+                Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() => {
+                    let left = limit.saturating_sub(started.elapsed());
+                    tokio::time::timeout(left, self.send(&batch)).await
+                }
+                other => other,
+            };
+            match sent {
                 Ok(Ok(values)) => {
+                    limit = self.timeouts.response;
                     for (request, value) in batch.drain(..).zip(values) {
                         if let Some(reply) = request.reply {
                             let _ = reply.send(match value {
@@ -128,10 +146,7 @@ impl Task {
                     }
                 }
                 Ok(Err(e)) => self.down(&mut batch, &e.to_string()),
-                Err(_) => self.down(
-                    &mut batch,
-                    &format!("no answer within {:?}", self.response_timeout),
-                ),
+                Err(_) => self.down(&mut batch, &format!("no answer within {limit:?}")),
             }
         }
     }
@@ -176,9 +191,9 @@ impl Task {
             store: self.store.clone(),
             health: self.health.clone(),
             probing: self.probing.clone(),
-            timeout: self.response_timeout.max(Duration::from_secs(1)),
-            retry_interval: self.retry_interval,
-            report_interval: self.report_interval,
+            timeout: self.timeouts.connect.max(self.timeouts.response),
+            retry_interval: self.timeouts.retry,
+            report_interval: self.timeouts.report,
         };
         tokio::spawn(probe.run());
     }

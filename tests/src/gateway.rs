@@ -136,9 +136,21 @@ impl GatewayProcess {
         edit: impl FnOnce(String) -> String,
         env: &[(String, String)],
     ) -> Result<Self, HarnessError> {
+        Self::start_on_copy_at(binary, source, IpAddr::from([127, 0, 0, 1]), edit, env)
+    }
+
+    /// [`Self::start_on_copy`], listening on `ip` (a test host's gateway address, so
+    /// clients in network namespaces reach it). Several gateways on copies of one
+    /// directory share its users and passwords, as instances behind a load balancer do.
+    pub fn start_on_copy_at(
+        binary: &Path,
+        source: &Path,
+        ip: IpAddr,
+        edit: impl FnOnce(String) -> String,
+        env: &[(String, String)],
+    ) -> Result<Self, HarnessError> {
         let (dir, data) = workdir()?;
         copy_dir(source, &data)?;
-        let ip = IpAddr::from([127, 0, 0, 1]);
         let ports = [free_port()?, free_port()?, free_port()?];
         let config = data.join("gateway.toml");
         let text =
@@ -278,14 +290,18 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), HarnessError> {
     for entry in std::fs::read_dir(from).map_err(HarnessError::io("read a directory"))? {
         let entry = entry.map_err(HarnessError::io("read a directory"))?;
         let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
+        let kind = entry
+            .file_type()
+            .map_err(HarnessError::io("read a directory"))?;
+        if kind.is_dir() {
             copy_dir(&entry.path(), &target)?;
-        } else {
+        } else if kind.is_file() {
             use std::os::unix::fs::PermissionsExt;
             std::fs::copy(entry.path(), &target).map_err(HarnessError::io("copy a file"))?;
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
                 .map_err(HarnessError::io("make a copied file private"))?;
         }
+        // Sockets (a stopped gateway's .s.PGSQL.*) belong to the process that made them.
     }
     Ok(())
 }

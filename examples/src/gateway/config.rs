@@ -211,6 +211,9 @@ pub struct GatewayConfig {
     pub audit: AuditSettings,
     /// `[rate_limit]`: auth-core's limiter, shared by every front door.
     pub rate_limit: RateLimitSettings,
+    /// `[redis]`: auth-redis's store; when it names one, the limits are counted there,
+    /// shared by every gateway on it.
+    pub redis: auth_redis::RedisSettings,
     /// `[client_certificates]`: auth-core's certificate CAs.
     pub client_certificates: ClientCertificateSettings,
     /// `[password]`: auth-password's hasher and policy.
@@ -235,9 +238,10 @@ pub struct GatewayConfig {
 }
 
 /// The tables and arrays of tables the file may hold, besides top-level keys.
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "health",
     "rate_limit",
+    "redis",
     "client_certificates",
     "password",
     "wallet",
@@ -333,6 +337,7 @@ impl GatewayConfig {
             listen: or_default(settings.top_level(), p),
             audit: or_default(settings.top_level(), p),
             rate_limit: or_default(settings.section("rate_limit"), p),
+            redis: or_default(settings.section("redis"), p),
             client_certificates: or_default(settings.section("client_certificates"), p),
             password: or_default(settings.section("password"), p),
             wallet: or_default(settings.section("wallet"), p),
@@ -456,6 +461,9 @@ impl Check<'_, '_> {
         }
         if let Err(problems) = config.rate_limit.build() {
             self.invalid("rate_limit", problems);
+        }
+        if config.redis.is_set() || config.redis != auth_redis::RedisSettings::default() {
+            self.invalid("redis", config.redis.check());
         }
         if let Err(problem) = config.client_certificates.client_name() {
             self.invalid("client_certificates", [problem]);

@@ -316,7 +316,7 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         None
     };
     let audit = Arc::new(config.audit.build(data_dir).map_err(built(""))?);
-    let limiter = limiter(&config)?;
+    let limiter = limiter(&config, data_dir, wallet.clone(), audit.clone()).await?;
     let directory = Directory::new(wallet.clone());
     if first_start
         && directory
@@ -423,21 +423,47 @@ impl Reloadable {
     }
 }
 
-/// The one limiter every front door shares, as `[rate_limit]` says; with limiting
-/// disabled, a limiter that limits nothing.
-fn limiter(config: &GatewayConfig) -> Result<Arc<dyn RateLimiter>, GatewayError> {
+/// The one limiter every front door shares, as `[rate_limit]` says: on the `[redis]`
+/// store when the file names one (shared by every gateway on it), in this process's
+/// memory otherwise; with limiting disabled, a limiter that limits nothing.
+async fn limiter(
+    config: &GatewayConfig,
+    data_dir: &Path,
+    wallet: Arc<auth_wallet::Wallet>,
+    audit: Arc<dyn AuditSink>,
+) -> Result<Arc<dyn RateLimiter>, GatewayError> {
     let settings = config
         .rate_limit
         .build()
         .map_err(|mut problems| built("rate_limit")(problems.remove(0)))?;
-    Ok(Arc::new(MemoryRateLimiter::new(settings.unwrap_or(
-        LimitSettings {
+    let Some(limits) = settings else {
+        return Ok(Arc::new(MemoryRateLimiter::new(LimitSettings {
             user_failures: u32::MAX,
             address_failures: u32::MAX,
             max_running_per_address: u32::MAX,
             ..LimitSettings::default()
-        },
-    ))))
+        })));
+    };
+    if !config.redis.is_set() {
+        return Ok(Arc::new(MemoryRateLimiter::new(limits)));
+    }
+    let options = config
+        .redis
+        .build(data_dir, Some(wallet))
+        .await
+        .map_err(|mut problems| built("redis")(problems.remove(0)))?;
+    let limiter = auth_redis::RedisRateLimiter::builder(options, limits)
+        .audit(audit)
+        .connect()
+        .await
+        .map_err(|e| err("redis")(&e))?;
+    if !limiter.store_up() {
+        tracing::warn!(
+            "the [redis] store does not answer yet; logins are decided with on_outage = {} until it does",
+            config.redis.on_outage
+        );
+    }
+    Ok(Arc::new(limiter))
 }
 
 /// The pgwire query handlers: the demo SQL, simple and extended.

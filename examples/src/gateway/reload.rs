@@ -159,6 +159,7 @@ fn restart_needed(old: &GatewayConfig, new: &GatewayConfig) -> Vec<String> {
     changed.extend(changed_keys(&old.audit, &new.audit, &[]));
     for (table, differs) in [
         ("[rate_limit]", differ(&old.rate_limit, &new.rate_limit)),
+        ("[redis]", differ(&old.redis, &new.redis)),
         ("[password]", differ(&old.password, &new.password)),
         ("[wallet]", differ(&old.wallet, &new.wallet)),
         ("[health]", differ(&old.health, &new.health)),

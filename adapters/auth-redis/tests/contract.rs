@@ -179,3 +179,48 @@ async fn two_limiters_on_one_store_count_together_and_a_new_one_remembers() {
         "admission and the first slot are one round trip: {steps:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_instances_slots_and_running_attempts_come_back_by_expiry() {
+    let redis = Redis::start_secured(run_ca().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let clock = ManualClock::at_fixed_epoch();
+    let limits = LimitSettings {
+        user_failures: 1,
+        max_running_per_address: 1,
+        ..LimitSettings::default()
+    };
+    let make = || {
+        RedisRateLimiter::builder(secured(&redis).with_key_prefix("crash"), limits.clone())
+            .clock(Arc::new(clock.clone()))
+            .connect()
+    };
+    let (crashed, survivor) = (make().await.unwrap(), make().await.unwrap());
+    let from = remote("alice", "192.0.2.50");
+    let held = crashed.admit(&from).await.unwrap();
+    held.verify(Duration::ZERO).await.unwrap();
+    // The process dies: its reservation never ends.
+    std::mem::forget(held);
+    assert_eq!(
+        survivor.admit(&from).await.unwrap_err(),
+        Refusal::Busy(auth_core::rate_limit::Busy::Address)
+    );
+    let elsewhere = survivor
+        .admit(&remote("alice", "192.0.2.51"))
+        .await
+        .unwrap();
+    assert_eq!(
+        elsewhere.verify(Duration::from_millis(20)).await,
+        Err(Refusal::Busy(auth_core::rate_limit::Busy::User)),
+        "the dead process's verification slot is still taken"
+    );
+    elsewhere.finish(Ending::Neutral);
+    // Past the slot lease (60 s) the slot is back; past the attempt lease (10 min) the
+    // address's running attempt too.
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        attempt(&survivor, &remote("alice", "192.0.2.51"), Ending::Neutral).await,
+        None
+    );
+    clock.advance(Duration::from_secs(600));
+    assert_eq!(attempt(&survivor, &from, Ending::Succeeded).await, None);
+}

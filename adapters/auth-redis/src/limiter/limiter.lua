@@ -123,13 +123,23 @@ local function scope_keys(known)
   return KEYS[4], KEYS[5], KEYS[6]
 end
 
+-- The count of a set of leases, purged of expired ones only when it would refuse: an
+-- expired lease is a process that died, and the purge is the slow part.
+local function live(set, cap)
+  local n = redis.call('ZCARD', set)
+  if n >= cap then
+    redis.call('ZREMRANGEBYSCORE', set, '-inf', fmt(now))
+    n = redis.call('ZCARD', set)
+  end
+  return n
+end
+
 local function slot(c, slots)
-  redis.call('ZREMRANGEBYSCORE', slots, '-inf', fmt(now))
   local r = 0
   if has_history(c) then
     r = recent(c)
   end
-  if r + redis.call('ZCARD', slots) < user_failures then
+  if r + live(slots, user_failures - r) < user_failures then
     redis.call('ZADD', slots, fmt(now + slot_lease), id)
     redis.call('PEXPIRE', slots, fmt(slot_lease))
     return true
@@ -154,8 +164,7 @@ if op == 'admit' then
     if left then
       return { 1, left, 1 }
     end
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', fmt(now))
-    if redis.call('ZCARD', KEYS[2]) >= max_running then
+    if live(KEYS[2], max_running) >= max_running then
       return { 2, 0 }
     end
     redis.call('ZADD', KEYS[2], fmt(now + attempt_lease), id)
@@ -200,13 +209,12 @@ if op == 'acquire' then
   if extra ~= '1' then
     return { 2, 1 }
   end
-  redis.call('ZREMRANGEBYSCORE', wk, '-inf', fmt(now))
   local until_ms = fmt(now + extra2)
   if redis.call('ZSCORE', wk, id) then
     redis.call('ZADD', wk, until_ms, id)
     return { 3 }
   end
-  if redis.call('ZCARD', wk) >= max_waiting then
+  if live(wk, max_waiting) >= max_waiting then
     return { 2, 1 }
   end
   redis.call('ZADD', wk, until_ms, id)
@@ -236,21 +244,23 @@ if op == 'end' then
     redis.call('ZREM', wk, id)
     if extra == 'succeeded' then
       redis.call('DEL', ck)
+      -- A network already known only moves its time; a new one may push the oldest out.
       if net ~= '' then
-        redis.call('HSET', KEYS[3], net, fmt(extra2))
-        local all = redis.call('HGETALL', KEYS[3])
-        local nets = {}
-        for i = 1, #all, 2 do
-          local last = tonumber(all[i + 1])
-          if last == nil or extra2 - last >= known_for then
-            redis.call('HDEL', KEYS[3], all[i])
-          else
-            nets[#nets + 1] = { all[i], last }
+        if redis.call('HSET', KEYS[3], net, fmt(extra2)) == 1 then
+          local all = redis.call('HGETALL', KEYS[3])
+          local nets = {}
+          for i = 1, #all, 2 do
+            local last = tonumber(all[i + 1])
+            if last == nil or extra2 - last >= known_for then
+              redis.call('HDEL', KEYS[3], all[i])
+            else
+              nets[#nets + 1] = { all[i], last }
+            end
           end
-        end
-        table.sort(nets, function(a, b) return a[2] < b[2] end)
-        for i = 1, #nets - math.max(max_known, 1) do
-          redis.call('HDEL', KEYS[3], nets[i][1])
+          table.sort(nets, function(a, b) return a[2] < b[2] end)
+          for i = 1, #nets - math.max(max_known, 1) do
+            redis.call('HDEL', KEYS[3], nets[i][1])
+          end
         end
         redis.call('PEXPIRE', KEYS[3], fmt(known_for + 1000))
       end

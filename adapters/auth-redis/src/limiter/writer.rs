@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use redis::{Cmd, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -48,6 +50,8 @@ pub(crate) struct Writer {
 
 /// The most steps one pipeline carries.
 const BATCH: usize = 512;
+/// The most pipelines out at once.
+const IN_FLIGHT: usize = 8;
 
 impl Writer {
     /// Starts the task on the current runtime.
@@ -61,6 +65,7 @@ impl Writer {
             sha: redis_sha1(SCRIPT),
             timeouts,
             probing: Arc::new(AtomicBool::new(false)),
+            connected: AtomicBool::new(false),
         };
         tokio::spawn(task.run(rx));
         Self { tx, health, counts }
@@ -94,6 +99,8 @@ struct Task {
     sha: String,
     timeouts: Timeouts,
     probing: Arc<AtomicBool>,
+    /// A pipeline has been answered: the connection is made.
+    connected: AtomicBool,
 }
 
 /// The writer's timeouts.
@@ -111,43 +118,68 @@ pub(crate) struct Timeouts {
 
 impl Task {
     async fn run(self, mut rx: mpsc::UnboundedReceiver<Request>) {
+        let task = Arc::new(self);
+        // Several pipelines may be out at once: each is handed to the connection (which
+        // writes in that order) before the next is made, so order holds while the store
+        // works on one and this process on the next.
+        let mut out = FuturesOrdered::new();
         let mut batch = Vec::with_capacity(64);
-        let mut limit = self.timeouts.connect;
-        while rx.recv_many(&mut batch, BATCH).await > 0 {
-            if !self.health.is_up() {
-                // Fire-and-forget steps are lost; the leases give their counts back.
-                answer_all(&mut batch, || Err(NoAnswer::Down));
-                continue;
-            }
-            self.counts.pipelines.fetch_add(1, Ordering::Relaxed);
-            let started = tokio::time::Instant::now();
-            let sent = match tokio::time::timeout(limit, self.send(&batch)).await {
-                // A connection found dropped (a restarted or failed-over server): once
-                // more within what is left of the limit, while the manager reconnects, so
-                // the first logins after a restart are not refused for a connection that
-                // was already dead. A step the old server ran just before the connection
-                // broke runs twice: at most one extra counted failure, at that instant.
-                Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() => {
-                    let left = limit.saturating_sub(started.elapsed());
-                    tokio::time::timeout(left, self.send(&batch)).await
+        loop {
+            tokio::select! {
+                biased;
+                Some(()) = out.next(), if !out.is_empty() => {}
+                n = rx.recv_many(&mut batch, BATCH), if out.len() < IN_FLIGHT => {
+                    if n == 0 {
+                        break;
+                    }
+                    if !task.health.is_up() {
+                        // Fire-and-forget steps are lost; the leases give their counts back.
+                        answer_all(&mut batch, || Err(NoAnswer::Down));
+                        continue;
+                    }
+                    task.counts.pipelines.fetch_add(1, Ordering::Relaxed);
+                    let this = std::mem::replace(&mut batch, Vec::with_capacity(64));
+                    out.push_back(task.clone().pipeline(this));
                 }
-                other => other,
-            };
-            match sent {
-                Ok(Ok(values)) => {
-                    limit = self.timeouts.response;
-                    for (request, value) in batch.drain(..).zip(values) {
-                        if let Some(reply) = request.reply {
-                            let _ = reply.send(match value {
-                                Value::ServerError(e) => Err(NoAnswer::Error(e.to_string())),
-                                v => Ok(v),
-                            });
-                        }
+            }
+        }
+        while out.next().await.is_some() {}
+    }
+
+    /// One pipeline, to its answers.
+    async fn pipeline(self: Arc<Self>, mut batch: Vec<Request>) {
+        let limit = if self.connected.load(Ordering::Acquire) {
+            self.timeouts.response
+        } else {
+            self.timeouts.connect
+        };
+        let started = tokio::time::Instant::now();
+        let sent = match tokio::time::timeout(limit, self.send(&batch)).await {
+            // A connection found dropped (a restarted or failed-over server): once more
+            // within what is left of the limit, while the manager reconnects, so the
+            // first logins after a restart are not refused for a connection that was
+            // already dead. A step the old server ran just before the connection broke
+            // runs twice: at most one extra counted failure, at that instant.
+            Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() => {
+                let left = limit.saturating_sub(started.elapsed());
+                tokio::time::timeout(left, self.send(&batch)).await
+            }
+            other => other,
+        };
+        match sent {
+            Ok(Ok(values)) => {
+                self.connected.store(true, Ordering::Release);
+                for (request, value) in batch.drain(..).zip(values) {
+                    if let Some(reply) = request.reply {
+                        let _ = reply.send(match value {
+                            Value::ServerError(e) => Err(NoAnswer::Error(e.to_string())),
+                            v => Ok(v),
+                        });
                     }
                 }
-                Ok(Err(e)) => self.down(&mut batch, &e.to_string()),
-                Err(_) => self.down(&mut batch, &format!("no answer within {limit:?}")),
             }
+            Ok(Err(e)) => self.down(&mut batch, &e.to_string()),
+            Err(_) => self.down(&mut batch, &format!("no answer within {limit:?}")),
         }
     }
 

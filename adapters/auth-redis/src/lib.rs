@@ -33,3 +33,9 @@ mod settings;
 pub use limiter::{RedisRateLimiter, RedisRateLimiterBuilder, StartError, StepCounts};
 pub use outage::{OUTAGE_DECISIONS_METRIC, OnOutage, STORE_UP_METRIC};
 pub use settings::{RedisOptions, RedisSettings};
+
+// The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those
+// not marked `no_run`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

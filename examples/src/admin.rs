@@ -145,6 +145,15 @@ impl Health {
                 Box::new(move || probe_issuer(jwt.clone(), issuer.clone())),
             );
         }
+        if let Some(limiter) = prepared.shared_limiter.clone() {
+            add(
+                "redis".into(),
+                Box::new(move || {
+                    let limiter = limiter.clone();
+                    Box::pin(async move { limiter.probe().await })
+                }),
+            );
+        }
         if let Some(grant) = prepared.oauth.password_grant.clone() {
             add(
                 "oauth_password".into(),

@@ -9,9 +9,11 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 use auth_core::CredentialStore;
 use auth_core::store::{Key, Precondition};
+use auth_tests::eventually;
 use auth_tests::gateway::{self, GatewayProcess};
 use auth_tests::netns::TestHost;
 use auth_tests::pki::run_ca;
@@ -21,6 +23,10 @@ const RULES: &str = r#"
 [[rule]]
 name = "scram"
 method = "scram"
+
+[health]
+interval = "1s"
+required = ["wallet", "server_certificate", "redis"]
 "#;
 
 const REFUSED: &str = "too many failed attempts";
@@ -239,6 +245,45 @@ async fn two_gateways_on_one_redis_share_lockouts_slots_and_known_networks() {
     let restarted = instance(&s.template, &s.home, &s.store);
     locked(&s.stranger, &restarted, &s.demo);
     assert_eq!(psql(&s.home, &restarted, &s.demo).unwrap(), "demo");
+
+    // The store is a readiness dependency: up while it answers, and with it stopped the
+    // gateway says it is not ready, and why.
+    let redis_up = |gw: &GatewayProcess, up: bool| {
+        eventually(Duration::from_secs(30), || {
+            let (status, dependency) = readiness(gw, "redis");
+            let want = if up { "200" } else { "503" };
+            if status == want && dependency["up"] == up {
+                Ok(dependency["detail"].as_str().unwrap_or_default().to_owned())
+            } else {
+                Err(format!("{status} {dependency}"))
+            }
+        })
+    };
+    assert!(redis_up(&restarted, true).starts_with("answers in"));
+    let mut redis = redis;
+    redis.stop();
+    let detail = redis_up(&restarted, false);
+    assert!(
+        detail.contains("does not answer") && detail.contains("on_outage = refuse"),
+        "{detail}"
+    );
+}
+
+/// The `/readyz` status, and the dependency `name` from its body.
+fn readiness(gw: &GatewayProcess, name: &str) -> (String, serde_json::Value) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .arg(format!("http://127.0.0.1:{}/readyz", gw.admin_port))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", ""));
+    let body: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let dependency = body["dependencies"]
+        .as_array()
+        .and_then(|all| all.iter().find(|d| d["name"] == name).cloned())
+        .unwrap_or_default();
+    (status.to_owned(), dependency)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,6 +98,8 @@ pub struct Prepared {
     /// Failure counts, shared by every front door: a password guessed over pgwire and
     /// over HTTP counts against one budget.
     pub limiter: Arc<dyn RateLimiter>,
+    /// The limiter on the `[redis]` store, when it is there (its readiness probe).
+    pub shared_limiter: Option<auth_redis::RedisRateLimiter>,
     /// The account stage every chain of every front door runs.
     pub accounts: Arc<AccountStage>,
     /// What this start's migration of the data directory did.
@@ -316,7 +318,8 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         None
     };
     let audit = Arc::new(config.audit.build(data_dir).map_err(built(""))?);
-    let limiter = limiter(&config, data_dir, wallet.clone(), audit.clone()).await?;
+    let (limiter, shared_limiter) =
+        limiter(&config, data_dir, wallet.clone(), audit.clone()).await?;
     let directory = Directory::new(wallet.clone());
     if first_start
         && directory
@@ -374,6 +377,7 @@ pub async fn prepare(data_dir: &Path) -> Result<Prepared, GatewayError> {
         audit: audit.clone(),
         audit_file: audit,
         limiter,
+        shared_limiter,
     })
 }
 
@@ -424,28 +428,30 @@ impl Reloadable {
 }
 
 /// The one limiter every front door shares, as `[rate_limit]` says: on the `[redis]`
-/// store when the file names one (shared by every gateway on it), in this process's
-/// memory otherwise; with limiting disabled, a limiter that limits nothing.
+/// store when the file names one (shared by every gateway on it, and returned again for
+/// its readiness probe), in this process's memory otherwise; with limiting disabled, a
+/// limiter that limits nothing.
 async fn limiter(
     config: &GatewayConfig,
     data_dir: &Path,
     wallet: Arc<auth_wallet::Wallet>,
     audit: Arc<dyn AuditSink>,
-) -> Result<Arc<dyn RateLimiter>, GatewayError> {
+) -> Result<(Arc<dyn RateLimiter>, Option<auth_redis::RedisRateLimiter>), GatewayError> {
     let settings = config
         .rate_limit
         .build()
         .map_err(|mut problems| built("rate_limit")(problems.remove(0)))?;
     let Some(limits) = settings else {
-        return Ok(Arc::new(MemoryRateLimiter::new(LimitSettings {
+        let unlimited = MemoryRateLimiter::new(LimitSettings {
             user_failures: u32::MAX,
             address_failures: u32::MAX,
             max_running_per_address: u32::MAX,
             ..LimitSettings::default()
-        })));
+        });
+        return Ok((Arc::new(unlimited), None));
     };
     if !config.redis.is_set() {
-        return Ok(Arc::new(MemoryRateLimiter::new(limits)));
+        return Ok((Arc::new(MemoryRateLimiter::new(limits)), None));
     }
     let options = config
         .redis
@@ -463,7 +469,7 @@ async fn limiter(
             config.redis.on_outage
         );
     }
-    Ok(Arc::new(limiter))
+    Ok((Arc::new(limiter.clone()), Some(limiter)))
 }
 
 /// The pgwire query handlers: the demo SQL, simple and extended.

@@ -211,6 +211,7 @@ impl Prepared {
             audit: self.audit.clone(),
             audit_file: self.audit_file.clone(),
             limiter: self.limiter.clone(),
+            shared_limiter: self.shared_limiter.clone(),
             accounts: self.accounts.clone(),
             migration: Migration::default(),
             client_cas: self.client_cas.clone(),

@@ -115,6 +115,26 @@ impl RedisRateLimiter {
         self.inner.writer.health.is_up()
     }
 
+    /// Asks the store once (a step that changes nothing) and says how it went: the round
+    /// trip's time, or why it failed and what decides meanwhile. A readiness check.
+    pub async fn probe(&self) -> Result<String, String> {
+        let started = std::time::Instant::now();
+        match self.inner.writer.call(ping_step(&self.inner)).await {
+            Ok(_) => Ok(format!(
+                "answers in {:.1} ms",
+                started.elapsed().as_secs_f64() * 1000.0
+            )),
+            Err(e) => Err(format!(
+                "{}; logins are decided with on_outage = {}",
+                match e {
+                    NoAnswer::Down => "does not answer".to_owned(),
+                    NoAnswer::Error(e) => format!("answered an error: {e}"),
+                },
+                self.inner.writer.health.on_outage()
+            )),
+        }
+    }
+
     /// Waits until the store is up (`true`: a probe found it again) or down (`false`).
     pub async fn store_changed_to(&self, up: bool) {
         self.inner.writer.health.until(up).await;

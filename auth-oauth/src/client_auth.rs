@@ -6,7 +6,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth_core::clock::SharedClock;
-use auth_core::{CredentialStore, Key};
+use auth_core::CredentialStore;
 use aws_lc_rs::signature::{self, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -49,16 +49,10 @@ pub async fn client_secret_from_store(
     store: &dyn CredentialStore,
     key: &str,
 ) -> Result<SecretString, SecretError> {
-    let key = Key::new(key).map_err(|e| SecretError(e.to_string()))?;
-    let record = store
-        .get(&key)
+    auth_core::store::text_secret(store, key)
         .await
-        .map_err(|e| SecretError(e.to_string()))?
-        .ok_or_else(|| SecretError(format!("no secret `{key}`")))?;
-    let text = record
-        .value_str()
-        .ok_or_else(|| SecretError(format!("secret `{key}` is not text")))?;
-    checked(SecretString::from(text.to_owned()))
+        .map_err(SecretError)
+        .and_then(checked)
 }
 
 /// Why an authenticator or token source that calls a provider could not be made.

@@ -133,14 +133,17 @@ async fn testing_your_own_backend(
     fixture: AuthenticatorFixture,
     capabilities: AuthenticatorCapabilities,
     my_accounts: Arc<dyn Accounts>,
+    my_limiter_factory: impl auth_core::contract::rate_limiter::LimiterFactory,
 ) {
     // README begin
-    use auth_core::contract::{accounts, authenticator, store};
+    use auth_core::contract::{accounts, authenticator, rate_limiter, store};
 
     store::run_all(my_store.as_ref(), &StoreFixture::new("contract-")).await;
     authenticator::run_all(my_auth.as_ref(), &fixture, &capabilities).await;
     // my_accounts holds AccountsFixture::standard's accounts (contract::accounts docs).
     accounts::run_all(my_accounts, &AccountsFixture::standard("acct-")).await;
+    // A RateLimiter of your own: a factory that makes fresh ones on a ManualClock.
+    rate_limiter::run_all(&my_limiter_factory).await;
     // README end
 }
 
@@ -270,8 +273,23 @@ mod tests {
                     .unwrap();
                 Arc::new(directory)
             },
+            MemoryLimiters,
         )
         .await;
+    }
+
+    /// Fresh in-memory limiters, as a third party's factory makes its own.
+    struct MemoryLimiters;
+
+    #[async_trait::async_trait]
+    impl auth_core::contract::rate_limiter::LimiterFactory for MemoryLimiters {
+        async fn limiter(
+            &self,
+            settings: auth_core::rate_limit::LimitSettings,
+            clock: auth_core::clock::SharedClock,
+        ) -> Arc<dyn auth_core::RateLimiter> {
+            Arc::new(auth_core::MemoryRateLimiter::with_clock(settings, clock))
+        }
     }
 
     #[tokio::test]

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use auth_core::CredentialStore;
 use auth_core::settings::Invalid;
-use auth_core::store::Key;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -335,15 +334,9 @@ impl RedisSettings {
                 .hint(format!("`authctl secret set {name}` stores it"))
         };
         let store = store.ok_or_else(|| refused("no wallet to read it from".to_owned()))?;
-        let key = Key::new(name).map_err(|e| refused(e.to_string()))?;
-        let record = store
-            .get(&key)
+        auth_core::store::text_secret(store.as_ref(), name)
             .await
-            .map_err(|e| refused(e.to_string()))?
-            .ok_or_else(|| refused(format!("no secret `{name}`")))?;
-        let text = record
-            .value_str()
-            .ok_or_else(|| refused(format!("secret `{name}` is not text")))?;
-        Ok(Some(SecretString::from(text.trim().to_owned())))
+            .map(Some)
+            .map_err(refused)
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use auth_core::clock::SharedClock;
-use auth_core::contract::rate_limiter::{LimiterFactory, run_all};
-use auth_core::rate_limit::{Ending, LimitSettings, LockScope, Refusal, Subject};
+use auth_core::contract::rate_limiter::{LimiterFactory, attempt, remote, run_all};
+use auth_core::rate_limit::{Ending, LimitSettings, LockScope, Refusal};
 use auth_core::{ManualClock, RateLimiter};
 use auth_redis::{RedisOptions, RedisRateLimiter};
 use auth_tests::pki::run_ca;
@@ -89,27 +89,6 @@ async fn the_redis_limiter_keeps_the_contract_on_a_three_node_cluster() {
         next: AtomicU64::new(0),
     })
     .await;
-}
-
-fn remote<'a>(user: &'a str, ip: &str) -> Subject<'a> {
-    Subject {
-        user: Some(user),
-        address: ip.parse().ok(),
-        localhost: false,
-    }
-}
-
-async fn attempt(l: &RedisRateLimiter, from: &Subject<'_>, ending: Ending) -> Option<Refusal> {
-    let r = match l.admit(from).await {
-        Ok(r) => r,
-        Err(refusal) => return Some(refusal),
-    };
-    if let Err(refusal) = r.verify(Duration::ZERO).await {
-        r.finish(Ending::Neutral);
-        return Some(refusal);
-    }
-    r.finish(ending);
-    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,4 +202,23 @@ async fn a_crashed_instances_slots_and_running_attempts_come_back_by_expiry() {
     );
     clock.advance(Duration::from_secs(600));
     assert_eq!(attempt(&survivor, &from, Ending::Succeeded).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_dropped_on_a_thread_without_a_runtime_still_ends() {
+    let redis = Redis::start_secured(run_ca().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let limits = LimitSettings {
+        max_running_per_address: 1,
+        ..LimitSettings::default()
+    };
+    let l = RedisRateLimiter::builder(secured(&redis).with_key_prefix("off-runtime"), limits)
+        .connect()
+        .await
+        .unwrap();
+    let from = remote("alice", "192.0.2.70");
+    let r = l.admit(&from).await.unwrap();
+    std::thread::spawn(move || drop(r)).join().unwrap();
+    // The ending went out through the limiter's task, ahead of this admission.
+    let again = l.admit(&from).await;
+    assert!(again.is_ok(), "{again:?}");
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use auth_core::contract::rate_limiter::remote;
 use auth_core::rate_limit::{Ending, LimitSettings, LockScope, Refusal, Subject};
 use auth_core::{AuditEventKind, MemoryAuditSink, RateLimiter};
 use auth_redis::{OnOutage, RedisOptions, RedisRateLimiter};
@@ -29,14 +30,6 @@ fn options(redis: &Redis, on_outage: OnOutage) -> RedisOptions {
         // Under the bound with room for a loaded machine's scheduling.
         .with_response_timeout(Duration::from_millis(25))
         .with_retry_interval(Duration::from_millis(100))
-}
-
-fn remote<'a>(user: &'a str, ip: &str) -> Subject<'a> {
-    Subject {
-        user: Some(user),
-        address: ip.parse().ok(),
-        localhost: false,
-    }
 }
 
 /// One attempt ending with `ending`: the refusal, if any, and how long the limiter took

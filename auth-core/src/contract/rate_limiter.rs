@@ -71,7 +71,8 @@ async fn fresh(
     (limiter, clock)
 }
 
-fn remote<'a>(user: &'a str, ip: &str) -> Subject<'a> {
+/// A client at `ip` (not on this machine) naming `user`; `ip` must parse.
+pub fn remote<'a>(user: &'a str, ip: &str) -> Subject<'a> {
     Subject {
         user: Some(user),
         address: ip.parse::<IpAddr>().ok(),
@@ -79,8 +80,13 @@ fn remote<'a>(user: &'a str, ip: &str) -> Subject<'a> {
     }
 }
 
-/// One whole attempt that verifies and ends with `ending`; the refusal, if refused.
-async fn attempt(limiter: &dyn RateLimiter, from: &Subject<'_>, ending: Ending) -> Option<Refusal> {
+/// One whole attempt from `from` that takes its slot at once and ends with `ending`; the
+/// refusal, if refused (the attempt then ends neutral).
+pub async fn attempt(
+    limiter: &dyn RateLimiter,
+    from: &Subject<'_>,
+    ending: Ending,
+) -> Option<Refusal> {
     let reservation = match admit(limiter, from).await {
         Ok(r) => r,
         Err(refusal) => return Some(refusal),

@@ -223,6 +223,25 @@ pub trait CredentialStore: Send + Sync + Debug {
     }
 }
 
+/// The text secret stored under `name` (a client secret, a service's password), as
+/// stored; or why it cannot be read: the name is not a key, the store failed, there is no such
+/// record, or it is not text.
+pub async fn text_secret(
+    store: &dyn CredentialStore,
+    name: &str,
+) -> Result<secrecy::SecretString, String> {
+    let key = Key::new(name).map_err(|e| e.to_string())?;
+    let record = store
+        .get(&key)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no secret `{key}`"))?;
+    let text = record
+        .value_str()
+        .ok_or_else(|| format!("secret `{key}` is not text"))?;
+    Ok(secrecy::SecretString::from(text.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

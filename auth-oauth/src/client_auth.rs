@@ -5,8 +5,8 @@
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use auth_core::clock::SharedClock;
 use auth_core::CredentialStore;
+use auth_core::clock::SharedClock;
 use aws_lc_rs::signature::{self, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;

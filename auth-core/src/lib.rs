@@ -104,6 +104,7 @@ mod open_session;
 mod outcome;
 pub mod policy;
 pub mod rate_limit;
+pub mod revocation;
 mod session;
 pub mod settings;
 pub mod store;
@@ -134,6 +135,7 @@ pub use open_session::{OpenSession, SessionOver};
 pub use outcome::{Outcome, OutcomeClass};
 pub use policy::{Policy, PolicyError};
 pub use rate_limit::{MemoryRateLimiter, RateLimiter};
+pub use revocation::{MemoryRevocations, Revocations};
 pub use session::{
     Evidence, IllegalTransition, Session, SessionEnd, SessionRenewal, SessionState, StandardSession,
 };

@@ -16,6 +16,7 @@
 pub mod accounts;
 pub mod authenticator;
 pub mod rate_limiter;
+pub mod revocations;
 pub mod store;
 
 /// Panics with the standard message for a broken property.

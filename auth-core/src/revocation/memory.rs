@@ -1,0 +1,133 @@
+//! Revocations in this process's memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use super::{RevocationError, Revocations, TokenFacts, TokenId, issued_by};
+use crate::clock::{SharedClock, system_clock};
+
+#[derive(Debug, Default)]
+struct State {
+    /// Revoked tokens, until their expiry.
+    tokens: HashMap<TokenId, SystemTime>,
+    /// Users and grants, revoked for what was issued at or before the time.
+    users: HashMap<String, SystemTime>,
+    grants: HashMap<String, SystemTime>,
+    /// Entries at the last pruning: the next comes when the tables have doubled.
+    pruned_at: usize,
+}
+
+/// [`Revocations`] for one process.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use auth_core::revocation::{MemoryRevocations, Revocations, TokenFacts, TokenId};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let revocations = MemoryRevocations::new(Duration::from_secs(86_400));
+/// let now = SystemTime::now();
+/// let facts = TokenFacts { id: TokenId::Jti("t-1".into()), user: Some("alice"), grant: None, issued_at: Some(now) };
+/// assert!(!revocations.is_revoked(&facts).await.unwrap());
+/// revocations.revoke_user("alice", now).await.unwrap();
+/// assert!(revocations.is_revoked(&facts).await.unwrap());
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryRevocations {
+    state: Arc<Mutex<State>>,
+    keep_for: Duration,
+    clock: SharedClock,
+}
+
+impl MemoryRevocations {
+    /// Revocations whose user and grant entries are kept `keep_for` (the longest lifetime
+    /// of a token they could refuse), on the system clock.
+    pub fn new(keep_for: Duration) -> Self {
+        Self::with_clock(keep_for, system_clock())
+    }
+
+    /// As [`new`](Self::new), reading time from `clock`.
+    pub fn with_clock(keep_for: Duration, clock: SharedClock) -> Self {
+        Self {
+            state: Arc::default(),
+            keep_for,
+            clock,
+        }
+    }
+
+    /// How many revocations are held: (tokens, users, grants).
+    pub fn len(&self) -> (usize, usize, usize) {
+        let st = self.state();
+        (st.tokens.len(), st.users.len(), st.grants.len())
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == (0, 0, 0)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets what can no longer refuse anything, once the tables have doubled since
+    /// the last time: amortized, and memory stays within twice what matters.
+    fn prune(&self, st: &mut State) {
+        let size = st.tokens.len() + st.users.len() + st.grants.len();
+        if size < 64 || size < st.pruned_at * 2 {
+            return;
+        }
+        let now = self.clock.now();
+        st.tokens.retain(|_, until| *until > now);
+        let keep =
+            |at: &mut SystemTime| now.duration_since(*at).unwrap_or_default() < self.keep_for;
+        st.users.retain(|_, at| keep(at));
+        st.grants.retain(|_, at| keep(at));
+        st.pruned_at = st.tokens.len() + st.users.len() + st.grants.len();
+    }
+}
+
+/// The later of two revocation times: a revocation never moves back.
+fn later(entry: &mut SystemTime, at: SystemTime) {
+    *entry = (*entry).max(at);
+}
+
+#[async_trait]
+impl Revocations for MemoryRevocations {
+    async fn revoke_token(&self, id: &TokenId, expires: SystemTime) -> Result<(), RevocationError> {
+        let mut st = self.state();
+        let entry = st.tokens.entry(id.clone()).or_insert(expires);
+        later(entry, expires);
+        self.prune(&mut st);
+        Ok(())
+    }
+
+    async fn revoke_user(&self, user: &str, at: SystemTime) -> Result<(), RevocationError> {
+        let mut st = self.state();
+        later(st.users.entry(user.to_owned()).or_insert(at), at);
+        self.prune(&mut st);
+        Ok(())
+    }
+
+    async fn revoke_grant(&self, grant: &str, at: SystemTime) -> Result<(), RevocationError> {
+        let mut st = self.state();
+        later(st.grants.entry(grant.to_owned()).or_insert(at), at);
+        self.prune(&mut st);
+        Ok(())
+    }
+
+    async fn is_revoked(&self, facts: &TokenFacts<'_>) -> Result<bool, RevocationError> {
+        let st = self.state();
+        if st.tokens.contains_key(&facts.id) {
+            return Ok(true);
+        }
+        let by = |table: &HashMap<String, SystemTime>, name: Option<&str>| {
+            name.and_then(|n| table.get(n))
+                .is_some_and(|at| issued_by(facts.issued_at, *at))
+        };
+        Ok(by(&st.users, facts.user) || by(&st.grants, facts.grant))
+    }
+}

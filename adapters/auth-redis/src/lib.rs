@@ -1,4 +1,5 @@
-//! Shared state for several gateways on Redis: the rate limiter and its lockouts.
+//! Shared state for several gateways on Redis: the rate limiter and its lockouts, and the
+//! revocation list.
 //!
 //! Every gateway that uses the same store and key prefix counts failures, locks and known
 //! networks together, so two instances behind a load balancer give an attacker no more
@@ -28,10 +29,13 @@
 mod connect;
 mod limiter;
 mod outage;
+mod revocations;
 mod settings;
+mod writer;
 
 pub use limiter::{RedisRateLimiter, RedisRateLimiterBuilder, StartError, StepCounts};
 pub use outage::{OUTAGE_DECISIONS_METRIC, OnOutage, STORE_UP_METRIC};
+pub use revocations::{RedisRevocations, RedisRevocationsBuilder};
 pub use settings::{RedisOptions, RedisSettings};
 
 // The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those

@@ -48,6 +48,41 @@ impl fmt::Display for OnOutage {
     }
 }
 
+/// Which client of the store an outage is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Component {
+    /// The rate limiter (its metrics are the `auth_limiter_store_*` series).
+    RateLimiter,
+    /// The revocation list.
+    Revocations,
+}
+
+impl Component {
+    /// How messages name it.
+    fn name(self) -> &'static str {
+        match self {
+            Self::RateLimiter => "rate limiter",
+            Self::Revocations => "revocation list",
+        }
+    }
+
+    /// The audit events' component.
+    fn audit_name(self) -> &'static str {
+        match self {
+            Self::RateLimiter => "rate_limiter",
+            Self::Revocations => "revocations",
+        }
+    }
+
+    /// What is decided without the store.
+    fn decided(self) -> &'static str {
+        match self {
+            Self::RateLimiter => "attempts",
+            Self::Revocations => "token checks",
+        }
+    }
+}
+
 /// Whether the store answers, and the outage's accounting.
 #[derive(Debug)]
 pub(crate) struct Health {
@@ -58,6 +93,7 @@ pub(crate) struct Health {
     in_outage: AtomicU64,
     since: Mutex<Option<Instant>>,
     on_outage: OnOutage,
+    component: Component,
     store: String,
     audit: Option<Arc<dyn AuditSink>>,
     clock: SharedClock,
@@ -67,13 +103,17 @@ pub(crate) struct Health {
 
 impl Health {
     pub(crate) fn new(
+        component: Component,
         on_outage: OnOutage,
         store: String,
         audit: Option<Arc<dyn AuditSink>>,
         clock: SharedClock,
     ) -> Self {
-        metrics::gauge!(STORE_UP_METRIC).set(1.0);
+        if component == Component::RateLimiter {
+            metrics::gauge!(STORE_UP_METRIC).set(1.0);
+        }
         Self {
+            component,
             up: AtomicBool::new(true),
             unreported: AtomicU64::new(0),
             in_outage: AtomicU64::new(0),
@@ -104,8 +144,10 @@ impl Health {
     pub(crate) fn decided_without(&self) {
         self.unreported.fetch_add(1, Ordering::Relaxed);
         self.in_outage.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(OUTAGE_DECISIONS_METRIC, "on_outage" => self.on_outage.as_str())
-            .increment(1);
+        if self.component == Component::RateLimiter {
+            metrics::counter!(OUTAGE_DECISIONS_METRIC, "on_outage" => self.on_outage.as_str())
+                .increment(1);
+        }
     }
 
     /// The store stopped answering (`why`); true if it was up until now.
@@ -115,13 +157,16 @@ impl Health {
         }
         *self.since.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         self.in_outage.store(0, Ordering::Relaxed);
-        metrics::gauge!(STORE_UP_METRIC).set(0.0);
-        tracing::warn!(store = %self.store, on_outage = %self.on_outage, "rate limiter store down: {why}");
+        if self.component == Component::RateLimiter {
+            metrics::gauge!(STORE_UP_METRIC).set(0.0);
+        }
+        let (name, decided) = (self.component.name(), self.component.decided());
+        tracing::warn!(store = %self.store, on_outage = %self.on_outage, "{name} store down: {why}");
         self.record(
             AuditEventKind::StoreUnavailable,
             "down",
             &format!(
-                "the rate limiter's store {} did not answer ({why}); attempts are decided \
+                "the {name}'s store {} did not answer ({why}); {decided} are decided \
                  with on_outage = {} until it does",
                 self.store, self.on_outage
             ),
@@ -138,11 +183,12 @@ impl Health {
         if n == 0 || self.is_up() {
             return;
         }
+        let (name, decided) = (self.component.name(), self.component.decided());
         self.record(
             AuditEventKind::StoreUnavailable,
             "still_down",
             &format!(
-                "the rate limiter's store {} still does not answer; {n} attempts were \
+                "the {name}'s store {} still does not answer; {n} {decided} were \
                  decided with on_outage = {} since the last report",
                 self.store, self.on_outage
             ),
@@ -154,7 +200,10 @@ impl Health {
         if self.up.swap(true, Ordering::AcqRel) {
             return;
         }
-        metrics::gauge!(STORE_UP_METRIC).set(1.0);
+        if self.component == Component::RateLimiter {
+            metrics::gauge!(STORE_UP_METRIC).set(1.0);
+        }
+        let (name, decided) = (self.component.name(), self.component.decided());
         let lasted = self
             .since
             .lock()
@@ -164,12 +213,12 @@ impl Health {
             .unwrap_or_default();
         self.unreported.store(0, Ordering::Relaxed);
         let n = self.in_outage.swap(0, Ordering::Relaxed);
-        tracing::warn!(store = %self.store, "rate limiter store answers again after {lasted:.1} s");
+        tracing::warn!(store = %self.store, "{name} store answers again after {lasted:.1} s");
         self.record(
             AuditEventKind::StoreRecovered,
             "up",
             &format!(
-                "the rate limiter's store {} answers again after {lasted:.1} s; {n} attempts \
+                "the {name}'s store {} answers again after {lasted:.1} s; {n} {decided} \
                  were decided with on_outage = {} meanwhile",
                 self.store, self.on_outage
             ),
@@ -180,7 +229,7 @@ impl Health {
     fn record(&self, kind: AuditEventKind, outcome: &str, detail: &str) {
         if let Some(audit) = &self.audit {
             audit.record(
-                &AuditEvent::local(kind, self.clock.now(), "rate_limiter", outcome)
+                &AuditEvent::local(kind, self.clock.now(), self.component.audit_name(), outcome)
                     .with_failure(None, Some(detail)),
             );
         }

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use auth_core::rate_limit::{Busy, Ending, Hold, Refusal};
 
 use super::keys::{AttemptKeys, millis, step};
-use super::writer::NoAnswer;
 use super::{Inner, ints, locked};
 use crate::outage::OnOutage;
+use crate::writer::NoAnswer;
 
 /// The first pause between two looks at a full scope, and the longest.
 const FIRST_POLL: Duration = Duration::from_millis(2);

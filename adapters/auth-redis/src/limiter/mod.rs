@@ -3,7 +3,6 @@
 
 mod hold;
 mod keys;
-mod writer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,11 +17,14 @@ use auth_core::rate_limit::{
 use redis::Value;
 
 use crate::connect::Store;
-use crate::outage::{Health, OnOutage};
+use crate::outage::{Component, Health, OnOutage};
 use crate::settings::RedisOptions;
+use crate::writer::{NoAnswer, Timeouts, Writer};
 use hold::{RedisHold, Unsent};
 use keys::{AttemptKeys, StepSettings, millis, step};
-use writer::{NoAnswer, Timeouts, Writer};
+
+/// The Lua source of every step.
+const SCRIPT: &str = include_str!("limiter.lua");
 
 /// A [`RateLimiter`] whose counts, locks and known networks live in Redis, so that every
 /// gateway on the same store and key prefix counts together and a restart forgets
@@ -79,7 +81,7 @@ pub struct StepCounts {
 /// Why a limiter could not be made.
 #[derive(Debug, thiserror::Error)]
 #[error("the Redis rate limiter cannot start: {0}")]
-pub struct StartError(String);
+pub struct StartError(pub(crate) String);
 
 impl RedisRateLimiter {
     /// A limiter on the store `options` names, counting by `limits`, on the system clock
@@ -197,6 +199,7 @@ impl RedisRateLimiterBuilder {
             .collect::<Vec<_>>()
             .join(",");
         let health = Arc::new(Health::new(
+            Component::RateLimiter,
             o.on_outage,
             name,
             self.audit,
@@ -211,6 +214,7 @@ impl RedisRateLimiterBuilder {
                 retry: o.retry_interval,
                 report: o.report_interval,
             },
+            SCRIPT,
         );
         let mut raw = [0u8; 8];
         getrandom::fill(&mut raw).map_err(|e| StartError(e.to_string()))?;

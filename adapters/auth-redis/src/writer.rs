@@ -1,6 +1,7 @@
-//! One task sends every step of one limiter to the store, in the order the steps were
-//! made: an ending sent without awaiting its answer is applied before any later admission
-//! of this process. Whatever has queued while a batch was out goes as the next pipeline,
+//! One task sends every step of one client (the limiter, the revocations) to the store,
+//! in the order the steps were made: an ending sent without awaiting its answer is
+//! applied before any later admission of this process. Every step is a call of the
+//! client's one Lua script. Whatever has queued while a batch was out goes as the next pipeline,
 //! so many logins at once cost few round trips.
 
 use std::sync::Arc;
@@ -14,9 +15,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::connect::Store;
 use crate::outage::Health;
-
-/// The Lua source of every step.
-pub(crate) const SCRIPT: &str = include_str!("limiter.lua");
 
 /// Why a step got no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,15 +52,21 @@ const BATCH: usize = 512;
 const IN_FLIGHT: usize = 8;
 
 impl Writer {
-    /// Starts the task on the current runtime.
-    pub(crate) fn start(store: Store, health: Arc<Health>, timeouts: Timeouts) -> Self {
+    /// Starts the task on the current runtime; every step calls `script`.
+    pub(crate) fn start(
+        store: Store,
+        health: Arc<Health>,
+        timeouts: Timeouts,
+        script: &'static str,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let counts = Arc::new(Counts::default());
         let task = Task {
             store: Arc::new(store),
             health: health.clone(),
             counts: counts.clone(),
-            sha: redis_sha1(SCRIPT),
+            sha: redis_sha1(script),
+            script,
             timeouts,
             probing: Arc::new(AtomicBool::new(false)),
             connected: AtomicBool::new(false),
@@ -97,6 +101,8 @@ struct Task {
     health: Arc<Health>,
     counts: Arc<Counts>,
     sha: String,
+    /// The Lua source every step calls.
+    script: &'static str,
     timeouts: Timeouts,
     probing: Arc<AtomicBool>,
     /// A pipeline has been answered: the connection is made.
@@ -202,7 +208,7 @@ impl Task {
             let mut again = redis::pipe();
             again.ignore_errors();
             for &i in &missing {
-                again.add_command(with_script(&batch[i].cmd, Script::Source));
+                again.add_command(with_script(&batch[i].cmd, Script::Source(self.script)));
             }
             for (i, v) in missing.into_iter().zip(self.store.query(&again).await?) {
                 values[i] = v;
@@ -274,7 +280,7 @@ impl Probe {
 
 enum Script<'a> {
     Sha(&'a str),
-    Source,
+    Source(&'static str),
 }
 
 /// `cmd` holds the step's key count, keys and arguments (a nameless `Cmd::new()`); this
@@ -286,9 +292,9 @@ fn with_script(cmd: &Cmd, script: Script<'_>) -> Cmd {
             c.arg(sha);
             c
         }
-        Script::Source => {
+        Script::Source(source) => {
             let mut c = redis::cmd("EVAL");
-            c.arg(SCRIPT);
+            c.arg(source);
             c
         }
     };

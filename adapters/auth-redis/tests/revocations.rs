@@ -1,0 +1,125 @@
+//! The Redis revocation list keeps auth-core's revocations contract over TLS with an ACL
+//! user, on one server and on a three-node cluster; a revocation at one instance is seen
+//! by another at once; a stopped store fails the ask within the response timeout.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use auth_core::Revocations;
+use auth_core::clock::SharedClock;
+use auth_core::contract::revocations::{RevocationsFactory, run_all};
+use auth_core::revocation::{TokenFacts, TokenId};
+use auth_redis::{RedisOptions, RedisRevocations};
+use auth_tests::pki::run_ca;
+use auth_tests::redis::{Redis, RedisCluster};
+use secrecy::SecretString;
+
+struct OnRedis {
+    base: RedisOptions,
+    next: AtomicU64,
+}
+
+#[async_trait]
+impl RevocationsFactory for OnRedis {
+    async fn revocations(&self, keep_for: Duration, clock: SharedClock) -> Arc<dyn Revocations> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let options = self
+            .base
+            .clone()
+            .with_key_prefix(&format!("rv-contract-{n}"));
+        let store = RedisRevocations::builder(options, keep_for)
+            .clock(clock)
+            .connect()
+            .await
+            .unwrap();
+        assert!(store.store_up());
+        Arc::new(store)
+    }
+}
+
+fn secured(url: &str, user: &str, password: &str, ca: &std::path::Path) -> RedisOptions {
+    RedisOptions::new(url)
+        .unwrap()
+        .with_ca_pem(std::fs::read(ca).unwrap())
+        .with_user(user, SecretString::from(password.to_owned()))
+}
+
+fn of(redis: &Redis) -> RedisOptions {
+    secured(
+        &redis.url(),
+        redis.acl_user().unwrap(),
+        redis.acl_password().unwrap(),
+        redis.ca_file().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_revocations_keep_the_contract_over_tls() {
+    let redis = Redis::start_secured(run_ca().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    run_all(&OnRedis {
+        base: of(&redis).with_response_timeout(Duration::from_secs(2)),
+        next: AtomicU64::new(0),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_revocations_keep_the_contract_on_a_three_node_cluster() {
+    let cluster = RedisCluster::start(Some(run_ca().unwrap())).unwrap_or_else(|e| panic!("{e}"));
+    let urls = cluster.urls();
+    let base = secured(
+        &urls[0],
+        cluster.acl_user().unwrap(),
+        cluster.acl_password().unwrap(),
+        cluster.ca_file().unwrap(),
+    )
+    .with_response_timeout(Duration::from_secs(2))
+    .cluster(&urls[1..])
+    .unwrap();
+    run_all(&OnRedis {
+        base,
+        next: AtomicU64::new(0),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_at_one_instance_holds_at_another_and_an_outage_fails_fast() {
+    let mut redis = Redis::start_secured(run_ca().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let options = of(&redis)
+        .with_key_prefix("shared-rv")
+        .with_response_timeout(Duration::from_millis(25));
+    let day = Duration::from_secs(86_400);
+    let one = RedisRevocations::connect(options.clone(), day)
+        .await
+        .unwrap();
+    let two = RedisRevocations::connect(options, day).await.unwrap();
+    let now = SystemTime::now();
+    let facts = TokenFacts {
+        id: TokenId::Jti("jti-1".into()),
+        user: Some("alice"),
+        grant: None,
+        issued_at: Some(now),
+    };
+    assert!(!two.is_revoked(&facts).await.unwrap());
+    one.revoke_token(&facts.id, now + Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert!(
+        two.is_revoked(&facts).await.unwrap(),
+        "seen by the other instance"
+    );
+
+    redis.stop();
+    let started = Instant::now();
+    let answer = two.is_revoked(&facts).await;
+    let took = started.elapsed();
+    assert!(answer.is_err(), "{answer:?}");
+    assert!(
+        took < Duration::from_millis(50),
+        "an ask took {took:?} with the store down"
+    );
+}

@@ -130,6 +130,12 @@ async fn two_limiters_on_one_store_count_together_and_a_new_one_remembers() {
     }
     drop((one, two));
     let restarted = make().await.unwrap();
+    assert_eq!(
+        restarted.other_limits(),
+        None,
+        "the same limits as the gateways before"
+    );
+    let connected = restarted.steps();
     assert!(matches!(
         attempt(
             &restarted,
@@ -152,9 +158,9 @@ async fn two_limiters_on_one_store_count_together_and_a_new_one_remembers() {
         None,
         "a new process knows the known network"
     );
-    let steps = restarted.steps();
+    let steps = restarted.steps().awaited - connected.awaited;
     assert_eq!(
-        steps.awaited, 3,
+        steps, 2,
         "admission and the first slot are one round trip: {steps:?}"
     );
 }
@@ -221,4 +227,23 @@ async fn a_reservation_dropped_on_a_thread_without_a_runtime_still_ends() {
     // The ending went out through the limiter's task, ahead of this admission.
     let again = l.admit(&from).await;
     assert!(again.is_ok(), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_with_other_limits_on_the_same_store_is_told() {
+    let redis = Redis::start_secured(run_ca().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let options = secured(&redis).with_key_prefix("limits");
+    let first = RedisRateLimiter::connect(options.clone(), LimitSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(first.other_limits(), None, "the first gateway on the store");
+    let stricter = LimitSettings {
+        user_failures: 3,
+        ..LimitSettings::default()
+    };
+    let second = RedisRateLimiter::connect(options, stricter).await.unwrap();
+    let others = second
+        .other_limits()
+        .expect("told of the first gateway's limits");
+    assert!(others.starts_with("5,20,300000,"), "{others}");
 }

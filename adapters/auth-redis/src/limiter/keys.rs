@@ -66,11 +66,33 @@ impl AttemptKeys {
     }
 }
 
+impl AttemptKeys {
+    /// The keys of the `limits` step: the settings' key first, the rest placeholders.
+    pub(crate) fn for_limits(prefix: &str) -> Self {
+        let tag = format!("{{{prefix}}}");
+        let none = format!("{tag}:-");
+        let mut keys: [String; KEY_COUNT] = std::array::from_fn(|_| none.clone());
+        keys[0] = format!("{tag}:limits");
+        Self {
+            id: String::new(),
+            keys,
+            has_addr: false,
+            has_user: false,
+            net: String::new(),
+        }
+    }
+}
+
 /// The settings every step passes, in the script's order.
 #[derive(Debug, Clone)]
 pub(crate) struct StepSettings(Vec<String>);
 
 impl StepSettings {
+    /// The settings as the `limits` step writes them (comma-separated, in order).
+    pub(crate) fn joined(&self) -> String {
+        self.0.join(",")
+    }
+
     pub(crate) fn new(s: &LimitSettings, slot_lease: Duration, attempt_lease: Duration) -> Self {
         let ms = |d: Duration| {
             u64::try_from(d.as_millis())

@@ -157,6 +157,19 @@ local function locked(left, known)
   return { 1, left, 0 }
 end
 
+-- Every gateway on one store should count by the same limits: each writes its own and
+-- learns those of the gateway that wrote before it (KEYS[1] is the settings' key).
+if op == 'limits' then
+  local mine = table.concat({ ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9],
+    ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14] }, ',')
+  local before = redis.call('GET', KEYS[1])
+  redis.call('SET', KEYS[1], mine)
+  if before then
+    return before
+  end
+  return mine
+end
+
 if op == 'admit' then
   if has_addr then
     local c = load(KEYS[1])

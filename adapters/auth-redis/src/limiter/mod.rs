@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     /// This process's ids are `<instance>:<n>`: unique across gateways on one store.
     instance: String,
     next: AtomicU64,
+    /// The limits another gateway on this store counted by, when they differ from ours.
+    others: std::sync::OnceLock<String>,
 }
 
 /// The steps one limiter has sent, by kind.
@@ -115,6 +117,43 @@ impl RedisRateLimiter {
     /// Whether the store answered the last step (or the last probe).
     pub fn store_up(&self) -> bool {
         self.inner.writer.health.is_up()
+    }
+
+    /// The limits another gateway on this store counted by when this one started, if
+    /// they differ from this one's (`user_failures,address_failures,window ms,...`).
+    /// Every gateway on one store and prefix should count by the same `[rate_limit]`;
+    /// the difference is also logged as a warning.
+    pub fn other_limits(&self) -> Option<&str> {
+        self.inner.others.get().map(String::as_str)
+    }
+
+    /// Writes this gateway's limits to the store and compares them with those written
+    /// before.
+    async fn compare_limits(&self) {
+        let i = &self.inner;
+        let keys = AttemptKeys::for_limits(&i.prefix);
+        let cmd = step(
+            "limits",
+            &keys,
+            &i.settings,
+            millis(i.clock.now()),
+            false,
+            "",
+            0,
+        );
+        let Ok(Value::BulkString(before)) = i.writer.call(cmd).await else {
+            return;
+        };
+        let before = String::from_utf8_lossy(&before).into_owned();
+        let mine = i.settings.joined();
+        if before != mine {
+            tracing::warn!(
+                "another gateway on this Redis counted with different [rate_limit] settings \
+                 ({before}; this one: {mine}): each counts shared failures by its own limits; \
+                 give every gateway on the store the same [rate_limit]"
+            );
+            let _ = i.others.set(before);
+        }
     }
 
     /// Asks the store once (a step that changes nothing) and says how it went: the round
@@ -227,6 +266,7 @@ impl RedisRateLimiterBuilder {
                 prefix: o.key_prefix.clone(),
                 instance: format!("{:016x}", u64::from_le_bytes(raw)),
                 next: AtomicU64::new(0),
+                others: std::sync::OnceLock::new(),
                 writer,
             }),
         };
@@ -237,6 +277,7 @@ impl RedisRateLimiterBuilder {
             limiter.inner.writer.call(ping_step(&limiter.inner)),
         )
         .await;
+        limiter.compare_limits().await;
         Ok(limiter)
     }
 }

@@ -106,3 +106,15 @@ impl RevocationsFactory for Broken {
 async fn the_contract_catches_a_revocation_that_refuses_later_tokens() {
     run_all(&Broken).await;
 }
+
+#[test]
+fn a_token_ids_key_reads_back() {
+    for id in [
+        TokenId::Jti("a:b|c".into()),
+        TokenId::digest_of("an opaque token"),
+    ] {
+        assert_eq!(TokenId::from_key(&id.key()), Some(id));
+    }
+    assert_eq!(TokenId::from_key("sha256:zz"), None);
+    assert_eq!(TokenId::from_key("other"), None);
+}

@@ -35,7 +35,7 @@ mod writer;
 
 pub use limiter::{RedisRateLimiter, RedisRateLimiterBuilder, StartError, StepCounts};
 pub use outage::{OUTAGE_DECISIONS_METRIC, OnOutage, STORE_UP_METRIC};
-pub use revocations::{RedisRevocations, RedisRevocationsBuilder};
+pub use revocations::{RedisRevocations, RedisRevocationsBuilder, ReplicatedRevocations};
 pub use settings::{RedisOptions, RedisSettings};
 
 // The README's Rust blocks as doctests: `cargo test --doc` compiles them, and runs those

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::{RevocationError, Revocations, TokenFacts, TokenId, issued_by};
+use super::{Revocation, RevocationError, Revocations, TokenFacts, TokenId, issued_by};
 use crate::clock::{SharedClock, system_clock};
 
 #[derive(Debug, Default)]
@@ -58,6 +58,36 @@ impl MemoryRevocations {
         }
     }
 
+    /// Applies a revocation another instance made (a local replica of a shared store).
+    pub fn apply(&self, revocation: &Revocation) {
+        let mut st = self.state();
+        match revocation {
+            Revocation::Token { id, expires } => {
+                later(st.tokens.entry(id.clone()).or_insert(*expires), *expires);
+            }
+            Revocation::User { user, at } => {
+                later(st.users.entry(user.clone()).or_insert(*at), *at);
+            }
+            Revocation::Grant { grant, at } => {
+                later(st.grants.entry(grant.clone()).or_insert(*at), *at);
+            }
+        }
+        self.prune(&mut st);
+    }
+
+    /// Whether the token `facts` describes is revoked, at once (no await).
+    pub fn is_revoked_now(&self, facts: &TokenFacts<'_>) -> bool {
+        let st = self.state();
+        if st.tokens.contains_key(&facts.id) {
+            return true;
+        }
+        let by = |table: &HashMap<String, SystemTime>, name: Option<&str>| {
+            name.and_then(|n| table.get(n))
+                .is_some_and(|at| issued_by(facts.issued_at, *at))
+        };
+        by(&st.users, facts.user) || by(&st.grants, facts.grant)
+    }
+
     /// How many revocations are held: (tokens, users, grants).
     pub fn len(&self) -> (usize, usize, usize) {
         let st = self.state();
@@ -98,36 +128,30 @@ fn later(entry: &mut SystemTime, at: SystemTime) {
 #[async_trait]
 impl Revocations for MemoryRevocations {
     async fn revoke_token(&self, id: &TokenId, expires: SystemTime) -> Result<(), RevocationError> {
-        let mut st = self.state();
-        let entry = st.tokens.entry(id.clone()).or_insert(expires);
-        later(entry, expires);
-        self.prune(&mut st);
+        self.apply(&Revocation::Token {
+            id: id.clone(),
+            expires,
+        });
         Ok(())
     }
 
     async fn revoke_user(&self, user: &str, at: SystemTime) -> Result<(), RevocationError> {
-        let mut st = self.state();
-        later(st.users.entry(user.to_owned()).or_insert(at), at);
-        self.prune(&mut st);
+        self.apply(&Revocation::User {
+            user: user.to_owned(),
+            at,
+        });
         Ok(())
     }
 
     async fn revoke_grant(&self, grant: &str, at: SystemTime) -> Result<(), RevocationError> {
-        let mut st = self.state();
-        later(st.grants.entry(grant.to_owned()).or_insert(at), at);
-        self.prune(&mut st);
+        self.apply(&Revocation::Grant {
+            grant: grant.to_owned(),
+            at,
+        });
         Ok(())
     }
 
     async fn is_revoked(&self, facts: &TokenFacts<'_>) -> Result<bool, RevocationError> {
-        let st = self.state();
-        if st.tokens.contains_key(&facts.id) {
-            return Ok(true);
-        }
-        let by = |table: &HashMap<String, SystemTime>, name: Option<&str>| {
-            name.and_then(|n| table.get(n))
-                .is_some_and(|at| issued_by(facts.issued_at, *at))
-        };
-        Ok(by(&st.users, facts.user) || by(&st.grants, facts.grant))
+        Ok(self.is_revoked_now(facts))
     }
 }

@@ -54,6 +54,24 @@ impl TokenId {
     }
 }
 
+impl TokenId {
+    /// The id [`key`](Self::key) wrote, read back; `None` for any other text.
+    pub fn from_key(key: &str) -> Option<Self> {
+        if let Some(jti) = key.strip_prefix("jti:") {
+            return Some(Self::Jti(jti.to_owned()));
+        }
+        let hex = key.strip_prefix("sha256:")?;
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut d = [0u8; 32];
+        for (i, byte) in d.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self::Digest(d))
+    }
+}
+
 impl Debug for TokenId {
     /// A digest is shown shortened: enough to tell two apart in a log.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -80,6 +98,33 @@ pub struct TokenFacts<'a> {
     /// When it was issued (`iat`); a token without one is refused by a user's or a grant's
     /// revocation, since it cannot show it is newer.
     pub issued_at: Option<SystemTime>,
+}
+
+/// One revocation, as instances pass it to each other (a feed of the shared store's
+/// changes into each instance's local replica).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revocation {
+    /// One token, until its expiry.
+    Token {
+        /// Its id.
+        id: TokenId,
+        /// Its expiry.
+        expires: SystemTime,
+    },
+    /// Every token of a user issued up to `at`.
+    User {
+        /// The user.
+        user: String,
+        /// The revocation's time.
+        at: SystemTime,
+    },
+    /// Every token of a grant issued up to `at`.
+    Grant {
+        /// The grant id.
+        grant: String,
+        /// The revocation's time.
+        at: SystemTime,
+    },
 }
 
 /// A store of revocations could not be asked or written.

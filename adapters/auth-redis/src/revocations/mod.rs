@@ -16,6 +16,9 @@ use crate::outage::{Component, Health};
 use crate::settings::RedisOptions;
 use crate::writer::{NoAnswer, Timeouts, Writer};
 
+mod replica;
+pub use replica::ReplicatedRevocations;
+
 /// The Lua source of every step.
 const SCRIPT: &str = include_str!("revocations.lua");
 
@@ -47,6 +50,8 @@ struct Inner {
     prefix: String,
     keep_for: Duration,
     clock: SharedClock,
+    /// For a replica's connection of its own.
+    options: RedisOptions,
 }
 
 /// Builds a [`RedisRevocations`].
@@ -101,16 +106,22 @@ impl RedisRevocations {
                 f.issued_at,
             ),
         };
+        let name = token
+            .clone()
+            .or(user.map(str::to_owned))
+            .or(grant.map(str::to_owned));
         let mut cmd = Cmd::new();
-        cmd.arg(3)
+        cmd.arg(4)
             .arg(key("t", token.as_deref()))
             .arg(key("u", user))
             .arg(key("g", grant))
+            .arg(log_key(&i.prefix))
             .arg(op)
             .arg(millis(i.clock.now()))
             .arg(millis(at))
             .arg(u64::try_from(i.keep_for.as_millis()).unwrap_or(u64::MAX / 4))
-            .arg(iat.map(|t| millis(t).to_string()).unwrap_or_default());
+            .arg(iat.map(|t| millis(t).to_string()).unwrap_or_default())
+            .arg(name.unwrap_or_default());
         match i.writer.call(cmd).await {
             Ok(Value::Int(n)) => Ok(n),
             Ok(other) => Err(RevocationError(format!("unexpected answer {other:?}"))),
@@ -127,7 +138,12 @@ enum Step<'a> {
     Ask(&'a TokenFacts<'a>),
 }
 
-fn millis(t: SystemTime) -> u64 {
+/// The log of revocations every replica reads.
+pub(crate) fn log_key(prefix: &str) -> String {
+    format!("{{{prefix}}}:rv:log")
+}
+
+pub(crate) fn millis(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4))
         .unwrap_or_default()
@@ -183,6 +199,7 @@ impl RedisRevocationsBuilder {
                 prefix: o.key_prefix.clone(),
                 keep_for: self.keep_for,
                 clock: self.clock,
+                options: self.options.clone(),
             }),
         };
         // Warms the connection and loads the script: asks about a token nobody revoked.

@@ -9,13 +9,17 @@ use async_trait::async_trait;
 use super::{Revocation, RevocationError, Revocations, TokenFacts, TokenId, issued_by};
 use crate::clock::{SharedClock, system_clock};
 
+/// Keys come from clients (a token's `jti`), so the hasher is seeded per process
+/// (foldhash's quality variant, as the rate limiter's tables).
+type Table<K> = HashMap<K, SystemTime, foldhash::quality::RandomState>;
+
 #[derive(Debug, Default)]
 struct State {
     /// Revoked tokens, until their expiry.
-    tokens: HashMap<TokenId, SystemTime>,
+    tokens: Table<TokenId>,
     /// Users and grants, revoked for what was issued at or before the time.
-    users: HashMap<String, SystemTime>,
-    grants: HashMap<String, SystemTime>,
+    users: Table<String>,
+    grants: Table<String>,
     /// Entries at the last pruning: the next comes when the tables have doubled.
     pruned_at: usize,
 }
@@ -81,7 +85,7 @@ impl MemoryRevocations {
         if st.tokens.contains_key(&facts.id) {
             return true;
         }
-        let by = |table: &HashMap<String, SystemTime>, name: Option<&str>| {
+        let by = |table: &Table<String>, name: Option<&str>| {
             name.and_then(|n| table.get(n))
                 .is_some_and(|at| issued_by(facts.issued_at, *at))
         };

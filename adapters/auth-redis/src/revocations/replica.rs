@@ -1,7 +1,7 @@
 //! A local replica of the revocation list: asks answered from this process's memory,
 //! kept up to date by following the store's log.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -23,8 +23,8 @@ const BLOCK: Duration = Duration::from_millis(250);
 /// lookup on the hot path), written through to Redis. A task follows the store's log of
 /// revocations (`XREAD BLOCK` on a connection of its own), so a revocation made at any
 /// instance reaches every replica within milliseconds. A replica that has not heard from
-/// the store for `stale_after` answers asks with an error, never with a stale "not
-/// revoked", and the caller's outage policy decides.
+/// the store for `stale_after` (give or take a quarter of it) answers asks with an
+/// error, never with a stale "not revoked", and the caller's outage policy decides.
 #[derive(Debug, Clone)]
 pub struct ReplicatedRevocations {
     shared: Arc<Shared>,
@@ -39,15 +39,20 @@ struct Shared {
     current_at: AtomicU64,
     base: Instant,
     stale_after: Duration,
+    /// Whether the log was read within `stale_after`, kept by the follower and a
+    /// watchdog, so an ask reads one flag instead of the time.
+    current: AtomicBool,
 }
 
 impl Shared {
     fn mark_current(&self) {
         let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
         self.current_at.store(nanos + 1, Ordering::Release);
+        self.current.store(true, Ordering::Release);
     }
 
-    fn is_current(&self) -> bool {
+    /// What the watchdog checks: whether the last read to the end is recent enough.
+    fn read_recently(&self) -> bool {
         match self.current_at.load(Ordering::Acquire) {
             0 => false,
             at => {
@@ -76,7 +81,9 @@ impl RedisRevocations {
             current_at: AtomicU64::new(0),
             base: Instant::now(),
             stale_after,
+            current: AtomicBool::new(false),
         });
+        tokio::spawn(watch(Arc::downgrade(&shared)));
         let (first, caught_up) = tokio::sync::oneshot::channel();
         tokio::spawn(follow(
             store,
@@ -91,9 +98,29 @@ impl RedisRevocations {
 }
 
 impl ReplicatedRevocations {
-    /// Whether the replica has read the store's log within `stale_after`.
+    /// Whether the replica has read the store's log within `stale_after` (checked every
+    /// quarter of it).
     pub fn is_current(&self) -> bool {
-        self.shared.is_current()
+        self.shared.current.load(Ordering::Acquire)
+    }
+}
+
+/// Clears the replica's `current` flag once the follower has not read the log to its end
+/// for `stale_after`, looking every quarter of it, for as long as the replica lives.
+async fn watch(replica: Weak<Shared>) {
+    let every = match replica.upgrade() {
+        Some(shared) => shared.stale_after / 4,
+        None => return,
+    };
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(1)));
+    loop {
+        tick.tick().await;
+        let Some(shared) = replica.upgrade() else {
+            return;
+        };
+        if !shared.read_recently() {
+            shared.current.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -238,7 +265,7 @@ impl Revocations for ReplicatedRevocations {
     }
 
     async fn is_revoked(&self, facts: &TokenFacts<'_>) -> Result<bool, RevocationError> {
-        if !self.shared.is_current() {
+        if !self.shared.current.load(Ordering::Acquire) {
             return Err(RevocationError(format!(
                 "the local replica has not heard from the revocation store for {:?}",
                 self.shared.stale_after

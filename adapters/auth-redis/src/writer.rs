@@ -52,6 +52,37 @@ const BATCH: usize = 512;
 const IN_FLIGHT: usize = 8;
 
 impl Writer {
+    /// Opens the store `options` names and starts `component`'s task on it, reporting its
+    /// outages to `audit`; every step calls `script`.
+    pub(crate) fn open(
+        options: &crate::settings::RedisOptions,
+        component: crate::outage::Component,
+        audit: Option<Arc<dyn auth_core::audit::AuditSink>>,
+        clock: auth_core::clock::SharedClock,
+        script: &'static str,
+    ) -> Result<Self, crate::limiter::StartError> {
+        let o = options;
+        let store = Store::open(o).map_err(|e| crate::limiter::StartError(e.to_string()))?;
+        let name = o
+            .endpoints
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let health = Arc::new(Health::new(component, o.on_outage, name, audit, clock));
+        Ok(Self::start(
+            store,
+            health,
+            Timeouts {
+                connect: o.connect_timeout,
+                response: o.response_timeout,
+                retry: o.retry_interval,
+                report: o.report_interval,
+            },
+            script,
+        ))
+    }
+
     /// Starts the task on the current runtime; every step calls `script`.
     pub(crate) fn start(
         store: Store,

@@ -3,6 +3,8 @@
 //! three-node Redis Cluster; and two limiters on one store count together.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,7 +17,7 @@ use auth_core::{ManualClock, RateLimiter};
 use auth_redis::{RedisOptions, RedisRateLimiter};
 use auth_tests::pki::run_ca;
 use auth_tests::redis::{Redis, RedisCluster};
-use secrecy::SecretString;
+use common::secured;
 
 /// Makes limiters on one store, each under a key prefix of its own.
 struct OnRedis {
@@ -43,24 +45,6 @@ impl LimiterFactory for OnRedis {
     }
 }
 
-fn secured_options(url: &str, user: &str, password: &str, ca: &std::path::Path) -> RedisOptions {
-    RedisOptions::new(url)
-        .unwrap()
-        .with_ca_pem(std::fs::read(ca).unwrap())
-        .with_user(user, SecretString::from(password.to_owned()))
-        // A CI machine under load answers loopback in well under this.
-        .with_response_timeout(Duration::from_secs(2))
-}
-
-fn secured(redis: &Redis) -> RedisOptions {
-    secured_options(
-        &redis.url(),
-        redis.acl_user().unwrap(),
-        redis.acl_password().unwrap(),
-        redis.ca_file().unwrap(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_limiter_keeps_the_contract_over_tls_with_an_acl_user() {
     let redis = Redis::start_secured(run_ca().unwrap()).unwrap_or_else(|e| panic!("{e}"));
@@ -75,15 +59,7 @@ async fn the_redis_limiter_keeps_the_contract_over_tls_with_an_acl_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_limiter_keeps_the_contract_on_a_three_node_cluster() {
     let cluster = RedisCluster::start(Some(run_ca().unwrap())).unwrap_or_else(|e| panic!("{e}"));
-    let urls = cluster.urls();
-    let base = secured_options(
-        &urls[0],
-        cluster.acl_user().unwrap(),
-        cluster.acl_password().unwrap(),
-        cluster.ca_file().unwrap(),
-    )
-    .cluster(&urls[1..])
-    .unwrap();
+    let base = common::cluster(&cluster);
     run_all(&OnRedis {
         base,
         next: AtomicU64::new(0),

@@ -3,6 +3,8 @@
 //! limiters share their counts again without being made anew.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,19 +14,12 @@ use auth_core::{AuditEventKind, MemoryAuditSink, RateLimiter};
 use auth_redis::{OnOutage, RedisOptions, RedisRateLimiter};
 use auth_tests::pki::run_ca;
 use auth_tests::redis::Redis;
-use secrecy::SecretString;
 
 /// The bound the issue sets on a decision while the store is down.
 const DECISION_BOUND: Duration = Duration::from_millis(50);
 
 fn options(redis: &Redis, on_outage: OnOutage) -> RedisOptions {
-    RedisOptions::new(&redis.url())
-        .unwrap()
-        .with_ca_pem(std::fs::read(redis.ca_file().unwrap()).unwrap())
-        .with_user(
-            redis.acl_user().unwrap(),
-            SecretString::from(redis.acl_password().unwrap().to_owned()),
-        )
+    common::secured(redis)
         .with_key_prefix("outage")
         .with_on_outage(on_outage)
         // Under the bound with room for a loaded machine's scheduling.

@@ -3,6 +3,8 @@
 //! by another at once; a stopped store fails the ask within the response timeout.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -15,7 +17,6 @@ use auth_core::revocation::{TokenFacts, TokenId};
 use auth_redis::{RedisOptions, RedisRevocations};
 use auth_tests::pki::run_ca;
 use auth_tests::redis::{Redis, RedisCluster};
-use secrecy::SecretString;
 
 struct OnRedis {
     base: RedisOptions,
@@ -40,27 +41,11 @@ impl RevocationsFactory for OnRedis {
     }
 }
 
-fn secured(url: &str, user: &str, password: &str, ca: &std::path::Path) -> RedisOptions {
-    RedisOptions::new(url)
-        .unwrap()
-        .with_ca_pem(std::fs::read(ca).unwrap())
-        .with_user(user, SecretString::from(password.to_owned()))
-}
-
-fn of(redis: &Redis) -> RedisOptions {
-    secured(
-        &redis.url(),
-        redis.acl_user().unwrap(),
-        redis.acl_password().unwrap(),
-        redis.ca_file().unwrap(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_revocations_keep_the_contract_over_tls() {
     let redis = Redis::start_secured(run_ca().unwrap()).unwrap_or_else(|e| panic!("{e}"));
     run_all(&OnRedis {
-        base: of(&redis).with_response_timeout(Duration::from_secs(2)),
+        base: common::secured(&redis).with_response_timeout(Duration::from_secs(2)),
         next: AtomicU64::new(0),
     })
     .await;
@@ -69,16 +54,7 @@ async fn redis_revocations_keep_the_contract_over_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_revocations_keep_the_contract_on_a_three_node_cluster() {
     let cluster = RedisCluster::start(Some(run_ca().unwrap())).unwrap_or_else(|e| panic!("{e}"));
-    let urls = cluster.urls();
-    let base = secured(
-        &urls[0],
-        cluster.acl_user().unwrap(),
-        cluster.acl_password().unwrap(),
-        cluster.ca_file().unwrap(),
-    )
-    .with_response_timeout(Duration::from_secs(2))
-    .cluster(&urls[1..])
-    .unwrap();
+    let base = common::cluster(&cluster);
     run_all(&OnRedis {
         base,
         next: AtomicU64::new(0),
@@ -89,7 +65,7 @@ async fn redis_revocations_keep_the_contract_on_a_three_node_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_at_one_instance_holds_at_another_and_an_outage_fails_fast() {
     let mut redis = Redis::start_secured(run_ca().unwrap()).unwrap_or_else(|e| panic!("{e}"));
-    let options = of(&redis)
+    let options = common::secured(&redis)
         .with_key_prefix("shared-rv")
         .with_response_timeout(Duration::from_millis(25));
     let day = Duration::from_secs(86_400);
@@ -152,7 +128,7 @@ impl RevocationsFactory for Replicas {
 async fn a_local_replica_keeps_the_contract() {
     let redis = Redis::start_secured(run_ca().unwrap()).unwrap_or_else(|e| panic!("{e}"));
     run_all(&Replicas {
-        base: of(&redis).with_response_timeout(Duration::from_secs(2)),
+        base: common::secured(&redis).with_response_timeout(Duration::from_secs(2)),
         next: AtomicU64::new(0),
     })
     .await;
@@ -161,7 +137,7 @@ async fn a_local_replica_keeps_the_contract() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_reaches_another_replica_within_a_second_and_a_silent_store_is_not_trusted() {
     let mut redis = Redis::start_secured(run_ca().unwrap()).unwrap_or_else(|e| panic!("{e}"));
-    let options = of(&redis)
+    let options = common::secured(&redis)
         .with_key_prefix("replicas")
         .with_response_timeout(Duration::from_millis(500))
         .with_retry_interval(Duration::from_millis(100));

@@ -16,10 +16,9 @@ use auth_core::rate_limit::{
 };
 use redis::Value;
 
-use crate::connect::Store;
-use crate::outage::{Component, Health, OnOutage};
+use crate::outage::{Component, OnOutage};
 use crate::settings::RedisOptions;
-use crate::writer::{NoAnswer, Timeouts, Writer};
+use crate::writer::{NoAnswer, Writer};
 use hold::{RedisHold, Unsent};
 use keys::{AttemptKeys, StepSettings, millis, step};
 
@@ -230,31 +229,13 @@ impl RedisRateLimiterBuilder {
     /// the connect timeout.
     pub async fn connect(self) -> Result<RedisRateLimiter, StartError> {
         let o = &self.options;
-        let store = Store::open(o).map_err(|e| StartError(e.to_string()))?;
-        let name = o
-            .endpoints
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        let health = Arc::new(Health::new(
+        let writer = Writer::open(
+            o,
             Component::RateLimiter,
-            o.on_outage,
-            name,
             self.audit,
             self.clock.clone(),
-        ));
-        let writer = Writer::start(
-            store,
-            health,
-            Timeouts {
-                connect: o.connect_timeout,
-                response: o.response_timeout,
-                retry: o.retry_interval,
-                report: o.report_interval,
-            },
             SCRIPT,
-        );
+        )?;
         let mut raw = [0u8; 8];
         getrandom::fill(&mut raw).map_err(|e| StartError(e.to_string()))?;
         let limiter = RedisRateLimiter {

@@ -10,11 +10,10 @@ use auth_core::clock::{SharedClock, system_clock};
 use auth_core::revocation::{RevocationError, Revocations, TokenFacts, TokenId};
 use redis::{Cmd, Value};
 
-use crate::connect::Store;
 use crate::limiter::StartError;
-use crate::outage::{Component, Health};
+use crate::outage::Component;
 use crate::settings::RedisOptions;
-use crate::writer::{NoAnswer, Timeouts, Writer};
+use crate::writer::{NoAnswer, Writer};
 
 mod replica;
 pub use replica::ReplicatedRevocations;
@@ -168,31 +167,13 @@ impl RedisRevocationsBuilder {
     /// connect timeout.
     pub async fn connect(self) -> Result<RedisRevocations, StartError> {
         let o = &self.options;
-        let store = Store::open(o).map_err(|e| StartError(e.to_string()))?;
-        let name = o
-            .endpoints
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        let health = Arc::new(Health::new(
+        let writer = Writer::open(
+            o,
             Component::Revocations,
-            o.on_outage,
-            name,
             self.audit,
             self.clock.clone(),
-        ));
-        let writer = Writer::start(
-            store,
-            health,
-            Timeouts {
-                connect: o.connect_timeout,
-                response: o.response_timeout,
-                retry: o.retry_interval,
-                report: o.report_interval,
-            },
             SCRIPT,
-        );
+        )?;
         let revocations = RedisRevocations {
             inner: Arc::new(Inner {
                 writer,

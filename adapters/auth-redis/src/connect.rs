@@ -28,32 +28,28 @@ pub(crate) struct Endpoint {
 impl Endpoint {
     /// `rediss://host:port`, or `redis://` on loopback (anywhere with `danger_plaintext`).
     pub(crate) fn parse(url: &str, danger_plaintext: bool) -> Result<Self, String> {
-        let (tls, rest) = if let Some(rest) = url.strip_prefix("rediss://") {
-            (true, rest)
-        } else if let Some(rest) = url.strip_prefix("redis://") {
-            (false, rest)
-        } else {
-            return Err(format!(
+        let not_redis = || {
+            format!(
                 "`{url}` is not a Redis URL: use rediss://host:port (TLS) or redis://127.0.0.1:port"
-            ));
+            )
+        };
+        let parsed = url::Url::parse(url).map_err(|_| not_redis())?;
+        let tls = match parsed.scheme() {
+            "rediss" => true,
+            "redis" => false,
+            _ => return Err(not_redis()),
         };
         // Credentials belong in `user` and the password's source, never in a URL that
         // reaches logs and process listings.
-        if rest.contains('@') {
+        if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err("a password in the URL would be logged: use user and password_env or password_wallet".to_owned());
         }
-        let authority = rest.split('/').next().unwrap_or_default();
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() && !p.contains(']') => (
-                h.trim_matches(['[', ']']).to_owned(),
-                p.parse::<u16>()
-                    .map_err(|_| format!("`{p}` in `{url}` is not a port"))?,
-            ),
-            _ => (authority.trim_matches(['[', ']']).to_owned(), 6379),
+        let host = match parsed.host() {
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            Some(h) => h.to_string(),
+            None => return Err(format!("`{url}` names no host")),
         };
-        if host.is_empty() {
-            return Err(format!("`{url}` names no host"));
-        }
+        let port = parsed.port().unwrap_or(6379);
         let loopback =
             host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
         if !tls && !loopback && !danger_plaintext {
@@ -207,5 +203,39 @@ impl Store {
                 pipe.query_async(&mut conn).await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_read_by_the_url_crate_and_refused_with_a_reason() {
+        let e = Endpoint::parse("rediss://redis.internal:6380/0", false).unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.tls),
+            ("redis.internal", 6380, true)
+        );
+        let v6 = Endpoint::parse("redis://[::1]", false).unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 6379));
+        assert_eq!(v6.to_string(), "redis://[::1]:6379");
+        assert!(
+            Endpoint::parse("redis://10.0.0.5:6379", false)
+                .unwrap_err()
+                .contains("plain text")
+        );
+        assert!(Endpoint::parse("redis://10.0.0.5:6379", true).is_ok());
+        assert!(
+            Endpoint::parse("rediss://u:pw@h:1", false)
+                .unwrap_err()
+                .contains("password")
+        );
+        assert!(
+            Endpoint::parse("http://h", false)
+                .unwrap_err()
+                .contains("not a Redis URL")
+        );
+        assert!(Endpoint::parse("rediss://h:99999", false).is_err());
     }
 }

@@ -20,7 +20,8 @@ use crate::outage::{Component, OnOutage};
 use crate::settings::RedisOptions;
 use crate::writer::{NoAnswer, Writer};
 use hold::{RedisHold, Unsent};
-use keys::{AttemptKeys, StepSettings, millis, step};
+pub(crate) use keys::millis;
+use keys::{AttemptKeys, StepSettings, step};
 
 /// The Lua source of every step.
 const SCRIPT: &str = include_str!("limiter.lua");

@@ -10,7 +10,7 @@ use auth_core::clock::{SharedClock, system_clock};
 use auth_core::revocation::{RevocationError, Revocations, TokenFacts, TokenId};
 use redis::{Cmd, Value};
 
-use crate::limiter::StartError;
+use crate::limiter::{StartError, millis};
 use crate::outage::Component;
 use crate::settings::RedisOptions;
 use crate::writer::{NoAnswer, Writer};
@@ -140,12 +140,6 @@ enum Step<'a> {
 /// The log of revocations every replica reads.
 pub(crate) fn log_key(prefix: &str) -> String {
     format!("{{{prefix}}}:rv:log")
-}
-
-pub(crate) fn millis(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4))
-        .unwrap_or_default()
 }
 
 impl RedisRevocationsBuilder {

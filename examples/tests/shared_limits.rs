@@ -1,4 +1,5 @@
-//! OPS-2, CORE-8, CORE-15 across instances: two gateway processes count on one Redis
+//! OPS-2, CORE-8, CORE-15 across instances and front doors: two gateway processes count
+//! on one Redis
 //! (TLS with the harness's CA, an ACL user whose password the gateways read from their
 //! wallet), with clients on network-namespace test hosts. Failures at either gateway lock
 //! the user at both while the user's known network still logs in at both; 200 concurrent
@@ -151,6 +152,30 @@ fn psql(host: &TestHost, gw: &GatewayProcess, password: &str) -> Result<String, 
     )
 }
 
+/// curl from `host`: the HTTP status of GET /whoami as demo with Basic credentials.
+fn curl(host: &TestHost, gw: &GatewayProcess, password: &str) -> String {
+    let (mut args, url) = gw.https("/whoami");
+    args.extend(["-u".to_owned(), format!("demo:{password}")]);
+    gateway::http_status(host.command("curl"), &args, &url)
+}
+
+/// A gRPC call from `host` as demo with Basic credentials: the status code's name.
+fn grpc(host: &TestHost, gw: &GatewayProcess, password: &str) -> String {
+    let out = gateway::preauth_client(host)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .env("AUTH_TEST_CA", gw.ca_file())
+        .args([
+            "grpc-call",
+            &gw.ip.to_string(),
+            &gw.grpc_port.to_string(),
+            "demo",
+            password,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 fn wrong(host: &TestHost, gw: &GatewayProcess) {
     let refused = psql(host, gw, WRONG).unwrap_err();
     assert!(
@@ -176,6 +201,11 @@ fn failures_at_either_gateway_lock_the_user_at_both(s: &Setup) {
     // 3 + 2 = 5 failures: the 3rd at gateway 2 finds the user locked, as does gateway 1.
     locked(&s.stranger, &s.two, WRONG);
     locked(&s.stranger, &s.one, &s.demo);
+    // The lock is the engine's, so it holds on every front door of both gateways.
+    for gw in [&s.one, &s.two] {
+        assert_eq!(curl(&s.stranger, gw, &s.demo), "429", "HTTP Basic");
+        assert_eq!(grpc(&s.stranger, gw, &s.demo), "RESOURCE_EXHAUSTED", "gRPC");
+    }
     for gw in [&s.one, &s.two] {
         assert_eq!(
             psql(&s.home, gw, &s.demo).unwrap(),
